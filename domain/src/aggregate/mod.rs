@@ -1,0 +1,386 @@
+//! The per-user aggregate: a user's live sessions, and the two pure functions over them.
+//!
+//! `decide` looks at the state and a command and answers with the events to record (or a
+//! refusal that records nothing); `evolve` folds one event into the state. Replaying a stream
+//! is a fold of `evolve`, so the state an actor holds, the projection the HTTP handlers read
+//! and a forensic replay all agree by construction.
+
+use std::collections::BTreeMap;
+
+use chrono::TimeDelta;
+
+use crate::commands::{
+    ClearSessions, Client, Command, IssueToken, Lifetimes, RecordLoginFailure, RevokeSession,
+    RotateToken,
+};
+use crate::events::{
+    Event, LoginFailed, RefreshTokenReused, RevokeReason, SessionRevoked, SessionsCleared,
+    TokenIssued, TokenRefreshed, TokenRotated,
+};
+use crate::types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};
+
+#[cfg(test)]
+mod tests;
+
+/// Turns the claims of a refresh token into the hash of the signed token. Signing is
+/// deterministic (HS256 over fixed claims), so this is a pure function of the grant; the
+/// service implements it with its secret, tests with anything deterministic.
+pub trait TokenSealer {
+    fn seal(&self, grant: &RefreshGrant) -> TokenHash;
+}
+
+/// A refusal that records nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("no such live session")]
+    UnknownSession,
+    #[error("the token does not belong to this user")]
+    WrongUser,
+    #[error("the token does not match its session")]
+    TokenMismatch,
+    #[error("a session with this id exists already")]
+    SessionExists,
+}
+
+/// The token a session replaced last, kept for the grace window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousToken {
+    pub generation: u32,
+    pub hash: TokenHash,
+    pub replaced_at: Timestamp,
+}
+
+/// One live session (token family).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub device_id: String,
+    pub generation: u32,
+    pub token_id: TokenId,
+    pub token_hash: TokenHash,
+    pub token_issued_at: Timestamp,
+    pub token_expires_at: Timestamp,
+    pub previous: Option<PreviousToken>,
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
+    pub idle_expires_at: Timestamp,
+    pub absolute_expires_at: Timestamp,
+    pub login_ip: Option<String>,
+    pub login_user_agent: Option<String>,
+    pub last_ip: Option<String>,
+    pub last_user_agent: Option<String>,
+}
+
+impl Session {
+    /// The claims of this session's current refresh token.
+    pub fn grant(&self, user_id: UserId) -> RefreshGrant {
+        RefreshGrant {
+            user_id,
+            session_id: self.id,
+            token_id: self.token_id,
+            generation: self.generation,
+            issued_at: self.token_issued_at.timestamp(),
+            expires_at: self.token_expires_at.timestamp(),
+        }
+    }
+
+    /// When the session ends by itself unless it is used again.
+    pub fn expires_at(&self) -> Timestamp {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at()
+    }
+}
+
+/// A user's live sessions: the state of stream `user-<id>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserSessions {
+    pub user_id: UserId,
+    pub sessions: BTreeMap<SessionId, Session>,
+}
+
+impl UserSessions {
+    pub fn new(user_id: UserId) -> Self {
+        UserSessions {
+            user_id,
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    pub fn session(&self, id: &SessionId) -> Option<&Session> {
+        self.sessions.get(id)
+    }
+}
+
+/// Decides what a command records. `now` is the only clock.
+pub fn decide(
+    state: &UserSessions,
+    command: &Command,
+    now: Timestamp,
+    sealer: &impl TokenSealer,
+) -> Result<Vec<Event>, DomainError> {
+    match command {
+        Command::IssueToken(cmd) => issue(state, cmd, now, sealer),
+        Command::RotateToken(cmd) => rotate(state, cmd, now, sealer),
+        Command::RevokeSession(cmd) => revoke(state, cmd, now),
+        Command::ClearSessions(cmd) => Ok(clear(state, cmd, now)),
+        Command::RecordLoginFailure(RecordLoginFailure { client }) => {
+            Ok(vec![Event::LoginFailed(LoginFailed {
+                failed_at: now,
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+            })])
+        }
+    }
+}
+
+/// Token times are whole seconds (JWT `iat`/`exp`), so the grant re-signs identically.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+fn later(now: Timestamp, by: TimeDelta) -> Timestamp {
+    now.checked_add_signed(by)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+fn issue(
+    state: &UserSessions,
+    cmd: &IssueToken,
+    now: Timestamp,
+    sealer: &impl TokenSealer,
+) -> Result<Vec<Event>, DomainError> {
+    if state.sessions.contains_key(&cmd.session_id) {
+        return Err(DomainError::SessionExists);
+    }
+    let Lifetimes {
+        refresh_token,
+        idle_timeout,
+        absolute,
+    } = cmd.lifetimes;
+    let issued_at = whole_seconds(now);
+    let absolute_expires_at = later(issued_at, absolute);
+    let token_expires_at = later(issued_at, refresh_token).min(absolute_expires_at);
+    let grant = RefreshGrant {
+        user_id: state.user_id,
+        session_id: cmd.session_id,
+        token_id: cmd.token_id,
+        generation: 0,
+        issued_at: issued_at.timestamp(),
+        expires_at: token_expires_at.timestamp(),
+    };
+    Ok(vec![Event::TokenIssued(TokenIssued {
+        session_id: cmd.session_id,
+        device_id: cmd.device_id.clone(),
+        token_id: cmd.token_id,
+        token_hash: sealer.seal(&grant),
+        reason: cmd.reason,
+        issued_at,
+        token_expires_at,
+        idle_expires_at: later(issued_at, idle_timeout).min(absolute_expires_at),
+        absolute_expires_at,
+        ip: cmd.client.ip.clone(),
+        user_agent: cmd.client.user_agent.clone(),
+    })])
+}
+
+fn rotate(
+    state: &UserSessions,
+    cmd: &RotateToken,
+    now: Timestamp,
+    sealer: &impl TokenSealer,
+) -> Result<Vec<Event>, DomainError> {
+    let presented = &cmd.presented;
+    if presented.user_id != state.user_id {
+        return Err(DomainError::WrongUser);
+    }
+    let session = state
+        .session(&presented.session_id)
+        .ok_or(DomainError::UnknownSession)?;
+    if session.is_expired(now) {
+        return Ok(vec![revoked(session.id, RevokeReason::Expired, now)]);
+    }
+    if presented.generation > session.generation {
+        return Err(DomainError::TokenMismatch);
+    }
+    if presented.generation == session.generation {
+        if presented.token_id != session.token_id || !presented.hash.matches(&session.token_hash) {
+            return Err(DomainError::TokenMismatch);
+        }
+        return Ok(vec![if cmd.rotation {
+            successor(state.user_id, session, cmd, now, sealer)
+        } else {
+            Event::TokenRefreshed(TokenRefreshed {
+                session_id: session.id,
+                generation: session.generation,
+                refreshed_at: now,
+                idle_expires_at: later(now, cmd.lifetimes.idle_timeout)
+                    .min(session.absolute_expires_at),
+                ip: cmd.client.ip.clone(),
+                user_agent: cmd.client.user_agent.clone(),
+            })
+        }]);
+    }
+    // An older generation. The immediately previous token within the grace window gets the
+    // current token again (no event: the caller answers with the session's current grant).
+    if let Some(previous) = &session.previous {
+        let within_grace = now.signed_duration_since(previous.replaced_at) <= cmd.reuse_grace;
+        if previous.generation == presented.generation && within_grace {
+            return if presented.hash.matches(&previous.hash) {
+                Ok(Vec::new())
+            } else {
+                Err(DomainError::TokenMismatch)
+            };
+        }
+    }
+    Ok(vec![
+        Event::RefreshTokenReused(RefreshTokenReused {
+            session_id: session.id,
+            token_id: presented.token_id,
+            presented_generation: presented.generation,
+            current_generation: session.generation,
+            detected_at: now,
+            ip: cmd.client.ip.clone(),
+            user_agent: cmd.client.user_agent.clone(),
+        }),
+        revoked(session.id, RevokeReason::ReuseDetected, now),
+    ])
+}
+
+fn successor(
+    user_id: UserId,
+    session: &Session,
+    cmd: &RotateToken,
+    now: Timestamp,
+    sealer: &impl TokenSealer,
+) -> Event {
+    let rotated_at = whole_seconds(now);
+    // Rotation slides the token's expiry with use but never past the absolute lifetime.
+    let token_expires_at =
+        later(rotated_at, cmd.lifetimes.refresh_token).min(session.absolute_expires_at);
+    let grant = RefreshGrant {
+        user_id,
+        session_id: session.id,
+        token_id: cmd.successor_id,
+        generation: session.generation + 1,
+        issued_at: rotated_at.timestamp(),
+        expires_at: token_expires_at.timestamp(),
+    };
+    let Client { ip, user_agent } = cmd.client.clone();
+    Event::TokenRotated(TokenRotated {
+        session_id: session.id,
+        generation: grant.generation,
+        token_id: grant.token_id,
+        token_hash: sealer.seal(&grant),
+        rotated_at,
+        token_expires_at,
+        idle_expires_at: later(rotated_at, cmd.lifetimes.idle_timeout)
+            .min(session.absolute_expires_at),
+        ip,
+        user_agent,
+    })
+}
+
+fn revoked(session_id: SessionId, reason: RevokeReason, now: Timestamp) -> Event {
+    Event::SessionRevoked(SessionRevoked {
+        session_id,
+        reason,
+        revoked_at: now,
+    })
+}
+
+fn revoke(
+    state: &UserSessions,
+    cmd: &RevokeSession,
+    now: Timestamp,
+) -> Result<Vec<Event>, DomainError> {
+    let session = state
+        .session(&cmd.session_id)
+        .ok_or(DomainError::UnknownSession)?;
+    Ok(vec![revoked(session.id, cmd.reason, now)])
+}
+
+fn clear(state: &UserSessions, cmd: &ClearSessions, now: Timestamp) -> Vec<Event> {
+    // Recorded even when nothing is alive: who cleared what, and when, is the audit trail.
+    let session_ids = state
+        .sessions
+        .keys()
+        .filter(|id| Some(**id) != cmd.keep)
+        .copied()
+        .collect();
+    let kept = cmd.keep.filter(|id| state.sessions.contains_key(id));
+    vec![Event::SessionsCleared(SessionsCleared {
+        reason: cmd.reason,
+        session_ids,
+        kept,
+        cleared_at: now,
+    })]
+}
+
+/// Folds one event into the state. Ended sessions leave the state: a token of one is then
+/// simply unknown.
+pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
+    match event {
+        Event::TokenIssued(e) => {
+            state.sessions.insert(
+                e.session_id,
+                Session {
+                    id: e.session_id,
+                    device_id: e.device_id.clone(),
+                    generation: 0,
+                    token_id: e.token_id,
+                    token_hash: e.token_hash,
+                    token_issued_at: e.issued_at,
+                    token_expires_at: e.token_expires_at,
+                    previous: None,
+                    created_at: e.issued_at,
+                    last_used_at: e.issued_at,
+                    idle_expires_at: e.idle_expires_at,
+                    absolute_expires_at: e.absolute_expires_at,
+                    login_ip: e.ip.clone(),
+                    login_user_agent: e.user_agent.clone(),
+                    last_ip: e.ip.clone(),
+                    last_user_agent: e.user_agent.clone(),
+                },
+            );
+        }
+        Event::TokenRotated(e) => {
+            if let Some(s) = state.sessions.get_mut(&e.session_id) {
+                s.previous = Some(PreviousToken {
+                    generation: s.generation,
+                    hash: s.token_hash,
+                    replaced_at: e.rotated_at,
+                });
+                s.generation = e.generation;
+                s.token_id = e.token_id;
+                s.token_hash = e.token_hash;
+                s.token_issued_at = e.rotated_at;
+                s.token_expires_at = e.token_expires_at;
+                s.last_used_at = e.rotated_at;
+                s.idle_expires_at = e.idle_expires_at;
+                s.last_ip.clone_from(&e.ip);
+                s.last_user_agent.clone_from(&e.user_agent);
+            }
+        }
+        Event::TokenRefreshed(e) => {
+            if let Some(s) = state.sessions.get_mut(&e.session_id) {
+                s.last_used_at = e.refreshed_at;
+                s.idle_expires_at = e.idle_expires_at;
+                s.last_ip.clone_from(&e.ip);
+                s.last_user_agent.clone_from(&e.user_agent);
+            }
+        }
+        Event::SessionRevoked(e) => {
+            state.sessions.remove(&e.session_id);
+        }
+        Event::SessionsCleared(e) => {
+            for id in &e.session_ids {
+                state.sessions.remove(id);
+            }
+        }
+        Event::RefreshTokenReused(_) | Event::LoginFailed(_) => {}
+    }
+    state
+}

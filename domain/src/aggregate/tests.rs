@@ -1,0 +1,400 @@
+//! Given/when/then tests for every rule of the aggregate (DESIGN §2).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::commands::PresentedToken;
+use crate::events::{ClearReason, IssueReason};
+
+/// Deterministic stand-in for signing: the hash spells out the grant's fields.
+struct FieldSealer;
+
+impl TokenSealer for FieldSealer {
+    fn seal(&self, grant: &RefreshGrant) -> TokenHash {
+        let mut bytes = [0u8; 32];
+        bytes[..16].copy_from_slice(grant.token_id.as_bytes());
+        bytes[16..20].copy_from_slice(&grant.generation.to_be_bytes());
+        bytes[20..28].copy_from_slice(&grant.expires_at.to_be_bytes());
+        TokenHash(bytes)
+    }
+}
+
+const USER: UserId = 7;
+
+fn at(seconds: i64) -> Timestamp {
+    DateTime::<Utc>::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+}
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn lifetimes() -> Lifetimes {
+    Lifetimes {
+        refresh_token: TimeDelta::days(30),
+        idle_timeout: TimeDelta::days(7),
+        absolute: TimeDelta::days(90),
+    }
+}
+
+fn client(ip: &str) -> Client {
+    Client {
+        ip: Some(ip.to_owned()),
+        user_agent: Some("test-agent".to_owned()),
+    }
+}
+
+const SESSION: u128 = 100;
+
+fn login() -> Command {
+    Command::IssueToken(IssueToken {
+        session_id: id(SESSION),
+        device_id: "phone".to_owned(),
+        token_id: id(1),
+        reason: IssueReason::Login,
+        lifetimes: lifetimes(),
+        client: client("10.0.0.1"),
+    })
+}
+
+fn refresh(state: &UserSessions, generation: u32, rotation: bool, successor: u128) -> Command {
+    let session = state.session(&id(SESSION)).expect("session in state");
+    // Present the token of `generation`: the current one, or the previous one's hash.
+    let (token_id, hash) = if generation == session.generation {
+        (session.token_id, session.token_hash)
+    } else if let Some(prev) = session
+        .previous
+        .as_ref()
+        .filter(|p| p.generation == generation)
+    {
+        (id(u128::from(generation) + 1), prev.hash)
+    } else {
+        (
+            id(u128::from(generation) + 1),
+            TokenHash([generation as u8; 32]),
+        )
+    };
+    Command::RotateToken(RotateToken {
+        presented: PresentedToken {
+            user_id: USER,
+            session_id: id(SESSION),
+            token_id,
+            generation,
+            hash,
+        },
+        rotation,
+        successor_id: id(successor),
+        reuse_grace: TimeDelta::seconds(10),
+        lifetimes: lifetimes(),
+        client: client("10.0.0.2"),
+    })
+}
+
+/// given(events) → when(command at time) → then events or error.
+struct Harness {
+    state: UserSessions,
+}
+
+fn given(history: &[(Command, Timestamp)]) -> Harness {
+    let mut state = UserSessions::new(USER);
+    for (command, now) in history {
+        let events = decide(&state, command, *now, &FieldSealer).expect("history decides");
+        state = events.iter().fold(state, evolve);
+    }
+    Harness { state }
+}
+
+impl Harness {
+    fn when(
+        &self,
+        command: Command,
+        now: Timestamp,
+    ) -> (Result<Vec<Event>, DomainError>, UserSessions) {
+        let result = decide(&self.state, &command, now, &FieldSealer);
+        let after = match &result {
+            Ok(events) => events.iter().fold(self.state.clone(), evolve),
+            Err(_) => self.state.clone(),
+        };
+        (result, after)
+    }
+
+    fn rotated(mut self, now: Timestamp, successor: u128) -> Self {
+        let cmd = refresh(&self.state, self.session().generation, true, successor);
+        let events = decide(&self.state, &cmd, now, &FieldSealer).expect("rotation decides");
+        self.state = events.iter().fold(self.state, evolve);
+        self
+    }
+
+    fn session(&self) -> &Session {
+        self.state.session(&id(SESSION)).expect("live session")
+    }
+}
+
+fn types(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(Event::event_type).collect()
+}
+
+#[test]
+fn login_starts_a_session_at_generation_zero_with_the_sealed_token() {
+    let (result, after) = given(&[]).when(login(), at(0));
+    let events = result.unwrap();
+    assert_eq!(types(&events), ["TokenIssued"]);
+    let session = after.session(&id(SESSION)).unwrap();
+    assert_eq!(session.generation, 0);
+    assert_eq!(session.token_hash, FieldSealer.seal(&session.grant(USER)));
+    assert_eq!(session.absolute_expires_at, at(0) + TimeDelta::days(90));
+    assert_eq!(session.idle_expires_at, at(0) + TimeDelta::days(7));
+    assert_eq!(session.token_expires_at, at(0) + TimeDelta::days(30));
+}
+
+#[test]
+fn rotation_on_mints_the_next_generation_and_remembers_the_previous() {
+    let h = given(&[(login(), at(0))]);
+    let (result, after) = h.when(refresh(&h.state, 0, true, 2), at(60));
+    assert_eq!(types(&result.unwrap()), ["TokenRotated"]);
+    let session = after.session(&id(SESSION)).unwrap();
+    assert_eq!((session.generation, session.token_id), (1, id(2)));
+    assert_eq!(session.previous.as_ref().unwrap().generation, 0);
+    assert_eq!(session.token_hash, FieldSealer.seal(&session.grant(USER)));
+}
+
+#[test]
+fn rotation_off_records_the_use_and_keeps_the_token() {
+    let h = given(&[(login(), at(0))]);
+    let before = h.session().clone();
+    let (result, after) = h.when(refresh(&h.state, 0, false, 2), at(3600));
+    assert_eq!(types(&result.unwrap()), ["TokenRefreshed"]);
+    let session = after.session(&id(SESSION)).unwrap();
+    assert_eq!(
+        (session.generation, session.token_hash),
+        (0, before.token_hash)
+    );
+    assert_eq!(session.last_used_at, at(3600));
+    assert_eq!(session.idle_expires_at, at(3600) + TimeDelta::days(7));
+    assert_eq!(session.last_ip.as_deref(), Some("10.0.0.2"));
+}
+
+#[test]
+fn the_token_must_belong_to_the_streams_user() {
+    let h = given(&[(login(), at(0))]);
+    let mut cmd = refresh(&h.state, 0, true, 2);
+    if let Command::RotateToken(r) = &mut cmd {
+        r.presented.user_id = USER + 1;
+    }
+    assert_eq!(h.when(cmd, at(1)).0, Err(DomainError::WrongUser));
+}
+
+#[test]
+fn an_unknown_session_is_refused() {
+    let h = given(&[(login(), at(0))]);
+    let mut cmd = refresh(&h.state, 0, true, 2);
+    if let Command::RotateToken(r) = &mut cmd {
+        r.presented.session_id = id(999);
+    }
+    assert_eq!(h.when(cmd, at(1)).0, Err(DomainError::UnknownSession));
+}
+
+#[test]
+fn a_current_generation_with_another_hash_or_id_is_refused() {
+    let h = given(&[(login(), at(0))]);
+    let mut wrong_hash = refresh(&h.state, 0, true, 2);
+    if let Command::RotateToken(r) = &mut wrong_hash {
+        r.presented.hash = TokenHash([9; 32]);
+    }
+    assert_eq!(h.when(wrong_hash, at(1)).0, Err(DomainError::TokenMismatch));
+    let mut wrong_id = refresh(&h.state, 0, true, 2);
+    if let Command::RotateToken(r) = &mut wrong_id {
+        r.presented.token_id = id(12345);
+    }
+    assert_eq!(h.when(wrong_id, at(1)).0, Err(DomainError::TokenMismatch));
+}
+
+#[test]
+fn a_generation_from_the_future_is_refused() {
+    let h = given(&[(login(), at(0))]);
+    let mut cmd = refresh(&h.state, 0, true, 2);
+    if let Command::RotateToken(r) = &mut cmd {
+        r.presented.generation = 5;
+    }
+    assert_eq!(h.when(cmd, at(1)).0, Err(DomainError::TokenMismatch));
+}
+
+#[test]
+fn the_previous_token_within_the_grace_window_gets_the_same_successor() {
+    let h = given(&[(login(), at(0))]).rotated(at(100), 2);
+    let successor = h.session().grant(USER);
+    let (result, after) = h.when(refresh(&h.state, 0, true, 3), at(109));
+    assert_eq!(result.unwrap(), Vec::<Event>::new());
+    assert_eq!(after.session(&id(SESSION)).unwrap().grant(USER), successor);
+}
+
+#[test]
+fn the_previous_token_after_the_grace_window_revokes_the_whole_session() {
+    let h = given(&[(login(), at(0))]).rotated(at(100), 2);
+    let (result, after) = h.when(refresh(&h.state, 0, true, 3), at(111));
+    let events = result.unwrap();
+    assert_eq!(types(&events), ["RefreshTokenReused", "SessionRevoked"]);
+    match &events[1] {
+        Event::SessionRevoked(e) => assert_eq!(e.reason, RevokeReason::ReuseDetected),
+        other => panic!("expected SessionRevoked, got {other:?}"),
+    }
+    assert!(
+        after.session(&id(SESSION)).is_none(),
+        "the newer token dies with the family"
+    );
+}
+
+#[test]
+fn an_older_generation_is_reuse_even_inside_the_grace_window() {
+    let h = given(&[(login(), at(0))])
+        .rotated(at(100), 2)
+        .rotated(at(101), 3);
+    let (result, after) = h.when(refresh(&h.state, 0, true, 4), at(102));
+    match &result.unwrap()[0] {
+        Event::RefreshTokenReused(e) => {
+            assert_eq!((e.presented_generation, e.current_generation), (0, 2));
+            assert_eq!(e.ip.as_deref(), Some("10.0.0.2"));
+        }
+        other => panic!("expected RefreshTokenReused, got {other:?}"),
+    }
+    assert!(after.sessions.is_empty());
+}
+
+#[test]
+fn idle_expiry_ends_the_session_on_its_next_refresh() {
+    let h = given(&[(login(), at(0))]);
+    let idle = 7 * 86_400;
+    let (alive, _) = h.when(refresh(&h.state, 0, false, 2), at(idle - 1));
+    assert_eq!(types(&alive.unwrap()), ["TokenRefreshed"]);
+    let (result, after) = h.when(refresh(&h.state, 0, false, 2), at(idle));
+    match &result.unwrap()[..] {
+        [Event::SessionRevoked(e)] => assert_eq!(e.reason, RevokeReason::Expired),
+        other => panic!("expected one SessionRevoked, got {other:?}"),
+    }
+    assert!(after.sessions.is_empty());
+}
+
+#[test]
+fn rotation_slides_idle_expiry_but_never_the_absolute_one() {
+    // Rotate every 6 days: idle (7 days) never strikes, the absolute lifetime (90 days) does.
+    let mut h = given(&[(login(), at(0))]);
+    let day = 86_400;
+    let mut t = 0;
+    while t + 6 * day < 90 * day {
+        t += 6 * day;
+        h = h.rotated(at(t), 1000 + t as u128);
+        let s = h.session();
+        assert!(
+            s.token_expires_at <= at(90 * day),
+            "token exp passes the absolute lifetime"
+        );
+        assert!(s.idle_expires_at <= at(90 * day));
+        assert_eq!(s.absolute_expires_at, at(90 * day));
+    }
+    let (result, _) = h.when(
+        refresh(&h.state, h.session().generation, true, 1),
+        at(90 * day),
+    );
+    match &result.unwrap()[..] {
+        [Event::SessionRevoked(e)] => assert_eq!(e.reason, RevokeReason::Expired),
+        other => panic!("expected expiry, got {other:?}"),
+    }
+}
+
+#[test]
+fn revoking_ends_one_session_and_an_unknown_one_is_refused() {
+    let h = given(&[(login(), at(0))]);
+    let cmd = Command::RevokeSession(RevokeSession {
+        session_id: id(SESSION),
+        reason: RevokeReason::Logout,
+    });
+    let (result, after) = h.when(cmd.clone(), at(5));
+    assert_eq!(types(&result.unwrap()), ["SessionRevoked"]);
+    assert!(after.sessions.is_empty());
+    let h = Harness { state: after };
+    assert_eq!(h.when(cmd, at(6)).0, Err(DomainError::UnknownSession));
+}
+
+#[test]
+fn clearing_ends_every_session_but_the_kept_one() {
+    let second = Command::IssueToken(IssueToken {
+        session_id: id(200),
+        device_id: "laptop".to_owned(),
+        token_id: id(201),
+        reason: IssueReason::Login,
+        lifetimes: lifetimes(),
+        client: client("10.0.0.3"),
+    });
+    let h = given(&[(login(), at(0)), (second, at(1))]);
+    let cmd = Command::ClearSessions(ClearSessions {
+        reason: ClearReason::Logout,
+        keep: Some(id(200)),
+    });
+    let (result, after) = h.when(cmd, at(2));
+    match &result.unwrap()[..] {
+        [Event::SessionsCleared(e)] => {
+            assert_eq!(e.session_ids, vec![id(SESSION)]);
+            assert_eq!(e.kept, Some(id(200)));
+        }
+        other => panic!("expected SessionsCleared, got {other:?}"),
+    }
+    assert_eq!(
+        after.sessions.keys().copied().collect::<Vec<_>>(),
+        vec![id(200)]
+    );
+}
+
+#[test]
+fn a_session_id_is_never_issued_twice() {
+    let h = given(&[(login(), at(0))]);
+    assert_eq!(h.when(login(), at(1)).0, Err(DomainError::SessionExists));
+}
+
+#[test]
+fn a_failed_login_is_recorded_and_changes_no_session() {
+    let h = given(&[(login(), at(0))]);
+    let cmd = Command::RecordLoginFailure(RecordLoginFailure {
+        client: client("6.6.6.6"),
+    });
+    let (result, after) = h.when(cmd, at(3));
+    assert_eq!(types(&result.unwrap()), ["LoginFailed"]);
+    assert_eq!(after, h.state);
+}
+
+#[test]
+fn every_event_round_trips_through_its_stored_payload() {
+    let h = given(&[(login(), at(0))]).rotated(at(100), 2);
+    let mut events = decide(&given(&[]).state, &login(), at(0), &FieldSealer).unwrap();
+    events.extend(
+        decide(
+            &h.state,
+            &refresh(&h.state, 0, true, 3),
+            at(200),
+            &FieldSealer,
+        )
+        .unwrap(),
+    );
+    events.extend(
+        decide(
+            &h.state,
+            &refresh(&h.state, 1, false, 3),
+            at(200),
+            &FieldSealer,
+        )
+        .unwrap(),
+    );
+    for event in events {
+        let decoded =
+            Event::decode(event.event_type(), event.schema_version(), &event.payload()).unwrap();
+        assert_eq!(decoded, event);
+    }
+    assert!(matches!(
+        Event::decode("Nope", 1, "{}"),
+        Err(crate::DecodeError::UnknownType(_))
+    ));
+    assert!(matches!(
+        Event::decode("LoginFailed", 1, "[]"),
+        Err(crate::DecodeError::Payload { .. })
+    ));
+}

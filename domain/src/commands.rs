@@ -1,0 +1,84 @@
+//! What callers ask of a user's sessions. Fresh ids and the lifetimes in force come in the
+//! command, so deciding stays pure.
+
+use chrono::TimeDelta;
+
+use crate::events::{ClearReason, IssueReason, RevokeReason};
+use crate::types::{SessionId, TokenHash, TokenId, UserId};
+
+/// Where a request came from, recorded with the session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The lifetimes configured when a command is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// How long one refresh token is valid (`refreshTokenExpiresIn`).
+    pub refresh_token: TimeDelta,
+    /// How long a session may go unused (`sessionIdleTimeout`).
+    pub idle_timeout: TimeDelta,
+    /// How long a session may live from login, whatever its use (`sessionAbsoluteLifetime`).
+    pub absolute: TimeDelta,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueToken {
+    pub session_id: SessionId,
+    pub device_id: String,
+    pub token_id: TokenId,
+    pub reason: IssueReason,
+    pub lifetimes: Lifetimes,
+    pub client: Client,
+}
+
+/// The verified claims of the refresh token a client presented, and its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresentedToken {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub token_id: TokenId,
+    pub generation: u32,
+    pub hash: TokenHash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotateToken {
+    pub presented: PresentedToken,
+    /// Off: the same refresh token keeps working and each use is recorded as `TokenRefreshed`.
+    pub rotation: bool,
+    /// The id of the successor token, used only if a new generation is minted.
+    pub successor_id: TokenId,
+    /// How long the immediately previous token still yields the same successor.
+    pub reuse_grace: TimeDelta,
+    pub lifetimes: Lifetimes,
+    pub client: Client,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokeSession {
+    pub session_id: SessionId,
+    pub reason: RevokeReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClearSessions {
+    pub reason: ClearReason,
+    pub keep: Option<SessionId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordLoginFailure {
+    pub client: Client,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    IssueToken(IssueToken),
+    RotateToken(RotateToken),
+    RevokeSession(RevokeSession),
+    ClearSessions(ClearSessions),
+    RecordLoginFailure(RecordLoginFailure),
+}

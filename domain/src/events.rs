@@ -1,0 +1,224 @@
+//! The events of a user's stream `user-<id>`. Names are stable; each payload carries its own
+//! `schema_version` in the store so that later versions can upcast older ones.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{SessionId, Timestamp, TokenHash, TokenId};
+
+/// Why a session started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueReason {
+    Login,
+    Register,
+    PasswordChange,
+}
+
+/// Why one session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    Logout,
+    UserRevoked,
+    Admin,
+    ReuseDetected,
+    Expired,
+}
+
+/// Why many sessions ended at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClearReason {
+    Logout,
+    PasswordChanged,
+    Admin,
+    Blocked,
+}
+
+/// A session starts with its generation-0 refresh token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub session_id: SessionId,
+    pub device_id: String,
+    pub token_id: TokenId,
+    pub token_hash: TokenHash,
+    pub reason: IssueReason,
+    pub issued_at: Timestamp,
+    pub token_expires_at: Timestamp,
+    pub idle_expires_at: Timestamp,
+    pub absolute_expires_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A refresh with rotation on: generation `generation - 1` gave way to `generation`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRotated {
+    pub session_id: SessionId,
+    pub generation: u32,
+    pub token_id: TokenId,
+    pub token_hash: TokenHash,
+    pub rotated_at: Timestamp,
+    pub token_expires_at: Timestamp,
+    pub idle_expires_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A refresh with rotation off: a new access token from the same refresh token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRefreshed {
+    pub session_id: SessionId,
+    pub generation: u32,
+    pub refreshed_at: Timestamp,
+    pub idle_expires_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A genuine token of an older generation came back outside the grace window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenReused {
+    pub session_id: SessionId,
+    pub token_id: TokenId,
+    pub presented_generation: u32,
+    pub current_generation: u32,
+    pub detected_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRevoked {
+    pub session_id: SessionId,
+    pub reason: RevokeReason,
+    pub revoked_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsCleared {
+    pub reason: ClearReason,
+    /// The sessions that ended, so a reader of the log needs no state to know.
+    pub session_ids: Vec<SessionId>,
+    /// The one session left alive ("log out everywhere else"), if any.
+    pub kept: Option<SessionId>,
+    pub cleared_at: Timestamp,
+}
+
+/// A wrong password for an existing user, for brute-force forensics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginFailed {
+    pub failed_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    TokenIssued(TokenIssued),
+    TokenRotated(TokenRotated),
+    TokenRefreshed(TokenRefreshed),
+    RefreshTokenReused(RefreshTokenReused),
+    SessionRevoked(SessionRevoked),
+    SessionsCleared(SessionsCleared),
+    LoginFailed(LoginFailed),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("{event_type} has no schema version {schema_version}")]
+    UnknownVersion {
+        event_type: String,
+        schema_version: i16,
+    },
+    #[error("{event_type} payload: {source}")]
+    Payload {
+        event_type: String,
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    /// The current schema version of every payload; bump one when its fields change and teach
+    /// `decode` to upcast the old form.
+    pub const SCHEMA_VERSION: i16 = 1;
+
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::TokenIssued(_) => "TokenIssued",
+            Event::TokenRotated(_) => "TokenRotated",
+            Event::TokenRefreshed(_) => "TokenRefreshed",
+            Event::RefreshTokenReused(_) => "RefreshTokenReused",
+            Event::SessionRevoked(_) => "SessionRevoked",
+            Event::SessionsCleared(_) => "SessionsCleared",
+            Event::LoginFailed(_) => "LoginFailed",
+        }
+    }
+
+    pub fn schema_version(&self) -> i16 {
+        Self::SCHEMA_VERSION
+    }
+
+    /// The payload as stored: the variant's fields, without the type, which has a column.
+    pub fn payload(&self) -> String {
+        // Serialising these plain structs cannot fail: every field is a string, number,
+        // uuid, timestamp or enum, none of them a map with non-string keys.
+        let encoded = match self {
+            Event::TokenIssued(e) => serde_json::to_string(e),
+            Event::TokenRotated(e) => serde_json::to_string(e),
+            Event::TokenRefreshed(e) => serde_json::to_string(e),
+            Event::RefreshTokenReused(e) => serde_json::to_string(e),
+            Event::SessionRevoked(e) => serde_json::to_string(e),
+            Event::SessionsCleared(e) => serde_json::to_string(e),
+            Event::LoginFailed(e) => serde_json::to_string(e),
+        };
+        encoded.expect("event payloads always serialise")
+    }
+
+    pub fn decode(
+        event_type: &str,
+        schema_version: i16,
+        payload: &str,
+    ) -> Result<Event, DecodeError> {
+        if schema_version != Self::SCHEMA_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                event_type: event_type.to_owned(),
+                schema_version,
+            });
+        }
+        fn parse<T: serde::de::DeserializeOwned>(
+            event_type: &str,
+            payload: &str,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
+                event_type: event_type.to_owned(),
+                source,
+            })
+        }
+        Ok(match event_type {
+            "TokenIssued" => Event::TokenIssued(parse(event_type, payload)?),
+            "TokenRotated" => Event::TokenRotated(parse(event_type, payload)?),
+            "TokenRefreshed" => Event::TokenRefreshed(parse(event_type, payload)?),
+            "RefreshTokenReused" => Event::RefreshTokenReused(parse(event_type, payload)?),
+            "SessionRevoked" => Event::SessionRevoked(parse(event_type, payload)?),
+            "SessionsCleared" => Event::SessionsCleared(parse(event_type, payload)?),
+            "LoginFailed" => Event::LoginFailed(parse(event_type, payload)?),
+            other => return Err(DecodeError::UnknownType(other.to_owned())),
+        })
+    }
+
+    /// When the event happened, as the decision that made it saw the clock.
+    pub fn occurred_at(&self) -> Timestamp {
+        match self {
+            Event::TokenIssued(e) => e.issued_at,
+            Event::TokenRotated(e) => e.rotated_at,
+            Event::TokenRefreshed(e) => e.refreshed_at,
+            Event::RefreshTokenReused(e) => e.detected_at,
+            Event::SessionRevoked(e) => e.revoked_at,
+            Event::SessionsCleared(e) => e.cleared_at,
+            Event::LoginFailed(e) => e.failed_at,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! tokenledger's domain: the events of a user's session stream, the commands that ask for
+//! changes, and the aggregate that decides them.
+//!
+//! Everything here is pure: no async, no IO, no clock reads and no randomness. Time and fresh
+//! ids come in as arguments, so a stream replays to the same state on any machine and every
+//! rule is testable with plain given/when/then tests.
+
+mod aggregate;
+mod commands;
+mod events;
+mod types;
+
+pub use aggregate::{DomainError, Session, TokenSealer, UserSessions, decide, evolve};
+pub use commands::{
+    ClearSessions, Client, Command, IssueToken, Lifetimes, PresentedToken, RecordLoginFailure,
+    RevokeSession, RotateToken,
+};
+pub use events::{
+    ClearReason, DecodeError, Event, IssueReason, LoginFailed, RefreshTokenReused, RevokeReason,
+    SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
+};
+pub use types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};

@@ -1,0 +1,88 @@
+//! The small value types every event and command speaks in.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use subtle::ConstantTimeEq;
+
+/// A user's numeric id, as Strapi numbers its users.
+pub type UserId = i64;
+/// A session (token family): starts at login, lives through rotations until it ends.
+pub type SessionId = uuid::Uuid;
+/// The `jti` of one refresh token.
+pub type TokenId = uuid::Uuid;
+/// A moment in UTC; events keep microseconds, tokens whole seconds.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// SHA-256 of a refresh token: all that is ever stored of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    /// Compares in constant time, so a mismatch leaks nothing of the stored hash.
+    pub fn matches(&self, other: &TokenHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+
+    pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for byte in self.0 {
+            out.push(DIGITS[(byte >> 4) as usize] as char);
+            out.push(DIGITS[(byte & 0xf) as usize] as char);
+        }
+        out
+    }
+
+    pub fn from_hex(text: &str) -> Option<TokenHash> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(TokenHash(out))
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({})", &self.to_hex()[..12])
+    }
+}
+
+impl Serialize for TokenHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        TokenHash::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+/// The claims of one refresh token, all derived from the events of its session, so the same
+/// grant always signs to the same token: that is what lets the grace window hand out the
+/// identical successor again without storing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshGrant {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub token_id: TokenId,
+    pub generation: u32,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
