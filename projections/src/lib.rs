@@ -1,1 +1,6 @@
+//! Read models folded from the event log. Pure: they take events in and answer questions,
+//! knowing nothing of where the events came from.
 
+mod active_sessions;
+
+pub use active_sessions::{ActiveSessions, SessionView};
