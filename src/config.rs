@@ -1,0 +1,394 @@
+//! Configuration: a TOML file (`tokenledger.toml`) overridden by environment variables, with
+//! the option names of the refresh-token plugin. Every value is checked at start-up, and a
+//! bad one is an error naming its key, never a crash later.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+use serde::Deserialize;
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// `None` until `secrets::resolve` fills in a generated one.
+    pub jwt_secret: Option<Secret>,
+    pub refresh_secret: Option<Secret>,
+    pub admin_api_token: Option<Secret>,
+    pub jwt_expires_in: TimeDelta,
+    pub refresh_token_expires_in: TimeDelta,
+    pub request_refresh_on_all: bool,
+    pub cookie_response: bool,
+    pub refresh_token_rotation: bool,
+    pub refresh_token_reuse_grace: TimeDelta,
+    pub session_idle_timeout: TimeDelta,
+    pub session_absolute_lifetime: TimeDelta,
+    pub production_url: Option<String>,
+    pub actor_idle_timeout: TimeDelta,
+    pub log_format: LogFormat,
+    /// Allows weak secrets, for local experiments only.
+    pub insecure_dev: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+}
+
+/// The file's shape. Unknown keys are refused, so a typo is an error, not a silent default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    jwt: JwtSection,
+    #[serde(default)]
+    refresh: RefreshSection,
+    #[serde(default)]
+    server: ServerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct JwtSection {
+    expires_in: Option<toml::Value>,
+    secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RefreshSection {
+    refresh_token_expires_in: Option<toml::Value>,
+    request_refresh_on_all: Option<toml::Value>,
+    refresh_token_secret: Option<String>,
+    cookie_response: Option<toml::Value>,
+    refresh_token_rotation: Option<toml::Value>,
+    refresh_token_reuse_grace: Option<toml::Value>,
+    session_idle_timeout: Option<toml::Value>,
+    session_absolute_lifetime: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServerSection {
+    host: Option<String>,
+    port: Option<toml::Value>,
+    data_dir: Option<String>,
+    database_url: Option<String>,
+    production_url: Option<String>,
+    admin_api_token: Option<String>,
+    actor_idle_timeout: Option<toml::Value>,
+    log_format: Option<String>,
+}
+
+/// A raw value from the environment (wins) or the file, with the key to name in errors.
+struct Raw {
+    key: String,
+    value: Option<String>,
+}
+
+fn toml_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any) and overlays `env`. Secrets are left as configured; see
+    /// `crate::secrets` for generating missing ones.
+    pub fn load(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+        insecure_dev: bool,
+    ) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let pick = |env_key: &str, file_key: &str, file_value: Option<String>| -> Raw {
+            match env.get(env_key).filter(|v| !v.is_empty()) {
+                Some(v) => Raw { key: env_key.to_owned(), value: Some(v.clone()) },
+                None => Raw { key: file_key.to_owned(), value: file_value },
+            }
+        };
+        let (j, r, s) = (&file.jwt, &file.refresh, &file.server);
+        let text = |v: &Option<toml::Value>| v.as_ref().map(toml_text);
+
+        let data_dir = PathBuf::from(
+            pick("DATA_DIR", "server.dataDir", s.data_dir.clone())
+                .value
+                .unwrap_or_else(|| "./data".to_owned()),
+        );
+        let database_url = pick("DATABASE_URL", "server.databaseUrl", s.database_url.clone())
+            .value
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tokenledger.db").display()));
+        let port_raw = pick("PORT", "server.port", text(&s.port));
+        let port = match &port_raw.value {
+            None => 1337,
+            Some(v) => v
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| invalid(&port_raw.key, format!("{v:?} is not a port number")))?,
+        };
+        let refresh_token_expires_in = duration(
+            pick("REFRESH_TOKEN_EXPIRES_IN", "refresh.refreshTokenExpiresIn", text(&r.refresh_token_expires_in)),
+            "30d",
+        )?;
+        let jwt_expires_in =
+            duration(pick("JWT_EXPIRES_IN", "jwt.expiresIn", text(&j.expires_in)), "2h")?;
+        let session_idle_timeout = match pick(
+            "SESSION_IDLE_TIMEOUT",
+            "refresh.sessionIdleTimeout",
+            text(&r.session_idle_timeout),
+        ) {
+            Raw { value: None, .. } => refresh_token_expires_in,
+            raw => duration(raw, "")?,
+        };
+        let log_format_raw = pick("LOG_FORMAT", "server.logFormat", s.log_format.clone());
+        let log_format = match log_format_raw.value.as_deref().map(str::to_ascii_lowercase) {
+            None => LogFormat::Text,
+            Some(v) if v == "text" => LogFormat::Text,
+            Some(v) if v == "json" => LogFormat::Json,
+            Some(v) => return Err(invalid(&log_format_raw.key, format!("{v:?} is not text or json"))),
+        };
+        let production_url = pick("PRODUCTION_URL", "server.productionUrl", s.production_url.clone()).value;
+        let config = Config {
+            host: pick("HOST", "server.host", s.host.clone()).value.unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port,
+            data_dir,
+            database_url,
+            jwt_secret: pick("JWT_SECRET", "jwt.secret", j.secret.clone()).value.map(Secret),
+            refresh_secret: pick("REFRESH_JWT_SECRET", "refresh.refreshTokenSecret", r.refresh_token_secret.clone())
+                .value
+                .map(Secret),
+            admin_api_token: pick("ADMIN_API_TOKEN", "server.adminApiToken", s.admin_api_token.clone())
+                .value
+                .map(Secret),
+            jwt_expires_in,
+            refresh_token_expires_in,
+            request_refresh_on_all: boolean(
+                pick("REQUEST_REFRESH_ON_ALL", "refresh.requestRefreshOnAll", text(&r.request_refresh_on_all)),
+                false,
+            )?,
+            cookie_response: boolean(
+                pick("COOKIE_RESPONSE", "refresh.cookieResponse", text(&r.cookie_response)),
+                false,
+            )?,
+            refresh_token_rotation: boolean(
+                pick("REFRESH_TOKEN_ROTATION", "refresh.refreshTokenRotation", text(&r.refresh_token_rotation)),
+                false,
+            )?,
+            refresh_token_reuse_grace: duration(
+                pick("REFRESH_TOKEN_REUSE_GRACE", "refresh.refreshTokenReuseGrace", text(&r.refresh_token_reuse_grace)),
+                "10s",
+            )?,
+            session_idle_timeout,
+            session_absolute_lifetime: duration(
+                pick("SESSION_ABSOLUTE_LIFETIME", "refresh.sessionAbsoluteLifetime", text(&r.session_absolute_lifetime)),
+                "90d",
+            )?,
+            production_url,
+            actor_idle_timeout: duration(
+                pick("ACTOR_IDLE_TIMEOUT", "server.actorIdleTimeout", text(&s.actor_idle_timeout)),
+                "5m",
+            )?,
+            log_format,
+            insecure_dev,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_expires_in >= self.refresh_token_expires_in {
+            return Err(invalid(
+                "jwt.expiresIn",
+                "must be below refresh.refreshTokenExpiresIn (an access token may not outlive its refresh token)",
+            ));
+        }
+        for (key, value) in [
+            ("jwt.expiresIn", self.jwt_expires_in),
+            ("refresh.refreshTokenExpiresIn", self.refresh_token_expires_in),
+            ("refresh.sessionIdleTimeout", self.session_idle_timeout),
+            ("refresh.sessionAbsoluteLifetime", self.session_absolute_lifetime),
+            ("server.actorIdleTimeout", self.actor_idle_timeout),
+        ] {
+            if value <= TimeDelta::zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if let Some(url) = &self.production_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("PRODUCTION_URL", format!("{url:?} is not an http(s) URL")));
+        }
+        if !self.database_url.starts_with("sqlite:") {
+            return Err(invalid(
+                "DATABASE_URL",
+                "only sqlite:// URLs are supported by this build (PostgreSQL is planned)",
+            ));
+        }
+        for (key, secret) in [
+            ("JWT_SECRET", &self.jwt_secret),
+            ("REFRESH_JWT_SECRET", &self.refresh_secret),
+            ("ADMIN_API_TOKEN", &self.admin_api_token),
+        ] {
+            if let Some(secret) = secret
+                && !self.insecure_dev
+                && let Some(why) = weakness(secret.expose())
+            {
+                return Err(invalid(key, format!("{why}; use a random value of 32 bytes or more (or --insecure-dev for local experiments)")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bind_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Why a secret is too weak to sign tokens with, if it is.
+pub fn weakness(secret: &str) -> Option<&'static str> {
+    const KNOWN_DEFAULTS: [&str; 4] = ["SomethingSecret", "SuperSecretKey", "secret", "changeme"];
+    if KNOWN_DEFAULTS.iter().any(|known| known.eq_ignore_ascii_case(secret)) {
+        Some("is a well-known default secret")
+    } else if secret.len() < 32 {
+        Some("is shorter than 32 bytes")
+    } else {
+        None
+    }
+}
+
+/// Durations as Strapi and the plugin write them: `30d`, `2h`, `15m`, `10s`, `7 days`, `1y`,
+/// or a bare number of seconds.
+fn duration(raw: Raw, default: &str) -> Result<TimeDelta, ConfigError> {
+    let text = raw.value.as_deref().unwrap_or(default).trim().to_owned();
+    let std = match text.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(&text).map_err(|e| {
+            invalid(&raw.key, format!("{text:?} is not a duration like 30d, 2h, 15m or 10s ({e})"))
+        })?,
+    };
+    TimeDelta::from_std(std).map_err(|_| invalid(&raw.key, format!("{text:?} is too long")))
+}
+
+fn boolean(raw: Raw, default: bool) -> Result<bool, ConfigError> {
+    match raw.value.as_deref().map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v == "true" || v == "1" => Ok(true),
+        Some(v) if v == "false" || v == "0" => Ok(false),
+        Some(v) => Err(invalid(&raw.key, format!("{v:?} is not true, false, 1 or 0"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn error_of(pairs: &[(&str, &str)]) -> String {
+        Config::load(None, &env(pairs), false).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_strapi_and_the_plugin() {
+        let c = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 1337));
+        assert_eq!(c.database_url, "sqlite://./data/tokenledger.db");
+        assert_eq!(c.jwt_expires_in, TimeDelta::hours(2));
+        assert_eq!(c.refresh_token_expires_in, TimeDelta::days(30));
+        assert_eq!(c.session_idle_timeout, TimeDelta::days(30));
+        assert_eq!(c.refresh_token_reuse_grace, TimeDelta::seconds(10));
+        assert!(!c.refresh_token_rotation && !c.request_refresh_on_all && !c.cookie_response);
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenledger.toml");
+        std::fs::write(
+            &path,
+            "[jwt]\nexpiresIn = \"1h\"\n[refresh]\nrefreshTokenRotation = true\nrefreshTokenExpiresIn = \"7 days\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), &env(&[("JWT_EXPIRES_IN", "15m")]), false).unwrap();
+        assert_eq!(c.jwt_expires_in, TimeDelta::minutes(15));
+        assert_eq!(c.refresh_token_expires_in, TimeDelta::days(7));
+        assert!(c.refresh_token_rotation);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(error_of(&[("JWT_EXPIRES_IN", "soon")]).starts_with("JWT_EXPIRES_IN:"));
+        assert!(error_of(&[("REFRESH_TOKEN_ROTATION", "yes")]).starts_with("REFRESH_TOKEN_ROTATION:"));
+        assert!(error_of(&[("PORT", "99999")]).starts_with("PORT:"));
+        assert!(error_of(&[("JWT_EXPIRES_IN", "30d")]).starts_with("jwt.expiresIn: must be below"));
+        assert!(error_of(&[("JWT_SECRET", "SomethingSecret")]).contains("well-known default"));
+        assert!(error_of(&[("REFRESH_JWT_SECRET", "short")]).contains("shorter than 32 bytes"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[refresh]\nrefreshTokenRotaton = true\n").unwrap();
+        let err = Config::load(Some(&path), &env(&[]), false).unwrap_err().to_string();
+        assert!(err.contains("refreshTokenRotaton"), "{err}");
+    }
+
+    #[test]
+    fn weak_secrets_pass_with_insecure_dev() {
+        let c = Config::load(None, &env(&[("JWT_SECRET", "SomethingSecret")]), true).unwrap();
+        assert_eq!(c.jwt_secret.unwrap().expose(), "SomethingSecret");
+    }
+}

@@ -1,0 +1,108 @@
+//! Signing secrets that were not configured are generated on first start into the data
+//! folder (mode 0600) and read back on every later start, so tokens survive restarts with no
+//! setup at all.
+
+use std::io::Write;
+use std::path::Path;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Secret};
+
+const FILE_NAME: &str = "secrets.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stored {
+    jwt_secret: Option<String>,
+    refresh_jwt_secret: Option<String>,
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Fills in missing secrets from (or into) `<data dir>/secrets.json`. Returns what it did,
+/// for the start-up log.
+pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
+    if config.jwt_secret.is_some() && config.refresh_secret.is_some() {
+        return Ok(None);
+    }
+    let path = config.data_dir.join(FILE_NAME);
+    let mut stored: Stored = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
+        Err(e) => return Err(e),
+    };
+    let mut generated = Vec::new();
+    if config.jwt_secret.is_none() {
+        let value = stored.jwt_secret.get_or_insert_with(|| {
+            generated.push("JWT_SECRET");
+            random_secret()
+        });
+        config.jwt_secret = Some(Secret::new(value.clone()));
+    }
+    if config.refresh_secret.is_none() {
+        let value = stored.refresh_jwt_secret.get_or_insert_with(|| {
+            generated.push("REFRESH_JWT_SECRET");
+            random_secret()
+        });
+        config.refresh_secret = Some(Secret::new(value.clone()));
+    }
+    if generated.is_empty() {
+        return Ok(Some(format!("using signing secrets from {}", path.display())));
+    }
+    write_private(&path, &serde_json::to_vec_pretty(&stored)?)?;
+    Ok(Some(format!(
+        "generated {} into {} (mode 0600); set them in the environment to manage them yourself",
+        generated.join(" and "),
+        path.display()
+    )))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_private_and_stable_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: HashMap<String, String> =
+            [("DATA_DIR".to_owned(), dir.path().display().to_string())].into();
+        let mut first = Config::load(None, &env, false).unwrap();
+        let said = resolve(&mut first).unwrap().unwrap();
+        assert!(said.contains("generated JWT_SECRET and REFRESH_JWT_SECRET"), "{said}");
+        let mut second = Config::load(None, &env, false).unwrap();
+        resolve(&mut second).unwrap();
+        assert_eq!(first.jwt_secret, second.jwt_secret);
+        assert_eq!(first.refresh_secret, second.refresh_secret);
+        assert_ne!(first.jwt_secret, first.refresh_secret);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

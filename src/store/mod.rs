@@ -1,0 +1,142 @@
+//! The event store: an append-only log of every user's stream, with optimistic concurrency
+//! per stream and a tamper-evident hash chain. `EventStore` is what actors and projections
+//! use; `sqlite` is the embedded implementation.
+
+mod chain;
+pub mod sqlite;
+pub mod users;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
+
+pub use chain::chain_hash;
+
+/// Who caused an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    #[default]
+    User,
+    Admin,
+    System,
+}
+
+/// Recorded with every event of one append: the request that caused it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub actor: Actor,
+}
+
+/// An event on its way into the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub schema_version: i16,
+    pub payload: String,
+}
+
+impl From<&Event> for NewEvent {
+    fn from(event: &Event) -> Self {
+        NewEvent {
+            event_type: event.event_type(),
+            schema_version: event.schema_version(),
+            payload: event.payload(),
+        }
+    }
+}
+
+/// An event as the log holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: Timestamp,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl RecordedEvent {
+    pub fn decode(&self) -> Result<Event, DecodeError> {
+        Event::decode(&self.event_type, self.schema_version, &self.payload)
+    }
+
+    /// The user a `user-<id>` stream belongs to.
+    pub fn user_id(&self) -> Option<UserId> {
+        user_of_stream(&self.stream_id)
+    }
+}
+
+pub fn stream_of(user_id: UserId) -> String {
+    format!("user-{user_id}")
+}
+
+pub fn user_of_stream(stream_id: &str) -> Option<UserId> {
+    stream_id.strip_prefix("user-")?.parse().ok()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the stream first; reload and decide again.
+    #[error("stream {stream} is at version {actual}, not the expected {expected}")]
+    Conflict { stream: String, expected: i64, actual: i64 },
+    #[error("the event store is shut down")]
+    Closed,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event at position {position}: {source}")]
+    Corrupt { position: i64, source: DecodeError },
+}
+
+/// Counts of what reached the store, for tests and metrics: "rejected without touching the
+/// store" is checked against these.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub appends: AtomicU64,
+    pub stream_reads: AtomicU64,
+}
+
+impl StoreStats {
+    pub fn touches(&self) -> u64 {
+        self.appends.load(Ordering::Relaxed) + self.stream_reads.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if its last version is `expected_version` (0: the stream
+    /// is new). Answers after the events are durable, with their positions.
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: &EventMetadata,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The events of `stream` with a version above `after_version`, in order.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Every event with a position above `after_position`, in position order, read in pages.
+    fn read_all(&self, after_position: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+    fn stats(&self) -> &StoreStats;
+
+    /// Flushes pending appends and closes the connections.
+    async fn close(&self);
+}

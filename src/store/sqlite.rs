@@ -1,0 +1,340 @@
+//! The embedded event store on SQLite.
+//!
+//! SQLite allows one writer at a time, so every write goes through one connection: appends
+//! through the group-commit appender task, which collects the appends of all actors that
+//! arrive while the previous batch commits and writes them in one transaction (one fsync for
+//! many requests), answering each only after its commit is durable (WAL, `synchronous=FULL`).
+//! Reads use a separate pool; in WAL mode they never wait for the writer.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{GENESIS, chain_hash};
+use super::{EventMetadata, EventStore, NewEvent, RecordedEvent, StoreError, StoreStats};
+
+/// The most appends one transaction takes; more wait for the next batch.
+const MAX_BATCH: usize = 512;
+/// How many events `read_all` fetches per page.
+const PAGE: i64 = 10_000;
+
+/// The two pools of one SQLite database file.
+#[derive(Clone, Debug)]
+pub struct Database {
+    /// One connection: the only writer.
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `url` and runs the migrations.
+    pub async fn open(url: &str) -> Result<Database, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+            && !Path::new(dir).exists()
+        {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Database { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+struct AppendRequest {
+    stream: String,
+    expected_version: i64,
+    events: Vec<NewEvent>,
+    metadata: String,
+    reply: oneshot::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+}
+
+enum Message {
+    Append(AppendRequest),
+    /// Finish what is queued, then stop.
+    Close(oneshot::Sender<()>),
+}
+
+pub struct SqliteEventStore {
+    db: Database,
+    appender: mpsc::Sender<Message>,
+    stats: Arc<StoreStats>,
+}
+
+impl SqliteEventStore {
+    /// Starts the appender task on the current tokio runtime.
+    pub fn start(db: Database) -> SqliteEventStore {
+        let (appender, inbox) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run_appender(db.writer.clone(), inbox));
+        SqliteEventStore { db, appender, stats: Arc::new(StoreStats::default()) }
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: &EventMetadata,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stats.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected_version,
+            events,
+            metadata: serde_json::to_string(metadata).expect("metadata is plain strings"),
+            reply,
+        };
+        self.appender.send(Message::Append(request)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stats.stream_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let rows = sqlx::query(
+            "SELECT position, stream_id, stream_version, event_type, schema_version, payload, \
+             metadata, recorded_at, prev_hash, hash FROM events \
+             WHERE stream_id = ? AND stream_version > ? ORDER BY stream_version",
+        )
+        .bind(stream)
+        .bind(after_version)
+        .fetch_all(&self.db.reader)
+        .await?;
+        rows.iter().map(recorded).collect()
+    }
+
+    fn read_all(&self, after_position: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let pool = self.db.reader.clone();
+        stream::try_unfold(Some(after_position), move |cursor| {
+            let pool = pool.clone();
+            async move {
+                let Some(after) = cursor else { return Ok::<_, StoreError>(None) };
+                let rows = sqlx::query(
+                    "SELECT position, stream_id, stream_version, event_type, schema_version, \
+                     payload, metadata, recorded_at, prev_hash, hash FROM events \
+                     WHERE position > ? ORDER BY position LIMIT ?",
+                )
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&pool)
+                .await?;
+                let page: Vec<RecordedEvent> = rows.iter().map(recorded).collect::<Result<_, _>>()?;
+                let next = match page.last() {
+                    Some(last) if page.len() as i64 == PAGE => Some(last.position),
+                    _ => None,
+                };
+                if page.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some((stream::iter(page.into_iter().map(Ok)), next)))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.appender.send(Message::Close(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+        self.db.close().await;
+    }
+}
+
+fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let recorded_at: String = row.try_get("recorded_at")?;
+    let position: i64 = row.try_get("position")?;
+    let recorded_at = DateTime::parse_from_rfc3339(&recorded_at)
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?
+        .with_timezone(&Utc);
+    Ok(RecordedEvent {
+        position,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get("stream_version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// The one writer: takes whatever appends are queued, commits them together, answers each.
+async fn run_appender(writer: SqlitePool, mut inbox: mpsc::Receiver<Message>) {
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    while let Some(first) = inbox.recv().await {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Append(request) => batch.push(request),
+                Message::Close(done) => {
+                    inbox.close();
+                    closing = Some(done);
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = inbox.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&writer, batch).await;
+        }
+        if closing.is_some() && inbox.is_empty() {
+            break;
+        }
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+async fn commit_batch(writer: &SqlitePool, batch: Vec<AppendRequest>) {
+    let outcome = async {
+        let mut conn = writer.acquire().await?;
+        write_batch(&mut conn, &batch).await
+    }
+    .await;
+    match outcome {
+        Ok(results) => {
+            for (request, result) in batch.into_iter().zip(results) {
+                let _ = request.reply.send(result);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, appends = batch.len(), "group commit failed; nothing of the batch was written");
+            let message = error.to_string();
+            for request in batch {
+                let _ = request.reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
+                    message.clone(),
+                ))));
+            }
+        }
+    }
+}
+
+/// Writes every append of the batch in one transaction. A stale expected version fails that
+/// append alone; a database error fails the whole batch (the transaction rolls back).
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    batch: &[AppendRequest],
+) -> Result<Vec<Result<Vec<RecordedEvent>, StoreError>>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let recorded_at = Utc::now();
+    let recorded_text = recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    // Parse back what is stored, so the answer equals a later read to the microsecond.
+    let recorded_at = DateTime::parse_from_rfc3339(&recorded_text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(recorded_at);
+    let mut results = Vec::with_capacity(batch.len());
+    for request in batch {
+        let head = sqlx::query(
+            "SELECT stream_version, hash FROM events WHERE stream_id = ? \
+             ORDER BY stream_version DESC LIMIT 1",
+        )
+        .bind(&request.stream)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (mut version, mut prev_hash): (i64, Vec<u8>) = match head {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => (0, GENESIS.to_vec()),
+        };
+        if version != request.expected_version {
+            results.push(Err(StoreError::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected_version,
+                actual: version,
+            }));
+            continue;
+        }
+        let mut written = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            version += 1;
+            let hash = chain_hash(
+                &prev_hash,
+                &request.stream,
+                version,
+                event.event_type,
+                &event.payload,
+                &request.metadata,
+                &recorded_text,
+            );
+            let position: i64 = sqlx::query(
+                "INSERT INTO events (stream_id, stream_version, event_type, schema_version, \
+                 payload, metadata, recorded_at, prev_hash, hash) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
+            )
+            .bind(&request.stream)
+            .bind(version)
+            .bind(event.event_type)
+            .bind(event.schema_version)
+            .bind(&event.payload)
+            .bind(&request.metadata)
+            .bind(&recorded_text)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            written.push(RecordedEvent {
+                position,
+                stream_id: request.stream.clone(),
+                stream_version: version,
+                event_type: event.event_type.to_owned(),
+                schema_version: event.schema_version,
+                payload: event.payload.clone(),
+                metadata: request.metadata.clone(),
+                recorded_at,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            });
+        }
+        results.push(Ok(written));
+    }
+    tx.commit().await?;
+    Ok(results)
+}
