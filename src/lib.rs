@@ -4,3 +4,6 @@
 pub mod config;
 pub mod secrets;
 pub mod store;
+pub mod password;
+pub mod tokens;
+pub mod actors;

@@ -1,0 +1,44 @@
+//! Actors: one `SessionActor` per user with recent activity decides every change to that
+//! user's sessions, one command at a time; the `Registry` finds or starts it.
+
+mod registry;
+mod session;
+
+use std::sync::{Arc, RwLock};
+
+use tokenledger_domain::{DomainError, Session};
+use tokenledger_projections::ActiveSessions;
+
+pub use registry::Registry;
+pub use session::{Execute, SessionActor};
+
+use crate::store::{EventStore, StoreError};
+use crate::tokens::Tokens;
+
+/// What every actor shares.
+pub struct Core {
+    pub store: Arc<dyn EventStore>,
+    pub tokens: Arc<Tokens>,
+    pub projection: Arc<RwLock<ActiveSessions>>,
+}
+
+/// The result of a command that was decided (and, if it recorded anything, is durable).
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// The session the command was about, as it stands now; `None` if it has ended.
+    pub session: Option<Session>,
+    /// The session's current refresh token, for commands that hand one out.
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stream kept changing under the actor ({0} attempts)")]
+    TooManyConflicts(usize),
+    #[error("the session actor is unavailable")]
+    Unavailable,
+}

@@ -1,0 +1,191 @@
+//! `SessionActor`: the single writer of one user's stream.
+//!
+//! It holds the folded state and the stream version, and handles each command as one atomic
+//! step — decide, append, fold, update the projection, answer — with `AtomicResponse`, so no
+//! second command of the same user is decided before the first one's append has returned. A
+//! version conflict (another instance wrote first) reloads the stream tail and decides again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use tokenledger_domain::{Command, UserId, UserSessions, decide, evolve};
+
+use super::{Core, ExecuteError, Executed, Registry};
+use crate::store::{EventMetadata, NewEvent, RecordedEvent, StoreError, stream_of};
+use crate::tokens::RecordingSealer;
+
+/// How often a conflicting append is decided again before giving up.
+const MAX_ATTEMPTS: usize = 5;
+
+pub struct Execute {
+    pub command: Command,
+    pub metadata: EventMetadata,
+}
+
+impl Message for Execute {
+    type Result = Result<Executed, ExecuteError>;
+}
+
+/// The aggregate state and the stream version it was folded to.
+#[derive(Default)]
+struct Folded {
+    state: UserSessions,
+    version: i64,
+}
+
+impl Folded {
+    fn fold(&mut self, recorded: &[RecordedEvent]) -> Result<(), StoreError> {
+        for event in recorded {
+            let decoded = event
+                .decode()
+                .map_err(|source| StoreError::Corrupt { position: event.position, source })?;
+            self.state = evolve(std::mem::take(&mut self.state), &decoded);
+            self.version = event.stream_version;
+        }
+        Ok(())
+    }
+}
+
+pub struct SessionActor {
+    user_id: UserId,
+    core: Arc<Core>,
+    registry: Registry,
+    folded: Folded,
+    /// Set when loading the stream failed: the actor answers with it and stops, so the next
+    /// command starts a fresh actor that loads again.
+    failed: Option<String>,
+    idle_timeout: Duration,
+    last_active: Instant,
+}
+
+impl SessionActor {
+    pub fn new(user_id: UserId, core: Arc<Core>, registry: Registry, idle_timeout: Duration) -> Self {
+        SessionActor {
+            user_id,
+            core,
+            registry,
+            folded: Folded { state: UserSessions::new(user_id), version: 0 },
+            failed: None,
+            idle_timeout,
+            last_active: Instant::now(),
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Load before any message is handled: `wait` holds the mailbox until it is done.
+        let core = self.core.clone();
+        let stream = stream_of(self.user_id);
+        ctx.wait(
+            async move { core.store.read_stream(&stream, 0).await }.into_actor(self).map(
+                |loaded, actor, _| match loaded.and_then(|events| actor.folded.fold(&events)) {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::error!(user = actor.user_id, %error, "loading the session stream failed");
+                        actor.failed = Some(error.to_string());
+                    }
+                },
+            ),
+        );
+        let check = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(check, |actor, ctx| {
+            if actor.last_active.elapsed() >= actor.idle_timeout {
+                actor.passivate(ctx);
+            }
+        });
+    }
+}
+
+impl SessionActor {
+    /// Leaves the registry first, so no new command is sent here, then stops.
+    fn passivate(&mut self, ctx: &mut Context<Self>) {
+        self.registry.forget(self.user_id, &ctx.address());
+        ctx.stop();
+    }
+}
+
+impl Handler<Execute> for SessionActor {
+    type Result = AtomicResponse<Self, Result<Executed, ExecuteError>>;
+
+    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
+        self.last_active = Instant::now();
+        if let Some(error) = self.failed.clone() {
+            self.passivate(ctx);
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ExecuteError::Store(
+                StoreError::Database(sqlx::Error::Protocol(error)),
+            )))));
+        }
+        // The state moves into the future and back: no other message runs in between.
+        let folded = std::mem::take(&mut self.folded);
+        let core = self.core.clone();
+        let user_id = self.user_id;
+        AtomicResponse::new(Box::pin(
+            execute(core, user_id, folded, msg).into_actor(self).map(|(folded, result), actor, _| {
+                actor.folded = folded;
+                result
+            }),
+        ))
+    }
+}
+
+async fn execute(
+    core: Arc<Core>,
+    user_id: UserId,
+    mut folded: Folded,
+    msg: Execute,
+) -> (Folded, Result<Executed, ExecuteError>) {
+    let stream = stream_of(user_id);
+    for _ in 0..MAX_ATTEMPTS {
+        let sealer = RecordingSealer::new(&core.tokens);
+        let events = match decide(&folded.state, &msg.command, Utc::now(), &sealer) {
+            Ok(events) => events,
+            Err(refusal) => return (folded, Err(refusal.into())),
+        };
+        if !events.is_empty() {
+            let new_events = events.iter().map(NewEvent::from).collect();
+            match core.store.append(&stream, folded.version, new_events, &msg.metadata).await {
+                Ok(recorded) => {
+                    let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
+                    for (event, record) in events.iter().zip(&recorded) {
+                        folded.state = evolve(std::mem::take(&mut folded.state), event);
+                        folded.version = record.stream_version;
+                        projection.apply(user_id, record.stream_version, event);
+                    }
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    let tail = core.store.read_stream(&stream, folded.version).await;
+                    if let Err(error) = tail.and_then(|events| folded.fold(&events)) {
+                        return (folded, Err(error.into()));
+                    }
+                    continue;
+                }
+                Err(error) => return (folded, Err(error.into())),
+            }
+        }
+        let reply = reply(user_id, &folded.state, &msg.command, &sealer);
+        return (folded, Ok(reply));
+    }
+    (folded, Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS)))
+}
+
+/// What the caller learns: the session the command was about, and its refresh token when the
+/// command hands one out (a login, or a rotation — including the grace window's repeat).
+fn reply(user_id: UserId, state: &UserSessions, command: &Command, sealer: &RecordingSealer) -> Executed {
+    let (target, hands_out_token) = match command {
+        Command::IssueToken(c) => (Some(c.session_id), true),
+        Command::RotateToken(c) => (Some(c.presented.session_id), c.rotation),
+        Command::RevokeSession(c) => (Some(c.session_id), false),
+        Command::ClearSessions(_) | Command::RecordLoginFailure(_) => (None, false),
+    };
+    let session = target.and_then(|id| state.session(&id).cloned());
+    let refresh_token = session
+        .as_ref()
+        .filter(|_| hands_out_token)
+        .map(|s| sealer.token_for(&s.grant(user_id)));
+    Executed { session, refresh_token }
+}

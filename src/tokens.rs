@@ -1,0 +1,231 @@
+//! Access and refresh tokens (DESIGN §3).
+//!
+//! Both are HS256 JWTs with different secrets and different `typ` headers, and verification
+//! pins both the algorithm and the `typ`: an access token is never accepted as a refresh token
+//! or the reverse, and `alg: none` or an RSA/HMAC confusion cannot get through. Refresh tokens
+//! are signed from a `RefreshGrant` alone, so the same grant always yields the same token.
+
+use std::cell::RefCell;
+
+use chrono::TimeDelta;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokenledger_domain::{
+    PresentedToken, RefreshGrant, SessionId, Timestamp, TokenHash, TokenSealer, UserId,
+};
+use uuid::Uuid;
+
+const ACCESS_TYP: &str = "JWT";
+const REFRESH_TYP: &str = "refresh+jwt";
+
+/// Access token claims: Strapi's `id`, plus the session it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub id: UserId,
+    pub sid: SessionId,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RefreshClaims {
+    sub: String,
+    sid: Uuid,
+    jti: Uuid,
+    #[serde(rename = "gen")]
+    generation: u32,
+    iat: i64,
+    exp: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid token")]
+pub struct InvalidToken;
+
+pub struct Tokens {
+    access_key: EncodingKey,
+    access_check: DecodingKey,
+    refresh_key: EncodingKey,
+    refresh_check: DecodingKey,
+    access_lifetime: TimeDelta,
+    validation: Validation,
+}
+
+impl Tokens {
+    /// Fails only for an empty secret.
+    pub fn new(
+        access_secret: &[u8],
+        refresh_secret: &[u8],
+        access_lifetime: TimeDelta,
+    ) -> Result<Tokens, jsonwebtoken::errors::Error> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iat"]);
+        Ok(Tokens {
+            access_key: EncodingKey::from_secret(access_secret)?,
+            access_check: DecodingKey::from_secret(access_secret)?,
+            refresh_key: EncodingKey::from_secret(refresh_secret)?,
+            refresh_check: DecodingKey::from_secret(refresh_secret)?,
+            access_lifetime,
+            validation,
+        })
+    }
+
+    fn header(typ: &str) -> Header {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(typ.to_owned());
+        header
+    }
+
+    pub fn sign_access(&self, user_id: UserId, session_id: SessionId, now: Timestamp) -> String {
+        let iat = now.timestamp();
+        let claims = AccessClaims {
+            id: user_id,
+            sid: session_id,
+            iat,
+            exp: iat + self.access_lifetime.num_seconds(),
+        };
+        jsonwebtoken::encode(&Self::header(ACCESS_TYP), &claims, &self.access_key)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.access_check, &self.validation)
+            .map_err(|_| InvalidToken)?;
+        if data.header.typ.as_deref() != Some(ACCESS_TYP) {
+            return Err(InvalidToken);
+        }
+        Ok(data.claims)
+    }
+
+    pub fn sign_refresh(&self, grant: &RefreshGrant) -> String {
+        let claims = RefreshClaims {
+            sub: grant.user_id.to_string(),
+            sid: grant.session_id,
+            jti: grant.token_id,
+            generation: grant.generation,
+            iat: grant.issued_at,
+            exp: grant.expires_at,
+        };
+        jsonwebtoken::encode(&Self::header(REFRESH_TYP), &claims, &self.refresh_key)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    /// Checks signature, algorithm, `typ` and expiry; what it returns still has to match the
+    /// session's current token, which only the aggregate knows.
+    pub fn verify_refresh(&self, token: &str) -> Result<PresentedToken, InvalidToken> {
+        let data = jsonwebtoken::decode::<RefreshClaims>(token, &self.refresh_check, &self.validation)
+            .map_err(|_| InvalidToken)?;
+        if data.header.typ.as_deref() != Some(REFRESH_TYP) {
+            return Err(InvalidToken);
+        }
+        let claims = data.claims;
+        Ok(PresentedToken {
+            user_id: claims.sub.parse().map_err(|_| InvalidToken)?,
+            session_id: claims.sid,
+            token_id: claims.jti,
+            generation: claims.generation,
+            hash: hash(token),
+        })
+    }
+}
+
+/// SHA-256 of a token: what is stored and compared instead of the token.
+pub fn hash(token: &str) -> TokenHash {
+    TokenHash(Sha256::digest(token.as_bytes()).into())
+}
+
+/// Seals grants for one decision and keeps the last signed token, so the reply reuses it
+/// instead of signing the same grant twice.
+pub struct RecordingSealer<'a> {
+    tokens: &'a Tokens,
+    last: RefCell<Option<(RefreshGrant, String)>>,
+}
+
+impl<'a> RecordingSealer<'a> {
+    pub fn new(tokens: &'a Tokens) -> Self {
+        RecordingSealer { tokens, last: RefCell::new(None) }
+    }
+
+    /// The signed token for `grant`, reusing the one sealed during the decision if it matches.
+    pub fn token_for(&self, grant: &RefreshGrant) -> String {
+        match self.last.borrow_mut().take() {
+            Some((sealed, token)) if sealed == *grant => token,
+            _ => self.tokens.sign_refresh(grant),
+        }
+    }
+}
+
+impl TokenSealer for RecordingSealer<'_> {
+    fn seal(&self, grant: &RefreshGrant) -> TokenHash {
+        let token = self.tokens.sign_refresh(grant);
+        let sealed = hash(&token);
+        *self.last.borrow_mut() = Some((grant.clone(), token));
+        sealed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(&[1; 32], &[2; 32], TimeDelta::hours(2)).unwrap()
+    }
+
+    fn grant() -> RefreshGrant {
+        let now = chrono::Utc::now().timestamp();
+        RefreshGrant {
+            user_id: 42,
+            session_id: Uuid::from_u128(1),
+            token_id: Uuid::from_u128(2),
+            generation: 3,
+            issued_at: now,
+            expires_at: now + 3600,
+        }
+    }
+
+    #[test]
+    fn the_same_grant_signs_to_the_same_token() {
+        let t = tokens();
+        assert_eq!(t.sign_refresh(&grant()), t.sign_refresh(&grant()));
+        let presented = t.verify_refresh(&t.sign_refresh(&grant())).unwrap();
+        assert_eq!((presented.user_id, presented.generation), (42, 3));
+        assert_eq!(presented.hash, hash(&t.sign_refresh(&grant())));
+    }
+
+    #[test]
+    fn access_and_refresh_tokens_are_not_interchangeable() {
+        let t = tokens();
+        let access = t.sign_access(42, Uuid::from_u128(1), chrono::Utc::now());
+        assert_eq!(t.verify_access(&access).unwrap().id, 42);
+        assert_eq!(t.verify_refresh(&access), Err(InvalidToken));
+        assert_eq!(t.verify_access(&t.sign_refresh(&grant())), Err(InvalidToken));
+        // Even with one secret for both, the typ keeps them apart.
+        let same = Tokens::new(&[1; 32], &[1; 32], TimeDelta::hours(2)).unwrap();
+        let access = same.sign_access(42, Uuid::from_u128(1), chrono::Utc::now());
+        assert_eq!(same.verify_refresh(&access), Err(InvalidToken));
+    }
+
+    #[test]
+    fn expired_or_foreign_tokens_are_refused() {
+        let t = tokens();
+        let mut old = grant();
+        old.expires_at = old.issued_at - 1;
+        assert_eq!(t.verify_refresh(&t.sign_refresh(&old)), Err(InvalidToken));
+        let other = Tokens::new(&[9; 32], &[9; 32], TimeDelta::hours(2)).unwrap();
+        assert_eq!(t.verify_refresh(&other.sign_refresh(&grant())), Err(InvalidToken));
+    }
+
+    #[test]
+    fn the_recording_sealer_hands_back_what_it_sealed() {
+        let t = tokens();
+        let sealer = RecordingSealer::new(&t);
+        let sealed = sealer.seal(&grant());
+        let token = sealer.token_for(&grant());
+        assert_eq!(hash(&token), sealed);
+        assert_eq!(token, t.sign_refresh(&grant()));
+    }
+}
