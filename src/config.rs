@@ -63,7 +63,10 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -71,7 +74,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
 }
 
 /// The file's shape. Unknown keys are refused, so a typo is an error, not a silent default.
@@ -142,8 +148,10 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let file = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
                     message: e.to_string(),
@@ -153,8 +161,14 @@ impl Config {
         };
         let pick = |env_key: &str, file_key: &str, file_value: Option<String>| -> Raw {
             match env.get(env_key).filter(|v| !v.is_empty()) {
-                Some(v) => Raw { key: env_key.to_owned(), value: Some(v.clone()) },
-                None => Raw { key: file_key.to_owned(), value: file_value },
+                Some(v) => Raw {
+                    key: env_key.to_owned(),
+                    value: Some(v.clone()),
+                },
+                None => Raw {
+                    key: file_key.to_owned(),
+                    value: file_value,
+                },
             }
         };
         let (j, r, s) = (&file.jwt, &file.refresh, &file.server);
@@ -177,11 +191,17 @@ impl Config {
                 .map_err(|_| invalid(&port_raw.key, format!("{v:?} is not a port number")))?,
         };
         let refresh_token_expires_in = duration(
-            pick("REFRESH_TOKEN_EXPIRES_IN", "refresh.refreshTokenExpiresIn", text(&r.refresh_token_expires_in)),
+            pick(
+                "REFRESH_TOKEN_EXPIRES_IN",
+                "refresh.refreshTokenExpiresIn",
+                text(&r.refresh_token_expires_in),
+            ),
             "30d",
         )?;
-        let jwt_expires_in =
-            duration(pick("JWT_EXPIRES_IN", "jwt.expiresIn", text(&j.expires_in)), "2h")?;
+        let jwt_expires_in = duration(
+            pick("JWT_EXPIRES_IN", "jwt.expiresIn", text(&j.expires_in)),
+            "2h",
+        )?;
         let session_idle_timeout = match pick(
             "SESSION_IDLE_TIMEOUT",
             "refresh.sessionIdleTimeout",
@@ -195,47 +215,93 @@ impl Config {
             None => LogFormat::Text,
             Some(v) if v == "text" => LogFormat::Text,
             Some(v) if v == "json" => LogFormat::Json,
-            Some(v) => return Err(invalid(&log_format_raw.key, format!("{v:?} is not text or json"))),
+            Some(v) => {
+                return Err(invalid(
+                    &log_format_raw.key,
+                    format!("{v:?} is not text or json"),
+                ));
+            }
         };
-        let production_url = pick("PRODUCTION_URL", "server.productionUrl", s.production_url.clone()).value;
+        let production_url = pick(
+            "PRODUCTION_URL",
+            "server.productionUrl",
+            s.production_url.clone(),
+        )
+        .value;
         let config = Config {
-            host: pick("HOST", "server.host", s.host.clone()).value.unwrap_or_else(|| "127.0.0.1".to_owned()),
+            host: pick("HOST", "server.host", s.host.clone())
+                .value
+                .unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
             data_dir,
             database_url,
-            jwt_secret: pick("JWT_SECRET", "jwt.secret", j.secret.clone()).value.map(Secret),
-            refresh_secret: pick("REFRESH_JWT_SECRET", "refresh.refreshTokenSecret", r.refresh_token_secret.clone())
+            jwt_secret: pick("JWT_SECRET", "jwt.secret", j.secret.clone())
                 .value
                 .map(Secret),
-            admin_api_token: pick("ADMIN_API_TOKEN", "server.adminApiToken", s.admin_api_token.clone())
-                .value
-                .map(Secret),
+            refresh_secret: pick(
+                "REFRESH_JWT_SECRET",
+                "refresh.refreshTokenSecret",
+                r.refresh_token_secret.clone(),
+            )
+            .value
+            .map(Secret),
+            admin_api_token: pick(
+                "ADMIN_API_TOKEN",
+                "server.adminApiToken",
+                s.admin_api_token.clone(),
+            )
+            .value
+            .map(Secret),
             jwt_expires_in,
             refresh_token_expires_in,
             request_refresh_on_all: boolean(
-                pick("REQUEST_REFRESH_ON_ALL", "refresh.requestRefreshOnAll", text(&r.request_refresh_on_all)),
+                pick(
+                    "REQUEST_REFRESH_ON_ALL",
+                    "refresh.requestRefreshOnAll",
+                    text(&r.request_refresh_on_all),
+                ),
                 false,
             )?,
             cookie_response: boolean(
-                pick("COOKIE_RESPONSE", "refresh.cookieResponse", text(&r.cookie_response)),
+                pick(
+                    "COOKIE_RESPONSE",
+                    "refresh.cookieResponse",
+                    text(&r.cookie_response),
+                ),
                 false,
             )?,
             refresh_token_rotation: boolean(
-                pick("REFRESH_TOKEN_ROTATION", "refresh.refreshTokenRotation", text(&r.refresh_token_rotation)),
+                pick(
+                    "REFRESH_TOKEN_ROTATION",
+                    "refresh.refreshTokenRotation",
+                    text(&r.refresh_token_rotation),
+                ),
                 false,
             )?,
             refresh_token_reuse_grace: duration(
-                pick("REFRESH_TOKEN_REUSE_GRACE", "refresh.refreshTokenReuseGrace", text(&r.refresh_token_reuse_grace)),
+                pick(
+                    "REFRESH_TOKEN_REUSE_GRACE",
+                    "refresh.refreshTokenReuseGrace",
+                    text(&r.refresh_token_reuse_grace),
+                ),
                 "10s",
             )?,
             session_idle_timeout,
             session_absolute_lifetime: duration(
-                pick("SESSION_ABSOLUTE_LIFETIME", "refresh.sessionAbsoluteLifetime", text(&r.session_absolute_lifetime)),
+                pick(
+                    "SESSION_ABSOLUTE_LIFETIME",
+                    "refresh.sessionAbsoluteLifetime",
+                    text(&r.session_absolute_lifetime),
+                ),
                 "90d",
             )?,
             production_url,
             actor_idle_timeout: duration(
-                pick("ACTOR_IDLE_TIMEOUT", "server.actorIdleTimeout", text(&s.actor_idle_timeout)),
+                pick(
+                    "ACTOR_IDLE_TIMEOUT",
+                    "server.actorIdleTimeout",
+                    text(&s.actor_idle_timeout),
+                ),
                 "5m",
             )?,
             log_format,
@@ -254,9 +320,15 @@ impl Config {
         }
         for (key, value) in [
             ("jwt.expiresIn", self.jwt_expires_in),
-            ("refresh.refreshTokenExpiresIn", self.refresh_token_expires_in),
+            (
+                "refresh.refreshTokenExpiresIn",
+                self.refresh_token_expires_in,
+            ),
             ("refresh.sessionIdleTimeout", self.session_idle_timeout),
-            ("refresh.sessionAbsoluteLifetime", self.session_absolute_lifetime),
+            (
+                "refresh.sessionAbsoluteLifetime",
+                self.session_absolute_lifetime,
+            ),
             ("server.actorIdleTimeout", self.actor_idle_timeout),
         ] {
             if value <= TimeDelta::zero() {
@@ -266,7 +338,10 @@ impl Config {
         if let Some(url) = &self.production_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(invalid("PRODUCTION_URL", format!("{url:?} is not an http(s) URL")));
+            return Err(invalid(
+                "PRODUCTION_URL",
+                format!("{url:?} is not an http(s) URL"),
+            ));
         }
         if !self.database_url.starts_with("sqlite:") {
             return Err(invalid(
@@ -283,7 +358,12 @@ impl Config {
                 && !self.insecure_dev
                 && let Some(why) = weakness(secret.expose())
             {
-                return Err(invalid(key, format!("{why}; use a random value of 32 bytes or more (or --insecure-dev for local experiments)")));
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{why}; use a random value of 32 bytes or more (or --insecure-dev for local experiments)"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -297,7 +377,10 @@ impl Config {
 /// Why a secret is too weak to sign tokens with, if it is.
 pub fn weakness(secret: &str) -> Option<&'static str> {
     const KNOWN_DEFAULTS: [&str; 4] = ["SomethingSecret", "SuperSecretKey", "secret", "changeme"];
-    if KNOWN_DEFAULTS.iter().any(|known| known.eq_ignore_ascii_case(secret)) {
+    if KNOWN_DEFAULTS
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(secret))
+    {
         Some("is a well-known default secret")
     } else if secret.len() < 32 {
         Some("is shorter than 32 bytes")
@@ -313,7 +396,10 @@ fn duration(raw: Raw, default: &str) -> Result<TimeDelta, ConfigError> {
     let std = match text.parse::<u64>() {
         Ok(seconds) => std::time::Duration::from_secs(seconds),
         Err(_) => humantime::parse_duration(&text).map_err(|e| {
-            invalid(&raw.key, format!("{text:?} is not a duration like 30d, 2h, 15m or 10s ({e})"))
+            invalid(
+                &raw.key,
+                format!("{text:?} is not a duration like 30d, 2h, 15m or 10s ({e})"),
+            )
         })?,
     };
     TimeDelta::from_std(std).map_err(|_| invalid(&raw.key, format!("{text:?} is too long")))
@@ -324,7 +410,10 @@ fn boolean(raw: Raw, default: bool) -> Result<bool, ConfigError> {
         None => Ok(default),
         Some(v) if v == "true" || v == "1" => Ok(true),
         Some(v) if v == "false" || v == "0" => Ok(false),
-        Some(v) => Err(invalid(&raw.key, format!("{v:?} is not true, false, 1 or 0"))),
+        Some(v) => Err(invalid(
+            &raw.key,
+            format!("{v:?} is not true, false, 1 or 0"),
+        )),
     }
 }
 
@@ -333,11 +422,16 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn error_of(pairs: &[(&str, &str)]) -> String {
-        Config::load(None, &env(pairs), false).unwrap_err().to_string()
+        Config::load(None, &env(pairs), false)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -370,7 +464,9 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         assert!(error_of(&[("JWT_EXPIRES_IN", "soon")]).starts_with("JWT_EXPIRES_IN:"));
-        assert!(error_of(&[("REFRESH_TOKEN_ROTATION", "yes")]).starts_with("REFRESH_TOKEN_ROTATION:"));
+        assert!(
+            error_of(&[("REFRESH_TOKEN_ROTATION", "yes")]).starts_with("REFRESH_TOKEN_ROTATION:")
+        );
         assert!(error_of(&[("PORT", "99999")]).starts_with("PORT:"));
         assert!(error_of(&[("JWT_EXPIRES_IN", "30d")]).starts_with("jwt.expiresIn: must be below"));
         assert!(error_of(&[("JWT_SECRET", "SomethingSecret")]).contains("well-known default"));
@@ -382,7 +478,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
         std::fs::write(&path, "[refresh]\nrefreshTokenRotaton = true\n").unwrap();
-        let err = Config::load(Some(&path), &env(&[]), false).unwrap_err().to_string();
+        let err = Config::load(Some(&path), &env(&[]), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("refreshTokenRotaton"), "{err}");
     }
 

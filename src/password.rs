@@ -33,30 +33,51 @@ impl Passwords {
             .hash_password(b"tokenledger dummy password")
             .map_err(|e| PasswordError::Hash(e.to_string()))?
             .to_string();
-        Ok(Passwords { permits: Arc::new(Semaphore::new(parallelism.max(1))), dummy_hash: dummy.into() })
+        Ok(Passwords {
+            permits: Arc::new(Semaphore::new(parallelism.max(1))),
+            dummy_hash: dummy.into(),
+        })
     }
 
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Closed)?;
-        tokio::task::spawn_blocking(work).await.map_err(|_| PasswordError::Closed)
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Closed)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| PasswordError::Closed)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        self.run(move || argon2().hash_password(password.as_bytes()).map(|h| h.to_string()))
-            .await?
-            .map_err(|e| PasswordError::Hash(e.to_string()))
+        self.run(move || {
+            argon2()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(|e| PasswordError::Hash(e.to_string()))
     }
 
     /// Whether `password` matches `hash`; with no hash (unknown user) it checks against the
     /// dummy hash and answers false.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, PasswordError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let matches = self
-            .run(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
+            .run(move || {
+                argon2()
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok()
+            })
             .await?;
         Ok(known && matches)
     }
@@ -70,9 +91,20 @@ mod tests {
     async fn a_hash_verifies_its_password_only() {
         let p = Passwords::new(1).unwrap();
         let hash = p.hash("correct horse".to_owned()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(p.verify("correct horse".to_owned(), Some(hash.clone())).await.unwrap());
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            p.verify("correct horse".to_owned(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!p.verify("wrong".to_owned(), Some(hash)).await.unwrap());
-        assert!(!p.verify("tokenledger dummy password".to_owned(), None).await.unwrap());
+        assert!(
+            !p.verify("tokenledger dummy password".to_owned(), None)
+                .await
+                .unwrap()
+        );
     }
 }

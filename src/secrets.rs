@@ -33,7 +33,10 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
     let path = config.data_dir.join(FILE_NAME);
     let mut stored: Stored = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
         })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
         Err(e) => return Err(e),
@@ -54,7 +57,10 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         config.refresh_secret = Some(Secret::new(value.clone()));
     }
     if generated.is_empty() {
-        return Ok(Some(format!("using signing secrets from {}", path.display())));
+        return Ok(Some(format!(
+            "using signing secrets from {}",
+            path.display()
+        )));
     }
     write_private(&path, &serde_json::to_vec_pretty(&stored)?)?;
     Ok(Some(format!(
@@ -92,7 +98,10 @@ mod tests {
             [("DATA_DIR".to_owned(), dir.path().display().to_string())].into();
         let mut first = Config::load(None, &env, false).unwrap();
         let said = resolve(&mut first).unwrap().unwrap();
-        assert!(said.contains("generated JWT_SECRET and REFRESH_JWT_SECRET"), "{said}");
+        assert!(
+            said.contains("generated JWT_SECRET and REFRESH_JWT_SECRET"),
+            "{said}"
+        );
         let mut second = Config::load(None, &env, false).unwrap();
         resolve(&mut second).unwrap();
         assert_eq!(first.jwt_secret, second.jwt_secret);
@@ -101,7 +110,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

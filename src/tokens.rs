@@ -92,8 +92,9 @@ impl Tokens {
     }
 
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.access_check, &self.validation)
-            .map_err(|_| InvalidToken)?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.access_check, &self.validation)
+                .map_err(|_| InvalidToken)?;
         if data.header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(InvalidToken);
         }
@@ -116,8 +117,9 @@ impl Tokens {
     /// Checks signature, algorithm, `typ` and expiry; what it returns still has to match the
     /// session's current token, which only the aggregate knows.
     pub fn verify_refresh(&self, token: &str) -> Result<PresentedToken, InvalidToken> {
-        let data = jsonwebtoken::decode::<RefreshClaims>(token, &self.refresh_check, &self.validation)
-            .map_err(|_| InvalidToken)?;
+        let data =
+            jsonwebtoken::decode::<RefreshClaims>(token, &self.refresh_check, &self.validation)
+                .map_err(|_| InvalidToken)?;
         if data.header.typ.as_deref() != Some(REFRESH_TYP) {
             return Err(InvalidToken);
         }
@@ -146,7 +148,10 @@ pub struct RecordingSealer<'a> {
 
 impl<'a> RecordingSealer<'a> {
     pub fn new(tokens: &'a Tokens) -> Self {
-        RecordingSealer { tokens, last: RefCell::new(None) }
+        RecordingSealer {
+            tokens,
+            last: RefCell::new(None),
+        }
     }
 
     /// The signed token for `grant`, reusing the one sealed during the decision if it matches.
@@ -202,7 +207,10 @@ mod tests {
         let access = t.sign_access(42, Uuid::from_u128(1), chrono::Utc::now());
         assert_eq!(t.verify_access(&access).unwrap().id, 42);
         assert_eq!(t.verify_refresh(&access), Err(InvalidToken));
-        assert_eq!(t.verify_access(&t.sign_refresh(&grant())), Err(InvalidToken));
+        assert_eq!(
+            t.verify_access(&t.sign_refresh(&grant())),
+            Err(InvalidToken)
+        );
         // Even with one secret for both, the typ keeps them apart.
         let same = Tokens::new(&[1; 32], &[1; 32], TimeDelta::hours(2)).unwrap();
         let access = same.sign_access(42, Uuid::from_u128(1), chrono::Utc::now());
@@ -216,7 +224,10 @@ mod tests {
         old.expires_at = old.issued_at - 1;
         assert_eq!(t.verify_refresh(&t.sign_refresh(&old)), Err(InvalidToken));
         let other = Tokens::new(&[9; 32], &[9; 32], TimeDelta::hours(2)).unwrap();
-        assert_eq!(t.verify_refresh(&other.sign_refresh(&grant())), Err(InvalidToken));
+        assert_eq!(
+            t.verify_refresh(&other.sign_refresh(&grant())),
+            Err(InvalidToken)
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ struct Inner {
 impl Registry {
     /// Must be called inside a running actix system.
     pub fn new(core: Arc<Core>, arbiters: Vec<ArbiterHandle>, idle_timeout: Duration) -> Registry {
-        assert!(!arbiters.is_empty(), "the registry needs at least one arbiter");
+        assert!(
+            !arbiters.is_empty(),
+            "the registry needs at least one arbiter"
+        );
         Registry {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -45,12 +48,20 @@ impl Registry {
     }
 
     fn address(&self, user_id: UserId) -> Addr<SessionActor> {
-        let mut shard = self.shard(user_id).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self
+            .shard(user_id)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(addr) = shard.get(&user_id).filter(|addr| addr.connected()) {
             return addr.clone();
         }
-        let arbiter = &self.inner.arbiters[user_id.rem_euclid(self.inner.arbiters.len() as i64) as usize];
-        let (core, registry, idle) = (self.inner.core.clone(), self.clone(), self.inner.idle_timeout);
+        let arbiter =
+            &self.inner.arbiters[user_id.rem_euclid(self.inner.arbiters.len() as i64) as usize];
+        let (core, registry, idle) = (
+            self.inner.core.clone(),
+            self.clone(),
+            self.inner.idle_timeout,
+        );
         let addr = SessionActor::start_in_arbiter(arbiter, move |_| {
             SessionActor::new(user_id, core, registry, idle)
         });
@@ -60,7 +71,10 @@ impl Registry {
 
     /// Removes `addr` for `user_id`, unless a newer actor has taken its place.
     pub fn forget(&self, user_id: UserId, addr: &Addr<SessionActor>) {
-        let mut shard = self.shard(user_id).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self
+            .shard(user_id)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if shard.get(&user_id) == Some(addr) {
             shard.remove(&user_id);
         }
@@ -76,7 +90,10 @@ impl Registry {
         // An actor may stop (idle) between lookup and delivery; then a fresh one takes over.
         for _ in 0..3 {
             let addr = self.address(user_id);
-            let message = Execute { command: command.clone(), metadata: metadata.clone() };
+            let message = Execute {
+                command: command.clone(),
+                metadata: metadata.clone(),
+            };
             match addr.send(message).await {
                 Ok(result) => return result,
                 Err(_) => self.forget(user_id, &addr),
@@ -87,6 +104,10 @@ impl Registry {
 
     /// How many actors are alive.
     pub fn live_actors(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 }

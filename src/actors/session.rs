@@ -38,9 +38,10 @@ struct Folded {
 impl Folded {
     fn fold(&mut self, recorded: &[RecordedEvent]) -> Result<(), StoreError> {
         for event in recorded {
-            let decoded = event
-                .decode()
-                .map_err(|source| StoreError::Corrupt { position: event.position, source })?;
+            let decoded = event.decode().map_err(|source| StoreError::Corrupt {
+                position: event.position,
+                source,
+            })?;
             self.state = evolve(std::mem::take(&mut self.state), &decoded);
             self.version = event.stream_version;
         }
@@ -61,12 +62,20 @@ pub struct SessionActor {
 }
 
 impl SessionActor {
-    pub fn new(user_id: UserId, core: Arc<Core>, registry: Registry, idle_timeout: Duration) -> Self {
+    pub fn new(
+        user_id: UserId,
+        core: Arc<Core>,
+        registry: Registry,
+        idle_timeout: Duration,
+    ) -> Self {
         SessionActor {
             user_id,
             core,
             registry,
-            folded: Folded { state: UserSessions::new(user_id), version: 0 },
+            folded: Folded {
+                state: UserSessions::new(user_id),
+                version: 0,
+            },
             failed: None,
             idle_timeout,
             last_active: Instant::now(),
@@ -125,10 +134,12 @@ impl Handler<Execute> for SessionActor {
         let core = self.core.clone();
         let user_id = self.user_id;
         AtomicResponse::new(Box::pin(
-            execute(core, user_id, folded, msg).into_actor(self).map(|(folded, result), actor, _| {
-                actor.folded = folded;
-                result
-            }),
+            execute(core, user_id, folded, msg).into_actor(self).map(
+                |(folded, result), actor, _| {
+                    actor.folded = folded;
+                    result
+                },
+            ),
         ))
     }
 }
@@ -148,7 +159,11 @@ async fn execute(
         };
         if !events.is_empty() {
             let new_events = events.iter().map(NewEvent::from).collect();
-            match core.store.append(&stream, folded.version, new_events, &msg.metadata).await {
+            match core
+                .store
+                .append(&stream, folded.version, new_events, &msg.metadata)
+                .await
+            {
                 Ok(recorded) => {
                     let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
                     for (event, record) in events.iter().zip(&recorded) {
@@ -175,7 +190,12 @@ async fn execute(
 
 /// What the caller learns: the session the command was about, and its refresh token when the
 /// command hands one out (a login, or a rotation — including the grace window's repeat).
-fn reply(user_id: UserId, state: &UserSessions, command: &Command, sealer: &RecordingSealer) -> Executed {
+fn reply(
+    user_id: UserId,
+    state: &UserSessions,
+    command: &Command,
+    sealer: &RecordingSealer,
+) -> Executed {
     let (target, hands_out_token) = match command {
         Command::IssueToken(c) => (Some(c.session_id), true),
         Command::RotateToken(c) => (Some(c.presented.session_id), c.rotation),
@@ -187,5 +207,8 @@ fn reply(user_id: UserId, state: &UserSessions, command: &Command, sealer: &Reco
         .as_ref()
         .filter(|_| hands_out_token)
         .map(|s| sealer.token_for(&s.grant(user_id)));
-    Executed { session, refresh_token }
+    Executed {
+        session,
+        refresh_token,
+    }
 }

@@ -17,7 +17,13 @@ pub fn chain_hash(
 ) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash);
-    for field in [stream_id.as_bytes(), event_type.as_bytes(), payload.as_bytes(), metadata.as_bytes(), recorded_at.as_bytes()] {
+    for field in [
+        stream_id.as_bytes(),
+        event_type.as_bytes(),
+        payload.as_bytes(),
+        metadata.as_bytes(),
+        recorded_at.as_bytes(),
+    ] {
         hasher.update((field.len() as u64).to_be_bytes());
         hasher.update(field);
     }
@@ -35,10 +41,22 @@ mod tests {
     #[test]
     fn any_changed_field_changes_the_hash() {
         let base = chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{}", "{}", "t");
-        assert_eq!(base, chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{}", "{}", "t"));
-        assert_ne!(base, chain_hash(&[1; 32], "user-1", 1, "TokenIssued", "{}", "{}", "t"));
-        assert_ne!(base, chain_hash(&GENESIS, "user-1", 2, "TokenIssued", "{}", "{}", "t"));
-        assert_ne!(base, chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{ }", "{}", "t"));
+        assert_eq!(
+            base,
+            chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{}", "{}", "t")
+        );
+        assert_ne!(
+            base,
+            chain_hash(&[1; 32], "user-1", 1, "TokenIssued", "{}", "{}", "t")
+        );
+        assert_ne!(
+            base,
+            chain_hash(&GENESIS, "user-1", 2, "TokenIssued", "{}", "{}", "t")
+        );
+        assert_ne!(
+            base,
+            chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{ }", "{}", "t")
+        );
         // Moving bytes between fields must not collide.
         assert_ne!(
             chain_hash(&GENESIS, "user-1", 1, "ab", "c", "{}", "t"),

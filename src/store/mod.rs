@@ -90,7 +90,11 @@ pub fn user_of_stream(stream_id: &str) -> Option<UserId> {
 pub enum StoreError {
     /// Another writer appended to the stream first; reload and decide again.
     #[error("stream {stream} is at version {actual}, not the expected {expected}")]
-    Conflict { stream: String, expected: i64, actual: i64 },
+    Conflict {
+        stream: String,
+        expected: i64,
+        actual: i64,
+    },
     #[error("the event store is shut down")]
     Closed,
     #[error("database: {0}")]
@@ -133,7 +137,10 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Every event with a position above `after_position`, in position order, read in pages.
-    fn read_all(&self, after_position: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+    fn read_all(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
     fn stats(&self) -> &StoreStats;
 

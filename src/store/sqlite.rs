@@ -96,7 +96,11 @@ impl SqliteEventStore {
     pub fn start(db: Database) -> SqliteEventStore {
         let (appender, inbox) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(run_appender(db.writer.clone(), inbox));
-        SqliteEventStore { db, appender, stats: Arc::new(StoreStats::default()) }
+        SqliteEventStore {
+            db,
+            appender,
+            stats: Arc::new(StoreStats::default()),
+        }
     }
 }
 
@@ -109,7 +113,9 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
         metadata: &EventMetadata,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.stats.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             stream: stream.to_owned(),
@@ -118,7 +124,10 @@ impl EventStore for SqliteEventStore {
             metadata: serde_json::to_string(metadata).expect("metadata is plain strings"),
             reply,
         };
-        self.appender.send(Message::Append(request)).await.map_err(|_| StoreError::Closed)?;
+        self.appender
+            .send(Message::Append(request))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -127,7 +136,9 @@ impl EventStore for SqliteEventStore {
         stream: &str,
         after_version: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.stats.stream_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .stream_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rows = sqlx::query(
             "SELECT position, stream_id, stream_version, event_type, schema_version, payload, \
              metadata, recorded_at, prev_hash, hash FROM events \
@@ -140,12 +151,17 @@ impl EventStore for SqliteEventStore {
         rows.iter().map(recorded).collect()
     }
 
-    fn read_all(&self, after_position: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    fn read_all(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         let pool = self.db.reader.clone();
         stream::try_unfold(Some(after_position), move |cursor| {
             let pool = pool.clone();
             async move {
-                let Some(after) = cursor else { return Ok::<_, StoreError>(None) };
+                let Some(after) = cursor else {
+                    return Ok::<_, StoreError>(None);
+                };
                 let rows = sqlx::query(
                     "SELECT position, stream_id, stream_version, event_type, schema_version, \
                      payload, metadata, recorded_at, prev_hash, hash FROM events \
@@ -155,7 +171,8 @@ impl EventStore for SqliteEventStore {
                 .bind(PAGE)
                 .fetch_all(&pool)
                 .await?;
-                let page: Vec<RecordedEvent> = rows.iter().map(recorded).collect::<Result<_, _>>()?;
+                let page: Vec<RecordedEvent> =
+                    rows.iter().map(recorded).collect::<Result<_, _>>()?;
                 let next = match page.last() {
                     Some(last) if page.len() as i64 == PAGE => Some(last.position),
                     _ => None,
@@ -249,9 +266,11 @@ async fn commit_batch(writer: &SqlitePool, batch: Vec<AppendRequest>) {
             tracing::error!(%error, appends = batch.len(), "group commit failed; nothing of the batch was written");
             let message = error.to_string();
             for request in batch {
-                let _ = request.reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
-                    message.clone(),
-                ))));
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::Database(sqlx::Error::Protocol(
+                        message.clone(),
+                    ))));
             }
         }
     }

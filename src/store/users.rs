@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 use tokenledger_domain::UserId;
 
 use super::sqlite::Database;
@@ -136,10 +136,12 @@ impl UserStore {
     }
 
     pub async fn find(&self, id: UserId) -> Result<Option<User>, UserError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.db.reader)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.db.reader)
+        .await?;
         Ok(row.as_ref().map(user).transpose()?)
     }
 }

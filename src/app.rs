@@ -1,0 +1,150 @@
+//! `Application`: builds the whole service from a `Config` — store, projection, actors,
+//! HTTP — binds its port, and runs until stopped. Tests start it on port 0.
+
+use std::net::TcpListener;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::Arbiter;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use futures::TryStreamExt;
+use tokenledger_projections::ActiveSessions;
+
+use crate::actors::{Core, Registry};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::password::Passwords;
+use crate::store::sqlite::{Database, SqliteEventStore};
+use crate::store::users::UserStore;
+use crate::store::{EventStore, StoreError};
+use crate::tokens::Tokens;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Arc<dyn EventStore>,
+    arbiters: Vec<Arbiter>,
+    state: web::Data<AppState>,
+}
+
+/// Folds the whole log into a fresh `ActiveSessions`.
+pub async fn fold_log(store: &dyn EventStore) -> Result<(ActiveSessions, u64), StoreError> {
+    let mut projection = ActiveSessions::new();
+    let mut events = store.read_all(0);
+    let mut count = 0u64;
+    while let Some(record) = events.try_next().await? {
+        let event = record.decode().map_err(|source| StoreError::Corrupt {
+            position: record.position,
+            source,
+        })?;
+        if let Some(user_id) = record.user_id() {
+            projection.apply(user_id, record.stream_version, &event);
+        }
+        count += 1;
+    }
+    Ok((projection, count))
+}
+
+impl Application {
+    /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let jwt_secret = config.jwt_secret.clone().context("JWT_SECRET is not set")?;
+        let refresh_secret = config
+            .refresh_secret
+            .clone()
+            .context("REFRESH_JWT_SECRET is not set")?;
+        let db = Database::open(&config.database_url)
+            .await
+            .with_context(|| format!("opening {}", config.database_url))?;
+        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::start(db.clone()));
+        let started = std::time::Instant::now();
+        let (projection, events) = fold_log(store.as_ref())
+            .await
+            .context("replaying the event log")?;
+        tracing::info!(
+            events,
+            sessions = projection.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "projections rebuilt from the log"
+        );
+        let projection = Arc::new(RwLock::new(projection));
+        let tokens = Arc::new(
+            Tokens::new(
+                jwt_secret.expose().as_bytes(),
+                refresh_secret.expose().as_bytes(),
+                config.jwt_expires_in,
+            )
+            .context("signing keys")?,
+        );
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+        let core = Arc::new(Core {
+            store: store.clone(),
+            tokens: tokens.clone(),
+            projection: projection.clone(),
+        });
+        let idle = config
+            .actor_idle_timeout
+            .to_std()
+            .unwrap_or(Duration::from_secs(300));
+        let registry = Registry::new(core, arbiters.iter().map(Arbiter::handle).collect(), idle);
+        let state = web::Data::new(AppState {
+            config: Arc::new(config.clone()),
+            users: UserStore::new(db),
+            passwords: Passwords::new(cores).context("argon2")?,
+            tokens,
+            registry,
+            projection,
+        });
+
+        let listener = TcpListener::bind(config.bind_address())
+            .with_context(|| format!("binding {}", config.bind_address()))?;
+        let port = listener.local_addr()?.port();
+        let data = state.clone();
+        let server =
+            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
+                .workers(cores)
+                .listen(listener)?
+                .run();
+        Ok(Application {
+            port,
+            server,
+            store,
+            arbiters,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The shared state, for tests that look behind the API (store counters, live actors).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn store(&self) -> Arc<dyn EventStore> {
+        self.store.clone()
+    }
+
+    /// Serves until the server is stopped (signal or handle), then flushes the appender and
+    /// closes the store.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        for arbiter in self.arbiters {
+            let _ = tokio::task::spawn_blocking(move || arbiter.join()).await;
+        }
+        self.store.close().await;
+        served
+    }
+}

@@ -1,0 +1,132 @@
+//! The one HTTP error type: every error leaves in Strapi's body,
+//! `{"data":null,"error":{"status","name","message","details"}}`, and none leaks internals.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{Value, json};
+
+use crate::actors::ExecuteError;
+use crate::store::StoreError;
+use crate::store::users::UserError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub name: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, name: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            name,
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ValidationError", message)
+    }
+
+    pub fn application(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ApplicationError", message)
+    }
+
+    /// Strapi 5's name for a plain 400 from a controller (`ctx.badRequest`).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequestError", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UnauthorizedError", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFoundError", "Not Found")
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeError",
+            "request entity too large",
+        )
+    }
+
+    /// The store could not take the write; nothing was acknowledged. The client may retry.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableError",
+            "The service is temporarily unavailable, please try again",
+        )
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn body(&self) -> Value {
+        json!({
+            "data": null,
+            "error": {
+                "status": self.status.as_u16(),
+                "name": self.name,
+                "message": self.message,
+                "details": self.details,
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.name,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(self.body())
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::Taken => ApiError::application("Email or Username are already taken"),
+            UserError::Database(e) => {
+                tracing::error!(error = %e, "users table");
+                ApiError::unavailable()
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "event store");
+        ApiError::unavailable()
+    }
+}
+
+impl From<ExecuteError> for ApiError {
+    fn from(error: ExecuteError) -> Self {
+        tracing::error!(%error, "session actor");
+        ApiError::unavailable()
+    }
+}

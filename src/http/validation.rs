@@ -1,0 +1,156 @@
+//! Field checks with Strapi's (yup's) wording: each failed field becomes one entry of
+//! `details.errors`, and the message is the single error's or "N errors occurred".
+
+use serde_json::{Value, json};
+
+use super::body::Body;
+use super::errors::ApiError;
+
+#[derive(Default)]
+pub struct Checks {
+    errors: Vec<Value>,
+}
+
+impl Checks {
+    fn fail(&mut self, field: &str, message: String, value: Option<&Value>) {
+        let mut entry = json!({ "path": [field], "message": message, "name": "ValidationError" });
+        if let Some(value) = value {
+            entry["value"] = value.clone();
+        }
+        self.errors.push(entry);
+    }
+
+    /// A required string (strict: no number or boolean is converted). `secret` fields never
+    /// echo the value back.
+    pub fn string<'b>(&mut self, body: &'b Body, field: &str, secret: bool) -> Option<&'b str> {
+        match body.get(field) {
+            None => self.fail(field, format!("{field} is a required field"), None),
+            Some(Value::String(s)) if s.is_empty() => {
+                self.fail(field, format!("{field} is a required field"), None)
+            }
+            Some(Value::String(s)) => return Some(s),
+            Some(other) => {
+                let mut message =
+                    format!("{field} must be a `string` type, but the final value was: `{other}`.");
+                if other.is_null() {
+                    message.push_str(
+                        "\n If \"null\" is intended as an empty value be sure to mark the schema as `.nullable()`",
+                    );
+                }
+                self.fail(field, message, (!secret).then_some(other));
+            }
+        }
+        None
+    }
+
+    /// A rule on a field that passed `string`.
+    pub fn require(&mut self, ok: bool, field: &str, message: &str, value: Option<&str>) {
+        if !ok {
+            let value = value.map(|v| Value::String(v.to_owned()));
+            self.fail(field, message.to_owned(), value.as_ref());
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.errors.len() {
+            0 => Ok(()),
+            1 => {
+                let message = self.errors[0]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                Err(ApiError::validation(message).with_details(json!({ "errors": self.errors })))
+            }
+            n => Err(ApiError::validation(format!("{n} errors occurred"))
+                .with_details(json!({ "errors": self.errors }))),
+        }
+    }
+}
+
+/// JavaScript truthiness, as the plugin reads `requestRefresh`.
+pub fn truthy(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(_) | Value::Object(_)) => true,
+    }
+}
+
+/// Yup's email check, close enough: one `@`, a non-empty local part, a dotted domain.
+pub fn looks_like_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && !email.chars().any(char::is_whitespace)
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(|label| !label.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(value: Value) -> Body {
+        Body(value.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn two_missing_fields_make_two_errors() {
+        let b = body(json!({}));
+        let mut checks = Checks::default();
+        checks.string(&b, "identifier", false);
+        checks.string(&b, "password", true);
+        let error = checks.finish().unwrap_err();
+        assert_eq!(error.message, "2 errors occurred");
+        assert_eq!(error.details["errors"][0]["path"], json!(["identifier"]));
+        assert_eq!(
+            error.details["errors"][1]["message"],
+            "password is a required field"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_says_so_and_secrets_are_not_echoed() {
+        let b = body(json!({"identifier": 123, "password": 456}));
+        let mut checks = Checks::default();
+        checks.string(&b, "identifier", false);
+        checks.string(&b, "password", true);
+        let error = checks.finish().unwrap_err();
+        let errors = &error.details["errors"];
+        assert_eq!(
+            errors[0]["message"],
+            "identifier must be a `string` type, but the final value was: `123`."
+        );
+        assert_eq!(errors[0]["value"], 123);
+        assert!(errors[1].get("value").is_none());
+    }
+
+    #[test]
+    fn truthiness_is_javascripts() {
+        for yes in [
+            json!(true),
+            json!(1),
+            json!("true"),
+            json!("false"),
+            json!({}),
+        ] {
+            assert!(truthy(Some(&yes)), "{yes}");
+        }
+        for no in [json!(false), json!(0), json!(""), json!(null)] {
+            assert!(!truthy(Some(&no)), "{no}");
+        }
+        assert!(!truthy(None));
+    }
+
+    #[test]
+    fn emails() {
+        assert!(looks_like_email("a@b.co"));
+        for bad in ["a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@b..c"] {
+            assert!(!looks_like_email(bad), "{bad}");
+        }
+    }
+}
