@@ -1,0 +1,84 @@
+//! Concurrent refreshes of one token never fork a session.
+
+use std::collections::HashSet;
+
+use tokenledger::store::stream_of;
+
+use crate::helpers::spawn_app_with;
+
+#[actix_web::test]
+async fn fifty_concurrent_rotations_of_one_token_yield_one_successor() {
+    let app = spawn_app_with(&[("REFRESH_TOKEN_ROTATION", "true")]).await;
+    let id = app.register("nina").await["user"]["id"].as_i64().unwrap();
+    let token = app.login("nina").await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let answers = futures::future::join_all((0..50).map(|_| app.refresh(&token))).await;
+
+    let successors: HashSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["refreshToken"]
+                .as_str()
+                .expect("a successor")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        successors.len(),
+        1,
+        "every 200 carries the identical successor"
+    );
+    let events = app.store().read_stream(&stream_of(id), 0).await.unwrap();
+    let rotations: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "TokenRotated")
+        .collect();
+    assert_eq!(
+        rotations.len(),
+        1,
+        "exactly one TokenRotated for generation 1"
+    );
+    assert!(rotations[0].payload.contains("\"generation\":1"));
+    let now = chrono::Utc::now();
+    let projection = app.state().projection.read().unwrap();
+    // Registration and login each started a session; the login's is still the only one forked from it.
+    let sessions = projection.sessions_of(id, now);
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s.generation == 1).count(), 1);
+    drop(projection);
+    // And the successor works.
+    let successor = successors.into_iter().next().unwrap();
+    assert_eq!(app.refresh(&successor).await.0, 200);
+}
+
+#[actix_web::test]
+async fn many_users_refreshing_at_once_all_succeed_through_group_commit() {
+    let app = spawn_app_with(&[("REFRESH_TOKEN_ROTATION", "true")]).await;
+    let mut tokens = Vec::new();
+    for n in 0..8 {
+        let name = format!("user{n}");
+        app.register(&name).await;
+        tokens.push(
+            app.login(&name).await["refreshToken"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for _round in 0..5 {
+        let answers = futures::future::join_all(tokens.iter().map(|t| app.refresh(t))).await;
+        tokens = answers
+            .into_iter()
+            .map(|(status, body)| {
+                assert_eq!(status, 200, "{body}");
+                body["refreshToken"].as_str().unwrap().to_owned()
+            })
+            .collect();
+    }
+    let distinct: HashSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), 8);
+}

@@ -1,0 +1,186 @@
+//! `spawn_app`: the real server on a random port with a fresh SQLite file, and a client.
+
+use std::collections::HashMap;
+
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokenledger::app::Application;
+use tokenledger::config::Config;
+use tokenledger::http::AppState;
+use tokenledger::store::EventStore;
+
+pub const JWT_SECRET: &str = "test-access-secret-0123456789abcdef0123456789";
+pub const REFRESH_SECRET: &str = "test-refresh-secret-0123456789abcdef012345678";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    env: HashMap<String, String>,
+    handle: ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    state: web::Data<AppState>,
+    store: std::sync::Arc<dyn EventStore>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the app with these environment overrides on top of the test defaults.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env: HashMap<String, String> = [
+        ("PORT", "0"),
+        ("JWT_SECRET", JWT_SECRET),
+        ("REFRESH_JWT_SECRET", REFRESH_SECRET),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.insert("DATA_DIR".into(), dir.path().display().to_string());
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    start(dir, env).await
+}
+
+async fn start(dir: TempDir, env: HashMap<String, String>) -> TestApp {
+    let config = Config::load(None, &env, false).expect("test config");
+    let app = Application::build(config).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (handle, state, store) = (app.handle(), app.state(), app.store());
+    let running = actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        dir,
+        env,
+        handle,
+        running,
+        state,
+        store,
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully (store flushed and closed) and starts it again on the same
+    /// database file.
+    pub async fn restart(self) -> TestApp {
+        self.handle.stop(true).await;
+        self.running
+            .await
+            .expect("server task")
+            .expect("server ran");
+        start(self.dir, self.env).await
+    }
+
+    pub fn store(&self) -> &dyn EventStore {
+        self.store.as_ref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn get_with_bearer(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    pub async fn register(&self, username: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/auth/local/register",
+                json!({"username": username, "email": format!("{username}@example.com"), "password": "password123"}),
+            )
+            .await;
+        assert_eq!(status, 200, "register: {body}");
+        body
+    }
+
+    /// Logs in with `requestRefresh` and returns the whole answer.
+    pub async fn login(&self, identifier: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/auth/local",
+                json!({"identifier": identifier, "password": "password123", "requestRefresh": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "login: {body}");
+        body
+    }
+
+    pub async fn refresh(&self, token: &str) -> (u16, Value) {
+        self.post("/api/auth/local/refresh", json!({ "refreshToken": token }))
+            .await
+    }
+
+    /// The event types of a user's stream, in order.
+    pub async fn event_types(&self, user_id: i64) -> Vec<String> {
+        self.store()
+            .read_stream(&format!("user-{user_id}"), 0)
+            .await
+            .expect("read stream")
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// Asserts Strapi's error body with this status, name and message.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, name: &str, message: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["data"], Value::Null, "{body}");
+    assert_eq!(body["error"]["status"], expected_status, "{body}");
+    assert_eq!(body["error"]["name"], name, "{body}");
+    assert_eq!(body["error"]["message"], message, "{body}");
+    assert!(body["error"]["details"].is_object(), "{body}");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server over real HTTP, one SQLite file per test. One test
+//! binary, so the crate links once.
+
+mod auth;
+mod concurrency;
+mod helpers;
+mod hostile;
+mod restart;
+mod store;
