@@ -107,7 +107,7 @@ impl ActiveSessions {
                     .collect()
             })
             .unwrap_or_default();
-        sessions.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_used_at));
         sessions
     }
 
