@@ -82,6 +82,11 @@ impl ActiveSessions {
         Some(SessionView { user_id, session })
     }
 
+    /// The user a live session belongs to.
+    pub fn owner(&self, session_id: &SessionId) -> Option<UserId> {
+        self.owners.get(session_id).copied()
+    }
+
     /// Whether `session_id` is a live, unexpired session of `user_id`.
     pub fn is_live(&self, user_id: UserId, session_id: &SessionId, now: Timestamp) -> bool {
         self.owners.get(session_id) == Some(&user_id)

@@ -241,8 +241,7 @@ pub async fn refresh(
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&presented.session_id)
-        .map(|view| view.user_id);
+        .owner(&presented.session_id);
     if owner != Some(presented.user_id) {
         return Err(invalid_refresh_token());
     }

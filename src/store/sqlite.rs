@@ -200,21 +200,24 @@ impl EventStore for SqliteEventStore {
     }
 }
 
+/// Reads a timestamp column stored as RFC 3339 text.
+pub(crate) fn timestamp(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let recorded_at: String = row.try_get("recorded_at")?;
-    let position: i64 = row.try_get("position")?;
-    let recorded_at = DateTime::parse_from_rfc3339(&recorded_at)
-        .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?
-        .with_timezone(&Utc);
     Ok(RecordedEvent {
-        position,
+        position: row.try_get("position")?,
         stream_id: row.try_get("stream_id")?,
         stream_version: row.try_get("stream_version")?,
         event_type: row.try_get("event_type")?,
         schema_version: row.try_get("schema_version")?,
         payload: row.try_get("payload")?,
         metadata: row.try_get("metadata")?,
-        recorded_at,
+        recorded_at: timestamp(row, "recorded_at")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use tokenledger_domain::UserId;
 
-use super::sqlite::Database;
+use super::sqlite::{Database, timestamp};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -63,12 +63,6 @@ pub fn strapi_time(t: &DateTime<Utc>) -> String {
 }
 
 fn user(row: &SqliteRow) -> Result<User, sqlx::Error> {
-    let time = |column: &str| -> Result<DateTime<Utc>, sqlx::Error> {
-        let text: String = row.try_get(column)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-    };
     Ok(User {
         id: row.try_get("id")?,
         document_id: row.try_get("document_id")?,
@@ -78,8 +72,8 @@ fn user(row: &SqliteRow) -> Result<User, sqlx::Error> {
         provider: row.try_get("provider")?,
         confirmed: row.try_get("confirmed")?,
         blocked: row.try_get("blocked")?,
-        created_at: time("created_at")?,
-        updated_at: time("updated_at")?,
+        created_at: timestamp(row, "created_at")?,
+        updated_at: timestamp(row, "updated_at")?,
     })
 }
 

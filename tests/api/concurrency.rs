@@ -44,7 +44,12 @@ async fn fifty_concurrent_rotations_of_one_token_yield_one_successor() {
     );
     assert!(rotations[0].payload.contains("\"generation\":1"));
     // Registration and login each started a session; the login's did not fork.
-    let sessions = app.state().projection.read().unwrap().sessions_of(id, chrono::Utc::now());
+    let sessions = app
+        .state()
+        .projection
+        .read()
+        .unwrap()
+        .sessions_of(id, chrono::Utc::now());
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s.generation == 1).count(), 1);
     // And the successor works.
