@@ -16,7 +16,7 @@ use crate::actors::{Core, Registry};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::password::Passwords;
-use crate::store::sqlite::{Database, SqliteEventStore};
+use crate::store::sqlite::{Database, SqliteEventStore, lock_for_serving};
 use crate::store::users::UserStore;
 use crate::store::{EventStore, StoreError};
 use crate::tokens::Tokens;
@@ -27,6 +27,8 @@ pub struct Application {
     store: Arc<dyn EventStore>,
     arbiters: Vec<Arbiter>,
     state: web::Data<AppState>,
+    /// Held while serving; see `lock_for_serving`.
+    _lock: std::fs::File,
 }
 
 /// Folds the whole log into a fresh `ActiveSessions`.
@@ -55,6 +57,8 @@ impl Application {
             .refresh_secret
             .clone()
             .context("REFRESH_JWT_SECRET is not set")?;
+        let lock = lock_for_serving(&config.database_url)
+            .with_context(|| format!("locking {}", config.database_url))?;
         let db = Database::open(&config.database_url)
             .await
             .with_context(|| format!("opening {}", config.database_url))?;
@@ -114,6 +118,7 @@ impl Application {
             store,
             arbiters,
             state,
+            _lock: lock,
         })
     }
 

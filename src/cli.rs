@@ -12,7 +12,7 @@ use crate::config::{Config, LogFormat};
 use crate::password::Passwords;
 use crate::secrets;
 use crate::store::sqlite::Database;
-use crate::store::users::{NewUser, UserStore};
+use crate::store::users::{NewUser, UserStore, rule_violations};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,8 +75,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                if let Some(said) = secrets::resolve(&mut config).context("signing secrets")? {
+                let resolved = secrets::resolve(&mut config)
+                    .with_context(|| format!("signing secrets in {}", config.data_dir.display()))?;
+                if let Some(said) = resolved {
                     tracing::info!("{said}");
+                }
+                for warning in config.warnings() {
+                    tracing::warn!("{warning}");
                 }
                 let app = Application::build(config).await?;
                 tracing::info!(port = app.port(), "tokenledger is serving");
@@ -94,6 +99,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 email,
                 password,
             }) => {
+                let broken = rule_violations(&username, &email, &password);
+                if !broken.is_empty() {
+                    let reasons: Vec<String> =
+                        broken.into_iter().map(|(_, message)| message).collect();
+                    anyhow::bail!("cannot add this user: {}", reasons.join("; "));
+                }
                 let db = Database::open(&config.database_url).await?;
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let password_hash = Passwords::new(cores)?.hash(password).await?;

@@ -314,8 +314,14 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.jwt_expires_in >= self.refresh_token_expires_in {
             return Err(invalid(
-                "jwt.expiresIn",
-                "must be below refresh.refreshTokenExpiresIn (an access token may not outlive its refresh token)",
+                "JWT_EXPIRES_IN (jwt.expiresIn)",
+                "must be below REFRESH_TOKEN_EXPIRES_IN (refresh.refreshTokenExpiresIn): an access token may not outlive its refresh token",
+            ));
+        }
+        if self.refresh_token_reuse_grace >= self.refresh_token_expires_in {
+            return Err(invalid(
+                "REFRESH_TOKEN_REUSE_GRACE (refresh.refreshTokenReuseGrace)",
+                "must be below REFRESH_TOKEN_EXPIRES_IN: a longer grace window would switch reuse detection off",
             ));
         }
         for (key, value) in [
@@ -367,6 +373,28 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Things that are allowed but unwise, for the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        for (key, secret) in [
+            ("JWT_SECRET", &self.jwt_secret),
+            ("REFRESH_JWT_SECRET", &self.refresh_secret),
+        ] {
+            if let Some(why) = secret.as_ref().and_then(|s| weakness(s.expose())) {
+                said.push(format!(
+                    "{key} {why}: accepted only because of --insecure-dev"
+                ));
+            }
+        }
+        if self.jwt_secret.is_some() && self.jwt_secret == self.refresh_secret {
+            said.push(
+                "JWT_SECRET and REFRESH_JWT_SECRET are the same: use two different secrets"
+                    .to_owned(),
+            );
+        }
+        said
     }
 
     pub fn bind_address(&self) -> String {
@@ -468,7 +496,14 @@ mod tests {
             error_of(&[("REFRESH_TOKEN_ROTATION", "yes")]).starts_with("REFRESH_TOKEN_ROTATION:")
         );
         assert!(error_of(&[("PORT", "99999")]).starts_with("PORT:"));
-        assert!(error_of(&[("JWT_EXPIRES_IN", "30d")]).starts_with("jwt.expiresIn: must be below"));
+        assert!(
+            error_of(&[("JWT_EXPIRES_IN", "30d")])
+                .starts_with("JWT_EXPIRES_IN (jwt.expiresIn): must be below")
+        );
+        assert!(
+            error_of(&[("REFRESH_TOKEN_REUSE_GRACE", "40d")])
+                .starts_with("REFRESH_TOKEN_REUSE_GRACE")
+        );
         assert!(error_of(&[("JWT_SECRET", "SomethingSecret")]).contains("well-known default"));
         assert!(error_of(&[("REFRESH_JWT_SECRET", "short")]).contains("shorter than 32 bytes"));
     }

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::body::Body;
 use super::errors::ApiError;
 use super::users::user_json;
-use super::validation::{Checks, looks_like_email, truthy};
+use super::validation::{Checks, truthy};
 use super::{AppState, RequestContext};
-use crate::store::users::{NewUser, User};
+use crate::store::users::{NewUser, PASSWORD_MAX_BYTES, User, is_valid_email, rule_violations};
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];
 
@@ -72,11 +72,12 @@ pub async fn register(
             unknown.join(", ")
         )));
     }
+    // First yup's schema, all fields at once …
     let mut checks = Checks::default();
     let email = checks.string(&body, "email", false);
     if let Some(email) = email {
         checks.require(
-            looks_like_email(email),
+            is_valid_email(email),
             "email",
             "email must be a valid email",
             Some(email),
@@ -85,8 +86,9 @@ pub async fn register(
     let username = checks.string(&body, "username", false);
     let password = checks.string(&body, "password", true);
     if let Some(password) = password {
+        let fits = password.len() <= PASSWORD_MAX_BYTES;
         checks.require(
-            password.len() <= 72,
+            fits,
             "password",
             "Password must be less than 73 bytes",
             None,
@@ -96,37 +98,18 @@ pub async fn register(
     let (Some(email), Some(username), Some(password)) = (email, username, password) else {
         unreachable!("finish() fails when a field is missing");
     };
+    // … then the lengths Strapi checks when saving, as a separate stage.
     let mut lengths = Checks::default();
-    let chars = |s: &str| s.chars().count();
-    lengths.require(
-        chars(username) >= 3,
-        "username",
-        "username must be at least 3 characters",
-        Some(username),
-    );
-    lengths.require(
-        chars(username) <= 255,
-        "username",
-        "username must be at most 255 characters",
-        None,
-    );
-    lengths.require(
-        chars(email) >= 6,
-        "email",
-        "email must be at least 6 characters",
-        Some(email),
-    );
-    lengths.require(
-        chars(password) >= 6,
-        "password",
-        "password must be at least 6 characters",
-        None,
-    );
+    for (field, message) in rule_violations(username, email, password) {
+        let echo = if field == "password" {
+            None
+        } else {
+            body.get(field)
+        };
+        lengths.fail(field, message, echo);
+    }
     lengths.finish()?;
 
-    if state.users.exists(username, email).await? {
-        return Err(ApiError::application("Email or Username are already taken"));
-    }
     let password_hash = state
         .passwords
         .hash(password.to_owned())
@@ -135,17 +118,12 @@ pub async fn register(
             tracing::error!(error = %e, "hashing a new password");
             ApiError::unavailable()
         })?;
-    let user = state
-        .users
-        .create(
-            NewUser {
-                username: username.to_owned(),
-                email: email.to_owned(),
-                password_hash,
-            },
-            Utc::now(),
-        )
-        .await?;
+    let new_user = NewUser {
+        username: username.to_owned(),
+        email: email.to_owned(),
+        password_hash,
+    };
+    let user = state.users.create(new_user, Utc::now()).await?;
     let with_refresh = state.config.request_refresh_on_all;
     start_session(
         &state,

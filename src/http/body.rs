@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::errors::ApiError;
 
 pub const BODY_LIMIT: usize = 64 * 1024;
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A request body parsed into a JSON object (empty when there is no body).
 pub struct Body(pub Map<String, Value>);
@@ -68,15 +69,22 @@ impl FromRequest for Body {
             if declared.is_some_and(|len| len > BODY_LIMIT) {
                 return Err(ApiError::payload_too_large());
             }
-            let mut bytes = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|_| ApiError::validation("The request body could not be read"))?;
-                if bytes.len() + chunk.len() > BODY_LIMIT {
-                    return Err(ApiError::payload_too_large());
+            let read = async {
+                let mut bytes = BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk
+                        .map_err(|_| ApiError::validation("The request body could not be read"))?;
+                    if bytes.len() + chunk.len() > BODY_LIMIT {
+                        return Err(ApiError::payload_too_large());
+                    }
+                    bytes.extend_from_slice(&chunk);
                 }
-                bytes.extend_from_slice(&chunk);
-            }
+                Ok(bytes)
+            };
+            // A client that announces a body and never sends it must not hold a connection.
+            let bytes = tokio::time::timeout(BODY_TIMEOUT, read)
+                .await
+                .map_err(|_| ApiError::request_timeout())??;
             parse(kind, &bytes).map(Body)
         })
     }

@@ -56,6 +56,14 @@ impl ApiError {
         )
     }
 
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutError",
+            "The request body was not received in time",
+        )
+    }
+
     /// The store could not take the write; nothing was acknowledged. The client may retry.
     pub fn unavailable() -> Self {
         Self::new(

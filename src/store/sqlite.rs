@@ -46,12 +46,7 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-            && !Path::new(dir).exists()
-        {
-            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
-        }
+        create_private(options.get_filename()).map_err(sqlx::Error::Io)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -68,6 +63,59 @@ impl Database {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+/// Creates the database file (and its folder) readable by its owner only, before SQLite
+/// opens it: it holds password hashes. SQLite gives the WAL files the same mode.
+fn create_private(file: &Path) -> std::io::Result<()> {
+    if file.as_os_str().is_empty() || file.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes the server's exclusive lock on the database at `url`: one serving process per
+/// SQLite file, since each keeps its projection from its own appends. The lock lasts as long
+/// as the returned file is open. (The CLI's one-off commands do not take it.)
+pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut path = options.get_filename().as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "another tokenledger is serving this database ({} is locked); run one server per SQLite file",
+                Path::new(&path).display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 

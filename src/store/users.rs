@@ -1,7 +1,10 @@
 //! Users live in an ordinary table, as Strapi's `up_users`: the event log is for sessions.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use regex::Regex;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use tokenledger_domain::UserId;
@@ -20,6 +23,60 @@ pub struct User {
     pub blocked: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Strapi's register rules (yup's email pattern, then the content-type's lengths).
+pub const USERNAME_MIN: usize = 3;
+pub const USERNAME_MAX: usize = 255;
+pub const EMAIL_MIN: usize = 6;
+pub const PASSWORD_MIN: usize = 6;
+/// argon2 accepts more, but Strapi (bcrypt) refuses more than 72 bytes; so do we.
+pub const PASSWORD_MAX_BYTES: usize = 72;
+
+/// yup 0.32's email pattern, which Strapi's register validation uses.
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)^((([a-z]|[0-9]|[!#\$%&'\*\+\-\/=\?\^_`{\|}~]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])+(\.([a-z]|[0-9]|[!#\$%&'\*\+\-\/=\?\^_`{\|}~]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])+)*)|((\x22)((((\x20|\x09)*(\x0d\x0a))?(\x20|\x09)+)?(([\x01-\x08\x0b\x0c\x0e-\x1f\x7f]|\x21|[\x23-\x5b]|[\x5d-\x7e]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])|(\\([\x01-\x09\x0b\x0c\x0d-\x7f]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}]))))*(((\x20|\x09)*(\x0d\x0a))?(\x20|\x09)+)?(\x22)))@((([a-z]|[0-9]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])|(([a-z]|[0-9]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])([a-z]|[0-9]|-|\.|_|~|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])*([a-z]|[0-9]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])))\.)+(([a-z]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])|(([a-z]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])([a-z]|[0-9]|-|\.|_|~|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])*([a-z]|[\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])))$"#).expect("the email pattern compiles")
+});
+
+pub fn is_valid_email(email: &str) -> bool {
+    EMAIL.is_match(email)
+}
+
+/// Every rule a new user breaks, as `(field, message)` in Strapi's words and order.
+pub fn rule_violations(username: &str, email: &str, password: &str) -> Vec<(&'static str, String)> {
+    let mut broken = Vec::new();
+    let chars = |s: &str| s.chars().count();
+    if !is_valid_email(email) {
+        broken.push(("email", "email must be a valid email".to_owned()));
+    }
+    if password.len() > PASSWORD_MAX_BYTES {
+        broken.push(("password", "Password must be less than 73 bytes".to_owned()));
+    }
+    if chars(username) < USERNAME_MIN {
+        broken.push((
+            "username",
+            format!("username must be at least {USERNAME_MIN} characters"),
+        ));
+    }
+    if chars(username) > USERNAME_MAX {
+        broken.push((
+            "username",
+            format!("username must be at most {USERNAME_MAX} characters"),
+        ));
+    }
+    if chars(email) < EMAIL_MIN {
+        broken.push((
+            "email",
+            format!("email must be at least {EMAIL_MIN} characters"),
+        ));
+    }
+    if chars(password) < PASSWORD_MIN {
+        broken.push((
+            "password",
+            format!("password must be at least {PASSWORD_MIN} characters"),
+        ));
+    }
+    broken
 }
 
 /// A user about to be created; the email is lower-cased here, as Strapi stores it.
@@ -82,8 +139,26 @@ impl UserStore {
         UserStore { db }
     }
 
+    /// Creates a local user unless its email or username is taken — by either column, since
+    /// login matches an identifier against both: a username equal to someone's email would
+    /// otherwise capture that person's logins.
     pub async fn create(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, UserError> {
+        let email = new.email.to_lowercase();
         let stamp = strapi_time(&now);
+        let mut tx = self.db.writer.begin().await?;
+        let taken = sqlx::query(
+            "SELECT 1 FROM users WHERE email IN (?, ?) OR username IN (?, ?, ?) LIMIT 1",
+        )
+        .bind(&email)
+        .bind(new.username.to_lowercase())
+        .bind(&new.username)
+        .bind(&new.email)
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if taken.is_some() {
+            return Err(UserError::Taken);
+        }
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users (document_id, username, email, password_hash, provider, confirmed, \
              blocked, created_at, updated_at) VALUES (?, ?, ?, ?, 'local', 1, 0, ?, ?) \
@@ -91,27 +166,22 @@ impl UserStore {
         )))
         .bind(document_id())
         .bind(&new.username)
-        .bind(new.email.to_lowercase())
+        .bind(&email)
         .bind(&new.password_hash)
         .bind(&stamp)
         .bind(&stamp)
-        .fetch_one(&self.db.writer)
+        .fetch_one(&mut *tx)
         .await;
-        match inserted {
-            Ok(row) => Ok(user(&row)?),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(UserError::Taken),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Whether a user with this email (any case) or username (exactly) exists.
-    pub async fn exists(&self, username: &str, email: &str) -> Result<bool, UserError> {
-        let row = sqlx::query("SELECT 1 FROM users WHERE email = ? OR username = ? LIMIT 1")
-            .bind(email.to_lowercase())
-            .bind(username)
-            .fetch_optional(&self.db.reader)
-            .await?;
-        Ok(row.is_some())
+        let row = match inserted {
+            Ok(row) => row,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(UserError::Taken);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let created = user(&row)?;
+        tx.commit().await?;
+        Ok(created)
     }
 
     /// The local user whose email matches `identifier` case-insensitively, or whose username
@@ -137,5 +207,52 @@ impl UserStore {
         .fetch_optional(&self.db.reader)
         .await?;
         Ok(row.as_ref().map(user).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_follow_yups_pattern() {
+        for good in [
+            "a@b.co",
+            "a+b@ex.com",
+            "üser@ex.com",
+            "user@ëx.com",
+            "\"quo ted\"@ex.com",
+            "user@ex_ample.com",
+        ] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "a",
+            "a@b",
+            "user@1.2.3.4",
+            "user@[127.0.0.1]",
+            ".user@ex.com",
+            "user.@ex.com",
+            "user@-ex.com",
+            "user@ex.c1",
+            "a@b@ex.com",
+            "a b@ex.com",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rules_are_reported_in_strapis_order() {
+        assert!(rule_violations("alice", "alice@example.com", "password123").is_empty());
+        let broken: Vec<_> = rule_violations("ab", "bad", "1")
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(broken, ["email", "username", "email", "password"]);
+        assert_eq!(
+            rule_violations("alice", "alice@example.com", &"x".repeat(73))[0].1,
+            "Password must be less than 73 bytes"
+        );
     }
 }

@@ -424,3 +424,43 @@ impl crate::helpers::TestApp {
             .to_owned()
     }
 }
+
+#[actix_web::test]
+async fn a_username_may_not_be_anothers_email_nor_the_reverse() {
+    let app = spawn_app().await;
+    let (status, _) = app
+        .post("/api/auth/local/register", json!({"username": "dan@example.com", "email": "d1@example.com", "password": "password123"}))
+        .await;
+    assert_eq!(status, 200);
+    // Taking dan's login name as an email would capture his logins.
+    let (status, body) = app
+        .post(
+            "/api/auth/local/register",
+            json!({"username": "mallory", "email": "Dan@Example.com", "password": "password123"}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        400,
+        "ApplicationError",
+        "Email or Username are already taken",
+    );
+    let (status, body) = app
+        .post("/api/auth/local/register", json!({"username": "D1@example.com", "email": "m@example.com", "password": "password123"}))
+        .await;
+    assert_error(
+        status,
+        &body,
+        400,
+        "ApplicationError",
+        "Email or Username are already taken",
+    );
+    let (status, _) = app
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "dan@example.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(status, 200, "dan still logs in");
+}

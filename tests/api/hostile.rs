@@ -224,3 +224,35 @@ async fn unknown_routes_and_methods_are_strapis_404() {
     let body: Value = response.json().await.unwrap();
     assert_error(404, &body, 404, "NotFoundError", "Not Found");
 }
+
+#[actix_web::test]
+async fn a_body_that_never_arrives_times_out_with_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /api/auth/local HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ide")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0
+                || answer.windows(4).any(|w| w == b"}}}\n" || w == b"}}}}")
+                || String::from_utf8_lossy(&answer).contains("RequestTimeoutError")
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 30 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"name\":\"RequestTimeoutError\""), "{text}");
+}

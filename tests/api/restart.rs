@@ -53,3 +53,42 @@ async fn users_survive_a_restart_and_secrets_are_generated_once() {
     let app = app.restart().await;
     assert!(app.login("quinn").await["jwt"].is_string());
 }
+
+#[actix_web::test]
+async fn a_second_server_on_the_same_database_refuses_to_start() {
+    let app = spawn_app().await;
+    let env: std::collections::HashMap<String, String> = [
+        ("DATA_DIR", app.dir.path().display().to_string()),
+        ("PORT", "0".to_owned()),
+        ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
+        (
+            "REFRESH_JWT_SECRET",
+            crate::helpers::REFRESH_SECRET.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = tokenledger::config::Config::load(None, &env, false).unwrap();
+    let refused = tokenledger::app::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("another tokenledger is serving this database"),
+        "{refused:#}"
+    );
+}
+
+#[cfg(unix)]
+#[actix_web::test]
+async fn the_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    app.register("ursula").await;
+    let mode = std::fs::metadata(app.dir.path().join("tokenledger.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

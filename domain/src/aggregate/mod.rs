@@ -72,7 +72,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// The claims of this session's current refresh token.
+    /// The claims of this session's current refresh token. JWT times are whole seconds of the
+    /// recorded instants, so the same session state always re-signs identically.
     pub fn grant(&self, user_id: UserId) -> RefreshGrant {
         RefreshGrant {
             user_id,
@@ -136,11 +137,6 @@ pub fn decide(
     }
 }
 
-/// Token times are whole seconds (JWT `iat`/`exp`), so the grant re-signs identically.
-fn whole_seconds(t: Timestamp) -> Timestamp {
-    chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
-}
-
 fn later(now: Timestamp, by: TimeDelta) -> Timestamp {
     now.checked_add_signed(by)
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
@@ -160,7 +156,7 @@ fn issue(
         idle_timeout,
         absolute,
     } = cmd.lifetimes;
-    let issued_at = whole_seconds(now);
+    let issued_at = now;
     let absolute_expires_at = later(issued_at, absolute);
     let token_expires_at = later(issued_at, refresh_token).min(absolute_expires_at);
     let grant = RefreshGrant {
@@ -256,7 +252,9 @@ fn successor(
     now: Timestamp,
     sealer: &impl TokenSealer,
 ) -> Event {
-    let rotated_at = whole_seconds(now);
+    // The event keeps the exact instant (the grace window is measured from it); the token's
+    // claims take its whole seconds, here and in `Session::grant` alike.
+    let rotated_at = now;
     // Rotation slides the token's expiry with use but never past the absolute lifetime.
     let token_expires_at =
         later(rotated_at, cmd.lifetimes.refresh_token).min(session.absolute_expires_at);

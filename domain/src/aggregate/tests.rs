@@ -230,6 +230,29 @@ fn the_previous_token_within_the_grace_window_gets_the_same_successor() {
 }
 
 #[test]
+fn the_grace_window_is_measured_from_the_exact_rotation_instant() {
+    // Rotated at .9 s: 9.95 s later is still inside a 10 s window, although whole seconds
+    // would say 10.95 s had passed since second 100.
+    let rotation = at(100) + TimeDelta::milliseconds(900);
+    let h = given(&[(login(), at(0))]).rotated(rotation, 2);
+    let (inside, _) = h.when(
+        refresh(&h.state, 0, true, 3),
+        rotation + TimeDelta::milliseconds(9950),
+    );
+    assert_eq!(inside.unwrap(), Vec::<Event>::new());
+    let (outside, _) = h.when(
+        refresh(&h.state, 0, true, 3),
+        rotation + TimeDelta::milliseconds(10_001),
+    );
+    assert_eq!(
+        types(&outside.unwrap()),
+        ["RefreshTokenReused", "SessionRevoked"]
+    );
+    // The token itself carries whole seconds.
+    assert_eq!(h.session().grant(USER).issued_at, 1_800_000_100);
+}
+
+#[test]
 fn the_previous_token_after_the_grace_window_revokes_the_whole_session() {
     let h = given(&[(login(), at(0))]).rotated(at(100), 2);
     let (result, after) = h.when(refresh(&h.state, 0, true, 3), at(111));
