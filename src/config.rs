@@ -402,6 +402,19 @@ impl Config {
     }
 }
 
+/// Creates `dir` (and its parents) readable by its owner only, if it does not exist: the
+/// data folder holds the database and the signing secrets.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Why a secret is too weak to sign tokens with, if it is.
 pub fn weakness(secret: &str) -> Option<&'static str> {
     const KNOWN_DEFAULTS: [&str; 4] = ["SomethingSecret", "SuperSecretKey", "secret", "changeme"];
