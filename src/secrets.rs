@@ -72,7 +72,7 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::config::create_private_dir(dir)?;
     }
     let tmp = path.with_extension("json.tmp");
     let mut options = std::fs::OpenOptions::new();

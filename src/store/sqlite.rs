@@ -72,15 +72,8 @@ fn create_private(file: &Path) -> std::io::Result<()> {
     if file.as_os_str().is_empty() || file.exists() {
         return Ok(());
     }
-    if let Some(dir) = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir)?;
+    if let Some(dir) = file.parent() {
+        crate::config::create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
