@@ -58,6 +58,36 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Allows weak secrets, for local experiments only.
     pub insecure_dev: bool,
+    pub cookie: CookieSettings,
+    /// Per client IP and identifier; `None` is `off`.
+    pub login_rate_limit: Option<RateLimit>,
+    /// Per session; `None` is `off`.
+    pub refresh_rate_limit: Option<RateLimit>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// The refresh-token cookie of cookie mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieSettings {
+    pub name: String,
+    pub same_site: SameSite,
+    pub path: String,
+    pub domain: Option<String>,
+}
+
+/// At most `requests` per `period`, replenished evenly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub period: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +140,10 @@ struct RefreshSection {
     refresh_token_reuse_grace: Option<toml::Value>,
     session_idle_timeout: Option<toml::Value>,
     session_absolute_lifetime: Option<toml::Value>,
+    cookie_name: Option<String>,
+    cookie_same_site: Option<String>,
+    cookie_path: Option<String>,
+    cookie_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +157,9 @@ struct ServerSection {
     admin_api_token: Option<String>,
     actor_idle_timeout: Option<toml::Value>,
     log_format: Option<String>,
+    login_rate_limit: Option<String>,
+    refresh_rate_limit: Option<String>,
+    trusted_proxies: Option<toml::Value>,
 }
 
 /// A raw value from the environment (wins) or the file, with the key to name in errors.
@@ -228,6 +265,53 @@ impl Config {
             s.production_url.clone(),
         )
         .value;
+        let same_site_raw = pick(
+            "COOKIE_SAME_SITE",
+            "refresh.cookieSameSite",
+            r.cookie_same_site.clone(),
+        );
+        let same_site = match same_site_raw
+            .value
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("strict") => SameSite::Strict,
+            Some("lax") => SameSite::Lax,
+            Some("none") => SameSite::None,
+            Some(other) => {
+                return Err(invalid(
+                    &same_site_raw.key,
+                    format!("{other:?} is not strict, lax or none"),
+                ));
+            }
+        };
+        let cookie = CookieSettings {
+            name: pick("COOKIE_NAME", "refresh.cookieName", r.cookie_name.clone())
+                .value
+                .unwrap_or_else(|| "refreshToken".to_owned()),
+            same_site,
+            path: pick("COOKIE_PATH", "refresh.cookiePath", r.cookie_path.clone())
+                .value
+                .unwrap_or_else(|| "/api/auth".to_owned()),
+            domain: pick(
+                "COOKIE_DOMAIN",
+                "refresh.cookieDomain",
+                r.cookie_domain.clone(),
+            )
+            .value,
+        };
+        let trusted_raw = pick(
+            "TRUSTED_PROXIES",
+            "server.trustedProxies",
+            s.trusted_proxies.as_ref().map(|v| match v {
+                toml::Value::Array(items) => {
+                    items.iter().map(toml_text).collect::<Vec<_>>().join(",")
+                }
+                other => toml_text(other),
+            }),
+        );
+        let trusted_proxies = proxies(&trusted_raw)?;
         let config = Config {
             host: pick("HOST", "server.host", s.host.clone())
                 .value
@@ -306,6 +390,24 @@ impl Config {
             )?,
             log_format,
             insecure_dev,
+            cookie,
+            login_rate_limit: rate_limit(
+                pick(
+                    "LOGIN_RATE_LIMIT",
+                    "server.loginRateLimit",
+                    s.login_rate_limit.clone(),
+                ),
+                "10/60s",
+            )?,
+            refresh_rate_limit: rate_limit(
+                pick(
+                    "REFRESH_RATE_LIMIT",
+                    "server.refreshRateLimit",
+                    s.refresh_rate_limit.clone(),
+                ),
+                "30/60s",
+            )?,
+            trusted_proxies,
         };
         config.validate()?;
         Ok(config)
@@ -446,6 +548,56 @@ fn duration(raw: Raw, default: &str) -> Result<TimeDelta, ConfigError> {
     TimeDelta::from_std(std).map_err(|_| invalid(&raw.key, format!("{text:?} is too long")))
 }
 
+/// `10/60s` (requests per period), or `off`.
+fn rate_limit(raw: Raw, default: &str) -> Result<Option<RateLimit>, ConfigError> {
+    let text = raw.value.as_deref().unwrap_or(default).trim().to_owned();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || {
+        invalid(
+            &raw.key,
+            format!("{text:?} is not like 10/60s (requests per period) or off"),
+        )
+    };
+    let (count, period) = text.split_once('/').ok_or_else(bad)?;
+    let requests = count
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)?;
+    let period = match period.trim().parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(period.trim()).map_err(|_| bad())?,
+    };
+    if period.is_zero() {
+        return Err(bad());
+    }
+    Ok(Some(RateLimit { requests, period }))
+}
+
+/// Comma-separated addresses or networks (`10.0.0.0/8`, `::1`).
+fn proxies(raw: &Raw) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(text) = raw.value.as_deref() else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        &raw.key,
+                        format!("{item:?} is not an IP address or network"),
+                    )
+                })
+        })
+        .collect()
+}
+
 fn boolean(raw: Raw, default: bool) -> Result<bool, ConfigError> {
     match raw.value.as_deref().map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(default),
@@ -519,6 +671,50 @@ mod tests {
         );
         assert!(error_of(&[("JWT_SECRET", "SomethingSecret")]).contains("well-known default"));
         assert!(error_of(&[("REFRESH_JWT_SECRET", "short")]).contains("shorter than 32 bytes"));
+    }
+
+    #[test]
+    fn rate_limits_cookies_and_proxies_parse() {
+        let c = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!(
+            c.login_rate_limit,
+            Some(RateLimit {
+                requests: 10,
+                period: std::time::Duration::from_secs(60)
+            })
+        );
+        assert_eq!(c.refresh_rate_limit.unwrap().requests, 30);
+        assert_eq!(
+            c.cookie,
+            CookieSettings {
+                name: "refreshToken".into(),
+                same_site: SameSite::Strict,
+                path: "/api/auth".into(),
+                domain: None
+            }
+        );
+        let c = Config::load(
+            None,
+            &env(&[
+                ("LOGIN_RATE_LIMIT", "off"),
+                ("REFRESH_RATE_LIMIT", "5/1m"),
+                ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+                ("COOKIE_SAME_SITE", "Lax"),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.login_rate_limit, None);
+        assert_eq!(
+            c.refresh_rate_limit.unwrap().period,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.cookie.same_site, SameSite::Lax);
+        assert!(error_of(&[("LOGIN_RATE_LIMIT", "ten")]).starts_with("LOGIN_RATE_LIMIT:"));
+        assert!(error_of(&[("LOGIN_RATE_LIMIT", "0/60s")]).starts_with("LOGIN_RATE_LIMIT:"));
+        assert!(error_of(&[("TRUSTED_PROXIES", "10.0.0.0/99")]).starts_with("TRUSTED_PROXIES:"));
+        assert!(error_of(&[("COOKIE_SAME_SITE", "sometimes")]).starts_with("COOKIE_SAME_SITE:"));
     }
 
     #[test]

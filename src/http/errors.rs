@@ -15,6 +15,7 @@ pub struct ApiError {
     pub name: &'static str,
     pub message: String,
     pub details: Value,
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +25,7 @@ impl ApiError {
             name,
             message: message.into(),
             details: json!({}),
+            retry_after: None,
         }
     }
 
@@ -46,6 +48,30 @@ impl ApiError {
 
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFoundError", "Not Found")
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "ForbiddenError", "Forbidden")
+    }
+
+    pub fn not_found_message(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFoundError", message)
+    }
+
+    /// Strapi's wording; `retry_after` becomes the `Retry-After` header.
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitError",
+            "Too many requests, please try again later.",
+        )
+        .with_retry_after(seconds.max(1))
+    }
+
+    fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn payload_too_large() -> Self {
@@ -109,7 +135,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self.body())
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(self.body())
     }
 }
 
