@@ -3,6 +3,7 @@
 //! shape Strapi's answers.
 
 mod auth;
+pub mod limits;
 pub mod body;
 pub mod errors;
 mod users;
