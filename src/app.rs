@@ -13,7 +13,9 @@ use futures::TryStreamExt;
 use tokenledger_projections::ActiveSessions;
 
 use crate::actors::{Core, Registry};
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
 use crate::password::Passwords;
 use crate::store::sqlite::{Database, SqliteEventStore, lock_for_serving};
@@ -84,10 +86,12 @@ impl Application {
         );
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+        let clock = Arc::new(Clock::system());
         let core = Arc::new(Core {
             store: store.clone(),
             tokens: tokens.clone(),
             projection: projection.clone(),
+            clock: clock.clone(),
         });
         let idle = config
             .actor_idle_timeout
@@ -101,6 +105,8 @@ impl Application {
             tokens,
             registry,
             projection,
+            clock,
+            limits: RateLimits::new(config.login_rate_limit, config.refresh_rate_limit),
         });
 
         let listener = TcpListener::bind(config.bind_address())

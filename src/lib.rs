@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod password;

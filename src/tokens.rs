@@ -26,6 +26,8 @@ pub struct AccessClaims {
     pub sid: SessionId,
     pub iat: i64,
     pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,6 +39,18 @@ struct RefreshClaims {
     generation: u32,
     iat: i64,
     exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+}
+
+/// `exp` and `nbf` against the service clock (not the library's), so that one clock rules
+/// every expiry.
+fn in_time(exp: i64, nbf: Option<i64>, now: Timestamp) -> Result<(), InvalidToken> {
+    let now = now.timestamp();
+    if exp <= now || nbf.is_some_and(|nbf| nbf > now) {
+        return Err(InvalidToken);
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +75,8 @@ impl Tokens {
     ) -> Result<Tokens, jsonwebtoken::errors::Error> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.validate_nbf = true;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp", "iat"]);
         Ok(Tokens {
             access_key: EncodingKey::from_secret(access_secret)?,
@@ -86,18 +101,20 @@ impl Tokens {
             sid: session_id,
             iat,
             exp: iat + self.access_lifetime.num_seconds(),
+            nbf: None,
         };
         jsonwebtoken::encode(&Self::header(ACCESS_TYP), &claims, &self.access_key)
             .expect("HS256 signing of plain claims cannot fail")
     }
 
-    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+    pub fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, InvalidToken> {
         let data =
             jsonwebtoken::decode::<AccessClaims>(token, &self.access_check, &self.validation)
                 .map_err(|_| InvalidToken)?;
         if data.header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(InvalidToken);
         }
+        in_time(data.claims.exp, data.claims.nbf, now)?;
         Ok(data.claims)
     }
 
@@ -109,6 +126,7 @@ impl Tokens {
             generation: grant.generation,
             iat: grant.issued_at,
             exp: grant.expires_at,
+            nbf: None,
         };
         jsonwebtoken::encode(&Self::header(REFRESH_TYP), &claims, &self.refresh_key)
             .expect("HS256 signing of plain claims cannot fail")
@@ -116,7 +134,11 @@ impl Tokens {
 
     /// Checks signature, algorithm, `typ` and expiry; what it returns still has to match the
     /// session's current token, which only the aggregate knows.
-    pub fn verify_refresh(&self, token: &str) -> Result<PresentedToken, InvalidToken> {
+    pub fn verify_refresh(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<PresentedToken, InvalidToken> {
         let data =
             jsonwebtoken::decode::<RefreshClaims>(token, &self.refresh_check, &self.validation)
                 .map_err(|_| InvalidToken)?;
@@ -124,6 +146,7 @@ impl Tokens {
             return Err(InvalidToken);
         }
         let claims = data.claims;
+        in_time(claims.exp, claims.nbf, now)?;
         Ok(PresentedToken {
             user_id: claims.sub.parse().map_err(|_| InvalidToken)?,
             session_id: claims.sid,
@@ -180,8 +203,12 @@ mod tests {
         Tokens::new(&[1; 32], &[2; 32], TimeDelta::hours(2)).unwrap()
     }
 
+    fn now() -> Timestamp {
+        chrono::Utc::now()
+    }
+
     fn grant() -> RefreshGrant {
-        let now = chrono::Utc::now().timestamp();
+        let now = now().timestamp();
         RefreshGrant {
             user_id: 42,
             session_id: Uuid::from_u128(1),
@@ -196,7 +223,7 @@ mod tests {
     fn the_same_grant_signs_to_the_same_token() {
         let t = tokens();
         assert_eq!(t.sign_refresh(&grant()), t.sign_refresh(&grant()));
-        let presented = t.verify_refresh(&t.sign_refresh(&grant())).unwrap();
+        let presented = t.verify_refresh(&t.sign_refresh(&grant()), now()).unwrap();
         assert_eq!((presented.user_id, presented.generation), (42, 3));
         assert_eq!(presented.hash, hash(&t.sign_refresh(&grant())));
     }
@@ -204,17 +231,17 @@ mod tests {
     #[test]
     fn access_and_refresh_tokens_are_not_interchangeable() {
         let t = tokens();
-        let access = t.sign_access(42, Uuid::from_u128(1), chrono::Utc::now());
-        assert_eq!(t.verify_access(&access).unwrap().id, 42);
-        assert_eq!(t.verify_refresh(&access), Err(InvalidToken));
+        let access = t.sign_access(42, Uuid::from_u128(1), now());
+        assert_eq!(t.verify_access(&access, now()).unwrap().id, 42);
+        assert_eq!(t.verify_refresh(&access, now()), Err(InvalidToken));
         assert_eq!(
-            t.verify_access(&t.sign_refresh(&grant())),
+            t.verify_access(&t.sign_refresh(&grant()), now()),
             Err(InvalidToken)
         );
         // Even with one secret for both, the typ keeps them apart.
         let same = Tokens::new(&[1; 32], &[1; 32], TimeDelta::hours(2)).unwrap();
-        let access = same.sign_access(42, Uuid::from_u128(1), chrono::Utc::now());
-        assert_eq!(same.verify_refresh(&access), Err(InvalidToken));
+        let access = same.sign_access(42, Uuid::from_u128(1), now());
+        assert_eq!(same.verify_refresh(&access, now()), Err(InvalidToken));
     }
 
     #[test]
@@ -222,10 +249,13 @@ mod tests {
         let t = tokens();
         let mut old = grant();
         old.expires_at = old.issued_at - 1;
-        assert_eq!(t.verify_refresh(&t.sign_refresh(&old)), Err(InvalidToken));
+        assert_eq!(
+            t.verify_refresh(&t.sign_refresh(&old), now()),
+            Err(InvalidToken)
+        );
         let other = Tokens::new(&[9; 32], &[9; 32], TimeDelta::hours(2)).unwrap();
         assert_eq!(
-            t.verify_refresh(&other.sign_refresh(&grant())),
+            t.verify_refresh(&other.sign_refresh(&grant()), now()),
             Err(InvalidToken)
         );
     }

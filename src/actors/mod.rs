@@ -12,6 +12,7 @@ use tokenledger_projections::ActiveSessions;
 pub use registry::Registry;
 pub use session::{Execute, SessionActor};
 
+use crate::clock::Clock;
 use crate::store::{EventStore, StoreError};
 use crate::tokens::Tokens;
 
@@ -20,6 +21,7 @@ pub struct Core {
     pub store: Arc<dyn EventStore>,
     pub tokens: Arc<Tokens>,
     pub projection: Arc<RwLock<ActiveSessions>>,
+    pub clock: Arc<Clock>,
 }
 
 /// The result of a command that was decided (and, if it recorded anything, is durable).

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::Utc;
 use tokenledger_domain::{Command, UserId, UserSessions, decide, evolve};
 
 use super::{Core, ExecuteError, Executed, Registry};
@@ -153,7 +152,7 @@ async fn execute(
     let stream = stream_of(user_id);
     for _ in 0..MAX_ATTEMPTS {
         let sealer = RecordingSealer::new(&core.tokens);
-        let events = match decide(&folded.state, &msg.command, Utc::now(), &sealer) {
+        let events = match decide(&folded.state, &msg.command, core.clock.now(), &sealer) {
             Ok(events) => events,
             Err(refusal) => return (folded, Err(refusal.into())),
         };

@@ -212,7 +212,7 @@ pub async fn refresh(
     };
     let presented = state
         .tokens
-        .verify_refresh(token)
+        .verify_refresh(token, state.clock.now())
         .map_err(|_| invalid_refresh_token())?;
     // Unknown, ended or someone else's sessions are turned away here, without an actor.
     let owner = state

@@ -32,16 +32,24 @@ fn limiter<K: Clone + std::hash::Hash + Eq>(limit: Option<RateLimit>) -> Option<
     Some(Limiter::keyed(quota))
 }
 
-fn check<K: Clone + std::hash::Hash + Eq>(limiter: &Option<Limiter<K>>, key: &K) -> Result<(), ApiError> {
-    let Some(limiter) = limiter else { return Ok(()) };
-    limiter
-        .check_key(key)
-        .map_err(|not_until| ApiError::rate_limited(not_until.wait_time_from(DefaultClock::default().now())))
+fn check<K: Clone + std::hash::Hash + Eq>(
+    limiter: &Option<Limiter<K>>,
+    key: &K,
+) -> Result<(), ApiError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check_key(key).map_err(|not_until| {
+        ApiError::rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
+    })
 }
 
 impl RateLimits {
     pub fn new(login: Option<RateLimit>, refresh: Option<RateLimit>) -> RateLimits {
-        RateLimits { login: limiter(login), refresh: limiter(refresh) }
+        RateLimits {
+            login: limiter(login),
+            refresh: limiter(refresh),
+        }
     }
 
     /// One login or registration attempt for `identifier` from `ip`.
@@ -68,13 +76,19 @@ impl RateLimits {
 }
 
 /// The client's address (see the module comment).
-pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[IpNet]) -> Option<IpAddr> {
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let peer = peer?;
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let Some(header) = forwarded_for else { return Some(peer) };
+    let Some(header) = forwarded_for else {
+        return Some(peer);
+    };
     let mut last = peer;
     for hop in header.rsplit(',').map(str::trim) {
         match hop.parse::<IpAddr>() {
@@ -99,16 +113,35 @@ mod tests {
 
     #[test]
     fn the_eleventh_login_in_a_minute_is_refused_with_a_wait() {
-        let limits = RateLimits::new(Some(RateLimit { requests: 10, period: Duration::from_secs(60) }), None);
+        let limits = RateLimits::new(
+            Some(RateLimit {
+                requests: 10,
+                period: Duration::from_secs(60),
+            }),
+            None,
+        );
         for _ in 0..10 {
-            limits.check_login(Some(ip("192.0.2.1")), "Alice@Example.com").unwrap();
+            limits
+                .check_login(Some(ip("192.0.2.1")), "Alice@Example.com")
+                .unwrap();
         }
-        let refused = limits.check_login(Some(ip("192.0.2.1")), "alice@example.com").unwrap_err();
-        assert_eq!((refused.status.as_u16(), refused.name), (429, "RateLimitError"));
-        assert!((1..=6).contains(&refused.retry_after.unwrap()), "{:?}", refused.retry_after);
+        let refused = limits
+            .check_login(Some(ip("192.0.2.1")), "alice@example.com")
+            .unwrap_err();
+        assert_eq!(
+            (refused.status.as_u16(), refused.name),
+            (429, "RateLimitError")
+        );
+        assert!(
+            (1..=6).contains(&refused.retry_after.unwrap()),
+            "{:?}",
+            refused.retry_after
+        );
         // Another identifier, or another address, has its own allowance.
         limits.check_login(Some(ip("192.0.2.1")), "bob").unwrap();
-        limits.check_login(Some(ip("192.0.2.2")), "alice@example.com").unwrap();
+        limits
+            .check_login(Some(ip("192.0.2.2")), "alice@example.com")
+            .unwrap();
         // Refresh is not limited when off.
         for _ in 0..100 {
             limits.check_refresh(SessionId::nil()).unwrap();
@@ -119,10 +152,25 @@ mod tests {
     fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let header = Some("203.0.113.9, 198.51.100.7, 10.0.0.2");
-        assert_eq!(client_ip(Some(ip("198.51.100.1")), header, &trusted), Some(ip("198.51.100.1")));
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), header, &trusted), Some(ip("198.51.100.7")));
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), None, &trusted), Some(ip("10.0.0.1")));
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), Some("junk, 10.0.0.3"), &trusted), Some(ip("10.0.0.3")));
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), header, &[]), Some(ip("10.0.0.1")));
+        assert_eq!(
+            client_ip(Some(ip("198.51.100.1")), header, &trusted),
+            Some(ip("198.51.100.1"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), header, &trusted),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), None, &trusted),
+            Some(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), Some("junk, 10.0.0.3"), &trusted),
+            Some(ip("10.0.0.3"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), header, &[]),
+            Some(ip("10.0.0.1"))
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! shape Strapi's answers.
 
 mod auth;
-pub mod limits;
 pub mod body;
 pub mod errors;
+pub mod limits;
 mod users;
 mod validation;
 
@@ -18,6 +18,7 @@ use tokenledger_projections::ActiveSessions;
 use uuid::Uuid;
 
 use crate::actors::Registry;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::password::Passwords;
 use crate::store::users::UserStore;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub registry: Registry,
     pub projection: Arc<RwLock<ActiveSessions>>,
+    pub clock: Arc<Clock>,
+    pub limits: limits::RateLimits,
 }
 
 impl AppState {

@@ -1,7 +1,6 @@
 //! `/api/users/me`, and the user object every route returns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
@@ -33,13 +32,13 @@ pub async fn authenticated(state: &AppState, req: &HttpRequest) -> Result<User, 
     let token = bearer(req).ok_or_else(invalid_credentials)?;
     let claims = state
         .tokens
-        .verify_access(token)
+        .verify_access(token, state.clock.now())
         .map_err(|_| invalid_credentials())?;
     let live = state
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .is_live(claims.id, &claims.sid, Utc::now());
+        .is_live(claims.id, &claims.sid, state.clock.now());
     if !live {
         return Err(invalid_credentials());
     }
