@@ -9,18 +9,18 @@ use actix::Arbiter;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use futures::TryStreamExt;
 use tokenledger_projections::ActiveSessions;
 
 use crate::actors::{Core, Registry};
+use crate::catch_up;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
 use crate::password::Passwords;
+use crate::store::EventStore;
 use crate::store::sqlite::{Database, SqliteEventStore, lock_for_serving};
 use crate::store::users::UserStore;
-use crate::store::{EventStore, StoreError};
 use crate::tokens::Tokens;
 
 pub struct Application {
@@ -29,26 +29,9 @@ pub struct Application {
     store: Arc<dyn EventStore>,
     arbiters: Vec<Arbiter>,
     state: web::Data<AppState>,
+    following: tokio::task::JoinHandle<()>,
     /// Held while serving; see `lock_for_serving`.
     _lock: std::fs::File,
-}
-
-/// Folds the whole log into a fresh `ActiveSessions`.
-pub async fn fold_log(store: &dyn EventStore) -> Result<(ActiveSessions, u64), StoreError> {
-    let mut projection = ActiveSessions::new();
-    let mut events = store.read_all(0);
-    let mut count = 0u64;
-    while let Some(record) = events.try_next().await? {
-        let event = record.decode().map_err(|source| StoreError::Corrupt {
-            position: record.position,
-            source,
-        })?;
-        if let Some(user_id) = record.user_id() {
-            projection.apply(user_id, record.stream_version, &event);
-        }
-        count += 1;
-    }
-    Ok((projection, count))
 }
 
 impl Application {
@@ -66,16 +49,22 @@ impl Application {
             .with_context(|| format!("opening {}", config.database_url))?;
         let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::start(db.clone()));
         let started = std::time::Instant::now();
-        let (projection, events) = fold_log(store.as_ref())
+        let projection = Arc::new(RwLock::new(ActiveSessions::new()));
+        let (position, events) = catch_up::fold_into(store.as_ref(), &projection, 0)
             .await
             .context("replaying the event log")?;
         tracing::info!(
             events,
-            sessions = projection.len(),
+            sessions = projection.read().unwrap_or_else(|p| p.into_inner()).len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "projections rebuilt from the log"
         );
-        let projection = Arc::new(RwLock::new(projection));
+        let following = actix_web::rt::spawn(catch_up::follow(
+            store.clone(),
+            projection.clone(),
+            position,
+            Duration::from_secs(1),
+        ));
         let tokens = Arc::new(
             Tokens::new(
                 jwt_secret.expose().as_bytes(),
@@ -124,6 +113,7 @@ impl Application {
             store,
             arbiters,
             state,
+            following,
             _lock: lock,
         })
     }
@@ -149,6 +139,7 @@ impl Application {
     /// closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.following.abort();
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

@@ -7,12 +7,22 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 
+use std::sync::{Arc, RwLock};
+
+use tokenledger_domain::{ClearReason, ClearSessions, Command as DomainCommand};
+use tokenledger_projections::ActiveSessions;
+
+use crate::actors::{Core, Execute, execute_once};
 use crate::app::Application;
+use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::password::Passwords;
 use crate::secrets;
 use crate::store::sqlite::Database;
+use crate::store::sqlite::SqliteEventStore;
 use crate::store::users::{NewUser, UserStore, rule_violations};
+use crate::store::{Actor, EventMetadata, EventStore};
+use crate::tokens::Tokens;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +64,16 @@ pub enum UserCommand {
         #[arg(long, env = "TOKENLEDGER_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// Block a user: every session ends (`SessionsCleared{blocked}`) and login is refused.
+    Block {
+        /// User id, email or username.
+        user: String,
+    },
+    /// Lift a block: the user may log in again.
+    Unblock {
+        /// User id, email or username.
+        user: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -94,6 +114,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("migrated {}", config.database_url);
                 Ok(())
             }
+            Command::User(UserCommand::Block { user }) => set_blocked(config, &user, true).await,
+            Command::User(UserCommand::Unblock { user }) => set_blocked(config, &user, false).await,
             Command::User(UserCommand::Add {
                 username,
                 email,
@@ -124,4 +146,58 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Blocks or unblocks a user. Blocking also clears every session through the same decision
+/// an actor makes, appended to the log, so a running server refuses the old tokens too.
+async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
+    secrets::resolve(&mut config)
+        .with_context(|| format!("signing secrets in {}", config.data_dir.display()))?;
+    let db = Database::open(&config.database_url).await?;
+    let users = UserStore::new(db.clone());
+    let user = users
+        .find_any(key)
+        .await?
+        .with_context(|| format!("no user {key:?}"))?;
+    let user = users.set_blocked(user.id, blocked, Utc::now()).await?;
+    if blocked {
+        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::start(db.clone()));
+        let (jwt, refresh) = (
+            config.jwt_secret.clone().context("JWT_SECRET")?,
+            config
+                .refresh_secret
+                .clone()
+                .context("REFRESH_JWT_SECRET")?,
+        );
+        let core = Arc::new(Core {
+            store: store.clone(),
+            tokens: Arc::new(Tokens::new(
+                jwt.expose().as_bytes(),
+                refresh.expose().as_bytes(),
+                config.jwt_expires_in,
+            )?),
+            projection: Arc::new(RwLock::new(ActiveSessions::new())),
+            clock: Arc::new(Clock::system()),
+        });
+        let command = DomainCommand::ClearSessions(ClearSessions {
+            reason: ClearReason::Blocked,
+            device_id: None,
+            keep: None,
+        });
+        let metadata = EventMetadata {
+            actor: Actor::Admin,
+            ..EventMetadata::default()
+        };
+        execute_once(core, user.id, Execute { command, metadata }).await?;
+        store.close().await;
+    }
+    db.close().await;
+    println!(
+        "{} user {} ({}, {})",
+        if blocked { "blocked" } else { "unblocked" },
+        user.id,
+        user.username,
+        user.email
+    );
+    Ok(())
 }

@@ -66,6 +66,9 @@ pub struct RevokeSession {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClearSessions {
     pub reason: ClearReason,
+    /// Only the sessions of this device (a device's "log out"); `None`: every session.
+    pub device_id: Option<String>,
+    /// A session to leave alive ("log out everywhere else").
     pub keep: Option<SessionId>,
 }
 

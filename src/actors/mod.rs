@@ -10,7 +10,7 @@ use tokenledger_domain::{DomainError, Session};
 use tokenledger_projections::ActiveSessions;
 
 pub use registry::Registry;
-pub use session::{Execute, SessionActor};
+pub use session::{Execute, SessionActor, execute_once};
 
 use crate::clock::Clock;
 use crate::store::{EventStore, StoreError};

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokenledger_domain::{Command, UserId, UserSessions, decide, evolve};
+use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve};
+use tokenledger_projections::ActiveSessions;
 
 use super::{Core, ExecuteError, Executed, Registry};
 use crate::store::{EventMetadata, NewEvent, RecordedEvent, StoreError, stream_of};
@@ -35,14 +36,23 @@ struct Folded {
 }
 
 impl Folded {
-    fn fold(&mut self, recorded: &[RecordedEvent]) -> Result<(), StoreError> {
-        for event in recorded {
-            let decoded = event.decode().map_err(|source| StoreError::Corrupt {
-                position: event.position,
+    /// Folds one event of the stream into the state and into the projection. Every event an
+    /// actor folds goes to the projection too, in stream order: then the projection never
+    /// skips a version that another writer appended and this actor loaded.
+    fn apply(&mut self, version: i64, event: &Event, projection: &mut ActiveSessions) {
+        self.state = evolve(std::mem::take(&mut self.state), event);
+        self.version = version;
+        projection.apply(self.state.user_id, version, event);
+    }
+
+    fn fold(&mut self, recorded: &[RecordedEvent], core: &Core) -> Result<(), StoreError> {
+        let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
+        for record in recorded {
+            let event = record.decode().map_err(|source| StoreError::Corrupt {
+                position: record.position,
                 source,
             })?;
-            self.state = evolve(std::mem::take(&mut self.state), &decoded);
-            self.version = event.stream_version;
+            self.apply(record.stream_version, &event, &mut projection);
         }
         Ok(())
     }
@@ -91,7 +101,7 @@ impl Actor for SessionActor {
         let stream = stream_of(self.user_id);
         ctx.wait(
             async move { core.store.read_stream(&stream, 0).await }.into_actor(self).map(
-                |loaded, actor, _| match loaded.and_then(|events| actor.folded.fold(&events)) {
+                |loaded, actor, _| match loaded.and_then(|events| actor.folded.fold(&events, &actor.core)) {
                     Ok(()) => {}
                     Err(error) => {
                         tracing::error!(user = actor.user_id, %error, "loading the session stream failed");
@@ -143,6 +153,23 @@ impl Handler<Execute> for SessionActor {
     }
 }
 
+/// Loads a user's stream and decides one command, outside any actor: for one-off tools such
+/// as the CLI, which run while no actor of this process owns the stream. Another process's
+/// actor that holds the stream meets the appended events as a version conflict and reloads.
+pub async fn execute_once(
+    core: Arc<Core>,
+    user_id: UserId,
+    msg: Execute,
+) -> Result<Executed, ExecuteError> {
+    let mut folded = Folded {
+        state: UserSessions::new(user_id),
+        version: 0,
+    };
+    let loaded = core.store.read_stream(&stream_of(user_id), 0).await?;
+    folded.fold(&loaded, &core)?;
+    execute(core, user_id, folded, msg).await.1
+}
+
 async fn execute(
     core: Arc<Core>,
     user_id: UserId,
@@ -166,14 +193,12 @@ async fn execute(
                 Ok(recorded) => {
                     let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
                     for (event, record) in events.iter().zip(&recorded) {
-                        folded.state = evolve(std::mem::take(&mut folded.state), event);
-                        folded.version = record.stream_version;
-                        projection.apply(user_id, record.stream_version, event);
+                        folded.apply(record.stream_version, event, &mut projection);
                     }
                 }
                 Err(StoreError::Conflict { .. }) => {
                     let tail = core.store.read_stream(&stream, folded.version).await;
-                    if let Err(error) = tail.and_then(|events| folded.fold(&events)) {
+                    if let Err(error) = tail.and_then(|events| folded.fold(&events, &core)) {
                         return (folded, Err(error.into()));
                     }
                     continue;

@@ -1,36 +1,62 @@
-//! Register, login and the refresh-token plugin's refresh route.
+//! Register, login, refresh (the plugin's `/api/auth/local/refresh` and Strapi 5's
+//! `/api/auth/refresh`) and change-password.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
+use chrono::TimeDelta;
 use serde_json::{Map, Value, json};
 use tokenledger_domain::{
-    Command, IssueReason, IssueToken, RecordLoginFailure, RotateToken, UserId,
+    ClearReason, ClearSessions, Command, IssueReason, IssueToken, RecordLoginFailure, RotateToken,
+    UserId,
 };
 use uuid::Uuid;
 
 use super::body::Body;
 use super::errors::ApiError;
-use super::users::user_json;
+use super::users::{authenticated, user_json};
 use super::validation::{Checks, truthy};
-use super::{AppState, RequestContext};
+use super::{AppState, RequestContext, cookies};
+use crate::actors::ExecuteError;
 use crate::store::users::{NewUser, PASSWORD_MAX_BYTES, User, is_valid_email, rule_violations};
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];
 
-/// Starts a session for `user` and answers Strapi's `{jwt, user}`, with `refreshToken` when
-/// asked for.
+/// How a new refresh token reaches the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Not asked for: the session exists, the client just holds no refresh token.
+    Withheld,
+    Body,
+    Cookie,
+}
+
+impl Delivery {
+    /// `asked`: the body or the configuration asks for a refresh token; Strapi 5's cookie
+    /// header asks for one by itself.
+    fn of(state: &AppState, req: &HttpRequest, asked: bool) -> Delivery {
+        if !(asked || cookies::asked_by_header(req)) {
+            Delivery::Withheld
+        } else if cookies::requested(state, req) {
+            Delivery::Cookie
+        } else {
+            Delivery::Body
+        }
+    }
+}
+
+/// Starts a session for `user` and answers Strapi's `{jwt, user}`, with the refresh token in
+/// the body or a cookie when asked for.
 async fn start_session(
     state: &AppState,
     ctx: RequestContext,
     user: &User,
-    device_id: Option<&str>,
+    device_id: Option<String>,
     reason: IssueReason,
-    with_refresh_token: bool,
+    delivery: Delivery,
 ) -> Result<HttpResponse, ApiError> {
     let session_id = Uuid::now_v7();
     let command = Command::IssueToken(IssueToken {
         session_id,
-        device_id: device_id.map_or_else(|| Uuid::now_v7().to_string(), str::to_owned),
+        device_id: device_id.unwrap_or_else(|| Uuid::now_v7().to_string()),
         token_id: Uuid::now_v7(),
         reason,
         lifetimes: state.lifetimes(),
@@ -40,19 +66,35 @@ async fn start_session(
         .registry
         .execute(user.id, command, ctx.metadata)
         .await?;
+    let now = state.clock.now();
     let mut body = Map::new();
     body.insert(
         "jwt".into(),
-        state
-            .tokens
-            .sign_access(user.id, session_id, Utc::now())
-            .into(),
+        state.tokens.sign_access(user.id, session_id, now).into(),
     );
     body.insert("user".into(), user_json(user));
-    if with_refresh_token && let Some(token) = executed.refresh_token {
-        body.insert("refreshToken".into(), token.into());
+    let mut response = HttpResponse::Ok();
+    if let (Some(token), Some(session)) = (executed.refresh_token, executed.session) {
+        match delivery {
+            Delivery::Withheld => {}
+            Delivery::Body => {
+                body.insert("refreshToken".into(), token.into());
+            }
+            Delivery::Cookie => {
+                response.cookie(cookies::carrying(
+                    state,
+                    token,
+                    session.token_expires_at - now,
+                ));
+            }
+        }
     }
-    Ok(HttpResponse::Ok().json(Value::Object(body)))
+    Ok(response.json(Value::Object(body)))
+}
+
+fn hashing_failed(error: crate::password::PasswordError) -> ApiError {
+    tracing::error!(%error, "password hashing");
+    ApiError::unavailable()
 }
 
 pub async fn register(
@@ -109,31 +151,22 @@ pub async fn register(
         lengths.fail(field, message, echo);
     }
     lengths.finish()?;
+    let ctx = RequestContext::of(&req, &state);
+    state.limits.check_login(ctx.ip, email)?;
 
     let password_hash = state
         .passwords
         .hash(password.to_owned())
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "hashing a new password");
-            ApiError::unavailable()
-        })?;
+        .map_err(hashing_failed)?;
     let new_user = NewUser {
         username: username.to_owned(),
         email: email.to_owned(),
         password_hash,
     };
-    let user = state.users.create(new_user, Utc::now()).await?;
-    let with_refresh = state.config.request_refresh_on_all;
-    start_session(
-        &state,
-        RequestContext::of(&req),
-        &user,
-        None,
-        IssueReason::Register,
-        with_refresh,
-    )
-    .await
+    let user = state.users.create(new_user, state.clock.now()).await?;
+    let delivery = Delivery::of(&state, &req, state.config.request_refresh_on_all);
+    start_session(&state, ctx, &user, None, IssueReason::Register, delivery).await
 }
 
 pub async fn login(
@@ -148,17 +181,15 @@ pub async fn login(
     let (Some(identifier), Some(password)) = (identifier, password) else {
         unreachable!("finish() fails when a field is missing");
     };
-    let ctx = RequestContext::of(&req);
+    let ctx = RequestContext::of(&req, &state);
+    state.limits.check_login(ctx.ip, identifier)?;
     let user = state.users.find_by_identifier(identifier).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = state
         .passwords
         .verify(password.to_owned(), hash)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "verifying a password");
-            ApiError::unavailable()
-        })?;
+        .map_err(hashing_failed)?;
     let user = match user {
         Some(user) if matches => user,
         Some(user) => {
@@ -175,17 +206,11 @@ pub async fn login(
     let device_id = body
         .get("deviceId")
         .and_then(Value::as_str)
-        .filter(|d| !d.is_empty() && d.len() <= 255);
-    let with_refresh = truthy(body.get("requestRefresh")) || state.config.request_refresh_on_all;
-    start_session(
-        &state,
-        ctx,
-        &user,
-        device_id,
-        IssueReason::Login,
-        with_refresh,
-    )
-    .await
+        .filter(|d| !d.is_empty() && d.len() <= 255)
+        .map(str::to_owned);
+    let asked = truthy(body.get("requestRefresh")) || state.config.request_refresh_on_all;
+    let delivery = Delivery::of(&state, &req, asked);
+    start_session(&state, ctx, &user, device_id, IssueReason::Login, delivery).await
 }
 
 /// A wrong password for an existing user goes on its record; failing to record it must not
@@ -201,18 +226,25 @@ fn invalid_refresh_token() -> ApiError {
     ApiError::unauthorized("Invalid refresh token")
 }
 
+/// The refresh token of a request: the body's `refreshToken`, else the cookie's.
+pub fn presented_token(state: &AppState, req: &HttpRequest, body: &Body) -> Option<(String, bool)> {
+    match body.get("refreshToken") {
+        Some(Value::String(token)) if !token.is_empty() => Some((token.clone(), false)),
+        _ => cookies::token(state, req).map(|token| (token, true)),
+    }
+}
+
 pub async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let token = match body.get("refreshToken") {
-        Some(Value::String(token)) if !token.is_empty() => token,
-        _ => return Err(ApiError::bad_request("Missing refresh token")),
-    };
+    let (token, from_cookie) = presented_token(&state, &req, &body)
+        .ok_or_else(|| ApiError::bad_request("Missing refresh token"))?;
+    let now = state.clock.now();
     let presented = state
         .tokens
-        .verify_refresh(token, state.clock.now())
+        .verify_refresh(&token, now)
         .map_err(|_| invalid_refresh_token())?;
     // Unknown, ended or someone else's sessions are turned away here, without an actor.
     let owner = state
@@ -223,13 +255,12 @@ pub async fn refresh(
     if owner != Some(presented.user_id) {
         return Err(invalid_refresh_token());
     }
-    let user_id = presented.user_id;
-    let session_id = presented.session_id;
-    let rotation = state.config.refresh_token_rotation;
-    let ctx = RequestContext::of(&req);
+    state.limits.check_refresh(presented.session_id)?;
+    let (user_id, session_id) = (presented.user_id, presented.session_id);
+    let ctx = RequestContext::of(&req, &state);
     let command = Command::RotateToken(RotateToken {
         presented,
-        rotation,
+        rotation: state.config.refresh_token_rotation,
         successor_id: Uuid::now_v7(),
         reuse_grace: state.config.refresh_token_reuse_grace,
         lifetimes: state.lifetimes(),
@@ -237,15 +268,110 @@ pub async fn refresh(
     });
     let executed = match state.registry.execute(user_id, command, ctx.metadata).await {
         Ok(executed) => executed,
-        Err(crate::actors::ExecuteError::Refused(_)) => return Err(invalid_refresh_token()),
+        Err(ExecuteError::Refused(_)) => return Err(invalid_refresh_token()),
         Err(other) => return Err(other.into()),
     };
-    if executed.session.is_none() {
+    let Some(session) = executed.session else {
         return Err(invalid_refresh_token());
-    }
-    let jwt = state.tokens.sign_access(user_id, session_id, Utc::now());
-    Ok(HttpResponse::Ok().json(match executed.refresh_token {
-        Some(refresh_token) => json!({ "jwt": jwt, "refreshToken": refresh_token }),
+    };
+    let jwt = state.tokens.sign_access(user_id, session_id, now);
+    let mut response = HttpResponse::Ok();
+    let body = match executed.refresh_token {
+        Some(successor) if from_cookie || cookies::requested(&state, &req) => {
+            let lifetime: TimeDelta = session.token_expires_at - now;
+            response.cookie(cookies::carrying(&state, successor, lifetime));
+            json!({ "jwt": jwt })
+        }
+        Some(successor) => json!({ "jwt": jwt, "refreshToken": successor }),
         None => json!({ "jwt": jwt }),
-    }))
+    };
+    Ok(response.json(body))
+}
+
+/// Strapi's change-password: every session ends (`SessionsCleared{password_changed}`), and
+/// the caller gets a fresh session on the same device.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let (user, claims) = authenticated(&state, &req).await?;
+    let mut checks = Checks::default();
+    let current = checks.string(&body, "currentPassword", true);
+    let password = checks.string(&body, "password", true);
+    let confirmation = checks.string(&body, "passwordConfirmation", true);
+    if let (Some(password), Some(confirmation)) = (password, confirmation) {
+        checks.require(
+            password == confirmation,
+            "passwordConfirmation",
+            "Passwords do not match",
+            None,
+        );
+    }
+    checks.finish()?;
+    let (Some(current), Some(password)) = (current, password) else {
+        unreachable!("finish() fails when a field is missing");
+    };
+    let matches = state
+        .passwords
+        .verify(current.to_owned(), user.password_hash.clone())
+        .await
+        .map_err(hashing_failed)?;
+    if !matches {
+        return Err(ApiError::validation(
+            "The provided current password is invalid",
+        ));
+    }
+    if current == password {
+        return Err(ApiError::validation(
+            "Your new password must be different than your current password",
+        ));
+    }
+    let mut rules = Checks::default();
+    for (field, message) in rule_violations(&user.username, &user.email, password) {
+        if field == "password" {
+            rules.fail(field, message, None);
+        }
+    }
+    rules.finish()?;
+
+    let hash = state
+        .passwords
+        .hash(password.to_owned())
+        .await
+        .map_err(hashing_failed)?;
+    let user = state
+        .users
+        .set_password(user.id, &hash, state.clock.now())
+        .await?;
+    let ctx = RequestContext::of(&req, &state);
+    let device_id = state
+        .projection
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&claims.sid)
+        .map(|view| view.session.device_id);
+    let clear = Command::ClearSessions(ClearSessions {
+        reason: ClearReason::PasswordChanged,
+        device_id: None,
+        keep: None,
+    });
+    state
+        .registry
+        .execute(user.id, clear, ctx.metadata.clone())
+        .await?;
+    let delivery = if cookies::requested(&state, &req) {
+        Delivery::Cookie
+    } else {
+        Delivery::Body
+    };
+    start_session(
+        &state,
+        ctx,
+        &user,
+        device_id,
+        IssueReason::PasswordChange,
+        delivery,
+    )
+    .await
 }

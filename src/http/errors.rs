@@ -14,7 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub name: &'static str,
     pub message: String,
-    pub details: Value,
+    /// Boxed: errors travel in `Result`s everywhere, and a bare `Value` makes them large.
+    pub details: Box<Value>,
     pub retry_after: Option<u64>,
 }
 
@@ -24,7 +25,7 @@ impl ApiError {
             status,
             name,
             message: message.into(),
-            details: json!({}),
+            details: Box::new(json!({})),
             retry_after: None,
         }
     }
@@ -100,7 +101,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
+        self.details = Box::new(details);
         self
     }
 
@@ -147,6 +148,7 @@ impl From<UserError> for ApiError {
     fn from(error: UserError) -> Self {
         match error {
             UserError::Taken => ApiError::application("Email or Username are already taken"),
+            UserError::NotFound => ApiError::unauthorized("Invalid credentials"),
             UserError::Database(e) => {
                 tracing::error!(error = %e, "users table");
                 ApiError::unavailable()

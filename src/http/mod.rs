@@ -1,14 +1,17 @@
-//! The HTTP API (DESIGN §7), grouped by surface: `auth` (register, login, refresh), `users`
-//! (`/api/users/me`). Handlers are thin: they parse, ask the users table or an actor, and
-//! shape Strapi's answers.
+//! The HTTP API (DESIGN §7), grouped by surface: `auth` (register, login, refresh, change
+//! password), `sessions` (logout, list, revoke), `users` (`/api/users/me`). Handlers are thin:
+//! they parse, ask the users table or an actor, and shape Strapi's answers.
 
 mod auth;
 pub mod body;
+mod cookies;
 pub mod errors;
 pub mod limits;
+mod sessions;
 mod users;
 mod validation;
 
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use actix_web::http::header;
@@ -52,6 +55,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/auth/local/register", web::post().to(auth::register))
         .route("/api/auth/local", web::post().to(auth::login))
         .route("/api/auth/local/refresh", web::post().to(auth::refresh))
+        .route("/api/auth/refresh", web::post().to(auth::refresh))
+        .route(
+            "/api/auth/change-password",
+            web::post().to(auth::change_password),
+        )
+        .route("/api/auth/logout", web::post().to(sessions::logout))
+        .route("/api/auth/sessions", web::get().to(sessions::list))
+        .route(
+            "/api/auth/sessions/{id}",
+            web::delete().to(sessions::revoke),
+        )
         .route("/api/users/me", web::get().to(users::me))
         .route("/_health", web::get().to(health))
         .route("/_health", web::head().to(health))
@@ -68,13 +82,23 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 
 /// Who is asking: recorded with the events a request causes.
 pub struct RequestContext {
+    pub ip: Option<IpAddr>,
     pub client: Client,
     pub metadata: EventMetadata,
 }
 
 impl RequestContext {
-    pub fn of(req: &HttpRequest) -> RequestContext {
-        let ip = req.peer_addr().map(|addr| addr.ip().to_string());
+    pub fn of(req: &HttpRequest, state: &AppState) -> RequestContext {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let address = limits::client_ip(
+            req.peer_addr().map(|addr| addr.ip()),
+            forwarded,
+            &state.config.trusted_proxies,
+        );
+        let ip = address.map(|ip| ip.to_string());
         let user_agent = req
             .headers()
             .get(header::USER_AGENT)
@@ -88,6 +112,7 @@ impl RequestContext {
             .map(str::to_owned)
             .unwrap_or_else(|| Uuid::now_v7().to_string());
         RequestContext {
+            ip: address,
             client: Client {
                 ip: ip.clone(),
                 user_agent: user_agent.clone(),

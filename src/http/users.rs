@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::errors::ApiError;
 use super::{AppState, bearer};
 use crate::store::users::{User, strapi_time};
+use crate::tokens::AccessClaims;
 
 /// Strapi's sanitised user: never the password hash.
 pub fn user_json(user: &User) -> Value {
@@ -27,8 +28,11 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("Missing or invalid credentials")
 }
 
-/// The user behind a bearer access token whose session is still live.
-pub async fn authenticated(state: &AppState, req: &HttpRequest) -> Result<User, ApiError> {
+/// The user behind a bearer access token whose session is still live, and the token's claims.
+pub async fn authenticated(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<(User, AccessClaims), ApiError> {
     let token = bearer(req).ok_or_else(invalid_credentials)?;
     let claims = state
         .tokens
@@ -43,12 +47,12 @@ pub async fn authenticated(state: &AppState, req: &HttpRequest) -> Result<User, 
         return Err(invalid_credentials());
     }
     match state.users.find(claims.id).await? {
-        Some(user) if !user.blocked => Ok(user),
+        Some(user) if !user.blocked => Ok((user, claims)),
         _ => Err(ApiError::unauthorized("Invalid credentials")),
     }
 }
 
 pub async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let user = authenticated(&state, &req).await?;
+    let (user, _) = authenticated(&state, &req).await?;
     Ok(HttpResponse::Ok().json(user_json(&user)))
 }

@@ -90,6 +90,8 @@ pub struct NewUser {
 pub enum UserError {
     #[error("email or username already taken")]
     Taken,
+    #[error("no such user")]
+    NotFound,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -197,6 +199,62 @@ impl UserStore {
         .fetch_optional(&self.db.reader)
         .await?;
         Ok(row.as_ref().map(user).transpose()?)
+    }
+
+    /// A user by id, email (any case) or username.
+    pub async fn find_any(&self, key: &str) -> Result<Option<User>, UserError> {
+        if let Ok(id) = key.parse::<UserId>()
+            && let Some(user) = self.find(id).await?
+        {
+            return Ok(Some(user));
+        }
+        self.find_by_identifier(key).await
+    }
+
+    pub async fn set_password(
+        &self,
+        id: UserId,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User, UserError> {
+        self.update(id, "password_hash = ?", hash.to_owned(), now)
+            .await
+    }
+
+    pub async fn set_blocked(
+        &self,
+        id: UserId,
+        blocked: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User, UserError> {
+        self.update(
+            id,
+            "blocked = ?",
+            if blocked { "1" } else { "0" }.to_owned(),
+            now,
+        )
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: UserId,
+        set: &'static str,
+        value: String,
+        now: DateTime<Utc>,
+    ) -> Result<User, UserError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE users SET {set}, updated_at = ? WHERE id = ? RETURNING {COLUMNS}"
+        )))
+        .bind(value)
+        .bind(strapi_time(&now))
+        .bind(id)
+        .fetch_optional(&self.db.writer)
+        .await?;
+        row.as_ref()
+            .map(user)
+            .transpose()?
+            .ok_or(UserError::NotFound)
     }
 
     pub async fn find(&self, id: UserId) -> Result<Option<User>, UserError> {

@@ -8,7 +8,11 @@ use crate::helpers::spawn_app_with;
 
 #[actix_web::test]
 async fn fifty_concurrent_rotations_of_one_token_yield_one_successor() {
-    let app = spawn_app_with(&[("REFRESH_TOKEN_ROTATION", "true")]).await;
+    let app = spawn_app_with(&[
+        ("REFRESH_TOKEN_ROTATION", "true"),
+        ("REFRESH_RATE_LIMIT", "off"),
+    ])
+    .await;
     let id = app.register("nina").await["user"]["id"].as_i64().unwrap();
     let token = app.login("nina").await["refreshToken"]
         .as_str()

@@ -85,6 +85,11 @@ impl TestApp {
         &self.state
     }
 
+    /// Moves the server's clock forward.
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        self.state.clock.advance(by);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -111,6 +116,53 @@ impl TestApp {
             request = request.header("content-type", content_type);
         }
         read(request.send().await.expect("request")).await
+    }
+
+    pub async fn post_with_bearer(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    pub async fn delete_with_bearer(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    /// Logs in with this body (password and requestRefresh added) and returns the answer.
+    pub async fn login_with(&self, identifier: &str, extra: Value) -> Value {
+        let mut body =
+            json!({"identifier": identifier, "password": "password123", "requestRefresh": true});
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        let (status, answer) = self.post("/api/auth/local", body).await;
+        assert_eq!(status, 200, "login: {answer}");
+        answer
+    }
+
+    /// The payloads of a user's events of one type.
+    pub async fn payloads(&self, user_id: i64, event_type: &str) -> Vec<Value> {
+        self.store()
+            .read_stream(&format!("user-{user_id}"), 0)
+            .await
+            .expect("read stream")
+            .into_iter()
+            .filter(|e| e.event_type == event_type)
+            .map(|e| serde_json::from_str(&e.payload).expect("json payload"))
+            .collect()
     }
 
     pub async fn get_with_bearer(&self, path: &str, token: &str) -> (u16, Value) {

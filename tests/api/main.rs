@@ -4,7 +4,10 @@
 mod actors;
 mod auth;
 mod concurrency;
+mod cookies;
 mod helpers;
 mod hostile;
+mod limits;
 mod restart;
+mod sessions;
 mod store;

@@ -304,9 +304,14 @@ fn clear(state: &UserSessions, cmd: &ClearSessions, now: Timestamp) -> Vec<Event
     // Recorded even when nothing is alive: who cleared what, and when, is the audit trail.
     let session_ids = state
         .sessions
-        .keys()
-        .filter(|id| Some(**id) != cmd.keep)
-        .copied()
+        .values()
+        .filter(|s| Some(s.id) != cmd.keep)
+        .filter(|s| {
+            cmd.device_id
+                .as_ref()
+                .is_none_or(|device| *device == s.device_id)
+        })
+        .map(|s| s.id)
         .collect();
     let kept = cmd.keep.filter(|id| state.sessions.contains_key(id));
     vec![Event::SessionsCleared(SessionsCleared {

@@ -352,6 +352,7 @@ fn clearing_ends_every_session_but_the_kept_one() {
     let h = given(&[(login(), at(0)), (second, at(1))]);
     let cmd = Command::ClearSessions(ClearSessions {
         reason: ClearReason::Logout,
+        device_id: None,
         keep: Some(id(200)),
     });
     let (result, after) = h.when(cmd, at(2));
@@ -365,6 +366,35 @@ fn clearing_ends_every_session_but_the_kept_one() {
     assert_eq!(
         after.sessions.keys().copied().collect::<Vec<_>>(),
         vec![id(200)]
+    );
+}
+
+#[test]
+fn clearing_a_device_ends_only_that_devices_sessions() {
+    let laptop = |session: u128| {
+        Command::IssueToken(IssueToken {
+            session_id: id(session),
+            device_id: "laptop".to_owned(),
+            token_id: id(session + 1),
+            reason: IssueReason::Login,
+            lifetimes: lifetimes(),
+            client: client("10.0.0.3"),
+        })
+    };
+    let h = given(&[(login(), at(0)), (laptop(200), at(1)), (laptop(300), at(2))]);
+    let cmd = Command::ClearSessions(ClearSessions {
+        reason: ClearReason::Logout,
+        device_id: Some("laptop".to_owned()),
+        keep: None,
+    });
+    let (result, after) = h.when(cmd, at(3));
+    match &result.unwrap()[..] {
+        [Event::SessionsCleared(e)] => assert_eq!(e.session_ids, vec![id(200), id(300)]),
+        other => panic!("expected SessionsCleared, got {other:?}"),
+    }
+    assert_eq!(
+        after.sessions.keys().copied().collect::<Vec<_>>(),
+        vec![id(SESSION)]
     );
 }
 

@@ -1,0 +1,57 @@
+//! Keeping `ActiveSessions` current from the log: a full fold at start-up, then a catch-up
+//! reader that folds whatever other writers appended (the CLI's `user block`, later other
+//! instances). The events this process appends are folded by its actors at once; meeting
+//! them again here is harmless, since the projection skips versions it has folded.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use tokenledger_projections::ActiveSessions;
+
+use crate::store::{EventStore, StoreError};
+
+/// Folds every event after `after_position` into `projection`; returns the last position
+/// seen and how many events were read.
+pub async fn fold_into(
+    store: &dyn EventStore,
+    projection: &RwLock<ActiveSessions>,
+    after_position: i64,
+) -> Result<(i64, u64), StoreError> {
+    let mut events = store.read_all(after_position);
+    let (mut position, mut count) = (after_position, 0u64);
+    while let Some(record) = events.try_next().await? {
+        let event = record.decode().map_err(|source| StoreError::Corrupt {
+            position: record.position,
+            source,
+        })?;
+        if let Some(user_id) = record.user_id() {
+            projection.write().unwrap_or_else(|p| p.into_inner()).apply(
+                user_id,
+                record.stream_version,
+                &event,
+            );
+        }
+        position = record.position;
+        count += 1;
+    }
+    Ok((position, count))
+}
+
+/// Follows the log every `every`, until the task is aborted.
+pub async fn follow(
+    store: Arc<dyn EventStore>,
+    projection: Arc<RwLock<ActiveSessions>>,
+    mut position: i64,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match fold_into(store.as_ref(), &projection, position).await {
+            Ok((last, _)) => position = last,
+            Err(error) => tracing::warn!(%error, "catching up with the log failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Rate limits, blocked users, and the client address behind trusted proxies.
+
+use serde_json::json;
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+
+#[actix_web::test]
+async fn the_eleventh_login_in_a_minute_is_a_429() {
+    let app = spawn_app().await;
+    app.register("ora").await;
+    for _ in 0..10 {
+        let (status, _) = app
+            .post(
+                "/api/auth/local",
+                json!({"identifier": "ora", "password": "wrong-password"}),
+            )
+            .await;
+        assert_eq!(status, 400);
+    }
+    let response = app
+        .client
+        .post(app.url("/api/auth/local"))
+        .json(&json!({"identifier": "ora", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body = response.json().await.unwrap();
+    assert_error(
+        429,
+        &body,
+        429,
+        "RateLimitError",
+        "Too many requests, please try again later.",
+    );
+    // Another identifier from the same address is not held back.
+    app.register("pia").await;
+    assert!(app.login("pia").await["jwt"].is_string());
+}
+
+#[actix_web::test]
+async fn refresh_is_limited_per_session_and_off_lifts_both_limits() {
+    let app = spawn_app_with(&[("REFRESH_RATE_LIMIT", "3/60s")]).await;
+    app.register("quin").await;
+    let token = app.login("quin").await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.refresh(&token).await.0, 200);
+    }
+    let (status, body) = app.refresh(&token).await;
+    assert_error(
+        status,
+        &body,
+        429,
+        "RateLimitError",
+        "Too many requests, please try again later.",
+    );
+
+    let open = spawn_app_with(&[("LOGIN_RATE_LIMIT", "off"), ("REFRESH_RATE_LIMIT", "off")]).await;
+    open.register("ray").await;
+    let token = open.login("ray").await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..40 {
+        assert_eq!(open.refresh(&token).await.0, 200);
+    }
+    for _ in 0..15 {
+        open.login("ray").await;
+    }
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_counts() {
+    let app = spawn_app_with(&[
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+        ("LOGIN_RATE_LIMIT", "2/60s"),
+    ])
+    .await;
+    app.register("sol").await;
+    let login_from = |ip: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/api/auth/local"))
+                .header("x-forwarded-for", ip)
+                .json(&json!({"identifier": "sol", "password": "password123", "requestRefresh": true}))
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    assert_eq!(login_from("198.51.100.1").await.0, 200);
+    assert_eq!(login_from("198.51.100.1").await.0, 200);
+    assert_eq!(login_from("198.51.100.1").await.0, 429);
+    let (status, body) = login_from("198.51.100.2").await;
+    assert_eq!(status, 200, "another client behind the same proxy");
+    let (_, sessions) = app
+        .get_with_bearer("/api/auth/sessions", body["jwt"].as_str().unwrap())
+        .await;
+    assert_eq!(sessions["data"][0]["ip"], "198.51.100.2");
+
+    // Untrusted peers cannot choose their address with the header.
+    let direct = spawn_app_with(&[("LOGIN_RATE_LIMIT", "2/60s")]).await;
+    direct.register("tom").await;
+    for (ip, expected) in [
+        ("203.0.113.1", 200),
+        ("203.0.113.2", 200),
+        ("203.0.113.3", 429),
+    ] {
+        let response = direct
+            .client
+            .post(direct.url("/api/auth/local"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"identifier": "tom", "password": "password123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{ip}");
+    }
+}
+
+fn cli(app: &crate::helpers::TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .args(args)
+        .env("DATA_DIR", app.dir.path())
+        .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+        .env("REFRESH_JWT_SECRET", crate::helpers::REFRESH_SECRET)
+        .output()
+        .expect("the tokenledger binary runs")
+}
+
+#[actix_web::test]
+async fn a_blocked_user_is_logged_out_everywhere_and_cannot_log_in() {
+    let app = spawn_app().await;
+    let id = app.register("uma").await["user"]["id"].as_i64().unwrap();
+    let login = app.login("uma").await;
+    let token = login["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.refresh(&token).await.0,
+        200,
+        "its actor is alive and holds the stream"
+    );
+
+    let blocked = cli(&app, &["user", "block", "uma@example.com"]);
+    assert!(
+        blocked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&blocked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&blocked.stdout).contains(&format!("blocked user {id}")));
+
+    assert_eq!(
+        app.refresh(&token).await.0,
+        401,
+        "the running server refuses the old token"
+    );
+    assert_eq!(
+        app.get_with_bearer("/api/users/me", login["jwt"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+    let (status, body) = app
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "uma", "password": "password123"}),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        400,
+        "ApplicationError",
+        "Your account has been blocked by an administrator",
+    );
+    assert_eq!(
+        app.payloads(id, "SessionsCleared").await[0]["reason"],
+        "blocked"
+    );
+
+    let unblocked = cli(&app, &["user", "unblock", &id.to_string()]);
+    assert!(
+        unblocked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unblocked.stderr)
+    );
+    assert!(app.login("uma").await["jwt"].is_string());
+    let missing = cli(&app, &["user", "block", "nobody"]);
+    assert!(!missing.status.success());
+}
