@@ -29,7 +29,8 @@ pub struct Application {
     store: Arc<dyn EventStore>,
     arbiters: Vec<Arbiter>,
     state: web::Data<AppState>,
-    following: tokio::task::JoinHandle<()>,
+    /// The catch-up reader and the rate limiters' clean-up, stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
     /// Held while serving; see `lock_for_serving`.
     _lock: std::fs::File,
 }
@@ -107,13 +108,21 @@ impl Application {
                 .workers(cores)
                 .listen(listener)?
                 .run();
+        let limits = state.clone();
+        let forgetting = actix_web::rt::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticks.tick().await;
+                limits.limits.forget_idle();
+            }
+        });
         Ok(Application {
             port,
             server,
             store,
             arbiters,
             state,
-            following,
+            background: vec![following, forgetting],
             _lock: lock,
         })
     }
@@ -139,7 +148,9 @@ impl Application {
     /// closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        self.following.abort();
+        for task in &self.background {
+            task.abort();
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
