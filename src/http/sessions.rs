@@ -23,12 +23,20 @@ async fn logout_target(
     req: &HttpRequest,
     body: &Body,
 ) -> Result<(UserId, SessionId), ApiError> {
-    if bearer(req).is_some() {
-        let (user, claims) = authenticated(state, req).await?;
-        return Ok((user.id, claims.sid));
-    }
+    let by_bearer = match bearer(req) {
+        Some(_) => Some(authenticated(state, req).await),
+        None => None,
+    };
+    let refresh_token = presented_token(state, req, body);
+    let token = match (by_bearer, refresh_token) {
+        (Some(Ok((user, claims))), _) => return Ok((user.id, claims.sid)),
+        // A lapsed access token next to a refresh token (a browser back after hours): the
+        // refresh token still names the session to end.
+        (_, Some((token, _))) => token,
+        (Some(Err(error)), None) => return Err(error),
+        (None, None) => return Err(ApiError::unauthorized("Missing or invalid credentials")),
+    };
     let refused = || ApiError::unauthorized("Missing or invalid credentials");
-    let (token, _) = presented_token(state, req, body).ok_or_else(refused)?;
     let presented = state
         .tokens
         .verify_refresh(&token, state.clock.now())

@@ -438,3 +438,28 @@ async fn rotation_never_extends_the_absolute_lifetime() {
         "3 h after login the session is over"
     );
 }
+
+#[actix_web::test]
+async fn logout_takes_the_refresh_token_when_the_access_token_has_lapsed() {
+    let app = spawn_app_with(&[("JWT_EXPIRES_IN", "10m")]).await;
+    app.register("lia").await;
+    let login = app.login("lia").await;
+    app.advance(TimeDelta::minutes(11));
+    let (status, _) = app
+        .get_with_bearer("/api/users/me", &s(&login["jwt"]))
+        .await;
+    assert_eq!(status, 401, "the access token has lapsed");
+    let (status, body) = app
+        .post_with_bearer(
+            "/api/auth/logout",
+            &s(&login["jwt"]),
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await;
+    assert_eq!((status, &body), (200, &json!({"ok": true})));
+    assert_eq!(app.refresh(&s(&login["refreshToken"])).await.0, 401);
+    let (status, _) = app
+        .post_with_bearer("/api/auth/logout", &s(&login["jwt"]), json!({}))
+        .await;
+    assert_eq!(status, 401, "a lapsed access token alone is not enough");
+}
