@@ -159,8 +159,9 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
         .find_any(key)
         .await?
         .with_context(|| format!("no user {key:?}"))?;
+    let was_blocked = user.blocked;
     let user = users.set_blocked(user.id, blocked, Utc::now()).await?;
-    if blocked {
+    if blocked && !was_blocked {
         let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::start(db.clone()));
         let (jwt, refresh) = (
             config.jwt_secret.clone().context("JWT_SECRET")?,

@@ -451,6 +451,32 @@ impl Config {
                 format!("{url:?} is not an http(s) URL"),
             ));
         }
+        let cookie = &self.cookie;
+        let token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+        if cookie.name.is_empty() || !cookie.name.chars().all(token_char) {
+            return Err(invalid(
+                "COOKIE_NAME (refresh.cookieName)",
+                format!("{:?} is not a valid cookie name", cookie.name),
+            ));
+        }
+        if !cookie.path.starts_with('/') || cookie.path.chars().any(|c| c == ';' || c.is_control())
+        {
+            return Err(invalid(
+                "COOKIE_PATH (refresh.cookiePath)",
+                format!("{:?} must start with / and hold no ;", cookie.path),
+            ));
+        }
+        if let Some(domain) = &cookie.domain
+            && (domain.is_empty()
+                || !domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        {
+            return Err(invalid(
+                "COOKIE_DOMAIN (refresh.cookieDomain)",
+                format!("{domain:?} is not a domain name"),
+            ));
+        }
         if !self.database_url.starts_with("sqlite:") {
             return Err(invalid(
                 "DATABASE_URL",
@@ -715,6 +741,9 @@ mod tests {
         assert!(error_of(&[("LOGIN_RATE_LIMIT", "0/60s")]).starts_with("LOGIN_RATE_LIMIT:"));
         assert!(error_of(&[("TRUSTED_PROXIES", "10.0.0.0/99")]).starts_with("TRUSTED_PROXIES:"));
         assert!(error_of(&[("COOKIE_SAME_SITE", "sometimes")]).starts_with("COOKIE_SAME_SITE:"));
+        assert!(error_of(&[("COOKIE_NAME", "bad name;")]).starts_with("COOKIE_NAME"));
+        assert!(error_of(&[("COOKIE_DOMAIN", "a;b")]).starts_with("COOKIE_DOMAIN"));
+        assert!(error_of(&[("COOKIE_PATH", "relative")]).starts_with("COOKIE_PATH"));
     }
 
     #[test]

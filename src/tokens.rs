@@ -139,6 +139,22 @@ impl Tokens {
         token: &str,
         now: Timestamp,
     ) -> Result<PresentedToken, InvalidToken> {
+        let (presented, exp, nbf) = self.decode_refresh(token)?;
+        in_time(exp, nbf, now)?;
+        Ok(presented)
+    }
+
+    /// A genuine refresh token (signature and `typ` hold) whose time is up: its session may
+    /// have expired with it, which is worth recording.
+    pub fn expired_refresh(&self, token: &str, now: Timestamp) -> Option<PresentedToken> {
+        let (presented, exp, _) = self.decode_refresh(token).ok()?;
+        (exp <= now.timestamp()).then_some(presented)
+    }
+
+    fn decode_refresh(
+        &self,
+        token: &str,
+    ) -> Result<(PresentedToken, i64, Option<i64>), InvalidToken> {
         let data =
             jsonwebtoken::decode::<RefreshClaims>(token, &self.refresh_check, &self.validation)
                 .map_err(|_| InvalidToken)?;
@@ -146,14 +162,14 @@ impl Tokens {
             return Err(InvalidToken);
         }
         let claims = data.claims;
-        in_time(claims.exp, claims.nbf, now)?;
-        Ok(PresentedToken {
+        let presented = PresentedToken {
             user_id: claims.sub.parse().map_err(|_| InvalidToken)?,
             session_id: claims.sid,
             token_id: claims.jti,
             generation: claims.generation,
             hash: hash(token),
-        })
+        };
+        Ok((presented, claims.exp, claims.nbf))
     }
 }
 

@@ -23,6 +23,10 @@ pub enum RevokeReason {
     Admin,
     ReuseDetected,
     Expired,
+    /// Started by a login that raced a block: the block wins.
+    Blocked,
+    /// Started by a login that raced a password change: the change wins.
+    PasswordChanged,
 }
 
 /// Why many sessions ended at once.

@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::TimeDelta;
 use serde_json::{Map, Value, json};
 use tokenledger_domain::{
-    ClearReason, ClearSessions, Command, IssueReason, IssueToken, RecordLoginFailure, RotateToken,
-    UserId,
+    ClearReason, ClearSessions, Command, IssueReason, IssueToken, RecordLoginFailure, RevokeReason,
+    RevokeSession, RotateToken, UserId,
 };
 use uuid::Uuid;
 
@@ -16,7 +16,9 @@ use super::users::{authenticated, user_json};
 use super::validation::{Checks, truthy};
 use super::{AppState, RequestContext, cookies};
 use crate::actors::ExecuteError;
-use crate::store::users::{NewUser, PASSWORD_MAX_BYTES, User, is_valid_email, rule_violations};
+use crate::store::users::{
+    NewUser, PASSWORD_MAX_BYTES, User, UserError, is_valid_email, rule_violations,
+};
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];
 
@@ -64,8 +66,33 @@ async fn start_session(
     });
     let executed = state
         .registry
-        .execute(user.id, command, ctx.metadata)
+        .execute(user.id, command, ctx.metadata.clone())
         .await?;
+    // The user may have been blocked, or its password changed, while this login was being
+    // decided; those clear every session, but this one may have been appended after the
+    // clear. Looking again after the append closes that window: whichever runs second sees
+    // the other.
+    let current = state.users.find(user.id).await?;
+    let superseded = match &current {
+        Some(now) if now.blocked => Some((RevokeReason::Blocked, blocked_error())),
+        Some(now) if now.password_hash != user.password_hash => Some((
+            RevokeReason::PasswordChanged,
+            ApiError::validation("Invalid identifier or password"),
+        )),
+        Some(_) => None,
+        None => Some((
+            RevokeReason::Admin,
+            ApiError::unauthorized("Invalid credentials"),
+        )),
+    };
+    if let Some((reason, error)) = superseded {
+        let revoke = Command::RevokeSession(RevokeSession { session_id, reason });
+        state
+            .registry
+            .execute(user.id, revoke, ctx.metadata)
+            .await?;
+        return Err(error);
+    }
     let now = state.clock.now();
     let mut body = Map::new();
     body.insert(
@@ -90,6 +117,10 @@ async fn start_session(
         }
     }
     Ok(response.json(Value::Object(body)))
+}
+
+fn blocked_error() -> ApiError {
+    ApiError::application("Your account has been blocked by an administrator")
 }
 
 fn hashing_failed(error: crate::password::PasswordError) -> ApiError {
@@ -174,6 +205,12 @@ pub async fn login(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    // Every attempt counts against the limit, malformed ones too, as Strapi counts them.
+    let ctx = RequestContext::of(&req, &state);
+    state.limits.check_login(
+        ctx.ip,
+        body.get("identifier").and_then(Value::as_str).unwrap_or(""),
+    )?;
     let mut checks = Checks::default();
     let identifier = checks.string(&body, "identifier", false);
     let password = checks.string(&body, "password", true);
@@ -181,8 +218,6 @@ pub async fn login(
     let (Some(identifier), Some(password)) = (identifier, password) else {
         unreachable!("finish() fails when a field is missing");
     };
-    let ctx = RequestContext::of(&req, &state);
-    state.limits.check_login(ctx.ip, identifier)?;
     let user = state.users.find_by_identifier(identifier).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = state
@@ -199,9 +234,7 @@ pub async fn login(
         None => return Err(ApiError::validation("Invalid identifier or password")),
     };
     if user.blocked {
-        return Err(ApiError::application(
-            "Your account has been blocked by an administrator",
-        ));
+        return Err(blocked_error());
     }
     let device_id = body
         .get("deviceId")
@@ -219,6 +252,36 @@ async fn record_failure(state: &AppState, user_id: UserId, ctx: RequestContext) 
     let command = Command::RecordLoginFailure(RecordLoginFailure { client: ctx.client });
     if let Err(error) = state.registry.execute(user_id, command, ctx.metadata).await {
         tracing::warn!(user = user_id, %error, "could not record a failed login");
+    }
+}
+
+/// A genuine but expired refresh token whose session has expired too: the session's end goes
+/// on record (`SessionRevoked{expired}`) on the first refresh that finds it, as an idle expiry
+/// does in the aggregate. The answer stays 401 whatever happens here.
+async fn record_expiry(state: &AppState, req: &HttpRequest, token: &str) {
+    let now = state.clock.now();
+    let Some(presented) = state.tokens.expired_refresh(token, now) else {
+        return;
+    };
+    let expired = state
+        .projection
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&presented.session_id)
+        .is_some_and(|view| view.user_id == presented.user_id && view.session.is_expired(now));
+    if expired {
+        let ctx = RequestContext::of(req, state);
+        let command = Command::RevokeSession(RevokeSession {
+            session_id: presented.session_id,
+            reason: RevokeReason::Expired,
+        });
+        if let Err(error) = state
+            .registry
+            .execute(presented.user_id, command, ctx.metadata)
+            .await
+        {
+            tracing::warn!(%error, "could not record a session's expiry");
+        }
     }
 }
 
@@ -242,10 +305,13 @@ pub async fn refresh(
     let (token, from_cookie) = presented_token(&state, &req, &body)
         .ok_or_else(|| ApiError::bad_request("Missing refresh token"))?;
     let now = state.clock.now();
-    let presented = state
-        .tokens
-        .verify_refresh(&token, now)
-        .map_err(|_| invalid_refresh_token())?;
+    let presented = match state.tokens.verify_refresh(&token, now) {
+        Ok(presented) => presented,
+        Err(_) => {
+            record_expiry(&state, &req, &token).await;
+            return Err(invalid_refresh_token());
+        }
+    };
     // Unknown, ended or someone else's sessions are turned away here, without an actor.
     let owner = state
         .projection
@@ -312,12 +378,16 @@ pub async fn change_password(
     let (Some(current), Some(password)) = (current, password) else {
         unreachable!("finish() fails when a field is missing");
     };
+    // A stolen access token must not allow unlimited, unrecorded password guessing.
+    let ctx = RequestContext::of(&req, &state);
+    state.limits.check_login(ctx.ip, &user.email)?;
     let matches = state
         .passwords
         .verify(current.to_owned(), user.password_hash.clone())
         .await
         .map_err(hashing_failed)?;
     if !matches {
+        record_failure(&state, user.id, ctx).await;
         return Err(ApiError::validation(
             "The provided current password is invalid",
         ));
@@ -340,11 +410,20 @@ pub async fn change_password(
         .hash(password.to_owned())
         .await
         .map_err(hashing_failed)?;
-    let user = state
+    // Compare-and-set: of two changes made with the same current password, one wins.
+    let previous = user.password_hash.as_deref().unwrap_or_default();
+    let user = match state
         .users
-        .set_password(user.id, &hash, state.clock.now())
-        .await?;
-    let ctx = RequestContext::of(&req, &state);
+        .set_password(user.id, previous, &hash, state.clock.now())
+        .await
+    {
+        Err(UserError::NotFound) => {
+            return Err(ApiError::validation(
+                "The provided current password is invalid",
+            ));
+        }
+        other => other?,
+    };
     let device_id = state
         .projection
         .read()

@@ -16,40 +16,57 @@ use super::{AppState, RequestContext, bearer, cookies};
 use crate::actors::ExecuteError;
 use crate::store::users::strapi_time;
 
-/// The user and session a logout applies to: the bearer access token's, or else (a browser
-/// whose access token has lapsed) the refresh token's from the body or cookie.
+/// Who asks to log out, and which session is "this one".
+struct LogoutTarget {
+    user_id: UserId,
+    session_id: SessionId,
+    /// Proven by a live session (a valid access token, or the refresh token of a live
+    /// session): enough to end other sessions too. A token of an ended session may only end
+    /// its own (already ended) session.
+    live: bool,
+}
+
+/// As Strapi 5: the refresh token (body, then cookie) names the session when it is there —
+/// a browser whose access token lapsed can still log out — else the bearer access token's.
 async fn logout_target(
     state: &AppState,
     req: &HttpRequest,
     body: &Body,
-) -> Result<(UserId, SessionId), ApiError> {
-    let by_bearer = match bearer(req) {
+) -> Result<LogoutTarget, ApiError> {
+    let bearer_user = match bearer(req) {
         Some(_) => Some(authenticated(state, req).await),
         None => None,
     };
-    let refresh_token = presented_token(state, req, body);
-    let token = match (by_bearer, refresh_token) {
-        (Some(Ok((user, claims))), _) => return Ok((user.id, claims.sid)),
-        // A lapsed access token next to a refresh token (a browser back after hours): the
-        // refresh token still names the session to end.
-        (_, Some((token, _))) => token,
-        (Some(Err(error)), None) => return Err(error),
-        (None, None) => return Err(ApiError::unauthorized("Missing or invalid credentials")),
-    };
-    let refused = || ApiError::unauthorized("Missing or invalid credentials");
-    let presented = state
-        .tokens
-        .verify_refresh(&token, state.clock.now())
-        .map_err(|_| refused())?;
-    let owner = state
-        .projection
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .owner(&presented.session_id);
-    if owner != Some(presented.user_id) {
-        return Err(refused());
+    let now = state.clock.now();
+    let refreshing = presented_token(state, req, body)
+        .and_then(|(token, _)| state.tokens.verify_refresh(&token, now).ok())
+        .filter(|token| match &bearer_user {
+            // Another user's refresh token next to this user's access token is ignored.
+            Some(Ok((user, _))) => user.id == token.user_id,
+            _ => true,
+        });
+    if let Some(token) = refreshing {
+        let owner = state
+            .projection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .owner(&token.session_id);
+        let live = owner == Some(token.user_id) || matches!(bearer_user, Some(Ok(_)));
+        return Ok(LogoutTarget {
+            user_id: token.user_id,
+            session_id: token.session_id,
+            live,
+        });
     }
-    Ok((presented.user_id, presented.session_id))
+    match bearer_user {
+        Some(Ok((user, claims))) => Ok(LogoutTarget {
+            user_id: user.id,
+            session_id: claims.sid,
+            live: true,
+        }),
+        Some(Err(error)) => Err(error),
+        None => Err(ApiError::unauthorized("Missing or invalid credentials")),
+    }
 }
 
 /// `{}` ends the current session, `{"deviceId":…}` that device's sessions, `{"scope":"all"}`
@@ -59,36 +76,45 @@ pub async fn logout(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let command = match (body.get("scope"), body.get("deviceId")) {
-        (Some(Value::String(scope)), _) if scope == "all" => None,
+    enum Scope {
+        This,
+        Device(String),
+        All,
+    }
+    let scope = match (body.get("scope"), body.get("deviceId")) {
+        (Some(Value::String(scope)), _) if scope == "all" => Scope::All,
         (Some(_), _) => {
             return Err(ApiError::validation(
                 "scope must be one of the following values: all",
             ));
         }
-        (None, Some(Value::String(device))) if !device.is_empty() => Some(device.clone()),
+        (None, Some(Value::String(device))) if !device.is_empty() => Scope::Device(device.clone()),
         (None, Some(_)) => return Err(ApiError::validation("deviceId must be a non-empty string")),
-        (None, None) => Some(String::new()),
+        (None, None) => Scope::This,
     };
-    let (user_id, session_id) = logout_target(&state, &req, &body).await?;
-    let command = match command {
-        None => Command::ClearSessions(ClearSessions {
+    let target = logout_target(&state, &req, &body).await?;
+    let clear = |device_id| {
+        Command::ClearSessions(ClearSessions {
             reason: ClearReason::Logout,
-            device_id: None,
+            device_id,
             keep: None,
-        }),
-        Some(device) if !device.is_empty() => Command::ClearSessions(ClearSessions {
-            reason: ClearReason::Logout,
-            device_id: Some(device),
-            keep: None,
-        }),
-        Some(_) => Command::RevokeSession(RevokeSession {
-            session_id,
+        })
+    };
+    let command = match scope {
+        Scope::This => Command::RevokeSession(RevokeSession {
+            session_id: target.session_id,
             reason: RevokeReason::Logout,
         }),
+        _ if !target.live => return Err(ApiError::unauthorized("Missing or invalid credentials")),
+        Scope::Device(device) => clear(Some(device)),
+        Scope::All => clear(None),
     };
     let ctx = RequestContext::of(&req, &state);
-    match state.registry.execute(user_id, command, ctx.metadata).await {
+    match state
+        .registry
+        .execute(target.user_id, command, ctx.metadata)
+        .await
+    {
         // Already ended (a second logout, a race with expiry): the outcome is the same.
         Ok(_) | Err(ExecuteError::Refused(DomainError::UnknownSession)) => {}
         Err(other) => return Err(other.into()),

@@ -92,6 +92,7 @@ fn create_private(file: &Path) -> std::io::Result<()> {
 pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    create_private(options.get_filename())?;
     let mut path = options.get_filename().as_os_str().to_owned();
     path.push(".lock");
     let file = std::fs::OpenOptions::new()
@@ -326,7 +327,10 @@ async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[AppendRequest],
 ) -> Result<Vec<Result<Vec<RecordedEvent>, StoreError>>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
+    // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
+    // writes later fails at once (SQLITE_BUSY, no waiting) if another process — the CLI —
+    // wrote in between.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let recorded_at = Utc::now();
     let recorded_text = recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     // Parse back what is stored, so the answer equals a later read to the microsecond.

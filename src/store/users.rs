@@ -147,7 +147,8 @@ impl UserStore {
     pub async fn create(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, UserError> {
         let email = new.email.to_lowercase();
         let stamp = strapi_time(&now);
-        let mut tx = self.db.writer.begin().await?;
+        // IMMEDIATE: the check and the insert see the same database (see `write_batch`).
+        let mut tx = self.db.writer.begin_with("BEGIN IMMEDIATE").await?;
         let taken = sqlx::query(
             "SELECT 1 FROM users WHERE email IN (?, ?) OR username IN (?, ?, ?) LIMIT 1",
         )
@@ -211,14 +212,28 @@ impl UserStore {
         self.find_by_identifier(key).await
     }
 
+    /// Replaces the password hash if it is still `previous`; `NotFound` otherwise.
     pub async fn set_password(
         &self,
         id: UserId,
+        previous: &str,
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<User, UserError> {
-        self.update(id, "password_hash = ?", hash.to_owned(), now)
-            .await
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ? \
+             RETURNING {COLUMNS}"
+        )))
+        .bind(hash)
+        .bind(strapi_time(&now))
+        .bind(id)
+        .bind(previous)
+        .fetch_optional(&self.db.writer)
+        .await?;
+        row.as_ref()
+            .map(user)
+            .transpose()?
+            .ok_or(UserError::NotFound)
     }
 
     pub async fn set_blocked(
@@ -227,26 +242,10 @@ impl UserStore {
         blocked: bool,
         now: DateTime<Utc>,
     ) -> Result<User, UserError> {
-        self.update(
-            id,
-            "blocked = ?",
-            if blocked { "1" } else { "0" }.to_owned(),
-            now,
-        )
-        .await
-    }
-
-    async fn update(
-        &self,
-        id: UserId,
-        set: &'static str,
-        value: String,
-        now: DateTime<Utc>,
-    ) -> Result<User, UserError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE users SET {set}, updated_at = ? WHERE id = ? RETURNING {COLUMNS}"
+            "UPDATE users SET blocked = ?, updated_at = ? WHERE id = ? RETURNING {COLUMNS}"
         )))
-        .bind(value)
+        .bind(blocked)
         .bind(strapi_time(&now))
         .bind(id)
         .fetch_optional(&self.db.writer)

@@ -202,3 +202,69 @@ async fn a_blocked_user_is_logged_out_everywhere_and_cannot_log_in() {
     let missing = cli(&app, &["user", "block", "nobody"]);
     assert!(!missing.status.success());
 }
+
+#[actix_web::test]
+async fn no_session_survives_a_block_racing_with_logins() {
+    let app = spawn_app_with(&[("LOGIN_RATE_LIMIT", "off")]).await;
+    let id = app.register("vic").await["user"]["id"].as_i64().unwrap();
+    let logins = futures::future::join_all((0..12).map(|_| {
+        app.post(
+            "/api/auth/local",
+            json!({"identifier": "vic", "password": "password123", "requestRefresh": true}),
+        )
+    }));
+    let dir = app.dir.path().to_owned();
+    let block = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+            .args(["user", "block", "vic"])
+            .env("DATA_DIR", dir)
+            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env("REFRESH_JWT_SECRET", crate::helpers::REFRESH_SECRET)
+            .status()
+            .unwrap()
+    });
+    let (answers, blocked) = futures::join!(logins, block);
+    assert!(blocked.unwrap().success());
+    // Give the catch-up reader a moment to fold the CLI's event.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for (status, body) in answers {
+        if status == 200 {
+            assert_eq!(
+                app.refresh(body["refreshToken"].as_str().unwrap()).await.0,
+                401,
+                "a session outlived the block"
+            );
+        } else {
+            assert_error(
+                status,
+                &body,
+                400,
+                "ApplicationError",
+                "Your account has been blocked by an administrator",
+            );
+        }
+    }
+    let live = app
+        .state()
+        .projection
+        .read()
+        .unwrap()
+        .sessions_of(id, chrono::Utc::now());
+    assert!(live.is_empty(), "{live:?}");
+}
+
+#[actix_web::test]
+async fn malformed_logins_count_against_the_limit_too() {
+    let app = spawn_app_with(&[("LOGIN_RATE_LIMIT", "2/60s")]).await;
+    for _ in 0..2 {
+        let (status, _) = app
+            .post("/api/auth/local", json!({"identifier": ["x"]}))
+            .await;
+        assert_eq!(status, 400);
+    }
+    let (status, _) = app
+        .post("/api/auth/local", json!({"identifier": ["x"]}))
+        .await;
+    assert_eq!(status, 429);
+}

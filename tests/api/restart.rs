@@ -92,3 +92,25 @@ async fn the_database_is_readable_by_its_owner_only() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[actix_web::test]
+async fn configured_secrets_and_a_missing_data_folder_start_fine() {
+    let app = spawn_app().await;
+    let nested = app.dir.path().join("not/yet/there");
+    let env: std::collections::HashMap<String, String> = [
+        ("DATA_DIR", nested.display().to_string()),
+        ("PORT", "0".to_owned()),
+        ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
+        (
+            "REFRESH_JWT_SECRET",
+            crate::helpers::REFRESH_SECRET.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = tokenledger::config::Config::load(None, &env, false).unwrap();
+    let second = tokenledger::app::Application::build(config).await;
+    assert!(second.is_ok(), "{:#}", second.err().unwrap());
+    assert!(nested.join("tokenledger.db").exists());
+}

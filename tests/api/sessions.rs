@@ -463,3 +463,131 @@ async fn logout_takes_the_refresh_token_when_the_access_token_has_lapsed() {
         .await;
     assert_eq!(status, 401, "a lapsed access token alone is not enough");
 }
+
+#[actix_web::test]
+async fn an_absolute_expiry_is_recorded_on_the_first_refresh_that_finds_it() {
+    let app = spawn_app_with(&[
+        ("SESSION_ABSOLUTE_LIFETIME", "1h"),
+        ("JWT_EXPIRES_IN", "10m"),
+    ])
+    .await;
+    let id = app.register("ola").await["user"]["id"].as_i64().unwrap();
+    let token = s(&app.login("ola").await["refreshToken"]);
+    app.advance(TimeDelta::minutes(61));
+    assert_eq!(app.refresh(&token).await.0, 401);
+    assert_eq!(app.refresh(&token).await.0, 401);
+    let revoked = app.payloads(id, "SessionRevoked").await;
+    assert_eq!(revoked.len(), 1, "recorded once: {revoked:?}");
+    assert_eq!(revoked[0]["reason"], "expired");
+}
+
+#[actix_web::test]
+async fn logout_ends_the_session_of_the_cookie_not_of_the_access_token() {
+    let app = spawn_app_with(&[("COOKIE_RESPONSE", "true")]).await;
+    app.register("pam").await;
+    let a = app.login("pam").await;
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let response = browser
+        .post(app.url("/api/auth/local"))
+        .json(&json!({"identifier": "pam", "password": "password123", "requestRefresh": true}))
+        .send()
+        .await
+        .unwrap();
+    let b_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let b_token = b_cookie.trim_start_matches("refreshToken=").to_owned();
+    let response = browser
+        .post(app.url("/api/auth/logout"))
+        .bearer_auth(s(&a["jwt"]))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        app.refresh(&b_token).await.0,
+        401,
+        "the cookie's session ended"
+    );
+    assert_eq!(
+        app.get_with_bearer("/api/users/me", &s(&a["jwt"])).await.0,
+        200,
+        "the bearer's did not"
+    );
+    // Logging out a session that has already ended is the same success.
+    let (status, body) = app
+        .post("/api/auth/logout", json!({"refreshToken": b_token}))
+        .await;
+    assert_eq!((status, &body), (200, &json!({"ok": true})));
+    // But a token of an ended session cannot end the others.
+    let (status, _) = app
+        .post(
+            "/api/auth/logout",
+            json!({"refreshToken": b_token, "scope": "all"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[actix_web::test]
+async fn two_password_changes_with_the_same_current_password_have_one_winner() {
+    let app = spawn_app().await;
+    let id = app.register("quy").await["user"]["id"].as_i64().unwrap();
+    let jwt = s(&app.login("quy").await["jwt"]);
+    let change = |password: &'static str| {
+        let (app, jwt) = (&app, jwt.clone());
+        async move {
+            app.post_with_bearer(
+                "/api/auth/change-password",
+                &jwt,
+                json!({"currentPassword": "password123", "password": password, "passwordConfirmation": password}),
+            )
+            .await
+        }
+    };
+    let (first, second) = futures::join!(change("first-pass1"), change("second-pass2"));
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "{first:?} {second:?}");
+    let winner = if first.0 == 200 { first.1 } else { second.1 };
+    let live = app
+        .state()
+        .projection
+        .read()
+        .unwrap()
+        .sessions_of(id, chrono::Utc::now());
+    assert_eq!(live.len(), 1, "only the winner's fresh session is alive");
+    assert_eq!(
+        app.get_with_bearer("/api/users/me", &s(&winner["jwt"]))
+            .await
+            .0,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn guessing_the_current_password_is_limited_and_recorded() {
+    let app = spawn_app_with(&[("LOGIN_RATE_LIMIT", "3/60s")]).await;
+    let id = app.register("rex").await["user"]["id"].as_i64().unwrap();
+    let jwt = s(&app.login("rex").await["jwt"]);
+    let guess = json!({"currentPassword": "guess-guess", "password": "newpass123", "passwordConfirmation": "newpass123"});
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            app.post_with_bearer("/api/auth/change-password", &jwt, guess.clone())
+                .await
+                .0,
+        );
+    }
+    // Keyed by address and email: the registration spent one of the three.
+    assert_eq!(statuses, [400, 400, 429, 429]);
+    assert_eq!(app.payloads(id, "LoginFailed").await.len(), 2);
+}
