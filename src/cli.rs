@@ -20,7 +20,7 @@ use crate::password::Passwords;
 use crate::secrets;
 use crate::store::sqlite::Database;
 use crate::store::sqlite::SqliteEventStore;
-use crate::store::users::{NewUser, UserStore, rule_violations};
+use crate::store::users::{NewUser, UserStore, rule_violations, strapi_time};
 use crate::store::{Actor, EventMetadata, EventStore};
 use crate::tokens::Tokens;
 
@@ -64,6 +64,8 @@ pub enum UserCommand {
         #[arg(long, env = "TOKENLEDGER_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// List the users: id, username, email, blocked, created.
+    List,
     /// Block a user: every session ends (`SessionsCleared{blocked}`) and login is refused.
     Block {
         /// User id, email or username.
@@ -112,6 +114,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let db = Database::open(&config.database_url).await?;
                 db.close().await;
                 println!("migrated {}", config.database_url);
+                Ok(())
+            }
+            Command::User(UserCommand::List) => {
+                let db = Database::open(&config.database_url).await?;
+                let users = UserStore::new(db.clone()).all().await?;
+                db.close().await;
+                println!(
+                    "{:>6}  {:<24}  {:<32}  {:<7}  created",
+                    "id", "username", "email", "blocked"
+                );
+                for u in users {
+                    let blocked = if u.blocked { "yes" } else { "no" };
+                    let created = strapi_time(&u.created_at);
+                    println!(
+                        "{:>6}  {:<24}  {:<32}  {:<7}  {created}",
+                        u.id, u.username, u.email, blocked
+                    );
+                }
                 Ok(())
             }
             Command::User(UserCommand::Block { user }) => set_blocked(config, &user, true).await,

@@ -256,6 +256,16 @@ impl UserStore {
             .ok_or(UserError::NotFound)
     }
 
+    /// Every user, by id.
+    pub async fn all(&self) -> Result<Vec<User>, UserError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users ORDER BY id"
+        )))
+        .fetch_all(&self.db.reader)
+        .await?;
+        Ok(rows.iter().map(user).collect::<Result<_, _>>()?)
+    }
+
     pub async fn find(&self, id: UserId) -> Result<Option<User>, UserError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM users WHERE id = ?"

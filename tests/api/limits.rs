@@ -192,6 +192,13 @@ async fn a_blocked_user_is_logged_out_everywhere_and_cannot_log_in() {
         "blocked"
     );
 
+    let listed = String::from_utf8_lossy(&cli(&app, &["user", "list"]).stdout).into_owned();
+    let row = listed
+        .lines()
+        .find(|l| l.contains("uma@example.com"))
+        .expect("uma is listed");
+    assert!(row.contains("yes"), "{listed}");
+
     let unblocked = cli(&app, &["user", "unblock", &id.to_string()]);
     assert!(
         unblocked.status.success(),
