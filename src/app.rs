@@ -97,17 +97,22 @@ impl Application {
             projection,
             clock,
             limits: RateLimits::new(config.login_rate_limit, config.refresh_rate_limit),
+            store: store.clone(),
         });
 
         let listener = TcpListener::bind(config.bind_address())
             .with_context(|| format!("binding {}", config.bind_address()))?;
         let port = listener.local_addr()?.port();
         let data = state.clone();
-        let server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
-                .workers(cores)
-                .listen(listener)?
-                .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::from_fn(http::request_id))
+                .app_data(data.clone())
+                .configure(http::routes)
+        })
+        .workers(cores)
+        .listen(listener)?
+        .run();
         let limits = state.clone();
         let forgetting = actix_web::rt::spawn(async move {
             let mut ticks = tokio::time::interval(Duration::from_secs(60));

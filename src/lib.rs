@@ -3,6 +3,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod audit;
 pub mod catch_up;
 pub mod cli;
 pub mod clock;

@@ -144,11 +144,16 @@ pub enum DecodeError {
     },
 }
 
-impl Event {
-    /// The current schema version of every payload; bump one when its fields change and teach
-    /// `decode` to upcast the old form.
-    pub const SCHEMA_VERSION: i16 = 1;
+/// The schema version each event type is written with today.
+pub fn current_version(event_type: &str) -> i16 {
+    match event_type {
+        // 2: `device_id` added (version 1 sessions had none).
+        "TokenIssued" => 2,
+        _ => 1,
+    }
+}
 
+impl Event {
     pub fn event_type(&self) -> &'static str {
         match self {
             Event::TokenIssued(_) => "TokenIssued",
@@ -161,8 +166,10 @@ impl Event {
         }
     }
 
+    /// The current schema version of this event's payload. Bump it when the fields change,
+    /// and teach `crate::upcast` to bring the old form up to date.
     pub fn schema_version(&self) -> i16 {
-        Self::SCHEMA_VERSION
+        current_version(self.event_type())
     }
 
     /// The payload as stored: the variant's fields, without the type, which has a column.
@@ -186,12 +193,8 @@ impl Event {
         schema_version: i16,
         payload: &str,
     ) -> Result<Event, DecodeError> {
-        if schema_version != Self::SCHEMA_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                event_type: event_type.to_owned(),
-                schema_version,
-            });
-        }
+        let upcast = crate::upcast::upcast(event_type, schema_version, payload)?;
+        let payload = upcast.as_ref();
         fn parse<T: serde::de::DeserializeOwned>(
             event_type: &str,
             payload: &str,

@@ -9,6 +9,7 @@ mod aggregate;
 mod commands;
 mod events;
 mod types;
+mod upcast;
 
 pub use aggregate::{DomainError, Session, TokenSealer, UserSessions, decide, evolve};
 pub use commands::{
@@ -17,6 +18,6 @@ pub use commands::{
 };
 pub use events::{
     ClearReason, DecodeError, Event, IssueReason, LoginFailed, RefreshTokenReused, RevokeReason,
-    SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
+    SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated, current_version,
 };
 pub use types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};

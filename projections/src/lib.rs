@@ -2,5 +2,7 @@
 //! knowing nothing of where the events came from.
 
 mod active_sessions;
+mod replay;
 
 pub use active_sessions::{ActiveSessions, SessionView};
+pub use replay::sessions_alive_at;

@@ -2,6 +2,7 @@
 //! password), `sessions` (logout, list, revoke), `users` (`/api/users/me`). Handlers are thin:
 //! they parse, ask the users table or an actor, and shape Strapi's answers.
 
+mod admin;
 mod auth;
 pub mod body;
 mod cookies;
@@ -14,8 +15,11 @@ mod validation;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use tokenledger_domain::{Client, Lifetimes};
 use tokenledger_projections::ActiveSessions;
 use uuid::Uuid;
@@ -25,7 +29,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::password::Passwords;
 use crate::store::users::UserStore;
-use crate::store::{Actor, EventMetadata};
+use crate::store::{Actor, EventMetadata, EventStore};
 use crate::tokens::Tokens;
 use errors::ApiError;
 
@@ -39,6 +43,7 @@ pub struct AppState {
     pub projection: Arc<RwLock<ActiveSessions>>,
     pub clock: Arc<Clock>,
     pub limits: limits::RateLimits,
+    pub store: Arc<dyn EventStore>,
 }
 
 impl AppState {
@@ -67,6 +72,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(sessions::revoke),
         )
         .route("/api/users/me", web::get().to(users::me))
+        .route("/api/admin/users/{id}/events", web::get().to(admin::events))
+        .route(
+            "/api/admin/users/{id}/sessions",
+            web::get().to(admin::sessions_at),
+        )
+        .route(
+            "/api/admin/users/{id}/sessions/clear",
+            web::post().to(admin::clear),
+        )
         .route("/_health", web::get().to(health))
         .route("/_health", web::head().to(health))
         .default_service(web::to(not_found));
@@ -105,12 +119,9 @@ impl RequestContext {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(512).collect::<String>());
         let request_id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_owned)
-            .unwrap_or_else(|| Uuid::now_v7().to_string());
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(|| Uuid::now_v7().to_string(), |id| id.0.clone());
         RequestContext {
             ip: address,
             client: Client {
@@ -125,6 +136,31 @@ impl RequestContext {
             },
         }
     }
+}
+
+/// The id of one request: the client's `X-Request-Id` when it is a sane one, else a new
+/// UUID. It is recorded with the events the request causes and returned in `X-Request-Id`.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.call(req).await?;
+    if let Ok(value) = header::HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
 }
 
 /// The bearer token of `Authorization`, if there is one.

@@ -162,7 +162,7 @@ fn device_name(user_agent: Option<&str>) -> Option<String> {
     }
 }
 
-fn session_json(session: &Session, current: bool) -> Value {
+pub(super) fn session_json(session: &Session, current: bool) -> Value {
     json!({
         "id": session.id,
         "deviceId": session.device_id,

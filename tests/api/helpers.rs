@@ -85,6 +85,17 @@ impl TestApp {
         &self.state
     }
 
+    /// Runs the real `tokenledger` binary on this app's data folder.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+            .args(args)
+            .env("DATA_DIR", self.dir.path())
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+            .output()
+            .expect("the tokenledger binary runs")
+    }
+
     /// Moves the server's clock forward.
     pub fn advance(&self, by: chrono::TimeDelta) {
         self.state.clock.advance(by);

@@ -133,16 +133,6 @@ async fn behind_a_trusted_proxy_the_forwarded_address_counts() {
     }
 }
 
-fn cli(app: &crate::helpers::TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
-        .args(args)
-        .env("DATA_DIR", app.dir.path())
-        .env("JWT_SECRET", crate::helpers::JWT_SECRET)
-        .env("REFRESH_JWT_SECRET", crate::helpers::REFRESH_SECRET)
-        .output()
-        .expect("the tokenledger binary runs")
-}
-
 #[actix_web::test]
 async fn a_blocked_user_is_logged_out_everywhere_and_cannot_log_in() {
     let app = spawn_app().await;
@@ -155,7 +145,7 @@ async fn a_blocked_user_is_logged_out_everywhere_and_cannot_log_in() {
         "its actor is alive and holds the stream"
     );
 
-    let blocked = cli(&app, &["user", "block", "uma@example.com"]);
+    let blocked = app.cli(&["user", "block", "uma@example.com"]);
     assert!(
         blocked.status.success(),
         "{}",
@@ -192,21 +182,21 @@ async fn a_blocked_user_is_logged_out_everywhere_and_cannot_log_in() {
         "blocked"
     );
 
-    let listed = String::from_utf8_lossy(&cli(&app, &["user", "list"]).stdout).into_owned();
+    let listed = String::from_utf8_lossy(&app.cli(&["user", "list"]).stdout).into_owned();
     let row = listed
         .lines()
         .find(|l| l.contains("uma@example.com"))
         .expect("uma is listed");
     assert!(row.contains("yes"), "{listed}");
 
-    let unblocked = cli(&app, &["user", "unblock", &id.to_string()]);
+    let unblocked = app.cli(&["user", "unblock", &id.to_string()]);
     assert!(
         unblocked.status.success(),
         "{}",
         String::from_utf8_lossy(&unblocked.stderr)
     );
     assert!(app.login("uma").await["jwt"].is_string());
-    let missing = cli(&app, &["user", "block", "nobody"]);
+    let missing = app.cli(&["user", "block", "nobody"]);
     assert!(!missing.status.success());
 }
 

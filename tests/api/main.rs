@@ -2,6 +2,7 @@
 //! binary, so the crate links once.
 
 mod actors;
+mod audit;
 mod auth;
 mod concurrency;
 mod cookies;

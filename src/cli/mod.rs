@@ -7,6 +7,8 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 
+mod forensics;
+
 use std::sync::{Arc, RwLock};
 
 use tokenledger_domain::{ClearReason, ClearSessions, Command as DomainCommand};
@@ -50,6 +52,27 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// A user's event trail (id, email or username): time, event, session, generation, IP,
+    /// user agent, actor.
+    Audit {
+        user: String,
+        /// One JSON object a line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The sessions that were alive at a moment, folded from the log.
+    Replay {
+        /// An RFC 3339 time, like 2026-11-29T10:42:00Z (default: now).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this user (id, email or username).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Recompute every stream's hash chain; fails at the first broken event.
+    Verify,
+    /// Refold every projection from the first event, timed.
+    Rebuild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +133,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 app.run_until_stopped().await?;
                 Ok(())
             }
+            Command::Audit { user, json } => {
+                forensics::audit(&config.database_url, &user, json).await
+            }
+            Command::Replay { until, user } => {
+                forensics::replay(&config.database_url, until, user.as_deref()).await
+            }
+            Command::Verify => {
+                if forensics::verify(&config.database_url).await? {
+                    Ok(())
+                } else {
+                    anyhow::bail!("the event log has been altered")
+                }
+            }
+            Command::Rebuild => forensics::rebuild(&config.database_url).await,
             Command::Migrate => {
                 let db = Database::open(&config.database_url).await?;
                 db.close().await;

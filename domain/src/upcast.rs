@@ -1,0 +1,75 @@
+//! Upcasting: old payloads are brought up to the current schema when read, so the log is
+//! never rewritten and every reader sees one shape per event type.
+//!
+//! The one real example so far: `TokenIssued` version 1 had no `device_id` (sessions were
+//! not told apart by device). Version 2 added it; a version 1 session reads as the device
+//! named after its session id, unique and stable, which is what the service does for a login
+//! that gives no device id.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::events::{DecodeError, current_version};
+
+pub fn upcast<'p>(
+    event_type: &str,
+    schema_version: i16,
+    payload: &'p str,
+) -> Result<Cow<'p, str>, DecodeError> {
+    let current = current_version(event_type);
+    if schema_version == current {
+        return Ok(Cow::Borrowed(payload));
+    }
+    let unknown = || DecodeError::UnknownVersion {
+        event_type: event_type.to_owned(),
+        schema_version,
+    };
+    match (event_type, schema_version) {
+        ("TokenIssued", 1) => {
+            let mut fields: Value =
+                serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
+                    event_type: event_type.to_owned(),
+                    source,
+                })?;
+            let object = fields.as_object_mut().ok_or_else(unknown)?;
+            if !object.contains_key("device_id") {
+                let session = object.get("session_id").cloned().unwrap_or(Value::Null);
+                object.insert("device_id".to_owned(), session);
+            }
+            Ok(Cow::Owned(fields.to_string()))
+        }
+        _ => Err(unknown()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::events::{Event, IssueReason};
+
+    /// A `TokenIssued` as version 1 wrote it, by hand: no `device_id`.
+    const VERSION_1: &str = r#"{"session_id":"01a2259e-7247-769b-a2d4-4d3729a4b46e","token_id":"01a2259e-7247-769b-a2d4-4d390e2b629d","token_hash":"0000000000000000000000000000000000000000000000000000000000000000","reason":"login","issued_at":"2026-11-29T04:00:00Z","token_expires_at":"2026-12-29T04:00:00Z","idle_expires_at":"2026-12-29T04:00:00Z","absolute_expires_at":"2027-02-27T04:00:00Z","ip":"192.0.2.7","user_agent":"old-client"}"#;
+
+    #[test]
+    fn given_a_version_1_token_issued_when_read_then_it_is_the_current_type() {
+        let event = Event::decode("TokenIssued", 1, VERSION_1).unwrap();
+        let Event::TokenIssued(issued) = &event else {
+            panic!("not TokenIssued: {event:?}")
+        };
+        assert_eq!(issued.device_id, "01a2259e-7247-769b-a2d4-4d3729a4b46e");
+        assert_eq!(issued.reason, IssueReason::Login);
+        assert_eq!(issued.ip.as_deref(), Some("192.0.2.7"));
+        // Written again, it is version 2 and reads back unchanged.
+        assert_eq!(event.schema_version(), 2);
+        assert_eq!(
+            Event::decode("TokenIssued", 2, &event.payload()).unwrap(),
+            event
+        );
+    }
+
+    #[test]
+    fn unknown_versions_are_refused_not_guessed() {
+        assert!(Event::decode("TokenIssued", 3, VERSION_1).is_err());
+        assert!(Event::decode("LoginFailed", 0, "{}").is_err());
+    }
+}

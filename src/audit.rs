@@ -1,0 +1,145 @@
+//! The audit trail as people read it: one entry per event with its session, generation and
+//! the request that caused it. Token hashes are cut to a short prefix — enough to correlate
+//! entries, useless to an attacker — and tokens never appear at all (none is ever stored).
+
+use serde::Serialize;
+use serde_json::Value;
+use tokenledger_domain::Event;
+
+use crate::store::{RecordedEvent, StoreError};
+
+/// How many hex digits of a token hash the trail shows.
+const HASH_PREFIX: usize = 12;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub position: i64,
+    pub version: i64,
+    pub recorded_at: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: i16,
+    pub session_id: Option<String>,
+    pub generation: Option<u32>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+    pub payload: Value,
+    #[serde(skip)]
+    pub event: Option<Event>,
+}
+
+fn generation(event: &Event) -> Option<u32> {
+    match event {
+        Event::TokenIssued(_) => Some(0),
+        Event::TokenRotated(e) => Some(e.generation),
+        Event::TokenRefreshed(e) => Some(e.generation),
+        Event::RefreshTokenReused(e) => Some(e.presented_generation),
+        _ => None,
+    }
+}
+
+fn session_of(event: &Event) -> Option<String> {
+    match event {
+        Event::TokenIssued(e) => Some(e.session_id.to_string()),
+        Event::TokenRotated(e) => Some(e.session_id.to_string()),
+        Event::TokenRefreshed(e) => Some(e.session_id.to_string()),
+        Event::RefreshTokenReused(e) => Some(e.session_id.to_string()),
+        Event::SessionRevoked(e) => Some(e.session_id.to_string()),
+        Event::SessionsCleared(_) | Event::LoginFailed(_) => None,
+    }
+}
+
+/// Cuts every `token_hash` in a payload to its prefix.
+fn redact(mut payload: Value) -> Value {
+    if let Some(hash) = payload.get_mut("token_hash")
+        && let Some(text) = hash.as_str()
+    {
+        *hash = Value::String(format!("{}…", &text[..text.len().min(HASH_PREFIX)]));
+    }
+    payload
+}
+
+impl AuditEntry {
+    pub fn of(record: &RecordedEvent) -> Result<AuditEntry, StoreError> {
+        let event = record.decode().map_err(|source| StoreError::Corrupt {
+            position: record.position,
+            source,
+        })?;
+        // The current form (older schema versions upcast), not the stored bytes.
+        let payload = serde_json::from_str(&event.payload()).unwrap_or(Value::Null);
+        let metadata: Value = serde_json::from_str(&record.metadata).unwrap_or(Value::Null);
+        let text = |key: &str| metadata.get(key).and_then(Value::as_str).map(str::to_owned);
+        Ok(AuditEntry {
+            position: record.position,
+            version: record.stream_version,
+            recorded_at: record
+                .recorded_at
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string(),
+            event_type: record.event_type.clone(),
+            schema_version: record.schema_version,
+            session_id: session_of(&event),
+            generation: generation(&event),
+            ip: text("ip"),
+            user_agent: text("user_agent"),
+            actor: text("actor"),
+            request_id: text("request_id"),
+            payload: redact(payload),
+            event: Some(event),
+        })
+    }
+}
+
+/// The trail as an aligned table: time, event, session, generation, IP, user agent, actor.
+pub fn table(entries: &[AuditEntry]) -> String {
+    let rows: Vec<[String; 7]> = entries
+        .iter()
+        .map(|e| {
+            [
+                e.recorded_at.clone(),
+                e.event_type.clone(),
+                e.session_id
+                    .as_deref()
+                    .map(|s| s.chars().take(13).collect())
+                    .unwrap_or_else(|| "-".into()),
+                e.generation
+                    .map(|g| g.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                e.ip.clone().unwrap_or_else(|| "-".into()),
+                e.user_agent.clone().unwrap_or_else(|| "-".into()),
+                e.actor.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "time",
+        "event",
+        "session",
+        "gen",
+        "ip",
+        "user agent",
+        "actor",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 7]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    std::iter::once(line(&header))
+        .chain(rows.iter().map(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,171 @@
+//! The admin API, for operators and investigators: a user's event trail, the sessions alive at
+//! any past moment (replayed from the log), and clearing a user's sessions. Behind
+//! `ADMIN_API_TOKEN` (bearer, compared in constant time); without one configured the routes
+//! do not exist (404).
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokenledger_domain::{ClearReason, ClearSessions, Command, Event, UserId};
+use tokenledger_projections::sessions_alive_at;
+
+use super::errors::ApiError;
+use super::sessions::session_json;
+use super::{AppState, RequestContext, bearer};
+use crate::audit::AuditEntry;
+use crate::store::users::User;
+use crate::store::{Actor, stream_of};
+
+const PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(expected) = &state.config.admin_api_token else {
+        return Err(ApiError::not_found());
+    };
+    let given = bearer(req).unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("Missing or invalid credentials"))
+    }
+}
+
+fn query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
+    serde_urlencoded::from_str(req.query_string())
+        .map_err(|_| ApiError::validation("The query string could not be read"))
+}
+
+fn time_parameter(
+    query: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    query
+        .get(key)
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::validation(format!(
+                        "{key} must be an RFC 3339 time, like 2026-11-29T10:42:00Z"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// The user named by the path, after the admin check.
+async fn user(state: &AppState, req: &HttpRequest, id: &str) -> Result<User, ApiError> {
+    authorize(state, req)?;
+    let not_found = || ApiError::not_found_message("User not found");
+    let id: UserId = id.parse().map_err(|_| not_found())?;
+    state.users.find(id).await?.ok_or_else(not_found)
+}
+
+/// `GET /api/admin/users/:id/events?from&to&type&after&limit`: the trail in order, paged by
+/// position (`meta.next` is the `after` of the next page).
+pub async fn events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user(&state, &req, &path).await?;
+    let query = query(&req)?;
+    let (from, to) = (
+        time_parameter(&query, "from")?,
+        time_parameter(&query, "to")?,
+    );
+    let types: Option<Vec<&str>> = query
+        .get("type")
+        .map(|t| t.split(',').map(str::trim).collect());
+    let number = |key: &str| -> Result<Option<i64>, ApiError> {
+        query
+            .get(key)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::validation(format!("{key} must be a whole number")))
+            })
+            .transpose()
+    };
+    let after = number("after")?.unwrap_or(0);
+    let limit = number("limit")?.map_or(PAGE, |n| n.clamp(1, MAX_PAGE as i64) as usize);
+    let records = state.store.read_stream(&stream_of(user.id), 0).await?;
+    let mut selected = Vec::new();
+    let mut more = false;
+    for record in records.iter().filter(|r| r.position > after) {
+        let in_window = from.is_none_or(|f| record.recorded_at >= f)
+            && to.is_none_or(|t| record.recorded_at <= t);
+        let wanted = types
+            .as_ref()
+            .is_none_or(|types| types.contains(&record.event_type.as_str()));
+        if !(in_window && wanted) {
+            continue;
+        }
+        if selected.len() == limit {
+            more = true;
+            break;
+        }
+        selected.push(AuditEntry::of(record)?);
+    }
+    let next = if more {
+        selected.last().map(|e| e.position)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(json!({ "data": selected, "meta": { "next": next } })))
+}
+
+/// `GET /api/admin/users/:id/sessions?at=<time>`: the sessions alive then (default: now).
+pub async fn sessions_at(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user(&state, &req, &path).await?;
+    let at = time_parameter(&query(&req)?, "at")?.unwrap_or_else(|| state.clock.now());
+    let records = state.store.read_stream(&stream_of(user.id), 0).await?;
+    let events: Vec<Event> = records
+        .iter()
+        .map(|r| {
+            r.decode()
+                .map_err(|source| crate::store::StoreError::Corrupt {
+                    position: r.position,
+                    source,
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let alive = sessions_alive_at(user.id, &events, at);
+    let data: Vec<Value> = alive.iter().map(|s| session_json(s, false)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "data": data, "meta": { "at": at.to_rfc3339() } })))
+}
+
+/// `POST /api/admin/users/:id/sessions/clear`: `SessionsCleared{admin}`, with the admin as
+/// the recorded actor.
+pub async fn clear(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user(&state, &req, &path).await?;
+    let live = state
+        .projection
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .sessions_of(user.id, state.clock.now())
+        .len();
+    let mut ctx = RequestContext::of(&req, &state);
+    ctx.metadata.actor = Actor::Admin;
+    let command = Command::ClearSessions(ClearSessions {
+        reason: ClearReason::Admin,
+        device_id: None,
+        keep: None,
+    });
+    state
+        .registry
+        .execute(user.id, command, ctx.metadata)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "data": { "cleared": live } })))
+}

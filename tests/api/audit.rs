@@ -1,0 +1,400 @@
+//! Audit and forensics: the trail, replay to any moment, tamper evidence, the admin API.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+
+const ADMIN: &str = "admin-token-0123456789abcdef0123456789abcdef";
+
+fn s(value: &Value) -> String {
+    value.as_str().expect("a string").to_owned()
+}
+
+async fn admin_get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    app.get_with_bearer(path, token).await
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The session ids the user sees in `GET /api/auth/sessions`.
+async fn listed(app: &TestApp, jwt: &str) -> BTreeSet<String> {
+    let (status, body) = app.get_with_bearer("/api/auth/sessions", jwt).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| s(&d["id"]))
+        .collect()
+}
+
+#[actix_web::test]
+async fn every_recorded_moment_replays_to_the_same_sessions() {
+    let app = spawn_app_with(&[
+        ("ADMIN_API_TOKEN", ADMIN),
+        ("REFRESH_TOKEN_ROTATION", "true"),
+    ])
+    .await;
+    let id = app.register("ava").await["user"]["id"].as_i64().unwrap();
+    let observer = app.login_with("ava", json!({"deviceId": "observer"})).await;
+    let jwt = s(&observer["jwt"]);
+    let mut moments = Vec::new();
+    let mut record = |at, sessions| moments.push((at, sessions));
+
+    let phone = app.login_with("ava", json!({"deviceId": "phone"})).await;
+    record(app.state().clock.now(), listed(&app, &jwt).await);
+    let (_, rotated) = app.refresh(&s(&phone["refreshToken"])).await;
+    assert!(rotated["refreshToken"].is_string());
+    record(app.state().clock.now(), listed(&app, &jwt).await);
+    let laptop = app.login_with("ava", json!({"deviceId": "laptop"})).await;
+    record(app.state().clock.now(), listed(&app, &jwt).await);
+    app.post_with_bearer("/api/auth/logout", &s(&phone["jwt"]), json!({}))
+        .await;
+    record(app.state().clock.now(), listed(&app, &jwt).await);
+    app.post_with_bearer(
+        "/api/auth/logout",
+        &s(&laptop["jwt"]),
+        json!({"scope": "all"}),
+    )
+    .await;
+    let after_clear = app.state().clock.now();
+
+    for (at, expected) in &moments {
+        let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let (status, body) = admin_get(
+            &app,
+            &format!(
+                "/api/admin/users/{id}/sessions?at={}",
+                at_text.replace('+', "%2B")
+            ),
+            ADMIN,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let replayed: BTreeSet<String> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| s(&d["id"]))
+            .collect();
+        assert_eq!(&replayed, expected, "?at={at_text}");
+
+        let output = app.cli(&["replay", "--until", &at_text, "--user", &id.to_string()]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = stdout(&output);
+        let from_cli: BTreeSet<String> = text
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .filter(|id| id.len() == 36)
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(&from_cli, expected, "replay --until {at_text}:\n{text}");
+    }
+    let (_, body) = admin_get(
+        &app,
+        &format!(
+            "/api/admin/users/{id}/sessions?at={}",
+            after_clear.to_rfc3339().replace('+', "%2B")
+        ),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(body["data"], json!([]), "everything was cleared");
+}
+
+#[actix_web::test]
+async fn verify_names_the_first_altered_event() {
+    let app = spawn_app().await;
+    let id = app.register("bea").await["user"]["id"].as_i64().unwrap();
+    app.login("bea").await;
+    app.register("cyd").await;
+    let output = app.cli(&["verify"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout(&output).trim(), "ok: 3 events in 2 streams");
+
+    // Someone edits the log behind the service's back: the second event of bea's stream.
+    let url = format!(
+        "sqlite://{}",
+        app.dir.path().join("tokenledger.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let changed = sqlx::query("UPDATE events SET payload = replace(payload, '127.0.0.1', '10.6.6.6') WHERE stream_id = ? AND stream_version = 2")
+        .bind(format!("user-{id}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    pool.close().await;
+
+    let output = app.cli(&["verify"]);
+    assert!(!output.status.success());
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("stream user-{id} breaks at version 2")),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn audit_shows_who_presented_the_reused_token() {
+    let app = spawn_app_with(&[
+        ("REFRESH_TOKEN_ROTATION", "true"),
+        ("REFRESH_TOKEN_REUSE_GRACE", "0s"),
+    ])
+    .await;
+    app.register("dee").await;
+    let stolen = s(&app.login("dee").await["refreshToken"]);
+    let (_, rotated) = app.refresh(&stolen).await;
+    assert!(rotated["refreshToken"].is_string());
+    let response = app
+        .client
+        .post(app.url("/api/auth/local/refresh"))
+        .header("user-agent", "attacker-agent/6.6")
+        .json(&json!({ "refreshToken": stolen }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    let output = app.cli(&["audit", "dee"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = stdout(&output);
+    let reuse = table
+        .lines()
+        .find(|l| l.contains("RefreshTokenReused"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        reuse.contains("127.0.0.1") && reuse.contains("attacker-agent/6.6"),
+        "{table}"
+    );
+    assert!(table.lines().next().unwrap().starts_with("time"), "{table}");
+
+    let output = app.cli(&["audit", "dee@example.com", "--json"]);
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reuse = lines
+        .iter()
+        .find(|e| e["type"] == "RefreshTokenReused")
+        .unwrap();
+    assert_eq!(
+        (reuse["ip"].as_str(), reuse["userAgent"].as_str()),
+        (Some("127.0.0.1"), Some("attacker-agent/6.6"))
+    );
+    assert_eq!(reuse["generation"], 0);
+    assert_eq!(reuse["actor"], "user");
+}
+
+#[actix_web::test]
+async fn admin_routes_are_hidden_without_a_token_and_guarded_with_one() {
+    let hidden = spawn_app().await;
+    let id = hidden.register("eli").await["user"]["id"].as_i64().unwrap();
+    let (status, body) = admin_get(&hidden, &format!("/api/admin/users/{id}/events"), ADMIN).await;
+    assert_error(status, &body, 404, "NotFoundError", "Not Found");
+
+    let app = spawn_app_with(&[
+        ("ADMIN_API_TOKEN", ADMIN),
+        ("REFRESH_TOKEN_ROTATION", "true"),
+    ])
+    .await;
+    let id = app.register("fin").await["user"]["id"].as_i64().unwrap();
+    let login = app.login("fin").await;
+    let (_, rotated) = app.refresh(&s(&login["refreshToken"])).await;
+    for token in ["wrong", &ADMIN[..ADMIN.len() - 1]] {
+        let (status, body) = admin_get(&app, &format!("/api/admin/users/{id}/events"), token).await;
+        assert_error(
+            status,
+            &body,
+            401,
+            "UnauthorizedError",
+            "Missing or invalid credentials",
+        );
+    }
+    let (status, body) = admin_get(&app, &format!("/api/admin/users/{id}/events"), ADMIN).await;
+    assert_eq!(status, 200, "{body}");
+    let types: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["TokenIssued", "TokenIssued", "TokenRotated"]);
+    // Never a token, never a whole token hash: a short prefix only.
+    let text = body.to_string();
+    for secret in [
+        s(&login["refreshToken"]),
+        s(&rotated["refreshToken"]),
+        s(&login["jwt"]),
+    ] {
+        assert!(!text.contains(&secret));
+    }
+    assert!(!text.contains("eyJ"), "{text}");
+    let hash = s(&body["data"][0]["payload"]["token_hash"]);
+    assert_eq!(
+        hash.chars().count(),
+        13,
+        "12 hex digits and an ellipsis: {hash}"
+    );
+    assert_eq!(
+        body["data"][0]["requestId"].as_str().map(str::len),
+        Some(36)
+    );
+
+    // Filters and paging.
+    let (_, page) = admin_get(
+        &app,
+        &format!("/api/admin/users/{id}/events?limit=2"),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    let next = page["meta"]["next"].as_i64().expect("a next page");
+    let (_, rest) = admin_get(
+        &app,
+        &format!("/api/admin/users/{id}/events?after={next}"),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["meta"]["next"], Value::Null);
+    let (_, rotations) = admin_get(
+        &app,
+        &format!("/api/admin/users/{id}/events?type=TokenRotated"),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(rotations["data"].as_array().unwrap().len(), 1);
+    let (_, none) = admin_get(
+        &app,
+        &format!("/api/admin/users/{id}/events?to=2000-01-01T00:00:00Z"),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(none["data"], json!([]));
+    let (status, body) = admin_get(
+        &app,
+        &format!("/api/admin/users/{id}/events?from=yesterday"),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["name"].as_str()),
+        (400, Some("ValidationError"))
+    );
+    let (status, body) = admin_get(&app, "/api/admin/users/999/events", ADMIN).await;
+    assert_error(status, &body, 404, "NotFoundError", "User not found");
+
+    // Clearing as the admin.
+    let response = app
+        .client
+        .post(app.url(&format!("/api/admin/users/{id}/sessions/clear")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"data": {"cleared": 2}})
+    );
+    assert_eq!(app.refresh(&s(&rotated["refreshToken"])).await.0, 401);
+    let (_, body) = admin_get(
+        &app,
+        &format!("/api/admin/users/{id}/events?type=SessionsCleared"),
+        ADMIN,
+    )
+    .await;
+    let cleared = &body["data"][0];
+    assert_eq!(
+        (
+            cleared["actor"].as_str(),
+            cleared["payload"]["reason"].as_str()
+        ),
+        (Some("admin"), Some("admin"))
+    );
+}
+
+#[actix_web::test]
+async fn every_response_carries_its_request_id_and_the_events_record_it() {
+    let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN)]).await;
+    let response = app
+        .client
+        .post(app.url("/api/auth/local/register"))
+        .header("x-request-id", "trace-42")
+        .json(&json!({"username": "gil", "email": "gil@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-42");
+    let id = response.json::<Value>().await.unwrap()["user"]["id"]
+        .as_i64()
+        .unwrap();
+    let generated = app.client.get(app.url("/nowhere")).send().await.unwrap();
+    assert_eq!(
+        generated.headers()["x-request-id"].len(),
+        36,
+        "a new id for requests without one"
+    );
+    let (_, body) = admin_get(&app, &format!("/api/admin/users/{id}/events"), ADMIN).await;
+    assert_eq!(body["data"][0]["requestId"], "trace-42");
+}
+
+#[actix_web::test]
+async fn an_old_schema_version_written_by_hand_reads_as_the_current_type() {
+    let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN)]).await;
+    let id = app.register("hal").await["user"]["id"].as_i64().unwrap();
+    let version_1 = json!({
+        "session_id": "01a2259e-7247-769b-a2d4-4d3729a4b46e",
+        "token_id": "01a2259e-7247-769b-a2d4-4d390e2b629d",
+        "token_hash": "0".repeat(64),
+        "reason": "login",
+        "issued_at": "2026-11-29T04:00:00Z",
+        "token_expires_at": "2026-12-29T04:00:00Z",
+        "idle_expires_at": "2026-12-29T04:00:00Z",
+        "absolute_expires_at": "2027-02-27T04:00:00Z",
+        "ip": "192.0.2.7",
+        "user_agent": "old-client"
+    });
+    let old = tokenledger::store::NewEvent {
+        event_type: "TokenIssued",
+        schema_version: 1,
+        payload: version_1.to_string(),
+    };
+    let stream = format!("user-{id}");
+    let version = app.store().read_stream(&stream, 0).await.unwrap().len() as i64;
+    app.store()
+        .append(&stream, version, vec![old], &Default::default())
+        .await
+        .unwrap();
+    let (_, body) = admin_get(
+        &app,
+        &format!("/api/admin/users/{id}/events?type=TokenIssued"),
+        ADMIN,
+    )
+    .await;
+    let upcast = &body["data"][1];
+    assert_eq!(upcast["schemaVersion"], 1, "stored as written");
+    assert_eq!(
+        upcast["payload"]["device_id"], "01a2259e-7247-769b-a2d4-4d3729a4b46e",
+        "read as version 2"
+    );
+    let output = app.cli(&["verify"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+}
