@@ -2,6 +2,7 @@
 //! per stream and a tamper-evident hash chain. `EventStore` is what actors and projections
 //! use; `sqlite` is the embedded implementation.
 
+mod appender;
 mod chain;
 pub mod sqlite;
 pub mod users;

@@ -19,13 +19,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{GENESIS, chain_hash};
+use super::appender::{AppendRequest, Appender, BatchWriter, Outcome, chained, recording_time};
+use super::chain::GENESIS;
 use super::{EventMetadata, EventStore, NewEvent, RecordedEvent, StoreError, StoreStats};
 
-/// The most appends one transaction takes; more wait for the next batch.
-const MAX_BATCH: usize = 512;
 /// How many events `read_all` fetches per page.
 const PAGE: i64 = 10_000;
 
@@ -113,36 +111,36 @@ pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
     }
 }
 
-struct AppendRequest {
-    stream: String,
-    expected_version: i64,
-    events: Vec<NewEvent>,
-    metadata: String,
-    reply: oneshot::Sender<Result<Vec<RecordedEvent>, StoreError>>,
-}
-
-enum Message {
-    Append(AppendRequest),
-    /// Finish what is queued, then stop.
-    Close(oneshot::Sender<()>),
-}
-
 pub struct SqliteEventStore {
     db: Database,
-    appender: mpsc::Sender<Message>,
+    appender: Appender,
     stats: Arc<StoreStats>,
 }
 
 impl SqliteEventStore {
     /// Starts the appender task on the current tokio runtime.
     pub fn start(db: Database) -> SqliteEventStore {
-        let (appender, inbox) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_appender(db.writer.clone(), inbox));
+        let appender = Appender::start(Writer {
+            pool: db.writer.clone(),
+        });
         SqliteEventStore {
             db,
             appender,
             stats: Arc::new(StoreStats::default()),
         }
+    }
+}
+
+/// The one writer connection.
+struct Writer {
+    pool: SqlitePool,
+}
+
+#[async_trait]
+impl BatchWriter for Writer {
+    async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        write_batch(&mut conn, batch).await
     }
 }
 
@@ -158,19 +156,9 @@ impl EventStore for SqliteEventStore {
         self.stats
             .appends
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected_version,
-            events,
-            metadata: serde_json::to_string(metadata).expect("metadata is plain strings"),
-            reply,
-        };
         self.appender
-            .send(Message::Append(request))
+            .append(stream, expected_version, events, metadata)
             .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read_stream(
@@ -234,10 +222,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn close(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.appender.send(Message::Close(done)).await.is_ok() {
-            let _ = finished.await;
-        }
+        self.appender.close().await;
         self.db.close().await;
     }
 }
@@ -265,79 +250,17 @@ fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-/// The one writer: takes whatever appends are queued, commits them together, answers each.
-async fn run_appender(writer: SqlitePool, mut inbox: mpsc::Receiver<Message>) {
-    let mut closing: Option<oneshot::Sender<()>> = None;
-    while let Some(first) = inbox.recv().await {
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Append(request) => batch.push(request),
-                Message::Close(done) => {
-                    inbox.close();
-                    closing = Some(done);
-                }
-            }
-            if batch.len() < MAX_BATCH {
-                next = inbox.try_recv().ok();
-            }
-        }
-        if !batch.is_empty() {
-            commit_batch(&writer, batch).await;
-        }
-        if closing.is_some() && inbox.is_empty() {
-            break;
-        }
-    }
-    if let Some(done) = closing {
-        let _ = done.send(());
-    }
-}
-
-async fn commit_batch(writer: &SqlitePool, batch: Vec<AppendRequest>) {
-    let outcome = async {
-        let mut conn = writer.acquire().await?;
-        write_batch(&mut conn, &batch).await
-    }
-    .await;
-    match outcome {
-        Ok(results) => {
-            for (request, result) in batch.into_iter().zip(results) {
-                let _ = request.reply.send(result);
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, appends = batch.len(), "group commit failed; nothing of the batch was written");
-            let message = error.to_string();
-            for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Database(sqlx::Error::Protocol(
-                        message.clone(),
-                    ))));
-            }
-        }
-    }
-}
-
-/// Writes every append of the batch in one transaction. A stale expected version fails that
-/// append alone; a database error fails the whole batch (the transaction rolls back).
+/// Writes every append of the batch in one transaction (see `BatchWriter`).
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[AppendRequest],
-) -> Result<Vec<Result<Vec<RecordedEvent>, StoreError>>, sqlx::Error> {
+) -> Result<Vec<Outcome>, sqlx::Error> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
     // writes later fails at once (SQLITE_BUSY, no waiting) if another process — the CLI —
     // wrote in between.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let recorded_at = Utc::now();
-    let recorded_text = recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    // Parse back what is stored, so the answer equals a later read to the microsecond.
-    let recorded_at = DateTime::parse_from_rfc3339(&recorded_text)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(recorded_at);
-    let mut results = Vec::with_capacity(batch.len());
+    let recorded = recording_time();
+    let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         let head = sqlx::query(
             "SELECT stream_version, hash FROM events WHERE stream_id = ? \
@@ -346,62 +269,40 @@ async fn write_batch(
         .bind(&request.stream)
         .fetch_optional(&mut *tx)
         .await?;
-        let (mut version, mut prev_hash): (i64, Vec<u8>) = match head {
+        let (version, hash): (i64, Vec<u8>) = match head {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
             None => (0, GENESIS.to_vec()),
         };
         if version != request.expected_version {
-            results.push(Err(StoreError::Conflict {
+            outcomes.push(Err(StoreError::Conflict {
                 stream: request.stream.clone(),
                 expected: request.expected_version,
                 actual: version,
             }));
             continue;
         }
-        let mut written = Vec::with_capacity(request.events.len());
-        for event in &request.events {
-            version += 1;
-            let hash = chain_hash(
-                &prev_hash,
-                &request.stream,
-                version,
-                event.event_type,
-                &event.payload,
-                &request.metadata,
-                &recorded_text,
-            );
-            let position: i64 = sqlx::query(
+        let mut written = chained(request, version, hash, &recorded);
+        for event in &mut written {
+            event.position = sqlx::query(
                 "INSERT INTO events (stream_id, stream_version, event_type, schema_version, \
                  payload, metadata, recorded_at, prev_hash, hash) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
             )
-            .bind(&request.stream)
-            .bind(version)
-            .bind(event.event_type)
+            .bind(&event.stream_id)
+            .bind(event.stream_version)
+            .bind(&event.event_type)
             .bind(event.schema_version)
             .bind(&event.payload)
-            .bind(&request.metadata)
-            .bind(&recorded_text)
-            .bind(&prev_hash)
-            .bind(&hash)
+            .bind(&event.metadata)
+            .bind(&recorded.1)
+            .bind(&event.prev_hash)
+            .bind(&event.hash)
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-            written.push(RecordedEvent {
-                position,
-                stream_id: request.stream.clone(),
-                stream_version: version,
-                event_type: event.event_type.to_owned(),
-                schema_version: event.schema_version,
-                payload: event.payload.clone(),
-                metadata: request.metadata.clone(),
-                recorded_at,
-                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                hash,
-            });
         }
-        results.push(Ok(written));
+        outcomes.push(Ok(written));
     }
     tx.commit().await?;
-    Ok(results)
+    Ok(outcomes)
 }

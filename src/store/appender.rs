@@ -1,0 +1,178 @@
+//! Group commit, for every backend: one task takes whatever appends are queued, hands them to
+//! the backend's `BatchWriter` to write in one transaction, and answers each only after that
+//! transaction has committed. Many actors' appends thus share one commit (one fsync).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::chain_hash;
+use super::{EventMetadata, NewEvent, RecordedEvent, StoreError};
+
+/// The most appends one transaction takes; more wait for the next batch.
+pub const MAX_BATCH: usize = 512;
+
+pub struct AppendRequest {
+    pub stream: String,
+    pub expected_version: i64,
+    pub events: Vec<NewEvent>,
+    pub metadata: String,
+    reply: oneshot::Sender<Outcome>,
+}
+
+pub type Outcome = Result<Vec<RecordedEvent>, StoreError>;
+
+/// Writes a batch in one transaction. A stale expected version fails that append alone (its
+/// outcome is a `Conflict`); an error of the database fails the whole batch.
+#[async_trait]
+pub trait BatchWriter: Send + Sync + 'static {
+    async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error>;
+}
+
+enum Message {
+    Append(AppendRequest),
+    /// Finish what is queued, then stop.
+    Close(oneshot::Sender<()>),
+}
+
+pub struct Appender {
+    inbox: mpsc::Sender<Message>,
+}
+
+impl Appender {
+    /// Starts the appender task on the current tokio runtime.
+    pub fn start(writer: impl BatchWriter) -> Appender {
+        let (inbox, messages) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(writer, messages));
+        Appender { inbox }
+    }
+
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: &EventMetadata,
+    ) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected_version,
+            events,
+            metadata: serde_json::to_string(metadata).expect("metadata is plain strings"),
+            reply,
+        };
+        self.inbox
+            .send(Message::Append(request))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes what is queued, then stops the task.
+    pub async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.inbox.send(Message::Close(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>) {
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    while let Some(first) = inbox.recv().await {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Append(request) => batch.push(request),
+                Message::Close(done) => {
+                    inbox.close();
+                    closing = Some(done);
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = inbox.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            commit(&writer, batch).await;
+        }
+        if closing.is_some() && inbox.is_empty() {
+            break;
+        }
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>) {
+    match writer.write(&batch).await {
+        Ok(outcomes) => {
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, appends = batch.len(), "group commit failed; nothing of the batch was written");
+            let message = error.to_string();
+            for request in batch {
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::Database(sqlx::Error::Protocol(
+                        message.clone(),
+                    ))));
+            }
+        }
+    }
+}
+
+/// The moment a batch is recorded, as stored (microseconds) and as text (what the hash
+/// covers), so an answer equals a later read to the microsecond.
+pub fn recording_time() -> (DateTime<Utc>, String) {
+    let text = Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let time = DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now());
+    (time, text)
+}
+
+/// The events of one append as they will be stored, chained on from `(version, prev_hash)`
+/// of the stream's head; positions are filled in by the caller after the insert.
+pub fn chained(
+    request: &AppendRequest,
+    head_version: i64,
+    head_hash: Vec<u8>,
+    recorded: &(DateTime<Utc>, String),
+) -> Vec<RecordedEvent> {
+    let mut prev_hash = head_hash;
+    request
+        .events
+        .iter()
+        .zip(head_version + 1..)
+        .map(|(event, version)| {
+            let hash = chain_hash(
+                &prev_hash,
+                &request.stream,
+                version,
+                event.event_type,
+                &event.payload,
+                &request.metadata,
+                &recorded.1,
+            );
+            RecordedEvent {
+                position: 0,
+                stream_id: request.stream.clone(),
+                stream_version: version,
+                event_type: event.event_type.to_owned(),
+                schema_version: event.schema_version,
+                payload: event.payload.clone(),
+                metadata: request.metadata.clone(),
+                recorded_at: recorded.0,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            }
+        })
+        .collect()
+}
