@@ -4,6 +4,7 @@
 
 mod appender;
 mod chain;
+pub mod postgres;
 pub mod sqlite;
 pub mod users;
 

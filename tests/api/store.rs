@@ -1,8 +1,14 @@
-//! The SQLite event store on a real file: appends, typed conflicts, order, the hash chain.
+//! The event store conformance suite: the same tests on SQLite (a real file) and on
+//! PostgreSQL (a fresh schema per test), plus PostgreSQL's out-of-order commit case.
+
+use std::sync::Arc;
 
 use futures::TryStreamExt;
+
+use sqlx::postgres::PgConnectOptions;
+use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
-use tokenledger::store::{EventMetadata, EventStore, NewEvent, StoreError, chain_hash};
+use tokenledger::store::{ChainVerifier, EventMetadata, EventStore, NewEvent, StoreError};
 
 fn event(n: usize) -> NewEvent {
     NewEvent {
@@ -12,21 +18,108 @@ fn event(n: usize) -> NewEvent {
     }
 }
 
-async fn open() -> (tempfile::TempDir, SqliteEventStore) {
+/// A store on a fresh SQLite file, and the folder that holds it.
+async fn sqlite_store() -> (tempfile::TempDir, Arc<dyn EventStore>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("events.db").display());
-    let store = SqliteEventStore::start(Database::open(&url).await.unwrap());
-    (dir, store)
+    (
+        dir,
+        Arc::new(SqliteEventStore::start(Database::open(&url).await.unwrap())),
+    )
 }
 
-#[tokio::test]
-async fn appends_read_back_in_order_with_an_unbroken_chain() {
-    let (_dir, store) = open().await;
-    let meta = EventMetadata::default();
-    store
+pub fn postgres_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Connection options for a fresh schema of the test database, or `None` (with the reason
+/// printed) where no PostgreSQL is reachable. In CI it must be reachable.
+pub async fn fresh_postgres_schema() -> Option<PgConnectOptions> {
+    let url = postgres_url();
+    let admin = match sqlx::PgPool::connect(&url).await {
+        Ok(pool) => pool,
+        Err(error) if std::env::var("CI").is_err() => {
+            eprintln!("skipping the PostgreSQL half of this test: {url} is unreachable ({error})");
+            return None;
+        }
+        Err(error) => panic!("PostgreSQL must be reachable in CI at {url}: {error}"),
+    };
+    drop_stale_schemas(&admin).await;
+    let schema = format!("tl_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let options: PgConnectOptions = url.parse().unwrap();
+    Some(options.options([("search_path", schema.as_str())]))
+}
+
+/// Drops the schemas of test runs older than an hour (their names carry a UUID v7, which
+/// carries its creation time), so the shared test database does not fill up.
+async fn drop_stale_schemas(admin: &sqlx::PgPool) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tl\\_%'")
+            .fetch_all(admin)
+            .await
+            .unwrap_or_default();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for name in names {
+        let created = uuid::Uuid::parse_str(&name[3..])
+            .ok()
+            .and_then(|id| id.get_timestamp())
+            .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.to_unix().0));
+        if created.is_some_and(|t| t < hour_ago) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE"
+            )))
+            .execute(admin)
+            .await;
+        }
+    }
+}
+
+async fn postgres_store() -> Option<Arc<dyn EventStore>> {
+    let options = fresh_postgres_schema().await?;
+    Some(Arc::new(PostgresEventStore::start(
+        PgDatabase::open_with(options).await.unwrap(),
+    )))
+}
+
+macro_rules! on_both_backends {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (_dir, store) = super::sqlite_store().await;
+                super::$test(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(store) = super::postgres_store().await {
+                    super::$test(store).await;
+                }
+            }
+        }
+    };
+}
+
+on_both_backends!(appends_read_back_in_order_with_an_unbroken_chain);
+async fn appends_read_back_in_order_with_an_unbroken_chain(store: Arc<dyn EventStore>) {
+    let meta = EventMetadata {
+        request_id: Some("r-1".into()),
+        ..EventMetadata::default()
+    };
+    let first = store
         .append("user-1", 0, vec![event(1), event(2)], &meta)
         .await
         .unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [1, 2]
+    );
     store
         .append("user-2", 0, vec![event(3)], &meta)
         .await
@@ -41,44 +134,47 @@ async fn appends_read_back_in_order_with_an_unbroken_chain() {
         stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
         [1, 2, 3]
     );
+    assert_eq!(stream[0], first[0], "an append answers what a read returns");
     assert_eq!(stream[0].prev_hash, vec![0; 32]);
     for pair in stream.windows(2) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
     }
-    for e in &stream {
-        let recorded_at = e.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        let expected = chain_hash(
-            &e.prev_hash,
-            &e.stream_id,
-            e.stream_version,
-            &e.event_type,
-            &e.payload,
-            &e.metadata,
-            &recorded_at,
-        );
-        assert_eq!(e.hash, expected, "hash of version {}", e.stream_version);
-    }
-    assert_eq!(store.read_stream("user-1", 2).await.unwrap().len(), 1);
-    let all: Vec<_> = store.read_all(0).try_collect().await.unwrap();
     assert_eq!(
-        all.iter().map(|e| e.position).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
+        stream[2].payload, "{\"n\":4}",
+        "payload text kept byte for byte"
     );
-    assert_eq!(all[2].stream_id, "user-2");
-    let tail: Vec<_> = store.read_all(2).try_collect().await.unwrap();
+    assert_eq!(store.read_stream("user-1", 2).await.unwrap().len(), 1);
+
+    let all: Vec<_> = store.read_all(0).try_collect().await.unwrap();
+    let positions: Vec<i64> = all.iter().map(|e| e.position).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(
+        all.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(),
+        ["user-1", "user-1", "user-2", "user-1"]
+    );
+    let tail: Vec<_> = store.read_all(positions[1]).try_collect().await.unwrap();
     assert_eq!(tail.len(), 2);
+    let mut verifier = ChainVerifier::default();
+    for e in &all {
+        verifier.check(e).unwrap();
+    }
+    assert_eq!(verifier.totals(), (4, 2));
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_stale_expected_version_is_a_typed_conflict_and_writes_nothing() {
-    let (_dir, store) = open().await;
+on_both_backends!(a_stale_expected_version_is_a_typed_conflict_and_writes_nothing);
+async fn a_stale_expected_version_is_a_typed_conflict_and_writes_nothing(
+    store: Arc<dyn EventStore>,
+) {
     let meta = EventMetadata::default();
     store
         .append("user-1", 0, vec![event(1)], &meta)
         .await
         .unwrap();
-    match store.append("user-1", 0, vec![event(2)], &meta).await {
+    match store
+        .append("user-1", 0, vec![event(2), event(3)], &meta)
+        .await
+    {
         Err(StoreError::Conflict {
             expected: 0,
             actual: 1,
@@ -90,10 +186,8 @@ async fn a_stale_expected_version_is_a_typed_conflict_and_writes_nothing() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appenders_on_one_stream_have_exactly_one_winner_per_version() {
-    let (_dir, store) = open().await;
-    let store = std::sync::Arc::new(store);
+on_both_backends!(concurrent_appenders_have_exactly_one_winner_per_version);
+async fn concurrent_appenders_have_exactly_one_winner_per_version(store: Arc<dyn EventStore>) {
     let meta = EventMetadata::default();
     let attempts = futures::future::join_all((0..20).map(|n| {
         let (store, meta) = (store.clone(), meta.clone());
@@ -120,5 +214,107 @@ async fn concurrent_appenders_on_one_stream_have_exactly_one_winner_per_version(
     assert!(many.iter().all(Result::is_ok));
     let all: Vec<_> = store.read_all(0).try_collect().await.unwrap();
     assert_eq!(all.len(), 201);
+    store.close().await;
+}
+
+on_both_backends!(two_stores_on_one_database_race_as_two_instances_would);
+async fn two_stores_on_one_database_race_as_two_instances_would(store: Arc<dyn EventStore>) {
+    // One store stands for both instances on SQLite (one writer per file); on PostgreSQL the
+    // conflict surfaces from the unique key across transactions, tested below.
+    let meta = EventMetadata::default();
+    store
+        .append("user-5", 0, vec![event(1)], &meta)
+        .await
+        .unwrap();
+    let (a, b) = futures::join!(
+        store.append("user-5", 1, vec![event(2)], &meta),
+        store.append("user-5", 1, vec![event(3)], &meta)
+    );
+    assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(), 1);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_conflict_through_the_unique_key() {
+    let Some(options) = fresh_postgres_schema().await else {
+        return;
+    };
+    let one = PostgresEventStore::start(PgDatabase::open_with(options.clone()).await.unwrap());
+    let two = PostgresEventStore::start(PgDatabase::open_with(options).await.unwrap());
+    let meta = EventMetadata::default();
+    for round in 0..20 {
+        let (a, b) = futures::join!(
+            one.append("user-7", round, vec![event(1)], &meta),
+            two.append("user-7", round, vec![event(2)], &meta)
+        );
+        let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {a:?} {b:?}");
+        for lost in [a, b].into_iter().filter_map(Result::err) {
+            assert!(matches!(lost, StoreError::Conflict { .. }), "{lost:?}");
+        }
+    }
+    assert_eq!(one.read_stream("user-7", 0).await.unwrap().len(), 20);
+    one.close().await;
+    two.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_reader_never_skips_an_event_that_commits_late() {
+    let Some(options) = fresh_postgres_schema().await else {
+        return;
+    };
+    let db = PgDatabase::open_with(options).await.unwrap();
+    let store = PostgresEventStore::start(db.clone());
+    let insert = "INSERT INTO events (stream_id, stream_version, event_type, schema_version, payload, \
+                  metadata, recorded_at, prev_hash, hash) VALUES ($1, 1, 'LoginFailed', 1, '{}', '{}', now(), '\\x00', '\\x00') \
+                  RETURNING position";
+    // T1 takes the lower position and stays open; T2 takes a higher one and commits.
+    let mut slow = db.pool.begin().await.unwrap();
+    let low: i64 = sqlx::query_scalar(insert)
+        .bind("user-slow")
+        .fetch_one(&mut *slow)
+        .await
+        .unwrap();
+    let mut fast = db.pool.begin().await.unwrap();
+    let high: i64 = sqlx::query_scalar(insert)
+        .bind("user-fast")
+        .fetch_one(&mut *fast)
+        .await
+        .unwrap();
+    fast.commit().await.unwrap();
+    assert!(low < high);
+
+    let read = || async {
+        store
+            .read_all(0)
+            .map_ok(|e| e.position)
+            .try_collect::<Vec<i64>>()
+            .await
+            .unwrap()
+    };
+    let seen = read().await;
+    assert!(
+        seen.is_empty(),
+        "the committed higher position waits for the open lower one: {seen:?}"
+    );
+    slow.commit().await.unwrap();
+    // The horizon is the whole cluster's (other tests' transactions hold it back for a
+    // moment): poll until both show, and never the higher one alone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = read().await;
+        assert!(
+            !seen.contains(&high) || seen.starts_with(&[low]),
+            "{seen:?}"
+        );
+        if seen == [low, high] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still not both after 10 s: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     store.close().await;
 }
