@@ -95,6 +95,14 @@ impl AuditEntry {
 
 /// The trail as an aligned table: time, event, session, generation, IP, user agent, actor.
 pub fn table(entries: &[AuditEntry]) -> String {
+    // Long user agents would widen every row; the JSON form keeps them whole.
+    let cut = |text: String| -> String {
+        if text.chars().count() > 60 {
+            text.chars().take(59).chain(['…']).collect()
+        } else {
+            text
+        }
+    };
     let rows: Vec<[String; 7]> = entries
         .iter()
         .map(|e| {
@@ -109,7 +117,7 @@ pub fn table(entries: &[AuditEntry]) -> String {
                     .map(|g| g.to_string())
                     .unwrap_or_else(|| "-".into()),
                 e.ip.clone().unwrap_or_else(|| "-".into()),
-                e.user_agent.clone().unwrap_or_else(|| "-".into()),
+                cut(e.user_agent.clone().unwrap_or_else(|| "-".into())),
                 e.actor.clone().unwrap_or_else(|| "-".into()),
             ]
         })

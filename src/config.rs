@@ -477,6 +477,14 @@ impl Config {
                 format!("{domain:?} is not a domain name"),
             ));
         }
+        if let Some(token) = &self.admin_api_token
+            && !token.expose().bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                "ADMIN_API_TOKEN",
+                "must be printable ASCII without spaces (it is sent as a bearer token)",
+            ));
+        }
         if !self.database_url.starts_with("sqlite:") {
             return Err(invalid(
                 "DATABASE_URL",

@@ -18,7 +18,7 @@ use crate::store::users::{UserStore, strapi_time};
 use crate::store::{ChainVerifier, EventStore, StoreError, stream_of};
 
 async fn open(url: &str) -> anyhow::Result<(Database, SqliteEventStore)> {
-    let db = Database::open(url)
+    let db = Database::open_existing(url)
         .await
         .with_context(|| format!("opening {url}"))?;
     let store = SqliteEventStore::start(db.clone());
@@ -41,10 +41,10 @@ pub async fn audit(url: &str, key: &str, json: bool) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     if json {
         for entry in &entries {
-            println!("{}", serde_json::to_string(entry)?);
+            say!("{}", serde_json::to_string(entry)?);
         }
     } else {
-        println!("{}", table(&entries));
+        say!("{}", table(&entries));
     }
     store.close().await;
     Ok(())
@@ -85,17 +85,22 @@ pub async fn replay(
             }
         }
     }
-    println!("sessions alive at {}", at.to_rfc3339());
-    println!(
+    say!("sessions alive at {}", at.to_rfc3339());
+    say!(
         "{:>6}  {:<36}  {:<20}  {:>3}  {:<24}  {:<24}  ip",
-        "user", "session", "device", "gen", "login", "last used"
+        "user",
+        "session",
+        "device",
+        "gen",
+        "login",
+        "last used"
     );
     let mut count = 0;
     for (id, events) in &streams {
         for s in sessions_alive_at(*id, events, at) {
             count += 1;
             let device: String = s.device_id.chars().take(20).collect();
-            println!(
+            say!(
                 "{:>6}  {:<36}  {:<20}  {:>3}  {:<24}  {:<24}  {}",
                 id,
                 s.id,
@@ -107,7 +112,7 @@ pub async fn replay(
             );
         }
     }
-    println!("{count} sessions");
+    say!("{count} session{}", if count == 1 { "" } else { "s" });
     store.close().await;
     db.close().await;
     Ok(())
@@ -129,12 +134,12 @@ pub async fn verify(url: &str) -> anyhow::Result<bool> {
     store.close().await;
     match broken {
         Some(at) => {
-            println!("broken: {at}");
+            say!("broken: {at}");
             Ok(false)
         }
         None => {
             let (events, streams) = verifier.totals();
-            println!("ok: {events} events in {streams} streams");
+            say!("ok: {events} events in {streams} streams");
             Ok(true)
         }
     }
@@ -177,7 +182,7 @@ pub async fn rebuild(url: &str) -> anyhow::Result<()> {
         bar.finish_and_clear();
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!(
+    say!(
         "rebuilt: {folded} events, {} live sessions in {:.3} s ({:.0} events/s)",
         projection.len(),
         seconds,

@@ -7,6 +7,19 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 
+/// `println!` that ends the program quietly when the reader of stdout has gone away
+/// (`tokenledger audit … | head`), instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod forensics;
 
 use std::sync::{Arc, RwLock};
@@ -150,23 +163,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate => {
                 let db = Database::open(&config.database_url).await?;
                 db.close().await;
-                println!("migrated {}", config.database_url);
+                say!("migrated {}", config.database_url);
                 Ok(())
             }
             Command::User(UserCommand::List) => {
-                let db = Database::open(&config.database_url).await?;
+                let db = Database::open_existing(&config.database_url).await?;
                 let users = UserStore::new(db.clone()).all().await?;
                 db.close().await;
-                println!(
+                say!(
                     "{:>6}  {:<24}  {:<32}  {:<7}  created",
-                    "id", "username", "email", "blocked"
+                    "id",
+                    "username",
+                    "email",
+                    "blocked"
                 );
                 for u in users {
                     let blocked = if u.blocked { "yes" } else { "no" };
                     let created = strapi_time(&u.created_at);
-                    println!(
+                    say!(
                         "{:>6}  {:<24}  {:<32}  {:<7}  {created}",
-                        u.id, u.username, u.email, blocked
+                        u.id,
+                        u.username,
+                        u.email,
+                        blocked
                     );
                 }
                 Ok(())
@@ -198,7 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await?;
                 db.close().await;
-                println!("added user {} ({}, {})", user.id, user.username, user.email);
+                say!("added user {} ({}, {})", user.id, user.username, user.email);
                 Ok(())
             }
         }
@@ -210,7 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
     secrets::resolve(&mut config)
         .with_context(|| format!("signing secrets in {}", config.data_dir.display()))?;
-    let db = Database::open(&config.database_url).await?;
+    let db = Database::open_existing(&config.database_url).await?;
     let users = UserStore::new(db.clone());
     let user = users
         .find_any(key)
@@ -243,6 +262,7 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
             keep: None,
         });
         let metadata = EventMetadata {
+            request_id: Some(uuid::Uuid::now_v7().to_string()),
             actor: Actor::Admin,
             ..EventMetadata::default()
         };
@@ -250,7 +270,7 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
         store.close().await;
     }
     db.close().await;
-    println!(
+    say!(
         "{} user {} ({}, {})",
         if blocked { "blocked" } else { "unblocked" },
         user.id,

@@ -20,6 +20,15 @@ use crate::store::users::User;
 use crate::store::{Actor, stream_of};
 
 const PAGE: usize = 100;
+const EVENT_TYPES: [&str; 7] = [
+    "TokenIssued",
+    "TokenRotated",
+    "TokenRefreshed",
+    "RefreshTokenReused",
+    "SessionRevoked",
+    "SessionsCleared",
+    "LoginFailed",
+];
 const MAX_PAGE: usize = 1000;
 
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
@@ -81,6 +90,15 @@ pub async fn events(
     let types: Option<Vec<&str>> = query
         .get("type")
         .map(|t| t.split(',').map(str::trim).collect());
+    if let Some(types) = &types
+        && let Some(unknown) = types.iter().find(|t| !EVENT_TYPES.contains(t))
+    {
+        // A typo must not read as "no such incident".
+        return Err(ApiError::validation(format!(
+            "type {unknown:?} is not one of {}",
+            EVENT_TYPES.join(", ")
+        )));
+    }
     let number = |key: &str| -> Result<Option<i64>, ApiError> {
         query
             .get(key)
@@ -91,7 +109,15 @@ pub async fn events(
             .transpose()
     };
     let after = number("after")?.unwrap_or(0);
-    let limit = number("limit")?.map_or(PAGE, |n| n.clamp(1, MAX_PAGE as i64) as usize);
+    let limit = match number("limit")? {
+        None => PAGE,
+        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+    };
     let records = state.store.read_stream(&stream_of(user.id), 0).await?;
     let mut selected = Vec::new();
     let mut more = false;

@@ -270,7 +270,9 @@ async fn record_expiry(state: &AppState, req: &HttpRequest, token: &str) {
         .get(&presented.session_id)
         .is_some_and(|view| view.user_id == presented.user_id && view.session.is_expired(now));
     if expired {
-        let ctx = RequestContext::of(req, state);
+        let mut ctx = RequestContext::of(req, state);
+        // The clock ended this session; the request only found out.
+        ctx.metadata.actor = crate::store::Actor::System;
         let command = Command::RevokeSession(RevokeSession {
             session_id: presented.session_id,
             reason: RevokeReason::Expired,

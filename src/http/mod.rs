@@ -113,11 +113,13 @@ impl RequestContext {
             &state.config.trusted_proxies,
         );
         let ip = address.map(|ip| ip.to_string());
-        let user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(512).collect::<String>());
+        // Lossy: a user agent with one non-ASCII byte must not vanish from the record.
+        let user_agent = req.headers().get(header::USER_AGENT).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(512)
+                .collect::<String>()
+        });
         let request_id = req
             .extensions()
             .get::<RequestId>()

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::chain_hash;
+use super::chain::{Hashed, chain_hash};
 use super::{EventMetadata, NewEvent, RecordedEvent, StoreError};
 
 /// The most appends one transaction takes; more wait for the next batch.
@@ -154,12 +154,15 @@ pub fn chained(
         .map(|(event, version)| {
             let hash = chain_hash(
                 &prev_hash,
-                &request.stream,
-                version,
-                event.event_type,
-                &event.payload,
-                &request.metadata,
-                &recorded.1,
+                &Hashed {
+                    stream_id: &request.stream,
+                    stream_version: version,
+                    event_type: event.event_type,
+                    schema_version: event.schema_version,
+                    payload: &event.payload,
+                    metadata: &request.metadata,
+                    recorded_at: &recorded.1,
+                },
             );
             RecordedEvent {
                 position: 0,

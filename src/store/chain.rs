@@ -3,31 +3,37 @@
 
 use sha2::{Digest, Sha256};
 
-/// `SHA-256(prev_hash ‖ stream_id ‖ stream_version ‖ event_type ‖ payload ‖ metadata ‖
-/// recorded_at)`. Variable-length fields are length-prefixed so that no two different
-/// events can concatenate to the same bytes.
-pub fn chain_hash(
-    prev_hash: &[u8],
-    stream_id: &str,
-    stream_version: i64,
-    event_type: &str,
-    payload: &str,
-    metadata: &str,
-    recorded_at: &str,
-) -> Vec<u8> {
+/// What the hash of one event covers: every stored field but the position (a backend's
+/// numbering, which may have gaps) and the hashes themselves.
+pub struct Hashed<'a> {
+    pub stream_id: &'a str,
+    pub stream_version: i64,
+    pub event_type: &'a str,
+    pub schema_version: i16,
+    pub payload: &'a str,
+    pub metadata: &'a str,
+    /// RFC 3339 with microseconds, as stored.
+    pub recorded_at: &'a str,
+}
+
+/// `SHA-256(prev_hash ‖ stream_id ‖ stream_version ‖ event_type ‖ schema_version ‖ payload ‖
+/// metadata ‖ recorded_at)`. Variable-length fields are length-prefixed so that no two
+/// different events can concatenate to the same bytes.
+pub fn chain_hash(prev_hash: &[u8], event: &Hashed) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash);
     for field in [
-        stream_id.as_bytes(),
-        event_type.as_bytes(),
-        payload.as_bytes(),
-        metadata.as_bytes(),
-        recorded_at.as_bytes(),
+        event.stream_id.as_bytes(),
+        event.event_type.as_bytes(),
+        event.payload.as_bytes(),
+        event.metadata.as_bytes(),
+        event.recorded_at.as_bytes(),
     ] {
         hasher.update((field.len() as u64).to_be_bytes());
         hasher.update(field);
     }
-    hasher.update(stream_version.to_be_bytes());
+    hasher.update(event.stream_version.to_be_bytes());
+    hasher.update(event.schema_version.to_be_bytes());
     hasher.finalize().to_vec()
 }
 
@@ -38,29 +44,33 @@ pub const GENESIS: [u8; 32] = [0; 32];
 mod tests {
     use super::*;
 
+    fn hash(prev: &[u8], version: i64, event_type: &str, schema: i16, payload: &str) -> Vec<u8> {
+        chain_hash(
+            prev,
+            &Hashed {
+                stream_id: "user-1",
+                stream_version: version,
+                event_type,
+                schema_version: schema,
+                payload,
+                metadata: "{}",
+                recorded_at: "t",
+            },
+        )
+    }
+
     #[test]
     fn any_changed_field_changes_the_hash() {
-        let base = chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{}", "{}", "t");
-        assert_eq!(
-            base,
-            chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{}", "{}", "t")
-        );
-        assert_ne!(
-            base,
-            chain_hash(&[1; 32], "user-1", 1, "TokenIssued", "{}", "{}", "t")
-        );
-        assert_ne!(
-            base,
-            chain_hash(&GENESIS, "user-1", 2, "TokenIssued", "{}", "{}", "t")
-        );
-        assert_ne!(
-            base,
-            chain_hash(&GENESIS, "user-1", 1, "TokenIssued", "{ }", "{}", "t")
-        );
+        let base = hash(&GENESIS, 1, "TokenIssued", 1, "{}");
+        assert_eq!(base, hash(&GENESIS, 1, "TokenIssued", 1, "{}"));
+        assert_ne!(base, hash(&[1; 32], 1, "TokenIssued", 1, "{}"));
+        assert_ne!(base, hash(&GENESIS, 2, "TokenIssued", 1, "{}"));
+        assert_ne!(base, hash(&GENESIS, 1, "TokenIssued", 2, "{}"));
+        assert_ne!(base, hash(&GENESIS, 1, "TokenIssued", 1, "{ }"));
         // Moving bytes between fields must not collide.
         assert_ne!(
-            chain_hash(&GENESIS, "user-1", 1, "ab", "c", "{}", "t"),
-            chain_hash(&GENESIS, "user-1", 1, "a", "bc", "{}", "t")
+            hash(&GENESIS, 1, "ab", 1, "c"),
+            hash(&GENESIS, 1, "a", 1, "bc")
         );
     }
 }
@@ -114,12 +124,15 @@ impl ChainVerifier {
             .to_string();
         let expected = chain_hash(
             &prev,
-            &event.stream_id,
-            event.stream_version,
-            &event.event_type,
-            &event.payload,
-            &event.metadata,
-            &recorded_at,
+            &Hashed {
+                stream_id: &event.stream_id,
+                stream_version: event.stream_version,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                payload: &event.payload,
+                metadata: &event.metadata,
+                recorded_at: &recorded_at,
+            },
         );
         if event.hash != expected {
             return Err(broken("the event's content does not match its hash"));

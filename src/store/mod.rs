@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 
-pub use chain::{Broken, ChainVerifier, chain_hash};
+pub use chain::{Broken, ChainVerifier, Hashed, chain_hash};
 
 /// Who caused an event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

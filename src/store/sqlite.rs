@@ -36,6 +36,22 @@ pub struct Database {
 }
 
 impl Database {
+    /// Opens an existing database, for commands that only read: pointed at the wrong folder
+    /// they must say so, not report on a new, empty log.
+    pub async fn open_existing(url: &str) -> Result<Database, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?;
+        if !options.get_filename().exists() {
+            return Err(sqlx::Error::Configuration(
+                format!(
+                    "no database at {} (check DATA_DIR or DATABASE_URL)",
+                    options.get_filename().display()
+                )
+                .into(),
+            ));
+        }
+        Self::open(url).await
+    }
+
     /// Opens (creating if needed) the database at `url` and runs the migrations.
     pub async fn open(url: &str) -> Result<Database, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?

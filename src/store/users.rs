@@ -202,14 +202,16 @@ impl UserStore {
         Ok(row.as_ref().map(user).transpose()?)
     }
 
-    /// A user by id, email (any case) or username.
+    /// A user by email (any case) or username, else by id: a username made of digits is
+    /// that user's, not the user with that id.
     pub async fn find_any(&self, key: &str) -> Result<Option<User>, UserError> {
-        if let Ok(id) = key.parse::<UserId>()
-            && let Some(user) = self.find(id).await?
-        {
+        if let Some(user) = self.find_by_identifier(key).await? {
             return Ok(Some(user));
         }
-        self.find_by_identifier(key).await
+        match key.parse::<UserId>() {
+            Ok(id) => self.find(id).await,
+            Err(_) => Ok(None),
+        }
     }
 
     /// Replaces the password hash if it is still `previous`; `NotFound` otherwise.

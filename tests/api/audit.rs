@@ -398,3 +398,81 @@ async fn an_old_schema_version_written_by_hand_reads_as_the_current_type() {
     let output = app.cli(&["verify"]);
     assert!(output.status.success(), "{}", stdout(&output));
 }
+
+#[actix_web::test]
+async fn the_cli_takes_a_username_of_digits_as_that_user_and_refuses_a_missing_database() {
+    let app = spawn_app().await;
+    app.register("alpha").await;
+    let id = app.register("001").await["user"]["id"].as_i64().unwrap();
+    let output = app.cli(&["user", "block", "001"]);
+    assert!(
+        stdout(&output).contains(&format!("blocked user {id} (001,")),
+        "{}",
+        stdout(&output)
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .arg("verify")
+        .env("DATA_DIR", elsewhere.path().join("nothing-here"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no database"),
+        "{output:?}"
+    );
+    assert!(
+        !elsewhere.path().join("nothing-here").exists(),
+        "a read-only command created a folder"
+    );
+}
+
+#[actix_web::test]
+async fn verify_catches_a_changed_schema_version_and_the_trail_keeps_odd_user_agents() {
+    let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN)]).await;
+    let response = app
+        .client
+        .post(app.url("/api/auth/local/register"))
+        .header(
+            "user-agent",
+            reqwest::header::HeaderValue::from_bytes(b"latin1 \xe9 agent").unwrap(),
+        )
+        .json(&json!({"username": "ivy", "email": "ivy@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    let id = response.json::<Value>().await.unwrap()["user"]["id"]
+        .as_i64()
+        .unwrap();
+    let (_, body) = admin_get(&app, &format!("/api/admin/users/{id}/events"), ADMIN).await;
+    assert_eq!(body["data"][0]["userAgent"], "latin1 \u{fffd} agent");
+    for bad in ["type=TokenReused", "type=", "limit=0", "limit=5000"] {
+        let (status, body) =
+            admin_get(&app, &format!("/api/admin/users/{id}/events?{bad}"), ADMIN).await;
+        assert_eq!(
+            (status, body["error"]["name"].as_str()),
+            (400, Some("ValidationError")),
+            "{bad}: {body}"
+        );
+    }
+
+    let url = format!(
+        "sqlite://{}",
+        app.dir.path().join("tokenledger.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE events SET schema_version = 99 WHERE stream_id = ?")
+        .bind(format!("user-{id}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let output = app.cli(&["verify"]);
+    assert!(!output.status.success());
+    assert!(
+        stdout(&output).contains(&format!("stream user-{id} breaks at version 1")),
+        "{}",
+        stdout(&output)
+    );
+}
