@@ -119,6 +119,41 @@ impl StoreStats {
     }
 }
 
+/// How many events `read_all` fetches per page.
+const PAGE: i64 = 10_000;
+
+/// `read_all` for every backend: pages of `PAGE` events after a position, fetched by `page`,
+/// flattened into one stream that ends after the first short page.
+fn paged<F, Fut>(
+    after_position: i64,
+    page: F,
+) -> BoxStream<'static, Result<RecordedEvent, StoreError>>
+where
+    F: Fn(i64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send + 'static,
+{
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::try_unfold((Some(after_position), page), |(cursor, page)| async move {
+        let Some(after) = cursor else {
+            return Ok::<_, StoreError>(None);
+        };
+        let events = page(after).await?;
+        let next = match events.last() {
+            Some(last) if events.len() as i64 == PAGE => Some(last.position),
+            _ => None,
+        };
+        if events.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            stream::iter(events.into_iter().map(Ok)),
+            (next, page),
+        )))
+    })
+    .try_flatten()
+    .boxed()
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if its last version is `expected_version` (0: the stream

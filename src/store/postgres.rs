@@ -10,15 +10,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::BoxStream;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::appender::{AppendRequest, Appender, BatchWriter, Outcome, chained, recording_time};
 use super::chain::GENESIS;
-use super::{EventMetadata, EventStore, NewEvent, RecordedEvent, StoreError, StoreStats};
+use super::{
+    EventMetadata, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats, paged,
+};
 
-const PAGE: i64 = 10_000;
 const COLUMNS: &str = "position, stream_id, stream_version, event_type, schema_version, \
     payload::text AS payload, metadata::text AS metadata, recorded_at, prev_hash, hash";
 
@@ -207,12 +208,9 @@ impl EventStore for PostgresEventStore {
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         let pool = self.db.pool.clone();
-        stream::try_unfold(Some(after_position), move |cursor| {
+        paged(after_position, move |after| {
             let pool = pool.clone();
             async move {
-                let Some(after) = cursor else {
-                    return Ok::<_, StoreError>(None);
-                };
                 // Only below the oldest transaction in flight: one that took a lower position
                 // but has not committed yet would otherwise be passed over for good.
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -224,20 +222,9 @@ impl EventStore for PostgresEventStore {
                 .bind(PAGE)
                 .fetch_all(&pool)
                 .await?;
-                let page: Vec<RecordedEvent> =
-                    rows.iter().map(recorded).collect::<Result<_, _>>()?;
-                let next = match page.last() {
-                    Some(last) if page.len() as i64 == PAGE => Some(last.position),
-                    _ => None,
-                };
-                if page.is_empty() {
-                    return Ok(None);
-                }
-                Ok(Some((stream::iter(page.into_iter().map(Ok)), next)))
+                rows.iter().map(recorded).collect()
             }
         })
-        .try_flatten()
-        .boxed()
     }
 
     fn stats(&self) -> &StoreStats {

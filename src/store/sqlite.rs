@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::BoxStream;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -22,10 +22,9 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::appender::{AppendRequest, Appender, BatchWriter, Outcome, chained, recording_time};
 use super::chain::GENESIS;
-use super::{EventMetadata, EventStore, NewEvent, RecordedEvent, StoreError, StoreStats};
-
-/// How many events `read_all` fetches per page.
-const PAGE: i64 = 10_000;
+use super::{
+    EventMetadata, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats, paged,
+};
 
 /// The two pools of one SQLite database file.
 #[derive(Clone, Debug)]
@@ -202,12 +201,9 @@ impl EventStore for SqliteEventStore {
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         let pool = self.db.reader.clone();
-        stream::try_unfold(Some(after_position), move |cursor| {
+        paged(after_position, move |after| {
             let pool = pool.clone();
             async move {
-                let Some(after) = cursor else {
-                    return Ok::<_, StoreError>(None);
-                };
                 let rows = sqlx::query(
                     "SELECT position, stream_id, stream_version, event_type, schema_version, \
                      payload, metadata, recorded_at, prev_hash, hash FROM events \
@@ -217,20 +213,9 @@ impl EventStore for SqliteEventStore {
                 .bind(PAGE)
                 .fetch_all(&pool)
                 .await?;
-                let page: Vec<RecordedEvent> =
-                    rows.iter().map(recorded).collect::<Result<_, _>>()?;
-                let next = match page.last() {
-                    Some(last) if page.len() as i64 == PAGE => Some(last.position),
-                    _ => None,
-                };
-                if page.is_empty() {
-                    return Ok(None);
-                }
-                Ok(Some((stream::iter(page.into_iter().map(Ok)), next)))
+                rows.iter().map(recorded).collect()
             }
         })
-        .try_flatten()
-        .boxed()
     }
 
     fn stats(&self) -> &StoreStats {

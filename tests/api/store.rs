@@ -318,3 +318,32 @@ async fn postgres_a_reader_never_skips_an_event_that_commits_late() {
     }
     store.close().await;
 }
+
+on_both_backends!(read_all_pages_through_a_log_longer_than_one_page);
+async fn read_all_pages_through_a_log_longer_than_one_page(store: Arc<dyn EventStore>) {
+    let meta = EventMetadata::default();
+    // Just over one page (10,000 events), so the second page is short and ends the stream.
+    for chunk in 0..11 {
+        let events = (0..910).map(|n| event(chunk * 910 + n)).collect();
+        store
+            .append("user-1", (chunk * 910) as i64, events, &meta)
+            .await
+            .unwrap();
+    }
+    let positions: Vec<i64> = store
+        .read_all(0)
+        .map_ok(|e| e.position)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(positions.len(), 10_010);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    let tail: Vec<i64> = store
+        .read_all(positions[9_999])
+        .map_ok(|e| e.position)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(tail, positions[10_000..]);
+    store.close().await;
+}
