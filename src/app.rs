@@ -19,8 +19,8 @@ use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
 use crate::password::Passwords;
 use crate::store::EventStore;
-use crate::store::sqlite::{Database, SqliteEventStore, lock_for_serving};
-use crate::store::users::UserStore;
+use crate::store::sqlite::lock_for_serving;
+use crate::store::{self, is_postgres};
 use crate::tokens::Tokens;
 
 pub struct Application {
@@ -32,7 +32,7 @@ pub struct Application {
     /// The catch-up reader and the rate limiters' clean-up, stopped with the server.
     background: Vec<tokio::task::JoinHandle<()>>,
     /// Held while serving; see `lock_for_serving`.
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -43,12 +43,18 @@ impl Application {
             .refresh_secret
             .clone()
             .context("REFRESH_JWT_SECRET is not set")?;
-        let lock = lock_for_serving(&config.database_url)
-            .with_context(|| format!("locking {}", config.database_url))?;
-        let db = Database::open(&config.database_url)
+        // One server per SQLite file; PostgreSQL is made for several.
+        let lock = if is_postgres(&config.database_url) {
+            None
+        } else {
+            let lock = lock_for_serving(&config.database_url)
+                .with_context(|| format!("locking {}", config.database_url))?;
+            Some(lock)
+        };
+        let opened = store::open(&config.database_url, false)
             .await
             .with_context(|| format!("opening {}", config.database_url))?;
-        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::start(db.clone()));
+        let store = opened.events.clone();
         let started = std::time::Instant::now();
         let projection = Arc::new(RwLock::new(ActiveSessions::new()));
         let (position, events) = catch_up::fold_into(store.as_ref(), &projection, 0)
@@ -65,6 +71,7 @@ impl Application {
             projection.clone(),
             position,
             Duration::from_secs(1),
+            opened.postgres.clone(),
         ));
         let tokens = Arc::new(
             Tokens::new(
@@ -90,7 +97,7 @@ impl Application {
         let registry = Registry::new(core, arbiters.iter().map(Arbiter::handle).collect(), idle);
         let state = web::Data::new(AppState {
             config: Arc::new(config.clone()),
-            users: UserStore::new(db),
+            users: opened.users,
             passwords: Passwords::new(cores).context("argon2")?,
             tokens,
             registry,
@@ -153,8 +160,11 @@ impl Application {
     /// closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        for task in &self.background {
+        for task in self.background {
             task.abort();
+            // Awaited, so the task is dropped here, inside the runtime: a PostgreSQL listener
+            // must give its connection back while there is a runtime to do it on.
+            let _ = task.await;
         }
         for arbiter in &self.arbiters {
             arbiter.stop();

@@ -38,17 +38,50 @@ pub async fn fold_into(
     Ok((position, count))
 }
 
-/// Follows the log every `every`, until the task is aborted.
+/// Follows the log, until the task is aborted: every `every`, and at once when PostgreSQL
+/// announces new events (`LISTEN tokenledger_events`, sent by a trigger on every insert)
+/// where a pool is given. A lost notification costs at most one `every`.
 pub async fn follow(
     store: Arc<dyn EventStore>,
     projection: Arc<RwLock<ActiveSessions>>,
     mut position: i64,
     every: Duration,
+    postgres: Option<sqlx::PgPool>,
 ) {
+    let mut listener = match postgres {
+        Some(pool) => match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen("tokenledger_events").await {
+                Ok(()) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, "LISTEN failed; following the log by polling");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "LISTEN failed; following the log by polling");
+                None
+            }
+        },
+        None => None,
+    };
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        match listener.as_mut() {
+            Some(listener) => {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    notified = listener.recv() => {
+                        if let Err(error) = notified {
+                            tracing::warn!(%error, "the event notification channel failed; it reconnects");
+                        }
+                    }
+                }
+            }
+            None => {
+                ticks.tick().await;
+            }
+        }
         match fold_into(store.as_ref(), &projection, position).await {
             Ok((last, _)) => position = last,
             Err(error) => tracing::warn!(%error, "catching up with the log failed; retrying"),

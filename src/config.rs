@@ -485,10 +485,12 @@ impl Config {
                 "must be printable ASCII without spaces (it is sent as a bearer token)",
             ));
         }
-        if !self.database_url.starts_with("sqlite:") {
+        if !(self.database_url.starts_with("sqlite:")
+            || crate::store::is_postgres(&self.database_url))
+        {
             return Err(invalid(
                 "DATABASE_URL",
-                "only sqlite:// URLs are supported by this build (PostgreSQL is planned)",
+                "must be a sqlite:// or postgres:// URL",
             ));
         }
         for (key, secret) in [

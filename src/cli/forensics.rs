@@ -13,27 +13,25 @@ use tokenledger_domain::{Event, UserId};
 use tokenledger_projections::{ActiveSessions, sessions_alive_at};
 
 use crate::audit::{AuditEntry, table};
-use crate::store::sqlite::{Database, SqliteEventStore};
-use crate::store::users::{UserStore, strapi_time};
-use crate::store::{ChainVerifier, EventStore, StoreError, stream_of};
+use crate::store::users::strapi_time;
+use crate::store::{self, ChainVerifier, Opened, StoreError, stream_of};
 
-async fn open(url: &str) -> anyhow::Result<(Database, SqliteEventStore)> {
-    let db = Database::open_existing(url)
+async fn open(url: &str) -> anyhow::Result<Opened> {
+    store::open(url, true)
         .await
-        .with_context(|| format!("opening {url}"))?;
-    let store = SqliteEventStore::start(db.clone());
-    Ok((db, store))
+        .with_context(|| format!("opening {url}"))
 }
 
-async fn user_id(db: &Database, key: &str) -> anyhow::Result<UserId> {
-    let user = UserStore::new(db.clone()).find_any(key).await?;
+async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {
+    let user = opened.users.find_any(key).await?;
     Ok(user.with_context(|| format!("no user {key:?}"))?.id)
 }
 
 /// `tokenledger audit <user> [--json]`
 pub async fn audit(url: &str, key: &str, json: bool) -> anyhow::Result<()> {
-    let (db, store) = open(url).await?;
-    let id = user_id(&db, key).await?;
+    let opened = open(url).await?;
+    let store = opened.events.clone();
+    let id = user_id(&opened, key).await?;
     let records = store.read_stream(&stream_of(id), 0).await?;
     let entries: Vec<AuditEntry> = records
         .iter()
@@ -63,10 +61,11 @@ pub async fn replay(
     until: Option<DateTime<Utc>>,
     user: Option<&str>,
 ) -> anyhow::Result<()> {
-    let (db, store) = open(url).await?;
+    let opened = open(url).await?;
+    let store = opened.events.clone();
     let at = until.unwrap_or_else(Utc::now);
     let only = match user {
-        Some(key) => Some(user_id(&db, key).await?),
+        Some(key) => Some(user_id(&opened, key).await?),
         None => None,
     };
     // Each user's events, in stream order.
@@ -114,13 +113,13 @@ pub async fn replay(
     }
     say!("{count} session{}", if count == 1 { "" } else { "s" });
     store.close().await;
-    db.close().await;
     Ok(())
 }
 
 /// `tokenledger verify`: recomputes every chain; the first break fails the command.
 pub async fn verify(url: &str) -> anyhow::Result<bool> {
-    let (_db, store) = open(url).await?;
+    let opened = open(url).await?;
+    let store = opened.events.clone();
     let mut verifier = ChainVerifier::default();
     let mut all = store.read_all(0);
     let mut broken = None;
@@ -148,10 +147,9 @@ pub async fn verify(url: &str) -> anyhow::Result<bool> {
 /// `tokenledger rebuild`: folds every event into fresh projections, with a progress bar on a
 /// terminal and plain lines otherwise, and reports the rate.
 pub async fn rebuild(url: &str) -> anyhow::Result<()> {
-    let (db, store) = open(url).await?;
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-        .fetch_one(&db.reader)
-        .await?;
+    let opened = open(url).await?;
+    let store = opened.events.clone();
+    let total = store.count().await?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total.max(0) as u64);
         bar.set_style(

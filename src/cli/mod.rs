@@ -33,10 +33,8 @@ use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::password::Passwords;
 use crate::secrets;
-use crate::store::sqlite::Database;
-use crate::store::sqlite::SqliteEventStore;
-use crate::store::users::{NewUser, UserStore, rule_violations, strapi_time};
-use crate::store::{Actor, EventMetadata, EventStore};
+use crate::store::users::{NewUser, rule_violations, strapi_time};
+use crate::store::{self, Actor, EventMetadata};
 use crate::tokens::Tokens;
 
 #[derive(Debug, Parser)]
@@ -161,15 +159,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Rebuild => forensics::rebuild(&config.database_url).await,
             Command::Migrate => {
-                let db = Database::open(&config.database_url).await?;
-                db.close().await;
+                store::open(&config.database_url, false)
+                    .await?
+                    .events
+                    .close()
+                    .await;
                 say!("migrated {}", config.database_url);
                 Ok(())
             }
             Command::User(UserCommand::List) => {
-                let db = Database::open_existing(&config.database_url).await?;
-                let users = UserStore::new(db.clone()).all().await?;
-                db.close().await;
+                let opened = store::open(&config.database_url, true).await?;
+                let users = opened.users.all().await?;
+                opened.events.close().await;
                 say!(
                     "{:>6}  {:<24}  {:<32}  {:<7}  created",
                     "id",
@@ -203,10 +204,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         broken.into_iter().map(|(_, message)| message).collect();
                     anyhow::bail!("cannot add this user: {}", reasons.join("; "));
                 }
-                let db = Database::open(&config.database_url).await?;
+                let opened = store::open(&config.database_url, false).await?;
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let password_hash = Passwords::new(cores)?.hash(password).await?;
-                let user = UserStore::new(db.clone())
+                let user = opened
+                    .users
                     .create(
                         NewUser {
                             username,
@@ -216,7 +218,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         Utc::now(),
                     )
                     .await?;
-                db.close().await;
+                opened.events.close().await;
                 say!("added user {} ({}, {})", user.id, user.username, user.email);
                 Ok(())
             }
@@ -229,8 +231,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
     secrets::resolve(&mut config)
         .with_context(|| format!("signing secrets in {}", config.data_dir.display()))?;
-    let db = Database::open_existing(&config.database_url).await?;
-    let users = UserStore::new(db.clone());
+    let opened = store::open(&config.database_url, true).await?;
+    let users = &opened.users;
     let user = users
         .find_any(key)
         .await?
@@ -238,7 +240,6 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
     let was_blocked = user.blocked;
     let user = users.set_blocked(user.id, blocked, Utc::now()).await?;
     if blocked && !was_blocked {
-        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::start(db.clone()));
         let (jwt, refresh) = (
             config.jwt_secret.clone().context("JWT_SECRET")?,
             config
@@ -247,7 +248,7 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
                 .context("REFRESH_JWT_SECRET")?,
         );
         let core = Arc::new(Core {
-            store: store.clone(),
+            store: opened.events.clone(),
             tokens: Arc::new(Tokens::new(
                 jwt.expose().as_bytes(),
                 refresh.expose().as_bytes(),
@@ -267,9 +268,8 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
             ..EventMetadata::default()
         };
         execute_once(core, user.id, Execute { command, metadata }).await?;
-        store.close().await;
     }
-    db.close().await;
+    opened.events.close().await;
     say!(
         "{} user {} ({}, {})",
         if blocked { "blocked" } else { "unblocked" },

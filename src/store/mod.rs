@@ -119,6 +119,41 @@ impl StoreStats {
     }
 }
 
+/// The event store and users table behind a `DATABASE_URL`.
+pub struct Opened {
+    pub events: std::sync::Arc<dyn EventStore>,
+    pub users: users::UserStore,
+    /// Set on PostgreSQL: the pool, for a `LISTEN` on new events.
+    pub postgres: Option<sqlx::PgPool>,
+}
+
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Opens (and migrates) the database at `url`: PostgreSQL for `postgres://…`, else SQLite.
+/// With `existing`, a SQLite file that is not there is an error, not a new, empty log.
+pub async fn open(url: &str, existing: bool) -> Result<Opened, sqlx::Error> {
+    if is_postgres(url) {
+        let db = postgres::PgDatabase::open(url).await?;
+        return Ok(Opened {
+            events: std::sync::Arc::new(postgres::PostgresEventStore::start(db.clone())),
+            users: users::UserStore::Postgres(db.pool.clone()),
+            postgres: Some(db.pool),
+        });
+    }
+    let db = if existing {
+        sqlite::Database::open_existing(url).await?
+    } else {
+        sqlite::Database::open(url).await?
+    };
+    Ok(Opened {
+        events: std::sync::Arc::new(sqlite::SqliteEventStore::start(db.clone())),
+        users: users::UserStore::Sqlite(db),
+        postgres: None,
+    })
+}
+
 /// How many events `read_all` fetches per page.
 const PAGE: i64 = 10_000;
 
@@ -178,6 +213,9 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+    /// How many events the log holds.
+    async fn count(&self) -> Result<i64, StoreError>;
 
     fn stats(&self) -> &StoreStats;
 

@@ -227,6 +227,12 @@ impl EventStore for PostgresEventStore {
         })
     }
 
+    async fn count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.db.pool)
+            .await?)
+    }
+
     fn stats(&self) -> &StoreStats {
         &self.stats
     }

@@ -218,6 +218,12 @@ impl EventStore for SqliteEventStore {
         })
     }
 
+    async fn count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.db.reader)
+            .await?)
+    }
+
     fn stats(&self) -> &StoreStats {
         &self.stats
     }

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use regex::Regex;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::postgres::PgPool;
 use tokenledger_domain::UserId;
 
-use super::sqlite::{Database, timestamp};
+use super::sqlite::Database;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -96,9 +96,49 @@ pub enum UserError {
     Database(#[from] sqlx::Error),
 }
 
+/// The users table on either backend. The SQL is written once, with `?` placeholders;
+/// PostgreSQL gets them numbered (`$1`, `$2`, …).
 #[derive(Clone, Debug)]
-pub struct UserStore {
-    db: Database,
+pub enum UserStore {
+    Sqlite(Database),
+    Postgres(PgPool),
+}
+
+/// `?` → `$1`, `$2`, … (no statement here has a `?` inside a literal).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs one statement on whichever backend, binding the same values, and maps the rows
+/// with `user`: `$fetch` is `fetch_optional` or `fetch_all`; `$pool` picks SQLite's reader or
+/// writer (PostgreSQL has one pool).
+macro_rules! on_users {
+    ($store:expr, $pool:ident, $sql:expr, $fetch:ident, [$($bind:expr),* $(,)?]) => {{
+        let sql: String = $sql;
+        match $store {
+            UserStore::Sqlite(db) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))$(.bind($bind))*.$fetch(&db.$pool).await?;
+                on_users!(@map rows, $fetch)
+            }
+            UserStore::Postgres(pool) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(numbered(&sql)))$(.bind($bind))*.$fetch(pool).await?;
+                on_users!(@map rows, $fetch)
+            }
+        }
+    }};
+    (@map $rows:ident, fetch_optional) => { $rows.as_ref().map(user).transpose()? };
+    (@map $rows:ident, fetch_all) => { $rows.iter().map(user).collect::<Result<Vec<_>, _>>()? };
 }
 
 const COLUMNS: &str = "id, document_id, username, email, password_hash, provider, confirmed, blocked, created_at, updated_at";
@@ -121,7 +161,20 @@ pub fn strapi_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-fn user(row: &SqliteRow) -> Result<User, sqlx::Error> {
+fn user<R: Row>(row: &R) -> Result<User, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+{
+    let time = |column: &str| -> Result<DateTime<Utc>, sqlx::Error> {
+        let text: String = row.try_get(column)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
     Ok(User {
         id: row.try_get("id")?,
         document_id: row.try_get("document_id")?,
@@ -131,75 +184,90 @@ fn user(row: &SqliteRow) -> Result<User, sqlx::Error> {
         provider: row.try_get("provider")?,
         confirmed: row.try_get("confirmed")?,
         blocked: row.try_get("blocked")?,
-        created_at: timestamp(row, "created_at")?,
-        updated_at: timestamp(row, "updated_at")?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
     })
 }
 
 impl UserStore {
     pub fn new(db: Database) -> UserStore {
-        UserStore { db }
+        UserStore::Sqlite(db)
     }
 
     /// Creates a local user unless its email or username is taken — by either column, since
     /// login matches an identifier against both: a username equal to someone's email would
-    /// otherwise capture that person's logins.
+    /// otherwise capture that person's logins. The check and the insert are one step:
+    /// SQLite's `BEGIN IMMEDIATE`, PostgreSQL's table lock (other instances register too).
     pub async fn create(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, UserError> {
         let email = new.email.to_lowercase();
         let stamp = strapi_time(&now);
-        // IMMEDIATE: the check and the insert see the same database (see `write_batch`).
-        let mut tx = self.db.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let taken = sqlx::query(
-            "SELECT 1 FROM users WHERE email IN (?, ?) OR username IN (?, ?, ?) LIMIT 1",
-        )
-        .bind(&email)
-        .bind(new.username.to_lowercase())
-        .bind(&new.username)
-        .bind(&new.email)
-        .bind(&email)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if taken.is_some() {
-            return Err(UserError::Taken);
-        }
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let check = "SELECT 1 FROM users WHERE email IN (?, ?) OR username IN (?, ?, ?) LIMIT 1";
+        let insert = format!(
             "INSERT INTO users (document_id, username, email, password_hash, provider, confirmed, \
-             blocked, created_at, updated_at) VALUES (?, ?, ?, ?, 'local', 1, 0, ?, ?) \
+             blocked, created_at, updated_at) VALUES (?, ?, ?, ?, 'local', TRUE, FALSE, ?, ?) \
              RETURNING {COLUMNS}"
-        )))
-        .bind(document_id())
-        .bind(&new.username)
-        .bind(&email)
-        .bind(&new.password_hash)
-        .bind(&stamp)
-        .bind(&stamp)
-        .fetch_one(&mut *tx)
-        .await;
-        let row = match inserted {
-            Ok(row) => row,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(UserError::Taken);
-            }
-            Err(e) => return Err(e.into()),
+        );
+        let taken_error = |e: sqlx::Error| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Taken,
+            other => other.into(),
         };
-        let created = user(&row)?;
-        tx.commit().await?;
-        Ok(created)
+        macro_rules! create_in {
+            ($tx:ident, $check:expr, $insert:expr) => {{
+                let taken = sqlx::query(sqlx::AssertSqlSafe($check))
+                    .bind(&email)
+                    .bind(new.username.to_lowercase())
+                    .bind(&new.username)
+                    .bind(&new.email)
+                    .bind(&email)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                if taken.is_some() {
+                    return Err(UserError::Taken);
+                }
+                let row = sqlx::query(sqlx::AssertSqlSafe($insert))
+                    .bind(document_id())
+                    .bind(&new.username)
+                    .bind(&email)
+                    .bind(&new.password_hash)
+                    .bind(&stamp)
+                    .bind(&stamp)
+                    .fetch_one(&mut *$tx)
+                    .await
+                    .map_err(taken_error)?;
+                let created = user(&row)?;
+                $tx.commit().await?;
+                Ok(created)
+            }};
+        }
+        match self {
+            UserStore::Sqlite(db) => {
+                let mut tx = db.writer.begin_with("BEGIN IMMEDIATE").await?;
+                create_in!(tx, check.to_owned(), insert)
+            }
+            UserStore::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                create_in!(tx, numbered(check), numbered(&insert))
+            }
+        }
     }
 
     /// The local user whose email matches `identifier` case-insensitively, or whose username
     /// matches it exactly (Strapi's rule).
     pub async fn find_by_identifier(&self, identifier: &str) -> Result<Option<User>, UserError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM users WHERE provider = 'local' AND (email = ? OR username = ?) \
-             ORDER BY (email = ?) DESC LIMIT 1"
-        )))
-        .bind(identifier.to_lowercase())
-        .bind(identifier)
-        .bind(identifier.to_lowercase())
-        .fetch_optional(&self.db.reader)
-        .await?;
-        Ok(row.as_ref().map(user).transpose()?)
+        let lower = identifier.to_lowercase();
+        Ok(on_users!(
+            self,
+            reader,
+            format!(
+                "SELECT {COLUMNS} FROM users WHERE provider = 'local' AND (email = ? OR username = ?) \
+                 ORDER BY (email = ?) DESC LIMIT 1"
+            ),
+            fetch_optional,
+            [&lower, identifier, &lower]
+        ))
     }
 
     /// A user by email (any case) or username, else by id: a username made of digits is
@@ -222,20 +290,17 @@ impl UserStore {
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<User, UserError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ? \
-             RETURNING {COLUMNS}"
-        )))
-        .bind(hash)
-        .bind(strapi_time(&now))
-        .bind(id)
-        .bind(previous)
-        .fetch_optional(&self.db.writer)
-        .await?;
-        row.as_ref()
-            .map(user)
-            .transpose()?
-            .ok_or(UserError::NotFound)
+        let updated = on_users!(
+            self,
+            writer,
+            format!(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ? \
+                 RETURNING {COLUMNS}"
+            ),
+            fetch_optional,
+            [hash, strapi_time(&now), id, previous]
+        );
+        updated.ok_or(UserError::NotFound)
     }
 
     pub async fn set_blocked(
@@ -244,38 +309,37 @@ impl UserStore {
         blocked: bool,
         now: DateTime<Utc>,
     ) -> Result<User, UserError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE users SET blocked = ?, updated_at = ? WHERE id = ? RETURNING {COLUMNS}"
-        )))
-        .bind(blocked)
-        .bind(strapi_time(&now))
-        .bind(id)
-        .fetch_optional(&self.db.writer)
-        .await?;
-        row.as_ref()
-            .map(user)
-            .transpose()?
-            .ok_or(UserError::NotFound)
+        let updated = on_users!(
+            self,
+            writer,
+            format!(
+                "UPDATE users SET blocked = ?, updated_at = ? WHERE id = ? RETURNING {COLUMNS}"
+            ),
+            fetch_optional,
+            [blocked, strapi_time(&now), id]
+        );
+        updated.ok_or(UserError::NotFound)
     }
 
     /// Every user, by id.
     pub async fn all(&self) -> Result<Vec<User>, UserError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM users ORDER BY id"
-        )))
-        .fetch_all(&self.db.reader)
-        .await?;
-        Ok(rows.iter().map(user).collect::<Result<_, _>>()?)
+        Ok(on_users!(
+            self,
+            reader,
+            format!("SELECT {COLUMNS} FROM users ORDER BY id"),
+            fetch_all,
+            []
+        ))
     }
 
     pub async fn find(&self, id: UserId) -> Result<Option<User>, UserError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM users WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.db.reader)
-        .await?;
-        Ok(row.as_ref().map(user).transpose()?)
+        Ok(on_users!(
+            self,
+            reader,
+            format!("SELECT {COLUMNS} FROM users WHERE id = ?"),
+            fetch_optional,
+            [id]
+        ))
     }
 }
 

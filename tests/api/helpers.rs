@@ -77,6 +77,16 @@ impl TestApp {
         start(self.dir, self.env).await
     }
 
+    /// Stops the server gracefully and waits for it. Tests on PostgreSQL end with this: its
+    /// pools and listener must be dropped while the runtime still runs.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.running
+            .await
+            .expect("server task")
+            .expect("server ran");
+    }
+
     pub fn store(&self) -> &dyn EventStore {
         self.store.as_ref()
     }

@@ -9,6 +9,7 @@ mod cookies;
 mod helpers;
 mod hostile;
 mod limits;
+mod postgres;
 mod restart;
 mod sessions;
 mod store;

@@ -33,9 +33,23 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// A URL of a fresh schema of the test database (see `fresh_postgres_schema`).
+pub async fn fresh_postgres_url() -> Option<String> {
+    let schema = fresh_schema_name().await?;
+    let url = postgres_url();
+    let glue = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{glue}options=-c%20search_path%3D{schema}"))
+}
+
 /// Connection options for a fresh schema of the test database, or `None` (with the reason
 /// printed) where no PostgreSQL is reachable. In CI it must be reachable.
 pub async fn fresh_postgres_schema() -> Option<PgConnectOptions> {
+    let schema = fresh_schema_name().await?;
+    let options: PgConnectOptions = postgres_url().parse().unwrap();
+    Some(options.options([("search_path", schema.as_str())]))
+}
+
+async fn fresh_schema_name() -> Option<String> {
     let url = postgres_url();
     let admin = match sqlx::PgPool::connect(&url).await {
         Ok(pool) => pool,
@@ -52,8 +66,7 @@ pub async fn fresh_postgres_schema() -> Option<PgConnectOptions> {
         .await
         .unwrap();
     admin.close().await;
-    let options: PgConnectOptions = url.parse().unwrap();
-    Some(options.options([("search_path", schema.as_str())]))
+    Some(schema)
 }
 
 /// Drops the schemas of test runs older than an hour (their names carry a UUID v7, which
