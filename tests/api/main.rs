@@ -8,6 +8,7 @@ mod concurrency;
 mod cookies;
 mod helpers;
 mod hostile;
+mod instances;
 mod limits;
 mod postgres;
 mod restart;

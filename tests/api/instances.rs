@@ -1,0 +1,229 @@
+//! Three real `tokenledger` processes on one PostgreSQL database (DESIGN §10): a token works
+//! on every instance, concurrent refreshes spread over them never fork a session, and a log
+//! out on one is felt on the others at once.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{JWT_SECRET, REFRESH_SECRET};
+use crate::store::fresh_postgres_url;
+
+/// A server process, killed when dropped.
+struct Instance {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(url: &str, dir: &std::path::Path) -> Instance {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .env("DATABASE_URL", url)
+        .env("DATA_DIR", dir)
+        .env("PORT", "0")
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+        .env("REFRESH_TOKEN_ROTATION", "true")
+        .env("REFRESH_RATE_LIMIT", "off")
+        .env("LOGIN_RATE_LIMIT", "off")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tokenledger binary starts");
+    // The port comes from the "serving" log line; the rest of the log is drained.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the server logs until it serves")
+            .unwrap();
+        if let Ok(entry) = serde_json::from_str::<Value>(&line)
+            && entry["fields"]["message"] == "tokenledger is serving"
+        {
+            break entry["fields"]["port"].as_u64().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Instance {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    at: &Instance,
+    path: &str,
+    body: Value,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    let mut request = client.post(format!("{}{path}", at.address)).json(&body);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn get(client: &reqwest::Client, at: &Instance, path: &str, bearer: &str) -> u16 {
+    client
+        .get(format!("{}{path}", at.address))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until `check` holds, for at most `limit`.
+async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut check: F) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_database() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let instances: Vec<Instance> = (0..3).map(|_| start(&url, dir.path())).collect();
+    let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
+    let client = reqwest::Client::new();
+
+    let (status, _) = post(
+        &client,
+        a,
+        "/api/auth/local/register",
+        json!({"username": "zoe", "email": "zoe@example.com", "password": "password123"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, login) = post(
+        &client,
+        a,
+        "/api/auth/local",
+        json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let jwt = login["jwt"].as_str().unwrap().to_owned();
+    let token = login["refreshToken"].as_str().unwrap().to_owned();
+
+    // (a) Issued on A, known on B and C as soon as their readers catch up (LISTEN/NOTIFY).
+    for other in [b, c] {
+        assert!(
+            eventually(Duration::from_secs(1), async || get(
+                &client,
+                other,
+                "/api/auth/sessions",
+                &jwt
+            )
+            .await
+                == 200)
+            .await,
+            "{} did not learn of the session within a second",
+            other.address
+        );
+    }
+
+    // (b) 200 concurrent refreshes of that one token, spread over the three instances.
+    let answers = futures::future::join_all((0..200).map(|n| {
+        let (client, token, instances) = (&client, token.clone(), &instances);
+        async move {
+            post(
+                client,
+                &instances[n % 3],
+                "/api/auth/local/refresh",
+                json!({ "refreshToken": token }),
+                None,
+            )
+            .await
+        }
+    }))
+    .await;
+    let successors: HashSet<&str> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["refreshToken"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(successors.len(), 1, "every 200 carries the same successor");
+    let successor = successors.into_iter().next().unwrap().to_owned();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let rotations: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'TokenRotated'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rotations, 1,
+        "one TokenRotated for the one accepted generation"
+    );
+
+    // (c) Log out everywhere on A: refresh fails on B and C at once, /api/users/me within a second.
+    let (status, _) = post(
+        &client,
+        a,
+        "/api/auth/logout",
+        json!({"scope": "all"}),
+        Some(&jwt),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for other in [b, c] {
+        let (status, body) = post(
+            &client,
+            other,
+            "/api/auth/local/refresh",
+            json!({ "refreshToken": successor }),
+            None,
+        )
+        .await;
+        assert_eq!(status, 401, "{}: {body}", other.address);
+        assert!(
+            eventually(Duration::from_secs(1), async || get(
+                &client,
+                other,
+                "/api/users/me",
+                &jwt
+            )
+            .await
+                == 401)
+            .await,
+            "{} still accepts the access token after a second",
+            other.address
+        );
+    }
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'SessionsCleared'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(live, 1);
+    pool.close().await;
+}
