@@ -556,9 +556,11 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Why a secret is too weak to sign tokens with, if it is.
 pub fn weakness(secret: &str) -> Option<&'static str> {
     const KNOWN_DEFAULTS: [&str; 4] = ["SomethingSecret", "SuperSecretKey", "secret", "changeme"];
+    // Placeholders such as .env.example's count as defaults: they are public.
     if KNOWN_DEFAULTS
         .iter()
         .any(|known| known.eq_ignore_ascii_case(secret))
+        || secret.to_ascii_lowercase().contains("change-me")
     {
         Some("is a well-known default secret")
     } else if secret.len() < 32 {
@@ -707,6 +709,8 @@ mod tests {
         );
         assert!(error_of(&[("JWT_SECRET", "SomethingSecret")]).contains("well-known default"));
         assert!(error_of(&[("REFRESH_JWT_SECRET", "short")]).contains("shorter than 32 bytes"));
+        let example = "change-me-to-32-or-more-random-bytes-for-access-tokens";
+        assert!(error_of(&[("JWT_SECRET", example)]).contains("well-known default"));
     }
 
     #[test]

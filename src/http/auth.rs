@@ -19,6 +19,7 @@ use crate::actors::ExecuteError;
 use crate::store::users::{
     NewUser, PASSWORD_MAX_BYTES, User, UserError, is_valid_email, rule_violations,
 };
+use tokenledger_domain::DomainError;
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];
 
@@ -87,10 +88,11 @@ async fn start_session(
     };
     if let Some((reason, error)) = superseded {
         let revoke = Command::RevokeSession(RevokeSession { session_id, reason });
-        state
-            .registry
-            .execute(user.id, revoke, ctx.metadata)
-            .await?;
+        match state.registry.execute(user.id, revoke, ctx.metadata).await {
+            // The block's or the change's own clear got there first: ended either way.
+            Ok(_) | Err(ExecuteError::Refused(DomainError::UnknownSession)) => {}
+            Err(other) => return Err(other.into()),
+        }
         return Err(error);
     }
     let now = state.clock.now();

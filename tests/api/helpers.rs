@@ -48,6 +48,11 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 }
 
 async fn start(dir: TempDir, env: HashMap<String, String>) -> TestApp {
+    // Warnings and errors of the server show with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let config = Config::load(None, &env, false).expect("test config");
     let app = Application::build(config).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

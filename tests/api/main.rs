@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod concurrency;
 mod cookies;
+mod deploy;
 mod helpers;
 mod hostile;
 mod instances;

@@ -1,0 +1,55 @@
+//! The multi-instance topology as shipped: docker-compose.yml parses and says what the README
+//! says (no Docker engine runs here; `instances.rs` runs the same topology without one).
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn load(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+#[test]
+fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
+    let docs = YamlLoader::load_from_str(&load("docker-compose.yml")).expect("valid YAML");
+    let services = &docs[0]["services"];
+    assert!(
+        services["postgres"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres:16")
+    );
+    let instance = &services["tokenledger"];
+    assert_eq!(instance["build"].as_str(), Some("."));
+    assert_eq!(instance["deploy"]["replicas"].as_i64(), Some(2));
+    let env = &instance["environment"];
+    assert!(
+        env["DATABASE_URL"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://")
+    );
+    for secret in ["JWT_SECRET", "REFRESH_JWT_SECRET", "ADMIN_API_TOKEN"] {
+        assert_eq!(
+            env[secret].as_str(),
+            Some(format!("${{{secret}}}").as_str()),
+            "{secret} comes from .env"
+        );
+    }
+    let balancer = &services["loadbalancer"];
+    assert!(balancer["image"].as_str().unwrap().starts_with("nginx"));
+    assert_eq!(balancer["ports"][0], Yaml::String("1337:1337".into()));
+    let nginx = load("deploy/nginx.conf");
+    assert!(nginx.contains("proxy_pass http://tokenledger;") && nginx.contains("X-Forwarded-For"));
+    let example = load(".env.example");
+    for secret in [
+        "POSTGRES_PASSWORD",
+        "JWT_SECRET",
+        "REFRESH_JWT_SECRET",
+        "ADMIN_API_TOKEN",
+    ] {
+        assert!(
+            example.contains(&format!("{secret}=")),
+            "{secret} missing in .env.example"
+        );
+    }
+    assert!(load("Dockerfile").contains("cargo build --release --locked"));
+}
