@@ -184,6 +184,22 @@ async fn three_instances_on_one_database() {
         rotations, 1,
         "one TokenRotated for the one accepted generation"
     );
+    // One session for the login (registration started the other), on every instance alike.
+    for instance in &instances {
+        let listed = client
+            .get(format!("{}/api/auth/sessions", instance.address))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap();
+        let listed: Value = listed.json().await.unwrap();
+        assert_eq!(
+            listed["data"].as_array().map(Vec::len),
+            Some(2),
+            "{}: {listed}",
+            instance.address
+        );
+    }
 
     // (c) Log out everywhere on A: refresh fails on B and C at once, /api/users/me within a second.
     let (status, _) = post(
