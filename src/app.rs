@@ -105,6 +105,7 @@ impl Application {
             clock,
             limits: RateLimits::new(config.login_rate_limit, config.refresh_rate_limit),
             store: store.clone(),
+            shared_log: is_postgres(&config.database_url),
         });
 
         let listener = TcpListener::bind(config.bind_address())

@@ -316,13 +316,22 @@ pub async fn refresh(
             return Err(invalid_refresh_token());
         }
     };
-    // Unknown, ended or someone else's sessions are turned away here, without an actor.
+    // Unknown, ended, expired or someone else's sessions are turned away here, without an
+    // actor (expired ones go on to record their end).
     let owner = state
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .owner(&presented.session_id);
-    if owner != Some(presented.user_id) {
+    let known = match owner {
+        Some(owner) => owner == presented.user_id,
+        None => {
+            state
+                .session_is_live(presented.user_id, &presented.session_id)
+                .await?
+        }
+    };
+    if !known {
         return Err(invalid_refresh_token());
     }
     state.limits.check_refresh(presented.session_id)?;

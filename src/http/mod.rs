@@ -20,7 +20,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use tokenledger_domain::{Client, Lifetimes};
+use tokenledger_domain::{Client, Lifetimes, SessionId, UserId};
 use tokenledger_projections::ActiveSessions;
 use uuid::Uuid;
 
@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::password::Passwords;
 use crate::store::users::UserStore;
-use crate::store::{Actor, EventMetadata, EventStore};
+use crate::store::{Actor, EventMetadata, EventStore, StoreError, stream_of};
 use crate::tokens::Tokens;
 use errors::ApiError;
 
@@ -44,9 +44,49 @@ pub struct AppState {
     pub clock: Arc<Clock>,
     pub limits: limits::RateLimits,
     pub store: Arc<dyn EventStore>,
+    /// Other instances write to the same log (PostgreSQL): a session this instance has not
+    /// seen yet may be another's newest, so the user's stream is read before "unknown" counts.
+    pub shared_log: bool,
 }
 
 impl AppState {
+    /// Whether `session_id` is a live session of `user_id`. On a shared log, a session the
+    /// projection does not know sends this instance to the user's stream first (it may have
+    /// been issued a moment ago by another instance); a single instance's projection is
+    /// complete, and an unknown session is refused without touching the store.
+    pub async fn session_is_live(
+        &self,
+        user_id: UserId,
+        session_id: &SessionId,
+    ) -> Result<bool, ApiError> {
+        let known = self
+            .projection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .owner(session_id);
+        if known.is_none() && self.shared_log {
+            let after = self
+                .projection
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .version(user_id);
+            let tail = self.store.read_stream(&stream_of(user_id), after).await?;
+            let mut projection = self.projection.write().unwrap_or_else(|p| p.into_inner());
+            for record in &tail {
+                let event = record.decode().map_err(|source| StoreError::Corrupt {
+                    position: record.position,
+                    source,
+                })?;
+                projection.apply(user_id, record.stream_version, &event);
+            }
+        }
+        Ok(self
+            .projection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_live(user_id, session_id, self.clock.now()))
+    }
+
     pub fn lifetimes(&self) -> Lifetimes {
         Lifetimes {
             refresh_token: self.config.refresh_token_expires_in,

@@ -38,12 +38,7 @@ pub async fn authenticated(
         .tokens
         .verify_access(token, state.clock.now())
         .map_err(|_| invalid_credentials())?;
-    let live = state
-        .projection
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_live(claims.id, &claims.sid, state.clock.now());
-    if !live {
+    if !state.session_is_live(claims.id, &claims.sid).await? {
         return Err(invalid_credentials());
     }
     match state.users.find(claims.id).await? {
