@@ -89,6 +89,7 @@ impl Application {
             tokens: tokens.clone(),
             projection: projection.clone(),
             clock: clock.clone(),
+            shared_log: is_postgres(&config.database_url),
         });
         let idle = config
             .actor_idle_timeout

@@ -30,6 +30,14 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
     if config.jwt_secret.is_some() && config.refresh_secret.is_some() {
         return Ok(None);
     }
+    if crate::store::is_postgres(&config.database_url) {
+        // Instances sharing a database must share their secrets; generated ones would differ
+        // per instance (and per container), and every token would fail on the others.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "JWT_SECRET and REFRESH_JWT_SECRET must be set when DATABASE_URL is PostgreSQL: every instance needs the same ones",
+        ));
+    }
     let path = config.data_dir.join(FILE_NAME);
     let mut stored: Stored = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
@@ -90,6 +98,26 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn instances_on_postgresql_must_be_given_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: HashMap<String, String> = [
+            ("DATA_DIR".to_owned(), dir.path().display().to_string()),
+            (
+                "DATABASE_URL".to_owned(),
+                "postgres://db.example.com/tokenledger".to_owned(),
+            ),
+        ]
+        .into();
+        let mut config = Config::load(None, &env, false).unwrap();
+        let refused = resolve(&mut config).unwrap_err().to_string();
+        assert!(
+            refused.contains("must be set when DATABASE_URL is PostgreSQL"),
+            "{refused}"
+        );
+        assert!(!dir.path().join(FILE_NAME).exists());
+    }
 
     #[test]
     fn generated_secrets_are_private_and_stable_across_starts() {

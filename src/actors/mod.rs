@@ -22,6 +22,9 @@ pub struct Core {
     pub tokens: Arc<Tokens>,
     pub projection: Arc<RwLock<ActiveSessions>>,
     pub clock: Arc<Clock>,
+    /// Other instances append to the same log (PostgreSQL): an actor's state may be behind,
+    /// so it reads its stream's tail before each decision, not only after a failed append.
+    pub shared_log: bool,
 }
 
 /// The result of a command that was decided (and, if it recorded anything, is durable).

@@ -177,6 +177,14 @@ async fn execute(
     msg: Execute,
 ) -> (Folded, Result<Executed, ExecuteError>) {
     let stream = stream_of(user_id);
+    if core.shared_log {
+        // A refusal or a no-op appends nothing, so no conflict would ever tell this actor
+        // that another instance moved the stream on: look first.
+        let tail = core.store.read_stream(&stream, folded.version).await;
+        if let Err(error) = tail.and_then(|events| folded.fold(&events, &core)) {
+            return (folded, Err(error.into()));
+        }
+    }
     for _ in 0..MAX_ATTEMPTS {
         let sealer = RecordingSealer::new(&core.tokens);
         let events = match decide(&folded.state, &msg.command, core.clock.now(), &sealer) {

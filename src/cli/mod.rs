@@ -256,6 +256,8 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
             )?),
             projection: Arc::new(RwLock::new(ActiveSessions::new())),
             clock: Arc::new(Clock::system()),
+            // It loads the whole stream itself (`execute_once`).
+            shared_log: false,
         });
         let command = DomainCommand::ClearSessions(ClearSessions {
             reason: ClearReason::Blocked,

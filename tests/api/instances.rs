@@ -177,6 +177,46 @@ async fn three_instances_on_one_database() {
         status, 200,
         "a token issued on B refreshes on C at once: {body}"
     );
+    // B's actor for zoe is warm now (the probe): it must still see what A does next.
+    let (_, fresh) = post(
+        &client,
+        a,
+        "/api/auth/local",
+        json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
+        None,
+    )
+    .await;
+    let (status, body) = post(
+        &client,
+        b,
+        "/api/auth/local/refresh",
+        json!({ "refreshToken": fresh["refreshToken"] }),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "a warm actor on B sees A's new session: {body}"
+    );
+    let (status, _) = post(
+        &client,
+        b,
+        "/api/auth/logout",
+        json!({}),
+        fresh["jwt"].as_str(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &client,
+        a,
+        "/api/auth/local/refresh",
+        json!({ "refreshToken": fresh["refreshToken"] }),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "the logout on B really ended A's session");
+
     // (b) 200 concurrent refreshes of that one token, spread over the three instances.
     let answers = futures::future::join_all((0..200).map(|n| {
         let (client, token, instances) = (&client, token.clone(), &instances);
