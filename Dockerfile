@@ -13,6 +13,5 @@ USER tokenledger
 WORKDIR /data
 ENV HOST=0.0.0.0 PORT=1337 DATA_DIR=/data
 EXPOSE 1337
-HEALTHCHECK CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/1337"]
 ENTRYPOINT ["tokenledger"]
 CMD ["serve"]
