@@ -21,6 +21,7 @@ macro_rules! say {
 }
 
 mod forensics;
+mod seed;
 
 use std::sync::{Arc, RwLock};
 
@@ -84,6 +85,19 @@ pub enum Command {
     Verify,
     /// Refold every projection from the first event, timed.
     Rebuild,
+    /// Fill an empty database with a realistic log (users `seed-0`, `seed-1`, … logging in,
+    /// rotating, logging out), for benchmarks.
+    Seed {
+        /// How many users.
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// About how many events, spread evenly over the users.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// The password every seeded user logs in with.
+        #[arg(long, default_value = "seed-password-1")]
+        password: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +172,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Command::Rebuild => forensics::rebuild(&config.database_url).await,
+            Command::Seed {
+                users,
+                events,
+                password,
+            } => seed::seed(&config, users, events, password).await,
             Command::Migrate => {
                 store::open(&config.database_url, false)
                     .await?

@@ -2,11 +2,13 @@
 //! the backend's `BatchWriter` to write in one transaction, and answers each only after that
 //! transaction has committed. Many actors' appends thus share one commit (one fsync).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{Hashed, chain_hash};
+use super::chain::{GENESIS, Hashed, chain_hash};
 use super::{EventMetadata, NewEvent, RecordedEvent, StoreError};
 
 /// The most appends one transaction takes; more wait for the next batch.
@@ -108,7 +110,14 @@ async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>) {
 }
 
 async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>) {
-    match writer.write(&batch).await {
+    let started = std::time::Instant::now();
+    let written = writer.write(&batch).await;
+    tracing::debug!(
+        appends = batch.len(),
+        micros = started.elapsed().as_micros() as u64,
+        "batch"
+    );
+    match written {
         Ok(outcomes) => {
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
@@ -136,6 +145,79 @@ pub fn recording_time() -> (DateTime<Utc>, String) {
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|_| Utc::now());
     (time, text)
+}
+
+/// The head of each stream a batch appends to: its version and the hash of its last event.
+pub type Heads = HashMap<String, (i64, Vec<u8>)>;
+
+/// The streams a batch appends to, each once.
+pub fn streams(batch: &[AppendRequest]) -> Vec<&str> {
+    let mut streams: Vec<&str> = batch.iter().map(|r| r.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    streams
+}
+
+/// Checks every append of a batch against its stream's head, in order (an append earlier in
+/// the batch moves the head for a later one), and chains the events of those that match. A
+/// stream missing from `heads` has no events yet. Positions are filled in by `place` once the
+/// events are inserted.
+pub fn plan(
+    batch: &[AppendRequest],
+    mut heads: Heads,
+    recorded: &(DateTime<Utc>, String),
+) -> Vec<Outcome> {
+    batch
+        .iter()
+        .map(|request| {
+            let head = heads
+                .entry(request.stream.clone())
+                .or_insert_with(|| (0, GENESIS.to_vec()));
+            if head.0 != request.expected_version {
+                return Err(StoreError::Conflict {
+                    stream: request.stream.clone(),
+                    expected: request.expected_version,
+                    actual: head.0,
+                });
+            }
+            let written = chained(request, head.0, head.1.clone(), recorded);
+            if let Some(last) = written.last() {
+                *head = (last.stream_version, last.hash.clone());
+            }
+            Ok(written)
+        })
+        .collect()
+}
+
+/// The events a plan writes, in order.
+pub fn to_insert(plan: &[Outcome]) -> impl Iterator<Item = &RecordedEvent> {
+    plan.iter().filter_map(|o| o.as_ref().ok()).flatten()
+}
+
+/// Gives the planned events the positions the database assigned, by `(stream, version)`.
+pub fn place(plan: &mut [Outcome], positions: &HashMap<(String, i64), i64>) {
+    for event in plan.iter_mut().filter_map(|o| o.as_mut().ok()).flatten() {
+        if let Some(position) = positions.get(&(event.stream_id.clone(), event.stream_version)) {
+            event.position = *position;
+        }
+    }
+}
+
+/// Rows one multi-row INSERT takes: nine values each stay below both databases' limits on
+/// bound parameters.
+pub const ROWS_PER_INSERT: usize = 1000;
+
+/// `INSERT INTO events (…) VALUES (…), (…) RETURNING position, stream_id, stream_version` for
+/// `rows` rows, with `?` placeholders; `cast` wraps the payload and metadata placeholders
+/// (PostgreSQL's `::json`).
+pub fn insert_sql(rows: usize, json: &str) -> String {
+    let row = format!("(?, ?, ?, ?, ?{json}, ?{json}, ?, ?, ?)");
+    format!(
+        "INSERT INTO events (stream_id, stream_version, event_type, schema_version, payload, \
+         metadata, recorded_at, prev_hash, hash) VALUES {} \
+         RETURNING position, stream_id, stream_version",
+        vec![row.as_str(); rows].join(", ")
+    )
 }
 
 /// The events of one append as they will be stored, chained on from `(version, prev_hash)`

@@ -127,6 +127,22 @@ pub struct Opened {
     pub postgres: Option<sqlx::PgPool>,
 }
 
+/// `?` → `$1`, `$2`, … (no statement here has a `?` inside a literal).
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -155,7 +171,7 @@ pub async fn open(url: &str, existing: bool) -> Result<Opened, sqlx::Error> {
 }
 
 /// How many events `read_all` fetches per page.
-const PAGE: i64 = 10_000;
+pub(crate) const PAGE: i64 = 10_000;
 
 /// `read_all` for every backend: pages of `PAGE` events after a position, fetched by `page`,
 /// flattened into one stream that ends after the first short page.

@@ -6,16 +6,21 @@
 //! below the oldest transaction still in flight, so an event whose transaction commits after
 //! a higher position became visible is read later, never skipped.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
-use super::appender::{AppendRequest, Appender, BatchWriter, Outcome, chained, recording_time};
-use super::chain::GENESIS;
+use super::appender::{
+    AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
+    recording_time, streams, to_insert,
+};
+use super::numbered;
 use super::{
     EventMetadata, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats, paged,
 };
@@ -82,88 +87,85 @@ struct Writer {
     pool: PgPool,
 }
 
-async fn head(
-    tx: &mut Transaction<'_, Postgres>,
-    stream: &str,
-) -> Result<(i64, Vec<u8>), sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT stream_version, hash FROM events WHERE stream_id = $1 \
-         ORDER BY stream_version DESC LIMIT 1",
+/// The head of each of `streams` that has events.
+async fn heads(tx: &mut Transaction<'_, Postgres>, streams: &[&str]) -> Result<Heads, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT e.stream_id, e.stream_version, e.hash FROM unnest($1::text[]) AS wanted(id) \
+         CROSS JOIN LATERAL (SELECT stream_id, stream_version, hash FROM events \
+         WHERE stream_id = wanted.id ORDER BY stream_version DESC LIMIT 1) e",
     )
-    .bind(stream)
-    .fetch_optional(&mut **tx)
+    .bind(streams)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(match row {
-        Some(row) => (row.try_get(0)?, row.try_get(1)?),
-        None => (0, GENESIS.to_vec()),
-    })
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?))))
+        .collect()
 }
 
-#[async_trait]
-impl BatchWriter for Writer {
-    async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let recorded = recording_time();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for request in batch {
-            let conflict = |actual| {
-                Err(StoreError::Conflict {
-                    stream: request.stream.clone(),
-                    expected: request.expected_version,
-                    actual,
-                })
-            };
-            let (version, hash) = head(&mut tx, &request.stream).await?;
-            if version != request.expected_version {
-                outcomes.push(conflict(version));
-                continue;
-            }
-            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
-            let mut written = chained(request, version, hash, &recorded);
-            let mut clash = false;
-            for event in &mut written {
-                let inserted = sqlx::query(
-                    "INSERT INTO events (stream_id, stream_version, event_type, schema_version, \
-                     payload, metadata, recorded_at, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9) RETURNING position",
-                )
+/// Inserts the events of a plan; returns their positions by `(stream, version)`.
+async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    plan: &[Outcome],
+    recorded_at: DateTime<Utc>,
+) -> Result<HashMap<(String, i64), i64>, sqlx::Error> {
+    let events: Vec<&RecordedEvent> = to_insert(plan).collect();
+    let mut positions = HashMap::with_capacity(events.len());
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let sql = numbered(&insert_sql(chunk.len(), "::json"));
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            insert = insert
                 .bind(&event.stream_id)
                 .bind(event.stream_version)
                 .bind(&event.event_type)
                 .bind(event.schema_version)
                 .bind(&event.payload)
                 .bind(&event.metadata)
-                .bind(recorded.0)
+                .bind(recorded_at)
                 .bind(&event.prev_hash)
-                .bind(&event.hash)
-                .fetch_one(&mut *tx)
-                .await;
-                match inserted {
-                    Ok(row) => event.position = row.try_get(0)?,
-                    // Another instance wrote this version first (its transaction committed
-                    // while ours ran): this append alone fails, as a conflict.
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                        clash = true;
-                        break;
-                    }
-                    Err(e) => return Err(e),
+                .bind(&event.hash);
+        }
+        for row in insert.fetch_all(&mut **tx).await? {
+            positions.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+        }
+    }
+    Ok(positions)
+}
+
+/// How often a batch is planned again after another instance won a race for a version.
+const MAX_ATTEMPTS: usize = 5;
+
+#[async_trait]
+impl BatchWriter for Writer {
+    /// Reads the heads, plans, inserts. Another instance may insert a version between our read
+    /// and our insert; its commit makes our insert fail on the unique key, and the batch is
+    /// planned again from the new heads, so that append alone ends as a conflict.
+    async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let recorded = recording_time();
+        let streams = streams(batch);
+        let mut attempt = 1;
+        loop {
+            let heads = heads(&mut tx, &streams).await?;
+            let mut plan = plan(batch, heads, &recorded);
+            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
+            match insert(&mut tx, &plan, recorded.0).await {
+                Ok(positions) => {
+                    place(&mut plan, &positions);
+                    tx.commit().await?;
+                    return Ok(plan);
                 }
-            }
-            if clash {
-                sqlx::query("ROLLBACK TO SAVEPOINT append")
-                    .execute(&mut *tx)
-                    .await?;
-                let (actual, _) = head(&mut tx, &request.stream).await?;
-                outcomes.push(conflict(actual));
-            } else {
-                sqlx::query("RELEASE SAVEPOINT append")
-                    .execute(&mut *tx)
-                    .await?;
-                outcomes.push(Ok(written));
+                Err(sqlx::Error::Database(e))
+                    if e.is_unique_violation() && attempt < MAX_ATTEMPTS =>
+                {
+                    sqlx::query("ROLLBACK TO SAVEPOINT append")
+                        .execute(&mut *tx)
+                        .await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
         }
-        tx.commit().await?;
-        Ok(outcomes)
     }
 }
 

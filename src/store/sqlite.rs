@@ -6,6 +6,7 @@
 //! many requests), answering each only after its commit is durable (WAL, `synchronous=FULL`).
 //! Reads use a separate pool; in WAL mode they never wait for the writer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -20,8 +21,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, SqliteConnection};
 
-use super::appender::{AppendRequest, Appender, BatchWriter, Outcome, chained, recording_time};
-use super::chain::GENESIS;
+use super::appender::{
+    AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
+    recording_time, streams, to_insert,
+};
 use super::{
     EventMetadata, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats, paged,
 };
@@ -66,9 +69,11 @@ impl Database {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        // A page of rows crosses from SQLite's thread in one go, not in handfuls of 50: the
+        // replay at start-up reads millions.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.read_only(true).row_buffer_size(PAGE as usize))
             .await?;
         Ok(Database { writer, reader })
     }
@@ -257,59 +262,65 @@ fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-/// Writes every append of the batch in one transaction (see `BatchWriter`).
+/// Writes every append of the batch in one transaction (see `BatchWriter`) with two
+/// statements: one reads the heads of the batch's streams, one inserts every accepted event.
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[AppendRequest],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
     // writes later fails at once (SQLITE_BUSY, no waiting) if another process — the CLI —
-    // wrote in between.
+    // wrote in between. Holding the lock, nobody can write between our read and our insert.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let recorded = recording_time();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for request in batch {
-        let head = sqlx::query(
-            "SELECT stream_version, hash FROM events WHERE stream_id = ? \
-             ORDER BY stream_version DESC LIMIT 1",
-        )
-        .bind(&request.stream)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (version, hash): (i64, Vec<u8>) = match head {
-            Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => (0, GENESIS.to_vec()),
-        };
-        if version != request.expected_version {
-            outcomes.push(Err(StoreError::Conflict {
-                stream: request.stream.clone(),
-                expected: request.expected_version,
-                actual: version,
-            }));
-            continue;
+    let heads = heads(&mut tx, &streams(batch)).await?;
+    let mut plan = plan(batch, heads, &recorded);
+    let mut positions = HashMap::new();
+    {
+        let events: Vec<&RecordedEvent> = to_insert(&plan).collect();
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_sql(chunk.len(), "")));
+            for event in chunk {
+                insert = insert
+                    .bind(&event.stream_id)
+                    .bind(event.stream_version)
+                    .bind(&event.event_type)
+                    .bind(event.schema_version)
+                    .bind(&event.payload)
+                    .bind(&event.metadata)
+                    .bind(&recorded.1)
+                    .bind(&event.prev_hash)
+                    .bind(&event.hash);
+            }
+            for row in insert.fetch_all(&mut *tx).await? {
+                positions.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+            }
         }
-        let mut written = chained(request, version, hash, &recorded);
-        for event in &mut written {
-            event.position = sqlx::query(
-                "INSERT INTO events (stream_id, stream_version, event_type, schema_version, \
-                 payload, metadata, recorded_at, prev_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
-            )
-            .bind(&event.stream_id)
-            .bind(event.stream_version)
-            .bind(&event.event_type)
-            .bind(event.schema_version)
-            .bind(&event.payload)
-            .bind(&event.metadata)
-            .bind(&recorded.1)
-            .bind(&event.prev_hash)
-            .bind(&event.hash)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        }
-        outcomes.push(Ok(written));
     }
+    place(&mut plan, &positions);
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(plan)
+}
+
+/// The head of each of `streams` that has events.
+async fn heads(conn: &mut SqliteConnection, streams: &[&str]) -> Result<Heads, sqlx::Error> {
+    let mut heads = Heads::with_capacity(streams.len());
+    for chunk in streams.chunks(ROWS_PER_INSERT) {
+        // Two index seeks a stream, however long it is: its MAX version, then that row.
+        let sql = format!(
+            "WITH wanted(id) AS (VALUES {}) \
+             SELECT e.stream_id, e.stream_version, e.hash FROM wanted JOIN events e \
+             ON e.stream_id = wanted.id AND e.stream_version = \
+             (SELECT MAX(stream_version) FROM events WHERE stream_id = wanted.id)",
+            vec!["(?)"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for stream in chunk {
+            query = query.bind(*stream);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            heads.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(heads)
 }

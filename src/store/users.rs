@@ -9,6 +9,7 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 use tokenledger_domain::UserId;
 
+use super::numbered;
 use super::sqlite::Database;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,22 +103,6 @@ pub enum UserError {
 pub enum UserStore {
     Sqlite(Database),
     Postgres(PgPool),
-}
-
-/// `?` → `$1`, `$2`, … (no statement here has a `?` inside a literal).
-fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Runs one statement on whichever backend, binding the same values, and maps the rows
@@ -252,6 +237,47 @@ impl UserStore {
                 create_in!(tx, numbered(check), numbered(&insert))
             }
         }
+    }
+
+    /// Inserts many users in one transaction per thousand, with no check beyond the table's
+    /// unique keys: for `tokenledger seed`, which fills an empty database. Returns their ids.
+    pub async fn create_many(
+        &self,
+        users: &[NewUser],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UserId>, UserError> {
+        let stamp = strapi_time(&now);
+        let mut ids = Vec::with_capacity(users.len());
+        for chunk in users.chunks(1000) {
+            let rows = vec!["(?, ?, ?, ?, 'local', TRUE, FALSE, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO users (document_id, username, email, password_hash, provider, \
+                 confirmed, blocked, created_at, updated_at) VALUES {rows} RETURNING id"
+            );
+            macro_rules! insert {
+                ($sql:expr, $pool:expr) => {{
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe($sql));
+                    for user in chunk {
+                        query = query
+                            .bind(document_id())
+                            .bind(&user.username)
+                            .bind(user.email.to_lowercase())
+                            .bind(&user.password_hash)
+                            .bind(&stamp)
+                            .bind(&stamp);
+                    }
+                    let rows = query.fetch_all($pool).await?;
+                    for row in rows {
+                        ids.push(row.try_get::<i64, _>(0)?);
+                    }
+                }};
+            }
+            match self {
+                UserStore::Sqlite(db) => insert!(sql, &db.writer),
+                UserStore::Postgres(pool) => insert!(numbered(&sql), pool),
+            }
+        }
+        Ok(ids)
     }
 
     /// The local user whose email matches `identifier` case-insensitively, or whose username

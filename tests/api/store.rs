@@ -8,7 +8,9 @@ use futures::TryStreamExt;
 use sqlx::postgres::PgConnectOptions;
 use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
-use tokenledger::store::{ChainVerifier, EventMetadata, EventStore, NewEvent, StoreError};
+use tokenledger::store::{
+    ChainVerifier, EventMetadata, EventStore, NewEvent, RecordedEvent, StoreError,
+};
 
 fn event(n: usize) -> NewEvent {
     NewEvent {
@@ -158,7 +160,7 @@ async fn appends_read_back_in_order_with_an_unbroken_chain(store: Arc<dyn EventS
     );
     assert_eq!(store.read_stream("user-1", 2).await.unwrap().len(), 1);
 
-    let all: Vec<_> = store.read_all(0).try_collect().await.unwrap();
+    let all = read_all_settled(store.as_ref(), 4).await;
     let positions: Vec<i64> = all.iter().map(|e| e.position).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     assert_eq!(
@@ -225,8 +227,7 @@ async fn concurrent_appenders_have_exactly_one_winner_per_version(store: Arc<dyn
     }))
     .await;
     assert!(many.iter().all(Result::is_ok));
-    let all: Vec<_> = store.read_all(0).try_collect().await.unwrap();
-    assert_eq!(all.len(), 201);
+    assert_eq!(read_all_settled(store.as_ref(), 201).await.len(), 201);
     store.close().await;
 }
 
@@ -343,12 +344,11 @@ async fn read_all_pages_through_a_log_longer_than_one_page(store: Arc<dyn EventS
             .await
             .unwrap();
     }
-    let positions: Vec<i64> = store
-        .read_all(0)
-        .map_ok(|e| e.position)
-        .try_collect()
+    let positions: Vec<i64> = read_all_settled(store.as_ref(), 10_010)
         .await
-        .unwrap();
+        .iter()
+        .map(|e| e.position)
+        .collect();
     assert_eq!(positions.len(), 10_010);
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
     let tail: Vec<i64> = store
@@ -359,4 +359,18 @@ async fn read_all_pages_through_a_log_longer_than_one_page(store: Arc<dyn EventS
         .unwrap();
     assert_eq!(tail, positions[10_000..]);
     store.close().await;
+}
+
+/// Everything `read_all` yields once `expected` events are visible. On PostgreSQL it reads
+/// only below the oldest transaction in flight in the whole cluster, and the other tests'
+/// transactions hold that back for a moment.
+async fn read_all_settled(store: &dyn EventStore, expected: usize) -> Vec<RecordedEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all: Vec<RecordedEvent> = store.read_all(0).try_collect().await.unwrap();
+        if all.len() >= expected || std::time::Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
