@@ -21,19 +21,29 @@ pub async fn fold_into(
     let mut events = store.read_all(after_position);
     let (mut position, mut count) = (after_position, 0u64);
     while let Some(record) = events.try_next().await? {
+        position = record.position;
+        count += 1;
+        let Some(user_id) = record.user_id() else {
+            continue;
+        };
+        // Most events a running instance reads back, its own actors folded already: skip them
+        // before paying for decoding or the write lock.
+        let folded = projection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .version(user_id);
+        if record.stream_version <= folded {
+            continue;
+        }
         let event = record.decode().map_err(|source| StoreError::Corrupt {
             position: record.position,
             source,
         })?;
-        if let Some(user_id) = record.user_id() {
-            projection.write().unwrap_or_else(|p| p.into_inner()).apply(
-                user_id,
-                record.stream_version,
-                &event,
-            );
-        }
-        position = record.position;
-        count += 1;
+        projection.write().unwrap_or_else(|p| p.into_inner()).apply(
+            user_id,
+            record.stream_version,
+            &event,
+        );
     }
     Ok((position, count))
 }

@@ -1,15 +1,22 @@
-//! Password hashing: argon2id with OWASP's parameters (m=19456 KiB, t=2, p=1), run on the
-//! blocking pool behind a semaphore of one permit per core, so a login flood queues here
-//! instead of stalling the async workers or oversubscribing the CPU.
+//! Password hashing: argon2id with OWASP's parameters (m=19456 KiB, t=2, p=1), run on a
+//! fixed pool of one thread per core, so a login flood queues here instead of stalling the
+//! async workers or oversubscribing the CPU. Fixed threads also bound memory: each keeps the
+//! 19 MiB its last hash used for the next one, where a growing blocking pool would leave that
+//! much behind in every thread it ever started.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Clone)]
 pub struct Passwords {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
+    /// Hashes and verifications waiting for a thread or running.
+    queued: Arc<AtomicUsize>,
     /// Verified against when the user does not exist, so an unknown identifier costs the same
     /// time as a wrong password (no user enumeration by timing).
     dummy_hash: Arc<str>,
@@ -28,29 +35,58 @@ pub enum PasswordError {
 }
 
 impl Passwords {
+    /// Starts `parallelism` hashing threads; they end when the last `Passwords` is dropped.
     pub fn new(parallelism: usize) -> Result<Passwords, PasswordError> {
         let dummy = argon2()
             .hash_password(b"tokenledger dummy password")
             .map_err(|e| PasswordError::Hash(e.to_string()))?
             .to_string();
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let inbox = Arc::new(Mutex::new(inbox));
+        for n in 0..parallelism.max(1) {
+            let inbox = inbox.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking a job, not while hashing.
+                        let job = inbox.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        }
         Ok(Passwords {
-            permits: Arc::new(Semaphore::new(parallelism.max(1))),
+            jobs,
+            queued: Arc::new(AtomicUsize::new(0)),
             dummy_hash: dummy.into(),
         })
+    }
+
+    /// How many hashes and verifications are waiting or running.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Closed)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| PasswordError::Closed)
+        let (reply, answer) = oneshot::channel();
+        let queued = self.queued.clone();
+        queued.fetch_add(1, Ordering::Relaxed);
+        let job: Job = Box::new(move || {
+            let _ = reply.send(work());
+            queued.fetch_sub(1, Ordering::Relaxed);
+        });
+        if self.jobs.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(PasswordError::Closed);
+        }
+        answer.await.map_err(|_| PasswordError::Closed)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {

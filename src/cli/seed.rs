@@ -32,7 +32,7 @@ use crate::store::{self, EventMetadata, NewEvent, stream_of};
 /// How far back the simulated activity starts.
 const SPAN_DAYS: i64 = 14;
 /// Users whose steps are being appended at once: enough to fill the group commit's batches.
-const IN_FLIGHT: usize = 512;
+const IN_FLIGHT: usize = 4096;
 
 const USER_AGENTS: [&str; 6] = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",

@@ -3,13 +3,14 @@
 //! transaction has committed. Many actors' appends thus share one commit (one fsync).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{GENESIS, Hashed, chain_hash};
-use super::{EventMetadata, NewEvent, RecordedEvent, StoreError};
+use super::{EventMetadata, NewEvent, RecordedEvent, StoreError, StoreStats};
 
 /// The most appends one transaction takes; more wait for the next batch.
 pub const MAX_BATCH: usize = 512;
@@ -43,9 +44,9 @@ pub struct Appender {
 
 impl Appender {
     /// Starts the appender task on the current tokio runtime.
-    pub fn start(writer: impl BatchWriter) -> Appender {
+    pub fn start(writer: impl BatchWriter, stats: Arc<StoreStats>) -> Appender {
         let (inbox, messages) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(writer, messages));
+        tokio::spawn(run(writer, messages, stats));
         Appender { inbox }
     }
 
@@ -80,7 +81,7 @@ impl Appender {
     }
 }
 
-async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>) {
+async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>, stats: Arc<StoreStats>) {
     let mut closing: Option<oneshot::Sender<()>> = None;
     while let Some(first) = inbox.recv().await {
         let mut batch = Vec::new();
@@ -98,11 +99,22 @@ async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>) {
             }
         }
         if !batch.is_empty() {
+            stats.batches.record(batch.len());
             commit(&writer, batch).await;
         }
         if closing.is_some() && inbox.is_empty() {
             break;
         }
+    }
+    let sizes = &stats.batches;
+    if sizes.batches() > 0 {
+        tracing::info!(
+            batches = sizes.batches(),
+            appends = sizes.appends(),
+            mean = format!("{:.1}", sizes.appends() as f64 / sizes.batches() as f64),
+            sizes = %sizes,
+            "group commit: appends a batch"
+        );
     }
     if let Some(done) = closing {
         let _ = done.send(());

@@ -111,6 +111,52 @@ pub enum StoreError {
 pub struct StoreStats {
     pub appends: AtomicU64,
     pub stream_reads: AtomicU64,
+    /// How many appends shared each group commit.
+    pub batches: BatchSizes,
+}
+
+/// A histogram of group-commit batch sizes in power-of-two buckets: 1, 2–3, 4–7, … 512.
+#[derive(Debug, Default)]
+pub struct BatchSizes {
+    buckets: [AtomicU64; 10],
+    appends: AtomicU64,
+}
+
+impl BatchSizes {
+    pub fn record(&self, appends: usize) {
+        let bucket = (usize::BITS - 1 - appends.max(1).leading_zeros()) as usize;
+        self.buckets[bucket.min(9)].fetch_add(1, Ordering::Relaxed);
+        self.appends.fetch_add(appends as u64, Ordering::Relaxed);
+    }
+
+    /// `(largest size of the bucket, batches)` for every bucket, smallest first.
+    pub fn buckets(&self) -> Vec<(usize, u64)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((2usize << i) - 1, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn batches(&self) -> u64 {
+        self.buckets.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn appends(&self) -> u64 {
+        self.appends.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Display for BatchSizes {
+    /// `1:12 3:40 7:3 …`, empty buckets left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for (size, n) in self.buckets().into_iter().filter(|(_, n)| *n > 0) {
+            write!(f, "{}≤{size}:{n}", if first { "" } else { " " })?;
+            first = false;
+        }
+        Ok(())
+    }
 }
 
 impl StoreStats {
@@ -237,4 +283,25 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Flushes pending appends and closes the connections.
     async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_batches_of_several_sizes_then_each_lands_in_its_power_of_two_bucket() {
+        let sizes = BatchSizes::default();
+        for n in [1, 2, 3, 4, 64, 512, 600] {
+            sizes.record(n);
+        }
+        let buckets = sizes.buckets();
+        assert_eq!(buckets[0], (1, 1));
+        assert_eq!(buckets[1], (3, 2), "2 and 3");
+        assert_eq!(buckets[2], (7, 1));
+        assert_eq!(buckets[6], (127, 1), "64");
+        assert_eq!(buckets[9], (1023, 2), "512, and more in the last bucket");
+        assert_eq!((sizes.batches(), sizes.appends()), (7, 1186));
+        assert_eq!(sizes.to_string(), "≤1:1 ≤3:2 ≤7:1 ≤127:1 ≤1023:2");
+    }
 }

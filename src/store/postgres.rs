@@ -57,13 +57,17 @@ pub struct PostgresEventStore {
 
 impl PostgresEventStore {
     pub fn start(db: PgDatabase) -> PostgresEventStore {
-        let appender = Appender::start(Writer {
-            pool: db.pool.clone(),
-        });
+        let stats = Arc::new(StoreStats::default());
+        let appender = Appender::start(
+            Writer {
+                pool: db.pool.clone(),
+            },
+            stats.clone(),
+        );
         PostgresEventStore {
             db,
             appender,
-            stats: Arc::new(StoreStats::default()),
+            stats,
         }
     }
 }

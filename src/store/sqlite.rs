@@ -140,13 +140,17 @@ pub struct SqliteEventStore {
 impl SqliteEventStore {
     /// Starts the appender task on the current tokio runtime.
     pub fn start(db: Database) -> SqliteEventStore {
-        let appender = Appender::start(Writer {
-            pool: db.writer.clone(),
-        });
+        let stats = Arc::new(StoreStats::default());
+        let appender = Appender::start(
+            Writer {
+                pool: db.writer.clone(),
+            },
+            stats.clone(),
+        );
         SqliteEventStore {
             db,
             appender,
-            stats: Arc::new(StoreStats::default()),
+            stats,
         }
     }
 }

@@ -5,8 +5,6 @@
 //! is a fold of `evolve`, so the state an actor holds, the projection the HTTP handlers read
 //! and a forensic replay all agree by construction.
 
-use std::collections::BTreeMap;
-
 use chrono::TimeDelta;
 
 use crate::commands::{
@@ -19,8 +17,11 @@ use crate::events::{
 };
 use crate::types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};
 
+mod sessions;
 #[cfg(test)]
 mod tests;
+
+pub use sessions::Sessions;
 
 /// Turns the claims of a refresh token into the hash of the signed token. Signing is
 /// deterministic (HS256 over fixed claims), so this is a pure function of the grant; the
@@ -99,14 +100,14 @@ impl Session {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserSessions {
     pub user_id: UserId,
-    pub sessions: BTreeMap<SessionId, Session>,
+    pub sessions: Sessions,
 }
 
 impl UserSessions {
     pub fn new(user_id: UserId) -> Self {
         UserSessions {
             user_id,
-            sessions: BTreeMap::new(),
+            sessions: Sessions::default(),
         }
     }
 
@@ -327,27 +328,24 @@ fn clear(state: &UserSessions, cmd: &ClearSessions, now: Timestamp) -> Vec<Event
 pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
     match event {
         Event::TokenIssued(e) => {
-            state.sessions.insert(
-                e.session_id,
-                Session {
-                    id: e.session_id,
-                    device_id: e.device_id.clone(),
-                    generation: 0,
-                    token_id: e.token_id,
-                    token_hash: e.token_hash,
-                    token_issued_at: e.issued_at,
-                    token_expires_at: e.token_expires_at,
-                    previous: None,
-                    created_at: e.issued_at,
-                    last_used_at: e.issued_at,
-                    idle_expires_at: e.idle_expires_at,
-                    absolute_expires_at: e.absolute_expires_at,
-                    login_ip: e.ip.clone(),
-                    login_user_agent: e.user_agent.clone(),
-                    last_ip: e.ip.clone(),
-                    last_user_agent: e.user_agent.clone(),
-                },
-            );
+            state.sessions.insert(Session {
+                id: e.session_id,
+                device_id: e.device_id.clone(),
+                generation: 0,
+                token_id: e.token_id,
+                token_hash: e.token_hash,
+                token_issued_at: e.issued_at,
+                token_expires_at: e.token_expires_at,
+                previous: None,
+                created_at: e.issued_at,
+                last_used_at: e.issued_at,
+                idle_expires_at: e.idle_expires_at,
+                absolute_expires_at: e.absolute_expires_at,
+                login_ip: e.ip.clone(),
+                login_user_agent: e.user_agent.clone(),
+                last_ip: e.ip.clone(),
+                last_user_agent: e.user_agent.clone(),
+            });
         }
         Event::TokenRotated(e) => {
             if let Some(s) = state.sessions.get_mut(&e.session_id) {

@@ -1,0 +1,136 @@
+//! `Sessions`: a user's live sessions by id.
+
+use std::ops::Index;
+
+use super::Session;
+use crate::types::SessionId;
+
+/// A user's live sessions, sorted by id in a vector sized exactly to them. A user has a
+/// handful, so a binary search is as fast as a tree; and the projection holds one of these for
+/// every user, where a `BTreeMap` would allocate a node for eleven sessions even for one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sessions(Vec<Session>);
+
+impl Sessions {
+    fn find(&self, id: &SessionId) -> Result<usize, usize> {
+        self.0.binary_search_by(|s| s.id.cmp(id))
+    }
+
+    pub fn get(&self, id: &SessionId) -> Option<&Session> {
+        self.find(id).ok().map(|i| &self.0[i])
+    }
+
+    pub fn get_mut(&mut self, id: &SessionId) -> Option<&mut Session> {
+        self.find(id).ok().map(|i| &mut self.0[i])
+    }
+
+    pub fn contains_key(&self, id: &SessionId) -> bool {
+        self.find(id).is_ok()
+    }
+
+    /// Adds `session`, or replaces the one with its id.
+    pub fn insert(&mut self, session: Session) {
+        match self.find(&session.id) {
+            Ok(i) => self.0[i] = session,
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, session);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, id: &SessionId) -> Option<Session> {
+        let removed = self.find(id).ok().map(|i| self.0.remove(i));
+        if self.0.capacity() > self.0.len() * 2 {
+            self.0.shrink_to_fit();
+        }
+        removed
+    }
+
+    /// In id order (which for UUID v7 ids is the order of login).
+    pub fn values(&self) -> std::slice::Iter<'_, Session> {
+        self.0.iter()
+    }
+
+    pub fn into_values(self) -> std::vec::IntoIter<Session> {
+        self.0.into_iter()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &SessionId> {
+        self.0.iter().map(|s| &s.id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Index<&SessionId> for Sessions {
+    type Output = Session;
+
+    fn index(&self, id: &SessionId) -> &Session {
+        self.get(id).expect("no session with this id")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::types::TokenHash;
+
+    fn session(n: u128) -> Session {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        Session {
+            id: Uuid::from_u128(n),
+            device_id: format!("device-{n}"),
+            generation: 0,
+            token_id: Uuid::from_u128(n + 100),
+            token_hash: TokenHash([0; 32]),
+            token_issued_at: at,
+            token_expires_at: at,
+            previous: None,
+            created_at: at,
+            last_used_at: at,
+            idle_expires_at: at,
+            absolute_expires_at: at,
+            login_ip: None,
+            login_user_agent: None,
+            last_ip: None,
+            last_user_agent: None,
+        }
+    }
+
+    #[test]
+    fn given_sessions_inserted_out_of_order_then_they_are_found_and_listed_by_id() {
+        let mut sessions = Sessions::default();
+        for n in [5, 1, 3] {
+            sessions.insert(session(n));
+        }
+        assert_eq!(
+            sessions.keys().map(|id| id.as_u128()).collect::<Vec<_>>(),
+            [1, 3, 5]
+        );
+        assert_eq!(sessions[&Uuid::from_u128(3)].device_id, "device-3");
+        assert!(!sessions.contains_key(&Uuid::from_u128(2)));
+
+        let mut again = session(3);
+        again.generation = 7;
+        sessions.insert(again);
+        assert_eq!(sessions.len(), 3, "the same id replaces, not adds");
+        assert_eq!(sessions.get(&Uuid::from_u128(3)).unwrap().generation, 7);
+
+        assert_eq!(
+            sessions.remove(&Uuid::from_u128(1)).unwrap().id.as_u128(),
+            1
+        );
+        assert!(sessions.remove(&Uuid::from_u128(1)).is_none());
+        assert_eq!(sessions.len(), 2);
+    }
+}
