@@ -220,7 +220,9 @@ pub async fn open(url: &str, existing: bool) -> Result<Opened, sqlx::Error> {
 pub(crate) const PAGE: i64 = 10_000;
 
 /// `read_all` for every backend: pages of `PAGE` events after a position, fetched by `page`,
-/// flattened into one stream that ends after the first short page.
+/// flattened into one stream that ends after the first short page. A task fetches the next
+/// page while the reader works through the current one, so a replay reads and folds at once;
+/// it stops when the stream is dropped.
 fn paged<F, Fut>(
     after_position: i64,
     page: F,
@@ -229,25 +231,33 @@ where
     F: Fn(i64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send + 'static,
 {
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    stream::try_unfold((Some(after_position), page), |(cursor, page)| async move {
-        let Some(after) = cursor else {
-            return Ok::<_, StoreError>(None);
-        };
-        let events = page(after).await?;
-        let next = match events.last() {
-            Some(last) if events.len() as i64 == PAGE => Some(last.position),
-            _ => None,
-        };
-        if events.is_empty() {
-            return Ok(None);
+    use futures::stream::{self, StreamExt};
+    let (pages, received) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut after = after_position;
+        loop {
+            let fetched = page(after).await;
+            let last = match &fetched {
+                Ok(events) if events.len() as i64 == PAGE => events.last().map(|e| e.position),
+                _ => None,
+            };
+            if pages.send(fetched).await.is_err() {
+                return;
+            }
+            match last {
+                Some(position) => after = position,
+                None => return,
+            }
         }
-        Ok(Some((
-            stream::iter(events.into_iter().map(Ok)),
-            (next, page),
-        )))
+    });
+    stream::unfold(received, |mut received| async move {
+        let page = received.recv().await?;
+        Some((page, received))
     })
-    .try_flatten()
+    .flat_map(|page| match page {
+        Ok(events) => stream::iter(events.into_iter().map(Ok)).left_stream(),
+        Err(error) => stream::iter(vec![Err(error)]).right_stream(),
+    })
     .boxed()
 }
 
