@@ -322,19 +322,20 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
-    group.bench_function("owner", |b| {
+    group.bench_function("owns", |b| {
         b.iter(|| {
             let live = &probes[i % probes.len()];
             i += 1;
-            projection.owner(black_box(&live.session_id))
+            projection.owns(black_box(live.user_id), black_box(&live.session_id))
         })
     });
     let unknown: Vec<SessionId> = (0..1024).map(|_| source.id_at(lookup_time)).collect();
-    group.bench_function("owner_unknown_session", |b| {
+    group.bench_function("owns_unknown_session", |b| {
         b.iter(|| {
             let id = &unknown[i % unknown.len()];
+            let user = probes[i % probes.len()].user_id;
             i += 1;
-            projection.owner(black_box(id))
+            projection.owns(black_box(user), black_box(id))
         })
     });
     group.bench_function("sessions_of", |b| {

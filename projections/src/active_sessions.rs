@@ -1,10 +1,12 @@
-//! `ActiveSessions`: every live session by id, and each user's sessions.
+//! `ActiveSessions`: every user's live sessions.
 //!
 //! It folds each user's stream with the aggregate's own `evolve`, so the projection can never
-//! disagree with what the actors decide; it only adds the index by session id that the HTTP
-//! handlers need to turn away unknown or revoked sessions without waking an actor.
+//! disagree with what the actors decide. Every lookup names the user (both kinds of token
+//! carry it), so sessions are found through their user: no index by session id to pay for.
+//! It holds a million sessions, so it shares equal user agents between them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use tokenledger_domain::{Event, Session, SessionId, Timestamp, UserId, UserSessions, evolve};
 
@@ -26,7 +28,9 @@ struct UserEntry {
 #[derive(Clone, Debug, Default)]
 pub struct ActiveSessions {
     users: HashMap<UserId, UserEntry>,
-    owners: HashMap<SessionId, UserId>,
+    /// How many sessions are live, over all users.
+    live: usize,
+    texts: Texts,
 }
 
 impl ActiveSessions {
@@ -45,21 +49,12 @@ impl ActiveSessions {
             return false;
         }
         entry.version = stream_version;
+        let before = entry.sessions.sessions.len();
         let sessions = std::mem::take(&mut entry.sessions);
         entry.sessions = evolve(sessions, event);
-        match event {
-            Event::TokenIssued(e) => {
-                self.owners.insert(e.session_id, user_id);
-            }
-            Event::SessionRevoked(e) => {
-                self.owners.remove(&e.session_id);
-            }
-            Event::SessionsCleared(e) => {
-                for id in &e.session_ids {
-                    self.owners.remove(id);
-                }
-            }
-            _ => {}
+        self.live = self.live + entry.sessions.sessions.len() - before;
+        if let Some(session) = touched(event).and_then(|id| entry.sessions.sessions.get_mut(&id)) {
+            self.texts.share(session);
         }
         true
     }
@@ -69,32 +64,26 @@ impl ActiveSessions {
         self.users.get(&user_id).map_or(0, |entry| entry.version)
     }
 
-    /// A live session and its owner. A session past its expiry is still returned until its
+    fn session(&self, user_id: UserId, session_id: &SessionId) -> Option<&Session> {
+        self.users.get(&user_id)?.sessions.session(session_id)
+    }
+
+    /// A live session of `user_id`. A session past its expiry is still returned until its
     /// expiry is recorded; callers that answer users check `is_expired` themselves.
-    pub fn get(&self, session_id: &SessionId) -> Option<SessionView> {
-        let user_id = *self.owners.get(session_id)?;
-        let session = self
-            .users
-            .get(&user_id)?
-            .sessions
-            .session(session_id)?
-            .clone();
+    pub fn get(&self, user_id: UserId, session_id: &SessionId) -> Option<SessionView> {
+        let session = self.session(user_id, session_id)?.clone();
         Some(SessionView { user_id, session })
     }
 
-    /// The user a live session belongs to.
-    pub fn owner(&self, session_id: &SessionId) -> Option<UserId> {
-        self.owners.get(session_id).copied()
+    /// Whether `session_id` is a live session of `user_id`, expired but unrecorded included.
+    pub fn owns(&self, user_id: UserId, session_id: &SessionId) -> bool {
+        self.session(user_id, session_id).is_some()
     }
 
     /// Whether `session_id` is a live, unexpired session of `user_id`.
     pub fn is_live(&self, user_id: UserId, session_id: &SessionId, now: Timestamp) -> bool {
-        self.owners.get(session_id) == Some(&user_id)
-            && self
-                .users
-                .get(&user_id)
-                .and_then(|entry| entry.sessions.session(session_id))
-                .is_some_and(|session| !session.is_expired(now))
+        self.session(user_id, session_id)
+            .is_some_and(|session| !session.is_expired(now))
     }
 
     /// A user's live, unexpired sessions, most recently used first.
@@ -118,11 +107,52 @@ impl ActiveSessions {
 
     /// How many sessions are live (expired but unrecorded ones included).
     pub fn len(&self) -> usize {
-        self.owners.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.owners.is_empty()
+        self.live == 0
+    }
+}
+
+/// The session whose texts an event may have set.
+fn touched(event: &Event) -> Option<SessionId> {
+    match event {
+        Event::TokenIssued(e) => Some(e.session_id),
+        Event::TokenRotated(e) => Some(e.session_id),
+        Event::TokenRefreshed(e) => Some(e.session_id),
+        _ => None,
+    }
+}
+
+/// One copy of each user agent, shared by every session that names it. Texts no
+/// session names any more are dropped whenever the set has doubled since the last sweep.
+#[derive(Clone, Debug, Default)]
+struct Texts {
+    set: HashSet<Arc<str>>,
+    swept_at: usize,
+}
+
+impl Texts {
+    fn share(&mut self, session: &mut Session) {
+        // User agents repeat across millions of sessions; IPs mostly do not (a session's
+        // login and last IP already share one copy), and keeping each in the set would cost
+        // more than it saves.
+        for slot in [&mut session.login_user_agent, &mut session.last_user_agent] {
+            if let Some(text) = slot {
+                match self.set.get(text) {
+                    Some(shared) => *text = shared.clone(),
+                    None => {
+                        self.set.insert(text.clone());
+                    }
+                }
+            }
+        }
+        if self.set.len() > 1024 && self.set.len() > 2 * self.swept_at {
+            // Held by the set alone: no session uses it.
+            self.set.retain(|text| Arc::strong_count(text) > 1);
+            self.swept_at = self.set.len();
+        }
     }
 }
 
@@ -162,7 +192,7 @@ mod tests {
         let mut p = ActiveSessions::new();
         assert!(p.apply(1, 1, &issued(10, 0)));
         assert!(p.apply(1, 2, &issued(11, 5)));
-        assert_eq!(p.get(&Uuid::from_u128(10)).unwrap().user_id, 1);
+        assert_eq!(p.get(1, &Uuid::from_u128(10)).unwrap().user_id, 1);
         let ids: Vec<_> = p.sessions_of(1, at(6)).iter().map(|s| s.id).collect();
         assert_eq!(
             ids,
@@ -176,7 +206,7 @@ mod tests {
             revoked_at: at(7),
         });
         assert!(p.apply(1, 3, &revoked));
-        assert!(p.get(&Uuid::from_u128(10)).is_none());
+        assert!(p.get(1, &Uuid::from_u128(10)).is_none());
         assert!(p.is_live(1, &Uuid::from_u128(11), at(8)));
         assert!(
             !p.is_live(2, &Uuid::from_u128(11), at(8)),
@@ -196,7 +226,7 @@ mod tests {
             cleared_at: at(1),
         });
         assert!(!p.apply(1, 1, &cleared), "version 1 was folded already");
-        assert!(p.get(&Uuid::from_u128(10)).is_some());
+        assert!(p.get(1, &Uuid::from_u128(10)).is_some());
         assert!(p.apply(1, 2, &cleared));
         assert!(p.is_empty());
         assert_eq!(p.version(1), 2);
@@ -210,5 +240,24 @@ mod tests {
         assert!(p.sessions_of(1, after).is_empty());
         assert!(!p.is_live(1, &Uuid::from_u128(10), after));
         assert!(p.is_live(1, &Uuid::from_u128(10), after - TimeDelta::seconds(1)));
+    }
+
+    #[test]
+    fn given_two_users_logging_in_from_the_same_agent_then_they_share_one_copy_of_it() {
+        let mut p = ActiveSessions::new();
+        for (user, session) in [(1, 10), (2, 20)] {
+            let Event::TokenIssued(mut login) = issued(session, 0) else {
+                unreachable!()
+            };
+            login.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64)".to_owned());
+            login.ip = Some(format!("10.0.0.{user}"));
+            p.apply(user, 1, &Event::TokenIssued(login));
+        }
+        let one = p.get(1, &Uuid::from_u128(10)).unwrap().session;
+        let two = p.get(2, &Uuid::from_u128(20)).unwrap().session;
+        let (a, b) = (one.last_user_agent.unwrap(), two.login_user_agent.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one copy of the agent");
+        assert_eq!(p.len(), 2);
+        assert!(!p.owns(2, &Uuid::from_u128(10)), "another user's session");
     }
 }

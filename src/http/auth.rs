@@ -269,7 +269,7 @@ async fn record_expiry(state: &AppState, req: &HttpRequest, token: &str) {
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&presented.session_id)
+        .get(presented.user_id, &presented.session_id)
         .is_some_and(|view| view.user_id == presented.user_id && view.session.is_expired(now));
     if expired {
         let mut ctx = RequestContext::of(req, state);
@@ -318,19 +318,15 @@ pub async fn refresh(
     };
     // Unknown, ended, expired or someone else's sessions are turned away here, without an
     // actor (expired ones go on to record their end).
-    let owner = state
+    let owned = state
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .owner(&presented.session_id);
-    let known = match owner {
-        Some(owner) => owner == presented.user_id,
-        None => {
-            state
-                .session_is_live(presented.user_id, &presented.session_id)
-                .await?
-        }
-    };
+        .owns(presented.user_id, &presented.session_id);
+    let known = owned
+        || state
+            .session_is_live(presented.user_id, &presented.session_id)
+            .await?;
     if !known {
         return Err(invalid_refresh_token());
     }
@@ -441,7 +437,7 @@ pub async fn change_password(
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&claims.sid)
+        .get(user.id, &claims.sid)
         .map(|view| view.session.device_id);
     let clear = Command::ClearSessions(ClearSessions {
         reason: ClearReason::PasswordChanged,

@@ -63,8 +63,8 @@ impl AppState {
             .projection
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .owner(session_id);
-        if known.is_none() && self.shared_log {
+            .owns(user_id, session_id);
+        if !known && self.shared_log {
             let after = self
                 .projection
                 .read()

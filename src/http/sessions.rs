@@ -46,12 +46,12 @@ async fn logout_target(
             _ => true,
         });
     if let Some(token) = refreshing {
-        let owner = state
+        let owned = state
             .projection
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .owner(&token.session_id);
-        let live = owner == Some(token.user_id) || matches!(bearer_user, Some(Ok(_)));
+            .owns(token.user_id, &token.session_id);
+        let live = owned || matches!(bearer_user, Some(Ok(_)));
         return Ok(LogoutTarget {
             user_id: token.user_id,
             session_id: token.session_id,
@@ -170,8 +170,8 @@ pub(super) fn session_json(session: &Session, current: bool) -> Value {
         "current": current,
         "loginAt": strapi_time(&session.created_at),
         "lastActiveAt": strapi_time(&session.last_used_at),
-        "ip": session.last_ip,
-        "userAgent": session.last_user_agent,
+        "ip": session.last_ip.as_deref(),
+        "userAgent": session.last_user_agent.as_deref(),
         "expiresAt": strapi_time(&session.expires_at()),
     })
 }

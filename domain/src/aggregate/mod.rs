@@ -5,6 +5,8 @@
 //! is a fold of `evolve`, so the state an actor holds, the projection the HTTP handlers read
 //! and a forensic replay all agree by construction.
 
+use std::sync::Arc;
+
 use chrono::TimeDelta;
 
 use crate::commands::{
@@ -66,10 +68,12 @@ pub struct Session {
     pub last_used_at: Timestamp,
     pub idle_expires_at: Timestamp,
     pub absolute_expires_at: Timestamp,
-    pub login_ip: Option<String>,
-    pub login_user_agent: Option<String>,
-    pub last_ip: Option<String>,
-    pub last_user_agent: Option<String>,
+    /// Shared, not copied: the last IP and user agent are most often the login's, and the
+    /// projection shares equal texts across sessions too (millions of sessions, few agents).
+    pub login_ip: Option<Arc<str>>,
+    pub login_user_agent: Option<Arc<str>>,
+    pub last_ip: Option<Arc<str>>,
+    pub last_user_agent: Option<Arc<str>>,
 }
 
 impl Session {
@@ -93,6 +97,26 @@ impl Session {
 
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at()
+    }
+
+    /// Records where the session was last used from, sharing the texts it holds already.
+    fn seen_from(&mut self, ip: &Option<String>, user_agent: &Option<String>) {
+        fn keep(slot: &mut Option<Arc<str>>, login: &Option<Arc<str>>, new: &Option<String>) {
+            if slot.as_deref() == new.as_deref() {
+                return;
+            }
+            *slot = if login.as_deref() == new.as_deref() {
+                login.clone()
+            } else {
+                new.as_deref().map(Arc::from)
+            };
+        }
+        keep(&mut self.last_ip, &self.login_ip, ip);
+        keep(
+            &mut self.last_user_agent,
+            &self.login_user_agent,
+            user_agent,
+        );
     }
 }
 
@@ -328,6 +352,8 @@ fn clear(state: &UserSessions, cmd: &ClearSessions, now: Timestamp) -> Vec<Event
 pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
     match event {
         Event::TokenIssued(e) => {
+            let ip: Option<Arc<str>> = e.ip.as_deref().map(Arc::from);
+            let user_agent: Option<Arc<str>> = e.user_agent.as_deref().map(Arc::from);
             state.sessions.insert(Session {
                 id: e.session_id,
                 device_id: e.device_id.clone(),
@@ -341,10 +367,10 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
                 last_used_at: e.issued_at,
                 idle_expires_at: e.idle_expires_at,
                 absolute_expires_at: e.absolute_expires_at,
-                login_ip: e.ip.clone(),
-                login_user_agent: e.user_agent.clone(),
-                last_ip: e.ip.clone(),
-                last_user_agent: e.user_agent.clone(),
+                login_ip: ip.clone(),
+                login_user_agent: user_agent.clone(),
+                last_ip: ip,
+                last_user_agent: user_agent,
             });
         }
         Event::TokenRotated(e) => {
@@ -361,16 +387,14 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
                 s.token_expires_at = e.token_expires_at;
                 s.last_used_at = e.rotated_at;
                 s.idle_expires_at = e.idle_expires_at;
-                s.last_ip.clone_from(&e.ip);
-                s.last_user_agent.clone_from(&e.user_agent);
+                s.seen_from(&e.ip, &e.user_agent);
             }
         }
         Event::TokenRefreshed(e) => {
             if let Some(s) = state.sessions.get_mut(&e.session_id) {
                 s.last_used_at = e.refreshed_at;
                 s.idle_expires_at = e.idle_expires_at;
-                s.last_ip.clone_from(&e.ip);
-                s.last_user_agent.clone_from(&e.user_agent);
+                s.seen_from(&e.ip, &e.user_agent);
             }
         }
         Event::SessionRevoked(e) => {
