@@ -57,7 +57,7 @@ impl Application {
         let store = opened.events.clone();
         let started = std::time::Instant::now();
         let projection = Arc::new(RwLock::new(ActiveSessions::new()));
-        let (position, events) = catch_up::fold_into(store.as_ref(), &projection, 0)
+        let (position, events) = catch_up::fold_into(store.as_ref(), &projection, 0, &mut |_| {})
             .await
             .context("replaying the event log")?;
         tracing::info!(

@@ -7,45 +7,82 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use tokenledger_domain::{Event, UserId};
 use tokenledger_projections::ActiveSessions;
 
-use crate::store::{EventStore, StoreError};
+use crate::store::{EventPayload, EventStore, StoreError};
+
+/// Events decoded together on a blocking thread.
+const DECODE_CHUNK: usize = 4096;
 
 /// Folds every event after `after_position` into `projection`; returns the last position
-/// seen and how many events were read.
+/// seen and how many events were read. Three stages overlap: the store reads the next page,
+/// a blocking thread decodes the next chunk, and this task folds the current one in order.
+/// `progress` hears how many events have been read so far.
 pub async fn fold_into(
     store: &dyn EventStore,
-    projection: &RwLock<ActiveSessions>,
+    projection: &Arc<RwLock<ActiveSessions>>,
     after_position: i64,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<(i64, u64), StoreError> {
-    let mut events = store.read_all(after_position);
+    let mut chunks = store
+        .read_payloads(after_position)
+        .try_chunks(DECODE_CHUNK)
+        .map_err(|e| e.1)
+        .map_ok(|chunk| {
+            let projection = projection.clone();
+            async move {
+                tokio::task::spawn_blocking(move || decode_unfolded(chunk, &projection))
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+            }
+        })
+        .try_buffered(2);
     let (mut position, mut count) = (after_position, 0u64);
-    while let Some(record) = events.try_next().await? {
-        position = record.position;
-        count += 1;
+    while let Some(decoded) = chunks.try_next().await? {
+        let mut folding = projection.write().unwrap_or_else(|p| p.into_inner());
+        for (user_id, version, event) in &decoded.events {
+            folding.apply(*user_id, *version, event);
+        }
+        drop(folding);
+        position = decoded.last_position;
+        count += decoded.read;
+        progress(count);
+    }
+    Ok((position, count))
+}
+
+/// One chunk of the log, decoded: the events still to fold, in order.
+struct Decoded {
+    events: Vec<(UserId, i64, Event)>,
+    last_position: i64,
+    read: u64,
+}
+
+fn decode_unfolded(
+    chunk: Vec<EventPayload>,
+    projection: &RwLock<ActiveSessions>,
+) -> Result<Decoded, StoreError> {
+    let last_position = chunk.last().map_or(0, |e| e.position);
+    let read = chunk.len() as u64;
+    let mut events = Vec::with_capacity(chunk.len());
+    let folded = projection.read().unwrap_or_else(|p| p.into_inner());
+    for record in &chunk {
         let Some(user_id) = record.user_id() else {
             continue;
         };
         // Most events a running instance reads back, its own actors folded already: skip them
-        // before paying for decoding or the write lock.
-        let folded = projection
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .version(user_id);
-        if record.stream_version <= folded {
+        // before paying for decoding.
+        if record.stream_version <= folded.version(user_id) {
             continue;
         }
-        let event = record.decode().map_err(|source| StoreError::Corrupt {
-            position: record.position,
-            source,
-        })?;
-        projection.write().unwrap_or_else(|p| p.into_inner()).apply(
-            user_id,
-            record.stream_version,
-            &event,
-        );
+        events.push((user_id, record.stream_version, record.decode()?));
     }
-    Ok((position, count))
+    Ok(Decoded {
+        events,
+        last_position,
+        read,
+    })
 }
 
 /// Follows the log, until the task is aborted: every `every`, and at once when PostgreSQL
@@ -92,7 +129,7 @@ pub async fn follow(
                 ticks.tick().await;
             }
         }
-        match fold_into(store.as_ref(), &projection, position).await {
+        match fold_into(store.as_ref(), &projection, position, &mut |_| {}).await {
             Ok((last, _)) => position = last,
             Err(error) => tracing::warn!(%error, "catching up with the log failed; retrying"),
         }

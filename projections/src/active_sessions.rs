@@ -138,13 +138,14 @@ impl Texts {
         // User agents repeat across millions of sessions; IPs mostly do not (a session's
         // login and last IP already share one copy), and keeping each in the set would cost
         // more than it saves.
-        for slot in [&mut session.login_user_agent, &mut session.last_user_agent] {
-            if let Some(text) = slot {
-                match self.set.get(text) {
-                    Some(shared) => *text = shared.clone(),
-                    None => {
-                        self.set.insert(text.clone());
-                    }
+        for text in [&mut session.login_user_agent, &mut session.last_user_agent]
+            .into_iter()
+            .flatten()
+        {
+            match self.set.get(text) {
+                Some(shared) => *text = shared.clone(),
+                None => {
+                    self.set.insert(text.clone());
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! from the start, timed).
 
 use std::io::IsTerminal;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use tokenledger_domain::{Event, UserId};
 use tokenledger_projections::{ActiveSessions, sessions_alive_at};
 
 use crate::audit::{AuditEntry, table};
+use crate::catch_up::fold_into;
 use crate::store::users::strapi_time;
 use crate::store::{self, ChainVerifier, Opened, StoreError, stream_of};
 
@@ -161,24 +163,22 @@ pub async fn rebuild(url: &str) -> anyhow::Result<()> {
         None
     };
     let started = Instant::now();
-    let mut projection = ActiveSessions::new();
-    let mut all = store.read_all(0);
-    let mut folded = 0u64;
-    while let Some(record) = all.try_next().await? {
-        if let Some(id) = record.user_id() {
-            projection.apply(id, record.stream_version, &decode(&record)?);
+    // The same fold the server runs at start-up.
+    let projection = Arc::new(RwLock::new(ActiveSessions::new()));
+    let mut reported = 0u64;
+    let (_, folded) = fold_into(store.as_ref(), &projection, 0, &mut |read| match &bar {
+        Some(bar) => bar.set_position(read),
+        None if read / 1_000_000 > reported / 1_000_000 => {
+            reported = read;
+            eprintln!("{read}/{total} events");
         }
-        folded += 1;
-        match &bar {
-            Some(bar) => bar.inc(1),
-            None if folded.is_multiple_of(100_000) => eprintln!("{folded}/{total} events"),
-            None => {}
-        }
-    }
-    drop(all);
+        None => {}
+    })
+    .await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let projection = projection.read().unwrap_or_else(|p| p.into_inner());
     let seconds = started.elapsed().as_secs_f64();
     say!(
         "rebuilt: {folded} events, {} live sessions in {:.3} s ({:.0} events/s)",

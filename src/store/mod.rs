@@ -80,6 +80,33 @@ impl RecordedEvent {
     }
 }
 
+/// What folding a projection needs of a logged event: no metadata, hashes or recording time,
+/// which are most of a row. Replays at start-up read millions of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventPayload {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub payload: String,
+}
+
+impl EventPayload {
+    pub fn decode(&self) -> Result<Event, StoreError> {
+        Event::decode(&self.event_type, self.schema_version, &self.payload).map_err(|source| {
+            StoreError::Corrupt {
+                position: self.position,
+                source,
+            }
+        })
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        user_of_stream(&self.stream_id)
+    }
+}
+
 pub fn stream_of(user_id: UserId) -> String {
     format!("user-{user_id}")
 }
@@ -223,13 +250,15 @@ pub(crate) const PAGE: i64 = 10_000;
 /// flattened into one stream that ends after the first short page. A task fetches the next
 /// page while the reader works through the current one, so a replay reads and folds at once;
 /// it stops when the stream is dropped.
-fn paged<F, Fut>(
+fn paged<T, F, Fut>(
     after_position: i64,
     page: F,
-) -> BoxStream<'static, Result<RecordedEvent, StoreError>>
+    position: fn(&T) -> i64,
+) -> BoxStream<'static, Result<T, StoreError>>
 where
+    T: Send + 'static,
     F: Fn(i64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
 {
     use futures::stream::{self, StreamExt};
     let (pages, received) = tokio::sync::mpsc::channel(1);
@@ -238,7 +267,7 @@ where
         loop {
             let fetched = page(after).await;
             let last = match &fetched {
-                Ok(events) if events.len() as i64 == PAGE => events.last().map(|e| e.position),
+                Ok(events) if events.len() as i64 == PAGE => events.last().map(position),
                 _ => None,
             };
             if pages.send(fetched).await.is_err() {
@@ -285,6 +314,12 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+    /// `read_all` with only what folding needs (see `EventPayload`).
+    fn read_payloads(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<EventPayload, StoreError>>;
 
     /// How many events the log holds.
     async fn count(&self) -> Result<i64, StoreError>;

@@ -22,7 +22,8 @@ use super::appender::{
 };
 use super::numbered;
 use super::{
-    EventMetadata, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats, paged,
+    EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
+    paged,
 };
 
 const COLUMNS: &str = "position, stream_id, stream_version, event_type, schema_version, \
@@ -68,6 +69,51 @@ impl PostgresEventStore {
             db,
             appender,
             stats,
+        }
+    }
+}
+
+const PAYLOAD_COLUMNS: &str =
+    "position, stream_id, stream_version, event_type, schema_version, payload::text AS payload";
+
+fn payload(row: &PgRow) -> Result<EventPayload, StoreError> {
+    Ok(EventPayload {
+        position: row.try_get(0)?,
+        stream_id: row.try_get(1)?,
+        stream_version: row.try_get(2)?,
+        event_type: row.try_get(3)?,
+        schema_version: row.try_get(4)?,
+        payload: row.try_get(5)?,
+    })
+}
+
+impl PostgresEventStore {
+    /// Fetches one page of `columns` after a position, mapped by `map`. Only below the oldest
+    /// transaction in flight: one that took a lower position but has not committed yet would
+    /// otherwise be passed over for good.
+    fn page<T: Send + 'static>(
+        &self,
+        columns: &'static str,
+        map: fn(&PgRow) -> Result<T, StoreError>,
+    ) -> impl Fn(i64) -> futures::future::BoxFuture<'static, Result<Vec<T>, StoreError>>
+    + Send
+    + Sync
+    + 'static {
+        let pool = self.db.pool.clone();
+        move |after| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {columns} FROM events WHERE position > $1 \
+                     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY position LIMIT $2"
+                )))
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&pool)
+                .await?;
+                rows.iter().map(map).collect()
+            })
         }
     }
 }
@@ -213,24 +259,16 @@ impl EventStore for PostgresEventStore {
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        let pool = self.db.pool.clone();
-        paged(after_position, move |after| {
-            let pool = pool.clone();
-            async move {
-                // Only below the oldest transaction in flight: one that took a lower position
-                // but has not committed yet would otherwise be passed over for good.
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM events WHERE position > $1 \
-                     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY position LIMIT $2"
-                )))
-                .bind(after)
-                .bind(PAGE)
-                .fetch_all(&pool)
-                .await?;
-                rows.iter().map(recorded).collect()
-            }
-        })
+        let page = self.page(COLUMNS, recorded);
+        paged(after_position, page, |e: &RecordedEvent| e.position)
+    }
+
+    fn read_payloads(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
+        let page = self.page(PAYLOAD_COLUMNS, payload);
+        paged(after_position, page, |e: &EventPayload| e.position)
     }
 
     async fn count(&self) -> Result<i64, StoreError> {

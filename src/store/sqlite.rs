@@ -26,7 +26,8 @@ use super::appender::{
     recording_time, streams, to_insert,
 };
 use super::{
-    EventMetadata, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats, paged,
+    EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
+    paged,
 };
 
 /// The two pools of one SQLite database file.
@@ -210,7 +211,7 @@ impl EventStore for SqliteEventStore {
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         let pool = self.db.reader.clone();
-        paged(after_position, move |after| {
+        let page = move |after| {
             let pool = pool.clone();
             async move {
                 let rows = sqlx::query(
@@ -224,7 +225,30 @@ impl EventStore for SqliteEventStore {
                 .await?;
                 rows.iter().map(recorded).collect()
             }
-        })
+        };
+        paged(after_position, page, |e: &RecordedEvent| e.position)
+    }
+
+    fn read_payloads(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
+        let pool = self.db.reader.clone();
+        let page = move |after| {
+            let pool = pool.clone();
+            async move {
+                let rows = sqlx::query(
+                    "SELECT position, stream_id, stream_version, event_type, schema_version, \
+                     payload FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                )
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&pool)
+                .await?;
+                rows.iter().map(payload).collect()
+            }
+        };
+        paged(after_position, page, |e: &EventPayload| e.position)
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
@@ -249,6 +273,17 @@ pub(crate) fn timestamp(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, 
     DateTime::parse_from_rfc3339(&text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn payload(row: &SqliteRow) -> Result<EventPayload, StoreError> {
+    Ok(EventPayload {
+        position: row.try_get(0)?,
+        stream_id: row.try_get(1)?,
+        stream_version: row.try_get(2)?,
+        event_type: row.try_get(3)?,
+        schema_version: row.try_get(4)?,
+        payload: row.try_get(5)?,
+    })
 }
 
 fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {

@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
 use tokenledger::store::{
-    ChainVerifier, EventMetadata, EventStore, NewEvent, RecordedEvent, StoreError,
+    ChainVerifier, EventMetadata, EventPayload, EventStore, NewEvent, RecordedEvent, StoreError,
 };
 
 fn event(n: usize) -> NewEvent {
@@ -162,6 +162,17 @@ async fn appends_read_back_in_order_with_an_unbroken_chain(store: Arc<dyn EventS
 
     let all = read_all_settled(store.as_ref(), 4).await;
     let positions: Vec<i64> = all.iter().map(|e| e.position).collect();
+    let payloads: Vec<EventPayload> = store.read_payloads(0).try_collect().await.unwrap();
+    assert_eq!(
+        payloads
+            .iter()
+            .map(|e| (e.position, e.stream_version, e.payload.as_str()))
+            .collect::<Vec<_>>(),
+        all.iter()
+            .map(|e| (e.position, e.stream_version, e.payload.as_str()))
+            .collect::<Vec<_>>(),
+        "the light read for folding sees what the full one does"
+    );
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     assert_eq!(
         all.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(),
