@@ -178,11 +178,10 @@ pub async fn rebuild(url: &str) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let projection = projection.read().unwrap_or_else(|p| p.into_inner());
+    let live = projection.read().unwrap_or_else(|p| p.into_inner()).len();
     let seconds = started.elapsed().as_secs_f64();
     say!(
-        "rebuilt: {folded} events, {} live sessions in {:.3} s ({:.0} events/s)",
-        projection.len(),
+        "rebuilt: {folded} events, {live} live sessions in {:.3} s ({:.0} events/s)",
         seconds,
         folded as f64 / seconds.max(1e-9)
     );
