@@ -85,6 +85,13 @@ pub enum Command {
     Verify,
     /// Refold every projection from the first event, timed.
     Rebuild,
+    /// How long one password verification takes on this machine (argon2id with the service's
+    /// parameters): the bound on logins a second is cores ÷ this.
+    PasswordCost {
+        /// Verifications to time; the median is printed.
+        #[arg(long, default_value_t = 21)]
+        count: usize,
+    },
     /// Fill an empty database with a realistic log (users `seed-0`, `seed-1`, … logging in,
     /// rotating, logging out), for benchmarks.
     Seed {
@@ -172,6 +179,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Command::Rebuild => forensics::rebuild(&config.database_url).await,
+            Command::PasswordCost { count } => {
+                let passwords = Passwords::new(1)?;
+                let hash = passwords.hash("password-cost".to_owned()).await?;
+                let mut times = Vec::with_capacity(count.max(1));
+                for _ in 0..count.max(1) {
+                    let started = std::time::Instant::now();
+                    passwords
+                        .verify("password-cost".to_owned(), Some(hash.clone()))
+                        .await?;
+                    times.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+                times.sort_by(f64::total_cmp);
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let median = times[times.len() / 2];
+                say!(
+                    "{{\"verify_ms_median\":{median:.2},\"cores\":{cores},\"logins_per_sec_bound\":{:.1}}}",
+                    cores as f64 * 1000.0 / median
+                );
+                Ok(())
+            }
             Command::Seed {
                 users,
                 events,

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The HTTP benchmarks of BENCHMARKS.md: each scenario against a fresh release server on SQLite
+# (a new temporary data folder each run), the load generator on the same machine.
+#
+#   bench/run.sh [runs] [connections] [seconds]      (defaults: 3 runs, 64 connections, 10 s)
+#
+# Prints one JSON line per run, `{"scenario":…,"run":…,"report":<loadgen --json>}`, and a summary
+# of medians on stderr. Needs python3 for the summary only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+connections=${2:-64}
+seconds=${3:-10}
+cargo build --release -q -p tokenledger -p loadgen
+# BENCH_SERVER: another build of the server to measure (an older commit, say).
+server=${BENCH_SERVER:-target/release/tokenledger}
+loadgen=target/release/loadgen
+port=${BENCH_PORT:-18181}
+out=$(mktemp)
+
+start_server() { # rotation
+    data=$(mktemp -d)
+    DATA_DIR=$data PORT=$port REFRESH_TOKEN_ROTATION=$1 \
+        LOGIN_RATE_LIMIT=off REFRESH_RATE_LIMIT=off RUST_LOG=warn \
+        JWT_SECRET=bench-access-secret-0123456789abcdef0123456789 \
+        REFRESH_JWT_SECRET=bench-refresh-secret-0123456789abcdef012345678 \
+        "$server" >"$data/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        curl -fs -o /dev/null "http://127.0.0.1:$port/_health" && return
+        sleep 0.1
+    done
+    echo "the server did not start" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$pid"
+    wait "$pid" || true
+    rm -rf "$data"
+}
+
+run() { # scenario rotation [loadgen args]
+    local scenario=$1 rotation=$2
+    shift 2
+    start_server "$rotation"
+    report=$("$loadgen" --base-url "http://127.0.0.1:$port" --scenario "$scenario" \
+        --connections "$connections" --duration "${seconds}s" --warmup 2s --json "$@" 2>/dev/null)
+    echo "{\"scenario\":\"$scenario\",\"run\":$r,\"report\":$report}" | tee -a "$out"
+    stop_server
+}
+
+for r in $(seq "$runs"); do
+    run health false
+    run refresh false
+    run refresh-rotate true
+    run login false
+    # Refreshes while a login flood runs on the same server.
+    start_server false
+    "$loadgen" --base-url "http://127.0.0.1:$port" --scenario login --connections 16 \
+        --duration 600s --warmup 0s --json >/dev/null 2>&1 &
+    flood=$!
+    sleep 3 # its users registered, the flood running
+    report=$("$loadgen" --base-url "http://127.0.0.1:$port" --scenario refresh \
+        --connections "$connections" --duration "${seconds}s" --warmup 2s --json 2>/dev/null)
+    echo "{\"scenario\":\"refresh-under-login-flood\",\"run\":$r,\"report\":$report}" | tee -a "$out"
+    kill "$flood"
+    wait "$flood" || true
+    stop_server
+    data=$(mktemp -d)
+    echo "{\"scenario\":\"password-cost\",\"run\":$r,\"report\":$(DATA_DIR=$data target/release/tokenledger password-cost 2>/dev/null)}" | tee -a "$out"
+    rm -rf "$data"
+done
+
+python3 - "$out" <<'EOF' >&2
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+by = {}
+for row in rows:
+    by.setdefault(row["scenario"], []).append(row["report"])
+print("medians of", len(by.get("health", [])), "runs")
+for scenario, reports in by.items():
+    if scenario == "password-cost":
+        ms = statistics.median(r["verify_ms_median"] for r in reports)
+        bound = statistics.median(r["logins_per_sec_bound"] for r in reports)
+        print(f"{scenario:28} verify {ms:.1f} ms  bound {bound:.1f} logins/s")
+        continue
+    rps = statistics.median(r["requests_per_sec"] for r in reports)
+    p99 = statistics.median(r["latency_ms"]["p99"] for r in reports)
+    errors = sum(r["errors"] for r in reports)
+    print(f"{scenario:28} {rps:10.0f} req/s  p99 {p99:7.2f} ms  errors {errors}")
+# Ratios within each run, then their median.
+def ratio(a, b, key_b="requests_per_sec"):
+    pairs = zip(by.get(a, []), by.get(b, []))
+    return statistics.median(x["requests_per_sec"] / y[key_b] for x, y in pairs)
+print(f"refresh-rotate / health      {ratio('refresh-rotate', 'health'):.3f}")
+print(f"refresh / health             {ratio('refresh', 'health'):.3f}")
+print(f"login / argon2 bound         {ratio('login', 'password-cost', 'logins_per_sec_bound'):.3f}")
+EOF
+rm -f "$out"
