@@ -16,8 +16,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// (no user enumeration by timing). A constant, not hashed at start-up: a hash takes 19 MiB
 /// the allocator would keep for the life of an idle server. Its password was random and is
 /// gone; it never matters, since an unknown user's login fails whatever the outcome.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$rHZmS5MycmWgK6ufc3HxJA$bwyi5P+ywggnpe22Jx+nWEJVg2PfXQDm86Qcsi6y8oM";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$rHZmS5MycmWgK6ufc3HxJA$bwyi5P+ywggnpe22Jx+nWEJVg2PfXQDm86Qcsi6y8oM";
 
 #[derive(Clone)]
 pub struct Passwords {
