@@ -113,8 +113,10 @@ impl Application {
             .with_context(|| format!("binding {}", config.bind_address()))?;
         let port = listener.local_addr()?.port();
         let data = state.clone();
+        let served = config.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(http::security_headers(&served))
                 .wrap(actix_web::middleware::from_fn(http::request_id))
                 .app_data(data.clone())
                 .configure(http::routes)

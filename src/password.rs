@@ -23,6 +23,8 @@ pub struct Passwords {
     jobs: mpsc::Sender<Job>,
     /// Hashes and verifications waiting for a thread or running.
     queued: Arc<AtomicUsize>,
+    /// Verifications started, known user or not: tests count them.
+    verifications: Arc<AtomicUsize>,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -61,7 +63,13 @@ impl Passwords {
         Ok(Passwords {
             jobs,
             queued: Arc::new(AtomicUsize::new(0)),
+            verifications: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// How many verifications have run or are running, since start.
+    pub fn verifications(&self) -> usize {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// How many hashes and verifications are waiting or running.
@@ -106,6 +114,7 @@ impl Passwords {
     ) -> Result<bool, PasswordError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let matches = self
             .run(move || {
                 argon2()

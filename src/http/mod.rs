@@ -205,6 +205,37 @@ pub async fn request_id(
     Ok(response)
 }
 
+/// The headers Strapi's security middleware (koa-helmet, with Strapi's defaults) puts on every
+/// response, and `Cache-Control: no-store`, since logins and refreshes carry tokens that no
+/// cache may keep. HSTS only when the service is served over https (`PRODUCTION_URL`).
+pub fn security_headers(config: &crate::config::Config) -> actix_web::middleware::DefaultHeaders {
+    let mut headers = actix_web::middleware::DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "connect-src 'self' https:;default-src 'self';base-uri 'self';font-src 'self' https: data:;\
+             form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';\
+             script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline'",
+        ))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-DNS-Prefetch-Control", "off"))
+        .add(("X-Download-Options", "noopen"))
+        .add(("X-Frame-Options", "SAMEORIGIN"))
+        .add(("X-Permitted-Cross-Domain-Policies", "none"))
+        .add((header::CACHE_CONTROL, "no-store"));
+    let https = config
+        .production_url
+        .as_deref()
+        .is_some_and(|url| url.to_ascii_lowercase().starts_with("https://"));
+    if https {
+        headers = headers.add((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ));
+    }
+    headers
+}
+
 /// The bearer token of `Authorization`, if there is one.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;

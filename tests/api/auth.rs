@@ -174,6 +174,35 @@ async fn login_matches_email_in_any_case_and_username_exactly() {
 async fn a_wrong_password_and_an_unknown_user_get_the_same_answer_and_the_failure_is_recorded() {
     let app = spawn_app().await;
     let id = app.register("frank").await["user"]["id"].as_i64().unwrap();
+    let verifications = || app.state().passwords.verifications();
+    let before = verifications();
+    let wrong_raw = app
+        .client
+        .post(app.url("/api/auth/local"))
+        .json(&json!({"identifier": "frank", "password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(verifications(), before + 1, "one argon2 verification");
+    let unknown_raw = app
+        .client
+        .post(app.url("/api/auth/local"))
+        .json(&json!({"identifier": "nobody", "password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        verifications(),
+        before + 2,
+        "an unknown user costs the same one verification"
+    );
+    assert_eq!(wrong_raw, unknown_raw, "byte-identical bodies");
     let (status, wrong) = app
         .post(
             "/api/auth/local",
@@ -194,7 +223,10 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_answer_and_the_failur
         )
         .await;
     assert_eq!((status, &unknown), (400, &wrong));
-    assert_eq!(app.event_types(id).await, ["TokenIssued", "LoginFailed"]);
+    assert_eq!(
+        app.event_types(id).await,
+        ["TokenIssued", "LoginFailed", "LoginFailed"]
+    );
 }
 
 #[actix_web::test]

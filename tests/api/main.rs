@@ -7,6 +7,7 @@ mod auth;
 mod concurrency;
 mod cookies;
 mod deploy;
+mod headers;
 mod helpers;
 mod hostile;
 mod instances;
