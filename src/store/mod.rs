@@ -107,6 +107,28 @@ impl EventPayload {
     }
 }
 
+/// The columns of an `EventPayload`, in the order `payload_of` reads them.
+pub(crate) const PAYLOAD_COLUMNS: &str =
+    "position, stream_id, stream_version, event_type, schema_version, payload";
+
+/// An `EventPayload` from a row of `PAYLOAD_COLUMNS`, on either backend.
+pub(crate) fn payload_of<R: sqlx::Row>(row: &R) -> Result<EventPayload, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(EventPayload {
+        position: row.try_get(0)?,
+        stream_id: row.try_get(1)?,
+        stream_version: row.try_get(2)?,
+        event_type: row.try_get(3)?,
+        schema_version: row.try_get(4)?,
+        payload: row.try_get(5)?,
+    })
+}
+
 pub fn stream_of(user_id: UserId) -> String {
     format!("user-{user_id}")
 }

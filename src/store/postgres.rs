@@ -23,7 +23,7 @@ use super::appender::{
 use super::numbered;
 use super::{
     EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
-    paged,
+    paged, payload_of,
 };
 
 const COLUMNS: &str = "position, stream_id, stream_version, event_type, schema_version, \
@@ -73,19 +73,9 @@ impl PostgresEventStore {
     }
 }
 
-const PAYLOAD_COLUMNS: &str =
+/// PostgreSQL hands JSON back as text only when asked.
+const PG_PAYLOAD_COLUMNS: &str =
     "position, stream_id, stream_version, event_type, schema_version, payload::text AS payload";
-
-fn payload(row: &PgRow) -> Result<EventPayload, StoreError> {
-    Ok(EventPayload {
-        position: row.try_get(0)?,
-        stream_id: row.try_get(1)?,
-        stream_version: row.try_get(2)?,
-        event_type: row.try_get(3)?,
-        schema_version: row.try_get(4)?,
-        payload: row.try_get(5)?,
-    })
-}
 
 impl PostgresEventStore {
     /// Fetches one page of `columns` after a position, mapped by `map`. Only below the oldest
@@ -267,7 +257,7 @@ impl EventStore for PostgresEventStore {
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
-        let page = self.page(PAYLOAD_COLUMNS, payload);
+        let page = self.page(PG_PAYLOAD_COLUMNS, payload_of);
         paged(after_position, page, |e: &EventPayload| e.position)
     }
 

@@ -26,8 +26,8 @@ use super::appender::{
     recording_time, streams, to_insert,
 };
 use super::{
-    EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
-    paged,
+    EventMetadata, EventPayload, EventStore, NewEvent, PAGE, PAYLOAD_COLUMNS, RecordedEvent,
+    StoreError, StoreStats, paged, payload_of,
 };
 
 /// The two pools of one SQLite database file.
@@ -132,6 +132,33 @@ pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
     }
 }
 
+impl SqliteEventStore {
+    /// Fetches one page of `columns` after a position, mapped by `map`.
+    fn page<T: Send + 'static>(
+        &self,
+        columns: &'static str,
+        map: fn(&SqliteRow) -> Result<T, StoreError>,
+    ) -> impl Fn(i64) -> futures::future::BoxFuture<'static, Result<Vec<T>, StoreError>>
+    + Send
+    + Sync
+    + 'static {
+        let pool = self.db.reader.clone();
+        move |after| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {columns} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+                )))
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&pool)
+                .await?;
+                rows.iter().map(map).collect()
+            })
+        }
+    }
+}
+
 pub struct SqliteEventStore {
     db: Database,
     appender: Appender,
@@ -210,22 +237,11 @@ impl EventStore for SqliteEventStore {
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        let pool = self.db.reader.clone();
-        let page = move |after| {
-            let pool = pool.clone();
-            async move {
-                let rows = sqlx::query(
-                    "SELECT position, stream_id, stream_version, event_type, schema_version, \
-                     payload, metadata, recorded_at, prev_hash, hash FROM events \
-                     WHERE position > ? ORDER BY position LIMIT ?",
-                )
-                .bind(after)
-                .bind(PAGE)
-                .fetch_all(&pool)
-                .await?;
-                rows.iter().map(recorded).collect()
-            }
-        };
+        let page = self.page(
+            "position, stream_id, stream_version, event_type, schema_version, payload, metadata, \
+             recorded_at, prev_hash, hash",
+            recorded,
+        );
         paged(after_position, page, |e: &RecordedEvent| e.position)
     }
 
@@ -233,21 +249,7 @@ impl EventStore for SqliteEventStore {
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
-        let pool = self.db.reader.clone();
-        let page = move |after| {
-            let pool = pool.clone();
-            async move {
-                let rows = sqlx::query(
-                    "SELECT position, stream_id, stream_version, event_type, schema_version, \
-                     payload FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                )
-                .bind(after)
-                .bind(PAGE)
-                .fetch_all(&pool)
-                .await?;
-                rows.iter().map(payload).collect()
-            }
-        };
+        let page = self.page(PAYLOAD_COLUMNS, payload_of);
         paged(after_position, page, |e: &EventPayload| e.position)
     }
 
@@ -273,17 +275,6 @@ pub(crate) fn timestamp(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, 
     DateTime::parse_from_rfc3339(&text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-fn payload(row: &SqliteRow) -> Result<EventPayload, StoreError> {
-    Ok(EventPayload {
-        position: row.try_get(0)?,
-        stream_id: row.try_get(1)?,
-        stream_version: row.try_get(2)?,
-        event_type: row.try_get(3)?,
-        schema_version: row.try_get(4)?,
-        payload: row.try_get(5)?,
-    })
 }
 
 fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
