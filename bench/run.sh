@@ -13,10 +13,12 @@ connections=${2:-64}
 seconds=${3:-10}
 cargo build --release -q -p tokenledger -p loadgen
 # BENCH_SERVER: another build of the server to measure (an older commit, say).
-server=${BENCH_SERVER:-target/release/tokenledger}
-loadgen=target/release/loadgen
+built=${CARGO_TARGET_DIR:-target}/release
+server=${BENCH_SERVER:-$built/tokenledger}
+loadgen=$built/loadgen
 port=${BENCH_PORT:-18181}
 out=$(mktemp)
+trap 'rm -f "$out"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; [ -n "${data:-}" ] && rm -rf "$data"; true' EXIT
 
 start_server() { # rotation
     data=$(mktemp -d)
@@ -30,7 +32,8 @@ start_server() { # rotation
         curl -fs -o /dev/null "http://127.0.0.1:$port/_health" && return
         sleep 0.1
     done
-    echo "the server did not start" >&2
+    echo "the server did not start:" >&2
+    cat "$data/server.log" >&2
     exit 1
 }
 
@@ -68,7 +71,7 @@ for r in $(seq "$runs"); do
     wait "$flood" || true
     stop_server
     data=$(mktemp -d)
-    echo "{\"scenario\":\"password-cost\",\"run\":$r,\"report\":$(DATA_DIR=$data target/release/tokenledger password-cost 2>/dev/null)}" | tee -a "$out"
+    echo "{\"scenario\":\"password-cost\",\"run\":$r,\"report\":$(DATA_DIR=$data "$built/tokenledger" password-cost 2>/dev/null)}" | tee -a "$out"
     rm -rf "$data"
 done
 
@@ -97,4 +100,3 @@ print(f"refresh-rotate / health      {ratio('refresh-rotate', 'health'):.3f}")
 print(f"refresh / health             {ratio('refresh', 'health'):.3f}")
 print(f"login / argon2 bound         {ratio('login', 'password-cost', 'logins_per_sec_bound'):.3f}")
 EOF
-rm -f "$out"

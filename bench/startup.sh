@@ -8,9 +8,10 @@
 # With an empty data folder it measures the idle server. Prints one JSON line.
 set -euo pipefail
 data=${1:?the data folder}
-server=${2:-target/release/tokenledger}
+server=${2:-${CARGO_TARGET_DIR:-target}/release/tokenledger}
 port=${BENCH_PORT:-18182}
 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 started=$(date +%s.%N)
 DATA_DIR=$data PORT=$port RUST_LOG=info LOG_FORMAT=json \
     JWT_SECRET=bench-access-secret-0123456789abcdef0123456789 \
@@ -21,7 +22,7 @@ until curl -fs -o /dev/null "http://127.0.0.1:$port/_health"; do
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
     sleep 0.1
 done
-ready=$(echo "$(date +%s.%N) - $started" | bc)
+ready=$(printf '%.3f' "$(echo "$(date +%s.%N) - $started" | bc)")
 rss_ready=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 sleep 10
 rss_later=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
@@ -30,4 +31,3 @@ wait "$pid" || true
 events=$(grep 'projections rebuilt' "$log" | sed -n 's/.*"events":\([0-9]*\).*/\1/p' | head -1)
 sessions=$(grep 'projections rebuilt' "$log" | sed -n 's/.*"sessions":\([0-9]*\).*/\1/p' | head -1)
 echo "{\"ready_secs\":$ready,\"rss_kib_at_ready\":$rss_ready,\"rss_kib_10s_later\":$rss_later,\"events\":${events:-0},\"sessions\":${sessions:-0}}"
-rm -f "$log"

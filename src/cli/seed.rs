@@ -31,6 +31,10 @@ use crate::store::{self, EventMetadata, NewEvent, stream_of};
 
 /// How far back the simulated activity starts.
 const SPAN_DAYS: i64 = 14;
+/// Bounds that keep a seed within memory: every user is listed up front, and each user's
+/// history is built before it is appended.
+const MAX_USERS: usize = 10_000_000;
+const MAX_EVENTS_PER_USER: u64 = 100_000;
 /// Users whose steps are being appended at once: enough to fill the group commit's batches.
 const IN_FLIGHT: usize = 4096;
 
@@ -58,15 +62,22 @@ pub async fn seed(
     events: u64,
     password: String,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(users > 0, "--users must be at least 1");
+    anyhow::ensure!(
+        (1..=MAX_USERS).contains(&users),
+        "--users must be between 1 and {MAX_USERS}"
+    );
+    anyhow::ensure!(
+        events / users as u64 <= MAX_EVENTS_PER_USER,
+        "--events must be at most {MAX_EVENTS_PER_USER} a user (each user's history is built in memory)"
+    );
     let opened = store::open(&config.database_url, false)
         .await
         .with_context(|| format!("opening {}", config.database_url))?;
     let store = opened.events.clone();
-    let existing = store.count().await?;
+    let (existing, people) = (store.count().await?, opened.users.count().await?);
     anyhow::ensure!(
-        existing == 0,
-        "seed fills an empty database; {} holds {existing} events already",
+        existing == 0 && people == 0,
+        "seed fills an empty database; {} holds {people} users and {existing} events already",
         config.database_url
     );
     let started = Instant::now();
@@ -174,7 +185,7 @@ fn simulate(
 ) -> (Vec<(Vec<Event>, EventMetadata)>, u64) {
     let mut rng = StdRng::seed_from_u64(user_id as u64);
     let span = TimeDelta::days(SPAN_DAYS);
-    let step = span / (quota.max(1) as i32);
+    let step = TimeDelta::microseconds(span.num_microseconds().unwrap_or(0) / quota.max(1) as i64);
     let mut now = end - span;
     let devices: Vec<Device> = (0..rng.random_range(1..=3))
         .map(|_| Device {

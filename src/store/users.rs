@@ -347,6 +347,15 @@ impl UserStore {
         updated.ok_or(UserError::NotFound)
     }
 
+    /// How many users there are.
+    pub async fn count(&self) -> Result<i64, UserError> {
+        let sql = "SELECT COUNT(*) FROM users";
+        Ok(match self {
+            UserStore::Sqlite(db) => sqlx::query_scalar(sql).fetch_one(&db.reader).await?,
+            UserStore::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+        })
+    }
+
     /// Every user, by id.
     pub async fn all(&self) -> Result<Vec<User>, UserError> {
         Ok(on_users!(

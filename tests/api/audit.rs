@@ -476,3 +476,35 @@ async fn verify_catches_a_changed_schema_version_and_the_trail_keeps_odd_user_ag
         stdout(&output)
     );
 }
+
+#[actix_web::test]
+async fn seed_fills_an_empty_database_only_and_its_log_verifies() {
+    let app = spawn_app().await;
+    let first = app.cli(&["seed", "--users", "3", "--events", "0"]);
+    assert!(first.status.success(), "{first:?}");
+    // Users but no events is not empty: a second seed would collide with them.
+    let again = app.cli(&["seed", "--users", "3", "--events", "30"]);
+    assert!(!again.status.success());
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("seed fills an empty database") && said.contains("3 users"),
+        "{said}"
+    );
+    let too_many = app.cli(&["seed", "--users", "1", "--events", "4294967296"]);
+    assert!(!too_many.status.success());
+    assert!(String::from_utf8_lossy(&too_many.stderr).contains("--events must be at most"));
+
+    let fresh = spawn_app().await;
+    let seeded = fresh.cli(&["seed", "--users", "20", "--events", "400"]);
+    assert!(seeded.status.success(), "{seeded:?}");
+    let said = String::from_utf8_lossy(&seeded.stdout).to_string();
+    let events: u64 = said
+        .strip_prefix("seeded 20 users, ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!((400..=420).contains(&events), "about 400 events: {said}");
+    let verified = fresh.cli(&["verify"]);
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("events in 20 streams"));
+}
