@@ -155,6 +155,13 @@ fn main() -> anyhow::Result<()> {
             report.total.errors, report.total.requests
         );
     }
+    if let Some(limited) = report.total.errors_by_status.get("429") {
+        // The counts stand, but a rate-limited run measures the limiter, not the service.
+        eprintln!(
+            "loadgen: {limited} answers were 429 Too Many Requests: the server's rate limits are on \
+             (start tokenledger with LOGIN_RATE_LIMIT=off REFRESH_RATE_LIMIT=off)"
+        );
+    }
     Ok(())
 }
 
