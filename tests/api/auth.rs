@@ -176,27 +176,21 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_answer_and_the_failur
     let id = app.register("frank").await["user"]["id"].as_i64().unwrap();
     let verifications = || app.state().passwords.verifications();
     let before = verifications();
-    let wrong_raw = app
-        .client
-        .post(app.url("/api/auth/local"))
-        .json(&json!({"identifier": "frank", "password": "wrong-password"}))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let app = &app;
+    let raw_login = |identifier: &'static str| async move {
+        app.client
+            .post(app.url("/api/auth/local"))
+            .json(&json!({"identifier": identifier, "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    };
+    let wrong_raw = raw_login("frank").await;
     assert_eq!(verifications(), before + 1, "one argon2 verification");
-    let unknown_raw = app
-        .client
-        .post(app.url("/api/auth/local"))
-        .json(&json!({"identifier": "nobody", "password": "wrong-password"}))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let unknown_raw = raw_login("nobody").await;
     assert_eq!(
         verifications(),
         before + 2,
