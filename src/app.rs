@@ -116,6 +116,7 @@ impl Application {
         let served = config.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(http::cors(&served))
                 .wrap(http::security_headers(&served))
                 .wrap(actix_web::middleware::from_fn(http::request_id))
                 .app_data(data.clone())

@@ -65,6 +65,16 @@ pub struct Config {
     pub refresh_rate_limit: Option<RateLimit>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which web origins may call the API from a browser.
+    pub cors_origins: CorsOrigins,
+}
+
+/// Strapi's default is any origin; naming the front ends' origins also lets browsers send
+/// the refresh cookie (`credentials: 'include'`), which is never allowed to any origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    Listed(Vec<String>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +170,7 @@ struct ServerSection {
     login_rate_limit: Option<String>,
     refresh_rate_limit: Option<String>,
     trusted_proxies: Option<toml::Value>,
+    cors_origins: Option<toml::Value>,
 }
 
 /// A raw value from the environment (wins) or the file, with the key to name in errors.
@@ -312,6 +323,16 @@ impl Config {
             }),
         );
         let trusted_proxies = proxies(&trusted_raw)?;
+        let cors_origins = cors_origins(&pick(
+            "CORS_ORIGINS",
+            "server.corsOrigins",
+            s.cors_origins.as_ref().map(|v| match v {
+                toml::Value::Array(items) => {
+                    items.iter().map(toml_text).collect::<Vec<_>>().join(",")
+                }
+                other => toml_text(other),
+            }),
+        ))?;
         let config = Config {
             host: pick("HOST", "server.host", s.host.clone())
                 .value
@@ -408,6 +429,7 @@ impl Config {
                 "30/60s",
             )?,
             trusted_proxies,
+            cors_origins,
         };
         config.validate()?;
         Ok(config)
@@ -583,7 +605,13 @@ fn duration(raw: Raw, default: &str) -> Result<TimeDelta, ConfigError> {
             )
         })?,
     };
-    TimeDelta::from_std(std).map_err(|_| invalid(&raw.key, format!("{text:?} is too long")))
+    // Far beyond any session, and far enough from chrono's limits that `now + lifetime` can
+    // never overflow later, at the first login.
+    const LONGEST: TimeDelta = TimeDelta::days(100 * 366);
+    TimeDelta::from_std(std)
+        .ok()
+        .filter(|d| *d <= LONGEST)
+        .ok_or_else(|| invalid(&raw.key, format!("{text:?} is too long (at most 100y)")))
 }
 
 /// `10/60s` (requests per period), or `off`.
@@ -634,6 +662,35 @@ fn proxies(raw: &Raw) -> Result<Vec<ipnet::IpNet>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// `*` (the default), or origins like `https://app.example.com`, separated by commas.
+fn cors_origins(raw: &Raw) -> Result<CorsOrigins, ConfigError> {
+    let text = raw.value.as_deref().unwrap_or("*");
+    let items: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect();
+    if items.is_empty() || items.contains(&"*") {
+        return Ok(CorsOrigins::Any);
+    }
+    let origin = regex::Regex::new(r"^https?://[^/\s?#]+$").expect("a valid pattern");
+    items
+        .into_iter()
+        .map(|item| {
+            origin
+                .is_match(item)
+                .then(|| item.to_owned())
+                .ok_or_else(|| {
+                    invalid(
+                        &raw.key,
+                        format!("{item:?} is not an origin like https://app.example.com (no path)"),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()
+        .map(CorsOrigins::Listed)
 }
 
 fn boolean(raw: Raw, default: bool) -> Result<bool, ConfigError> {
@@ -707,6 +764,13 @@ mod tests {
             error_of(&[("REFRESH_TOKEN_REUSE_GRACE", "40d")])
                 .starts_with("REFRESH_TOKEN_REUSE_GRACE")
         );
+        assert!(
+            error_of(&[("REFRESH_TOKEN_EXPIRES_IN", "1000000y")])
+                .starts_with("REFRESH_TOKEN_EXPIRES_IN: \"1000000y\" is too long")
+        );
+        assert!(
+            error_of(&[("SESSION_ABSOLUTE_LIFETIME", "99999999999999999")]).contains("too long")
+        );
         assert!(error_of(&[("JWT_SECRET", "SomethingSecret")]).contains("well-known default"));
         assert!(error_of(&[("REFRESH_JWT_SECRET", "short")]).contains("shorter than 32 bytes"));
         let example = "change-me-to-32-or-more-random-bytes-for-access-tokens";
@@ -758,6 +822,32 @@ mod tests {
         assert!(error_of(&[("COOKIE_NAME", "bad name;")]).starts_with("COOKIE_NAME"));
         assert!(error_of(&[("COOKIE_DOMAIN", "a;b")]).starts_with("COOKIE_DOMAIN"));
         assert!(error_of(&[("COOKIE_PATH", "relative")]).starts_with("COOKIE_PATH"));
+    }
+
+    #[test]
+    fn cors_origins_are_any_by_default_or_a_list_of_origins() {
+        let any = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!(any.cors_origins, CorsOrigins::Any);
+        let listed = Config::load(
+            None,
+            &env(&[(
+                "CORS_ORIGINS",
+                "https://app.example.com, http://localhost:3000",
+            )]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            listed.cors_origins,
+            CorsOrigins::Listed(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        assert!(
+            error_of(&[("CORS_ORIGINS", "https://app.example.com/")]).starts_with("CORS_ORIGINS:")
+        );
+        assert!(error_of(&[("CORS_ORIGINS", "app.example.com")]).starts_with("CORS_ORIGINS:"));
     }
 
     #[test]

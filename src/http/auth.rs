@@ -330,6 +330,12 @@ pub async fn refresh(
     if !known {
         return Err(invalid_refresh_token());
     }
+    // `tokenledger user block` ends the sessions itself, but a row deleted or blocked
+    // straight in the users table (as Strapi's admin panel does) must end them too.
+    match state.users.find(presented.user_id).await? {
+        Some(user) if !user.blocked => {}
+        _ => return Err(invalid_refresh_token()),
+    }
     state.limits.check_refresh(presented.session_id)?;
     let (user_id, session_id) = (presented.user_id, presented.session_id);
     let ctx = RequestContext::of(&req, &state);

@@ -236,6 +236,31 @@ pub fn security_headers(config: &crate::config::Config) -> actix_web::middleware
     headers
 }
 
+/// CORS as Strapi's `strapi::cors` answers it (its methods, headers and a year's `max-age`),
+/// with one difference: credentials (the refresh cookie) only for origins named in
+/// `CORS_ORIGINS`, never for any origin, which would let every site read the tokens of a
+/// browser's cookie. An origin that is not allowed gets no CORS headers; the browser then
+/// keeps the answer from the page.
+pub fn cors(config: &crate::config::Config) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::ORIGIN,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-strapi-refresh-cookie"),
+        ])
+        .max_age(31_536_000);
+    match &config.cors_origins {
+        crate::config::CorsOrigins::Any => cors.allow_any_origin(),
+        crate::config::CorsOrigins::Listed(origins) => origins
+            .iter()
+            .fold(cors, |cors, origin| cors.allowed_origin(origin))
+            .supports_credentials(),
+    }
+}
+
 /// The bearer token of `Authorization`, if there is one.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;

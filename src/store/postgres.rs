@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,6 +44,9 @@ impl PgDatabase {
     pub async fn open_with(options: PgConnectOptions) -> Result<PgDatabase, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            // While the database is away a request fails in seconds with a 503, instead of
+            // holding its client for sqlx's default 30 s.
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

@@ -192,7 +192,14 @@ struct Writer {
 impl BatchWriter for Writer {
     async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
-        write_batch(&mut conn, batch).await
+        let written = write_batch(&mut conn, batch).await;
+        if written.is_err() {
+            // A COMMIT that failed on a full or read-only disk may leave SQLite's transaction
+            // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN:
+            // the next batch gets a fresh connection instead.
+            conn.close_on_drop();
+        }
+        written
     }
 }
 

@@ -71,3 +71,109 @@ async fn an_https_production_url_adds_hsts() {
         Some("max-age=31536000; includeSubDomains")
     );
 }
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+async fn preflight(app: &crate::helpers::TestApp, origin: &str) -> reqwest::Response {
+    app.client
+        .request(reqwest::Method::OPTIONS, app.url("/api/auth/local/refresh"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-strapi-refresh-cookie",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn login_from(app: &crate::helpers::TestApp, origin: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/auth/local"))
+        .header("origin", origin)
+        .json(&json!({"identifier": "cors", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn by_default_any_origin_may_call_but_never_with_credentials() {
+    let app = spawn_app_with(&[]).await;
+    app.register("cors").await;
+    let origin = "https://anywhere.example";
+    let answer = preflight(&app, origin).await;
+    assert!(answer.status().is_success(), "{}", answer.status());
+    assert_eq!(
+        header(&answer, "access-control-allow-origin").as_deref(),
+        Some(origin)
+    );
+    let methods = header(&answer, "access-control-allow-methods").unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = header(&answer, "access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("x-strapi-refresh-cookie"), "{headers}");
+    assert_eq!(
+        header(&answer, "access-control-max-age").as_deref(),
+        Some("31536000")
+    );
+    assert_eq!(header(&answer, "access-control-allow-credentials"), None);
+    let answer = login_from(&app, origin).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        header(&answer, "access-control-allow-origin").as_deref(),
+        Some(origin)
+    );
+    assert_eq!(header(&answer, "access-control-allow-credentials"), None);
+}
+
+#[actix_web::test]
+async fn listed_origins_get_credentials_and_others_no_cors_headers() {
+    let front = "https://app.example.com";
+    let app = spawn_app_with(&[
+        (
+            "CORS_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        ),
+        ("COOKIE_RESPONSE", "true"),
+    ])
+    .await;
+    app.register("cors").await;
+    let answer = preflight(&app, front).await;
+    assert!(answer.status().is_success(), "{}", answer.status());
+    assert_eq!(
+        header(&answer, "access-control-allow-origin").as_deref(),
+        Some(front)
+    );
+    assert_eq!(
+        header(&answer, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let answer = login_from(&app, front).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        header(&answer, "access-control-allow-origin").as_deref(),
+        Some(front)
+    );
+    assert_eq!(
+        header(&answer, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert!(header(&answer, "vary").unwrap().contains("Origin"));
+
+    // Another site: the request is answered (CORS is the browser's to enforce), without a
+    // header that would let the browser hand the answer to that site's page.
+    let evil = "https://evil.example";
+    let answer = preflight(&app, evil).await;
+    assert_eq!(header(&answer, "access-control-allow-origin"), None);
+    let answer = login_from(&app, evil).await;
+    assert!(answer.status().as_u16() < 500, "{}", answer.status());
+    assert_eq!(header(&answer, "access-control-allow-origin"), None);
+}

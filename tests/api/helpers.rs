@@ -100,13 +100,12 @@ impl TestApp {
         &self.state
     }
 
-    /// Runs the real `tokenledger` binary on this app's data folder.
+    /// Runs the real `tokenledger` binary with this app's environment (its data folder and
+    /// database, its secrets).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
             .args(args)
-            .env("DATA_DIR", self.dir.path())
-            .env("JWT_SECRET", JWT_SECRET)
-            .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+            .envs(&self.env)
             .output()
             .expect("the tokenledger binary runs")
     }

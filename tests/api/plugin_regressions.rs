@@ -1,0 +1,163 @@
+//! The failures of `@redon2inc/strapi-plugin-refresh-token` that tokenledger replaces, kept as
+//! regression tests. The others live beside the feature they test:
+//! - a forged user id with someone else's session id:
+//!   `token_attacks::a_token_whose_subject_and_session_belong_to_different_users_is_refused`;
+//! - concurrent rotations forking a session:
+//!   `concurrency::fifty_concurrent_rotations_of_one_token_yield_one_successor`;
+//! - a user blocked through tokenledger: `limits::a_blocked_user_is_logged_out_everywhere_and_cannot_log_in`;
+//! - a `Secure` cookie over plain HTTP behind a TLS proxy (the plugin answers 500):
+//!   `cookies::cookie_attributes_follow_the_configuration`.
+
+use serde_json::Value;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+use crate::helpers::{
+    JWT_SECRET, REFRESH_SECRET, TestApp, assert_error, spawn_app, spawn_app_with,
+};
+
+/// A user with a refresh token that works, and its id.
+async fn user_with_token(app: &TestApp, name: &str) -> (i64, String) {
+    let id = app.register(name).await["user"]["id"].as_i64().unwrap();
+    let token = app.login(name).await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.refresh(&token).await.0, 200);
+    (id, token)
+}
+
+/// Runs one statement on the app's SQLite file, as an operator or another tool would.
+async fn sql(app: &TestApp, statement: &'static str, id: i64) {
+    let mut db = SqliteConnectOptions::new()
+        .filename(app.dir.path().join("tokenledger.db"))
+        .connect()
+        .await
+        .expect("the database opens");
+    let done = sqlx::query(statement)
+        .bind(id)
+        .execute(&mut db)
+        .await
+        .expect("the statement runs");
+    assert_eq!(done.rows_affected(), 1, "{statement}");
+    db.close().await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_refresh_for_a_user_deleted_from_the_users_table_is_refused() {
+    let app = spawn_app().await;
+    let (id, token) = user_with_token(&app, "gone").await;
+    sql(&app, "DELETE FROM users WHERE id = ?", id).await;
+    let (status, body) = app.refresh(&token).await;
+    assert_error(
+        status,
+        &body,
+        401,
+        "UnauthorizedError",
+        "Invalid refresh token",
+    );
+}
+
+#[actix_web::test]
+async fn a_refresh_for_a_user_blocked_in_the_users_table_is_refused() {
+    // Blocked behind tokenledger's back (no `SessionsCleared` on record): the refresh still
+    // looks at the user, as login and `/api/users/me` do.
+    let app = spawn_app().await;
+    let (id, token) = user_with_token(&app, "barred").await;
+    sql(&app, "UPDATE users SET blocked = 1 WHERE id = ?", id).await;
+    let (status, body) = app.refresh(&token).await;
+    assert_error(
+        status,
+        &body,
+        401,
+        "UnauthorizedError",
+        "Invalid refresh token",
+    );
+    sql(&app, "UPDATE users SET blocked = 0 WHERE id = ?", id).await;
+    assert_eq!(
+        app.refresh(&token).await.0,
+        200,
+        "unblocked, it works again"
+    );
+}
+
+fn lifetime_of(token: &str) -> i64 {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap()
+}
+
+#[actix_web::test]
+async fn durations_like_7_days_and_1y_are_read_as_such() {
+    let app = spawn_app_with(&[
+        ("REFRESH_TOKEN_EXPIRES_IN", "7 days"),
+        ("JWT_EXPIRES_IN", "1 hour"),
+        ("SESSION_ABSOLUTE_LIFETIME", "1y"),
+    ])
+    .await;
+    let (_, _) = user_with_token(&app, "patient").await;
+    let login = app.login("patient").await;
+    assert_eq!(
+        lifetime_of(login["refreshToken"].as_str().unwrap()),
+        7 * 86_400
+    );
+    assert_eq!(lifetime_of(login["jwt"].as_str().unwrap()), 3_600);
+}
+
+#[test]
+fn a_duration_no_one_can_use_stops_the_start_with_its_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value) in [
+        ("REFRESH_TOKEN_EXPIRES_IN", "1000000y"),
+        ("REFRESH_TOKEN_EXPIRES_IN", "a week"),
+        ("SESSION_ABSOLUTE_LIFETIME", "99999999999999999999"),
+        ("JWT_EXPIRES_IN", "-5m"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+            .env("DATA_DIR", dir.path())
+            .env("PORT", "0")
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+            .env(key, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{key}={value} started");
+        assert!(
+            stderr.contains(key) && !stderr.contains("panicked"),
+            "{key}={value}: {stderr}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_missing_body_is_strapis_400_never_a_405_or_500() {
+    let app = spawn_app().await;
+    for (path, message) in [
+        ("/api/auth/local/refresh", "Missing refresh token"),
+        ("/api/auth/refresh", "Missing refresh token"),
+    ] {
+        let (status, body) = app.post_raw(path, None, Vec::new()).await;
+        assert_error(status, &body, 400, "BadRequestError", message);
+    }
+    for path in [
+        "/api/auth/local",
+        "/api/auth/local/register",
+        "/api/auth/change-password",
+        "/api/auth/logout",
+    ] {
+        let (status, body) = app.post_raw(path, None, Vec::new()).await;
+        assert!(
+            (400..500).contains(&status) && status != 405,
+            "{path}: {status} {body}"
+        );
+        assert_eq!(body["error"]["status"], status, "{path}: {body}");
+        assert_eq!(body["data"], Value::Null, "{path}: {body}");
+    }
+}
