@@ -14,7 +14,7 @@ use tokenledger_projections::ActiveSessions;
 use crate::actors::{Core, Registry};
 use crate::catch_up;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, redacted};
 use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
 use crate::password::Passwords;
@@ -48,12 +48,12 @@ impl Application {
             None
         } else {
             let lock = lock_for_serving(&config.database_url)
-                .with_context(|| format!("locking {}", config.database_url))?;
+                .with_context(|| format!("locking {}", redacted(&config.database_url)))?;
             Some(lock)
         };
         let opened = store::open(&config.database_url, false)
             .await
-            .with_context(|| format!("opening {}", config.database_url))?;
+            .with_context(|| format!("opening {}", redacted(&config.database_url)))?;
         let store = opened.events.clone();
         let started = std::time::Instant::now();
         let projection = Arc::new(RwLock::new(ActiveSessions::new()));

@@ -113,6 +113,37 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// A database URL fit for logs and error messages: its password, in the authority or as a
+/// `password=` parameter, becomes `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
@@ -822,6 +853,23 @@ mod tests {
         assert!(error_of(&[("COOKIE_NAME", "bad name;")]).starts_with("COOKIE_NAME"));
         assert!(error_of(&[("COOKIE_DOMAIN", "a;b")]).starts_with("COOKIE_DOMAIN"));
         assert!(error_of(&[("COOKIE_PATH", "relative")]).starts_with("COOKIE_PATH"));
+    }
+
+    #[test]
+    fn database_urls_lose_their_passwords_in_messages() {
+        assert_eq!(
+            redacted("postgres://app:s3cr%40t@db.internal:5432/auth?sslmode=require"),
+            "postgres://app:***@db.internal:5432/auth?sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgres://db/auth?user=app&password=hunter2&sslmode=disable"),
+            "postgres://db/auth?user=app&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redacted("sqlite://data/tokenledger.db"),
+            "sqlite://data/tokenledger.db"
+        );
+        assert_eq!(redacted("postgres://app@db/auth"), "postgres://app@db/auth");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::store::{self, ChainVerifier, Opened, StoreError, stream_of};
 async fn open(url: &str) -> anyhow::Result<Opened> {
     store::open(url, true)
         .await
-        .with_context(|| format!("opening {url}"))
+        .with_context(|| format!("opening {}", crate::config::redacted(url)))
 }
 
 async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {

@@ -210,7 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .events
                     .close()
                     .await;
-                say!("migrated {}", config.database_url);
+                say!("migrated {}", crate::config::redacted(&config.database_url));
                 Ok(())
             }
             Command::User(UserCommand::List) => {

@@ -72,13 +72,13 @@ pub async fn seed(
     );
     let opened = store::open(&config.database_url, false)
         .await
-        .with_context(|| format!("opening {}", config.database_url))?;
+        .with_context(|| format!("opening {}", crate::config::redacted(&config.database_url)))?;
     let store = opened.events.clone();
     let (existing, people) = (store.count().await?, opened.users.count().await?);
     anyhow::ensure!(
         existing == 0 && people == 0,
         "seed fills an empty database; {} holds {people} users and {existing} events already",
-        config.database_url
+        crate::config::redacted(&config.database_url)
     );
     let started = Instant::now();
     let password_hash = Passwords::new(1)?.hash(password).await?;

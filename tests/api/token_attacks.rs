@@ -255,6 +255,24 @@ async fn tokens_signed_with_known_default_or_empty_secrets_are_refused() {
 }
 
 #[actix_web::test]
+async fn keys_named_by_the_token_itself_are_never_used() {
+    // `jwk`, `jku`, `x5u` and `kid` point at the attacker's key; only the configured secret
+    // verifies, whatever the header says.
+    let (app, t) = target().await;
+    let attacker = b"attacker-key-attacker-key-attacker-key!!";
+    let header = json!({
+        "alg": "HS256",
+        "typ": "refresh+jwt",
+        "kid": "attacker",
+        "jku": "https://attacker.example/keys.json",
+        "x5u": "https://attacker.example/cert.pem",
+        "jwk": {"kty": "oct", "k": URL_SAFE_NO_PAD.encode(attacker)},
+    });
+    let forged = craft(header, &t.refresh_claims, attacker);
+    refresh_refused(&app, &t.refresh, &forged).await;
+}
+
+#[actix_web::test]
 async fn an_access_token_is_not_a_refresh_token_and_the_reverse() {
     let (app, t) = target().await;
     refresh_refused(&app, &t.refresh, &t.access).await;
