@@ -10,6 +10,7 @@ mod deploy;
 mod headers;
 mod helpers;
 mod hostile;
+mod hostile_input;
 mod instances;
 mod limits;
 mod plugin_regressions;
