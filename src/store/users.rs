@@ -53,6 +53,13 @@ pub fn rule_violations(username: &str, email: &str, password: &str) -> Vec<(&'st
     if password.len() > PASSWORD_MAX_BYTES {
         broken.push(("password", "Password must be less than 73 bytes".to_owned()));
     }
+    // PostgreSQL cannot store a NUL in text (SQLite can), so neither backend takes one.
+    if username.contains('\0') {
+        broken.push((
+            "username",
+            "username must not contain NUL characters".to_owned(),
+        ));
+    }
     if chars(username) < USERNAME_MIN {
         broken.push((
             "username",
@@ -283,6 +290,11 @@ impl UserStore {
     /// The local user whose email matches `identifier` case-insensitively, or whose username
     /// matches it exactly (Strapi's rule).
     pub async fn find_by_identifier(&self, identifier: &str) -> Result<Option<User>, UserError> {
+        // No name or email holds a NUL (registration refuses one), and PostgreSQL would fail
+        // the query instead of finding nothing.
+        if identifier.contains('\0') {
+            return Ok(None);
+        }
         let lower = identifier.to_lowercase();
         Ok(on_users!(
             self,
@@ -408,6 +420,18 @@ mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_nul_in_a_username_is_refused() {
+        let broken = rule_violations("a\0b", "nul@example.com", "password123");
+        assert_eq!(
+            broken,
+            [(
+                "username",
+                "username must not contain NUL characters".to_owned()
+            )]
+        );
     }
 
     #[test]
