@@ -224,6 +224,16 @@ impl TestApp {
         body
     }
 
+    /// Registers `name` and logs in with `requestRefresh`: the user's id and refresh token.
+    pub async fn user_with_token(&self, name: &str) -> (i64, String) {
+        let id = self.register(name).await["user"]["id"].as_i64().unwrap();
+        let token = self.login(name).await["refreshToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (id, token)
+    }
+
     pub async fn refresh(&self, token: &str) -> (u16, Value) {
         self.post("/api/auth/local/refresh", json!({ "refreshToken": token }))
             .await

@@ -18,13 +18,19 @@ use crate::helpers::{
 
 /// A user with a refresh token that works, and its id.
 async fn user_with_token(app: &TestApp, name: &str) -> (i64, String) {
-    let id = app.register(name).await["user"]["id"].as_i64().unwrap();
-    let token = app.login(name).await["refreshToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, token) = app.user_with_token(name).await;
     assert_eq!(app.refresh(&token).await.0, 200);
     (id, token)
+}
+
+fn assert_invalid_refresh_token((status, body): (u16, Value)) {
+    assert_error(
+        status,
+        &body,
+        401,
+        "UnauthorizedError",
+        "Invalid refresh token",
+    );
 }
 
 /// Runs one statement on the app's SQLite file, as an operator or another tool would.
@@ -48,14 +54,7 @@ async fn a_refresh_for_a_user_deleted_from_the_users_table_is_refused() {
     let app = spawn_app().await;
     let (id, token) = user_with_token(&app, "gone").await;
     sql(&app, "DELETE FROM users WHERE id = ?", id).await;
-    let (status, body) = app.refresh(&token).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(app.refresh(&token).await);
 }
 
 #[actix_web::test]
@@ -65,14 +64,7 @@ async fn a_refresh_for_a_user_blocked_in_the_users_table_is_refused() {
     let app = spawn_app().await;
     let (id, token) = user_with_token(&app, "barred").await;
     sql(&app, "UPDATE users SET blocked = 1 WHERE id = ?", id).await;
-    let (status, body) = app.refresh(&token).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(app.refresh(&token).await);
     sql(&app, "UPDATE users SET blocked = 0 WHERE id = ?", id).await;
     assert_eq!(
         app.refresh(&token).await.0,

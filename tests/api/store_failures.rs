@@ -149,11 +149,7 @@ impl Drop for Immutable {
 #[actix_web::test]
 async fn a_read_only_database_is_a_503_and_the_service_recovers() {
     let app = spawn_app_with(&[("REFRESH_RATE_LIMIT", "off"), ("LOGIN_RATE_LIMIT", "off")]).await;
-    let id = app.register("frozen").await["user"]["id"].as_i64().unwrap();
-    let token = app.login("frozen").await["refreshToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, token) = app.user_with_token("frozen").await;
     assert_eq!(app.refresh(&token).await.0, 200);
     let mut acknowledged = 1;
 
@@ -204,11 +200,7 @@ async fn a_full_disk_is_a_503_and_the_service_recovers() {
         ("LOGIN_RATE_LIMIT", "off"),
     ])
     .await;
-    let id = app.register("disk").await["user"]["id"].as_i64().unwrap();
-    let token = app.login("disk").await["refreshToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, token) = app.user_with_token("disk").await;
     assert_eq!(app.refresh(&token).await.0, 200);
     let mut acknowledged = 1;
 
@@ -326,11 +318,7 @@ async fn postgres_going_away_is_a_503_and_the_service_recovers() {
         ("LOGIN_RATE_LIMIT", "off"),
     ])
     .await;
-    let id = app.register("pia").await["user"]["id"].as_i64().unwrap();
-    let token = app.login("pia").await["refreshToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, token) = app.user_with_token("pia").await;
     assert_eq!(app.refresh(&token).await.0, 200);
     let mut acknowledged = 1;
 
