@@ -13,6 +13,7 @@ mod hostile;
 mod hostile_input;
 mod instances;
 mod limits;
+mod logs;
 mod plugin_regressions;
 mod postgres;
 mod restart;

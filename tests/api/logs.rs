@@ -1,0 +1,231 @@
+//! What the server writes to its log: never a token, a password or a secret, at the most
+//! talkative level, across a run that touches every route that handles one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{JWT_SECRET, REFRESH_SECRET};
+
+const ADMIN_TOKEN: &str = "admin-token-for-the-log-test-0123456789abcdef";
+const PASSWORD: &str = "first-password-7d1c";
+const NEW_PASSWORD: &str = "second-password-9e4a";
+const WRONG_PASSWORD: &str = "wrong-password-3b8f";
+
+struct Server {
+    child: std::process::Child,
+    address: String,
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Stops the server and returns every line it wrote.
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real binary at `RUST_LOG=debug`, every line of its output kept.
+fn start(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .env("DATA_DIR", dir)
+        .env("PORT", "0")
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+        .env("ADMIN_API_TOKEN", ADMIN_TOKEN)
+        .env("REFRESH_TOKEN_ROTATION", "true")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tokenledger binary starts");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let keep = |output: Box<dyn std::io::Read + Send>| {
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        })
+    };
+    let readers = vec![
+        keep(Box::new(child.stdout.take().unwrap())),
+        keep(Box::new(child.stderr.take().unwrap())),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        let serving = lines.lock().unwrap().iter().find_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            (entry["fields"]["message"] == "tokenledger is serving")
+                .then(|| entry["fields"]["port"].as_u64())
+                .flatten()
+        });
+        if let Some(port) = serving {
+            break port;
+        }
+        assert!(Instant::now() < deadline, "the server never served");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Server {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+        lines,
+        readers,
+    }
+}
+
+/// Posts `body` (with a bearer token if given) and returns the status and the JSON answer.
+async fn post(server: &Server, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.post(format!("{}{path}", server.address)).json(&body);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(server: &Server, path: &str, bearer: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}{path}", server.address))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().expect("a string").to_owned()
+}
+
+#[actix_web::test]
+async fn no_token_password_or_secret_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut secrets: Vec<String> = [
+        JWT_SECRET,
+        REFRESH_SECRET,
+        ADMIN_TOKEN,
+        PASSWORD,
+        NEW_PASSWORD,
+        WRONG_PASSWORD,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+
+    let (status, registered) = post(
+        &server,
+        "/api/auth/local/register",
+        None,
+        json!({"username": "logan", "email": "logan@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200, "{registered}");
+    let id = registered["user"]["id"].as_i64().unwrap();
+    secrets.push(text(&registered["jwt"]));
+    let login = json!({"identifier": "logan", "password": PASSWORD, "requestRefresh": true});
+    let (status, session) = post(&server, "/api/auth/local", None, login).await;
+    assert_eq!(status, 200, "{session}");
+    let (jwt, first) = (text(&session["jwt"]), text(&session["refreshToken"]));
+    secrets.extend([jwt.clone(), first.clone()]);
+    let wrong = json!({"identifier": "logan", "password": WRONG_PASSWORD});
+    assert_eq!(post(&server, "/api/auth/local", None, wrong).await.0, 400);
+
+    // Rotate twice, then present the first token again: a reuse, which revokes the session.
+    let mut current = first.clone();
+    for _ in 0..2 {
+        let (status, rotated) = post(
+            &server,
+            "/api/auth/local/refresh",
+            None,
+            json!({"refreshToken": current}),
+        )
+        .await;
+        assert_eq!(status, 200, "{rotated}");
+        current = text(&rotated["refreshToken"]);
+        secrets.extend([current.clone(), text(&rotated["jwt"])]);
+    }
+    let reuse = json!({"refreshToken": first});
+    assert_eq!(
+        post(&server, "/api/auth/local/refresh", None, reuse)
+            .await
+            .0,
+        401
+    );
+    let forged = format!("{first}x");
+    let forged_body = json!({"refreshToken": forged});
+    assert_eq!(
+        post(&server, "/api/auth/local/refresh", None, forged_body)
+            .await
+            .0,
+        401
+    );
+
+    // A fresh session: the bearer routes, change-password, the admin API, logout.
+    let login = json!({"identifier": "logan", "password": PASSWORD, "requestRefresh": true});
+    let (_, session) = post(&server, "/api/auth/local", None, login).await;
+    let jwt = text(&session["jwt"]);
+    secrets.extend([jwt.clone(), text(&session["refreshToken"])]);
+    assert_eq!(get(&server, "/api/users/me", &jwt).await, 200);
+    assert_eq!(get(&server, "/api/auth/sessions", &jwt).await, 200);
+    let change = json!({
+        "currentPassword": PASSWORD,
+        "password": NEW_PASSWORD,
+        "passwordConfirmation": NEW_PASSWORD,
+    });
+    let (status, changed) = post(&server, "/api/auth/change-password", Some(&jwt), change).await;
+    assert_eq!(status, 200, "{changed}");
+    let jwt = text(&changed["jwt"]);
+    secrets.push(jwt.clone());
+    let events = format!("/api/admin/users/{id}/events");
+    assert_eq!(get(&server, &events, ADMIN_TOKEN).await, 200);
+    assert_eq!(
+        post(&server, "/api/auth/logout", Some(&jwt), json!({}))
+            .await
+            .0,
+        200
+    );
+
+    let lines = server.stop();
+    assert!(
+        lines.len() > 20 && lines.iter().any(|l| l.contains("DEBUG")),
+        "the log is too quiet to mean anything: {lines:?}"
+    );
+    // A token's signature alone, or its payload, is as telling as the whole token.
+    let mut needles: Vec<String> = Vec::new();
+    for secret in &secrets {
+        needles.push(secret.clone());
+        if secret.matches('.').count() == 2 {
+            needles.extend(secret.split('.').skip(1).map(str::to_owned));
+        }
+    }
+    for line in &lines {
+        for needle in &needles {
+            assert!(
+                !line.contains(needle.as_str()),
+                "a secret ({}…) is in the log: {line}",
+                &needle[..needle.len().min(12)]
+            );
+        }
+    }
+}
