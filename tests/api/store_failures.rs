@@ -28,6 +28,19 @@ fn assert_unavailable(status: u16, body: &Value) {
     );
 }
 
+/// While the store is down, a refresh and a login of `name` both get the 503.
+async fn writes_are_refused(app: &TestApp, token: &str, name: &str) {
+    let (status, body) = app.refresh(token).await;
+    assert_unavailable(status, &body);
+    let (status, body) = app
+        .post(
+            "/api/auth/local",
+            json!({"identifier": name, "password": "password123"}),
+        )
+        .await;
+    assert_unavailable(status, &body);
+}
+
 /// Refreshes until one succeeds: the service must come back by itself.
 async fn recovers(app: &TestApp, token: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -158,15 +171,7 @@ async fn a_read_only_database_is_a_503_and_the_service_recovers() {
     let Some(frozen) = Immutable::set(vec![database, wal]) else {
         return;
     };
-    let (status, body) = app.refresh(&token).await;
-    assert_unavailable(status, &body);
-    let (status, body) = app
-        .post(
-            "/api/auth/local",
-            json!({"identifier": "frozen", "password": "password123"}),
-        )
-        .await;
-    assert_unavailable(status, &body);
+    writes_are_refused(&app, &token, "frozen").await;
     let (status, body) = app
         .post(
             "/api/auth/local/register",
@@ -325,15 +330,7 @@ async fn postgres_going_away_is_a_503_and_the_service_recovers() {
     for _ in 0..2 {
         proxy.cut();
         let started = Instant::now();
-        let (status, body) = app.refresh(&token).await;
-        assert_unavailable(status, &body);
-        let (status, body) = app
-            .post(
-                "/api/auth/local",
-                json!({"identifier": "pia", "password": "password123"}),
-            )
-            .await;
-        assert_unavailable(status, &body);
+        writes_are_refused(&app, &token, "pia").await;
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the 503s took {:?}",
