@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::Arbiter;
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokenledger_projections::ActiveSessions;
@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::{Config, redacted};
 use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
+use crate::metrics;
 use crate::password::Passwords;
 use crate::store::EventStore;
 use crate::store::sqlite::lock_for_serving;
@@ -25,7 +26,9 @@ use crate::tokens::Tokens;
 
 pub struct Application {
     port: u16,
-    server: Server,
+    handle: ServerHandle,
+    /// The server, spawned at once so that it answers the probes during the rebuild.
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
     store: Arc<dyn EventStore>,
     arbiters: Vec<Arbiter>,
     state: web::Data<AppState>,
@@ -55,24 +58,8 @@ impl Application {
             .await
             .with_context(|| format!("opening {}", redacted(&config.database_url)))?;
         let store = opened.events.clone();
-        let started = std::time::Instant::now();
         let projection = Arc::new(RwLock::new(ActiveSessions::new()));
-        let (position, events) = catch_up::fold_into(store.as_ref(), &projection, 0, &mut |_| {})
-            .await
-            .context("replaying the event log")?;
-        tracing::info!(
-            events,
-            sessions = projection.read().unwrap_or_else(|p| p.into_inner()).len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "projections rebuilt from the log"
-        );
-        let following = actix_web::rt::spawn(catch_up::follow(
-            store.clone(),
-            projection.clone(),
-            position,
-            Duration::from_secs(1),
-            opened.postgres.clone(),
-        ));
+        let catch_up = Arc::new(catch_up::Progress::default());
         let tokens = Arc::new(
             Tokens::new(
                 jwt_secret.expose().as_bytes(),
@@ -102,13 +89,17 @@ impl Application {
             passwords: Passwords::new(cores).context("argon2")?,
             tokens,
             registry,
-            projection,
+            projection: projection.clone(),
             clock,
             limits: RateLimits::new(config.login_rate_limit, config.refresh_rate_limit),
             store: store.clone(),
             shared_log: is_postgres(&config.database_url),
+            metrics: Arc::default(),
+            catch_up: catch_up.clone(),
         });
 
+        // Bound and serving before the log is folded, so that orchestrators see the instance
+        // start (`/_health`) and wait on `/_ready`; `until_ready` refuses the rest meanwhile.
         let listener = TcpListener::bind(config.bind_address())
             .with_context(|| format!("binding {}", config.bind_address()))?;
         let port = listener.local_addr()?.port();
@@ -118,6 +109,8 @@ impl Application {
             App::new()
                 .wrap(http::cors(&served))
                 .wrap(http::security_headers(&served))
+                .wrap(actix_web::middleware::from_fn(http::until_ready))
+                .wrap(actix_web::middleware::from_fn(metrics::track))
                 .wrap(actix_web::middleware::from_fn(http::request_id))
                 .app_data(data.clone())
                 .configure(http::routes)
@@ -125,6 +118,38 @@ impl Application {
         .workers(cores)
         .listen(listener)?
         .run();
+        let handle = server.handle();
+        let serving = actix_web::rt::spawn(server);
+        tracing::info!(port, "listening; rebuilding the projections from the log");
+
+        let started = std::time::Instant::now();
+        let rebuilt = catch_up::fold_into(store.as_ref(), &projection, 0, &mut |_, position| {
+            catch_up.advance(position)
+        })
+        .await;
+        let (position, events) = match rebuilt {
+            Ok(done) => done,
+            Err(error) => {
+                handle.stop(false).await;
+                let _ = serving.await;
+                return Err(error).context("replaying the event log");
+            }
+        };
+        catch_up.set_ready();
+        tracing::info!(
+            events,
+            sessions = projection.read().unwrap_or_else(|p| p.into_inner()).len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "projections rebuilt from the log; ready"
+        );
+        let following = actix_web::rt::spawn(catch_up::follow(
+            store.clone(),
+            projection.clone(),
+            position,
+            Duration::from_secs(1),
+            opened.postgres.clone(),
+            catch_up.clone(),
+        ));
         let limits = state.clone();
         let forgetting = actix_web::rt::spawn(async move {
             let mut ticks = tokio::time::interval(Duration::from_secs(60));
@@ -135,7 +160,8 @@ impl Application {
         });
         Ok(Application {
             port,
-            server,
+            handle,
+            serving,
             store,
             arbiters,
             state,
@@ -149,7 +175,7 @@ impl Application {
     }
 
     pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+        self.handle.clone()
     }
 
     /// The shared state, for tests that look behind the API (store counters, live actors).
@@ -164,7 +190,10 @@ impl Application {
     /// Serves until the server is stopped (signal or handle), then flushes the appender and
     /// closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+        let served = self
+            .serving
+            .await
+            .unwrap_or_else(|panicked| Err(std::io::Error::other(panicked)));
         for task in self.background {
             task.abort();
             // Awaited, so the task is dropped here, inside the runtime: a PostgreSQL listener

@@ -3,6 +3,7 @@
 //! instances). The events this process appends are folded by its actors at once; meeting
 //! them again here is harmless, since the projection skips versions it has folded.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,18 +13,44 @@ use tokenledger_projections::ActiveSessions;
 
 use crate::store::{EventPayload, EventStore, StoreError};
 
+/// Where the projections stand against the log: the position the catch-up reader has folded
+/// through, and whether the start-up rebuild has finished (`/_ready`).
+#[derive(Debug, Default)]
+pub struct Progress {
+    position: AtomicI64,
+    ready: AtomicBool,
+}
+
+impl Progress {
+    pub fn position(&self) -> i64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    pub fn advance(&self, position: i64) {
+        self.position.fetch_max(position, Ordering::AcqRel);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
 /// Events decoded together on a blocking thread.
 const DECODE_CHUNK: usize = 4096;
 
 /// Folds every event after `after_position` into `projection`; returns the last position
 /// seen and how many events were read. Three stages overlap: the store reads the next page,
 /// a blocking thread decodes the next chunk, and this task folds the current one in order.
-/// `progress` hears how many events have been read so far.
+/// `progress` hears how many events have been read so far, and the last position read.
 pub async fn fold_into(
     store: &dyn EventStore,
     projection: &Arc<RwLock<ActiveSessions>>,
     after_position: i64,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, i64),
 ) -> Result<(i64, u64), StoreError> {
     let mut chunks = store
         .read_payloads(after_position)
@@ -47,7 +74,7 @@ pub async fn fold_into(
         drop(folding);
         position = decoded.last_position;
         count += decoded.read;
-        progress(count);
+        progress(count, position);
     }
     Ok((position, count))
 }
@@ -94,6 +121,7 @@ pub async fn follow(
     mut position: i64,
     every: Duration,
     postgres: Option<sqlx::PgPool>,
+    progress: Arc<Progress>,
 ) {
     let mut listener = match postgres {
         Some(pool) => match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -129,9 +157,38 @@ pub async fn follow(
                 ticks.tick().await;
             }
         }
-        match fold_into(store.as_ref(), &projection, position, &mut |_| {}).await {
-            Ok((last, _)) => position = last,
+        match fold_into(store.as_ref(), &projection, position, &mut |_, _| {}).await {
+            Ok((last, _)) => {
+                position = last;
+                progress.advance(last);
+            }
             Err(error) => tracing::warn!(%error, "catching up with the log failed; retrying"),
         }
     }
+}
+
+/// How many events after `after_position` the projection has not folded: the lag of a running
+/// instance. Its own events are folded as they are appended, so only what other writers
+/// appended since the catch-up reader's last pass counts; that pass is at most `every` ago,
+/// which bounds what this reads.
+pub async fn unfolded(
+    store: &dyn EventStore,
+    projection: &RwLock<ActiveSessions>,
+    after_position: i64,
+) -> Result<u64, StoreError> {
+    let mut tail = store.read_payloads(after_position);
+    let mut behind = 0;
+    while let Some(record) = tail.try_next().await? {
+        let Some(user_id) = record.user_id() else {
+            continue;
+        };
+        let folded = projection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .version(user_id);
+        if record.stream_version > folded {
+            behind += 1;
+        }
+    }
+    Ok(behind)
 }

@@ -166,7 +166,7 @@ pub async fn rebuild(url: &str) -> anyhow::Result<()> {
     // The same fold the server runs at start-up.
     let projection = Arc::new(RwLock::new(ActiveSessions::new()));
     let mut reported = 0u64;
-    let (_, folded) = fold_into(store.as_ref(), &projection, 0, &mut |read| match &bar {
+    let (_, folded) = fold_into(store.as_ref(), &projection, 0, &mut |read, _| match &bar {
         Some(bar) => bar.set_position(read),
         None if read / 1_000_000 > reported / 1_000_000 => {
             reported = read;

@@ -91,6 +91,16 @@ impl ApiError {
         )
     }
 
+    /// Start-up: the projections are still being rebuilt from the log (`/_ready` says when).
+    pub fn starting() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableError",
+            "The service is starting, please try again",
+        )
+        .with_retry_after(1)
+    }
+
     /// The store could not take the write; nothing was acknowledged. The client may retry.
     pub fn unavailable() -> Self {
         Self::new(

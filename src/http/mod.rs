@@ -22,6 +22,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use tokenledger_domain::{Client, Lifetimes, SessionId, UserId};
 use tokenledger_projections::ActiveSessions;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::actors::Registry;
@@ -47,6 +48,9 @@ pub struct AppState {
     /// Other instances write to the same log (PostgreSQL): a session this instance has not
     /// seen yet may be another's newest, so the user's stream is read before "unknown" counts.
     pub shared_log: bool,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// How far the projections have folded the log, and whether start-up has caught up.
+    pub catch_up: Arc<crate::catch_up::Progress>,
 }
 
 impl AppState {
@@ -123,11 +127,44 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/_health", web::get().to(health))
         .route("/_health", web::head().to(health))
+        .route("/_ready", web::get().to(ready))
+        .route("/_ready", web::head().to(ready))
+        .route("/metrics", web::get().to(crate::metrics::scrape))
         .default_service(web::to(not_found));
 }
 
 async fn health() -> HttpResponse {
     HttpResponse::NoContent().finish()
+}
+
+/// 200 once the start-up rebuild of the projections has caught up with the log; 503 before,
+/// when every other route but `/_health` and `/metrics` answers 503 too (`until_ready`).
+async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.catch_up.is_ready() {
+        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    } else {
+        Err(ApiError::starting())
+    }
+}
+
+/// Refuses what needs the projections while start-up is still folding the log into them: an
+/// answer from a half-built projection (a live session reported unknown) would be wrong, not
+/// slow. The probes answer throughout.
+pub async fn until_ready<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let ready = req
+        .app_data::<web::Data<AppState>>()
+        .is_none_or(|state| state.catch_up.is_ready());
+    if ready || matches!(req.path(), "/_health" | "/_ready" | "/metrics") {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let refused = actix_web::ResponseError::error_response(&ApiError::starting());
+    Ok(req.into_response(refused).map_into_right_body())
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -196,7 +233,23 @@ pub async fn request_id(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.call(req).await?;
+    // Every line logged while the request is handled carries its id (the span's field).
+    let span = tracing::info_span!("request", request_id = %id);
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    // The access line names the route's pattern, not the path a client wrote: a path, like a
+    // query string, can carry whatever the client put in it, tokens included.
+    span.in_scope(|| {
+        tracing::info!(
+            target: "tokenledger::access",
+            %method,
+            route = response.request().match_pattern().as_deref().unwrap_or("unmatched"),
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "answered"
+        );
+    });
     if let Ok(value) = header::HeaderValue::from_str(&id) {
         response
             .headers_mut()

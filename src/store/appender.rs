@@ -100,7 +100,7 @@ async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>, stats
         }
         if !batch.is_empty() {
             stats.batches.record(batch.len());
-            commit(&writer, batch).await;
+            commit(&writer, batch, &stats).await;
         }
         if closing.is_some() && inbox.is_empty() {
             break;
@@ -121,7 +121,7 @@ async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>, stats
     }
 }
 
-async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>) {
+async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &StoreStats) {
     let started = std::time::Instant::now();
     let written = writer.write(&batch).await;
     tracing::debug!(
@@ -131,6 +131,13 @@ async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>) {
     );
     match written {
         Ok(outcomes) => {
+            stats.record_written(
+                batch
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, outcome)| outcome.is_ok())
+                    .flat_map(|(request, _)| &request.events),
+            );
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
             }

@@ -162,6 +162,8 @@ pub struct StoreStats {
     pub stream_reads: AtomicU64,
     /// How many appends shared each group commit.
     pub batches: BatchSizes,
+    /// Events written, by type, in the order each type first appeared.
+    appended_by_type: std::sync::Mutex<Vec<(&'static str, u64)>>,
 }
 
 /// A histogram of group-commit batch sizes in power-of-two buckets: 1, 2–3, 4–7, … 512.
@@ -209,6 +211,27 @@ impl std::fmt::Display for BatchSizes {
 }
 
 impl StoreStats {
+    /// Counts events that are now durable; called once per group commit.
+    pub fn record_written<'e>(&self, event_types: impl Iterator<Item = &'e NewEvent>) {
+        let mut counts = self
+            .appended_by_type
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for event in event_types {
+            match counts.iter_mut().find(|(t, _)| *t == event.event_type) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((event.event_type, 1)),
+            }
+        }
+    }
+
+    pub fn appended_by_type(&self) -> Vec<(&'static str, u64)> {
+        self.appended_by_type
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn touches(&self) -> u64 {
         self.appends.load(Ordering::Relaxed) + self.stream_reads.load(Ordering::Relaxed)
     }
@@ -345,6 +368,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// How many events the log holds.
     async fn count(&self) -> Result<i64, StoreError>;
+
+    /// The position of the newest event (0 for an empty log).
+    async fn head(&self) -> Result<i64, StoreError>;
 
     fn stats(&self) -> &StoreStats;
 

@@ -271,6 +271,14 @@ impl EventStore for PostgresEventStore {
             .await?)
     }
 
+    async fn head(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(&self.db.pool)
+                .await?,
+        )
+    }
+
     fn stats(&self) -> &StoreStats {
         &self.stats
     }

@@ -266,6 +266,14 @@ impl EventStore for SqliteEventStore {
             .await?)
     }
 
+    async fn head(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(&self.db.reader)
+                .await?,
+        )
+    }
+
     fn stats(&self) -> &StoreStats {
         &self.stats
     }

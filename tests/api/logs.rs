@@ -1,13 +1,9 @@
 //! What the server writes to its log: never a token, a password or a secret, at the most
 //! talkative level, across a run that touches every route that handles one.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
+use crate::binary::Server;
 use crate::helpers::{JWT_SECRET, REFRESH_SECRET};
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-log-test-0123456789abcdef";
@@ -15,80 +11,17 @@ const PASSWORD: &str = "first-password-7d1c";
 const NEW_PASSWORD: &str = "second-password-9e4a";
 const WRONG_PASSWORD: &str = "wrong-password-3b8f";
 
-struct Server {
-    child: std::process::Child,
-    address: String,
-    lines: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    /// Stops the server and returns every line it wrote.
-    fn stop(mut self) -> Vec<String> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The real binary at `RUST_LOG=debug`, every line of its output kept.
-fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
-        .env("DATA_DIR", dir)
-        .env("PORT", "0")
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
-        .env("ADMIN_API_TOKEN", ADMIN_TOKEN)
-        .env("REFRESH_TOKEN_ROTATION", "true")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tokenledger binary starts");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let keep = |output: Box<dyn std::io::Read + Send>| {
-        let kept = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(output).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line);
-            }
-        })
-    };
-    let readers = vec![
-        keep(Box::new(child.stdout.take().unwrap())),
-        keep(Box::new(child.stderr.take().unwrap())),
-    ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let port = loop {
-        let serving = lines.lock().unwrap().iter().find_map(|line| {
-            let entry: Value = serde_json::from_str(line).ok()?;
-            (entry["fields"]["message"] == "tokenledger is serving")
-                .then(|| entry["fields"]["port"].as_u64())
-                .flatten()
-        });
-        if let Some(port) = serving {
-            break port;
-        }
-        assert!(Instant::now() < deadline, "the server never served");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Server {
-        child,
-        address: format!("http://127.0.0.1:{port}"),
-        lines,
-        readers,
-    }
+async fn start(dir: &std::path::Path) -> Server {
+    let server = Server::start(
+        dir,
+        &[
+            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
+            ("REFRESH_TOKEN_ROTATION", "true"),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    server.wait_until_ready().await;
+    server
 }
 
 /// Posts `body` (with a bearer token if given) and returns the status and the JSON answer.
@@ -121,7 +54,7 @@ fn text(value: &Value) -> String {
 #[actix_web::test]
 async fn no_token_password_or_secret_reaches_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
+    let server = start(dir.path()).await;
     let mut secrets: Vec<String> = [
         JWT_SECRET,
         REFRESH_SECRET,

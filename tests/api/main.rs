@@ -4,6 +4,7 @@
 mod actors;
 mod audit;
 mod auth;
+mod binary;
 mod concurrency;
 mod cookies;
 mod deploy;
@@ -14,6 +15,7 @@ mod hostile_input;
 mod instances;
 mod limits;
 mod logs;
+mod operations;
 mod plugin_regressions;
 mod postgres;
 mod restart;

@@ -1,6 +1,6 @@
 //! The server under test: the real binary as a child process on one data folder (and
-//! database) for its whole life, started on a free port, killed with `SIGKILL`, and its
-//! command line run on the same data.
+//! database) for its whole life, started on a free port, killed with `SIGKILL` or stopped with
+//! `SIGTERM`, and its command line run on the same data.
 
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -57,7 +57,7 @@ impl Server {
         command
     }
 
-    /// Starts the server on a free port and waits until it answers `/_health`.
+    /// Starts the server on a free port and waits until `/_ready` says 200.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "one server at a time");
         for _ in 0..5 {
@@ -106,15 +106,19 @@ impl Server {
         panic!("no free port after 5 attempts:\n{}", self.log_tail());
     }
 
-    /// True once `/_health` answers 204; false if the process exited first.
+    /// True once `/_ready` answers 200 (503 while the log is folded at start-up); false if
+    /// the process exited first.
     async fn wait_until_ready(&mut self) -> bool {
         let http = http_client();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let health = format!("{}/_health", self.base);
+        let ready = format!("{}/_ready", self.base);
         loop {
-            if let Ok(response) = http.get(&health).send().await {
-                assert_eq!(response.status().as_u16(), 204, "GET /_health");
-                return true;
+            if let Ok(response) = http.get(&ready).send().await {
+                match response.status().as_u16() {
+                    200 => return true,
+                    503 => {}
+                    status => panic!("GET /_ready: {status}"),
+                }
             }
             let child = self.child.as_mut().expect("started");
             if child.try_wait().expect("the server's status").is_some() {
@@ -127,6 +131,38 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `SIGTERM`, as an orchestrator stops a service, and the exit it leads to: the server
+    /// must stop accepting, answer what it has, flush the log and end by itself, with success.
+    pub async fn terminate(&mut self) {
+        let mut child = self.child.take().expect("a running server");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("the server's status") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop within 60 s of SIGTERM:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(
+            status.success(),
+            "the server ended with {status} after SIGTERM:\n{}",
+            self.log_tail()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `SIGKILL` (what `Child::kill` sends on Unix): no flush, no shutdown, nothing.

@@ -33,9 +33,17 @@ fn strapi_error(response: &Response) -> Result<(), String> {
     }
 }
 
+fn content_type(response: &Response) -> &[u8] {
+    response
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map_or(&[][..], |(_, value)| value.as_slice())
+}
+
 /// Never a 5xx; every 4xx in Strapi's body, except HTTP's own refusals of what is not HTTP
 /// (they leave before any route, without a body); a 2xx, where the input happened to be
-/// valid, in JSON; and an answer at all, unless the request broke HTTP or the body limit.
+/// valid, in JSON where it says JSON; and an answer at all, unless the request broke HTTP or the body limit.
 pub fn judge(case: &Case, outcome: &Outcome) -> Result<(), String> {
     let response = match outcome {
         Outcome::Hung => return Err("no answer in time".into()),
@@ -51,6 +59,13 @@ pub fn judge(case: &Case, outcome: &Outcome) -> Result<(), String> {
         400..500 if case.class == Class::Protocol && response.body.is_empty() => Ok(()),
         400..500 => strapi_error(response),
         200..300 if case.head || response.status == 204 => Ok(()),
+        // The API answers JSON; the operators' pages and `/metrics` say what they are.
+        200..300 if !content_type(response).starts_with(b"application/json") => {
+            match content_type(response) {
+                b"" => Err("a 2xx without a content type".into()),
+                _ => Ok(()),
+            }
+        }
         200..300 => serde_json::from_slice::<Value>(&response.body)
             .map(drop)
             .map_err(|_| "a 2xx whose body is not JSON".into()),

@@ -1,0 +1,243 @@
+//! `/metrics` in Prometheus' text format (0.0.4). Requests are counted as they are answered;
+//! everything else (events, group commits, sessions, actors, lag, the argon2 queue) is read
+//! from where it already lives at scrape time, so that no second set of counters can drift.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::catch_up;
+use crate::http::AppState;
+use crate::http::errors::ApiError;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // From a cached refresh (sub-millisecond) to an argon2 login on a loaded machine.
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// The HTTP metrics, filled in by `track` as requests are answered.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl Metrics {
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+}
+
+/// Counts every answer by the route's pattern (`/api/auth/sessions/{id}`, never the id itself,
+/// so the label set stays small) and its status; what no route matched counts as `unmatched`.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let method = req.method().as_str().to_owned();
+    let answered = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let (route, status) = match &answered {
+            Ok(response) => (
+                response.request().match_pattern(),
+                response.status().as_u16(),
+            ),
+            Err(error) => (None, error.as_response_error().status_code().as_u16()),
+        };
+        metrics.observe(
+            &method,
+            route.as_deref().unwrap_or("unmatched"),
+            status,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    answered
+}
+
+/// What a scrape reads from the running service.
+#[derive(Debug)]
+struct Snapshot {
+    events_by_type: Vec<(&'static str, u64)>,
+    batch_buckets: Vec<(usize, u64)>,
+    batch_appends: u64,
+    active_sessions: usize,
+    live_actors: usize,
+    lag: i64,
+    argon2_queue: usize,
+    ready: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut appended = encoder.encode_descriptor(
+            "tokenledger_events_appended",
+            "Events this instance appended to the log, by type",
+            None,
+            MetricType::Counter,
+        )?;
+        for (event_type, n) in &self.events_by_type {
+            ConstCounter::new(*n)
+                .encode(appended.encode_family(&TypeLabel { r#type: event_type })?)?;
+        }
+
+        // Per bucket (the encoder sums them up); the last bucket holds every larger batch.
+        let mut buckets: Vec<(f64, u64)> = self
+            .batch_buckets
+            .iter()
+            .map(|&(size, n)| (size as f64, n))
+            .collect();
+        if let Some(last) = buckets.last_mut() {
+            last.0 = f64::INFINITY;
+        }
+        let batches = buckets.iter().map(|(_, n)| n).sum();
+        encoder
+            .encode_descriptor(
+                "tokenledger_group_commit_batch_size",
+                "Appends written together in one group commit",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(self.batch_appends as f64, batches, &buckets, None)?;
+
+        let gauges: [(&str, &str, i64); 5] = [
+            (
+                "tokenledger_active_sessions",
+                "Live sessions in the projection (expired ones are counted until recorded)",
+                self.active_sessions as i64,
+            ),
+            (
+                "tokenledger_live_actors",
+                "Session actors in memory, one per recently active user",
+                self.live_actors as i64,
+            ),
+            (
+                "tokenledger_projection_lag",
+                "Log positions the projections have not folded yet",
+                self.lag,
+            ),
+            (
+                "tokenledger_argon2_queue_depth",
+                "Password hashes and checks waiting for an argon2 thread",
+                self.argon2_queue as i64,
+            ),
+            (
+                "tokenledger_ready",
+                "1 once the projections have caught up with the log at start-up (/_ready)",
+                i64::from(self.ready),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `GET /metrics`.
+pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let store = state.store.as_ref();
+    let progress = &state.catch_up;
+    // Before the start-up rebuild ends, everything after its position is still to fold; after,
+    // only what other writers appended since the catch-up reader's last pass.
+    let lag = if progress.is_ready() {
+        catch_up::unfolded(store, &state.projection, progress.position()).await? as i64
+    } else {
+        (store.head().await? - progress.position()).max(0)
+    };
+    let stats = store.stats();
+    let snapshot = Snapshot {
+        events_by_type: stats.appended_by_type(),
+        batch_buckets: stats.batches.buckets(),
+        batch_appends: stats.batches.appends(),
+        active_sessions: state
+            .projection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len(),
+        live_actors: state.registry.live_actors(),
+        lag,
+        argon2_queue: state.passwords.queue_depth(),
+        ready: progress.is_ready(),
+    };
+
+    let mut registry = Registry::default();
+    registry.register(
+        "tokenledger_http_requests",
+        "HTTP requests answered, by method, route pattern and status",
+        state.metrics.requests.clone(),
+    );
+    registry.register_with_unit(
+        "tokenledger_http_request_duration",
+        "Time from the request's arrival to its answer, by method and route pattern",
+        Unit::Seconds,
+        state.metrics.latency.clone(),
+    );
+    registry.register_collector(Box::new(snapshot));
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    Ok(HttpResponse::Ok()
+        .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
+        .body(text))
+}

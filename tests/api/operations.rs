@@ -1,0 +1,294 @@
+//! What operators run the service by: `/metrics`, `/_ready` during start-up, and the request
+//! id on the log lines of a request.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::binary::Server;
+use crate::helpers::{JWT_SECRET, REFRESH_SECRET, spawn_app_with};
+
+/// `name{labels} value` lines of a scrape, keyed by everything before the value.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.rsplit_once(' ').expect("name and value");
+            (key.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn sample(samples: &HashMap<String, f64>, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no sample {key} in {samples:#?}"))
+}
+
+#[actix_web::test]
+async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it() {
+    // Given: a user who registered, logged in twice, rotated three times, mistyped a password
+    // once and asked for a page that does not exist.
+    let app = spawn_app_with(&[("REFRESH_TOKEN_ROTATION", "true")]).await;
+    app.register("meg").await;
+    app.login("meg").await;
+    let mut token = app.login("meg").await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        let (status, answer) = app.refresh(&token).await;
+        assert_eq!(status, 200, "{answer}");
+        token = answer["refreshToken"].as_str().unwrap().to_owned();
+    }
+    let (status, _) = app
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "meg", "password": "not-her-password"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let missing = app.client.get(app.url("/api/nothing/here")).send().await;
+    assert_eq!(missing.unwrap().status(), 404);
+
+    // When
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+
+    // Then
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    let found = samples(&text);
+    let requests = |method: &str, route: &str, status: u16| {
+        sample(
+            &found,
+            &format!(
+                "tokenledger_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(requests("POST", "/api/auth/local/refresh", 200), 3.0);
+    assert_eq!(requests("POST", "/api/auth/local", 200), 2.0);
+    assert_eq!(requests("POST", "/api/auth/local", 400), 1.0);
+    assert_eq!(requests("POST", "/api/auth/local/register", 200), 1.0);
+    assert_eq!(
+        requests("GET", "unmatched", 404),
+        1.0,
+        "no raw path as a label"
+    );
+    let latency = "tokenledger_http_request_duration_seconds";
+    let refreshes = "{method=\"POST\",route=\"/api/auth/local/refresh\"";
+    assert_eq!(
+        sample(&found, &format!("{latency}_count{refreshes}}}")),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &found,
+            &format!("{latency}_bucket{refreshes},le=\"+Inf\"}}")
+        ),
+        3.0
+    );
+    assert!(sample(&found, &format!("{latency}_sum{refreshes}}}")) > 0.0);
+
+    let appended = |kind: &str| {
+        sample(
+            &found,
+            &format!("tokenledger_events_appended_total{{type=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(
+        appended("TokenIssued"),
+        3.0,
+        "the registration and two logins"
+    );
+    assert_eq!(appended("TokenRotated"), 3.0);
+    assert_eq!(appended("LoginFailed"), 1.0);
+
+    let batches = sample(&found, "tokenledger_group_commit_batch_size_count");
+    let appends = sample(&found, "tokenledger_group_commit_batch_size_sum");
+    assert!(batches >= 1.0 && appends >= batches, "{batches} {appends}");
+    assert_eq!(
+        sample(
+            &found,
+            "tokenledger_group_commit_batch_size_bucket{le=\"+Inf\"}"
+        ),
+        batches
+    );
+    assert_eq!(appends, app.store().stats().batches.appends() as f64);
+
+    assert_eq!(sample(&found, "tokenledger_active_sessions"), 3.0);
+    assert_eq!(sample(&found, "tokenledger_live_actors"), 1.0);
+    assert_eq!(sample(&found, "tokenledger_projection_lag"), 0.0);
+    assert_eq!(sample(&found, "tokenledger_argon2_queue_depth"), 0.0);
+    assert_eq!(sample(&found, "tokenledger_ready"), 1.0);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_the_projections_caught_up()
+ {
+    // Given: a log of 60 000 events, which takes a while to fold.
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .args(["seed", "--users", "50", "--events", "60000"])
+        .env("DATA_DIR", dir.path())
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+        .output()
+        .unwrap();
+    assert!(seeded.status.success(), "{seeded:?}");
+
+    // When: the server starts on it, and is asked from the moment it listens.
+    let server = Server::start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", server.address);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut starting, mut refused_login, mut scraped_while_starting) = (0, None, None);
+    loop {
+        let ready = client.get(url("/_ready")).send().await.unwrap();
+        match ready.status().as_u16() {
+            200 => break,
+            503 => starting += 1,
+            other => panic!("/_ready answered {other}"),
+        }
+        if refused_login.is_none() {
+            let login = client
+                .post(url("/api/auth/local"))
+                .json(&json!({"identifier": "seed-1", "password": "seed-password-1"}))
+                .send()
+                .await
+                .unwrap();
+            let retry_after = login.headers().get("retry-after").cloned();
+            refused_login = Some((
+                login.status().as_u16(),
+                retry_after,
+                login.json::<Value>().await.unwrap(),
+            ));
+            let health = client.get(url("/_health")).send().await.unwrap();
+            assert_eq!(
+                health.status(),
+                204,
+                "the liveness probe answers throughout"
+            );
+            let metrics = client.get(url("/metrics")).send().await.unwrap();
+            scraped_while_starting = Some(samples(&metrics.text().await.unwrap()));
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Then: 503 (and every other route refused alike) until the fold ended, then 200.
+    assert!(starting > 0, "/_ready never said 503");
+    let (status, retry_after, body) = refused_login.expect("asked while starting");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.unwrap(), "1");
+    assert_eq!(body["data"], Value::Null);
+    assert_eq!(body["error"]["name"], "ServiceUnavailableError");
+    let starting_metrics = scraped_while_starting.unwrap();
+    assert_eq!(sample(&starting_metrics, "tokenledger_ready"), 0.0);
+    assert!(sample(&starting_metrics, "tokenledger_projection_lag") > 0.0);
+
+    let login = client
+        .post(url("/api/auth/local"))
+        .json(&json!({"identifier": "seed-1", "password": "seed-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let metrics = samples(
+        &client
+            .get(url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(sample(&metrics, "tokenledger_ready"), 1.0);
+    assert_eq!(sample(&metrics, "tokenledger_projection_lag"), 0.0);
+    let messages: Vec<String> = server
+        .entries()
+        .iter()
+        .filter_map(|e| e["fields"]["message"].as_str().map(str::to_owned))
+        .collect();
+    let position = |prefix: &str| messages.iter().position(|m| m.starts_with(prefix));
+    assert!(
+        position("listening") < position("projections rebuilt"),
+        "listens first, then folds: {messages:?}"
+    );
+    println!("/_ready said 503 {starting} times before 200");
+}
+
+#[actix_web::test]
+async fn the_log_lines_of_a_request_carry_its_request_id_and_its_route_not_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("RUST_LOG", "debug")]);
+    server.wait_until_ready().await;
+    let client = reqwest::Client::new();
+    let register = client
+        .post(format!("{}/api/auth/local/register", server.address))
+        .header("x-request-id", "trace-register-1")
+        .json(&json!({"username": "rid", "email": "rid@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 200);
+    let missing = client
+        .get(format!(
+            "{}/api/nowhere/secret-looking-path",
+            server.address
+        ))
+        .header("x-request-id", "trace-missing-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let chosen = client
+        .get(format!("{}/_health", server.address))
+        .send()
+        .await
+        .unwrap();
+    let generated = chosen.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let lines = server.stop();
+    let entries: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("one JSON object a line"))
+        .collect();
+    let of = |id: &str| -> Vec<&Value> {
+        entries
+            .iter()
+            .filter(|e| e["span"]["request_id"] == id)
+            .collect()
+    };
+    let access = |id: &str| -> Value {
+        let lines = of(id);
+        let access: Vec<&&Value> = lines
+            .iter()
+            .filter(|e| e["target"] == "tokenledger::access")
+            .collect();
+        assert_eq!(access.len(), 1, "one access line for {id}: {lines:#?}");
+        access[0]["fields"].clone()
+    };
+    let registered = access("trace-register-1");
+    assert_eq!(registered["route"], "/api/auth/local/register");
+    assert_eq!(registered["status"], 200);
+    assert_eq!(registered["method"], "POST");
+    let missed = access("trace-missing-2");
+    assert_eq!(missed["route"], "unmatched");
+    assert_eq!(missed["status"], 404);
+    assert!(
+        !lines.iter().any(|l| l.contains("secret-looking-path")),
+        "no raw path logged"
+    );
+    assert_eq!(access(&generated)["route"], "/_health");
+}

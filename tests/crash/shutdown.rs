@@ -1,0 +1,116 @@
+//! Graceful shutdown: the same clients as the crash test, but the server is stopped with
+//! `SIGTERM`, as an orchestrator stops it, several times a run. A graceful stop must end
+//! with exit status 0 and lose nothing: every request answered with a 200 is in the log, and
+//! no request was committed without its answer reaching the client (what a `SIGKILL` may
+//! do, and what the crash test allows).
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+use crate::client::{Client, Expect};
+use crate::forensics::{check_log, verify};
+use crate::postgres::{Postgres, drop_schema, fresh_postgres_url};
+use crate::server::{Server, http_client};
+use crate::{Tally, USERS};
+
+const STOPS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_acknowledged_request_on_sqlite() {
+    sigterm_test("sqlite", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_acknowledged_request_on_postgres() {
+    let Some((url, schema)) = fresh_postgres_url().await else {
+        return;
+    };
+    sigterm_test(
+        "postgres",
+        Some(Postgres {
+            url,
+            schema: schema.clone(),
+        }),
+    )
+    .await;
+    drop_schema(&schema).await;
+}
+
+async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
+    let started = Instant::now();
+    let seed = rand::random::<u64>();
+    println!("[{backend}] seed={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut tally = Tally::default();
+    let mut server = Server::new(postgres);
+    server.start().await;
+    let mut clients = Vec::new();
+    for index in 0..USERS {
+        clients.push(Client::register(&server, index, seed).await);
+        tally.requests_acked += 2;
+        tally.logins_acked += 1;
+    }
+
+    let mut acked_before_stop = Vec::new();
+    for _ in 0..STOPS {
+        let http = http_client();
+        let running: Vec<_> = clients
+            .drain(..)
+            .map(|client| tokio::spawn(client.drive(http.clone(), server.base.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..=400))).await;
+        let before = tally.requests_acked;
+        server.terminate().await;
+        server.settle().await;
+        for task in running {
+            let (client, acked) = match task.await {
+                Ok(done) => done,
+                Err(error) => std::panic::resume_unwind(error.into_panic()),
+            };
+            tally.add(&acked);
+            clients.push(client);
+        }
+        acked_before_stop.push(tally.requests_acked - before);
+
+        verify(&server);
+        let expectations: Vec<Expect> = clients
+            .iter_mut()
+            .map(|client| client.resolve(&server, &mut tally))
+            .collect();
+        assert_eq!(
+            (tally.lost_rotations, tally.orphan_logins),
+            (0, 0),
+            "a graceful stop committed requests whose answers never left (rotations, logins)"
+        );
+        server.start().await;
+        let http = http_client();
+        for (client, expect) in clients.iter_mut().zip(expectations) {
+            client.check(&http, &server.base, expect, &mut tally).await;
+        }
+    }
+
+    let events = check_log(&server, &clients);
+    assert_eq!(
+        events,
+        USERS + tally.logins_acked + tally.rotations_acked,
+        "events in the log against the requests answered with a 200"
+    );
+    let log = server.log_text();
+    assert_eq!(
+        log.matches("group commit: appends a batch").count(),
+        STOPS,
+        "each stop flushed the appender and said so"
+    );
+    server.terminate().await;
+    println!(
+        "[{backend}] SIGTERM stops: {STOPS}; requests acknowledged: {} ({} before each stop: \
+         {acked_before_stop:?}); cut off before their commit: {}; events in the log: {events}; \
+         wall time: {:.1} s",
+        tally.requests_acked,
+        tally.rotations_acked + tally.logins_acked,
+        tally.uncommitted,
+        started.elapsed().as_secs_f64(),
+    );
+}
