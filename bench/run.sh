@@ -29,7 +29,7 @@ start_server() { # rotation
         "$server" >"$data/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do
-        curl -fs -o /dev/null "http://127.0.0.1:$port/_health" && return
+        curl -fs -o /dev/null "http://127.0.0.1:$port/_ready" && return
         sleep 0.1
     done
     echo "the server did not start:" >&2

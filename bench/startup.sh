@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start-up and memory of BENCHMARKS.md: starts the server on an existing data folder (one
-# `tokenledger seed` filled), times until /_health answers, and reads its resident memory then
+# `tokenledger seed` filled), times until /_ready answers 200 (the projections caught up), and reads its resident memory then
 # and 10 s later (the allocator gives back what the replay used).
 #
 #   bench/startup.sh <data dir> [server binary]
@@ -18,7 +18,7 @@ DATA_DIR=$data PORT=$port RUST_LOG=info LOG_FORMAT=json \
     REFRESH_JWT_SECRET=bench-refresh-secret-0123456789abcdef012345678 \
     "$server" >"$log" 2>&1 &
 pid=$!
-until curl -fs -o /dev/null "http://127.0.0.1:$port/_health"; do
+until curl -fs -o /dev/null "http://127.0.0.1:$port/_ready"; do
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
     sleep 0.1
 done
