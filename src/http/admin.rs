@@ -1,7 +1,7 @@
-//! The admin API, for operators and investigators: a user's event trail, the sessions alive at
-//! any past moment (replayed from the log), and clearing a user's sessions. Behind
-//! `ADMIN_API_TOKEN` (bearer, compared in constant time); without one configured the routes
-//! do not exist (404).
+//! The admin API, for operators and investigators: finding a user, a user's event trail, the
+//! sessions alive at any past moment (replayed from the log), and clearing a user's sessions.
+//! Behind `ADMIN_API_TOKEN` (bearer, compared in constant time); without one configured the
+//! routes do not exist (404).
 
 use std::collections::HashMap;
 
@@ -14,9 +14,10 @@ use tokenledger_projections::sessions_alive_at;
 
 use super::errors::ApiError;
 use super::sessions::session_json;
+use super::users::user_json;
 use super::{AppState, RequestContext, bearer};
 use crate::audit::AuditEntry;
-use crate::store::users::User;
+use crate::store::users::{USERNAME_MAX, User};
 use crate::store::{Actor, stream_of};
 
 const PAGE: usize = 100;
@@ -30,6 +31,8 @@ const EVENT_TYPES: [&str; 7] = [
     "LoginFailed",
 ];
 const MAX_PAGE: usize = 1000;
+const USERS_PAGE: u32 = 20;
+const MAX_USERS_PAGE: u32 = 100;
 
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(expected) = &state.config.admin_api_token else {
@@ -72,6 +75,44 @@ async fn user(state: &AppState, req: &HttpRequest, id: &str) -> Result<User, Api
     let not_found = || ApiError::not_found_message("User not found");
     let id: UserId = id.parse().map_err(|_| not_found())?;
     state.users.find(id).await?.ok_or_else(not_found)
+}
+
+/// `GET /api/admin/users?q=<text>&limit=<n>`: the users an investigator may mean, by a
+/// piece of username or email, or by id (see `UserStore::search`), for the audit page's picker.
+pub async fn find_users(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let query = query(&req)?;
+    let text = query.get("q").map_or("", |q| q.trim());
+    if text.chars().count() > USERNAME_MAX {
+        return Err(ApiError::validation(format!(
+            "q must be at most {USERNAME_MAX} characters"
+        )));
+    }
+    // No username or email holds a NUL, and PostgreSQL would fail the query on one.
+    if text.contains('\0') {
+        return Err(ApiError::validation("q must not contain NUL characters"));
+    }
+    let limit = match query.get("limit").map(|v| v.parse::<u32>()) {
+        None => USERS_PAGE,
+        Some(Ok(n)) if (1..=MAX_USERS_PAGE).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "limit must be a whole number between 1 and {MAX_USERS_PAGE}"
+            )));
+        }
+    };
+    // One more than asked, to know whether there are more.
+    let mut found = state.users.search(text, limit + 1).await?;
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let data: Vec<Value> = found.iter().map(user_json).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "data": data,
+        "meta": { "q": text, "limit": limit, "more": more }
+    })))
 }
 
 /// `GET /api/admin/users/:id/events?from&to&type&after&limit`: the trail in order, paged by

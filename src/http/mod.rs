@@ -116,6 +116,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(sessions::revoke),
         )
         .route("/api/users/me", web::get().to(users::me))
+        .route("/api/admin/users", web::get().to(admin::find_users))
         .route("/api/admin/users/{id}/events", web::get().to(admin::events))
         .route(
             "/api/admin/users/{id}/sessions",

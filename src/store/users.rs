@@ -379,6 +379,32 @@ impl UserStore {
         ))
     }
 
+    /// Users whose username or email contains `text` (any ASCII case), or whose id it is:
+    /// the id first, then exact names, then the rest by id; at most `limit`. An empty `text`
+    /// lists the newest users. LIKE's `%`, `_` and `\` in `text` match themselves.
+    pub async fn search(&self, text: &str, limit: u32) -> Result<Vec<User>, UserError> {
+        let lower = text.to_lowercase();
+        let escaped = lower
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        let id: Option<UserId> = text.parse().ok();
+        let newest_first = if text.is_empty() { "id DESC" } else { "id" };
+        Ok(on_users!(
+            self,
+            reader,
+            format!(
+                "SELECT {COLUMNS} FROM users \
+                 WHERE LOWER(username) LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\' OR id = ? \
+                 ORDER BY CASE WHEN id = ? THEN 0 WHEN LOWER(username) = ? OR email = ? THEN 1 \
+                 ELSE 2 END, {newest_first} LIMIT ?"
+            ),
+            fetch_all,
+            [&pattern, &pattern, id, id, &lower, &lower, i64::from(limit)]
+        ))
+    }
+
     pub async fn find(&self, id: UserId) -> Result<Option<User>, UserError> {
         Ok(on_users!(
             self,

@@ -2,6 +2,7 @@
 //! binary, so the crate links once.
 
 mod actors;
+mod admin_users;
 mod audit;
 mod auth;
 mod binary;
