@@ -3,6 +3,7 @@
 //! they parse, ask the users table or an actor, and shape Strapi's answers.
 
 mod admin;
+mod admin_page;
 mod auth;
 pub mod body;
 mod cookies;
@@ -126,6 +127,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/admin/users/{id}/sessions/clear",
             web::post().to(admin::clear),
         )
+        .configure(admin_page::routes)
         .route("/_health", web::get().to(health))
         .route("/_health", web::head().to(health))
         .route("/_ready", web::get().to(ready))

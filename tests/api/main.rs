@@ -4,6 +4,7 @@
 mod actors;
 mod admin_users;
 mod audit;
+mod audit_page;
 mod auth;
 mod binary;
 mod concurrency;
