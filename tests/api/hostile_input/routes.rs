@@ -27,13 +27,14 @@ pub(super) enum Route {
     Sessions,
     RevokeSession,
     Me,
+    AdminUsers,
     AdminEvents,
     AdminSessions,
     AdminClear,
     Health,
 }
 
-const ROUTES: [Route; 13] = [
+const ROUTES: [Route; 14] = [
     Route::Register,
     Route::Login,
     Route::LocalRefresh,
@@ -43,6 +44,7 @@ const ROUTES: [Route; 13] = [
     Route::Sessions,
     Route::RevokeSession,
     Route::Me,
+    Route::AdminUsers,
     Route::AdminEvents,
     Route::AdminSessions,
     Route::AdminClear,
@@ -52,7 +54,11 @@ const ROUTES: [Route; 13] = [
 impl Route {
     fn method(self) -> &'static str {
         match self {
-            Route::Sessions | Route::Me | Route::AdminEvents | Route::AdminSessions => "GET",
+            Route::Sessions
+            | Route::Me
+            | Route::AdminUsers
+            | Route::AdminEvents
+            | Route::AdminSessions => "GET",
             Route::RevokeSession => "DELETE",
             Route::Health => "HEAD",
             _ => "POST",
@@ -70,6 +76,7 @@ impl Route {
             Route::Sessions => "/api/auth/sessions",
             Route::RevokeSession => "/api/auth/sessions/:id",
             Route::Me => "/api/users/me",
+            Route::AdminUsers => "/api/admin/users",
             Route::AdminEvents => "/api/admin/users/:id/events",
             Route::AdminSessions => "/api/admin/users/:id/sessions",
             Route::AdminClear => "/api/admin/users/:id/sessions/clear",
@@ -84,7 +91,9 @@ impl Route {
             | Route::Sessions
             | Route::RevokeSession
             | Route::Me => Auth::User,
-            Route::AdminEvents | Route::AdminSessions | Route::AdminClear => Auth::Admin,
+            Route::AdminUsers | Route::AdminEvents | Route::AdminSessions | Route::AdminClear => {
+                Auth::Admin
+            }
             _ => Auth::None,
         }
     }
@@ -395,6 +404,25 @@ impl Generator<'_> {
                         ],
                     );
                     pairs.push(format!("after={after}"));
+                }
+            }
+            Route::AdminUsers => {
+                if self.chance(0.8) {
+                    // LIKE's wildcards and escape, a NUL (PostgreSQL refuses one), bad UTF-8.
+                    let q = pick(
+                        &mut self.rng,
+                        &[
+                            "u", "", "%25", "_", "%5C", "%00", "a%00b", "%FF", "1", "-1", "%20%20",
+                        ],
+                    );
+                    pairs.push(format!("q={q}"));
+                }
+                if self.chance(0.3) {
+                    pairs.push(format!("q={}", "x".repeat(self.rng.random_range(200..400))));
+                }
+                if self.chance(0.4) {
+                    let limit = pick(&mut self.rng, &["0", "1", "100", "101", "-1", "1.5", ""]);
+                    pairs.push(format!("limit={limit}"));
                 }
             }
             Route::AdminSessions if self.chance(0.7) => {
