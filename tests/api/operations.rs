@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use serde_json::{Value, json};
 
 use crate::binary::Server;
@@ -147,6 +148,13 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
     let server = Server::start(dir.path(), &[]);
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", server.address);
+    let log_in = || {
+        client
+            .post(url("/api/auth/local"))
+            .json(&json!({"identifier": "seed-1", "password": "seed-password-1"}))
+            .send()
+            .map(Result::unwrap)
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     let (mut starting, mut refused_login, mut scraped_while_starting) = (0, None, None);
     loop {
@@ -157,12 +165,7 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
             other => panic!("/_ready answered {other}"),
         }
         if refused_login.is_none() {
-            let login = client
-                .post(url("/api/auth/local"))
-                .json(&json!({"identifier": "seed-1", "password": "seed-password-1"}))
-                .send()
-                .await
-                .unwrap();
+            let login = log_in().await;
             let retry_after = login.headers().get("retry-after").cloned();
             refused_login = Some((
                 login.status().as_u16(),
@@ -193,13 +196,7 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
     assert_eq!(sample(&starting_metrics, "tokenledger_ready"), 0.0);
     assert!(sample(&starting_metrics, "tokenledger_projection_lag") > 0.0);
 
-    let login = client
-        .post(url("/api/auth/local"))
-        .json(&json!({"identifier": "seed-1", "password": "seed-password-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200);
+    assert_eq!(log_in().await.status(), 200);
     let metrics = samples(
         &client
             .get(url("/metrics"))

@@ -32,7 +32,7 @@ use rand::{Rng as _, SeedableRng as _};
 
 use client::{Client, Expect};
 use forensics::{check_log, compare_projection_with_replay, verify};
-use postgres::{Postgres, drop_schema, fresh_postgres_url};
+use postgres::{Postgres, on_fresh_postgres};
 use server::{Server, http_client};
 
 const USERS: usize = 6;
@@ -53,18 +53,7 @@ async fn acknowledged_rotations_survive_kills_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_rotations_survive_kills_on_postgres() {
-    let Some((url, schema)) = fresh_postgres_url().await else {
-        return;
-    };
-    crash_test(
-        "postgres",
-        Some(Postgres {
-            url,
-            schema: schema.clone(),
-        }),
-    )
-    .await;
-    drop_schema(&schema).await;
+    on_fresh_postgres(|postgres| crash_test("postgres", Some(postgres))).await;
 }
 
 async fn crash_test(backend: &str, postgres: Option<Postgres>) {

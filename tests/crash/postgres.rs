@@ -74,3 +74,21 @@ pub async fn drop_schema(schema: &str) {
     .expect("DROP SCHEMA");
     admin.close().await;
 }
+
+/// Runs `test` on a fresh schema and drops it after; skips (saying why) where
+/// `fresh_postgres_url` does.
+pub async fn on_fresh_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Postgres) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some((url, schema)) = fresh_postgres_url().await else {
+        return;
+    };
+    test(Postgres {
+        url,
+        schema: schema.clone(),
+    })
+    .await;
+    drop_schema(&schema).await;
+}

@@ -11,7 +11,7 @@ use rand::{Rng as _, SeedableRng as _};
 
 use crate::client::{Client, Expect};
 use crate::forensics::{check_log, verify};
-use crate::postgres::{Postgres, drop_schema, fresh_postgres_url};
+use crate::postgres::{Postgres, on_fresh_postgres};
 use crate::server::{Server, http_client};
 use crate::{Tally, USERS};
 
@@ -24,18 +24,7 @@ async fn sigterm_under_load_loses_no_acknowledged_request_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_acknowledged_request_on_postgres() {
-    let Some((url, schema)) = fresh_postgres_url().await else {
-        return;
-    };
-    sigterm_test(
-        "postgres",
-        Some(Postgres {
-            url,
-            schema: schema.clone(),
-        }),
-    )
-    .await;
-    drop_schema(&schema).await;
+    on_fresh_postgres(|postgres| sigterm_test("postgres", Some(postgres))).await;
 }
 
 async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
