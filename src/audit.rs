@@ -5,13 +5,14 @@
 use serde::Serialize;
 use serde_json::Value;
 use tokenledger_domain::Event;
+use utoipa::ToSchema;
 
 use crate::store::{RecordedEvent, StoreError};
 
 /// How many hex digits of a token hash the trail shows.
 const HASH_PREFIX: usize = 12;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub position: i64,
@@ -26,6 +27,8 @@ pub struct AuditEntry {
     pub user_agent: Option<String>,
     pub actor: Option<String>,
     pub request_id: Option<String>,
+    /// The event's own fields, token hashes cut short.
+    #[schema(value_type = Object)]
     pub payload: Value,
     #[serde(skip)]
     pub event: Option<Event>,

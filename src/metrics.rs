@@ -195,6 +195,15 @@ impl Collector for Snapshot {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus' text format 0.0.4 (see the README's Operations)", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 503, description = "The store could not be read for the lag; try again", body = crate::http::errors::ErrorBody),
+    )
+)]
 pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.as_ref();
     let progress = &state.catch_up;

@@ -7,14 +7,15 @@ use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokenledger_domain::{ClearReason, ClearSessions, Command, Event, UserId};
 use tokenledger_projections::sessions_alive_at;
+use utoipa::ToSchema;
 
-use super::errors::ApiError;
-use super::sessions::session_json;
-use super::users::user_json;
+use super::errors::{ApiError, ErrorBody};
+use super::sessions::SessionSummary;
+use super::users::PublicUser;
 use super::{AppState, RequestContext, bearer};
 use crate::audit::AuditEntry;
 use crate::store::users::{USERNAME_MAX, User};
@@ -77,8 +78,40 @@ async fn user(state: &AppState, req: &HttpRequest, id: &str) -> Result<User, Api
     state.users.find(id).await?.ok_or_else(not_found)
 }
 
+#[derive(Serialize, ToSchema)]
+struct FoundUsers {
+    data: Vec<PublicUser>,
+    meta: Search,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Search {
+    /// The text searched for, trimmed.
+    q: String,
+    limit: u32,
+    /// Whether more users match than `limit`.
+    more: bool,
+}
+
 /// `GET /api/admin/users?q=<text>&limit=<n>`: the users an investigator may mean, by a
 /// piece of username or email, or by id (see `UserStore::search`), for the audit page's picker.
+#[utoipa::path(
+    get,
+    path = "/api/admin/users",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(
+        ("q" = Option<String>, Query, max_length = 255, description = "A piece of a username or email (ASCII case ignored), or a user id; empty lists the newest users"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many, 20 by default"),
+    ),
+    responses(
+        (status = 200, description = "The users found, an id match first, then exact names, then the rest by id", body = FoundUsers),
+        (status = 400, description = "An unreadable query, a `q` too long or with a NUL, a `limit` out of range", body = ErrorBody),
+        (status = 401, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No `ADMIN_API_TOKEN` configured", body = ErrorBody),
+        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+    )
+)]
 pub async fn find_users(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -108,15 +141,51 @@ pub async fn find_users(
     let mut found = state.users.search(text, limit + 1).await?;
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
-    let data: Vec<Value> = found.iter().map(user_json).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "data": data,
-        "meta": { "q": text, "limit": limit, "more": more }
-    })))
+    Ok(HttpResponse::Ok().json(FoundUsers {
+        data: found.iter().map(PublicUser::of).collect(),
+        meta: Search {
+            q: text.to_owned(),
+            limit,
+            more,
+        },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct EventTrail {
+    data: Vec<AuditEntry>,
+    meta: TrailPage,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TrailPage {
+    /// The `after` of the next page; `null` on the last.
+    next: Option<i64>,
 }
 
 /// `GET /api/admin/users/:id/events?from&to&type&after&limit`: the trail in order, paged by
 /// position (`meta.next` is the `after` of the next page).
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{id}/events",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(
+        ("id" = String, Path, description = "The user's id"),
+        ("from" = Option<String>, Query, format = DateTime, description = "Only events recorded at or after this RFC 3339 time"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Only events recorded at or before this RFC 3339 time"),
+        ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed"),
+        ("after" = Option<i64>, Query, description = "Only events after this log position (a page's `meta.next`)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
+    ),
+    responses(
+        (status = 200, description = "The user's events, oldest first", body = EventTrail),
+        (status = 400, description = "An unreadable query, time, number or event type", body = ErrorBody),
+        (status = 401, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
+        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+    )
+)]
 pub async fn events(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -182,10 +251,42 @@ pub async fn events(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({ "data": selected, "meta": { "next": next } })))
+    Ok(HttpResponse::Ok().json(EventTrail {
+        data: selected,
+        meta: TrailPage { next },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct SessionsAt {
+    data: Vec<SessionSummary>,
+    meta: Moment,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Moment {
+    #[schema(format = DateTime)]
+    at: String,
 }
 
 /// `GET /api/admin/users/:id/sessions?at=<time>`: the sessions alive then (default: now).
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{id}/sessions",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(
+        ("id" = String, Path, description = "The user's id"),
+        ("at" = Option<String>, Query, format = DateTime, description = "The moment, RFC 3339; now by default"),
+    ),
+    responses(
+        (status = 200, description = "The sessions alive at that moment, replayed from the log", body = SessionsAt),
+        (status = 400, description = "An unreadable query or time", body = ErrorBody),
+        (status = 401, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
+        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+    )
+)]
 pub async fn sessions_at(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -205,12 +306,40 @@ pub async fn sessions_at(
         })
         .collect::<Result<_, _>>()?;
     let alive = sessions_alive_at(user.id, &events, at);
-    let data: Vec<Value> = alive.iter().map(|s| session_json(s, false)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data, "meta": { "at": at.to_rfc3339() } })))
+    Ok(HttpResponse::Ok().json(SessionsAt {
+        data: alive.iter().map(|s| SessionSummary::of(s, false)).collect(),
+        meta: Moment {
+            at: at.to_rfc3339(),
+        },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct ClearedAnswer {
+    data: Cleared,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Cleared {
+    /// How many sessions were live.
+    cleared: usize,
 }
 
 /// `POST /api/admin/users/:id/sessions/clear`: `SessionsCleared{admin}`, with the admin as
 /// the recorded actor.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/sessions/clear",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "Every session of the user ended", body = ClearedAnswer),
+        (status = 401, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
 pub async fn clear(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -234,5 +363,7 @@ pub async fn clear(
         .registry
         .execute(user.id, command, ctx.metadata)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "data": { "cleared": live } })))
+    Ok(HttpResponse::Ok().json(ClearedAnswer {
+        data: Cleared { cleared: live },
+    }))
 }

@@ -11,18 +11,11 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
 use super::AppState;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorBody};
 
 const INDEX: &str = include_str!("admin_page/index.html");
 const SCRIPT: &str = include_str!("admin_page/app.js");
 const STYLE: &str = include_str!("admin_page/app.css");
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin", web::get().to(index))
-        .route("/admin/", web::get().to(index))
-        .route("/admin/app.js", web::get().to(script))
-        .route("/admin/app.css", web::get().to(style));
-}
 
 fn serve(
     state: &AppState,
@@ -37,14 +30,39 @@ fn serve(
         .body(body))
 }
 
-async fn index(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The audit page.
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The audit page; it asks for the admin token", content_type = "text/html", body = String),
+        (status = 404, description = "No `ADMIN_API_TOKEN` configured", body = ErrorBody),
+    )
+)]
+pub async fn index(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     serve(&state, "text/html; charset=utf-8", INDEX)
 }
 
-async fn script(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    serve(&state, "text/javascript; charset=utf-8", SCRIPT)
-}
-
-async fn style(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    serve(&state, "text/css; charset=utf-8", STYLE)
+/// The page's script and stylesheet (and the page again at `/admin/`).
+#[utoipa::path(
+    get,
+    path = "/admin/{file}",
+    tag = "admin",
+    params(("file" = String, Path, description = "`app.js` or `app.css`", example = "app.js")),
+    responses(
+        (status = 200, description = "The file", content(("text/javascript"), ("text/css"), ("text/html"))),
+        (status = 404, description = "No such file, or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
+    )
+)]
+pub async fn asset(
+    state: web::Data<AppState>,
+    file: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match file.as_str() {
+        "app.js" => serve(&state, "text/javascript; charset=utf-8", SCRIPT),
+        "app.css" => serve(&state, "text/css; charset=utf-8", STYLE),
+        "" => serve(&state, "text/html; charset=utf-8", INDEX),
+        _ => Err(ApiError::not_found_message("No such file")),
+    }
 }

@@ -3,16 +3,18 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::TimeDelta;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokenledger_domain::{
     ClearReason, ClearSessions, Command, IssueReason, IssueToken, RecordLoginFailure, RevokeReason,
     RevokeSession, RotateToken, UserId,
 };
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::Body;
-use super::errors::ApiError;
-use super::users::{authenticated, user_json};
+use super::errors::{ApiError, ErrorBody};
+use super::users::{PublicUser, authenticated};
 use super::validation::{Checks, truthy};
 use super::{AppState, RequestContext, cookies};
 use crate::actors::ExecuteError;
@@ -22,6 +24,80 @@ use crate::store::users::{
 use tokenledger_domain::DomainError;
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];
+
+// The request bodies below describe, for the document, what the handlers read: they read the
+// body as a map, to answer each field as Strapi does, so these are never built.
+
+/// Any other field is refused.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RegisterRequest {
+    #[schema(min_length = 3, max_length = 255)]
+    username: String,
+    #[schema(format = Email, min_length = 6, max_length = 255)]
+    email: String,
+    /// 6 to 72 bytes (bcrypt's limit, kept for Strapi compatibility).
+    #[schema(min_length = 6, max_length = 72)]
+    password: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct LoginRequest {
+    /// The username or the email.
+    #[schema(min_length = 1)]
+    identifier: String,
+    #[schema(min_length = 1)]
+    password: String,
+    /// Read as JavaScript reads it: any truthy value asks for a refresh token.
+    request_refresh: Option<bool>,
+    /// Names the device; one is made up when it is missing, empty or over 255 bytes.
+    device_id: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct RefreshRequest {
+    /// Else the cookie's is used; neither is a 400.
+    refresh_token: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ChangePasswordRequest {
+    #[schema(min_length = 1)]
+    current_password: String,
+    #[schema(min_length = 6, max_length = 72)]
+    password: String,
+    /// Equal to `password`.
+    #[schema(min_length = 1)]
+    password_confirmation: String,
+}
+
+/// Strapi's answer to a login, a registration or a password change.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct AuthResponse {
+    /// The access token, for `Authorization: Bearer`.
+    jwt: String,
+    user: PublicUser,
+    /// When asked for (`requestRefresh`, `requestRefreshOnAll`, a password change) and not
+    /// delivered in the cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct RefreshResponse {
+    jwt: String,
+    /// The rotated token, when rotation is on and it is not delivered in the cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
 
 /// How a new refresh token reaches the client.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,19 +172,16 @@ async fn start_session(
         return Err(error);
     }
     let now = state.clock.now();
-    let mut body = Map::new();
-    body.insert(
-        "jwt".into(),
-        state.tokens.sign_access(user.id, session_id, now).into(),
-    );
-    body.insert("user".into(), user_json(user));
+    let mut body = AuthResponse {
+        jwt: state.tokens.sign_access(user.id, session_id, now),
+        user: PublicUser::of(user),
+        refresh_token: None,
+    };
     let mut response = HttpResponse::Ok();
     if let (Some(token), Some(session)) = (executed.refresh_token, executed.session) {
         match delivery {
             Delivery::Withheld => {}
-            Delivery::Body => {
-                body.insert("refreshToken".into(), token.into());
-            }
+            Delivery::Body => body.refresh_token = Some(token),
             Delivery::Cookie => {
                 response.cookie(cookies::carrying(
                     state,
@@ -118,7 +191,7 @@ async fn start_session(
             }
         }
     }
-    Ok(response.json(Value::Object(body)))
+    Ok(response.json(body))
 }
 
 fn blocked_error() -> ApiError {
@@ -130,6 +203,28 @@ fn hashing_failed(error: crate::password::PasswordError) -> ApiError {
     ApiError::unavailable()
 }
 
+/// Strapi's registration: the new user, logged in.
+#[utoipa::path(
+    post,
+    path = "/api/auth/local/register",
+    tag = "auth",
+    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: a refresh token, in the cookie")),
+    request_body(content(
+        (RegisterRequest = "application/json"),
+        (RegisterRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Registered and logged in", body = AuthResponse,
+            headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
+        (status = 400, description = "A malformed body, an unknown or invalid field (`ValidationError`), or a taken email or username (`ApplicationError`)", body = ErrorBody),
+        (status = 401, description = "The user was deleted while its session was being started", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address for this email", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -202,6 +297,28 @@ pub async fn register(
     start_session(&state, ctx, &user, None, IssueReason::Register, delivery).await
 }
 
+/// Strapi's login.
+#[utoipa::path(
+    post,
+    path = "/api/auth/local",
+    tag = "auth",
+    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: a refresh token, in the cookie")),
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Logged in", body = AuthResponse,
+            headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
+        (status = 400, description = "A malformed body or missing field, `Invalid identifier or password` (`ValidationError`), or a blocked account (`ApplicationError`)", body = ErrorBody),
+        (status = 401, description = "The user was deleted while its session was being started", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address for this identifier", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -301,18 +418,80 @@ pub fn presented_token(state: &AppState, req: &HttpRequest, body: &Body) -> Opti
     }
 }
 
+/// The refresh-token plugin's refresh.
+#[utoipa::path(
+    post,
+    path = "/api/auth/local/refresh",
+    tag = "auth",
+    security((), ("refreshCookie" = [])),
+    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the rotated token, in the cookie")),
+    request_body(content(
+        (RefreshRequest = "application/json"),
+        (RefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A new access token (and the rotated refresh token)", body = RefreshResponse,
+            headers(("Set-Cookie" = String, description = "The rotated refresh token, in cookie mode"))),
+        (status = 400, description = "A malformed body (`ValidationError`), or `Missing refresh token` (`BadRequestError`)", body = ErrorBody),
+        (status = 401, description = "`Invalid refresh token`: forged, expired, reused, or of an ended session or a blocked user", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "Too many refreshes of this session", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
 pub async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let (token, from_cookie) = presented_token(&state, &req, &body)
+    rotate(&state, &req, &body).await
+}
+
+/// Strapi 5's session refresh: the same as the plugin's.
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    tag = "auth",
+    security((), ("refreshCookie" = [])),
+    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the rotated token, in the cookie")),
+    request_body(content(
+        (RefreshRequest = "application/json"),
+        (RefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A new access token (and the rotated refresh token)", body = RefreshResponse,
+            headers(("Set-Cookie" = String, description = "The rotated refresh token, in cookie mode"))),
+        (status = 400, description = "A malformed body (`ValidationError`), or `Missing refresh token` (`BadRequestError`)", body = ErrorBody),
+        (status = 401, description = "`Invalid refresh token`: forged, expired, reused, or of an ended session or a blocked user", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "Too many refreshes of this session", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
+pub async fn refresh_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    rotate(&state, &req, &body).await
+}
+
+async fn rotate(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &Body,
+) -> Result<HttpResponse, ApiError> {
+    let (token, from_cookie) = presented_token(state, req, body)
         .ok_or_else(|| ApiError::bad_request("Missing refresh token"))?;
     let now = state.clock.now();
     let presented = match state.tokens.verify_refresh(&token, now) {
         Ok(presented) => presented,
         Err(_) => {
-            record_expiry(&state, &req, &token).await;
+            record_expiry(state, req, &token).await;
             return Err(invalid_refresh_token());
         }
     };
@@ -358,19 +537,50 @@ pub async fn refresh(
     let jwt = state.tokens.sign_access(user_id, session_id, now);
     let mut response = HttpResponse::Ok();
     let body = match executed.refresh_token {
-        Some(successor) if from_cookie || cookies::requested(&state, &req) => {
+        Some(successor) if from_cookie || cookies::requested(state, req) => {
             let lifetime: TimeDelta = session.token_expires_at - now;
-            response.cookie(cookies::carrying(&state, successor, lifetime));
-            json!({ "jwt": jwt })
+            response.cookie(cookies::carrying(state, successor, lifetime));
+            RefreshResponse {
+                jwt,
+                refresh_token: None,
+            }
         }
-        Some(successor) => json!({ "jwt": jwt, "refreshToken": successor }),
-        None => json!({ "jwt": jwt }),
+        Some(successor) => RefreshResponse {
+            jwt,
+            refresh_token: Some(successor),
+        },
+        None => RefreshResponse {
+            jwt,
+            refresh_token: None,
+        },
     };
     Ok(response.json(body))
 }
 
 /// Strapi's change-password: every session ends (`SessionsCleared{password_changed}`), and
 /// the caller gets a fresh session on the same device.
+#[utoipa::path(
+    post,
+    path = "/api/auth/change-password",
+    tag = "auth",
+    security(("bearerAuth" = [])),
+    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the new refresh token, in the cookie")),
+    request_body(content(
+        (ChangePasswordRequest = "application/json"),
+        (ChangePasswordRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Changed: every other session ended; a fresh one with its refresh token", body = AuthResponse,
+            headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
+        (status = 400, description = "A malformed body, a missing or invalid field, a wrong current password, or an unchanged one", body = ErrorBody),
+        (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address for this user", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
 pub async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,

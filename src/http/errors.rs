@@ -3,7 +3,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::actors::ExecuteError;
 use crate::store::StoreError;
@@ -115,17 +117,42 @@ impl ApiError {
         self
     }
 
-    pub fn body(&self) -> Value {
-        json!({
-            "data": null,
-            "error": {
-                "status": self.status.as_u16(),
-                "name": self.name,
-                "message": self.message,
-                "details": self.details,
-            }
-        })
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            data: (),
+            error: ErrorDetail {
+                status: self.status.as_u16(),
+                name: self.name,
+                message: self.message.clone(),
+                details: (*self.details).clone(),
+            },
+        }
     }
+}
+
+/// Strapi's error body, as every error leaves.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always `null`.
+    #[schema(schema_with = null)]
+    data: (),
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ErrorDetail {
+    /// The HTTP status again.
+    status: u16,
+    #[schema(value_type = String, example = "ValidationError")]
+    name: &'static str,
+    message: String,
+    /// `{}`, or `{"errors":[{"path","message","name","value"?}]}` for a failed field check.
+    #[schema(value_type = Object)]
+    details: Value,
+}
+
+fn null() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::Object::with_type(utoipa::openapi::schema::Type::Null)
 }
 
 impl std::fmt::Display for ApiError {

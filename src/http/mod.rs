@@ -1,6 +1,7 @@
 //! The HTTP API (DESIGN §7), grouped by surface: `auth` (register, login, refresh, change
 //! password), `sessions` (logout, list, revoke), `users` (`/api/users/me`). Handlers are thin:
-//! they parse, ask the users table or an actor, and shape Strapi's answers.
+//! they parse, ask the users table or an actor, and shape Strapi's answers. `ENDPOINTS` lists
+//! every route; `openapi` documents them and serves the document and its docs page.
 
 mod admin;
 mod admin_page;
@@ -9,6 +10,7 @@ pub mod body;
 mod cookies;
 pub mod errors;
 pub mod limits;
+pub mod openapi;
 mod sessions;
 mod users;
 mod validation;
@@ -18,7 +20,7 @@ use std::sync::{Arc, RwLock};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use tokenledger_domain::{Client, Lifetimes, SessionId, UserId};
@@ -101,50 +103,180 @@ impl AppState {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/auth/local/register", web::post().to(auth::register))
-        .route("/api/auth/local", web::post().to(auth::login))
-        .route("/api/auth/local/refresh", web::post().to(auth::refresh))
-        .route("/api/auth/refresh", web::post().to(auth::refresh))
-        .route(
-            "/api/auth/change-password",
-            web::post().to(auth::change_password),
-        )
-        .route("/api/auth/logout", web::post().to(sessions::logout))
-        .route("/api/auth/sessions", web::get().to(sessions::list))
-        .route(
-            "/api/auth/sessions/{id}",
-            web::delete().to(sessions::revoke),
-        )
-        .route("/api/users/me", web::get().to(users::me))
-        .route("/api/admin/users", web::get().to(admin::find_users))
-        .route("/api/admin/users/{id}/events", web::get().to(admin::events))
-        .route(
-            "/api/admin/users/{id}/sessions",
-            web::get().to(admin::sessions_at),
-        )
-        .route(
-            "/api/admin/users/{id}/sessions/clear",
-            web::post().to(admin::clear),
-        )
-        .configure(admin_page::routes)
-        .route("/_health", web::get().to(health))
-        .route("/_health", web::head().to(health))
-        .route("/_ready", web::get().to(ready))
-        .route("/_ready", web::head().to(ready))
-        .route("/metrics", web::get().to(crate::metrics::scrape))
-        .default_service(web::to(not_found));
+/// One route of the app. Every route is registered from `ENDPOINTS`, and
+/// tests/api/openapi.rs fails when one of them is missing from the OpenAPI document (or the
+/// document names a route that is not here), so the two cannot drift apart.
+pub struct Endpoint {
+    pub method: Method,
+    /// actix's pattern, which is also OpenAPI's: `/api/auth/sessions/{id}`.
+    pub path: &'static str,
+    /// The handler; the method guard comes from `method`, so it is written once.
+    handler: fn() -> actix_web::Route,
 }
 
+/// To add a route: an entry here, a `#[utoipa::path]` on its handler with the same method and
+/// path, and the handler in `openapi::ApiDoc`'s `paths(...)`.
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/local/register",
+        handler: || web::to(auth::register),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/local",
+        handler: || web::to(auth::login),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/local/refresh",
+        handler: || web::to(auth::refresh),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/refresh",
+        handler: || web::to(auth::refresh_session),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/change-password",
+        handler: || web::to(auth::change_password),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/logout",
+        handler: || web::to(sessions::logout),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/auth/sessions",
+        handler: || web::to(sessions::list),
+    },
+    Endpoint {
+        method: Method::DELETE,
+        path: "/api/auth/sessions/{id}",
+        handler: || web::to(sessions::revoke),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/users/me",
+        handler: || web::to(users::me),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/admin/users",
+        handler: || web::to(admin::find_users),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/admin/users/{id}/events",
+        handler: || web::to(admin::events),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/admin/users/{id}/sessions",
+        handler: || web::to(admin::sessions_at),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/admin/users/{id}/sessions/clear",
+        handler: || web::to(admin::clear),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/_health",
+        handler: || web::to(health),
+    },
+    Endpoint {
+        method: Method::HEAD,
+        path: "/_health",
+        handler: || web::to(health),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/_ready",
+        handler: || web::to(ready),
+    },
+    Endpoint {
+        method: Method::HEAD,
+        path: "/_ready",
+        handler: || web::to(ready),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/metrics",
+        handler: || web::to(crate::metrics::scrape),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/admin",
+        handler: || web::to(admin_page::index),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/admin/{file}",
+        handler: || web::to(admin_page::asset),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/openapi.json",
+        handler: || web::to(openapi::document),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/docs",
+        handler: || web::to(openapi::docs_page),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/docs/{file}",
+        handler: || web::to(openapi::docs_asset),
+    },
+];
+
+/// The only place routes are registered (tests/api/openapi.rs checks that too).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for endpoint in ENDPOINTS {
+        cfg.route(
+            endpoint.path,
+            (endpoint.handler)().method(endpoint.method.clone()),
+        );
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+/// 204 when serving; HEAD too, for load balancers that probe with it.
+#[utoipa::path(
+    method(get, head),
+    path = "/_health",
+    tag = "health",
+    responses((status = 204, description = "The service is serving"))
+)]
 async fn health() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// Always `ready`.
+    status: &'static str,
+}
+
 /// 200 once the start-up rebuild of the projections has caught up with the log; 503 before,
-/// when every other route but `/_health` and `/metrics` answers 503 too (`until_ready`).
+/// when every route but the probes, `/metrics` and the API's document answers 503 too
+/// (`until_ready`).
+#[utoipa::path(
+    method(get, head),
+    path = "/_ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "The projections have caught up with the log", body = Ready),
+        (status = 503, description = "Still folding the log at start-up (`Retry-After: 1`)", body = errors::ErrorBody),
+    )
+)]
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.catch_up.is_ready() {
-        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+        Ok(HttpResponse::Ok().json(Ready { status: "ready" }))
     } else {
         Err(ApiError::starting())
     }
@@ -152,7 +284,7 @@ async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Refuses what needs the projections while start-up is still folding the log into them: an
 /// answer from a half-built projection (a live session reported unknown) would be wrong, not
-/// slow. The probes answer throughout.
+/// slow. The probes, the metrics and the API's document answer throughout.
 pub async fn until_ready<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
@@ -160,7 +292,11 @@ pub async fn until_ready<B: MessageBody + 'static>(
     let ready = req
         .app_data::<web::Data<AppState>>()
         .is_none_or(|state| state.catch_up.is_ready());
-    if ready || matches!(req.path(), "/_health" | "/_ready" | "/metrics") {
+    let path = req.path();
+    let needs_no_projection = matches!(path, "/_health" | "/_ready" | "/metrics" | "/openapi.json")
+        || path == "/docs"
+        || path.starts_with("/docs/");
+    if ready || needs_no_projection {
         return next
             .call(req)
             .await

@@ -2,15 +2,17 @@
 //! revoke one — what Strapi 5's session mode, Supabase Auth and Auth0 give their users.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokenledger_domain::{
     ClearReason, ClearSessions, Command, DomainError, RevokeReason, RevokeSession, Session,
     SessionId, UserId,
 };
+use utoipa::ToSchema;
 
 use super::auth::presented_token;
 use super::body::Body;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorBody};
 use super::users::authenticated;
 use super::{AppState, RequestContext, bearer, cookies};
 use crate::actors::ExecuteError;
@@ -69,8 +71,50 @@ async fn logout_target(
     }
 }
 
+/// The body logout reads, for the document: the handler reads it as a map, to answer each
+/// field as Strapi does.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct LogoutRequest {
+    /// `all` ends every session of the user.
+    #[schema(pattern = "^all$")]
+    scope: Option<String>,
+    /// Ends that device's sessions.
+    #[schema(min_length = 1)]
+    device_id: Option<String>,
+    /// Names "this" session when the access token has lapsed (else the cookie's).
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LoggedOut {
+    /// Always `true`.
+    ok: bool,
+}
+
 /// `{}` ends the current session, `{"deviceId":…}` that device's sessions, `{"scope":"all"}`
 /// every session of the user. Answers `{"ok":true}` and, for cookie clients, expires the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "sessions",
+    security(("bearerAuth" = []), ("refreshCookie" = []), ()),
+    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: expire the refresh cookie too")),
+    request_body(description = "`{}` for this session; a refresh token (here or in the cookie) names the session when there is no access token", content(
+        (LogoutRequest = "application/json"),
+        (LogoutRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Logged out (also when the session had already ended)", body = LoggedOut,
+            headers(("Set-Cookie" = String, description = "Expires the refresh cookie, for cookie clients"))),
+        (status = 400, description = "A malformed body, `scope` other than `all`, or an empty `deviceId`", body = ErrorBody),
+        (status = 401, description = "Neither a valid access token nor a refresh token; or a token of an ended session asking to end others", body = ErrorBody),
+        (status = 408, description = "The body was not received in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -123,7 +167,7 @@ pub async fn logout(
     if cookies::requested(&state, &req) || cookies::token(&state, &req).is_some() {
         response.cookie(cookies::expired(&state));
     }
-    Ok(response.json(json!({ "ok": true })))
+    Ok(response.json(LoggedOut { ok: true }))
 }
 
 /// A short, human name for the device behind a user agent: "Firefox on Linux".
@@ -162,21 +206,60 @@ fn device_name(user_agent: Option<&str>) -> Option<String> {
     }
 }
 
-pub(super) fn session_json(session: &Session, current: bool) -> Value {
-    json!({
-        "id": session.id,
-        "deviceId": session.device_id,
-        "deviceName": device_name(session.last_user_agent.as_deref()),
-        "current": current,
-        "loginAt": strapi_time(&session.created_at),
-        "lastActiveAt": strapi_time(&session.last_used_at),
-        "ip": session.last_ip.as_deref(),
-        "userAgent": session.last_user_agent.as_deref(),
-        "expiresAt": strapi_time(&session.expires_at()),
-    })
+/// One session, as its user (or an admin) sees it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SessionSummary {
+    #[schema(value_type = String, format = Uuid)]
+    id: SessionId,
+    device_id: String,
+    /// "Firefox on Linux", from the last user agent.
+    device_name: Option<String>,
+    /// Whether it is the session of the access token asking (always `false` for an admin).
+    current: bool,
+    #[schema(format = DateTime)]
+    login_at: String,
+    #[schema(format = DateTime)]
+    last_active_at: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+impl SessionSummary {
+    pub(super) fn of(session: &Session, current: bool) -> SessionSummary {
+        SessionSummary {
+            id: session.id,
+            device_id: session.device_id.clone(),
+            device_name: device_name(session.last_user_agent.as_deref()),
+            current,
+            login_at: strapi_time(&session.created_at),
+            last_active_at: strapi_time(&session.last_used_at),
+            ip: session.last_ip.as_deref().map(str::to_owned),
+            user_agent: session.last_user_agent.as_deref().map(str::to_owned),
+            expires_at: strapi_time(&session.expires_at()),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct SessionList {
+    data: Vec<SessionSummary>,
 }
 
 /// The caller's live sessions: the current one first, then the most recently used.
+#[utoipa::path(
+    get,
+    path = "/api/auth/sessions",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The live sessions, the current one first", body = SessionList),
+        (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+    )
+)]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let (user, claims) = authenticated(&state, &req).await?;
     let mut sessions = state
@@ -186,14 +269,37 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         .sessions_of(user.id, state.clock.now());
     // Stable: the rest keep their most-recent-first order.
     sessions.sort_by_key(|s| s.id != claims.sid);
-    let data: Vec<Value> = sessions
+    let data = sessions
         .iter()
-        .map(|s| session_json(s, s.id == claims.sid))
+        .map(|s| SessionSummary::of(s, s.id == claims.sid))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(SessionList { data }))
 }
 
+/// `{"data":{}}`, as Strapi answers a delete.
+#[derive(Serialize, ToSchema)]
+struct Revoked {
+    #[schema(value_type = Object)]
+    data: Empty,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
 /// Revokes one of the caller's sessions; anything else, another user's included, is 404.
+#[utoipa::path(
+    delete,
+    path = "/api/auth/sessions/{id}",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "The session's `id`, as the session list shows it")),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 404, description = "`Session not found`: no live session of the caller has this id", body = ErrorBody),
+        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -216,7 +322,7 @@ pub async fn revoke(
         reason: RevokeReason::UserRevoked,
     });
     match state.registry.execute(user.id, command, ctx.metadata).await {
-        Ok(_) => Ok(HttpResponse::Ok().json(json!({ "data": {} }))),
+        Ok(_) => Ok(HttpResponse::Ok().json(Revoked { data: Empty {} })),
         Err(ExecuteError::Refused(_)) => Err(not_found()),
         Err(other) => Err(other.into()),
     }

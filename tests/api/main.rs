@@ -17,6 +17,7 @@ mod hostile_input;
 mod instances;
 mod limits;
 mod logs;
+mod openapi;
 mod operations;
 mod plugin_regressions;
 mod postgres;

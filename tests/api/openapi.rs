@@ -1,0 +1,142 @@
+//! The OpenAPI document against the routes the app registers: every route in
+//! `http::ENDPOINTS` is documented, every documented operation is a registered route that
+//! answers, and no route is registered anywhere but from `ENDPOINTS`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+use tokenledger::http::ENDPOINTS;
+
+use crate::helpers::spawn_app_with;
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
+/// `(method, path)` of every operation of the served document.
+fn documented(document: &Value) -> BTreeSet<(String, String)> {
+    let paths = document["paths"].as_object().expect("paths");
+    paths
+        .iter()
+        .flat_map(|(path, item)| {
+            let item = item.as_object().expect("a path item");
+            item.keys()
+                .filter(|key| {
+                    [
+                        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                    ]
+                    .contains(&key.as_str())
+                })
+                .map(|method| (method.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn every_route_is_documented_and_every_documented_operation_answers() {
+    // With an admin token, so the admin routes exist rather than answer 404.
+    let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN_TOKEN)]).await;
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        document["openapi"]
+    );
+
+    let registered: BTreeSet<(String, String)> = ENDPOINTS
+        .iter()
+        .map(|e| (e.method.to_string(), e.path.to_owned()))
+        .collect();
+    let documented = documented(&document);
+    let undocumented: Vec<_> = registered.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from the OpenAPI document: {undocumented:?}; give each handler a \
+         #[utoipa::path] with the same method and path, and list it in http::openapi::ApiDoc"
+    );
+    let unregistered: Vec<_> = documented.difference(&registered).collect();
+    assert!(
+        unregistered.is_empty(),
+        "documented but not in http::ENDPOINTS: {unregistered:?}"
+    );
+
+    for (method, path) in &documented {
+        // Any value does for a path parameter: the handler, not the router, judges it.
+        let url = app.url(&path.replace("{id}", "1").replace("{file}", "index.css"));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let default_route = status == 404
+            && (method == reqwest::Method::HEAD || body["error"]["message"] == "Not Found");
+        assert!(
+            !default_route,
+            "{method} {path} falls through to the default 404: {body}"
+        );
+    }
+}
+
+/// The source files under `dir`, recursively.
+fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// A route registered with actix directly would be served without being in `ENDPOINTS`, and
+/// so without the check above. actix cannot list its routes, so the source is read instead:
+/// the only registration calls are the ones in `http::routes` (one `cfg.route`, the default
+/// service) and app.rs's `.configure(http::routes)`.
+#[test]
+fn routes_are_registered_only_from_the_endpoints_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let allowed = [
+        ("src/http/mod.rs", ".route("),
+        ("src/http/mod.rs", ".default_service("),
+        ("src/app.rs", ".configure("),
+    ];
+    let mut stray = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let name = file.strip_prefix(root).unwrap().display().to_string();
+        for call in [
+            ".route(",
+            ".service(",
+            ".default_service(",
+            ".configure(",
+            "web::resource(",
+            "web::scope(",
+            "Files::new(",
+        ] {
+            let count = text.matches(call).count();
+            let expected = usize::from(allowed.contains(&(name.as_str(), call)));
+            if count != expected {
+                stray.push(format!("{name}: {count} × {call}"));
+            }
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "routes must be registered only through http::ENDPOINTS (and documented with \
+         #[utoipa::path] in http::openapi::ApiDoc): {stray:?}"
+    );
+}
