@@ -171,7 +171,7 @@ struct TrailPage {
     tag = "admin",
     security(("adminToken" = [])),
     params(
-        ("id" = String, Path, description = "The user's id"),
+        ("id" = String, Path, example = "1", description = "The user's id"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only events recorded at or after this RFC 3339 time"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only events recorded at or before this RFC 3339 time"),
         ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed"),
@@ -276,7 +276,7 @@ struct Moment {
     tag = "admin",
     security(("adminToken" = [])),
     params(
-        ("id" = String, Path, description = "The user's id"),
+        ("id" = String, Path, example = "1", description = "The user's id"),
         ("at" = Option<String>, Query, format = DateTime, description = "The moment, RFC 3339; now by default"),
     ),
     responses(
@@ -332,7 +332,7 @@ struct Cleared {
     path = "/api/admin/users/{id}/sessions/clear",
     tag = "admin",
     security(("adminToken" = [])),
-    params(("id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, example = "1", description = "The user's id")),
     responses(
         (status = 200, description = "Every session of the user ended", body = ClearedAnswer),
         (status = 401, description = "Not the admin token", body = ErrorBody),

@@ -426,8 +426,8 @@ pub fn presented_token(state: &AppState, req: &HttpRequest, body: &Body) -> Opti
     security((), ("refreshCookie" = [])),
     params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the rotated token, in the cookie")),
     request_body(content(
-        (RefreshRequest = "application/json"),
-        (RefreshRequest = "application/x-www-form-urlencoded"),
+        (Option<RefreshRequest> = "application/json"),
+        (Option<RefreshRequest> = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "A new access token (and the rotated refresh token)", body = RefreshResponse,
@@ -457,8 +457,8 @@ pub async fn refresh(
     security((), ("refreshCookie" = [])),
     params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the rotated token, in the cookie")),
     request_body(content(
-        (RefreshRequest = "application/json"),
-        (RefreshRequest = "application/x-www-form-urlencoded"),
+        (Option<RefreshRequest> = "application/json"),
+        (Option<RefreshRequest> = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "A new access token (and the rotated refresh token)", body = RefreshResponse,

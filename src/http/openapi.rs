@@ -133,11 +133,12 @@ pub async fn docs_page() -> Result<HttpResponse, ApiError> {
     get,
     path = "/docs/{file}",
     tag = "docs",
-    params(("file" = String, Path, description = "A file of Swagger UI, like `swagger-ui.css`")),
+    params(("file" = String, Path, example = "swagger-ui.css", description = "A file of Swagger UI")),
     responses(
         (status = 200, description = "The file", content(
-            ("text/html"), ("text/css"), ("text/javascript"), ("application/javascript"),
-            ("application/json"), ("image/png"), ("application/octet-stream")
+            ("text/html"), ("text/css"), ("text/javascript"), ("image/png"),
+            // Source maps
+            ("text/plain")
         )),
         (status = 404, description = "No such file", body = ErrorBody),
     )

@@ -78,10 +78,10 @@ async fn logout_target(
 #[allow(dead_code)]
 struct LogoutRequest {
     /// `all` ends every session of the user.
-    #[schema(pattern = "^all$")]
+    #[schema(pattern = "^all$", nullable = false)]
     scope: Option<String>,
     /// Ends that device's sessions.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, nullable = false)]
     device_id: Option<String>,
     /// Names "this" session when the access token has lapsed (else the cookie's).
     refresh_token: Option<String>,
@@ -102,8 +102,8 @@ struct LoggedOut {
     security(("bearerAuth" = []), ("refreshCookie" = []), ()),
     params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: expire the refresh cookie too")),
     request_body(description = "`{}` for this session; a refresh token (here or in the cookie) names the session when there is no access token", content(
-        (LogoutRequest = "application/json"),
-        (LogoutRequest = "application/x-www-form-urlencoded"),
+        (Option<LogoutRequest> = "application/json"),
+        (Option<LogoutRequest> = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Logged out (also when the session had already ended)", body = LoggedOut,
@@ -125,15 +125,21 @@ pub async fn logout(
         Device(String),
         All,
     }
-    let scope = match (body.get("scope"), body.get("deviceId")) {
+    // Checked whatever the scope, as the document describes the field: a malformed one is an
+    // error, not silently ignored because `scope` wins.
+    let device = match body.get("deviceId") {
+        None => None,
+        Some(Value::String(device)) if !device.is_empty() => Some(device.clone()),
+        Some(_) => return Err(ApiError::validation("deviceId must be a non-empty string")),
+    };
+    let scope = match (body.get("scope"), device) {
         (Some(Value::String(scope)), _) if scope == "all" => Scope::All,
         (Some(_), _) => {
             return Err(ApiError::validation(
                 "scope must be one of the following values: all",
             ));
         }
-        (None, Some(Value::String(device))) if !device.is_empty() => Scope::Device(device.clone()),
-        (None, Some(_)) => return Err(ApiError::validation("deviceId must be a non-empty string")),
+        (None, Some(device)) => Scope::Device(device),
         (None, None) => Scope::This,
     };
     let target = logout_target(&state, &req, &body).await?;

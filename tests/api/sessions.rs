@@ -161,6 +161,18 @@ async fn logout_of_a_device_ends_that_devices_sessions() {
         (status, body["error"]["name"].as_str()),
         (400, Some("ValidationError"))
     );
+    // Found by schemathesis: an empty deviceId next to `scope` was ignored, not refused.
+    let (status, body) = app
+        .post_with_bearer(
+            "/api/auth/logout",
+            &s(&phone["jwt"]),
+            json!({"scope": "all", "deviceId": ""}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (400, Some("deviceId must be a non-empty string"))
+    );
 }
 
 #[actix_web::test]
