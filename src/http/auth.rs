@@ -517,7 +517,7 @@ async fn rotate(
     }
     state.limits.check_refresh(presented.session_id)?;
     let (user_id, session_id) = (presented.user_id, presented.session_id);
-    let ctx = RequestContext::of(&req, &state);
+    let ctx = RequestContext::of(req, state);
     let command = Command::RotateToken(RotateToken {
         presented,
         rotation: state.config.refresh_token_rotation,
