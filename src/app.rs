@@ -116,6 +116,9 @@ impl Application {
                 .configure(http::routes)
         })
         .workers(cores)
+        // actix stops gracefully on SIGTERM but drops requests in flight on SIGINT; the
+        // command line stops both ways gracefully (`stop_on_signals`), and tests by the handle.
+        .disable_signals()
         .listen(listener)?
         .run();
         let handle = server.handle();
@@ -178,6 +181,21 @@ impl Application {
         self.handle.clone()
     }
 
+    /// On `SIGTERM` or `SIGINT`: stop accepting, finish the requests in flight (up to 30 s),
+    /// then `run_until_stopped` flushes the appender and closes the store. Installed once
+    /// serving: a signal during the start-up fold ends the process at once, with nothing
+    /// written yet to lose.
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
+        let signalled = signalled()?;
+        let handle = self.handle.clone();
+        actix_web::rt::spawn(async move {
+            let name = signalled.await;
+            tracing::info!("{name}: finishing the requests in flight, then stopping");
+            handle.stop(true).await;
+        });
+        Ok(())
+    }
+
     /// The shared state, for tests that look behind the API (store counters, live actors).
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
@@ -209,4 +227,29 @@ impl Application {
         self.store.close().await;
         served
     }
+}
+
+/// The first stop signal, by name. Listened for from the call on.
+#[cfg(unix)]
+fn signalled() -> std::io::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn signalled() -> std::io::Result<impl Future<Output = &'static str>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No Ctrl-C to listen for: never, rather than at once.
+            std::future::pending::<()>().await;
+        }
+        "Ctrl-C"
+    })
 }

@@ -163,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     tracing::warn!("{warning}");
                 }
                 let app = Application::build(config).await?;
+                app.stop_on_signals().context("listening for SIGTERM and SIGINT")?;
                 tracing::info!(port = app.port(), "tokenledger is serving");
                 app.run_until_stopped().await?;
                 Ok(())

@@ -13,7 +13,8 @@
 //! when none is reachable, except under `CI`). `CRASH_SEED` replays one run's random choices
 //! (the timing of a kill is still the machine's).
 //!
-//! `shutdown` runs the same clients against `SIGTERM` instead: a graceful stop loses nothing.
+//! `shutdown` runs the same clients against `SIGTERM` and `SIGINT` instead: a graceful stop
+//! loses nothing.
 //!
 //! A test binary of its own (`cargo test --test crash`): here the server is a separate process
 //! to kill, not the in-process `Application` of `tests/api`.

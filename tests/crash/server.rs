@@ -133,15 +133,16 @@ impl Server {
         }
     }
 
-    /// `SIGTERM`, as an orchestrator stops a service, and the exit it leads to: the server
-    /// must stop accepting, answer what it has, flush the log and end by itself, with success.
-    pub async fn terminate(&mut self) {
+    /// `SIGTERM` (as an orchestrator stops a service) or `SIGINT` (Ctrl-C), and the exit it
+    /// leads to: the server must stop accepting, answer what it has, flush the log and end by
+    /// itself, with success.
+    pub async fn stop_with(&mut self, signal: &str) {
         let mut child = self.child.take().expect("a running server");
         let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
             .expect("kill runs");
-        assert!(sent.success(), "kill -TERM");
+        assert!(sent.success(), "kill -{signal}");
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = child.try_wait().expect("the server's status") {
@@ -149,14 +150,14 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "the server did not stop within 60 s of SIGTERM:\n{}",
+                "the server did not stop within 60 s of SIG{signal}:\n{}",
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         assert!(
             status.success(),
-            "the server ended with {status} after SIGTERM:\n{}",
+            "the server ended with {status} after SIG{signal}:\n{}",
             self.log_tail()
         );
     }

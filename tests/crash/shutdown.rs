@@ -1,5 +1,5 @@
 //! Graceful shutdown: the same clients as the crash test, but the server is stopped with
-//! `SIGTERM`, as an orchestrator stops it, several times a run. A graceful stop must end
+//! `SIGTERM` (as an orchestrator stops it) and `SIGINT` (Ctrl-C), in turn, several times a run. A graceful stop must end
 //! with exit status 0 and lose nothing: every request answered with a 200 is in the log, and
 //! no request was committed without its answer reaching the client (what a `SIGKILL` may
 //! do, and what the crash test allows).
@@ -43,7 +43,8 @@ async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
     }
 
     let mut acked_before_stop = Vec::new();
-    for _ in 0..STOPS {
+    for stop in 0..STOPS {
+        let signal = ["TERM", "INT"][stop % 2];
         let http = http_client();
         let running: Vec<_> = clients
             .drain(..)
@@ -51,7 +52,7 @@ async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..=400))).await;
         let before = tally.requests_acked;
-        server.terminate().await;
+        server.stop_with(signal).await;
         server.settle().await;
         for task in running {
             let (client, acked) = match task.await {
@@ -92,9 +93,9 @@ async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
         STOPS,
         "each stop flushed the appender and said so"
     );
-    server.terminate().await;
+    server.stop_with("TERM").await;
     println!(
-        "[{backend}] SIGTERM stops: {STOPS}; requests acknowledged: {} ({} before each stop: \
+        "[{backend}] SIGTERM and SIGINT stops: {STOPS}; requests acknowledged: {} ({} before each stop: \
          {acked_before_stop:?}); cut off before their commit: {}; events in the log: {events}; \
          wall time: {:.1} s",
         tally.requests_acked,
