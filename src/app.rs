@@ -119,6 +119,7 @@ impl Application {
         // actix stops gracefully on SIGTERM but drops requests in flight on SIGINT; the
         // command line stops both ways gracefully (`stop_on_signals`), and tests by the handle.
         .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
         .listen(listener)?
         .run();
         let handle = server.handle();
@@ -181,17 +182,26 @@ impl Application {
         self.handle.clone()
     }
 
-    /// On `SIGTERM` or `SIGINT`: stop accepting, finish the requests in flight (up to 30 s),
-    /// then `run_until_stopped` flushes the appender and closes the store. Installed once
-    /// serving: a signal during the start-up fold ends the process at once, with nothing
-    /// written yet to lose.
+    /// On `SIGTERM` or `SIGINT`: stop accepting, finish the requests in flight (up to
+    /// `SHUTDOWN_TIMEOUT`), then `run_until_stopped` flushes the appender and closes the store.
+    /// A second signal ends the process at once: every acknowledged write is durable already,
+    /// and only answers still being worked on are lost. Installed once serving: a signal
+    /// during the start-up fold ends the process at once, with nothing written yet to lose.
     pub fn stop_on_signals(&self) -> std::io::Result<()> {
-        let signalled = signalled()?;
+        let mut signals = StopSignals::listen()?;
         let handle = self.handle.clone();
         actix_web::rt::spawn(async move {
-            let name = signalled.await;
-            tracing::info!("{name}: finishing the requests in flight, then stopping");
-            handle.stop(true).await;
+            let (name, _) = signals.next().await;
+            tracing::info!(
+                "{name}: finishing the requests in flight (up to {SHUTDOWN_TIMEOUT} s), then \
+                 stopping; a second signal stops at once"
+            );
+            actix_web::rt::spawn(async move { handle.stop(true).await });
+            let (name, code) = signals.next().await;
+            tracing::warn!(
+                "{name} again: stopping now, without waiting for the requests in flight"
+            );
+            std::process::exit(code);
         });
         Ok(())
     }
@@ -225,31 +235,53 @@ impl Application {
             let _ = tokio::task::spawn_blocking(move || arbiter.join()).await;
         }
         self.store.close().await;
+        tracing::info!("stopped: the appender flushed and the store closed");
         served
     }
 }
 
-/// The first stop signal, by name. Listened for from the call on.
-#[cfg(unix)]
-fn signalled() -> std::io::Result<impl Future<Output = &'static str>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-        }
-    })
+/// Seconds a graceful stop waits for the requests in flight: inside Kubernetes' default
+/// 30 s grace period, so that the flush and the close still come before its `SIGKILL`.
+const SHUTDOWN_TIMEOUT: u64 = 25;
+
+/// The signals that stop the server, each with the exit code a process killed by it has.
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-fn signalled() -> std::io::Result<impl Future<Output = &'static str>> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No Ctrl-C to listen for: never, rather than at once.
-            std::future::pending::<()>().await;
+impl StopSignals {
+    /// Listened for from the call on.
+    fn listen() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
         }
-        "Ctrl-C"
-    })
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    async fn next(&mut self) -> (&'static str, i32) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.terminate.recv() => ("SIGTERM", 143),
+                _ = self.interrupt.recv() => ("SIGINT", 130),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No Ctrl-C to listen for: never, rather than at once.
+                std::future::pending::<()>().await;
+            }
+            ("Ctrl-C", 130)
+        }
+    }
 }

@@ -13,8 +13,10 @@ fn main() -> ExitCode {
     match tokenledger::cli::run(tokenledger::cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // `{:#}` prints the chain of causes on one line, without a backtrace.
-            eprintln!("error: {error:#}");
+            if error.downcast_ref::<tokenledger::cli::Logged>().is_none() {
+                // `{:#}` prints the chain of causes on one line, without a backtrace.
+                eprintln!("error: {error:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use prometheus_client::collector::Collector;
@@ -18,20 +19,37 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::catch_up;
-use crate::http::AppState;
-use crate::http::errors::ApiError;
+use crate::http::{AppState, route_of};
+use crate::store::StoreError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
+}
+
+/// HTTP's methods by name, any other as `other`: a client may invent methods without end,
+/// and each would be a new series.
+fn method_label(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or("other", Method::as_str)
 }
 
 fn latency_histogram() -> Histogram {
@@ -58,25 +76,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
+                method,
+                route: route.clone(),
                 status,
             })
             .inc();
         self.latency
-            .get_or_create(&RouteLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-            })
+            .get_or_create(&RouteLabels { method, route })
             .observe(seconds);
     }
 }
 
-/// Counts every answer by the route's pattern (`/api/auth/sessions/{id}`, never the id itself,
-/// so the label set stays small) and its status; what no route matched counts as `unmatched`.
+/// Counts every answer by its route (`http::route_of`) and status.
 pub async fn track(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -85,22 +99,17 @@ pub async fn track(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let answered = next.call(req).await;
     if let Some(metrics) = metrics {
         let (route, status) = match &answered {
-            Ok(response) => (
-                response.request().match_pattern(),
-                response.status().as_u16(),
+            Ok(response) => (route_of(response.request()), response.status().as_u16()),
+            Err(error) => (
+                "unmatched".to_owned(),
+                error.as_response_error().status_code().as_u16(),
             ),
-            Err(error) => (None, error.as_response_error().status_code().as_u16()),
         };
-        metrics.observe(
-            &method,
-            route.as_deref().unwrap_or("unmatched"),
-            status,
-            started.elapsed().as_secs_f64(),
-        );
+        metrics.observe(method, route, status, started.elapsed().as_secs_f64());
     }
     answered
 }
@@ -113,7 +122,8 @@ struct Snapshot {
     batch_appends: u64,
     active_sessions: usize,
     live_actors: usize,
-    lag: i64,
+    /// `None` when the store could not say in time: the rest is still worth a scrape.
+    lag: Option<i64>,
     argon2_queue: usize,
     ready: bool,
 }
@@ -155,44 +165,50 @@ impl Collector for Snapshot {
             )?
             .encode_histogram::<NoLabelSet>(self.batch_appends as f64, batches, &buckets, None)?;
 
-        let gauges: [(&str, &str, i64); 5] = [
+        let gauges: [(&str, &str, Option<i64>); 5] = [
             (
                 "tokenledger_active_sessions",
                 "Live sessions in the projection (expired ones are counted until recorded)",
-                self.active_sessions as i64,
+                Some(self.active_sessions as i64),
             ),
             (
                 "tokenledger_live_actors",
                 "Session actors in memory, one per recently active user",
-                self.live_actors as i64,
+                Some(self.live_actors as i64),
             ),
             (
                 "tokenledger_projection_lag",
-                "Log positions the projections have not folded yet",
+                "Log positions the projections have not folded yet (absent when the store did not answer)",
                 self.lag,
             ),
             (
                 "tokenledger_argon2_queue_depth",
                 "Password hashes and checks waiting for an argon2 thread",
-                self.argon2_queue as i64,
+                Some(self.argon2_queue as i64),
             ),
             (
                 "tokenledger_ready",
                 "1 once the projections have caught up with the log at start-up (/_ready)",
-                i64::from(self.ready),
+                Some(i64::from(self.ready)),
             ),
         ];
         for (name, help, value) in gauges {
-            ConstGauge::new(value).encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                MetricType::Gauge,
-            )?)?;
+            if let Some(value) = value {
+                ConstGauge::new(value).encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Gauge,
+                )?)?;
+            }
         }
         Ok(())
     }
 }
+
+/// How long a scrape waits for the store to say the lag: well inside Prometheus' default
+/// 10 s scrape timeout.
+const LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /metrics`.
 #[utoipa::path(
@@ -201,18 +217,33 @@ impl Collector for Snapshot {
     tag = "health",
     responses(
         (status = 200, description = "Prometheus' text format 0.0.4 (see the README's Operations)", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
-        (status = 503, description = "The store could not be read for the lag; try again", body = crate::http::errors::ErrorBody),
     )
 )]
-pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.as_ref();
     let progress = &state.catch_up;
     // Before the start-up rebuild ends, everything after its position is still to fold; after,
     // only what other writers appended since the catch-up reader's last pass.
-    let lag = if progress.is_ready() {
-        catch_up::unfolded(store, &state.projection, progress.position()).await? as i64
-    } else {
-        (store.head().await? - progress.position()).max(0)
+    let lag = async {
+        Ok::<i64, StoreError>(if progress.is_ready() {
+            catch_up::unfolded(store, &state.projection, progress.position()).await? as i64
+        } else {
+            (store.head().await? - progress.position()).max(0)
+        })
+    };
+    // The counters in memory are served whatever the store does: a scrape that fails or
+    // outlasts Prometheus' timeout while the database is down would lose them when they
+    // matter most.
+    let lag = match tokio::time::timeout(LAG_TIMEOUT, lag).await {
+        Ok(Ok(lag)) => Some(lag),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "/metrics: the projection lag could not be read");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("/metrics: the projection lag took over {LAG_TIMEOUT:?} to read");
+            None
+        }
     };
     let stats = store.stats();
     let snapshot = Snapshot {
@@ -246,7 +277,7 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
         .expect("writing to a String cannot fail");
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
-        .body(text))
+        .body(text)
 }

@@ -21,7 +21,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$rHZmS5MycmWgK6ufc3HxJA$
 #[derive(Clone)]
 pub struct Passwords {
     jobs: mpsc::Sender<Job>,
-    /// Hashes and verifications waiting for a thread or running.
+    /// Hashes and verifications waiting for a thread (not those running).
     queued: Arc<AtomicUsize>,
     /// Verifications started, known user or not: tests count them.
     verifications: Arc<AtomicUsize>,
@@ -72,7 +72,8 @@ impl Passwords {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// How many hashes and verifications are waiting or running.
+    /// How many hashes and verifications wait for a thread: a backlog, 0 when the threads
+    /// keep up.
     pub fn queue_depth(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
@@ -85,8 +86,8 @@ impl Passwords {
         let queued = self.queued.clone();
         queued.fetch_add(1, Ordering::Relaxed);
         let job: Job = Box::new(move || {
-            let _ = reply.send(work());
             queued.fetch_sub(1, Ordering::Relaxed);
+            let _ = reply.send(work());
         });
         if self.jobs.send(job).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);

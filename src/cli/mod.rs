@@ -150,8 +150,9 @@ fn init_logging(format: LogFormat) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev)?;
-    init_logging(config.log_format);
-    actix_web::rt::System::new().block_on(async move {
+    let format = config.log_format;
+    init_logging(format);
+    let outcome = actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let resolved = secrets::resolve(&mut config)
@@ -272,8 +273,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    match outcome {
+        // A collector reading one JSON object a line must get the reason the process ended
+        // as one too, with its level.
+        Err(error) if format == LogFormat::Json => {
+            tracing::error!(error = format!("{error:#}"), "tokenledger stopped");
+            Err(Logged.into())
+        }
+        other => other,
+    }
 }
+
+/// The error has been written to the log already: `main` need not print it again.
+#[derive(Debug, thiserror::Error)]
+#[error("the error is in the log")]
+pub struct Logged;
 
 /// Blocks or unblocks a user. Blocking also clears every session through the same decision
 /// an actor makes, appended to the log, so a running server refuses the old tokens too.

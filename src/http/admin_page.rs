@@ -44,14 +44,14 @@ pub async fn index(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     serve(&state, "text/html; charset=utf-8", INDEX)
 }
 
-/// The page's script and stylesheet (and the page again at `/admin/`).
+/// The page's script and stylesheet.
 #[utoipa::path(
     get,
     path = "/admin/{file}",
     tag = "admin",
     params(("file" = String, Path, description = "`app.js` or `app.css`", example = "app.js")),
     responses(
-        (status = 200, description = "The file", content(("text/javascript"), ("text/css"), ("text/html"))),
+        (status = 200, description = "The file", content(("text/javascript"), ("text/css"))),
         (status = 404, description = "No such file, or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
     )
 )]
@@ -62,7 +62,6 @@ pub async fn asset(
     match file.as_str() {
         "app.js" => serve(&state, "text/javascript; charset=utf-8", SCRIPT),
         "app.css" => serve(&state, "text/css; charset=utf-8", STYLE),
-        "" => serve(&state, "text/html; charset=utf-8", INDEX),
         _ => Err(ApiError::not_found_message("No such file")),
     }
 }

@@ -263,8 +263,7 @@ pub struct Ready {
 }
 
 /// 200 once the start-up rebuild of the projections has caught up with the log; 503 before,
-/// when every route but the probes, `/metrics` and the API's document answers 503 too
-/// (`until_ready`).
+/// when every route that reads the projections answers 503 too (`until_ready`).
 #[utoipa::path(
     method(get, head),
     path = "/_ready",
@@ -284,7 +283,8 @@ async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Refuses what needs the projections while start-up is still folding the log into them: an
 /// answer from a half-built projection (a live session reported unknown) would be wrong, not
-/// slow. The probes, the metrics and the API's document answer throughout.
+/// slow. The probes, the metrics, the API's document and the audit page's files (its data
+/// comes through the admin API, which waits) answer throughout.
 pub async fn until_ready<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
@@ -294,8 +294,10 @@ pub async fn until_ready<B: MessageBody + 'static>(
         .is_none_or(|state| state.catch_up.is_ready());
     let path = req.path();
     let needs_no_projection = matches!(path, "/_health" | "/_ready" | "/metrics" | "/openapi.json")
-        || path == "/docs"
-        || path.starts_with("/docs/");
+        || ["/docs", "/admin"].iter().any(|page| {
+            path.strip_prefix(page)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
     if ready || needs_no_projection {
         return next
             .call(req)
@@ -306,7 +308,24 @@ pub async fn until_ready<B: MessageBody + 'static>(
     Ok(req.into_response(refused).map_into_right_body())
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
+/// The route a request took, by its pattern (`/api/auth/sessions/{id}`, never the id), or
+/// `unmatched`: what metrics and the access line name, so that neither holds what a client
+/// wrote.
+pub fn route_of(req: &HttpRequest) -> String {
+    if req.extensions().contains::<Unmatched>() {
+        return "unmatched".to_owned();
+    }
+    req.match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned())
+}
+
+/// Marks a request no route took (no path matched, or its method did not), for the metrics'
+/// `unmatched` label.
+#[derive(Clone, Copy)]
+pub struct Unmatched;
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    req.extensions_mut().insert(Unmatched);
     Err(ApiError::not_found())
 }
 
@@ -383,7 +402,7 @@ pub async fn request_id(
         tracing::info!(
             target: "tokenledger::access",
             %method,
-            route = response.request().match_pattern().as_deref().unwrap_or("unmatched"),
+            route = route_of(response.request()),
             status = response.status().as_u16(),
             micros = started.elapsed().as_micros() as u64,
             "answered"

@@ -102,7 +102,9 @@ pub async fn document() -> HttpResponse {
 }
 
 fn swagger_file(path: &str) -> Option<utoipa_swagger_ui::SwaggerFile<'static>> {
-    let config = Arc::new(utoipa_swagger_ui::Config::from("/openapi.json"));
+    // No validator: Swagger UI would otherwise send the document's address to
+    // validator.swagger.io for a badge (the CSP blocks it; it must not be tried at all).
+    let config = Arc::new(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"));
     // `Err` only when the embedded initializer is not UTF-8 or the config does not serialise:
     // both fixed at build time, so treated as missing rather than a 5xx.
     utoipa_swagger_ui::serve(path, config).ok().flatten()

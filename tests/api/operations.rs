@@ -30,7 +30,7 @@ fn sample(samples: &HashMap<String, f64>, key: &str) -> f64 {
 #[actix_web::test]
 async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it() {
     // Given: a user who registered, logged in twice, rotated three times, mistyped a password
-    // once and asked for a page that does not exist.
+    // once, asked for a page that does not exist and for a route with the wrong methods.
     let app = spawn_app_with(&[("REFRESH_TOKEN_ROTATION", "true")]).await;
     app.register("meg").await;
     app.login("meg").await;
@@ -52,6 +52,16 @@ async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it(
     assert_eq!(status, 400);
     let missing = app.client.get(app.url("/api/nothing/here")).send().await;
     assert_eq!(missing.unwrap().status(), 404);
+    // A route asked with the wrong method, and a method nobody uses: neither may add a series
+    // of its own (an invented method per request would grow them without end).
+    let wrong_method = app.client.get(app.url("/api/auth/local")).send().await;
+    assert_eq!(wrong_method.unwrap().status(), 404);
+    let invented = reqwest::Method::from_bytes(b"M0001").unwrap();
+    let odd = app
+        .client
+        .request(invented, app.url("/api/auth/local"))
+        .send();
+    assert_eq!(odd.await.unwrap().status(), 404);
 
     // When
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
@@ -78,8 +88,16 @@ async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it(
     assert_eq!(requests("POST", "/api/auth/local/register", 200), 1.0);
     assert_eq!(
         requests("GET", "unmatched", 404),
-        1.0,
+        2.0,
         "no raw path as a label"
+    );
+    assert_eq!(requests("other", "unmatched", 404), 1.0);
+    assert!(!text.contains("M0001"), "no invented method as a label");
+    assert!(
+        !found.contains_key(
+            "tokenledger_http_requests_total{method=\"GET\",route=\"/api/auth/local\",status=\"404\"}"
+        ),
+        "a wrong method counts as unmatched, not against the route"
     );
     let latency = "tokenledger_http_request_duration_seconds";
     let refreshes = "{method=\"POST\",route=\"/api/auth/local/refresh\"";
@@ -288,4 +306,37 @@ async fn the_log_lines_of_a_request_carry_its_request_id_and_its_route_not_its_p
         "no raw path logged"
     );
     assert_eq!(access(&generated)["route"], "/_health");
+}
+
+#[test]
+fn with_json_logs_the_reason_the_server_stopped_is_a_json_error_line_too() {
+    // Given: the port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    // When
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .env("DATA_DIR", dir.path())
+        .env("PORT", &port)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+        .env("LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+
+    // Then: every line is JSON, the last one the error with its level.
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let last = lines.last().expect("a line");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    let error = last["fields"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("binding") && error.contains(&port),
+        "{error}"
+    );
 }

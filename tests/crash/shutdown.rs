@@ -89,9 +89,10 @@ async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
     );
     let log = server.log_text();
     assert_eq!(
-        log.matches("group commit: appends a batch").count(),
+        log.matches("stopped: the appender flushed and the store closed")
+            .count(),
         STOPS,
-        "each stop flushed the appender and said so"
+        "each stop flushed the appender, closed the store and said so"
     );
     server.stop_with("TERM").await;
     println!(

@@ -692,8 +692,9 @@
       const now = parseTime(aliveNow.meta?.at) || Date.now();
       const { sessions, account } = foldSessions(trail.entries, now);
       const times = trail.entries.map(occurredAt).filter(Number.isFinite);
-      let t0 = Math.min(...times, now);
-      let t1 = Math.max(...times, now);
+      // A loop, not Math.min(...times): spreading a long trail overflows the call stack.
+      let t0 = times.reduce((a, b) => Math.min(a, b), now);
+      let t1 = times.reduce((a, b) => Math.max(a, b), now);
       if (t1 - t0 < 60000) t0 = t1 - 60000;
       const pad = (t1 - t0) * 0.02;
       t0 -= pad;
