@@ -295,19 +295,31 @@ pub async fn sessions_at(
     let user = user(&state, &req, &path).await?;
     let at = time_parameter(&query(&req)?, "at")?.unwrap_or_else(|| state.clock.now());
     let records = state.store.read_stream(&stream_of(user.id), 0).await?;
-    let events: Vec<Event> = records
-        .iter()
-        .map(|r| {
-            r.decode()
-                .map_err(|source| crate::store::StoreError::Corrupt {
-                    position: r.position,
-                    source,
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    let alive = sessions_alive_at(user.id, &events, at);
+    // Decoding and folding a long trail takes a while: off the HTTP worker, which would
+    // otherwise hold every request queued behind it (logins included).
+    let replayed = web::block(move || {
+        let events: Vec<Event> = records
+            .iter()
+            .map(|r| {
+                r.decode()
+                    .map_err(|source| crate::store::StoreError::Corrupt {
+                        position: r.position,
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let alive = sessions_alive_at(user.id, &events, at);
+        Ok::<_, crate::store::StoreError>(
+            alive
+                .iter()
+                .map(|s| SessionSummary::of(s, false))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .map_err(|_| ApiError::unavailable())??;
     Ok(HttpResponse::Ok().json(SessionsAt {
-        data: alive.iter().map(|s| SessionSummary::of(s, false)).collect(),
+        data: replayed,
         meta: Moment {
             at: at.to_rfc3339(),
         },
