@@ -188,17 +188,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         handler: || web::to(health),
     },
     Endpoint {
-        method: Method::HEAD,
-        path: "/_health",
-        handler: || web::to(health),
-    },
-    Endpoint {
         method: Method::GET,
-        path: "/_ready",
-        handler: || web::to(ready),
-    },
-    Endpoint {
-        method: Method::HEAD,
         path: "/_ready",
         handler: || web::to(ready),
     },
@@ -237,17 +227,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
 /// The only place routes are registered (tests/api/openapi.rs checks that too).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     for endpoint in ENDPOINTS {
-        cfg.route(
-            endpoint.path,
-            (endpoint.handler)().method(endpoint.method.clone()),
-        );
+        let route = (endpoint.handler)();
+        // HEAD wherever GET (RFC 9110 §9.1), as Strapi's router answers it; actix sends the
+        // headers of the GET answer without its body.
+        let route = if endpoint.method == Method::GET {
+            route.guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+        } else {
+            route.method(endpoint.method.clone())
+        };
+        cfg.route(endpoint.path, route);
     }
     cfg.default_service(web::to(not_found));
 }
 
-/// 204 when serving; HEAD too, for load balancers that probe with it.
+/// 204 when serving (HEAD too, like every GET route, for load balancers that probe with it).
 #[utoipa::path(
-    method(get, head),
+    get,
     path = "/_health",
     tag = "health",
     responses((status = 204, description = "The service is serving"))
@@ -265,7 +260,7 @@ pub struct Ready {
 /// 200 once the start-up rebuild of the projections has caught up with the log; 503 before,
 /// when every route that reads the projections answers 503 too (`until_ready`).
 #[utoipa::path(
-    method(get, head),
+    get,
     path = "/_ready",
     tag = "health",
     responses(

@@ -88,6 +88,36 @@ async fn every_route_is_documented_and_every_documented_operation_answers() {
     }
 }
 
+#[actix_web::test]
+async fn head_answers_wherever_get_does_with_the_same_status_and_no_body() {
+    let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN_TOKEN)]).await;
+    let gets = ENDPOINTS
+        .iter()
+        .filter(|e| e.method == actix_web::http::Method::GET);
+    for endpoint in gets {
+        let url = app.url(
+            &endpoint
+                .path
+                .replace("{id}", "1")
+                .replace("{file}", "app.js"),
+        );
+        let get = app.client.get(&url).send().await.unwrap();
+        let head = app.client.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {}", endpoint.path);
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {}",
+            endpoint.path
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {}",
+            endpoint.path
+        );
+    }
+}
+
 /// The source files under `dir`, recursively.
 fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
