@@ -28,6 +28,8 @@ mod shutdown;
 
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
+
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
@@ -65,37 +67,16 @@ async fn crash_test(backend: &str, postgres: Option<Postgres>) {
         .unwrap_or_else(rand::random::<u64>);
     println!("[{backend}] CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut tally = Tally::default();
-    let mut server = Server::new(postgres);
-    server.start().await;
-
-    let mut clients = Vec::new();
-    for index in 0..USERS {
-        let client = Client::register(&server, index, seed).await;
-        tally.requests_acked += 2; // the registration and a login
-        tally.logins_acked += 1;
-        clients.push(client);
-    }
+    let (mut server, mut clients, mut tally) = with_clients(postgres, seed).await;
 
     for _ in 0..KILLS {
         // Traffic until the kill.
-        let http = http_client();
-        let running: Vec<_> = clients
-            .drain(..)
-            .map(|client| tokio::spawn(client.drive(http.clone(), server.base.clone())))
-            .collect();
+        let running = drive(&mut clients, &server);
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..=400))).await;
         server.kill();
         server.settle().await;
         tally.kills += 1;
-        for task in running {
-            let (client, acked) = match task.await {
-                Ok(done) => done,
-                Err(error) => std::panic::resume_unwind(error.into_panic()),
-            };
-            tally.add(&acked);
-            clients.push(client);
-        }
+        collect(running, &mut clients, &mut tally).await;
 
         // What the log holds is now fixed: is it whole, and what became of each unanswered
         // request?
@@ -148,6 +129,45 @@ async fn crash_test(backend: &str, postgres: Option<Postgres>) {
         tally.sessions_compared,
         started.elapsed().as_secs_f64(),
     );
+}
+
+/// A server with `USERS` clients, each registered and logged in once.
+async fn with_clients(postgres: Option<Postgres>, seed: u64) -> (Server, Vec<Client>, Tally) {
+    let mut tally = Tally::default();
+    let mut server = Server::new(postgres);
+    server.start().await;
+    let mut clients = Vec::new();
+    for index in 0..USERS {
+        clients.push(Client::register(&server, index, seed).await);
+        tally.requests_acked += 2; // the registration and a login
+        tally.logins_acked += 1;
+    }
+    (server, clients, tally)
+}
+
+/// Every client logging in and rotating against `server` until a request fails.
+fn drive(clients: &mut Vec<Client>, server: &Server) -> Vec<JoinHandle<(Client, Acked)>> {
+    let http = http_client();
+    clients
+        .drain(..)
+        .map(|client| tokio::spawn(client.drive(http.clone(), server.base.clone())))
+        .collect()
+}
+
+/// The clients back, once the server they drove has ended, with what each had answered.
+async fn collect(
+    running: Vec<JoinHandle<(Client, Acked)>>,
+    clients: &mut Vec<Client>,
+    tally: &mut Tally,
+) {
+    for task in running {
+        let (client, acked) = match task.await {
+            Ok(done) => done,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        tally.add(&acked);
+        clients.push(client);
+    }
 }
 
 #[derive(Default)]

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use crate::client::{Client, Expect};
+use crate::client::Expect;
 use crate::forensics::{check_log, verify};
 use crate::postgres::{Postgres, on_fresh_postgres};
-use crate::server::{Server, http_client};
-use crate::{Tally, USERS};
+use crate::server::http_client;
+use crate::{USERS, collect, drive, with_clients};
 
 const STOPS: usize = 4;
 
@@ -32,36 +32,17 @@ async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
     let seed = rand::random::<u64>();
     println!("[{backend}] seed={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut tally = Tally::default();
-    let mut server = Server::new(postgres);
-    server.start().await;
-    let mut clients = Vec::new();
-    for index in 0..USERS {
-        clients.push(Client::register(&server, index, seed).await);
-        tally.requests_acked += 2;
-        tally.logins_acked += 1;
-    }
+    let (mut server, mut clients, mut tally) = with_clients(postgres, seed).await;
 
     let mut acked_before_stop = Vec::new();
     for stop in 0..STOPS {
         let signal = ["TERM", "INT"][stop % 2];
-        let http = http_client();
-        let running: Vec<_> = clients
-            .drain(..)
-            .map(|client| tokio::spawn(client.drive(http.clone(), server.base.clone())))
-            .collect();
+        let running = drive(&mut clients, &server);
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..=400))).await;
         let before = tally.requests_acked;
         server.stop_with(signal).await;
         server.settle().await;
-        for task in running {
-            let (client, acked) = match task.await {
-                Ok(done) => done,
-                Err(error) => std::panic::resume_unwind(error.into_panic()),
-            };
-            tally.add(&acked);
-            clients.push(client);
-        }
+        collect(running, &mut clients, &mut tally).await;
         acked_before_stop.push(tally.requests_acked - before);
 
         verify(&server);
