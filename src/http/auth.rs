@@ -418,67 +418,53 @@ pub fn presented_token(state: &AppState, req: &HttpRequest, body: &Body) -> Opti
     }
 }
 
-/// The refresh-token plugin's refresh.
-#[utoipa::path(
-    post,
-    path = "/api/auth/local/refresh",
-    tag = "auth",
-    security((), ("refreshCookie" = [])),
-    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the rotated token, in the cookie")),
-    request_body(content(
-        (Option<RefreshRequest> = "application/json"),
-        (Option<RefreshRequest> = "application/x-www-form-urlencoded"),
-    )),
-    responses(
-        (status = 200, description = "A new access token (and the rotated refresh token)", body = RefreshResponse,
-            headers(("Set-Cookie" = String, description = "The rotated refresh token, in cookie mode"))),
-        (status = 400, description = "A malformed body (`ValidationError`), or `Missing refresh token` (`BadRequestError`)", body = ErrorBody),
-        (status = 401, description = "`Invalid refresh token`: forged, expired, reused, or of an ended session or a blocked user", body = ErrorBody),
-        (status = 408, description = "The body was not received in time", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 429, description = "Too many refreshes of this session", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
-    )
-)]
-pub async fn refresh(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
-    rotate(&state, &req, &body).await
+/// The two refresh routes, the plugin's and Strapi 5's, with one meaning and one document:
+/// utoipa takes one path a handler, so the handler is written once and named twice.
+macro_rules! refresh_route {
+    ($(#[$doc:meta])* $name:ident, $path:literal) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "auth",
+            security((), ("refreshCookie" = [])),
+            params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the rotated token, in the cookie")),
+            request_body(content(
+                (Option<RefreshRequest> = "application/json"),
+                (Option<RefreshRequest> = "application/x-www-form-urlencoded"),
+            )),
+            responses(
+                (status = 200, description = "A new access token (and the rotated refresh token)", body = RefreshResponse,
+                    headers(("Set-Cookie" = String, description = "The rotated refresh token, in cookie mode"))),
+                (status = 400, description = "A malformed body (`ValidationError`), or `Missing refresh token` (`BadRequestError`)", body = ErrorBody),
+                (status = 401, description = "`Invalid refresh token`: forged, expired, reused, or of an ended session or a blocked user", body = ErrorBody),
+                (status = 408, description = "The body was not received in time", body = ErrorBody),
+                (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+                (status = 429, description = "Too many refreshes of this session", body = ErrorBody,
+                    headers(("Retry-After" = u64, description = "Seconds to wait"))),
+                (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+            )
+        )]
+        pub async fn $name(
+            state: web::Data<AppState>,
+            req: HttpRequest,
+            body: Body,
+        ) -> Result<HttpResponse, ApiError> {
+            rotate(&state, &req, &body).await
+        }
+    };
 }
 
-/// Strapi 5's session refresh: the same as the plugin's.
-#[utoipa::path(
-    post,
-    path = "/api/auth/refresh",
-    tag = "auth",
-    security((), ("refreshCookie" = [])),
-    params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: the rotated token, in the cookie")),
-    request_body(content(
-        (Option<RefreshRequest> = "application/json"),
-        (Option<RefreshRequest> = "application/x-www-form-urlencoded"),
-    )),
-    responses(
-        (status = 200, description = "A new access token (and the rotated refresh token)", body = RefreshResponse,
-            headers(("Set-Cookie" = String, description = "The rotated refresh token, in cookie mode"))),
-        (status = 400, description = "A malformed body (`ValidationError`), or `Missing refresh token` (`BadRequestError`)", body = ErrorBody),
-        (status = 401, description = "`Invalid refresh token`: forged, expired, reused, or of an ended session or a blocked user", body = ErrorBody),
-        (status = 408, description = "The body was not received in time", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 429, description = "Too many refreshes of this session", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
-    )
-)]
-pub async fn refresh_session(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
-    rotate(&state, &req, &body).await
-}
+refresh_route!(
+    /// The refresh-token plugin's refresh.
+    refresh,
+    "/api/auth/local/refresh"
+);
+refresh_route!(
+    /// Strapi 5's session refresh: the same as the plugin's.
+    refresh_session,
+    "/api/auth/refresh"
+);
 
 async fn rotate(
     state: &AppState,
