@@ -3,62 +3,25 @@
 //! out on one is felt on the others at once.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{JWT_SECRET, REFRESH_SECRET};
+use crate::binary::Server as Instance;
 use crate::store::fresh_postgres_url;
 
-/// A server process, killed when dropped.
-struct Instance {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(url: &str, dir: &std::path::Path) -> Instance {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenledger"))
-        .env("DATABASE_URL", url)
-        .env("DATA_DIR", dir)
-        .env("PORT", "0")
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
-        .env("REFRESH_TOKEN_ROTATION", "true")
-        .env("REFRESH_RATE_LIMIT", "off")
-        .env("LOGIN_RATE_LIMIT", "off")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tokenledger binary starts");
-    // The port comes from the "serving" log line; the rest of the log is drained.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the server logs until it serves")
-            .unwrap();
-        if let Ok(entry) = serde_json::from_str::<Value>(&line)
-            && entry["fields"]["message"] == "tokenledger is serving"
-        {
-            break entry["fields"]["port"].as_u64().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Instance {
-        child,
-        address: format!("http://127.0.0.1:{port}"),
-    }
+async fn start(url: &str, dir: &std::path::Path) -> Instance {
+    let instance = Instance::start(
+        dir,
+        &[
+            ("DATABASE_URL", url),
+            ("REFRESH_TOKEN_ROTATION", "true"),
+            ("REFRESH_RATE_LIMIT", "off"),
+            ("LOGIN_RATE_LIMIT", "off"),
+        ],
+    );
+    instance.wait_until_ready().await;
+    instance
 }
 
 async fn post(
@@ -121,7 +84,10 @@ async fn three_instances_on_one_database() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let instances: Vec<Instance> = (0..3).map(|_| start(&url, dir.path())).collect();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(start(&url, dir.path()).await);
+    }
     let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
     let client = reqwest::Client::new();
 
