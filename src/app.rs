@@ -183,20 +183,29 @@ impl Application {
     }
 
     /// On `SIGTERM` or `SIGINT`: stop accepting, finish the requests in flight (up to
-    /// `SHUTDOWN_TIMEOUT`), then `run_until_stopped` flushes the appender and closes the store.
+    /// `DRAIN` and `SHUTDOWN_TIMEOUT`), then `run_until_stopped` flushes the appender and closes the store.
     /// A second signal ends the process at once: every acknowledged write is durable already,
     /// and only answers still being worked on are lost. Installed once serving: a signal
     /// during the start-up fold ends the process at once, with nothing written yet to lose.
     pub fn stop_on_signals(&self) -> std::io::Result<()> {
         let mut signals = StopSignals::listen()?;
         let handle = self.handle.clone();
+        let state = self.state.clone();
         actix_web::rt::spawn(async move {
             let (name, _) = signals.next().await;
             tracing::info!(
-                "{name}: finishing the requests in flight (up to {SHUTDOWN_TIMEOUT} s), then \
-                 stopping; a second signal stops at once"
+                "{name}: finishing the requests in flight (up to {} s), then stopping; a second \
+                 signal stops at once",
+                DRAIN.as_secs() + SHUTDOWN_TIMEOUT
             );
-            actix_web::rt::spawn(async move { handle.stop(true).await });
+            actix_web::rt::spawn(async move {
+                // Drained first, then stopped: actix stops an idle worker at once while another
+                // still answers, and a PostgreSQL connection the stopped worker's runtime had
+                // opened fails the answering one's query.
+                handle.pause().await;
+                state.metrics.in_flight.drain(DRAIN).await;
+                handle.stop(true).await;
+            });
             let (name, code) = signals.next().await;
             tracing::warn!(
                 "{name} again: stopping now, without waiting for the requests in flight"
@@ -240,9 +249,11 @@ impl Application {
     }
 }
 
-/// Seconds a graceful stop waits for the requests in flight: inside Kubernetes' default
-/// 30 s grace period, so that the flush and the close still come before its `SIGKILL`.
-const SHUTDOWN_TIMEOUT: u64 = 25;
+/// How long a stop waits for the requests in flight (`DRAIN`), then for the connections
+/// left (`SHUTDOWN_TIMEOUT`, seconds): 25 s in all, inside Kubernetes' default 30 s grace
+/// period, so that the flush and the close still come before its `SIGKILL`.
+const DRAIN: Duration = Duration::from_secs(20);
+const SHUTDOWN_TIMEOUT: u64 = 5;
 
 /// The signals that stop the server, each with the exit code a process killed by it has.
 struct StopSignals {

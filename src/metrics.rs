@@ -2,7 +2,8 @@
 //! everything else (events, group commits, sessions, actors, lag, the argon2 queue) is read
 //! from where it already lives at scrape time, so that no second set of counters can drift.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -64,6 +65,44 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub in_flight: InFlight,
+}
+
+/// The requests being handled, and whether the server is draining them before it stops.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    draining: AtomicBool,
+}
+
+impl InFlight {
+    fn enter(&self) -> Handling<'_> {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Handling(self)
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// From now on every answer closes its connection; returns once nothing is in flight, or
+    /// after `at_most`.
+    pub async fn drain(&self, at_most: Duration) {
+        self.draining.store(true, Ordering::Release);
+        let deadline = Instant::now() + at_most;
+        while self.count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// One request in flight; it leaves the count when dropped, answered or abandoned.
+struct Handling<'a>(&'a InFlight);
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Default for Metrics {
@@ -71,6 +110,7 @@ impl Default for Metrics {
         Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            in_flight: InFlight::default(),
         }
     }
 }
@@ -100,8 +140,20 @@ pub async fn track(
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());
     let method = method_label(req.method());
-    let answered = next.call(req).await;
+    let handling = metrics.as_ref().map(|m| m.in_flight.enter());
+    let mut answered = next.call(req).await;
+    drop(handling);
     if let Some(metrics) = metrics {
+        // Draining before a stop: the client's next request goes to a new connection, which
+        // another instance takes.
+        if let Ok(response) = &mut answered
+            && metrics.in_flight.draining.load(Ordering::Acquire)
+        {
+            response
+                .response_mut()
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
         let (route, status) = match &answered {
             Ok(response) => (route_of(response.request()), response.status().as_u16()),
             Err(error) => (
