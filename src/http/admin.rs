@@ -32,6 +32,8 @@ const EVENT_TYPES: [&str; 7] = [
     "LoginFailed",
 ];
 const MAX_PAGE: usize = 1000;
+/// How many events a trail page reads at a time while its filters skip some.
+const TRAIL_CHUNK: i64 = 500;
 const USERS_PAGE: u32 = 20;
 const MAX_USERS_PAGE: u32 = 100;
 
@@ -228,23 +230,35 @@ pub async fn events(
             )));
         }
     };
-    let records = state.store.read_stream(&stream_of(user.id), 0).await?;
+    // Read in chunks from the cursor on, until the page is full and one more event shows
+    // there is a next page: a page costs what it shows (and what the filters skip), not the
+    // whole trail before it.
+    let stream = stream_of(user.id);
+    let chunk = (limit as i64 + 1).max(TRAIL_CHUNK);
     let mut selected = Vec::new();
     let mut more = false;
-    for record in records.iter().filter(|r| r.position > after) {
-        let in_window = from.is_none_or(|f| record.recorded_at >= f)
-            && to.is_none_or(|t| record.recorded_at <= t);
-        let wanted = types
-            .as_ref()
-            .is_none_or(|types| types.contains(&record.event_type.as_str()));
-        if !(in_window && wanted) {
-            continue;
+    let mut cursor = after;
+    'chunks: loop {
+        let records = state.store.read_stream_page(&stream, cursor, chunk).await?;
+        for record in &records {
+            cursor = record.position;
+            let in_window = from.is_none_or(|f| record.recorded_at >= f)
+                && to.is_none_or(|t| record.recorded_at <= t);
+            let wanted = types
+                .as_ref()
+                .is_none_or(|types| types.contains(&record.event_type.as_str()));
+            if !(in_window && wanted) {
+                continue;
+            }
+            if selected.len() == limit {
+                more = true;
+                break 'chunks;
+            }
+            selected.push(AuditEntry::of(record)?);
         }
-        if selected.len() == limit {
-            more = true;
+        if records.len() < chunk as usize {
             break;
         }
-        selected.push(AuditEntry::of(record)?);
     }
     let next = if more {
         selected.last().map(|e| e.position)

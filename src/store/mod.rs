@@ -354,6 +354,16 @@ pub trait EventStore: Send + Sync + 'static {
         after_version: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// At most `limit` events of `stream` with a position above `after_position`, in order:
+    /// a page of a long trail, found through the index rather than by reading the stream
+    /// from its start.
+    async fn read_stream_page(
+        &self,
+        stream: &str,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
     /// Every event with a position above `after_position`, in position order, read in pages.
     fn read_all(
         &self,

@@ -249,6 +249,31 @@ impl EventStore for PostgresEventStore {
         rows.iter().map(recorded).collect()
     }
 
+    async fn read_stream_page(
+        &self,
+        stream: &str,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stats
+            .stream_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // As on SQLite: the page starts after the version of the cursor's event.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > COALESCE( \
+               (SELECT stream_version FROM events WHERE position = $2 AND stream_id = $1), \
+               (SELECT MAX(stream_version) FROM events WHERE stream_id = $1 AND position <= $2), \
+               0) \
+             ORDER BY stream_version LIMIT $3"
+        )))
+        .bind(stream)
+        .bind(after_position)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(recorded).collect()
+    }
+
     fn read_all(
         &self,
         after_position: i64,

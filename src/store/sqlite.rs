@@ -240,6 +240,35 @@ impl EventStore for SqliteEventStore {
         rows.iter().map(recorded).collect()
     }
 
+    async fn read_stream_page(
+        &self,
+        stream: &str,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stats
+            .stream_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A stream's positions grow with its versions, so the page starts after the version
+        // of the event at `after_position` (a page's cursor, found by the primary key), or of
+        // the stream's last event before it when a cursor names another stream's event.
+        let rows = sqlx::query(
+            "SELECT position, stream_id, stream_version, event_type, schema_version, payload, \
+             metadata, recorded_at, prev_hash, hash FROM events \
+             WHERE stream_id = ?1 AND stream_version > COALESCE( \
+               (SELECT stream_version FROM events WHERE position = ?2 AND stream_id = ?1), \
+               (SELECT MAX(stream_version) FROM events WHERE stream_id = ?1 AND position <= ?2), \
+               0) \
+             ORDER BY stream_version LIMIT ?3",
+        )
+        .bind(stream)
+        .bind(after_position)
+        .bind(limit)
+        .fetch_all(&self.db.reader)
+        .await?;
+        rows.iter().map(recorded).collect()
+    }
+
     fn read_all(
         &self,
         after_position: i64,

@@ -331,6 +331,113 @@ async fn admin_routes_are_hidden_without_a_token_and_guarded_with_one() {
     );
 }
 
+/// Every page of `path` (which has a query already), following `meta.next`: the positions
+/// and types seen, in order.
+async fn read_all_pages(app: &TestApp, path: &str) -> Vec<(i64, String)> {
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = admin_get(app, &format!("{path}&after={after}"), ADMIN).await;
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        seen.extend(
+            data.iter()
+                .map(|e| (e["position"].as_i64().unwrap(), s(&e["type"]))),
+        );
+        match page["meta"]["next"].as_i64() {
+            Some(next) => {
+                assert_eq!(
+                    Some(next),
+                    seen.last().map(|e| e.0),
+                    "next is the last shown"
+                );
+                after = next;
+            }
+            None => return seen,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn paging_a_trail_shows_each_event_once_whatever_the_page_size_and_filter() {
+    // Given: two users whose trails interleave in the log (logins, rotations, a wrong
+    // password), so one's positions have gaps where the other's events are.
+    let app = spawn_app_with(&[
+        ("ADMIN_API_TOKEN", ADMIN),
+        ("REFRESH_TOKEN_ROTATION", "true"),
+    ])
+    .await;
+    let ada = app.register("ada").await["user"]["id"].as_i64().unwrap();
+    let bo = app.register("bob").await["user"]["id"].as_i64().unwrap();
+    let mut tokens = [
+        s(&app.login("ada").await["refreshToken"]),
+        s(&app.login("bob").await["refreshToken"]),
+    ];
+    for round in 0..12 {
+        for token in &mut tokens {
+            let (status, body) = app.refresh(token).await;
+            assert_eq!(status, 200, "{body}");
+            *token = s(&body["refreshToken"]);
+        }
+        if round % 5 == 0 {
+            let (status, _) = app
+                .post(
+                    "/api/auth/local",
+                    json!({"identifier": "ada", "password": "nope-nope"}),
+                )
+                .await;
+            assert_eq!(status, 400);
+        }
+    }
+    let trail = format!("/api/admin/users/{ada}/events");
+    let (_, whole) = admin_get(&app, &format!("{trail}?limit=1000"), ADMIN).await;
+    let whole: Vec<(i64, String)> = whole["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["position"].as_i64().unwrap(), s(&e["type"])))
+        .collect();
+    assert_eq!(whole.len(), 2 + 12 + 3, "{whole:?}");
+
+    // When / then: every page size reads the same trail, each event once.
+    for limit in [1, 2, 5, 16, 17, 100] {
+        assert_eq!(
+            read_all_pages(&app, &format!("{trail}?limit={limit}")).await,
+            whole,
+            "limit {limit}"
+        );
+    }
+    // A filter that skips most events pages through only those it keeps.
+    let failures: Vec<_> = whole
+        .iter()
+        .filter(|e| e.1 == "LoginFailed")
+        .cloned()
+        .collect();
+    assert_eq!(failures.len(), 3);
+    assert_eq!(
+        read_all_pages(&app, &format!("{trail}?limit=1&type=LoginFailed")).await,
+        failures
+    );
+    // A cursor from the other user's trail starts after the last of hers before it.
+    let (_, theirs) = admin_get(
+        &app,
+        &format!("/api/admin/users/{bo}/events?limit=1000"),
+        ADMIN,
+    )
+    .await;
+    let foreign = theirs["data"][5]["position"].as_i64().unwrap();
+    let (_, page) = admin_get(&app, &format!("{trail}?after={foreign}&limit=1000"), ADMIN).await;
+    let after_foreign: Vec<i64> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = whole.iter().map(|e| e.0).filter(|p| *p > foreign).collect();
+    assert!(!expected.is_empty() && expected.len() < whole.len());
+    assert_eq!(after_foreign, expected);
+}
+
 #[actix_web::test]
 async fn every_response_carries_its_request_id_and_the_events_record_it() {
     let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN)]).await;

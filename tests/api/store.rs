@@ -372,6 +372,73 @@ async fn read_all_pages_through_a_log_longer_than_one_page(store: Arc<dyn EventS
     store.close().await;
 }
 
+on_both_backends!(a_stream_page_starts_after_any_cursor_and_stops_at_its_limit);
+async fn a_stream_page_starts_after_any_cursor_and_stops_at_its_limit(store: Arc<dyn EventStore>) {
+    // Given: two streams written in turns, so each one's positions have gaps the other fills.
+    let meta = EventMetadata::default();
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for n in 0..6 {
+        let version = n as i64;
+        mine.extend(
+            store
+                .append("user-1", version, vec![event(n)], &meta)
+                .await
+                .unwrap(),
+        );
+        theirs.extend(
+            store
+                .append("user-2", version, vec![event(n)], &meta)
+                .await
+                .unwrap(),
+        );
+    }
+    let positions = |page: &[RecordedEvent]| page.iter().map(|e| e.position).collect::<Vec<_>>();
+    let mine_after = |cursor: i64| {
+        mine.iter()
+            .filter(|e| e.position > cursor)
+            .map(|e| e.position)
+            .collect::<Vec<_>>()
+    };
+
+    // When / then: from the start, from its own events' positions, from the other stream's
+    // (between two of its own), and past its end, with limits that cut and that do not.
+    let mut cursors = vec![0];
+    cursors.extend(mine.iter().map(|e| e.position));
+    cursors.extend(theirs.iter().map(|e| e.position));
+    cursors.push(theirs.last().unwrap().position + 100);
+    for cursor in cursors {
+        for limit in [1, 2, 100] {
+            let page = store
+                .read_stream_page("user-1", cursor, limit)
+                .await
+                .unwrap();
+            let expected: Vec<i64> = mine_after(cursor)
+                .into_iter()
+                .take(limit as usize)
+                .collect();
+            assert_eq!(positions(&page), expected, "after {cursor}, limit {limit}");
+            assert!(page.iter().all(|e| e.stream_id == "user-1"));
+        }
+    }
+    assert_eq!(
+        store
+            .read_stream_page("user-1", mine[2].position, 2)
+            .await
+            .unwrap(),
+        mine[3..5],
+        "a page reads what an append answered"
+    );
+    assert!(
+        store
+            .read_stream_page("user-3", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+}
+
 /// Everything `read_all` yields once `expected` events are visible. On PostgreSQL it reads
 /// only below the oldest transaction in flight in the whole cluster, and the other tests'
 /// transactions hold that back for a moment.
