@@ -112,6 +112,9 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(http::until_ready))
                 .wrap(actix_web::middleware::from_fn(metrics::track))
                 .wrap(actix_web::middleware::from_fn(http::request_id))
+                // `/api/auth/local/` is `/api/auth/local`, as Strapi's router (not strict)
+                // matches it; first, so that every layer and the route see the one path.
+                .wrap(actix_web::middleware::NormalizePath::trim())
                 .app_data(data.clone())
                 .configure(http::routes)
         })

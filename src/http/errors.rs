@@ -53,8 +53,13 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NotFoundError", "Not Found")
     }
 
-    pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "ForbiddenError", "Forbidden")
+    /// The path is a route's, the method is not (`Allow` says which are).
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowedError",
+            "Method Not Allowed",
+        )
     }
 
     pub fn not_found_message(message: impl Into<String>) -> Self {

@@ -237,7 +237,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         };
         cfg.route(endpoint.path, route);
     }
-    cfg.default_service(web::to(not_found));
+    cfg.default_service(web::to(unrouted));
 }
 
 /// 204 when serving (HEAD too, like every GET route, for load balancers that probe with it).
@@ -319,9 +319,47 @@ pub fn route_of(req: &HttpRequest) -> String {
 #[derive(Clone, Copy)]
 pub struct Unmatched;
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// What answers a request no route took, as Strapi's router (`allowedMethods`) does: on a
+/// route's path with another method, 405 with `Allow`, and an `OPTIONS` gets `Allow` alone (in
+/// a 204, where Strapi's router sends an empty 200); on any other path, 404.
+async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     req.extensions_mut().insert(Unmatched);
-    Err(ApiError::not_found())
+    let allowed = allowed_methods(req.path());
+    if allowed.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    let mut response = if req.method() == Method::OPTIONS {
+        HttpResponse::NoContent().finish()
+    } else {
+        actix_web::ResponseError::error_response(&ApiError::method_not_allowed())
+    };
+    let allow =
+        header::HeaderValue::from_str(&allowed.join(", ")).expect("method names are header-safe");
+    response.headers_mut().insert(header::ALLOW, allow);
+    Ok(response)
+}
+
+/// The methods the routes of `path` answer, HEAD wherever GET, as `routes` registers them.
+fn allowed_methods(path: &str) -> Vec<&'static str> {
+    static PATTERNS: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, &Method)>> =
+        std::sync::OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        ENDPOINTS
+            .iter()
+            .map(|e| (actix_web::dev::ResourceDef::new(e.path), &e.method))
+            .collect()
+    });
+    patterns
+        .iter()
+        .filter(|(pattern, _)| pattern.is_match(path))
+        .flat_map(|(_, method)| {
+            if **method == Method::GET {
+                vec![Method::GET.as_str(), Method::HEAD.as_str()]
+            } else {
+                vec![method.as_str()]
+            }
+        })
+        .collect()
 }
 
 /// Who is asking: recorded with the events a request causes.

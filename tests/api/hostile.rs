@@ -212,17 +212,33 @@ async fn a_one_mebibyte_body_is_a_413() {
 }
 
 #[actix_web::test]
-async fn unknown_routes_and_methods_are_strapis_404() {
+async fn an_unknown_route_is_strapis_404_and_a_wrong_method_its_405() {
     let app = spawn_app().await;
     let response = app
         .client
-        .get(app.url("/api/auth/local"))
+        .get(app.url("/api/auth/nowhere"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
     let body: Value = response.json().await.unwrap();
     assert_error(404, &body, 404, "NotFoundError", "Not Found");
+    let response = app
+        .client
+        .get(app.url("/api/auth/local"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: Value = response.json().await.unwrap();
+    assert_error(
+        405,
+        &body,
+        405,
+        "MethodNotAllowedError",
+        "Method Not Allowed",
+    );
 }
 
 #[actix_web::test]

@@ -2,13 +2,13 @@
 //! `http::ENDPOINTS` is documented, every documented operation is a registered route that
 //! answers, and no route is registered anywhere but from `ENDPOINTS`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokenledger::http::ENDPOINTS;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
@@ -116,6 +116,104 @@ async fn head_answers_wherever_get_does_with_the_same_status_and_no_body() {
             endpoint.path
         );
     }
+}
+
+#[actix_web::test]
+async fn a_routes_path_asked_with_another_method_answers_405_with_what_it_allows() {
+    let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN_TOKEN)]).await;
+    // The methods each path answers, from the table, HEAD wherever GET.
+    let mut allowed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for endpoint in ENDPOINTS {
+        let path = endpoint
+            .path
+            .replace("{id}", "1")
+            .replace("{file}", "app.js");
+        let methods = allowed.entry(path).or_default();
+        methods.insert(endpoint.method.to_string());
+        if endpoint.method == actix_web::http::Method::GET {
+            methods.insert("HEAD".to_owned());
+        }
+    }
+    for (path, methods) in &allowed {
+        let url = app.url(path);
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if methods.contains(method) {
+                continue;
+            }
+            let response = app
+                .client
+                .request(method.parse().unwrap(), &url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 405, "{method} {path}");
+            let allow: BTreeSet<String> = response.headers()["allow"]
+                .to_str()
+                .unwrap()
+                .split(", ")
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(&allow, methods, "{method} {path}");
+            let body: Value = response.json().await.unwrap();
+            assert_error(
+                405,
+                &body,
+                405,
+                "MethodNotAllowedError",
+                "Method Not Allowed",
+            );
+        }
+        // OPTIONS (not a CORS preflight) answers what the path allows, as Strapi's router does.
+        let options = app
+            .client
+            .request(
+                actix_web::http::Method::OPTIONS.as_str().parse().unwrap(),
+                &url,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(options.status(), 204, "OPTIONS {path}");
+        assert!(options.headers().contains_key("allow"), "OPTIONS {path}");
+    }
+    // No route's path: still 404, whatever the method.
+    for method in ["GET", "POST", "DELETE", "OPTIONS"] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url("/api/auth/nothing"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method}");
+        assert!(!response.headers().contains_key("allow"));
+    }
+}
+
+#[actix_web::test]
+async fn a_trailing_slash_reaches_the_same_route_as_without_it() {
+    let app = spawn_app().await;
+    app.register("tess").await;
+    let (status, body) = app
+        .post(
+            "/api/auth/local/",
+            json!({"identifier": "tess", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["jwt"].is_string());
+    let (status, body) = app
+        .get_with_bearer("/api/users/me/", body["jwt"].as_str().unwrap())
+        .await;
+    assert_eq!((status, body["username"].as_str()), (200, Some("tess")));
+    let ready = app
+        .client
+        .get(app.url("/_ready/?probe=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
 }
 
 /// The source files under `dir`, recursively.
