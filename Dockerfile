@@ -13,5 +13,7 @@ USER tokenledger
 WORKDIR /data
 ENV HOST=0.0.0.0 PORT=1337 DATA_DIR=/data
 EXPOSE 1337
+# Healthy once the projections have caught up with the log (`/_ready`); no curl needed.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=120s --retries=3 CMD ["tokenledger", "probe"]
 ENTRYPOINT ["tokenledger"]
 CMD ["serve"]

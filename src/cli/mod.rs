@@ -21,6 +21,7 @@ macro_rules! say {
 }
 
 mod forensics;
+mod probe;
 mod seed;
 
 use std::sync::{Arc, RwLock};
@@ -80,6 +81,13 @@ pub enum Command {
         /// Only this user (id, email or username).
         #[arg(long)]
         user: Option<String>,
+    },
+    /// Ask the instance serving on this machine (HOST, PORT) whether it is ready (`/_ready`):
+    /// exit 0 when it is, 1 when not, with the reason. For container health checks.
+    Probe {
+        /// The port to ask instead of PORT.
+        #[arg(long)]
+        port: Option<u16>,
     },
     /// Recompute every stream's hash chain; fails at the first broken event.
     Verify,
@@ -174,6 +182,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Replay { until, user } => {
                 forensics::replay(&config.database_url, until, user.as_deref()).await
+            }
+            Command::Probe { port } => {
+                let address = probe::address(&config.host, port.unwrap_or(config.port))?;
+                probe::probe(address)?;
+                say!("ready: {address}");
+                Ok(())
             }
             Command::Verify => {
                 if forensics::verify(&config.database_url).await? {

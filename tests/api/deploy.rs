@@ -34,7 +34,17 @@ fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
             "{secret} comes from .env"
         );
     }
+    assert_eq!(
+        instance["healthcheck"]["test"],
+        YamlLoader::load_from_str(r#"["CMD", "tokenledger", "probe"]"#).unwrap()[0],
+        "healthy once ready, asked by the binary (the image has no curl)"
+    );
     let balancer = &services["loadbalancer"];
+    assert_eq!(
+        balancer["depends_on"]["tokenledger"]["condition"].as_str(),
+        Some("service_healthy"),
+        "the balancer starts once the instances are ready"
+    );
     assert!(balancer["image"].as_str().unwrap().starts_with("nginx"));
     assert_eq!(balancer["ports"][0], Yaml::String("1337:1337".into()));
     let nginx = load("deploy/nginx.conf");
@@ -51,5 +61,10 @@ fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
             "{secret} missing in .env.example"
         );
     }
-    assert!(load("Dockerfile").contains("cargo build --release --locked"));
+    let dockerfile = load("Dockerfile");
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    assert!(
+        dockerfile.contains(r#"HEALTHCHECK"#)
+            && dockerfile.contains(r#"CMD ["tokenledger", "probe"]"#)
+    );
 }

@@ -174,8 +174,10 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
             .send()
             .map(Result::unwrap)
     };
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(120);
     let (mut starting, mut refused_login, mut scraped_while_starting) = (0, None, None);
+    let mut probed_while_starting = None;
     loop {
         let ready = client.get(url("/_ready")).send().await.unwrap();
         match ready.status().as_u16() {
@@ -184,6 +186,7 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
             other => panic!("/_ready answered {other}"),
         }
         if refused_login.is_none() {
+            probed_while_starting = Some(probe(dir.path(), &port));
             let login = log_in().await;
             let retry_after = login.headers().get("retry-after").cloned();
             refused_login = Some((
@@ -215,6 +218,20 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
     assert_eq!(sample(&starting_metrics, "tokenledger_ready"), 0.0);
     assert!(sample(&starting_metrics, "tokenledger_projection_lag") > 0.0);
 
+    // The container health check's command says the same.
+    let starting_probe = probed_while_starting.unwrap();
+    assert!(!starting_probe.status.success(), "{starting_probe:?}");
+    assert!(
+        String::from_utf8_lossy(&starting_probe.stderr).contains("not ready: /_ready answered 503"),
+        "{starting_probe:?}"
+    );
+    let ready_probe = probe(dir.path(), &port);
+    assert!(ready_probe.status.success(), "{ready_probe:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ready_probe.stdout),
+        format!("ready: 127.0.0.1:{port}\n")
+    );
+
     assert_eq!(log_in().await.status(), 200);
     let metrics = samples(
         &client
@@ -238,7 +255,26 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
         position("listening") < position("projections rebuilt"),
         "listens first, then folds: {messages:?}"
     );
+    server.stop();
+    let stopped_probe = probe(dir.path(), &port);
+    assert!(!stopped_probe.status.success());
+    assert!(
+        String::from_utf8_lossy(&stopped_probe.stderr).contains("nothing answers on"),
+        "{stopped_probe:?}"
+    );
     println!("/_ready said 503 {starting} times before 200");
+}
+
+/// `tokenledger probe` against the instance on `port`, as a container health check runs it
+/// (with the instance's own variables).
+fn probe(dir: &std::path::Path, port: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .args(["probe", "--port", port])
+        .env("DATA_DIR", dir)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+        .output()
+        .unwrap()
 }
 
 #[actix_web::test]
