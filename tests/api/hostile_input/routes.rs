@@ -587,3 +587,25 @@ impl Generator<'_> {
         self.case(&request, Class::Http, what)
     }
 }
+
+/// A new API route must be added here too, or the generated hostile input never reaches it.
+#[test]
+fn every_api_route_of_the_app_is_generated() {
+    let generated: std::collections::BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method().to_owned(), r.name().to_owned()))
+        .collect();
+    for endpoint in tokenledger::http::ENDPOINTS {
+        if !endpoint.path.starts_with("/api/") {
+            continue;
+        }
+        let key = (
+            endpoint.method.to_string(),
+            endpoint.path.replace("{id}", ":id"),
+        );
+        assert!(
+            generated.contains(&key),
+            "{key:?} is not in hostile_input's ROUTES"
+        );
+    }
+}
