@@ -103,7 +103,7 @@ struct Search {
     tag = "admin",
     security(("adminToken" = [])),
     params(
-        ("q" = Option<String>, Query, max_length = 255, description = "A piece of a username or email (ASCII case ignored), or a user id; empty lists the newest users"),
+        ("q" = Option<String>, Query, max_length = 255, description = "A piece of a username or email (case ignored; on SQLite for ASCII letters only), or a user id; empty lists the newest users"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many, 20 by default"),
     ),
     responses(

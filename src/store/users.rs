@@ -379,16 +379,23 @@ impl UserStore {
         ))
     }
 
-    /// Users whose username or email contains `text` (any ASCII case), or whose id it is:
-    /// the id first, then exact names, then the rest by id; at most `limit`. An empty `text`
-    /// lists the newest users. LIKE's `%`, `_` and `\` in `text` match themselves.
+    /// Users whose username or email contains `text`, or whose id it is: the id first, then
+    /// exact names, then the rest by id; at most `limit`. An empty `text` lists the newest
+    /// users. LIKE's `%`, `_` and `\` in `text` match themselves. Case is ignored, but SQLite
+    /// folds ASCII letters only: there `Émile` is found as `Émile` or `ÉMILE`, not as `émile`
+    /// (PostgreSQL folds every letter).
     pub async fn search(&self, text: &str, limit: u32) -> Result<Vec<User>, UserError> {
+        let like = |text: &str| {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        };
+        // Emails are stored lower case (every letter, as Strapi stores them); usernames as
+        // given, so they are also matched as typed, for the letters SQLite cannot fold.
         let lower = text.to_lowercase();
-        let escaped = lower
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let pattern = format!("%{escaped}%");
+        let (pattern, typed) = (like(&lower), like(text));
         let id: Option<UserId> = text.parse().ok();
         let newest_first = if text.is_empty() { "id DESC" } else { "id" };
         Ok(on_users!(
@@ -396,12 +403,24 @@ impl UserStore {
             reader,
             format!(
                 "SELECT {COLUMNS} FROM users \
-                 WHERE LOWER(username) LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\' OR id = ? \
-                 ORDER BY CASE WHEN id = ? THEN 0 WHEN LOWER(username) = ? OR email = ? THEN 1 \
+                 WHERE LOWER(username) LIKE ? ESCAPE '\\' OR username LIKE ? ESCAPE '\\' \
+                 OR email LIKE ? ESCAPE '\\' OR id = ? \
+                 ORDER BY CASE WHEN id = ? THEN 0 \
+                 WHEN LOWER(username) = ? OR username = ? OR email = ? THEN 1 \
                  ELSE 2 END, {newest_first} LIMIT ?"
             ),
             fetch_all,
-            [&pattern, &pattern, id, id, &lower, &lower, i64::from(limit)]
+            [
+                &pattern,
+                &typed,
+                &pattern,
+                id,
+                id,
+                &lower,
+                text,
+                &lower,
+                i64::from(limit)
+            ]
         ))
     }
 

@@ -69,6 +69,20 @@ async fn finds_users_by_name_email_and_id(app: &TestApp) {
     );
     let (_, body) = find(app, "q=nobody").await;
     assert_eq!(body["data"], serde_json::json!([]));
+
+    // A name with letters beyond ASCII, whose email does not repeat it: found as typed, and
+    // with its ASCII letters in any case, on both backends.
+    let (status, body) = app
+        .post(
+            "/api/auth/local/register",
+            serde_json::json!({"username": "Émile", "email": "e.z@example.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for typed in ["%C3%89mile", "%C3%89MILE", "%C3%89mi"] {
+        let (_, body) = find(app, &format!("q={typed}")).await;
+        assert_eq!(usernames(&body), ["Émile"], "q={typed}");
+    }
 }
 
 #[actix_web::test]
