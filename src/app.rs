@@ -112,9 +112,8 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(http::until_ready))
                 .wrap(actix_web::middleware::from_fn(metrics::track))
                 .wrap(actix_web::middleware::from_fn(http::request_id))
-                // `/api/auth/local/` is `/api/auth/local`, as Strapi's router (not strict)
-                // matches it; first, so that every layer and the route see the one path.
-                .wrap(actix_web::middleware::NormalizePath::trim())
+                // First, so that every layer and the route see the one path.
+                .wrap(actix_web::middleware::from_fn(http::api_trailing_slash))
                 .app_data(data.clone())
                 .configure(http::routes)
         })

@@ -38,7 +38,7 @@ struct RouteLabels {
 
 /// HTTP's methods by name, any other as `other`: a client may invent methods without end,
 /// and each would be a new series.
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     [
         Method::GET,
         Method::HEAD,

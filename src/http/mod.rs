@@ -319,12 +319,49 @@ pub fn route_of(req: &HttpRequest) -> String {
 #[derive(Clone, Copy)]
 pub struct Unmatched;
 
+/// `/api/auth/local/` is `/api/auth/local`, as Strapi's router (not `strict`) matches one
+/// trailing slash. Only on the API: the operators' paths (`/metrics`, `/docs`, …) stay exact,
+/// so a proxy rule that hides one path hides all of it; and `//` is not merged, as Strapi
+/// does not.
+pub async fn api_trailing_slash(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.path();
+    if path.starts_with("/api/") && path.ends_with('/') && !path.ends_with("//") {
+        let trimmed = match req.query_string() {
+            "" => path[..path.len() - 1].to_owned(),
+            query => format!("{}?{query}", &path[..path.len() - 1]),
+        };
+        let mut parts = req.head().uri.clone().into_parts();
+        if let Ok(path_and_query) = trimmed.parse() {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = actix_web::http::Uri::from_parts(parts) {
+                req.match_info_mut().get_mut().update(&uri);
+                req.head_mut().uri = uri;
+            }
+        }
+    }
+    next.call(req).await
+}
+
 /// What answers a request no route took, as Strapi's router (`allowedMethods`) does: on a
 /// route's path with another method, 405 with `Allow`, and an `OPTIONS` gets `Allow` alone (in
 /// a 204, where Strapi's router sends an empty 200); on any other path, 404.
 async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     req.extensions_mut().insert(Unmatched);
-    let allowed = allowed_methods(req.path());
+    // Without an admin token the admin routes do not exist, whatever the method.
+    let admin_off = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.config.admin_api_token.is_none());
+    // The path the router matched: percent-decoded where it is safe to.
+    let path = req.match_info().as_str();
+    let hidden = admin_off && (path.starts_with("/api/admin/") || path.starts_with("/admin"));
+    let allowed = if hidden {
+        Vec::new()
+    } else {
+        allowed_methods(path)
+    };
     if allowed.is_empty() {
         return Err(ApiError::not_found());
     }
@@ -426,7 +463,8 @@ pub async fn request_id(
     req.extensions_mut().insert(RequestId(id.clone()));
     // Every line logged while the request is handled carries its id (the span's field).
     let span = tracing::info_span!("request", request_id = %id);
-    let method = req.method().clone();
+    // As metrics name it: an invented method, of any length, is `other`.
+    let method = crate::metrics::method_label(req.method());
     let started = std::time::Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
     // The access line names the route's pattern, not the path a client wrote: a path, like a

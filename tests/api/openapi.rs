@@ -190,7 +190,7 @@ async fn a_routes_path_asked_with_another_method_answers_405_with_what_it_allows
 }
 
 #[actix_web::test]
-async fn a_trailing_slash_reaches_the_same_route_as_without_it() {
+async fn on_the_api_one_trailing_slash_reaches_the_same_route_and_operator_paths_stay_exact() {
     let app = spawn_app().await;
     app.register("tess").await;
     let (status, body) = app
@@ -200,20 +200,51 @@ async fn a_trailing_slash_reaches_the_same_route_as_without_it() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["jwt"].is_string());
-    let (status, body) = app
-        .get_with_bearer("/api/users/me/", body["jwt"].as_str().unwrap())
-        .await;
+    let jwt = body["jwt"].as_str().unwrap().to_owned();
+    let (status, body) = app.get_with_bearer("/api/users/me/", &jwt).await;
     assert_eq!((status, body["username"].as_str()), (200, Some("tess")));
-    let ready = app
+    let (status, body) = app.get_with_bearer("/api/auth/sessions/?x=1", &jwt).await;
+    assert_eq!(status, 200, "{body}");
+    // Strapi's router neither merges slashes nor takes two trailing ones.
+    for path in ["/api//auth/sessions", "/api/auth/sessions//"] {
+        let (status, _) = app.get_with_bearer(path, &jwt).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    // A proxy rule that hides `/metrics` (say, nginx's `location = /metrics`) hides it all.
+    for path in ["/metrics/", "//metrics", "/_ready/", "/openapi.json/"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    // The router matches the decoded path, and so does the 405's.
+    let response = app
         .client
-        .get(app.url("/_ready/?probe=1"))
+        .get(app.url("/api/auth/%6Cocal"))
         .send()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 200);
-    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
-    assert_eq!(docs.status(), 200);
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+}
+
+#[actix_web::test]
+async fn without_an_admin_token_the_admin_routes_are_404_whatever_the_method() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("POST", "/api/admin/users"),
+        ("GET", "/api/admin/users/1/sessions/clear"),
+        ("DELETE", "/api/admin/users/1/events"),
+        ("OPTIONS", "/admin"),
+        ("POST", "/admin/app.js"),
+    ] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        assert!(!response.headers().contains_key("allow"), "{method} {path}");
+    }
 }
 
 /// The source files under `dir`, recursively.

@@ -301,6 +301,14 @@ async fn the_log_lines_of_a_request_carry_its_request_id_and_its_route_not_its_p
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    let invented = reqwest::Method::from_bytes("M".repeat(300).as_bytes()).unwrap();
+    let odd = client
+        .request(invented, format!("{}/_health", server.address))
+        .header("x-request-id", "trace-odd-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.status(), 405);
     let chosen = client
         .get(format!("{}/_health", server.address))
         .send()
@@ -343,6 +351,11 @@ async fn the_log_lines_of_a_request_carry_its_request_id_and_its_route_not_its_p
         "no raw path logged"
     );
     assert_eq!(access(&generated)["route"], "/_health");
+    assert_eq!(
+        access("trace-odd-3")["method"],
+        "other",
+        "an invented method is not logged whole"
+    );
 }
 
 #[test]
