@@ -157,7 +157,10 @@ fn init_logging(format: LogFormat) {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev)?;
+    // A health check needs HOST and PORT, not secrets strong enough to serve with: the
+    // container's check must not fail where the instance was started with --insecure-dev.
+    let probing = matches!(cli.command, Some(Command::Probe { .. }));
+    let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
     let format = config.log_format;
     init_logging(format);
     let outcome = actix_web::rt::System::new().block_on(async move {

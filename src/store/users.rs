@@ -392,10 +392,11 @@ impl UserStore {
                 .replace('_', "\\_");
             format!("%{escaped}%")
         };
-        // Emails are stored lower case (every letter, as Strapi stores them); usernames as
-        // given, so they are also matched as typed, for the letters SQLite cannot fold.
+        // Usernames are kept as given and folded by the database's own LOWER on both sides
+        // (Rust's and PostgreSQL's disagree on a final sigma; SQLite's folds ASCII only, so a
+        // name is still found as typed); emails are stored folded by Rust, as `text` is here.
         let lower = text.to_lowercase();
-        let (pattern, typed) = (like(&lower), like(text));
+        let (typed, folded) = (like(text), like(&lower));
         let id: Option<UserId> = text.parse().ok();
         let newest_first = if text.is_empty() { "id DESC" } else { "id" };
         Ok(on_users!(
@@ -403,24 +404,14 @@ impl UserStore {
             reader,
             format!(
                 "SELECT {COLUMNS} FROM users \
-                 WHERE LOWER(username) LIKE ? ESCAPE '\\' OR username LIKE ? ESCAPE '\\' \
-                 OR email LIKE ? ESCAPE '\\' OR id = ? \
+                 WHERE LOWER(username) LIKE LOWER(?) ESCAPE '\\' OR email LIKE ? ESCAPE '\\' \
+                 OR id = ? \
                  ORDER BY CASE WHEN id = ? THEN 0 \
-                 WHEN LOWER(username) = ? OR username = ? OR email = ? THEN 1 \
+                 WHEN LOWER(username) = LOWER(?) OR email = ? THEN 1 \
                  ELSE 2 END, {newest_first} LIMIT ?"
             ),
             fetch_all,
-            [
-                &pattern,
-                &typed,
-                &pattern,
-                id,
-                id,
-                &lower,
-                text,
-                &lower,
-                i64::from(limit)
-            ]
+            [&typed, &folded, id, id, text, &lower, i64::from(limit)]
         ))
     }
 

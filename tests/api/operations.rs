@@ -265,6 +265,23 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
     println!("/_ready said 503 {starting} times before 200");
 }
 
+#[test]
+fn the_probe_asks_for_no_secrets_strong_enough_to_serve_with() {
+    // An instance started with --insecure-dev has weak secrets in its environment, which the
+    // container's health check shares.
+    let dir = tempfile::tempdir().unwrap();
+    let probed = std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
+        .args(["probe", "--port", "1"])
+        .env("DATA_DIR", dir.path())
+        .env("JWT_SECRET", "weak")
+        .env("REFRESH_JWT_SECRET", "weak")
+        .output()
+        .unwrap();
+    assert!(!probed.status.success());
+    let said = String::from_utf8_lossy(&probed.stderr);
+    assert!(said.contains("nothing answers on 127.0.0.1:1"), "{said}");
+}
+
 /// `tokenledger probe` against the instance on `port`, as a container health check runs it
 /// (with the instance's own variables).
 fn probe(dir: &std::path::Path, port: &str) -> std::process::Output {
