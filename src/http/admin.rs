@@ -234,7 +234,13 @@ pub async fn events(
     // there is a next page: a page costs what it shows (and what the filters skip), not the
     // whole trail before it.
     let stream = stream_of(user.id);
-    let chunk = (limit as i64 + 1).max(TRAIL_CHUNK);
+    // Unfiltered, a page and one more is all there is to read; filtered, larger chunks.
+    let filtered = from.is_some() || to.is_some() || types.is_some();
+    let chunk = if filtered {
+        (limit as i64 + 1).max(TRAIL_CHUNK)
+    } else {
+        limit as i64 + 1
+    };
     let mut selected = Vec::new();
     let mut more = false;
     let mut cursor = after;
