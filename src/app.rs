@@ -91,7 +91,12 @@ impl Application {
             registry,
             projection: projection.clone(),
             clock,
-            limits: RateLimits::new(config.login_rate_limit, config.refresh_rate_limit),
+            limits: RateLimits::new(
+                config.login_rate_limit,
+                config.login_ip_rate_limit,
+                config.refresh_rate_limit,
+                config.login_account_failure_limit,
+            ),
             store: store.clone(),
             shared_log: is_postgres(&config.database_url),
             metrics: Arc::default(),

@@ -63,6 +63,10 @@ pub struct Config {
     pub login_rate_limit: Option<RateLimit>,
     /// Per session; `None` is `off`.
     pub refresh_rate_limit: Option<RateLimit>,
+    /// Per client IP, whatever the identifier; `None` is `off`.
+    pub login_ip_rate_limit: Option<RateLimit>,
+    /// Failed logins per account, whatever the IP; `None` is `off`.
+    pub login_account_failure_limit: Option<RateLimit>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Which web origins may call the API from a browser.
@@ -200,6 +204,8 @@ struct ServerSection {
     log_format: Option<String>,
     login_rate_limit: Option<String>,
     refresh_rate_limit: Option<String>,
+    login_ip_rate_limit: Option<String>,
+    login_account_failure_limit: Option<String>,
     trusted_proxies: Option<toml::Value>,
     cors_origins: Option<toml::Value>,
 }
@@ -458,6 +464,22 @@ impl Config {
                     s.refresh_rate_limit.clone(),
                 ),
                 "30/60s",
+            )?,
+            login_ip_rate_limit: rate_limit(
+                pick(
+                    "LOGIN_IP_RATE_LIMIT",
+                    "server.loginIpRateLimit",
+                    s.login_ip_rate_limit.clone(),
+                ),
+                "30/60s",
+            )?,
+            login_account_failure_limit: rate_limit(
+                pick(
+                    "LOGIN_ACCOUNT_FAILURE_LIMIT",
+                    "server.loginAccountFailureLimit",
+                    s.login_account_failure_limit.clone(),
+                ),
+                "20/1h",
             )?,
             trusted_proxies,
             cors_origins,

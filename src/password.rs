@@ -3,6 +3,10 @@
 //! async workers or oversubscribing the CPU. Fixed threads also bound memory: each keeps the
 //! 19 MiB its last hash used for the next one, where a growing blocking pool would leave that
 //! much behind in every thread it ever started.
+//!
+//! The queue is bounded too (`WAITING_PER_THREAD` jobs a thread): past it a job is refused at
+//! once (`PasswordError::Busy`, a 503 with `Retry-After`), so a flood of logins cannot make a
+//! real user's login wait behind hundreds of others (300 queued took 3.4 s to reach).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -11,6 +15,10 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Versio
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// How many jobs may wait for each thread: at about 20 ms a hash, a login waits at most
+/// some 80 ms before its own hash starts.
+const WAITING_PER_THREAD: usize = 4;
 
 /// What an unknown user's login is verified against, so it costs what a wrong password does
 /// (no user enumeration by timing). A constant, not hashed at start-up: a hash takes 19 MiB
@@ -23,6 +31,8 @@ pub struct Passwords {
     jobs: mpsc::Sender<Job>,
     /// Hashes and verifications waiting for a thread (not those running).
     queued: Arc<AtomicUsize>,
+    /// The most that may wait.
+    max_queued: usize,
     /// Verifications started, known user or not: tests count them.
     verifications: Arc<AtomicUsize>,
 }
@@ -37,14 +47,17 @@ pub enum PasswordError {
     Hash(String),
     #[error("the password pool is shut down")]
     Closed,
+    #[error("too many password checks are waiting")]
+    Busy,
 }
 
 impl Passwords {
     /// Starts `parallelism` hashing threads; they end when the last `Passwords` is dropped.
     pub fn new(parallelism: usize) -> Result<Passwords, PasswordError> {
+        let parallelism = parallelism.max(1);
         let (jobs, inbox) = mpsc::channel::<Job>();
         let inbox = Arc::new(Mutex::new(inbox));
-        for n in 0..parallelism.max(1) {
+        for n in 0..parallelism {
             let inbox = inbox.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
@@ -63,6 +76,7 @@ impl Passwords {
         Ok(Passwords {
             jobs,
             queued: Arc::new(AtomicUsize::new(0)),
+            max_queued: parallelism * WAITING_PER_THREAD,
             verifications: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -84,7 +98,10 @@ impl Passwords {
     ) -> Result<T, PasswordError> {
         let (reply, answer) = oneshot::channel();
         let queued = self.queued.clone();
-        queued.fetch_add(1, Ordering::Relaxed);
+        if queued.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(PasswordError::Busy);
+        }
         let job: Job = Box::new(move || {
             queued.fetch_sub(1, Ordering::Relaxed);
             let _ = reply.send(work());
@@ -115,9 +132,10 @@ impl Passwords {
     ) -> Result<bool, PasswordError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
-        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let verifications = self.verifications.clone();
         let matches = self
             .run(move || {
+                verifications.fetch_add(1, Ordering::Relaxed);
                 argon2()
                     .verify_password(password.as_bytes(), hash.as_str())
                     .is_ok()
@@ -146,6 +164,29 @@ mod tests {
         );
         assert!(!p.verify("wrong".to_owned(), Some(hash)).await.unwrap());
         assert!(!p.verify("anything".to_owned(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn given_a_full_queue_when_more_checks_come_then_they_are_refused_at_once() {
+        let p = Passwords::new(1).unwrap();
+        // One running and four waiting fill a one-thread pool; the rest are refused.
+        let checks: Vec<_> = (0..12)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { p.verify("guess".to_owned(), None).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for check in checks {
+            match check.await.unwrap() {
+                Ok(matches) => assert!(!matches),
+                Err(PasswordError::Busy) => busy += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!((7..=11).contains(&busy), "{busy} refused");
+        assert_eq!(p.verifications(), 12 - busy);
+        assert_eq!(p.queue_depth(), 0);
     }
 
     #[test]

@@ -172,6 +172,7 @@ fn history() -> (History, [SessionId; 3]) {
     h.wait(TimeDelta::hours(5));
     h.run(Command::RecordLoginFailure(RecordLoginFailure {
         client: client("198.51.100.7", LAPTOP_UA),
+        failed_at: h.now,
     }));
     h.wait(TimeDelta::seconds(14));
     let laptop = h.login("web-8d41e07b", client("198.51.100.7", LAPTOP_UA));
@@ -191,6 +192,7 @@ fn history() -> (History, [SessionId; 3]) {
     h.wait(TimeDelta::days(5));
     h.run(Command::RecordLoginFailure(RecordLoginFailure {
         client: client("192.0.2.61", TABLET_UA),
+        failed_at: h.now,
     }));
     h.wait(TimeDelta::seconds(9));
     let tablet = h.login("android-11ab", client("192.0.2.61", TABLET_UA));

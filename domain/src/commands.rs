@@ -4,7 +4,7 @@
 use chrono::TimeDelta;
 
 use crate::events::{ClearReason, IssueReason, RevokeReason};
-use crate::types::{SessionId, TokenHash, TokenId, UserId};
+use crate::types::{SessionId, Timestamp, TokenHash, TokenId, UserId};
 
 /// Where a request came from, recorded with the session.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,9 +72,31 @@ pub struct ClearSessions {
     pub keep: Option<SessionId>,
 }
 
+/// Which sessions a logout ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogoutScope {
+    Session(SessionId),
+    Device(String),
+    All,
+}
+
+/// A user's own logout. When a refresh token asks for it, the token is held to the rule a
+/// refresh is held to: the current token, or the previous one within the grace window; an
+/// older one is reuse, and ends its session instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logout {
+    pub scope: LogoutScope,
+    pub presented: Option<PresentedToken>,
+    pub reuse_grace: TimeDelta,
+    pub client: Client,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordLoginFailure {
     pub client: Client,
+    /// When the password was checked: the failure is recorded a moment after it is answered
+    /// (so an unknown user and a wrong password take the same time), and keeps its own time.
+    pub failed_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,5 +105,6 @@ pub enum Command {
     RotateToken(RotateToken),
     RevokeSession(RevokeSession),
     ClearSessions(ClearSessions),
+    Logout(Logout),
     RecordLoginFailure(RecordLoginFailure),
 }

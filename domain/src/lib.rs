@@ -13,8 +13,8 @@ mod upcast;
 
 pub use aggregate::{DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve};
 pub use commands::{
-    ClearSessions, Client, Command, IssueToken, Lifetimes, PresentedToken, RecordLoginFailure,
-    RevokeSession, RotateToken,
+    ClearSessions, Client, Command, IssueToken, Lifetimes, Logout, LogoutScope, PresentedToken,
+    RecordLoginFailure, RevokeSession, RotateToken,
 };
 pub use events::{
     ClearReason, DecodeError, Event, IssueReason, LoginFailed, RefreshTokenReused, RevokeReason,

@@ -34,6 +34,9 @@ pub struct Executed {
     pub session: Option<Session>,
     /// The session's current refresh token, for commands that hand one out.
     pub refresh_token: Option<String>,
+    /// The command met a replayed refresh token and recorded its reuse (a logout with a
+    /// superseded token): the caller refuses, though the events were recorded.
+    pub reuse_detected: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! stops, and the next command for that user starts a new one that reloads from the store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ struct Inner {
     arbiters: Vec<ArbiterHandle>,
     core: Arc<Core>,
     idle_timeout: Duration,
+    /// Commands submitted without waiting (`submit`) and not yet decided.
+    submitted: AtomicUsize,
 }
 
 impl Registry {
@@ -39,6 +42,7 @@ impl Registry {
                 arbiters,
                 core,
                 idle_timeout,
+                submitted: AtomicUsize::new(0),
             }),
         }
     }
@@ -100,6 +104,38 @@ impl Registry {
             }
         }
         Err(ExecuteError::Unavailable)
+    }
+
+    /// Hands `command` to the user's actor now and lets it be recorded without waiting: for
+    /// what the answer must not wait on (a failed login, see `auth::record_failure`). Queued
+    /// now, it is decided before any later command of the same user.
+    pub fn submit(&self, user_id: UserId, command: Command, metadata: EventMetadata) {
+        let addr = self.address(user_id);
+        let queued = addr.send(Execute {
+            command: command.clone(),
+            metadata: metadata.clone(),
+        });
+        let registry = self.clone();
+        registry.inner.submitted.fetch_add(1, Ordering::SeqCst);
+        actix_web::rt::spawn(async move {
+            let outcome = match queued.await {
+                Ok(outcome) => outcome,
+                // The actor stopped (idle) before taking it: a fresh one will.
+                Err(_) => {
+                    registry.forget(user_id, &addr);
+                    registry.execute(user_id, command, metadata).await
+                }
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(user = user_id, %error, "a command answered before it was recorded failed");
+            }
+            registry.inner.submitted.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// How many submitted commands are still to be decided (tests wait for 0).
+    pub fn unrecorded(&self) -> usize {
+        self.inner.submitted.load(Ordering::SeqCst)
     }
 
     /// How many actors are alive.

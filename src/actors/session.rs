@@ -214,7 +214,10 @@ async fn execute(
                 Err(error) => return (folded, Err(error.into())),
             }
         }
-        let reply = reply(user_id, &folded.state, &msg.command, &sealer);
+        let mut reply = reply(user_id, &folded.state, &msg.command, &sealer);
+        reply.reuse_detected = events
+            .iter()
+            .any(|event| matches!(event, Event::RefreshTokenReused(_)));
         return (folded, Ok(reply));
     }
     (folded, Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS)))
@@ -232,7 +235,9 @@ fn reply(
         Command::IssueToken(c) => (Some(c.session_id), true),
         Command::RotateToken(c) => (Some(c.presented.session_id), c.rotation),
         Command::RevokeSession(c) => (Some(c.session_id), false),
-        Command::ClearSessions(_) | Command::RecordLoginFailure(_) => (None, false),
+        Command::ClearSessions(_) | Command::Logout(_) | Command::RecordLoginFailure(_) => {
+            (None, false)
+        }
     };
     let session = target.and_then(|id| state.session(&id).cloned());
     let refresh_token = session
@@ -242,5 +247,6 @@ fn reply(
     Executed {
         session,
         refresh_token,
+        reuse_detected: false,
     }
 }

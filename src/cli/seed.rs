@@ -222,6 +222,7 @@ fn simulate(
         } else if roll < 0.10 {
             Command::RecordLoginFailure(RecordLoginFailure {
                 client: device.client.clone(),
+                failed_at: now,
             })
         } else if roll < 0.13 || live.len() > 4 {
             Command::RevokeSession(RevokeSession {

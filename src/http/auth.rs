@@ -14,16 +14,21 @@ use uuid::Uuid;
 
 use super::body::Body;
 use super::errors::{ApiError, ErrorBody};
+use super::limits::Account;
 use super::users::{PublicUser, authenticated};
 use super::validation::{Checks, truthy};
 use super::{AppState, RequestContext, cookies};
 use crate::actors::ExecuteError;
+use crate::password::PasswordError;
 use crate::store::users::{
     NewUser, PASSWORD_MAX_BYTES, User, UserError, is_valid_email, rule_violations,
 };
 use tokenledger_domain::DomainError;
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];
+
+/// The longest identifier looked up: Strapi's username and email columns hold 255.
+const MAX_IDENTIFIER_CHARS: usize = 255;
 
 // The request bodies below describe, for the document, what the handlers read: they read the
 // body as a map, to answer each field as Strapi does, so these are never built.
@@ -46,7 +51,7 @@ struct RegisterRequest {
 #[allow(dead_code)]
 struct LoginRequest {
     /// The username or the email.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, max_length = 255)]
     identifier: String,
     #[schema(min_length = 1)]
     password: String,
@@ -198,7 +203,10 @@ fn blocked_error() -> ApiError {
     ApiError::application("Your account has been blocked by an administrator")
 }
 
-fn hashing_failed(error: crate::password::PasswordError) -> ApiError {
+fn hashing_failed(error: PasswordError) -> ApiError {
+    if let PasswordError::Busy = error {
+        return ApiError::busy();
+    }
     tracing::error!(%error, "password hashing");
     ApiError::unavailable()
 }
@@ -218,9 +226,10 @@ fn hashing_failed(error: crate::password::PasswordError) -> ApiError {
             headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
         (status = 400, description = "A malformed body, an unknown or invalid field (`ValidationError`), or a taken email or username (`ApplicationError`)", body = ErrorBody),
         (status = 401, description = "The user was deleted while its session was being started", body = ErrorBody),
+        (status = 403, description = "Cookie mode: a cross-site request (`Origin` not allowed)", body = ErrorBody),
         (status = 408, description = "The body was not received in time", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 429, description = "Too many attempts from this address for this email", body = ErrorBody,
+        (status = 429, description = "Too many attempts from this address (for this email, or for any)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
     )
@@ -230,6 +239,7 @@ pub async fn register(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    cookies::refuse_cross_site(&state, &req)?;
     let unknown: Vec<&str> = body
         .0
         .keys()
@@ -310,13 +320,15 @@ pub async fn register(
     responses(
         (status = 200, description = "Logged in", body = AuthResponse,
             headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
-        (status = 400, description = "A malformed body or missing field, `Invalid identifier or password` (`ValidationError`), or a blocked account (`ApplicationError`)", body = ErrorBody),
+        (status = 400, description = "A malformed body, a missing field or an identifier over 255 characters, `Invalid identifier or password` (`ValidationError`), or a blocked account (`ApplicationError`)", body = ErrorBody),
         (status = 401, description = "The user was deleted while its session was being started", body = ErrorBody),
+        (status = 403, description = "Cookie mode: a cross-site request (`Origin` not allowed)", body = ErrorBody),
         (status = 408, description = "The body was not received in time", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 429, description = "Too many attempts from this address for this identifier", body = ErrorBody,
+        (status = 429, description = "Too many attempts from this address (for this identifier, or for any), or too many failed logins of this account from anywhere", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+        (status = 503, description = "The store could not take the write, or too many logins wait for a password check; try again", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when too many logins wait"))),
     )
 )]
 pub async fn login(
@@ -324,12 +336,18 @@ pub async fn login(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    // Every attempt counts against the limit, malformed ones too, as Strapi counts them.
+    cookies::refuse_cross_site(&state, &req)?;
     let ctx = RequestContext::of(&req, &state);
-    state.limits.check_login(
-        ctx.ip,
-        body.get("identifier").and_then(Value::as_str).unwrap_or(""),
-    )?;
+    // Bounded before any limiter sees it: Strapi's columns hold 255 characters, and no
+    // identifier longer than that names anyone.
+    let identifier = body.get("identifier").and_then(Value::as_str);
+    if identifier.is_some_and(|i| i.chars().count() > MAX_IDENTIFIER_CHARS) {
+        return Err(ApiError::validation(format!(
+            "identifier must be at most {MAX_IDENTIFIER_CHARS} characters"
+        )));
+    }
+    // Every attempt counts against the limits, malformed ones too, as Strapi counts them.
+    state.limits.check_login(ctx.ip, identifier.unwrap_or(""))?;
     let mut checks = Checks::default();
     let identifier = checks.string(&body, "identifier", false);
     let password = checks.string(&body, "password", true);
@@ -338,6 +356,10 @@ pub async fn login(
         unreachable!("finish() fails when a field is missing");
     };
     let user = state.users.find_by_identifier(identifier).await?;
+    let account = user
+        .as_ref()
+        .map_or_else(|| Account::unknown(identifier), |u| Account::user(u.id));
+    state.limits.check_account(account)?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = state
         .passwords
@@ -346,11 +368,17 @@ pub async fn login(
         .map_err(hashing_failed)?;
     let user = match user {
         Some(user) if matches => user,
+        // A wrong password and an unknown user answer alike and at once: the failure is
+        // recorded after the answer, so no durable write tells them apart by timing.
         Some(user) => {
-            record_failure(&state, user.id, ctx).await;
+            state.limits.count_failure(account);
+            record_failure(&state, user.id, ctx);
             return Err(ApiError::validation("Invalid identifier or password"));
         }
-        None => return Err(ApiError::validation("Invalid identifier or password")),
+        None => {
+            state.limits.count_failure(account);
+            return Err(ApiError::validation("Invalid identifier or password"));
+        }
     };
     if user.blocked {
         return Err(blocked_error());
@@ -365,13 +393,16 @@ pub async fn login(
     start_session(&state, ctx, &user, device_id, IssueReason::Login, delivery).await
 }
 
-/// A wrong password for an existing user goes on its record; failing to record it must not
-/// change the answer the client gets.
-async fn record_failure(state: &AppState, user_id: UserId, ctx: RequestContext) {
-    let command = Command::RecordLoginFailure(RecordLoginFailure { client: ctx.client });
-    if let Err(error) = state.registry.execute(user_id, command, ctx.metadata).await {
-        tracing::warn!(user = user_id, %error, "could not record a failed login");
-    }
+/// A wrong password for an existing user goes on its record. It is handed to the user's
+/// actor now (so it keeps its place before the user's next command) and recorded after the
+/// answer: an unknown user has nothing to record, and waiting for the write would tell the
+/// two apart by timing.
+fn record_failure(state: &AppState, user_id: UserId, ctx: RequestContext) {
+    let command = Command::RecordLoginFailure(RecordLoginFailure {
+        client: ctx.client,
+        failed_at: state.clock.now(),
+    });
+    state.registry.submit(user_id, command, ctx.metadata);
 }
 
 /// A genuine but expired refresh token whose session has expired too: the session's end goes
@@ -438,6 +469,7 @@ macro_rules! refresh_route {
                     headers(("Set-Cookie" = String, description = "The rotated refresh token, in cookie mode"))),
                 (status = 400, description = "A malformed body (`ValidationError`), or `Missing refresh token` (`BadRequestError`)", body = ErrorBody),
                 (status = 401, description = "`Invalid refresh token`: forged, expired, reused, or of an ended session or a blocked user", body = ErrorBody),
+                (status = 403, description = "Cookie mode: a cross-site request (`Origin` not allowed)", body = ErrorBody),
                 (status = 408, description = "The body was not received in time", body = ErrorBody),
                 (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
                 (status = 429, description = "Too many refreshes of this session", body = ErrorBody,
@@ -471,6 +503,7 @@ async fn rotate(
     req: &HttpRequest,
     body: &Body,
 ) -> Result<HttpResponse, ApiError> {
+    cookies::refuse_cross_site(state, req)?;
     let (token, from_cookie) = presented_token(state, req, body)
         .ok_or_else(|| ApiError::bad_request("Missing refresh token"))?;
     let now = state.clock.now();
@@ -521,9 +554,14 @@ async fn rotate(
         return Err(invalid_refresh_token());
     };
     let jwt = state.tokens.sign_access(user_id, session_id, now);
+    // A token from the body next to a cookie may be someone else's (a cross-site form that
+    // posts the attacker's token with the victim's cookie): its successor never replaces
+    // the cookie, it goes back in the body it came from.
+    let into_cookie =
+        from_cookie || (cookies::requested(state, req) && cookies::token(state, req).is_none());
     let mut response = HttpResponse::Ok();
     let body = match executed.refresh_token {
-        Some(successor) if from_cookie || cookies::requested(state, req) => {
+        Some(successor) if into_cookie => {
             let lifetime: TimeDelta = session.token_expires_at - now;
             response.cookie(cookies::carrying(state, successor, lifetime));
             RefreshResponse {
@@ -560,9 +598,10 @@ async fn rotate(
             headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
         (status = 400, description = "A malformed body, a missing or invalid field, a wrong current password, or an unchanged one", body = ErrorBody),
         (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 403, description = "Cookie mode: a cross-site request (`Origin` not allowed)", body = ErrorBody),
         (status = 408, description = "The body was not received in time", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 429, description = "Too many attempts from this address for this user", body = ErrorBody,
+        (status = 429, description = "Too many attempts from this address, or too many failed password checks of this user", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
     )
@@ -572,6 +611,7 @@ pub async fn change_password(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    cookies::refuse_cross_site(&state, &req)?;
     let (user, claims) = authenticated(&state, &req).await?;
     let mut checks = Checks::default();
     let current = checks.string(&body, "currentPassword", true);
@@ -592,13 +632,16 @@ pub async fn change_password(
     // A stolen access token must not allow unlimited, unrecorded password guessing.
     let ctx = RequestContext::of(&req, &state);
     state.limits.check_login(ctx.ip, &user.email)?;
+    let account = Account::user(user.id);
+    state.limits.check_account(account)?;
     let matches = state
         .passwords
         .verify(current.to_owned(), user.password_hash.clone())
         .await
         .map_err(hashing_failed)?;
     if !matches {
-        record_failure(&state, user.id, ctx).await;
+        state.limits.count_failure(account);
+        record_failure(&state, user.id, ctx);
         return Err(ApiError::validation(
             "The provided current password is invalid",
         ));

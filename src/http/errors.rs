@@ -117,6 +117,26 @@ impl ApiError {
         )
     }
 
+    /// Too many password checks wait already: refused at once, so that none waits long.
+    pub fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableError",
+            "Too many logins at once, please try again",
+        )
+        .with_retry_after(1)
+    }
+
+    /// A cross-site request in cookie mode: a form on another site must not log a browser in
+    /// or out, nor swap its refresh cookie.
+    pub fn cross_site() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "ForbiddenError",
+            "Cross-site requests are not allowed",
+        )
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Box::new(details);
         self

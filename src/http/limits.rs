@@ -1,41 +1,77 @@
-//! Rate limits (governor's GCRA): logins and registrations per client IP and identifier, as
-//! Strapi limits them, and refreshes per session. A refused request is a 429 `RateLimitError`
-//! with `Retry-After`.
+//! Rate limits (governor's GCRA) on what a password check costs and what a guesser tries:
+//! logins and registrations per client IP and identifier, as Strapi limits them, and per
+//! client IP whatever the identifier; failed logins per account whatever the IP; refreshes
+//! per session. A refused request is a 429 `RateLimitError` with `Retry-After`, the same
+//! answer whichever limit refused it.
+//!
+//! Every limiter keys on a 16-byte hash and holds a bounded number of keys (`store`), so what
+//! a client sends cannot grow its memory.
 //!
 //! The client IP is the socket's peer, unless that peer is a configured trusted proxy; then
 //! it is the right-most address of `X-Forwarded-For` that is not itself a trusted proxy, so a
 //! client cannot pick its own address by sending the header.
 
+mod store;
+
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
-use tokenledger_domain::SessionId;
+use tokenledger_domain::{SessionId, UserId};
 
 use super::errors::ApiError;
 use crate::config::RateLimit;
+use store::{BoundedStore, Key};
 
-type Limiter<K> = DefaultKeyedRateLimiter<K>;
+/// The most keys one limiter holds: about 5 MiB. Past it the least recently used go; an
+/// attacker who floods new keys from many addresses forgets old ones, never grows memory.
+const MAX_KEYS: usize = 100_000;
+
+type Limiter = RateLimiter<Key, BoundedStore, DefaultClock>;
 
 pub struct RateLimits {
-    login: Option<Limiter<(Option<IpAddr>, String)>>,
-    refresh: Option<Limiter<SessionId>>,
+    login: Option<Limiter>,
+    login_ip: Option<Limiter>,
+    refresh: Option<Limiter>,
+    account_failures: Option<FailureThrottle>,
 }
 
-fn limiter<K: Clone + std::hash::Hash + Eq>(limit: Option<RateLimit>) -> Option<Limiter<K>> {
+/// Whose failed logins count together: a known user's, whichever identifier named them, or
+/// an unknown identifier's, so an unknown account is throttled like a known one and a 429
+/// tells nothing about which accounts exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Account(Key);
+
+impl Account {
+    pub fn user(id: UserId) -> Account {
+        Account(Key::of(&[b"user", &id.to_le_bytes()]))
+    }
+
+    pub fn unknown(identifier: &str) -> Account {
+        Account(Key::of(&[
+            b"identifier",
+            identifier.to_lowercase().as_bytes(),
+        ]))
+    }
+}
+
+fn limiter(limit: Option<RateLimit>) -> Option<Limiter> {
     let limit = limit?;
     let burst = NonZeroU32::new(limit.requests)?;
     // `requests` at once, then one more each `period / requests`.
     let quota = Quota::with_period(limit.period / limit.requests)?.allow_burst(burst);
-    Some(Limiter::keyed(quota))
+    Some(RateLimiter::new(
+        quota,
+        BoundedStore::new(MAX_KEYS),
+        DefaultClock::default(),
+    ))
 }
 
-fn check<K: Clone + std::hash::Hash + Eq>(
-    limiter: &Option<Limiter<K>>,
-    key: &K,
-) -> Result<(), ApiError> {
+fn check(limiter: &Option<Limiter>, key: &Key) -> Result<(), ApiError> {
     let Some(limiter) = limiter else {
         return Ok(());
     };
@@ -44,34 +80,131 @@ fn check<K: Clone + std::hash::Hash + Eq>(
     })
 }
 
+fn ip_bytes(ip: Option<IpAddr>) -> Vec<u8> {
+    match ip {
+        Some(IpAddr::V4(v4)) => v4.octets().to_vec(),
+        Some(IpAddr::V6(v6)) => v6.octets().to_vec(),
+        None => Vec::new(),
+    }
+}
+
 impl RateLimits {
-    pub fn new(login: Option<RateLimit>, refresh: Option<RateLimit>) -> RateLimits {
+    pub fn new(
+        login: Option<RateLimit>,
+        login_ip: Option<RateLimit>,
+        refresh: Option<RateLimit>,
+        account_failures: Option<RateLimit>,
+    ) -> RateLimits {
         RateLimits {
             login: limiter(login),
+            login_ip: limiter(login_ip),
             refresh: limiter(refresh),
+            account_failures: account_failures.and_then(FailureThrottle::new),
         }
     }
 
-    /// One login or registration attempt for `identifier` from `ip`.
+    /// One login or registration attempt for `identifier` from `ip`: counted against the
+    /// address, then against the address and identifier. Identifiers are bounded before they
+    /// get here (`MAX_IDENTIFIER_CHARS`); the keys are hashes whatever their length.
     pub fn check_login(&self, ip: Option<IpAddr>, identifier: &str) -> Result<(), ApiError> {
-        check(&self.login, &(ip, identifier.to_lowercase()))
+        let ip = ip_bytes(ip);
+        check(&self.login_ip, &Key::of(&[b"ip", &ip]))?;
+        let identifier = identifier.to_lowercase();
+        check(
+            &self.login,
+            &Key::of(&[b"ip+id", &ip, identifier.as_bytes()]),
+        )
     }
 
     pub fn check_refresh(&self, session: SessionId) -> Result<(), ApiError> {
-        check(&self.refresh, &session)
+        check(&self.refresh, &Key::of(&[b"session", session.as_bytes()]))
+    }
+
+    /// Refuses any login of an account that failed too often lately, before its password is
+    /// checked: the right password gets the same 429 as a wrong one.
+    pub fn check_account(&self, account: Account) -> Result<(), ApiError> {
+        match &self.account_failures {
+            Some(throttle) => throttle.check(account.0),
+            None => Ok(()),
+        }
+    }
+
+    pub fn count_failure(&self, account: Account) {
+        if let Some(throttle) = &self.account_failures {
+            throttle.count(account.0);
+        }
     }
 
     /// Drops the state of keys that are back to a full allowance, so memory follows the
     /// number of recently active clients, not of all clients ever seen.
     pub fn forget_idle(&self) {
-        if let Some(login) = &self.login {
-            login.retain_recent();
-            login.shrink_to_fit();
+        for limiter in [&self.login, &self.login_ip, &self.refresh]
+            .into_iter()
+            .flatten()
+        {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
-        if let Some(refresh) = &self.refresh {
-            refresh.retain_recent();
-            refresh.shrink_to_fit();
+        if let Some(throttle) = &self.account_failures {
+            throttle.forget_idle();
         }
+    }
+}
+
+/// Failed logins per account: GCRA like the limiters, but asked before an attempt ("would one
+/// more failure conform?") and charged only after a failure, which governor cannot do.
+struct FailureThrottle {
+    /// One failure is forgiven each `interval`…
+    interval: Duration,
+    /// … and up to `tolerance / interval + 1` may come at once.
+    tolerance: Duration,
+    started: Instant,
+    /// Theoretical arrival time of each account's next failure, since `started`.
+    accounts: Mutex<std::collections::HashMap<Key, Duration>>,
+}
+
+impl FailureThrottle {
+    fn new(limit: RateLimit) -> Option<FailureThrottle> {
+        let interval = limit.period.checked_div(limit.requests)?;
+        Some(FailureThrottle {
+            interval,
+            tolerance: interval * (limit.requests - 1),
+            started: Instant::now(),
+            accounts: Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    fn check(&self, key: Key) -> Result<(), ApiError> {
+        let now = self.started.elapsed();
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        match accounts.get(&key) {
+            Some(tat) if *tat > now + self.tolerance => {
+                Err(ApiError::rate_limited(*tat - now - self.tolerance))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn count(&self, key: Key) {
+        let now = self.started.elapsed();
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if accounts.len() >= MAX_KEYS && !accounts.contains_key(&key) {
+            // The accounts closest to a full allowance matter least.
+            let mut tats: Vec<Duration> = accounts.values().copied().collect();
+            let nth = tats.len() / 8;
+            let (_, threshold, _) = tats.select_nth_unstable(nth);
+            let threshold = *threshold;
+            accounts.retain(|_, tat| *tat > threshold);
+        }
+        let tat = accounts.entry(key).or_insert(now);
+        *tat = (*tat).max(now) + self.interval;
+    }
+
+    fn forget_idle(&self) {
+        let now = self.started.elapsed();
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.retain(|_, tat| *tat > now);
+        accounts.shrink_to_fit();
     }
 }
 
@@ -119,6 +252,8 @@ mod tests {
                 period: Duration::from_secs(60),
             }),
             None,
+            None,
+            None,
         );
         for _ in 0..10 {
             limits
@@ -146,6 +281,50 @@ mod tests {
         for _ in 0..100 {
             limits.check_refresh(SessionId::nil()).unwrap();
         }
+    }
+
+    #[test]
+    fn given_one_address_when_it_tries_many_identifiers_then_the_address_limit_refuses() {
+        let per_ip = RateLimit {
+            requests: 30,
+            period: Duration::from_secs(60),
+        };
+        let limits = RateLimits::new(None, Some(per_ip), None, None);
+        for n in 0..30 {
+            limits
+                .check_login(Some(ip("192.0.2.1")), &format!("user-{n}"))
+                .unwrap();
+        }
+        let refused = limits
+            .check_login(Some(ip("192.0.2.1")), "user-30")
+            .unwrap_err();
+        assert_eq!(refused.status.as_u16(), 429);
+        limits.check_login(Some(ip("192.0.2.2")), "user-0").unwrap();
+    }
+
+    #[test]
+    fn given_twenty_failures_of_an_account_then_its_next_login_is_refused_from_anywhere() {
+        let failures = RateLimit {
+            requests: 20,
+            period: Duration::from_secs(3600),
+        };
+        let limits = RateLimits::new(None, None, None, Some(failures));
+        let alice = Account::user(7);
+        for _ in 0..20 {
+            limits.check_account(alice).unwrap();
+            limits.count_failure(alice);
+        }
+        let refused = limits.check_account(alice).unwrap_err();
+        assert_eq!(refused.status.as_u16(), 429);
+        // About one failure is forgiven every three minutes.
+        assert!(
+            (170..=180).contains(&refused.retry_after.unwrap()),
+            "{:?}",
+            refused.retry_after
+        );
+        limits.check_account(Account::user(8)).unwrap();
+        limits.check_account(Account::unknown("alice")).unwrap();
+        assert_eq!(Account::unknown("Bob"), Account::unknown("bob"));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::Value;
 use tokenledger_domain::{
-    ClearReason, ClearSessions, Command, DomainError, RevokeReason, RevokeSession, Session,
-    SessionId, UserId,
+    Command, DomainError, Logout, LogoutScope, PresentedToken, RevokeReason, RevokeSession,
+    Session, SessionId, UserId,
 };
 use utoipa::ToSchema;
 
@@ -18,14 +18,16 @@ use super::{AppState, RequestContext, bearer, cookies};
 use crate::actors::ExecuteError;
 use crate::store::users::strapi_time;
 
-/// Who asks to log out, and which session is "this one".
+/// Who asks to log out, and with what.
 struct LogoutTarget {
     user_id: UserId,
+    /// "This" session: the refresh token's, else the access token's.
     session_id: SessionId,
-    /// Proven by a live session (a valid access token, or the refresh token of a live
-    /// session): enough to end other sessions too. A token of an ended session may only end
-    /// its own (already ended) session.
-    live: bool,
+    /// The refresh token that names the session, checked by the user's actor as a refresh
+    /// is: a superseded one is reuse, never a licence to end sessions.
+    presented: Option<PresentedToken>,
+    /// A valid access token of a live session came with the request.
+    bearer: bool,
 }
 
 /// As Strapi 5: the refresh token (body, then cookie) names the session when it is there —
@@ -47,24 +49,21 @@ async fn logout_target(
             Some(Ok((user, _))) => user.id == token.user_id,
             _ => true,
         });
+    let bearer = matches!(bearer_user, Some(Ok(_)));
     if let Some(token) = refreshing {
-        let owned = state
-            .projection
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .owns(token.user_id, &token.session_id);
-        let live = owned || matches!(bearer_user, Some(Ok(_)));
         return Ok(LogoutTarget {
             user_id: token.user_id,
             session_id: token.session_id,
-            live,
+            presented: Some(token),
+            bearer,
         });
     }
     match bearer_user {
         Some(Ok((user, claims))) => Ok(LogoutTarget {
             user_id: user.id,
             session_id: claims.sid,
-            live: true,
+            presented: None,
+            bearer,
         }),
         Some(Err(error)) => Err(error),
         None => Err(ApiError::unauthorized("Missing or invalid credentials")),
@@ -109,7 +108,8 @@ struct LoggedOut {
         (status = 200, description = "Logged out (also when the session had already ended)", body = LoggedOut,
             headers(("Set-Cookie" = String, description = "Expires the refresh cookie, for cookie clients"))),
         (status = 400, description = "A malformed body, `scope` other than `all`, or an empty `deviceId`", body = ErrorBody),
-        (status = 401, description = "Neither a valid access token nor a refresh token; or a token of an ended session asking to end others", body = ErrorBody),
+        (status = 401, description = "Neither a valid access token nor a refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends)", body = ErrorBody),
+        (status = 403, description = "Cookie mode: a cross-site request (`Origin` not allowed)", body = ErrorBody),
         (status = 408, description = "The body was not received in time", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
         (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
@@ -120,6 +120,7 @@ pub async fn logout(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    cookies::refuse_cross_site(&state, &req)?;
     enum Scope {
         This,
         Device(String),
@@ -143,31 +144,57 @@ pub async fn logout(
         (None, None) => Scope::This,
     };
     let target = logout_target(&state, &req, &body).await?;
-    let clear = |device_id| {
-        Command::ClearSessions(ClearSessions {
-            reason: ClearReason::Logout,
-            device_id,
-            keep: None,
-        })
-    };
-    let command = match scope {
-        Scope::This => Command::RevokeSession(RevokeSession {
-            session_id: target.session_id,
-            reason: RevokeReason::Logout,
-        }),
-        _ if !target.live => return Err(ApiError::unauthorized("Missing or invalid credentials")),
-        Scope::Device(device) => clear(Some(device)),
-        Scope::All => clear(None),
+    let scope = match scope {
+        Scope::This => LogoutScope::Session(target.session_id),
+        Scope::Device(device) => LogoutScope::Device(device),
+        Scope::All => LogoutScope::All,
     };
     let ctx = RequestContext::of(&req, &state);
-    match state
+    let logout = |presented| {
+        Command::Logout(Logout {
+            scope: scope.clone(),
+            presented,
+            reuse_grace: state.config.refresh_token_reuse_grace,
+            client: ctx.client.clone(),
+        })
+    };
+    let ended = match state
         .registry
-        .execute(target.user_id, command, ctx.metadata)
+        .execute(
+            target.user_id,
+            logout(target.presented.clone()),
+            ctx.metadata.clone(),
+        )
         .await
     {
-        // Already ended (a second logout, a race with expiry): the outcome is the same.
-        Ok(_) | Err(ExecuteError::Refused(DomainError::UnknownSession)) => {}
+        Ok(executed) if executed.reuse_detected => {
+            return Err(ApiError::unauthorized("Invalid refresh token"));
+        }
+        Ok(_) => true,
+        Err(ExecuteError::Refused(DomainError::UnknownSession)) => false,
+        Err(ExecuteError::Refused(_)) => {
+            return Err(ApiError::unauthorized("Invalid refresh token"));
+        }
         Err(other) => return Err(other.into()),
+    };
+    if !ended {
+        match scope {
+            // Already ended (a second logout, a race with expiry): the outcome is the same.
+            LogoutScope::Session(_) => {}
+            // The refresh token's session has ended; a valid access token still speaks for
+            // the user. Without one, an ended session's token may end no other.
+            _ if target.bearer => {
+                match state
+                    .registry
+                    .execute(target.user_id, logout(None), ctx.metadata)
+                    .await
+                {
+                    Ok(_) | Err(ExecuteError::Refused(DomainError::UnknownSession)) => {}
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            _ => return Err(ApiError::unauthorized("Missing or invalid credentials")),
+        }
     }
     let mut response = HttpResponse::Ok();
     if cookies::requested(&state, &req) || cookies::token(&state, &req).is_some() {

@@ -389,6 +389,7 @@ async fn paging_a_trail_shows_each_event_once_whatever_the_page_size_and_filter(
             assert_eq!(status, 400);
         }
     }
+    app.recorded().await;
     let trail = format!("/api/admin/users/{ada}/events");
     let (_, whole) = admin_get(&app, &format!("{trail}?limit=1000"), ADMIN).await;
     let whole: Vec<(i64, String)> = whole["data"]

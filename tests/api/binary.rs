@@ -97,6 +97,17 @@ impl Server {
         }
     }
 
+    /// The process's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server process is alive");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line")
+    }
+
     /// Every line logged so far, parsed.
     pub fn entries(&self) -> Vec<Value> {
         self.lines

@@ -179,7 +179,21 @@ impl TestApp {
     }
 
     /// The payloads of a user's events of one type.
+    /// Waits until every command handed to an actor without waiting (a failed login's
+    /// record) has been recorded.
+    pub async fn recorded(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.state.registry.unrecorded() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "submitted commands still unrecorded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     pub async fn payloads(&self, user_id: i64, event_type: &str) -> Vec<Value> {
+        self.recorded().await;
         self.store()
             .read_stream(&format!("user-{user_id}"), 0)
             .await
@@ -241,6 +255,7 @@ impl TestApp {
 
     /// The event types of a user's stream, in order.
     pub async fn event_types(&self, user_id: i64) -> Vec<String> {
+        self.recorded().await;
         self.store()
             .read_stream(&format!("user-{user_id}"), 0)
             .await

@@ -10,6 +10,7 @@ mod binary;
 mod concurrency;
 mod cookies;
 mod deploy;
+mod hardening;
 mod headers;
 mod helpers;
 mod hostile;

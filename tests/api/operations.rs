@@ -63,7 +63,8 @@ async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it(
         .send();
     assert_eq!(odd.await.unwrap().status(), 405);
 
-    // When
+    // When (a failed login is recorded just after its answer)
+    app.recorded().await;
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
 
     // Then

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 
 use crate::commands::{
-    ClearSessions, Client, Command, IssueToken, Lifetimes, RecordLoginFailure, RevokeSession,
-    RotateToken,
+    ClearSessions, Client, Command, IssueToken, Lifetimes, Logout, LogoutScope, PresentedToken,
+    RecordLoginFailure, RevokeSession, RotateToken,
 };
 use crate::events::{
-    Event, LoginFailed, RefreshTokenReused, RevokeReason, SessionRevoked, SessionsCleared,
-    TokenIssued, TokenRefreshed, TokenRotated,
+    ClearReason, Event, LoginFailed, RefreshTokenReused, RevokeReason, SessionRevoked,
+    SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
 };
 use crate::types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};
 
@@ -152,9 +152,10 @@ pub fn decide(
         Command::RotateToken(cmd) => rotate(state, cmd, now, sealer),
         Command::RevokeSession(cmd) => revoke(state, cmd, now),
         Command::ClearSessions(cmd) => Ok(clear(state, cmd, now)),
-        Command::RecordLoginFailure(RecordLoginFailure { client }) => {
+        Command::Logout(cmd) => logout(state, cmd, now),
+        Command::RecordLoginFailure(RecordLoginFailure { client, failed_at }) => {
             Ok(vec![Event::LoginFailed(LoginFailed {
-                failed_at: now,
+                failed_at: *failed_at,
                 ip: client.ip.clone(),
                 user_agent: client.user_agent.clone(),
             })])
@@ -207,6 +208,70 @@ fn issue(
     })])
 }
 
+/// What a presented refresh token is to its session.
+enum Presentation {
+    /// The session's current token.
+    Current,
+    /// The one it replaced last, again within the grace window.
+    PreviousWithinGrace,
+    /// An older one, or the previous one after the window: a replay.
+    Reused,
+    /// Not a token this session ever had (a forged hash, a generation from the future).
+    Mismatch,
+}
+
+fn presentation(
+    session: &Session,
+    presented: &PresentedToken,
+    now: Timestamp,
+    reuse_grace: TimeDelta,
+) -> Presentation {
+    if presented.generation > session.generation {
+        return Presentation::Mismatch;
+    }
+    if presented.generation == session.generation {
+        let genuine =
+            presented.token_id == session.token_id && presented.hash.matches(&session.token_hash);
+        return if genuine {
+            Presentation::Current
+        } else {
+            Presentation::Mismatch
+        };
+    }
+    if let Some(previous) = &session.previous {
+        let within_grace = now.signed_duration_since(previous.replaced_at) <= reuse_grace;
+        if previous.generation == presented.generation && within_grace {
+            return if presented.hash.matches(&previous.hash) {
+                Presentation::PreviousWithinGrace
+            } else {
+                Presentation::Mismatch
+            };
+        }
+    }
+    Presentation::Reused
+}
+
+/// A replayed token: the reuse goes on record and the whole session (token family) ends.
+fn reuse(
+    session: &Session,
+    presented: &PresentedToken,
+    client: &Client,
+    now: Timestamp,
+) -> Vec<Event> {
+    vec![
+        Event::RefreshTokenReused(RefreshTokenReused {
+            session_id: session.id,
+            token_id: presented.token_id,
+            presented_generation: presented.generation,
+            current_generation: session.generation,
+            detected_at: now,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        }),
+        revoked(session.id, RevokeReason::ReuseDetected, now),
+    ]
+}
+
 fn rotate(
     state: &UserSessions,
     cmd: &RotateToken,
@@ -223,51 +288,59 @@ fn rotate(
     if session.is_expired(now) {
         return Ok(vec![revoked(session.id, RevokeReason::Expired, now)]);
     }
-    if presented.generation > session.generation {
-        return Err(DomainError::TokenMismatch);
-    }
-    if presented.generation == session.generation {
-        if presented.token_id != session.token_id || !presented.hash.matches(&session.token_hash) {
-            return Err(DomainError::TokenMismatch);
+    match presentation(session, presented, now, cmd.reuse_grace) {
+        Presentation::Current if cmd.rotation => {
+            Ok(vec![successor(state.user_id, session, cmd, now, sealer)])
         }
-        return Ok(vec![if cmd.rotation {
-            successor(state.user_id, session, cmd, now, sealer)
-        } else {
-            Event::TokenRefreshed(TokenRefreshed {
-                session_id: session.id,
-                generation: session.generation,
-                refreshed_at: now,
-                idle_expires_at: later(now, cmd.lifetimes.idle_timeout)
-                    .min(session.absolute_expires_at),
-                ip: cmd.client.ip.clone(),
-                user_agent: cmd.client.user_agent.clone(),
-            })
-        }]);
-    }
-    // An older generation. The immediately previous token within the grace window gets the
-    // current token again (no event: the caller answers with the session's current grant).
-    if let Some(previous) = &session.previous {
-        let within_grace = now.signed_duration_since(previous.replaced_at) <= cmd.reuse_grace;
-        if previous.generation == presented.generation && within_grace {
-            return if presented.hash.matches(&previous.hash) {
-                Ok(Vec::new())
-            } else {
-                Err(DomainError::TokenMismatch)
-            };
-        }
-    }
-    Ok(vec![
-        Event::RefreshTokenReused(RefreshTokenReused {
+        Presentation::Current => Ok(vec![Event::TokenRefreshed(TokenRefreshed {
             session_id: session.id,
-            token_id: presented.token_id,
-            presented_generation: presented.generation,
-            current_generation: session.generation,
-            detected_at: now,
+            generation: session.generation,
+            refreshed_at: now,
+            idle_expires_at: later(now, cmd.lifetimes.idle_timeout)
+                .min(session.absolute_expires_at),
             ip: cmd.client.ip.clone(),
             user_agent: cmd.client.user_agent.clone(),
-        }),
-        revoked(session.id, RevokeReason::ReuseDetected, now),
-    ])
+        })]),
+        // No event: the caller answers with the session's current grant, the same successor.
+        Presentation::PreviousWithinGrace => Ok(Vec::new()),
+        Presentation::Reused => Ok(reuse(session, presented, &cmd.client, now)),
+        Presentation::Mismatch => Err(DomainError::TokenMismatch),
+    }
+}
+
+/// A logout asked for with a refresh token checks the token first, as a refresh would;
+/// then (or without a token: an access token asked, already checked) it ends its sessions.
+fn logout(state: &UserSessions, cmd: &Logout, now: Timestamp) -> Result<Vec<Event>, DomainError> {
+    if let Some(presented) = &cmd.presented {
+        if presented.user_id != state.user_id {
+            return Err(DomainError::WrongUser);
+        }
+        let session = state
+            .session(&presented.session_id)
+            .ok_or(DomainError::UnknownSession)?;
+        match presentation(session, presented, now, cmd.reuse_grace) {
+            Presentation::Current | Presentation::PreviousWithinGrace => {}
+            Presentation::Reused => return Ok(reuse(session, presented, &cmd.client, now)),
+            Presentation::Mismatch => return Err(DomainError::TokenMismatch),
+        }
+    }
+    let clear_of = |device_id| ClearSessions {
+        reason: ClearReason::Logout,
+        device_id,
+        keep: None,
+    };
+    match &cmd.scope {
+        LogoutScope::Session(session_id) => revoke(
+            state,
+            &RevokeSession {
+                session_id: *session_id,
+                reason: RevokeReason::Logout,
+            },
+            now,
+        ),
+        LogoutScope::Device(device) => Ok(clear(state, &clear_of(Some(device.clone())), now)),
+        LogoutScope::All => Ok(clear(state, &clear_of(None), now)),
+    }
 }
 
 fn successor(

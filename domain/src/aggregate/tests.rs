@@ -398,6 +398,75 @@ fn clearing_a_device_ends_only_that_devices_sessions() {
     );
 }
 
+fn logout_with(state: &UserSessions, generation: u32, scope: LogoutScope) -> Command {
+    let Command::RotateToken(rotate) = refresh(state, generation, true, 0) else {
+        unreachable!()
+    };
+    Command::Logout(Logout {
+        scope,
+        presented: Some(rotate.presented),
+        reuse_grace: rotate.reuse_grace,
+        client: client("10.0.0.9"),
+    })
+}
+
+#[test]
+fn a_logout_with_the_current_refresh_token_ends_every_session() {
+    let h = given(&[(login(), at(0))]).rotated(at(5), 2);
+    let scope = LogoutScope::All;
+    let (result, after) = h.when(logout_with(&h.state, 1, scope), at(60));
+    assert_eq!(types(&result.unwrap()), ["SessionsCleared"]);
+    assert!(after.sessions.is_empty());
+}
+
+#[test]
+fn a_logout_with_the_previous_token_within_the_grace_window_is_honoured() {
+    let h = given(&[(login(), at(0))]).rotated(at(5), 2);
+    let scope = LogoutScope::Session(id(SESSION));
+    let (result, after) = h.when(logout_with(&h.state, 0, scope), at(10));
+    assert_eq!(types(&result.unwrap()), ["SessionRevoked"]);
+    assert!(after.sessions.is_empty());
+}
+
+#[test]
+fn a_logout_with_a_superseded_token_is_reuse_and_ends_only_its_session() {
+    let mut h = given(&[(login(), at(0))]).rotated(at(5), 2);
+    // A second session, which a replayed token of the first must not end.
+    let Command::IssueToken(mut other) = login() else {
+        unreachable!()
+    };
+    other.session_id = id(SESSION + 1);
+    let events = decide(&h.state, &Command::IssueToken(other), at(6), &FieldSealer).unwrap();
+    h.state = events.iter().fold(h.state, evolve);
+
+    let (result, after) = h.when(logout_with(&h.state, 0, LogoutScope::All), at(60));
+    let events = result.unwrap();
+    assert_eq!(types(&events), ["RefreshTokenReused", "SessionRevoked"]);
+    let Event::SessionRevoked(revoked) = &events[1] else {
+        unreachable!()
+    };
+    assert_eq!(revoked.reason, RevokeReason::ReuseDetected);
+    assert_eq!(
+        after.sessions.keys().copied().collect::<Vec<_>>(),
+        [id(SESSION + 1)]
+    );
+}
+
+#[test]
+fn a_logout_with_a_forged_or_unknown_token_is_refused() {
+    let h = given(&[(login(), at(0))]);
+    let mut forged = logout_with(&h.state, 0, LogoutScope::All);
+    if let Command::Logout(logout) = &mut forged {
+        logout.presented.as_mut().unwrap().hash = TokenHash([9; 32]);
+    }
+    assert_eq!(h.when(forged, at(1)).0, Err(DomainError::TokenMismatch));
+    let mut ended = logout_with(&h.state, 0, LogoutScope::All);
+    if let Command::Logout(logout) = &mut ended {
+        logout.presented.as_mut().unwrap().session_id = id(SESSION + 5);
+    }
+    assert_eq!(h.when(ended, at(1)).0, Err(DomainError::UnknownSession));
+}
+
 #[test]
 fn a_session_id_is_never_issued_twice() {
     let h = given(&[(login(), at(0))]);
@@ -409,9 +478,19 @@ fn a_failed_login_is_recorded_and_changes_no_session() {
     let h = given(&[(login(), at(0))]);
     let cmd = Command::RecordLoginFailure(RecordLoginFailure {
         client: client("6.6.6.6"),
+        failed_at: at(2),
     });
     let (result, after) = h.when(cmd, at(3));
-    assert_eq!(types(&result.unwrap()), ["LoginFailed"]);
+    let events = result.unwrap();
+    assert_eq!(types(&events), ["LoginFailed"]);
+    let Event::LoginFailed(failed) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        failed.failed_at,
+        at(2),
+        "the time of the attempt, not of the record"
+    );
     assert_eq!(after, h.state);
 }
 
