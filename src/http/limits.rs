@@ -1,17 +1,12 @@
 //! Rate limits (governor's GCRA): logins and registrations per client IP and identifier, as
 //! Strapi limits them, and refreshes per session. A refused request is a 429 `RateLimitError`
-//! with `Retry-After`.
-//!
-//! The client IP is the socket's peer, unless that peer is a configured trusted proxy; then
-//! it is the right-most address of `X-Forwarded-For` that is not itself a trusted proxy, so a
-//! client cannot pick its own address by sending the header.
+//! with `Retry-After`. Which address a request comes from is `client_ip`'s business.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use ipnet::IpNet;
 use tokenledger_domain::SessionId;
 
 use super::errors::ApiError;
@@ -75,32 +70,6 @@ impl RateLimits {
     }
 }
 
-/// The client's address (see the module comment).
-pub fn client_ip(
-    peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[IpNet],
-) -> Option<IpAddr> {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let peer = peer?;
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let Some(header) = forwarded_for else {
-        return Some(peer);
-    };
-    let mut last = peer;
-    for hop in header.rsplit(',').map(str::trim) {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => last = ip,
-            Ok(ip) => return Some(ip),
-            // Garbage in the chain: trust nothing before it.
-            Err(_) => return Some(last),
-        }
-    }
-    Some(last)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -146,31 +115,5 @@ mod tests {
         for _ in 0..100 {
             limits.check_refresh(SessionId::nil()).unwrap();
         }
-    }
-
-    #[test]
-    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let header = Some("203.0.113.9, 198.51.100.7, 10.0.0.2");
-        assert_eq!(
-            client_ip(Some(ip("198.51.100.1")), header, &trusted),
-            Some(ip("198.51.100.1"))
-        );
-        assert_eq!(
-            client_ip(Some(ip("10.0.0.1")), header, &trusted),
-            Some(ip("198.51.100.7"))
-        );
-        assert_eq!(
-            client_ip(Some(ip("10.0.0.1")), None, &trusted),
-            Some(ip("10.0.0.1"))
-        );
-        assert_eq!(
-            client_ip(Some(ip("10.0.0.1")), Some("junk, 10.0.0.3"), &trusted),
-            Some(ip("10.0.0.3"))
-        );
-        assert_eq!(
-            client_ip(Some(ip("10.0.0.1")), header, &[]),
-            Some(ip("10.0.0.1"))
-        );
     }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod admin_page;
 mod auth;
 pub mod body;
+pub mod client_ip;
 mod cookies;
 pub mod errors;
 pub mod limits;
@@ -408,13 +409,10 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn of(req: &HttpRequest, state: &AppState) -> RequestContext {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let address = limits::client_ip(
+        let chain = client_ip::forwarded_chain(req.headers());
+        let address = client_ip::client_ip(
             req.peer_addr().map(|addr| addr.ip()),
-            forwarded,
+            chain.as_deref(),
             &state.config.trusted_proxies,
         );
         let ip = address.map(|ip| ip.to_string());
