@@ -423,10 +423,12 @@ impl RequestContext {
                 .take(512)
                 .collect::<String>()
         });
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map_or_else(|| Uuid::now_v7().to_string(), |id| id.0.clone());
+        // Made here when the middleware did not run (a handler called on its own).
+        let id = req.extensions().get::<RequestId>().cloned();
+        let (request_id, client_request_id) = match id {
+            Some(id) => (id.ours, id.client),
+            None => (Uuid::now_v7().to_string(), None),
+        };
         RequestContext {
             ip: address,
             client: Client {
@@ -435,6 +437,7 @@ impl RequestContext {
             },
             metadata: EventMetadata {
                 request_id: Some(request_id),
+                client_request_id,
                 ip,
                 user_agent,
                 actor: Actor::User,
@@ -443,24 +446,48 @@ impl RequestContext {
     }
 }
 
-/// The id of one request: the client's `X-Request-Id` when it is a sane one, else a new
-/// UUID. It is recorded with the events the request causes and returned in `X-Request-Id`.
+/// The ids of one request. Ours, a new UUID v7, is the request's id everywhere: in its log
+/// lines, in the events it causes and in the answer's `X-Request-Id`, so that what a client
+/// reports can be found in our log. The client's `X-Request-Id` is kept beside it, never in its
+/// place: taken as ours, it let a client write whatever it liked into the audit trail's
+/// request id, or give its requests another client's id.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    pub ours: String,
+    pub client: Option<String>,
+}
+
+/// What the client sent in `X-Request-Id`, when it is fit to keep: at most 128 bytes of
+/// printable ASCII. Anything else (control characters that would forge log lines or a
+/// terminal's output, bytes beyond ASCII, a 2 KB value) is dropped, not cut or escaped, so
+/// what is kept is always exactly what the client sent.
+fn client_request_id(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get("x-request-id")?.as_bytes();
+    let printable = value.iter().all(|b| matches!(b, b' '..=b'~'));
+    (!value.is_empty() && value.len() <= 128 && printable)
+        .then(|| String::from_utf8_lossy(value).into_owned())
+}
 
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    // Every line logged while the request is handled carries its id (the span's field).
-    let span = tracing::info_span!("request", request_id = %id);
+    let id = RequestId {
+        ours: Uuid::now_v7().to_string(),
+        client: client_request_id(&req),
+    };
+    // Every line logged while the request is handled carries both ids (the span's fields);
+    // the client's only when it sent one.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.ours,
+        client_request_id = tracing::field::Empty
+    );
+    if let Some(client) = &id.client {
+        span.record("client_request_id", client.as_str());
+    }
+    let ours = id.ours.clone();
+    req.extensions_mut().insert(id);
     // As metrics name it: an invented method, of any length, is `other`.
     let method = crate::metrics::method_label(req.method());
     let started = std::time::Instant::now();
@@ -477,7 +504,7 @@ pub async fn request_id(
             "answered"
         );
     });
-    if let Ok(value) = header::HeaderValue::from_str(&id) {
+    if let Ok(value) = header::HeaderValue::from_str(&ours) {
         response
             .headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), value);

@@ -318,6 +318,20 @@ async fn a_client_chosen_request_id_is_recorded_apart_from_ours() {
     let entry = trail["data"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(entry["requestId"], recorded["request_id"], "{entry}");
     assert_eq!(entry["clientRequestId"], "attacker-chosen", "{entry}");
+    // So does the command line's trail, and the chain verifies over events with and without
+    // the client's id (registration sent none).
+    let audit = app.cli(&["audit", "dov", "--json"]);
+    assert!(audit.status.success(), "{audit:?}");
+    let text = String::from_utf8_lossy(&audit.stdout);
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["clientRequestId"], "attacker-chosen", "{last}");
+    assert_eq!(last["requestId"], recorded["request_id"], "{last}");
+    let verify = app.cli(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 #[actix_web::test]
