@@ -379,25 +379,54 @@ async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 /// The methods the routes of `path` answer, HEAD wherever GET, as `routes` registers them.
 fn allowed_methods(path: &str) -> Vec<&'static str> {
-    static PATTERNS: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, &Method)>> =
+    matching(path)
+        .flat_map(|endpoint| {
+            if endpoint.method == Method::GET {
+                vec![Method::GET.as_str(), Method::HEAD.as_str()]
+            } else {
+                vec![endpoint.method.as_str()]
+            }
+        })
+        .collect()
+}
+
+/// The endpoints whose pattern matches `path`, as the router matches it.
+fn matching(path: &str) -> impl Iterator<Item = &'static Endpoint> + '_ {
+    static PATTERNS: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, &Endpoint)>> =
         std::sync::OnceLock::new();
     let patterns = PATTERNS.get_or_init(|| {
         ENDPOINTS
             .iter()
-            .map(|e| (actix_web::dev::ResourceDef::new(e.path), &e.method))
+            .map(|e| (actix_web::dev::ResourceDef::new(e.path), e))
             .collect()
     });
     patterns
         .iter()
-        .filter(|(pattern, _)| pattern.is_match(path))
-        .flat_map(|(_, method)| {
-            if **method == Method::GET {
-                vec![Method::GET.as_str(), Method::HEAD.as_str()]
-            } else {
-                vec![method.as_str()]
-            }
-        })
-        .collect()
+        .filter(move |(pattern, _)| pattern.is_match(path))
+        .map(|(_, endpoint)| *endpoint)
+}
+
+/// The operators' paths (`/metrics`, `/docs`, `/admin`, the probes, …) exist only as
+/// written. The router matches a percent-decoded path, so `/%6detrics` and `/metric%73` were
+/// `/metrics`, and `/%61dmin` the audit page: a proxy rule that keeps `/metrics` or `/admin`
+/// from the internet compares the path as sent and let them through. A request whose path,
+/// decoded, differs from the path it sent and lands on an operator path is a 404, whatever
+/// the method. The API keeps its spellings (`/api/users/%6de` is `/api/users/me`), as Strapi's
+/// router decodes too, and its routes guard themselves.
+pub async fn operator_paths_as_written<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let matched = req.match_info().as_str();
+    let encoded = matched != req.uri().path();
+    if encoded && matching(matched).any(|endpoint| !endpoint.path.starts_with("/api/")) {
+        req.extensions_mut().insert(Unmatched);
+        let refused = actix_web::ResponseError::error_response(&ApiError::not_found());
+        return Ok(req.into_response(refused).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// Who is asking: recorded with the events a request causes.
