@@ -398,3 +398,25 @@ async fn the_access_line_carries_our_request_id_and_the_clients() {
     assert_eq!(access[0]["span"]["request_id"], ours.as_str());
     assert!(is_our_uuid(&json!(ours)), "{ours}");
 }
+
+#[actix_web::test]
+async fn events_with_and_without_a_client_request_id_verify_on_postgres() {
+    let Some(url) = crate::store::fresh_postgres_url().await else {
+        return;
+    };
+    let app = spawn_app_with(&[("DATABASE_URL", url.as_str())]).await;
+    let id = app.register("fay").await["user"]["id"].as_i64().unwrap();
+    let (status, body, _) =
+        login_from(&app, "fay", "password123", &[("x-request-id", "trace-pg")]).await;
+    assert_eq!(status, 200, "{body}");
+    let trail = metadata(&app, id).await;
+    assert!(trail[0].get("client_request_id").is_none(), "{trail:?}");
+    assert_eq!(trail.last().unwrap()["client_request_id"], "trace-pg");
+    let verify = app.cli(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    app.stop().await;
+}
