@@ -491,10 +491,13 @@ pub struct RequestId {
 /// terminal's output, bytes beyond ASCII, a 2 KB value) is dropped, not cut or escaped, so
 /// what is kept is always exactly what the client sent.
 fn client_request_id(req: &ServiceRequest) -> Option<String> {
-    let value = req.headers().get("x-request-id")?.as_bytes();
-    let printable = value.iter().all(|b| matches!(b, b' '..=b'~'));
-    (!value.is_empty() && value.len() <= 128 && printable)
-        .then(|| String::from_utf8_lossy(value).into_owned())
+    let value = req.headers().get("x-request-id")?;
+    let bytes = value.as_bytes();
+    let printable = bytes.iter().all(|b| matches!(b, b' '..=b'~'));
+    if bytes.is_empty() || bytes.len() > 128 || !printable {
+        return None;
+    }
+    value.to_str().ok().map(str::to_owned)
 }
 
 pub async fn request_id(
