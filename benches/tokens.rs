@@ -56,6 +56,7 @@ fn metadata(at: Timestamp) -> EventMetadata {
         ip: Some(IP.to_owned()),
         user_agent: Some(USER_AGENT.to_owned()),
         actor: Actor::User,
+        client_request_id: None,
     }
 }
 

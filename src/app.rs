@@ -112,6 +112,11 @@ impl Application {
         let served = config.clone();
         let server = HttpServer::new(move || {
             App::new()
+                // Innermost: the 404 of an encoded operator path still gets every layer's
+                // headers, its request id and its `unmatched` count.
+                .wrap(actix_web::middleware::from_fn(
+                    http::operator_paths_as_written,
+                ))
                 .wrap(http::cors(&served))
                 .wrap(http::security_headers(&served))
                 .wrap(actix_web::middleware::from_fn(http::until_ready))

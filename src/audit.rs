@@ -26,7 +26,10 @@ pub struct AuditEntry {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub actor: Option<String>,
+    /// Ours, made for the request that caused the event.
     pub request_id: Option<String>,
+    /// The `X-Request-Id` that request carried, if any: the client's word, not ours.
+    pub client_request_id: Option<String>,
     /// The event's own fields, token hashes cut short.
     #[schema(value_type = Object)]
     pub payload: Value,
@@ -90,6 +93,7 @@ impl AuditEntry {
             user_agent: text("user_agent"),
             actor: text("actor"),
             request_id: text("request_id"),
+            client_request_id: text("client_request_id"),
             payload: redact(payload),
             event: Some(event),
         })

@@ -271,6 +271,7 @@ fn simulate(
                 ip: device.client.ip.clone(),
                 user_agent: device.client.user_agent.clone(),
                 actor: store::Actor::User,
+                client_request_id: None,
             };
             steps.push((events, metadata));
         }

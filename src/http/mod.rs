@@ -7,6 +7,7 @@ mod admin;
 mod admin_page;
 mod auth;
 pub mod body;
+pub mod client_ip;
 mod cookies;
 pub mod errors;
 pub mod limits;
@@ -378,25 +379,54 @@ async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 /// The methods the routes of `path` answer, HEAD wherever GET, as `routes` registers them.
 fn allowed_methods(path: &str) -> Vec<&'static str> {
-    static PATTERNS: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, &Method)>> =
+    matching(path)
+        .flat_map(|endpoint| {
+            if endpoint.method == Method::GET {
+                vec![Method::GET.as_str(), Method::HEAD.as_str()]
+            } else {
+                vec![endpoint.method.as_str()]
+            }
+        })
+        .collect()
+}
+
+/// The endpoints whose pattern matches `path`, as the router matches it.
+fn matching(path: &str) -> impl Iterator<Item = &'static Endpoint> + '_ {
+    static PATTERNS: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, &Endpoint)>> =
         std::sync::OnceLock::new();
     let patterns = PATTERNS.get_or_init(|| {
         ENDPOINTS
             .iter()
-            .map(|e| (actix_web::dev::ResourceDef::new(e.path), &e.method))
+            .map(|e| (actix_web::dev::ResourceDef::new(e.path), e))
             .collect()
     });
     patterns
         .iter()
-        .filter(|(pattern, _)| pattern.is_match(path))
-        .flat_map(|(_, method)| {
-            if **method == Method::GET {
-                vec![Method::GET.as_str(), Method::HEAD.as_str()]
-            } else {
-                vec![method.as_str()]
-            }
-        })
-        .collect()
+        .filter(move |(pattern, _)| pattern.is_match(path))
+        .map(|(_, endpoint)| *endpoint)
+}
+
+/// The operators' paths (`/metrics`, `/docs`, `/admin`, the probes, …) exist only as
+/// written. The router matches a percent-decoded path, so `/%6detrics` and `/metric%73` were
+/// `/metrics`, and `/%61dmin` the audit page: a proxy rule that keeps `/metrics` or `/admin`
+/// from the internet compares the path as sent and let them through. A request whose path,
+/// decoded, differs from the path it sent and lands on an operator path is a 404, whatever
+/// the method. The API keeps its spellings (`/api/users/%6de` is `/api/users/me`), as Strapi's
+/// router decodes too, and its routes guard themselves.
+pub async fn operator_paths_as_written<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let matched = req.match_info().as_str();
+    let encoded = matched != req.uri().path();
+    if encoded && matching(matched).any(|endpoint| !endpoint.path.starts_with("/api/")) {
+        req.extensions_mut().insert(Unmatched);
+        let refused = actix_web::ResponseError::error_response(&ApiError::not_found());
+        return Ok(req.into_response(refused).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// Who is asking: recorded with the events a request causes.
@@ -408,13 +438,10 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn of(req: &HttpRequest, state: &AppState) -> RequestContext {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let address = limits::client_ip(
+        let chain = client_ip::forwarded_chain(req.headers());
+        let address = client_ip::client_ip(
             req.peer_addr().map(|addr| addr.ip()),
-            forwarded,
+            chain.as_deref(),
             &state.config.trusted_proxies,
         );
         let ip = address.map(|ip| ip.to_string());
@@ -425,10 +452,12 @@ impl RequestContext {
                 .take(512)
                 .collect::<String>()
         });
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map_or_else(|| Uuid::now_v7().to_string(), |id| id.0.clone());
+        // Made here when the middleware did not run (a handler called on its own).
+        let id = req.extensions().get::<RequestId>().cloned();
+        let (request_id, client_request_id) = match id {
+            Some(id) => (id.ours, id.client),
+            None => (Uuid::now_v7().to_string(), None),
+        };
         RequestContext {
             ip: address,
             client: Client {
@@ -437,6 +466,7 @@ impl RequestContext {
             },
             metadata: EventMetadata {
                 request_id: Some(request_id),
+                client_request_id,
                 ip,
                 user_agent,
                 actor: Actor::User,
@@ -445,24 +475,51 @@ impl RequestContext {
     }
 }
 
-/// The id of one request: the client's `X-Request-Id` when it is a sane one, else a new
-/// UUID. It is recorded with the events the request causes and returned in `X-Request-Id`.
+/// The ids of one request. Ours, a new UUID v7, is the request's id everywhere: in its log
+/// lines, in the events it causes and in the answer's `X-Request-Id`, so that what a client
+/// reports can be found in our log. The client's `X-Request-Id` is kept beside it, never in its
+/// place: taken as ours, it let a client write whatever it liked into the audit trail's
+/// request id, or give its requests another client's id.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    pub ours: String,
+    pub client: Option<String>,
+}
+
+/// What the client sent in `X-Request-Id`, when it is fit to keep: at most 128 bytes of
+/// printable ASCII. Anything else (control characters that would forge log lines or a
+/// terminal's output, bytes beyond ASCII, a 2 KB value) is dropped, not cut or escaped, so
+/// what is kept is always exactly what the client sent.
+fn client_request_id(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get("x-request-id")?;
+    let bytes = value.as_bytes();
+    let printable = bytes.iter().all(|b| matches!(b, b' '..=b'~'));
+    if bytes.is_empty() || bytes.len() > 128 || !printable {
+        return None;
+    }
+    value.to_str().ok().map(str::to_owned)
+}
 
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    // Every line logged while the request is handled carries its id (the span's field).
-    let span = tracing::info_span!("request", request_id = %id);
+    let id = RequestId {
+        ours: Uuid::now_v7().to_string(),
+        client: client_request_id(&req),
+    };
+    // Every line logged while the request is handled carries both ids (the span's fields);
+    // the client's only when it sent one.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.ours,
+        client_request_id = tracing::field::Empty
+    );
+    if let Some(client) = &id.client {
+        span.record("client_request_id", client.as_str());
+    }
+    let ours = id.ours.clone();
+    req.extensions_mut().insert(id);
     // As metrics name it: an invented method, of any length, is `other`.
     let method = crate::metrics::method_label(req.method());
     let started = std::time::Instant::now();
@@ -479,7 +536,7 @@ pub async fn request_id(
             "answered"
         );
     });
-    if let Ok(value) = header::HeaderValue::from_str(&id) {
+    if let Ok(value) = header::HeaderValue::from_str(&ours) {
         response
             .headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), value);

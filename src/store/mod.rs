@@ -30,7 +30,14 @@ pub enum Actor {
 /// Recorded with every event of one append: the request that caused it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
+    /// Ours: a UUID v7 made for the request, the id its log lines carry.
     pub request_id: Option<String>,
+    /// The `X-Request-Id` the client sent, when it was a printable one of at most 128 bytes:
+    /// kept to correlate with the client's own logs, never taken for ours, since the client
+    /// can write anything there. Absent in events written before it existed, and left out of
+    /// the stored JSON when there is none, so those events' bytes (and hashes) are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub actor: Actor,

@@ -450,7 +450,12 @@ async fn every_response_carries_its_request_id_and_the_events_record_it() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["x-request-id"], "trace-42");
+    // Ours, not the client's: the id our log and our events know the request by.
+    let ours = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ours.len(), 36, "{ours}");
     let id = response.json::<Value>().await.unwrap()["user"]["id"]
         .as_i64()
         .unwrap();
@@ -461,7 +466,8 @@ async fn every_response_carries_its_request_id_and_the_events_record_it() {
         "a new id for requests without one"
     );
     let (_, body) = admin_get(&app, &format!("/api/admin/users/{id}/events"), ADMIN).await;
-    assert_eq!(body["data"][0]["requestId"], "trace-42");
+    assert_eq!(body["data"][0]["requestId"], ours.as_str());
+    assert_eq!(body["data"][0]["clientRequestId"], "trace-42");
 }
 
 #[actix_web::test]

@@ -22,6 +22,7 @@ mod openapi;
 mod operations;
 mod plugin_regressions;
 mod postgres;
+mod request_hardening;
 mod restart;
 mod sessions;
 mod store;

@@ -345,7 +345,8 @@ async fn the_log_lines_of_a_request_carry_its_request_id_and_its_route_not_its_p
     let of = |id: &str| -> Vec<&Value> {
         entries
             .iter()
-            .filter(|e| e["span"]["request_id"] == id)
+            // Ours, or the client's X-Request-Id, which the span carries beside ours.
+            .filter(|e| e["span"]["request_id"] == id || e["span"]["client_request_id"] == id)
             .collect()
     };
     let access = |id: &str| -> Value {

@@ -354,12 +354,16 @@
   }
 
   function entryRows(entry, at) {
-    return [
+    const rows = [
       ['Time', formatTime(at)],
       ['IP', entry.ip ?? '–'],
       ['User agent', entry.userAgent ?? '–'],
       ['Actor', entry.actor ?? '–'],
+      ['Request id', entry.requestId ?? '–'],
     ];
+    // The client's own X-Request-Id, labelled as such: it is what the client claimed.
+    if (entry.clientRequestId) rows.push(['Client request id', entry.clientRequestId]);
+    return rows;
   }
 
   function drawTimeline() {
