@@ -18,6 +18,7 @@ mod instances;
 mod limits;
 mod logs;
 mod openapi;
+mod operator_hardening;
 mod operations;
 mod plugin_regressions;
 mod postgres;
