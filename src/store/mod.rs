@@ -4,6 +4,7 @@
 
 mod appender;
 mod chain;
+mod database_file;
 pub mod postgres;
 pub mod sqlite;
 pub mod users;

@@ -220,7 +220,7 @@ fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Started {
             .lock()
             .unwrap()
             .iter()
-            .any(|line| line.contains("tokenledger is serving"))
+            .any(|line| line.contains("tokenledger is serving port="))
         {
             let _ = child.kill();
             let _ = child.wait();
