@@ -138,8 +138,11 @@ mod tests {
     fn weak_secrets_in_the_file_are_refused_unless_insecure_dev() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        std::fs::write(&path, r#"{"jwt_secret":"a","refresh_jwt_secret":"SomethingSecret"}"#)
-            .unwrap();
+        std::fs::write(
+            &path,
+            r#"{"jwt_secret":"a","refresh_jwt_secret":"SomethingSecret"}"#,
+        )
+        .unwrap();
         let env: HashMap<String, String> =
             [("DATA_DIR".to_owned(), dir.path().display().to_string())].into();
         let mut config = Config::load(None, &env, false).unwrap();

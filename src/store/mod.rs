@@ -385,6 +385,12 @@ pub trait EventStore: Send + Sync + 'static {
 
     fn stats(&self) -> &StoreStats;
 
+    /// Why every write is refused until a restart, if it is: the SQLite file was deleted or
+    /// replaced under the server (see `database_file`).
+    fn detached(&self) -> Option<&str> {
+        None
+    }
+
     /// Flushes pending appends and closes the connections.
     async fn close(&self);
 }

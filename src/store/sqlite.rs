@@ -76,11 +76,9 @@ impl Database {
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&writer)
             .await?;
-        let file = DatabaseFile::opened(
-            options.get_filename(),
-            journal.eq_ignore_ascii_case("wal"),
-        )
-        .map(Arc::new);
+        let file =
+            DatabaseFile::opened(options.get_filename(), journal.eq_ignore_ascii_case("wal"))
+                .map(Arc::new);
         // A page of rows crosses from SQLite's thread in one go, not in handfuls of 50: the
         // replay at start-up reads millions.
         let reader = SqlitePoolOptions::new()
@@ -349,6 +347,10 @@ impl EventStore for SqliteEventStore {
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    fn detached(&self) -> Option<&str> {
+        self.db.file.as_deref().and_then(DatabaseFile::detached)
     }
 
     async fn close(&self) {

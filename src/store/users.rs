@@ -58,7 +58,10 @@ pub fn rule_violations(username: &str, email: &str, password: &str) -> Vec<(&'st
     // takes them; we refuse them. yup's email pattern lets C0 through in a quoted local part.
     for (field, value) in [("username", username), ("email", email)] {
         if value.chars().any(char::is_control) {
-            broken.push((field, format!("{field} must not contain control characters")));
+            broken.push((
+                field,
+                format!("{field} must not contain control characters"),
+            ));
         }
     }
     if chars(username) < USERNAME_MIN {
@@ -461,7 +464,14 @@ mod tests {
 
     #[test]
     fn control_characters_in_a_username_or_email_are_refused() {
-        for name in ["a\0b", "a\u{1b}[2Jb", "a\nb", "a\u{7f}b", "a\u{9b}b", "a\u{85}b"] {
+        for name in [
+            "a\0b",
+            "a\u{1b}[2Jb",
+            "a\nb",
+            "a\u{7f}b",
+            "a\u{9b}b",
+            "a\u{85}b",
+        ] {
             assert_eq!(
                 rule_violations(name, "nul@example.com", "password123"),
                 [(

@@ -98,7 +98,9 @@ fn raw_controls(text: &str) -> Vec<char> {
 #[actix_web::test]
 async fn stored_control_characters_reach_the_command_line_escaped() {
     let app = spawn_app().await;
-    let id = app.register("mallory").await["user"]["id"].as_i64().unwrap();
+    let id = app.register("mallory").await["user"]["id"]
+        .as_i64()
+        .unwrap();
     // The user agent and device id come from the client, unchecked.
     let login = app
         .client
@@ -136,7 +138,10 @@ async fn stored_control_characters_reach_the_command_line_escaped() {
     let commands: [(&[&str], &[&str]); 6] = [
         (&["user", "list"], &[HOSTILE_NAME_ESCAPED]),
         (&["audit", &id_text], &[HOSTILE_AGENT_ESCAPED]),
-        (&["audit", &id_text, "--json"], &[r"Mozilla\u009b2J\u0085next"]),
+        (
+            &["audit", &id_text, "--json"],
+            &[r"Mozilla\u009b2J\u0085next"],
+        ),
         (&["replay"], &[HOSTILE_DEVICE_ESCAPED]),
         (&["replay", "--user", &id_text], &[HOSTILE_DEVICE_ESCAPED]),
         (&["user", "block", &id_text], &[HOSTILE_NAME_ESCAPED]),
@@ -288,7 +293,8 @@ async fn post(client: &reqwest::Client, server: &Server, path: &str, body: Value
 async fn serving_with_a_session(dir: &Path, client: &reqwest::Client) -> (Server, String) {
     let server = Server::start(dir, &[]);
     server.wait_until_ready().await;
-    let credentials = json!({"username": "dora", "email": "dora@example.com", "password": "password123"});
+    let credentials =
+        json!({"username": "dora", "email": "dora@example.com", "password": "password123"});
     let (status, body) = post(client, &server, "/api/auth/local/register", credentials).await;
     assert_eq!(status, 200, "{body}");
     let token = log_in(client, &server).await;
@@ -328,6 +334,18 @@ async fn writes_are_refused(client: &reqwest::Client, server: &Server, token: &s
         .await;
         assert_eq!(status, 503, "refresh acknowledged: {body}");
     }
+    // What an orchestrator asks: not ready, until a restart.
+    let ready = client
+        .get(format!("{}/_ready", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "The database file was deleted or replaced: restart the service"
+    );
 }
 
 /// Restarted on the restored file: what was acknowledged before is there.
