@@ -346,6 +346,18 @@ async fn writes_are_refused(client: &reqwest::Client, server: &Server, token: &s
         body["error"]["message"],
         "The database file was deleted or replaced: restart the service"
     );
+    let metrics = client
+        .get(format!("{}/metrics", server.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|line| line == "tokenledger_ready 0"),
+        "{metrics}"
+    );
 }
 
 /// Restarted on the restored file: what was acknowledged before is there.
