@@ -277,6 +277,7 @@ fn weak_secrets_in_secrets_json_are_refused_unless_insecure_dev() {
 
 // ---------------------------------------------------------------------------------------------
 // Item 12: the database file deleted or replaced under a running server.
+// (Inodes, hard links and symlinks: the tests of items 12 and 13 run on Unix.)
 
 async fn post(client: &reqwest::Client, server: &Server, path: &str, body: Value) -> (u16, Value) {
     let response = client
@@ -380,6 +381,7 @@ fn database(dir: &Path) -> PathBuf {
     dir.join("tokenledger.db")
 }
 
+#[cfg(unix)]
 #[actix_web::test]
 async fn deleting_the_database_file_under_the_server_is_a_503_until_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,6 +398,7 @@ async fn deleting_the_database_file_under_the_server_is_a_503_until_restart() {
     acknowledged_writes_survive(dir.path(), &client, &token).await;
 }
 
+#[cfg(unix)]
 #[actix_web::test]
 async fn replacing_the_database_file_under_the_server_is_a_503_until_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -414,6 +417,7 @@ async fn replacing_the_database_file_under_the_server_is_a_503_until_restart() {
     acknowledged_writes_survive(dir.path(), &client, &token).await;
 }
 
+#[cfg(unix)]
 #[actix_web::test]
 async fn deleting_the_write_ahead_log_under_the_server_is_a_503_until_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -433,6 +437,7 @@ async fn deleting_the_write_ahead_log_under_the_server_is_a_503_until_restart() 
 // ---------------------------------------------------------------------------------------------
 // Item 13: the one-server lock, reached through another name of the same file.
 
+#[cfg(unix)]
 #[actix_web::test]
 async fn a_second_server_through_a_symlink_to_the_database_refuses_to_start() {
     let app = spawn_app().await;
