@@ -8,6 +8,7 @@ use tokenledger_domain::Event;
 use utoipa::ToSchema;
 
 use crate::store::{RecordedEvent, StoreError};
+use crate::terminal::printable;
 
 /// How many hex digits of a token hash the trail shows.
 const HASH_PREFIX: usize = 12;
@@ -101,6 +102,7 @@ impl AuditEntry {
 }
 
 /// The trail as an aligned table: time, event, session, generation, IP, user agent, actor.
+/// Every cell is `printable`: the user agent is the client's, and a terminal shows the table.
 pub fn table(entries: &[AuditEntry]) -> String {
     // Long user agents would widen every row; the JSON form keeps them whole.
     let cut = |text: String| -> String {
@@ -127,6 +129,7 @@ pub fn table(entries: &[AuditEntry]) -> String {
                 cut(e.user_agent.clone().unwrap_or_else(|| "-".into())),
                 e.actor.clone().unwrap_or_else(|| "-".into()),
             ]
+            .map(|cell| printable(&cell).into_owned())
         })
         .collect();
     let header = [

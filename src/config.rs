@@ -573,16 +573,8 @@ impl Config {
             ("REFRESH_JWT_SECRET", &self.refresh_secret),
             ("ADMIN_API_TOKEN", &self.admin_api_token),
         ] {
-            if let Some(secret) = secret
-                && !self.insecure_dev
-                && let Some(why) = weakness(secret.expose())
-            {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "{why}; use a random value of 32 bytes or more (or --insecure-dev for local experiments)"
-                    ),
-                ));
+            if let Some(secret) = secret {
+                refuse_weak(key, secret, self.insecure_dev)?;
             }
         }
         Ok(())
@@ -596,9 +588,13 @@ impl Config {
             ("REFRESH_JWT_SECRET", &self.refresh_secret),
         ] {
             if let Some(why) = secret.as_ref().and_then(|s| weakness(s.expose())) {
-                said.push(format!(
-                    "{key} {why}: accepted only because of --insecure-dev"
-                ));
+                // `refuse_weak` stops any other start; the line must not claim a flag that
+                // was not given, should a new source of secrets ever skip that check.
+                said.push(if self.insecure_dev {
+                    format!("{key} {why}: accepted only because of --insecure-dev")
+                } else {
+                    format!("{key} {why}, and --insecure-dev was not given")
+                });
             }
         }
         if self.jwt_secret.is_some() && self.jwt_secret == self.refresh_secret {
@@ -626,6 +622,21 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
+}
+
+/// Refuses a weak secret unless `--insecure-dev`. One rule for every source of a secret: the
+/// environment and the config file (`Config::load`), and `secrets.json` (`secrets::resolve`),
+/// where `key` also names the file.
+pub fn refuse_weak(key: &str, secret: &Secret, insecure_dev: bool) -> Result<(), ConfigError> {
+    match weakness(secret.expose()) {
+        Some(why) if !insecure_dev => Err(invalid(
+            key,
+            format!(
+                "{why}; use a random value of 32 bytes or more (or --insecure-dev for local experiments)"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Why a secret is too weak to sign tokens with, if it is.

@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod password;
 pub mod secrets;
 pub mod store;
+pub mod terminal;
 pub mod tokens;

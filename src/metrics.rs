@@ -240,7 +240,7 @@ impl Collector for Snapshot {
             ),
             (
                 "tokenledger_ready",
-                "1 once the projections have caught up with the log at start-up (/_ready)",
+                "1 while /_ready says 200: the projections caught up at start-up, and the database file is still the one opened",
                 Some(i64::from(self.ready)),
             ),
         ];
@@ -310,7 +310,8 @@ pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
         live_actors: state.registry.live_actors(),
         lag,
         argon2_queue: state.passwords.queue_depth(),
-        ready: progress.is_ready(),
+        // As `/_ready` answers: a detached database file takes the instance out for good.
+        ready: progress.is_ready() && store.detached().is_none(),
     };
 
     let mut registry = Registry::default();

@@ -1,6 +1,7 @@
 //! Signing secrets that were not configured are generated on first start into the data
 //! folder (mode 0600) and read back on every later start, so tokens survive restarts with no
-//! setup at all.
+//! setup at all. What is read back is held to the same rule as a configured secret: a weak
+//! one written into the file by hand is refused unless `--insecure-dev`.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::path::Path;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Secret};
+use crate::config::{Config, Secret, refuse_weak};
 
 const FILE_NAME: &str = "secrets.json";
 
@@ -49,6 +50,20 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
         Err(e) => return Err(e),
     };
+    for (key, value, configured) in [
+        ("JWT_SECRET", &stored.jwt_secret, &config.jwt_secret),
+        (
+            "REFRESH_JWT_SECRET",
+            &stored.refresh_jwt_secret,
+            &config.refresh_secret,
+        ),
+    ] {
+        if let (Some(value), None) = (value, configured) {
+            let key = format!("{key} in {}", path.display());
+            refuse_weak(&key, &Secret::new(value.clone()), config.insecure_dev)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        }
+    }
     let mut generated = Vec::new();
     if config.jwt_secret.is_none() {
         let value = stored.jwt_secret.get_or_insert_with(|| {
@@ -117,6 +132,45 @@ mod tests {
             "{refused}"
         );
         assert!(!dir.path().join(FILE_NAME).exists());
+    }
+
+    #[test]
+    fn weak_secrets_in_the_file_are_refused_unless_insecure_dev() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(
+            &path,
+            r#"{"jwt_secret":"a","refresh_jwt_secret":"SomethingSecret"}"#,
+        )
+        .unwrap();
+        let env: HashMap<String, String> =
+            [("DATA_DIR".to_owned(), dir.path().display().to_string())].into();
+        let mut config = Config::load(None, &env, false).unwrap();
+        let refused = resolve(&mut config).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            format!(
+                "JWT_SECRET in {}: is shorter than 32 bytes; use a random value of 32 bytes or more (or --insecure-dev for local experiments)",
+                path.display()
+            )
+        );
+        let strong = "x".repeat(32);
+        let env: HashMap<String, String> = [
+            ("DATA_DIR".to_owned(), dir.path().display().to_string()),
+            ("JWT_SECRET".to_owned(), strong),
+        ]
+        .into();
+        let mut config = Config::load(None, &env, false).unwrap();
+        let refused = resolve(&mut config).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("REFRESH_JWT_SECRET in ")
+                && refused.contains("is a well-known default secret"),
+            "{refused}"
+        );
+
+        let mut config = Config::load(None, &env, true).unwrap();
+        resolve(&mut config).unwrap();
+        assert_eq!(config.refresh_secret.unwrap().expose(), "SomethingSecret");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::audit::{AuditEntry, table};
 use crate::catch_up::fold_into;
 use crate::store::users::strapi_time;
 use crate::store::{self, ChainVerifier, Opened, StoreError, stream_of};
+use crate::terminal::{printable, printable_json};
 
 async fn open(url: &str) -> anyhow::Result<Opened> {
     store::open(url, true)
@@ -41,7 +42,7 @@ pub async fn audit(url: &str, key: &str, json: bool) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     if json {
         for entry in &entries {
-            say!("{}", serde_json::to_string(entry)?);
+            say!("{}", printable_json(&serde_json::to_string(entry)?));
         }
     } else {
         say!("{}", table(&entries));
@@ -101,15 +102,16 @@ pub async fn replay(
         for s in sessions_alive_at(*id, events, at) {
             count += 1;
             let device: String = s.device_id.chars().take(20).collect();
+            let ip = s.last_ip.as_deref().unwrap_or("-");
             say!(
                 "{:>6}  {:<36}  {:<20}  {:>3}  {:<24}  {:<24}  {}",
                 id,
                 s.id,
-                device,
+                printable(&device),
                 s.generation,
                 strapi_time(&s.created_at),
                 strapi_time(&s.last_used_at),
-                s.last_ip.as_deref().unwrap_or("-")
+                printable(ip)
             );
         }
     }
@@ -135,7 +137,7 @@ pub async fn verify(url: &str) -> anyhow::Result<bool> {
     store.close().await;
     match broken {
         Some(at) => {
-            say!("broken: {at}");
+            say!("broken: {}", printable(&at.to_string()));
             Ok(false)
         }
         None => {

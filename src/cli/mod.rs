@@ -1,4 +1,6 @@
 //! The command line: `serve` (the default), `migrate`, `user add`.
+//! Stored text it prints (names, user agents, device ids) came from clients: it goes out
+//! through `crate::terminal::printable`, never raw to the operator's terminal.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ use crate::password::Passwords;
 use crate::secrets;
 use crate::store::users::{NewUser, rule_violations, strapi_time};
 use crate::store::{self, Actor, EventMetadata};
+use crate::terminal::printable;
 use crate::tokens::Tokens;
 
 #[derive(Debug, Parser)]
@@ -251,8 +254,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     say!(
                         "{:>6}  {:<24}  {:<32}  {:<7}  {created}",
                         u.id,
-                        u.username,
-                        u.email,
+                        printable(&u.username),
+                        printable(&u.email),
                         blocked
                     );
                 }
@@ -286,7 +289,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await?;
                 opened.events.close().await;
-                say!("added user {} ({}, {})", user.id, user.username, user.email);
+                say!(
+                    "added user {} ({}, {})",
+                    user.id,
+                    printable(&user.username),
+                    printable(&user.email)
+                );
                 Ok(())
             }
         }
@@ -357,8 +365,8 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
         "{} user {} ({}, {})",
         if blocked { "blocked" } else { "unblocked" },
         user.id,
-        user.username,
-        user.email
+        printable(&user.username),
+        printable(&user.email)
     );
     Ok(())
 }

@@ -259,18 +259,26 @@ pub struct Ready {
 }
 
 /// 200 once the start-up rebuild of the projections has caught up with the log; 503 before,
-/// when every route that reads the projections answers 503 too (`until_ready`).
+/// when every route that reads the projections answers 503 too (`until_ready`), and for good
+/// once the database file was deleted or replaced under the server: every write is refused
+/// then, and only a restart helps, which an orchestrator can tell from this.
 #[utoipa::path(
     get,
     path = "/_ready",
     tag = "health",
     responses(
         (status = 200, description = "The projections have caught up with the log", body = Ready),
-        (status = 503, description = "Still folding the log at start-up (`Retry-After: 1`)", body = errors::ErrorBody),
+        (status = 503, description = "Still folding the log at start-up (`Retry-After: 1`), or the database file was deleted or replaced (until a restart)", body = errors::ErrorBody),
     )
 )]
 async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.catch_up.is_ready() {
+    if state.store.detached().is_some() {
+        // The path is the operator's business (it is in the log), not a client's.
+        Err(ApiError {
+            message: "The database file was deleted or replaced: restart the service".into(),
+            ..ApiError::unavailable()
+        })
+    } else if state.catch_up.is_ready() {
         Ok(HttpResponse::Ok().json(Ready { status: "ready" }))
     } else {
         Err(ApiError::starting())

@@ -143,7 +143,7 @@ async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &St
             }
         }
         Err(error) => {
-            tracing::error!(%error, appends = batch.len(), "group commit failed; nothing of the batch was written");
+            tracing::error!(%error, appends = batch.len(), "group commit failed; no append of the batch was acknowledged");
             let message = error.to_string();
             for request in batch {
                 let _ = request

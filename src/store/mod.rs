@@ -4,6 +4,7 @@
 
 mod appender;
 mod chain;
+mod database_file;
 pub mod postgres;
 pub mod sqlite;
 pub mod users;
@@ -390,6 +391,12 @@ pub trait EventStore: Send + Sync + 'static {
     async fn head(&self) -> Result<i64, StoreError>;
 
     fn stats(&self) -> &StoreStats;
+
+    /// Why every write is refused until a restart, if it is: the SQLite file was deleted or
+    /// replaced under the server (see `database_file`).
+    fn detached(&self) -> Option<&str> {
+        None
+    }
 
     /// Flushes pending appends and closes the connections.
     async fn close(&self);

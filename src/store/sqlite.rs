@@ -25,6 +25,7 @@ use super::appender::{
     AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
     recording_time, streams, to_insert,
 };
+use super::database_file::DatabaseFile;
 use super::{
     EventMetadata, EventPayload, EventStore, NewEvent, PAGE, PAYLOAD_COLUMNS, RecordedEvent,
     StoreError, StoreStats, paged, payload_of,
@@ -36,6 +37,8 @@ pub struct Database {
     /// One connection: the only writer.
     pub writer: SqlitePool,
     pub reader: SqlitePool,
+    /// The file as the writer opened it, watched by the appender; `None` without one.
+    file: Option<Arc<DatabaseFile>>,
 }
 
 impl Database {
@@ -70,13 +73,23 @@ impl Database {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&writer)
+            .await?;
+        let file =
+            DatabaseFile::opened(options.get_filename(), journal.eq_ignore_ascii_case("wal"))
+                .map(Arc::new);
         // A page of rows crosses from SQLite's thread in one go, not in handfuls of 50: the
         // replay at start-up reads millions.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true).row_buffer_size(PAGE as usize))
             .await?;
-        Ok(Database { writer, reader })
+        Ok(Database {
+            writer,
+            reader,
+            file,
+        })
     }
 
     pub async fn close(&self) {
@@ -108,11 +121,21 @@ fn create_private(file: &Path) -> std::io::Result<()> {
 /// Takes the server's exclusive lock on the database at `url`: one serving process per
 /// SQLite file, since each keeps its projection from its own appends. The lock lasts as long
 /// as the returned file is open. (The CLI's one-off commands do not take it.)
+///
+/// The lock file sits next to the file's canonical path, so that every name of the database
+/// (a symlink to it, a path through a symlinked folder, `..`) meets the same lock. Only a
+/// hard link, a second name with no link to follow, escapes it.
 pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     create_private(options.get_filename())?;
-    let mut path = options.get_filename().as_os_str().to_owned();
+    let file = std::fs::canonicalize(options.get_filename()).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", options.get_filename().display()),
+        )
+    })?;
+    let mut path = file.into_os_string();
     path.push(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -172,6 +195,7 @@ impl SqliteEventStore {
         let appender = Appender::start(
             Writer {
                 pool: db.writer.clone(),
+                file: db.file.clone(),
             },
             stats.clone(),
         );
@@ -186,11 +210,23 @@ impl SqliteEventStore {
 /// The one writer connection.
 struct Writer {
     pool: SqlitePool,
+    file: Option<Arc<DatabaseFile>>,
+}
+
+fn detached(why: &str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        why.to_owned(),
+    ))
 }
 
 #[async_trait]
 impl BatchWriter for Writer {
     async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+        // Nothing more goes into a file the next start will not open.
+        if let Some(why) = self.file.as_deref().and_then(DatabaseFile::detached) {
+            return Err(detached(why));
+        }
         let mut conn = self.pool.acquire().await?;
         let written = write_batch(&mut conn, batch).await;
         if written.is_err() {
@@ -199,7 +235,13 @@ impl BatchWriter for Writer {
             // the next batch gets a fresh connection instead.
             conn.close_on_drop();
         }
-        written
+        let outcomes = written?;
+        // Committed, but durable only if the path still names this file: asked before the
+        // appender answers, with the connection (and so the write-ahead log) still open.
+        if let Some(file) = &self.file {
+            file.check().map_err(detached)?;
+        }
+        Ok(outcomes)
     }
 }
 
@@ -305,6 +347,10 @@ impl EventStore for SqliteEventStore {
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    fn detached(&self) -> Option<&str> {
+        self.db.file.as_deref().and_then(DatabaseFile::detached)
     }
 
     async fn close(&self) {

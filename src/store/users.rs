@@ -53,12 +53,16 @@ pub fn rule_violations(username: &str, email: &str, password: &str) -> Vec<(&'st
     if password.len() > PASSWORD_MAX_BYTES {
         broken.push(("password", "Password must be less than 73 bytes".to_owned()));
     }
-    // PostgreSQL cannot store a NUL in text (SQLite can), so neither backend takes one.
-    if username.contains('\0') {
-        broken.push((
-            "username",
-            "username must not contain NUL characters".to_owned(),
-        ));
+    // Control characters (C0 with NUL, DEL, C1) have no place in a name, and a terminal
+    // obeys them when an operator lists users; PostgreSQL cannot even store a NUL. Strapi
+    // takes them; we refuse them. yup's email pattern lets C0 through in a quoted local part.
+    for (field, value) in [("username", username), ("email", email)] {
+        if value.chars().any(char::is_control) {
+            broken.push((
+                field,
+                format!("{field} must not contain control characters"),
+            ));
+        }
     }
     if chars(username) < USERNAME_MIN {
         broken.push((
@@ -459,15 +463,33 @@ mod tests {
     }
 
     #[test]
-    fn a_nul_in_a_username_is_refused() {
-        let broken = rule_violations("a\0b", "nul@example.com", "password123");
+    fn control_characters_in_a_username_or_email_are_refused() {
+        for name in [
+            "a\0b",
+            "a\u{1b}[2Jb",
+            "a\nb",
+            "a\u{7f}b",
+            "a\u{9b}b",
+            "a\u{85}b",
+        ] {
+            assert_eq!(
+                rule_violations(name, "nul@example.com", "password123"),
+                [(
+                    "username",
+                    "username must not contain control characters".to_owned()
+                )],
+                "{name:?}"
+            );
+        }
         assert_eq!(
-            broken,
+            rule_violations("alice", "\"\u{1b}[2J\"@example.com", "password123"),
             [(
-                "username",
-                "username must not contain NUL characters".to_owned()
+                "email",
+                "email must not contain control characters".to_owned()
             )]
         );
+        // Letters beyond ASCII are not controls.
+        assert!(rule_violations("Émile 😀", "émile@example.com", "password123").is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod limits;
 mod logs;
 mod openapi;
 mod operations;
+mod operator_hardening;
 mod plugin_regressions;
 mod postgres;
 mod request_hardening;
