@@ -78,6 +78,9 @@ struct Reply {
 }
 
 /// Why a request did not succeed (already recorded).
+/// How long a virtual user waits after a 503: the `Retry-After` tokenledger sends with it.
+const BUSY_BACKOFF: Duration = Duration::from_secs(1);
+
 enum Failure {
     Status(StatusCode),
     Transport,
@@ -189,8 +192,15 @@ impl VirtualUser {
     async fn login(&mut self) {
         while self.open() {
             let request = self.target.post(Route::Login, self.login_body(), None);
-            let Ok(reply) = self.send(Kind::Login, request).await else {
-                continue;
+            let reply = match self.send(Kind::Login, request).await {
+                Ok(reply) => reply,
+                // Too many logins wait for a password check already: back off as the answer
+                // asks (`Retry-After: 1`), as a real client would, rather than spin on 503s.
+                Err(Failure::Status(StatusCode::SERVICE_UNAVAILABLE)) => {
+                    tokio::time::sleep(BUSY_BACKOFF).await;
+                    continue;
+                }
+                Err(_) => continue,
             };
             match answers::tokens(&reply.body) {
                 Some(t) if !t.jwt.is_empty() && !t.refresh_token.is_empty() => {
