@@ -853,6 +853,19 @@ mod tests {
         );
         assert_eq!(c.refresh_rate_limit.unwrap().requests, 30);
         assert_eq!(
+            (c.login_ip_rate_limit, c.login_account_failure_limit),
+            (
+                Some(RateLimit {
+                    requests: 30,
+                    period: std::time::Duration::from_secs(60)
+                }),
+                Some(RateLimit {
+                    requests: 20,
+                    period: std::time::Duration::from_secs(3600)
+                })
+            )
+        );
+        assert_eq!(
             c.cookie,
             CookieSettings {
                 name: "refreshToken".into(),
@@ -865,6 +878,8 @@ mod tests {
             None,
             &env(&[
                 ("LOGIN_RATE_LIMIT", "off"),
+                ("LOGIN_IP_RATE_LIMIT", "off"),
+                ("LOGIN_ACCOUNT_FAILURE_LIMIT", "5/1d"),
                 ("REFRESH_RATE_LIMIT", "5/1m"),
                 ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
                 ("COOKIE_SAME_SITE", "Lax"),
@@ -873,6 +888,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.login_rate_limit, None);
+        assert_eq!(c.login_ip_rate_limit, None);
+        assert_eq!(
+            c.login_account_failure_limit.unwrap().period,
+            std::time::Duration::from_secs(86_400)
+        );
         assert_eq!(
             c.refresh_rate_limit.unwrap().period,
             std::time::Duration::from_secs(60)
@@ -880,6 +900,11 @@ mod tests {
         assert_eq!(c.trusted_proxies.len(), 2);
         assert_eq!(c.cookie.same_site, SameSite::Lax);
         assert!(error_of(&[("LOGIN_RATE_LIMIT", "ten")]).starts_with("LOGIN_RATE_LIMIT:"));
+        assert!(error_of(&[("LOGIN_IP_RATE_LIMIT", "0/60s")]).starts_with("LOGIN_IP_RATE_LIMIT:"));
+        assert!(
+            error_of(&[("LOGIN_ACCOUNT_FAILURE_LIMIT", "x")])
+                .starts_with("LOGIN_ACCOUNT_FAILURE_LIMIT:")
+        );
         assert!(error_of(&[("LOGIN_RATE_LIMIT", "0/60s")]).starts_with("LOGIN_RATE_LIMIT:"));
         assert!(error_of(&[("TRUSTED_PROXIES", "10.0.0.0/99")]).starts_with("TRUSTED_PROXIES:"));
         assert!(error_of(&[("COOKIE_SAME_SITE", "sometimes")]).starts_with("COOKIE_SAME_SITE:"));
