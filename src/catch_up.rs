@@ -41,6 +41,8 @@ impl Progress {
 
 /// Events decoded together on a blocking thread.
 const DECODE_CHUNK: usize = 4096;
+/// Events folded under one hold of the projection's write lock.
+const FOLD_SLICE: usize = 256;
 
 /// Folds every event after `after_position` into `projection`; returns the last position
 /// seen and how many events were read. Three stages overlap: the store reads the next page,
@@ -67,11 +69,14 @@ pub async fn fold_into(
         .try_buffered(2);
     let (mut position, mut count) = (after_position, 0u64);
     while let Some(decoded) = chunks.try_next().await? {
-        let mut folding = projection.write().unwrap_or_else(|p| p.into_inner());
-        for (user_id, version, event) in &decoded.events {
-            folding.apply(*user_id, *version, event);
+        // The lock is taken per slice, not per chunk: while the server runs, requests wait
+        // for each slice, not for the whole chunk.
+        for slice in decoded.events.chunks(FOLD_SLICE) {
+            let mut folding = projection.write().unwrap_or_else(|p| p.into_inner());
+            for (user_id, version, event) in slice {
+                folding.apply(*user_id, *version, event);
+            }
         }
-        drop(folding);
         position = decoded.last_position;
         count += decoded.read;
         progress(count, position);

@@ -159,6 +159,13 @@ impl ActiveSessions {
         (live[skip..].iter().map(|s| (*s).clone()).collect(), total)
     }
 
+    /// All of a user's live, unexpired sessions, most recently used first: for tools and
+    /// tests. A user may hold thousands, so the service lists them with `page_of`.
+    pub fn sessions_of(&self, user_id: UserId, now: Timestamp) -> Vec<Session> {
+        let total = self.count_of(user_id, now);
+        self.page_of(user_id, now, None, 0, total).0
+    }
+
     /// How many live, unexpired sessions a user holds.
     pub fn count_of(&self, user_id: UserId, now: Timestamp) -> usize {
         self.users.get(&user_id).map_or(0, |entry| {
