@@ -22,6 +22,7 @@ mod operations;
 mod plugin_regressions;
 mod postgres;
 mod restart;
+mod session_scale;
 mod sessions;
 mod store;
 mod store_failures;
