@@ -60,8 +60,10 @@ impl Folded {
                 }
             }
         }
-        self.evolve(&events);
-        self.publish(start, &events, core);
+        if !events.is_empty() {
+            self.evolve(&events);
+            self.publish(start, &events, core);
+        }
         corrupt.map_or(Ok(()), Err)
     }
 
