@@ -139,7 +139,13 @@ impl ActiveSessions {
         let Some(entry) = self.users.get(&user_id) else {
             return (Vec::new(), 0);
         };
-        let order = |s: &Session| (Some(s.id) != current, std::cmp::Reverse(s.last_used_at), s.id);
+        let order = |s: &Session| {
+            (
+                Some(s.id) != current,
+                std::cmp::Reverse(s.last_used_at),
+                s.id,
+            )
+        };
         let mut live: Vec<&Session> = entry
             .sessions
             .sessions
@@ -357,7 +363,10 @@ mod tests {
             }
         }
         let left = p.catch_up_user(5, folded(1, &history));
-        assert!(left.sessions.len() == 1, "the replaced entry comes back to drop");
+        assert!(
+            left.sessions.len() == 1,
+            "the replaced entry comes back to drop"
+        );
         assert_eq!((p.version(1), p.len()), (5, 6));
         let ids: Vec<u128> = p
             .page_of(1, at(20), None, 0, 25)

@@ -74,8 +74,11 @@ fn positive(value: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
     let Some(value) = value else {
         return Ok(None);
     };
-    let invalid =
-        || ApiError::validation(format!("Invalid '{name}' parameter. Expected an integer > 0"));
+    let invalid = || {
+        ApiError::validation(format!(
+            "Invalid '{name}' parameter. Expected an integer > 0"
+        ))
+    };
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid());
     }
@@ -125,14 +128,22 @@ mod tests {
             page(2, 10)
         );
         assert_eq!(read("pagination[pageSize]=1000"), page(1, 100), "maxLimit");
-        assert_eq!(read("pagination[page]=99999999999999999999999").unwrap().page, u64::MAX);
+        assert_eq!(
+            read("pagination[page]=99999999999999999999999")
+                .unwrap()
+                .page,
+            u64::MAX
+        );
         for bad in ["0", "-1", "1.5", "two", "", "+1", "%201", "00", "1e3"] {
             assert_eq!(
                 read(&format!("pagination[page]={bad}")),
                 Err("Invalid 'page' parameter. Expected an integer > 0".to_owned()),
                 "{bad:?}"
             );
-            assert!(read(&format!("pagination[pageSize]={bad}")).is_err(), "{bad:?}");
+            assert!(
+                read(&format!("pagination[pageSize]={bad}")).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -140,7 +140,11 @@ async fn logging_out_of_5000_sessions_does_not_hold_up_another_users_requests() 
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let (status, body) = app
-        .post_with_bearer("/api/auth/logout", &s(&crowd["jwt"]), json!({"scope": "all"}))
+        .post_with_bearer(
+            "/api/auth/logout",
+            &s(&crowd["jwt"]),
+            json!({"scope": "all"}),
+        )
         .await;
     let clear = started.elapsed();
     assert_eq!(status, 200, "{body}");
@@ -154,7 +158,11 @@ async fn logging_out_of_5000_sessions_does_not_hold_up_another_users_requests() 
         "clear of 5000 sessions: {clear:?}; another user's /api/users/me over {} requests: p99 {p99:?}, max {worst:?}",
         latencies.len()
     );
-    assert!(latencies.len() >= 20, "too few requests: {}", latencies.len());
+    assert!(
+        latencies.len() >= 20,
+        "too few requests: {}",
+        latencies.len()
+    );
     assert!(
         p99 < Duration::from_millis(50),
         "p99 {p99:?} (clear {clear:?})"
@@ -192,7 +200,13 @@ async fn the_101st_login_evicts_the_least_recently_used_session() {
     let jwt = s(&login["jwt"]);
 
     let (status, body) = app.refresh(&oldest).await;
-    assert_error(status, &body, 401, "UnauthorizedError", "Invalid refresh token");
+    assert_error(
+        status,
+        &body,
+        401,
+        "UnauthorizedError",
+        "Invalid refresh token",
+    );
     let revoked = app.payloads(id, "SessionRevoked").await;
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0]["reason"], "evicted");
@@ -216,7 +230,10 @@ async fn the_101st_login_evicts_the_least_recently_used_session() {
         .map(|s| s["id"].as_str().unwrap().to_owned())
         .collect();
     assert!(!listed.contains(&s(&oldest_session)));
-    assert!(listed.contains(&seeded[0].to_string()), "the next oldest stays");
+    assert!(
+        listed.contains(&seeded[0].to_string()),
+        "the next oldest stays"
+    );
     assert_eq!(page["data"][0]["current"], true);
 
     // The next login evicts the next least recently used: the first seeded session.
@@ -239,7 +256,10 @@ async fn the_session_list_comes_a_page_at_a_time_in_strapis_shape() {
 
     let page = |query: &'static str| {
         let (app, jwt) = (&app, &jwt);
-        async move { app.get_with_bearer(&format!("/api/auth/sessions{query}"), jwt).await }
+        async move {
+            app.get_with_bearer(&format!("/api/auth/sessions{query}"), jwt)
+                .await
+        }
     };
     let ids = |body: &Value| -> Vec<String> {
         body["data"]
@@ -257,15 +277,24 @@ async fn the_session_list_comes_a_page_at_a_time_in_strapis_shape() {
         json!({"pagination": {"page": 1, "pageSize": 25, "pageCount": 3, "total": 60}})
     );
     assert_eq!(first["data"].as_array().unwrap().len(), 25);
-    assert_eq!(first["data"][0]["current"], true, "the current session first");
-    assert_eq!(first["data"][1]["deviceId"], "seeded-58", "then the most recent");
+    assert_eq!(
+        first["data"][0]["current"], true,
+        "the current session first"
+    );
+    assert_eq!(
+        first["data"][1]["deviceId"], "seeded-58",
+        "then the most recent"
+    );
 
     let (_, second) = page("?pagination[page]=2").await;
     let (_, third) = page("?pagination%5Bpage%5D=3&pagination%5BpageSize%5D=25").await;
     assert_eq!(second["data"][0]["deviceId"], "seeded-34");
     assert_eq!(third["data"].as_array().unwrap().len(), 10);
     assert_eq!(third["meta"]["pagination"]["page"], 3);
-    let mut all: Vec<String> = [&first, &second, &third].into_iter().flat_map(ids).collect();
+    let mut all: Vec<String> = [&first, &second, &third]
+        .into_iter()
+        .flat_map(ids)
+        .collect();
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 60, "the pages cover every session once");
@@ -280,7 +309,10 @@ async fn the_session_list_comes_a_page_at_a_time_in_strapis_shape() {
     let (_, past) = page("?pagination[page]=9").await;
     assert_eq!(past["data"], json!([]));
     let (_, capped) = page("?pagination[pageSize]=1000").await;
-    assert_eq!(capped["meta"]["pagination"]["pageSize"], 100, "Strapi's maxLimit");
+    assert_eq!(
+        capped["meta"]["pagination"]["pageSize"], 100,
+        "Strapi's maxLimit"
+    );
     assert_eq!(capped["data"].as_array().unwrap().len(), 60);
 
     for (query, message) in [

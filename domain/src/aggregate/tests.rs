@@ -435,16 +435,18 @@ fn a_login_beyond_the_limit_evicts_the_least_recently_used_session() {
         (login_as(300, Some(3)), at(2)),
     ]);
     let h = Harness {
-        state: h
-            .when(refresh(&h.state, 0, false, 2), at(3))
-            .1,
+        state: h.when(refresh(&h.state, 0, false, 2), at(3)).1,
     };
     let (result, after) = h.when(login_as(400, Some(3)), at(4));
     let events = result.unwrap();
     assert_eq!(types(&events), ["SessionRevoked", "TokenIssued"]);
     assert_eq!(evicted(&events), [200]);
     assert_eq!(
-        after.sessions.keys().map(|k| k.as_u128()).collect::<Vec<_>>(),
+        after
+            .sessions
+            .keys()
+            .map(|k| k.as_u128())
+            .collect::<Vec<_>>(),
         [SESSION, 300, 400]
     );
 }
@@ -472,7 +474,11 @@ fn a_user_far_over_the_limit_is_brought_down_to_it_by_one_login() {
     assert_eq!(evicted(&events), [100, 90, 80, 70, 60, 50, 40]);
     assert_eq!(types(&events).last(), Some(&"TokenIssued"));
     assert_eq!(
-        after.sessions.keys().map(|k| k.as_u128()).collect::<Vec<_>>(),
+        after
+            .sessions
+            .keys()
+            .map(|k| k.as_u128())
+            .collect::<Vec<_>>(),
         [10, 20, 30, 1000]
     );
 }
