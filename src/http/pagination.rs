@@ -58,7 +58,7 @@ impl PageRequest {
 
     /// `meta.pagination` for a list of `total` items.
     pub fn meta(&self, total: usize) -> Pagination {
-        let total = u64::try_from(total).unwrap_or(u64::MAX);
+        let total = u64::try_from(total).unwrap_or(LARGEST);
         Pagination {
             page: self.page,
             page_size: self.page_size,
@@ -68,8 +68,11 @@ impl PageRequest {
     }
 }
 
-/// A whole number above zero. Digits beyond `u64` still name a page past the end, not an
-/// error: the value is well formed, there is just nothing there.
+/// The largest page or page size read: what OpenAPI's `int64` holds. A larger number is well
+/// formed and names a page past the end, not an error: there is just nothing there.
+const LARGEST: u64 = i64::MAX as u64;
+
+/// A whole number above zero, at most `LARGEST`.
 fn positive(value: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
     let Some(value) = value else {
         return Ok(None);
@@ -84,9 +87,9 @@ fn positive(value: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
     }
     match value.parse::<u64>() {
         Ok(0) => Err(invalid()),
-        Ok(n) => Ok(Some(n)),
+        Ok(n) => Ok(Some(n.min(LARGEST))),
         // Only digits, so the one way to fail is to overflow.
-        Err(_) => Ok(Some(u64::MAX)),
+        Err(_) => Ok(Some(LARGEST)),
     }
 }
 
@@ -128,12 +131,13 @@ mod tests {
             page(2, 10)
         );
         assert_eq!(read("pagination[pageSize]=1000"), page(1, 100), "maxLimit");
-        assert_eq!(
-            read("pagination[page]=99999999999999999999999")
-                .unwrap()
-                .page,
-            u64::MAX
-        );
+        for far in ["99999999999999999999999", "9223372036854775808"] {
+            assert_eq!(
+                read(&format!("pagination[page]={far}")),
+                page(LARGEST, 25),
+                "past the end, not an error"
+            );
+        }
         for bad in ["0", "-1", "1.5", "two", "", "+1", "%201", "00", "1e3"] {
             assert_eq!(
                 read(&format!("pagination[page]={bad}")),
@@ -165,7 +169,7 @@ mod tests {
         );
         assert_eq!(request.meta(0).page_count, 0);
         let far = PageRequest {
-            page: u64::MAX,
+            page: LARGEST,
             page_size: 100,
         };
         assert_eq!(far.skip(), usize::MAX);
