@@ -41,6 +41,14 @@ struct Folded {
 /// however long the stream, where folding a whole stream again would evolve every event.
 const FOLD_AT_MOST: usize = 16;
 
+/// How many sessions folding `event` touches.
+fn sessions_touched(event: &Event) -> usize {
+    match event {
+        Event::SessionsCleared(e) => e.session_ids.len().max(1),
+        _ => 1,
+    }
+}
+
 impl Folded {
     /// Folds recorded events of the stream into the state, outside any lock, then brings the
     /// projection up to the same version. Events decoded before a corrupt one stay folded.
@@ -76,10 +84,12 @@ impl Folded {
 
     /// Brings the projection's entry for this user up to `self.version`, which `events`
     /// (versions `start + 1 ..= self.version`) just reached. The projection is shared by every
-    /// request, so its write lock is held only for what it lacks: the few events after its
-    /// own version, or, when it lacks more (an actor that loaded a long stream the projection
-    /// has not seen), a swap for a copy made before taking the lock. Either way it never skips
-    /// a version another writer appended and this actor loaded.
+    /// request, so its write lock is held only for the cheaper of two things: folding the few
+    /// events it lacks, or swapping in a copy of the actor's state made before taking the lock
+    /// — when it lacks many events (an actor that loaded a long stream the projection has not
+    /// seen), or when they would touch more sessions than the copy holds (a clear of
+    /// thousands, whose ended sessions are then freed after the lock is released). Either way
+    /// it never skips a version another writer appended and this actor loaded.
     fn publish(&self, start: i64, events: &[(i64, Event)], core: &Core) {
         let user_id = self.state.user_id;
         let seen = core
@@ -90,8 +100,11 @@ impl Folded {
         if seen >= self.version {
             return;
         }
-        let lacking = events.iter().filter(|(version, _)| *version > seen).count();
-        let copy = (seen < start || lacking > FOLD_AT_MOST).then(|| self.state.clone());
+        let lacking = || events.iter().filter(|(version, _)| *version > seen);
+        let touched: usize = lacking().map(|(_, event)| sessions_touched(event)).sum();
+        let swap =
+            seen < start || lacking().count() > FOLD_AT_MOST || touched > self.state.sessions.len();
+        let copy = swap.then(|| self.state.clone());
         let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
         let unused = match copy {
             Some(copy) => Some(projection.catch_up_user(self.version, copy)),
