@@ -41,8 +41,6 @@ impl Progress {
 
 /// Events decoded together on a blocking thread.
 const DECODE_CHUNK: usize = 4096;
-/// Events folded under one hold of the projection's write lock.
-const FOLD_SLICE: usize = 256;
 
 /// Folds every event after `after_position` into `projection`; returns the last position
 /// seen and how many events were read. Three stages overlap: the store reads the next page,
@@ -69,13 +67,15 @@ pub async fn fold_into(
         .try_buffered(2);
     let (mut position, mut count) = (after_position, 0u64);
     while let Some(decoded) = chunks.try_next().await? {
-        // The lock is taken per slice, not per chunk: while the server runs, requests wait
-        // for each slice, not for the whole chunk.
-        for slice in decoded.events.chunks(FOLD_SLICE) {
+        // The lock is taken per run of one user's events, not per chunk: while the server
+        // runs, requests wait for one user's run at a time; and a run folds in one pass
+        // however many sessions it ends.
+        for run in decoded.events.chunk_by(|a, b| a.0 == b.0) {
             let mut folding = projection.write().unwrap_or_else(|p| p.into_inner());
-            for (user_id, version, event) in slice {
-                folding.apply(*user_id, *version, event);
-            }
+            folding.apply_all(
+                run[0].0,
+                run.iter().map(|(_, version, event)| (*version, event)),
+            );
         }
         position = decoded.last_position;
         count += decoded.read;

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokenledger_domain::{
-    Event, Session, SessionId, Sessions, Timestamp, UserId, UserSessions, evolve,
+    Event, Session, SessionId, Sessions, Timestamp, UserId, UserSessions, evolve_all,
 };
 
 /// One live session as the read side sees it.
@@ -48,22 +48,45 @@ impl ActiveSessions {
     /// Folds event `stream_version` of `user_id`'s stream. Returns false (and changes nothing)
     /// for a version already folded.
     pub fn apply(&mut self, user_id: UserId, stream_version: i64, event: &Event) -> bool {
+        self.apply_all(user_id, [(stream_version, event)]) == 1
+    }
+
+    /// Folds events of `user_id`'s stream, in stream order, skipping versions already folded;
+    /// returns how many were folded. A run of revocations (a login that evicts thousands)
+    /// ends its sessions in one pass (`evolve_all`).
+    pub fn apply_all<'e>(
+        &mut self,
+        user_id: UserId,
+        events: impl IntoIterator<Item = (i64, &'e Event)>,
+    ) -> usize {
         let entry = self.users.entry(user_id).or_insert_with(|| UserEntry {
             version: 0,
             sessions: UserSessions::new(user_id),
         });
-        if stream_version <= entry.version {
-            return false;
+        let mut version = entry.version;
+        let fresh: Vec<&Event> = events
+            .into_iter()
+            .filter(|(stream_version, _)| {
+                let new = *stream_version > version;
+                version = version.max(*stream_version);
+                new
+            })
+            .map(|(_, event)| event)
+            .collect();
+        if fresh.is_empty() {
+            return 0;
         }
-        entry.version = stream_version;
+        entry.version = version;
         let before = entry.sessions.sessions.len();
         let sessions = std::mem::take(&mut entry.sessions);
-        entry.sessions = evolve(sessions, event);
+        entry.sessions = evolve_all(sessions, fresh.iter().copied());
         self.live = self.live + entry.sessions.sessions.len() - before;
-        if let Some(session) = touched(event).and_then(|id| entry.sessions.sessions.get_mut(&id)) {
-            self.texts.share(session);
+        for id in fresh.iter().filter_map(|event| touched(event)) {
+            if let Some(session) = entry.sessions.sessions.get_mut(&id) {
+                self.texts.share(session);
+            }
         }
-        true
+        fresh.len()
     }
 
     /// Takes `sessions`, the fold of `user_id`'s stream through `stream_version`, in place of
@@ -348,7 +371,36 @@ mod tests {
     }
 
     fn folded(user: UserId, events: &[Event]) -> UserSessions {
-        events.iter().fold(UserSessions::new(user), evolve)
+        evolve_all(UserSessions::new(user), events)
+    }
+
+    #[test]
+    fn given_a_run_of_events_with_some_folded_already_then_only_the_new_ones_fold() {
+        let mut p = ActiveSessions::new();
+        let logins: Vec<Event> = (10..20).map(|n| issued(n, n as i64)).collect();
+        assert_eq!(
+            p.apply_all(1, logins.iter().enumerate().map(|(i, e)| (i as i64 + 1, e))),
+            10
+        );
+        let ends: Vec<Event> = (10..18)
+            .map(|n| {
+                Event::SessionRevoked(SessionRevoked {
+                    session_id: Uuid::from_u128(n),
+                    reason: RevokeReason::Evicted,
+                    revoked_at: at(30),
+                })
+            })
+            .collect();
+        // Versions 9 and 10 again, then eight revocations as 11..=18.
+        let run = logins[8..]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i as i64 + 9, e))
+            .chain(ends.iter().enumerate().map(|(i, e)| (i as i64 + 11, e)));
+        assert_eq!(p.apply_all(1, run), 8);
+        assert_eq!((p.version(1), p.len()), (18, 2));
+        assert!(p.owns(1, &Uuid::from_u128(19)) && !p.owns(1, &Uuid::from_u128(17)));
+        assert_eq!(p.apply_all(1, ends.iter().map(|e| (18, e))), 0);
     }
 
     #[test]

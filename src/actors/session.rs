@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve};
+use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve_all};
 
 use super::{Core, ExecuteError, Executed, Registry};
 use crate::store::{EventMetadata, NewEvent, RecordedEvent, StoreError, stream_of};
@@ -76,8 +76,11 @@ impl Folded {
     }
 
     fn evolve(&mut self, events: &[(i64, Event)]) {
-        for (version, event) in events {
-            self.state = evolve(std::mem::take(&mut self.state), event);
+        self.state = evolve_all(
+            std::mem::take(&mut self.state),
+            events.iter().map(|(_, event)| event),
+        );
+        if let Some((version, _)) = events.last() {
             self.version = *version;
         }
     }
@@ -111,9 +114,7 @@ impl Folded {
             None => {
                 // `seen >= start` and versions only grow: whatever the projection lacks now
                 // is among `events`.
-                for (version, event) in events {
-                    projection.apply(user_id, *version, event);
-                }
+                projection.apply_all(user_id, events.iter().map(|(v, event)| (*v, event)));
                 None
             }
         };

@@ -90,10 +90,13 @@ impl AppState {
                     Ok((record.stream_version, event))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut projection = self.projection.write().unwrap_or_else(|p| p.into_inner());
-            for (version, event) in &events {
-                projection.apply(user_id, *version, event);
-            }
+            self.projection
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply_all(
+                    user_id,
+                    events.iter().map(|(version, event)| (*version, event)),
+                );
         }
         Ok(self
             .projection

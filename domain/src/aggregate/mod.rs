@@ -380,6 +380,31 @@ fn clear(state: &UserSessions, cmd: &ClearSessions, now: Timestamp) -> Vec<Event
     })]
 }
 
+/// Folds `events` in order, as repeated `evolve` does, except that a run of consecutive
+/// `SessionRevoked` and `SessionsCleared` ends its sessions in one pass: a login that brings a
+/// user down from thousands of sessions to the limit records thousands of revocations, and
+/// ending them one at a time would shift the sorted sessions once for each.
+pub fn evolve_all<'e>(
+    mut state: UserSessions,
+    events: impl IntoIterator<Item = &'e Event>,
+) -> UserSessions {
+    let mut ending: Vec<SessionId> = Vec::new();
+    for event in events {
+        match event {
+            Event::SessionRevoked(e) => ending.push(e.session_id),
+            Event::SessionsCleared(e) => ending.extend_from_slice(&e.session_ids),
+            other => {
+                // Ends before the event that follows them, as the log orders them.
+                state.sessions.remove_all(&ending);
+                ending.clear();
+                state = evolve(state, other);
+            }
+        }
+    }
+    state.sessions.remove_all(&ending);
+    state
+}
+
 /// Folds one event into the state. Ended sessions leave the state: a token of one is then
 /// simply unknown.
 pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {

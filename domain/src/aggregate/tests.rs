@@ -516,6 +516,56 @@ fn evicted_is_stored_as_snake_case() {
 }
 
 #[test]
+fn folding_a_run_of_endings_at_once_gives_what_folding_one_by_one_gives() {
+    let history: Vec<(Command, Timestamp)> = (1..=40)
+        .map(|n| (login_as(n * 10, None), at(n as i64)))
+        .collect();
+    let mut events = Vec::new();
+    let mut state = UserSessions::new(USER);
+    for (command, now) in &history {
+        let decided = decide(&state, command, *now, &FieldSealer).unwrap();
+        state = decided.iter().fold(state, evolve);
+        events.extend(decided);
+    }
+    // A login far over the limit: 36 evictions in a run, then the login itself; then a
+    // revocation, a clear of some, and another login.
+    let over = decide(&state, &login_as(1000, Some(5)), at(50), &FieldSealer).unwrap();
+    assert_eq!(evicted(&over).len(), 36);
+    events.extend(over);
+    events.push(revoked(id(400), RevokeReason::Logout, at(51)));
+    events.push(Event::SessionsCleared(SessionsCleared {
+        reason: ClearReason::Logout,
+        session_ids: vec![id(380), id(390)],
+        kept: None,
+        cleared_at: at(52),
+    }));
+    let after = decide(
+        &events.iter().fold(UserSessions::new(USER), evolve),
+        &login_as(2000, None),
+        at(53),
+        &FieldSealer,
+    )
+    .unwrap();
+    events.extend(after);
+
+    let one_by_one = events.iter().fold(UserSessions::new(USER), evolve);
+    assert_eq!(evolve_all(UserSessions::new(USER), &events), one_by_one);
+    assert_eq!(
+        one_by_one
+            .sessions
+            .keys()
+            .map(|k| k.as_u128())
+            .collect::<Vec<_>>(),
+        [370, 1000, 2000]
+    );
+    // And from any point in between.
+    for split in [1, 40, 41, 60, 77, events.len() - 1] {
+        let first = evolve_all(UserSessions::new(USER), &events[..split]);
+        assert_eq!(evolve_all(first, &events[split..]), one_by_one, "{split}");
+    }
+}
+
+#[test]
 fn a_session_id_is_never_issued_twice() {
     let h = given(&[(login(), at(0))]);
     assert_eq!(h.when(login(), at(1)).0, Err(DomainError::SessionExists));
