@@ -1,5 +1,6 @@
 //! Forensic replay: the sessions of a user that were alive at a past moment, folded from the
-//! user's events up to that moment with the aggregate's own `evolve`.
+//! user's events up to that moment with the aggregate's own `evolve` (as `evolve_all`, which
+//! ends a run of revocations in one pass).
 
 use tokenledger_domain::{Event, Session, Timestamp, UserId, UserSessions, evolve_all};
 
