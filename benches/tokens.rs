@@ -82,6 +82,7 @@ fn user(tokens: &Tokens, mut now: Timestamp) -> (UserSessions, String, Timestamp
             token_id: v7(now),
             reason: IssueReason::Login,
             lifetimes: lifetimes(),
+            max_sessions: None,
             client: client(),
         });
         run(&mut state, &login, now);

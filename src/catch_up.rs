@@ -67,11 +67,16 @@ pub async fn fold_into(
         .try_buffered(2);
     let (mut position, mut count) = (after_position, 0u64);
     while let Some(decoded) = chunks.try_next().await? {
-        let mut folding = projection.write().unwrap_or_else(|p| p.into_inner());
-        for (user_id, version, event) in &decoded.events {
-            folding.apply(*user_id, *version, event);
+        // The lock is taken per run of one user's events, not per chunk: while the server
+        // runs, requests wait for one user's run at a time; and a run folds in one pass
+        // however many sessions it ends.
+        for run in decoded.events.chunk_by(|a, b| a.0 == b.0) {
+            let mut folding = projection.write().unwrap_or_else(|p| p.into_inner());
+            folding.apply_all(
+                run[0].0,
+                run.iter().map(|(_, version, event)| (*version, event)),
+            );
         }
-        drop(folding);
         position = decoded.last_position;
         count += decoded.read;
         progress(count, position);

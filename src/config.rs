@@ -53,6 +53,9 @@ pub struct Config {
     pub refresh_token_reuse_grace: TimeDelta,
     pub session_idle_timeout: TimeDelta,
     pub session_absolute_lifetime: TimeDelta,
+    /// How many sessions one user may hold; a login beyond it ends the least recently used.
+    /// `None` is `off`.
+    pub max_sessions_per_user: Option<u32>,
     pub production_url: Option<String>,
     pub actor_idle_timeout: TimeDelta,
     pub log_format: LogFormat,
@@ -185,6 +188,7 @@ struct RefreshSection {
     refresh_token_reuse_grace: Option<toml::Value>,
     session_idle_timeout: Option<toml::Value>,
     session_absolute_lifetime: Option<toml::Value>,
+    max_sessions_per_user: Option<toml::Value>,
     cookie_name: Option<String>,
     cookie_same_site: Option<String>,
     cookie_path: Option<String>,
@@ -436,6 +440,14 @@ impl Config {
                     text(&r.session_absolute_lifetime),
                 ),
                 "90d",
+            )?,
+            max_sessions_per_user: session_limit(
+                pick(
+                    "MAX_SESSIONS_PER_USER",
+                    "refresh.maxSessionsPerUser",
+                    text(&r.max_sessions_per_user),
+                ),
+                "100",
             )?,
             production_url,
             actor_idle_timeout: duration(
@@ -707,6 +719,25 @@ fn rate_limit(raw: Raw, default: &str) -> Result<Option<RateLimit>, ConfigError>
     Ok(Some(RateLimit { requests, period }))
 }
 
+/// A number of sessions of 1 or more, or `off`. 0 is refused rather than read as either:
+/// "no sessions at all" would lock every user out, and "no limit" is what `off` says.
+fn session_limit(raw: Raw, default: &str) -> Result<Option<u32>, ConfigError> {
+    let text = raw.value.as_deref().unwrap_or(default).trim().to_owned();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                &raw.key,
+                format!("{text:?} is not a number of sessions of 1 or more, or off"),
+            )
+        })
+}
+
 /// Comma-separated addresses or networks (`10.0.0.0/8`, `::1`).
 fn proxies(raw: &Raw) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     let Some(text) = raw.value.as_deref() else {
@@ -796,6 +827,29 @@ mod tests {
         assert_eq!(c.session_idle_timeout, TimeDelta::days(30));
         assert_eq!(c.refresh_token_reuse_grace, TimeDelta::seconds(10));
         assert!(!c.refresh_token_rotation && !c.request_refresh_on_all && !c.cookie_response);
+        assert_eq!(c.max_sessions_per_user, Some(100));
+    }
+
+    #[test]
+    fn the_session_limit_is_a_positive_number_or_off() {
+        let limit = |pairs: &[(&str, &str)]| {
+            Config::load(None, &env(pairs), false)
+                .unwrap()
+                .max_sessions_per_user
+        };
+        assert_eq!(limit(&[("MAX_SESSIONS_PER_USER", "5000")]), Some(5000));
+        assert_eq!(limit(&[("MAX_SESSIONS_PER_USER", "OFF")]), None);
+        for bad in ["0", "-1", "ten", "1.5", "4294967296"] {
+            assert!(
+                error_of(&[("MAX_SESSIONS_PER_USER", bad)]).starts_with("MAX_SESSIONS_PER_USER:"),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenledger.toml");
+        std::fs::write(&path, "[refresh]\nmaxSessionsPerUser = 3\n").unwrap();
+        let c = Config::load(Some(&path), &env(&[]), false).unwrap();
+        assert_eq!(c.max_sessions_per_user, Some(3));
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl History {
             token_id,
             reason: IssueReason::Login,
             lifetimes: lifetimes(),
+            max_sessions: None,
             client,
         }));
         session_id
@@ -236,6 +237,7 @@ fn benches(c: &mut Criterion) {
         token_id: h.ids.at(now),
         reason: IssueReason::Login,
         lifetimes: lifetimes(),
+        max_sessions: None,
         client: client("198.51.100.90", LAPTOP_UA),
     });
     for (name, command, event_type) in [

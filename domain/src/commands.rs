@@ -31,6 +31,10 @@ pub struct IssueToken {
     pub token_id: TokenId,
     pub reason: IssueReason,
     pub lifetimes: Lifetimes,
+    /// How many sessions the user may hold with this one (`MAX_SESSIONS_PER_USER`); the least
+    /// recently used beyond it end. `None`: no limit. The new session always stays, so a
+    /// limit of 0 acts as 1.
+    pub max_sessions: Option<u32>,
     pub client: Client,
 }
 

@@ -27,6 +27,8 @@ pub enum RevokeReason {
     Blocked,
     /// Started by a login that raced a password change: the change wins.
     PasswordChanged,
+    /// The least recently used session, ended by a login beyond the sessions a user may hold.
+    Evicted,
 }
 
 /// Why many sessions ended at once.

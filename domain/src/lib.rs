@@ -11,7 +11,9 @@ mod events;
 mod types;
 mod upcast;
 
-pub use aggregate::{DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve};
+pub use aggregate::{
+    DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve, evolve_all,
+};
 pub use commands::{
     ClearSessions, Client, Command, IssueToken, Lifetimes, Logout, LogoutScope, PresentedToken,
     RecordLoginFailure, RevokeSession, RotateToken,

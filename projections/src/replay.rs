@@ -1,7 +1,8 @@
 //! Forensic replay: the sessions of a user that were alive at a past moment, folded from the
-//! user's events up to that moment with the aggregate's own `evolve`.
+//! user's events up to that moment with the aggregate's own `evolve` (as `evolve_all`, which
+//! ends a run of revocations in one pass).
 
-use tokenledger_domain::{Event, Session, Timestamp, UserId, UserSessions, evolve};
+use tokenledger_domain::{Event, Session, Timestamp, UserId, UserSessions, evolve_all};
 
 /// Folds the events that happened at or before `at` (by the time each decision saw) and
 /// returns the sessions alive then — ended ones and ones already past their expiry left out
@@ -11,10 +12,12 @@ pub fn sessions_alive_at<'e>(
     events: impl IntoIterator<Item = &'e Event>,
     at: Timestamp,
 ) -> Vec<Session> {
-    let state = events
-        .into_iter()
-        .take_while(|event| event.occurred_at() <= at)
-        .fold(UserSessions::new(user_id), evolve);
+    let state = evolve_all(
+        UserSessions::new(user_id),
+        events
+            .into_iter()
+            .take_while(|event| event.occurred_at() <= at),
+    );
     let mut alive: Vec<Session> = state
         .sessions
         .into_values()

@@ -4,13 +4,14 @@
 //! step — decide, append, fold, update the projection, answer — with `AtomicResponse`, so no
 //! second command of the same user is decided before the first one's append has returned. A
 //! version conflict (another instance wrote first) reloads the stream tail and decides again.
+//! Folding happens outside the projection's lock; the projection then takes only what it
+//! lacks, so a user with many sessions never holds up the others' requests.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve};
-use tokenledger_projections::ActiveSessions;
+use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve_all};
 
 use super::{Core, ExecuteError, Executed, Registry};
 use crate::store::{EventMetadata, NewEvent, RecordedEvent, StoreError, stream_of};
@@ -35,26 +36,91 @@ struct Folded {
     version: i64,
 }
 
+/// Up to this many events the projection lacks, it folds them itself; beyond, it takes a
+/// copy of the actor's state. Both are linear in the user's sessions, but a copy is one pass
+/// however long the stream, where folding a whole stream again would evolve every event.
+const FOLD_AT_MOST: usize = 16;
+
+/// How many sessions folding `event` touches.
+fn sessions_touched(event: &Event) -> usize {
+    match event {
+        Event::SessionsCleared(e) => e.session_ids.len().max(1),
+        _ => 1,
+    }
+}
+
 impl Folded {
-    /// Folds one event of the stream into the state and into the projection. Every event an
-    /// actor folds goes to the projection too, in stream order: then the projection never
-    /// skips a version that another writer appended and this actor loaded.
-    fn apply(&mut self, version: i64, event: &Event, projection: &mut ActiveSessions) {
-        self.state = evolve(std::mem::take(&mut self.state), event);
-        self.version = version;
-        projection.apply(self.state.user_id, version, event);
+    /// Folds recorded events of the stream into the state, outside any lock, then brings the
+    /// projection up to the same version. Events decoded before a corrupt one stay folded.
+    fn fold(&mut self, recorded: &[RecordedEvent], core: &Core) -> Result<(), StoreError> {
+        let start = self.version;
+        let mut events = Vec::with_capacity(recorded.len());
+        let mut corrupt = None;
+        for record in recorded {
+            match record.decode() {
+                Ok(event) => events.push((record.stream_version, event)),
+                Err(source) => {
+                    corrupt = Some(StoreError::Corrupt {
+                        position: record.position,
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.evolve(&events);
+            self.publish(start, &events, core);
+        }
+        corrupt.map_or(Ok(()), Err)
     }
 
-    fn fold(&mut self, recorded: &[RecordedEvent], core: &Core) -> Result<(), StoreError> {
-        let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
-        for record in recorded {
-            let event = record.decode().map_err(|source| StoreError::Corrupt {
-                position: record.position,
-                source,
-            })?;
-            self.apply(record.stream_version, &event, &mut projection);
+    fn evolve(&mut self, events: &[(i64, Event)]) {
+        self.state = evolve_all(
+            std::mem::take(&mut self.state),
+            events.iter().map(|(_, event)| event),
+        );
+        if let Some((version, _)) = events.last() {
+            self.version = *version;
         }
-        Ok(())
+    }
+
+    /// Brings the projection's entry for this user up to `self.version`, which `events`
+    /// (versions `start + 1 ..= self.version`) just reached. The projection is shared by every
+    /// request, so its write lock is held only for the cheaper of two things: folding the few
+    /// events it lacks, or swapping in a copy of the actor's state made before taking the lock
+    /// — when it lacks many events (an actor that loaded a long stream the projection has not
+    /// seen), or when they would touch more sessions than the copy holds (a clear of
+    /// thousands, whose ended sessions are then freed after the lock is released). Either way
+    /// it never skips a version another writer appended and this actor loaded.
+    fn publish(&self, start: i64, events: &[(i64, Event)], core: &Core) {
+        let user_id = self.state.user_id;
+        let seen = core
+            .projection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .version(user_id);
+        if seen >= self.version {
+            return;
+        }
+        let lacking = || events.iter().filter(|(version, _)| *version > seen);
+        let touched: usize = lacking().map(|(_, event)| sessions_touched(event)).sum();
+        let swap =
+            seen < start || lacking().count() > FOLD_AT_MOST || touched > self.state.sessions.len();
+        let copy = swap.then(|| self.state.clone());
+        let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
+        let unused = match copy {
+            Some(copy) => Some(projection.catch_up_user(self.version, copy)),
+            None => {
+                // `seen >= start` and versions only grow: whatever the projection lacks now
+                // is among `events`.
+                projection.apply_all(user_id, events.iter().map(|(v, event)| (*v, event)));
+                None
+            }
+        };
+        drop(projection);
+        // The replaced sessions are freed here, after the lock is released.
+        drop(unused);
     }
 }
 
@@ -191,6 +257,9 @@ async fn execute(
             Ok(events) => events,
             Err(refusal) => return (folded, Err(refusal.into())),
         };
+        let reuse_detected = events
+            .iter()
+            .any(|event| matches!(event, Event::RefreshTokenReused(_)));
         if !events.is_empty() {
             let new_events = events.iter().map(NewEvent::from).collect();
             match core
@@ -199,10 +268,14 @@ async fn execute(
                 .await
             {
                 Ok(recorded) => {
-                    let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
-                    for (event, record) in events.iter().zip(&recorded) {
-                        folded.apply(record.stream_version, event, &mut projection);
-                    }
+                    let start = folded.version;
+                    let events: Vec<(i64, Event)> = recorded
+                        .iter()
+                        .map(|record| record.stream_version)
+                        .zip(events)
+                        .collect();
+                    folded.evolve(&events);
+                    folded.publish(start, &events, &core);
                 }
                 Err(StoreError::Conflict { .. }) => {
                     let tail = core.store.read_stream(&stream, folded.version).await;
@@ -215,9 +288,7 @@ async fn execute(
             }
         }
         let mut reply = reply(user_id, &folded.state, &msg.command, &sealer);
-        reply.reuse_detected = events
-            .iter()
-            .any(|event| matches!(event, Event::RefreshTokenReused(_)));
+        reply.reuse_detected = reuse_detected;
         return (folded, Ok(reply));
     }
     (folded, Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS)))

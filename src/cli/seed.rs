@@ -217,6 +217,8 @@ fn simulate(
                 token_id: uuid_at(now),
                 reason: IssueReason::Login,
                 lifetimes,
+                // Seeded users hold at most five sessions: below any limit.
+                max_sessions: None,
                 client: device.client.clone(),
             })
         } else if roll < 0.10 {

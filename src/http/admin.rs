@@ -14,6 +14,7 @@ use tokenledger_projections::sessions_alive_at;
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
+use super::pagination::{PageRequest, Pagination};
 use super::sessions::SessionSummary;
 use super::users::PublicUser;
 use super::{AppState, RequestContext, bearer};
@@ -287,9 +288,11 @@ struct SessionsAt {
 struct Moment {
     #[schema(format = DateTime)]
     at: String,
+    pagination: Pagination,
 }
 
-/// `GET /api/admin/users/:id/sessions?at=<time>`: the sessions alive then (default: now).
+/// `GET /api/admin/users/:id/sessions?at=<time>`: the sessions alive then (default: now), a
+/// page at a time as the user's own list.
 #[utoipa::path(
     get,
     path = "/api/admin/users/{id}/sessions",
@@ -298,10 +301,12 @@ struct Moment {
     params(
         ("id" = String, Path, example = "1", description = "The user's id"),
         ("at" = Option<String>, Query, format = DateTime, description = "The moment, RFC 3339; now by default"),
+        ("pagination[page]" = Option<u64>, Query, minimum = 1, description = "The page, from 1 (the default)"),
+        ("pagination[pageSize]" = Option<u64>, Query, minimum = 1, description = "Sessions a page, 25 by default; above 100 it is read as 100"),
     ),
     responses(
-        (status = 200, description = "The sessions alive at that moment, replayed from the log", body = SessionsAt),
-        (status = 400, description = "An unreadable query or time", body = ErrorBody),
+        (status = 200, description = "A page of the sessions alive at that moment, replayed from the log, the most recently used first", body = SessionsAt),
+        (status = 400, description = "An unreadable query or time, or a page or page size that is not a whole number above 0", body = ErrorBody),
         (status = 401, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
         (status = 503, description = "The store could not be read; try again", body = ErrorBody),
@@ -314,6 +319,7 @@ pub async fn sessions_at(
 ) -> Result<HttpResponse, ApiError> {
     let user = user(&state, &req, &path).await?;
     let at = time_parameter(&query(&req)?, "at")?.unwrap_or_else(|| state.clock.now());
+    let page = PageRequest::of(&req)?;
     let records = state.store.read_stream(&stream_of(user.id), 0).await?;
     // Decoding and folding a long trail takes a while: off the HTTP worker, which would
     // otherwise hold every request queued behind it (logins included).
@@ -329,19 +335,22 @@ pub async fn sessions_at(
             })
             .collect::<Result<_, _>>()?;
         let alive = sessions_alive_at(user.id, &events, at);
-        Ok::<_, crate::store::StoreError>(
-            alive
-                .iter()
-                .map(|s| SessionSummary::of(s, false))
-                .collect::<Vec<_>>(),
-        )
+        let shown = alive
+            .iter()
+            .skip(page.skip())
+            .take(page.take())
+            .map(|s| SessionSummary::of(s, false))
+            .collect::<Vec<_>>();
+        Ok::<_, crate::store::StoreError>((shown, alive.len()))
     })
     .await
     .map_err(|_| ApiError::unavailable())??;
+    let (data, total) = replayed;
     Ok(HttpResponse::Ok().json(SessionsAt {
-        data: replayed,
+        data,
         meta: Moment {
             at: at.to_rfc3339(),
+            pagination: page.meta(total),
         },
     }))
 }
@@ -382,8 +391,7 @@ pub async fn clear(
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .sessions_of(user.id, state.clock.now())
-        .len();
+        .count_of(user.id, state.clock.now());
     let mut ctx = RequestContext::of(&req, &state);
     ctx.metadata.actor = Actor::Admin;
     let command = Command::ClearSessions(ClearSessions {

@@ -144,6 +144,7 @@ async fn start_session(
         token_id: Uuid::now_v7(),
         reason,
         lifetimes: state.lifetimes(),
+        max_sessions: state.max_sessions(),
         client: ctx.client,
     });
     let executed = state

@@ -12,6 +12,7 @@ mod cookies;
 pub mod errors;
 pub mod limits;
 pub mod openapi;
+mod pagination;
 mod sessions;
 mod users;
 mod validation;
@@ -79,20 +80,35 @@ impl AppState {
                 .unwrap_or_else(|p| p.into_inner())
                 .version(user_id);
             let tail = self.store.read_stream(&stream_of(user_id), after).await?;
-            let mut projection = self.projection.write().unwrap_or_else(|p| p.into_inner());
-            for record in &tail {
-                let event = record.decode().map_err(|source| StoreError::Corrupt {
-                    position: record.position,
-                    source,
-                })?;
-                projection.apply(user_id, record.stream_version, &event);
-            }
+            // Decoded before the lock is taken, which every request shares.
+            let events = tail
+                .iter()
+                .map(|record| {
+                    let event = record.decode().map_err(|source| StoreError::Corrupt {
+                        position: record.position,
+                        source,
+                    })?;
+                    Ok((record.stream_version, event))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            self.projection
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply_all(
+                    user_id,
+                    events.iter().map(|(version, event)| (*version, event)),
+                );
         }
         Ok(self
             .projection
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .is_live(user_id, session_id, self.clock.now()))
+    }
+
+    /// `MAX_SESSIONS_PER_USER`, for every command that starts a session.
+    pub fn max_sessions(&self) -> Option<u32> {
+        self.config.max_sessions_per_user
     }
 
     pub fn lifetimes(&self) -> Lifetimes {

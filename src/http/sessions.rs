@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::auth::presented_token;
 use super::body::Body;
 use super::errors::{ApiError, ErrorBody};
+use super::pagination::{PageMeta, PageRequest};
 use super::users::authenticated;
 use super::{AppState, RequestContext, bearer, cookies};
 use crate::actors::ExecuteError;
@@ -276,37 +277,55 @@ impl SessionSummary {
     }
 }
 
+/// One page of sessions, in Strapi's list shape.
 #[derive(Serialize, ToSchema)]
 struct SessionList {
     data: Vec<SessionSummary>,
+    meta: PageMeta,
 }
 
-/// The caller's live sessions: the current one first, then the most recently used.
+/// The caller's live sessions, a page at a time: the current one first, then the most
+/// recently used.
 #[utoipa::path(
     get,
     path = "/api/auth/sessions",
     tag = "sessions",
     security(("bearerAuth" = [])),
+    params(
+        ("pagination[page]" = Option<u64>, Query, minimum = 1, description = "The page, from 1 (the default)"),
+        ("pagination[pageSize]" = Option<u64>, Query, minimum = 1, description = "Sessions a page, 25 by default; above 100 it is read as 100 (Strapi's `maxLimit`)"),
+    ),
     responses(
-        (status = 200, description = "The live sessions, the current one first", body = SessionList),
+        (status = 200, description = "A page of the live sessions, the current one first on page 1", body = SessionList),
+        (status = 400, description = "A `pagination[page]` or `pagination[pageSize]` that is not a whole number above 0, or an unreadable query", body = ErrorBody),
         (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
         (status = 503, description = "The store could not be read; try again", body = ErrorBody),
     )
 )]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let (user, claims) = authenticated(&state, &req).await?;
-    let mut sessions = state
+    let page = PageRequest::of(&req)?;
+    let (sessions, total) = state
         .projection
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .sessions_of(user.id, state.clock.now());
-    // Stable: the rest keep their most-recent-first order.
-    sessions.sort_by_key(|s| s.id != claims.sid);
+        .page_of(
+            user.id,
+            state.clock.now(),
+            Some(claims.sid),
+            page.skip(),
+            page.take(),
+        );
     let data = sessions
         .iter()
         .map(|s| SessionSummary::of(s, s.id == claims.sid))
         .collect();
-    Ok(HttpResponse::Ok().json(SessionList { data }))
+    Ok(HttpResponse::Ok().json(SessionList {
+        data,
+        meta: PageMeta {
+            pagination: page.meta(total),
+        },
+    }))
 }
 
 /// `{"data":{}}`, as Strapi answers a delete.

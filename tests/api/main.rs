@@ -25,6 +25,7 @@ mod plugin_regressions;
 mod postgres;
 mod request_hardening;
 mod restart;
+mod session_scale;
 mod sessions;
 mod store;
 mod store_failures;

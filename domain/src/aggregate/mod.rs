@@ -193,7 +193,13 @@ fn issue(
         issued_at: issued_at.timestamp(),
         expires_at: token_expires_at.timestamp(),
     };
-    Ok(vec![Event::TokenIssued(TokenIssued {
+    // The evictions come first, so that at no version of the stream does the user hold more
+    // sessions than the limit allowed when this login was decided.
+    let mut events: Vec<Event> = evicted_by_login(state, cmd.max_sessions)
+        .into_iter()
+        .map(|id| revoked(id, RevokeReason::Evicted, now))
+        .collect();
+    events.push(Event::TokenIssued(TokenIssued {
         session_id: cmd.session_id,
         device_id: cmd.device_id.clone(),
         token_id: cmd.token_id,
@@ -205,7 +211,34 @@ fn issue(
         absolute_expires_at,
         ip: cmd.client.ip.clone(),
         user_agent: cmd.client.user_agent.clone(),
-    })])
+    }));
+    Ok(events)
+}
+
+/// The sessions a new login pushes out: the least recently used (ties by id, the older
+/// login first) until, with the new one, the user holds `max_sessions`. More than one when
+/// the user already held more than the limit (a lowered limit, or history from before it).
+fn evicted_by_login(state: &UserSessions, max_sessions: Option<u32>) -> Vec<SessionId> {
+    let Some(limit) = max_sessions else {
+        return Vec::new();
+    };
+    let keep = usize::try_from(limit.max(1) - 1).unwrap_or(usize::MAX);
+    let excess = state.sessions.len().saturating_sub(keep);
+    if excess == 0 {
+        return Vec::new();
+    }
+    let mut by_use: Vec<(Timestamp, SessionId)> = state
+        .sessions
+        .values()
+        .map(|s| (s.last_used_at, s.id))
+        .collect();
+    // Linear selection, then order only the evicted: old data may hold many thousands.
+    if excess < by_use.len() {
+        by_use.select_nth_unstable(excess);
+        by_use.truncate(excess);
+    }
+    by_use.sort_unstable();
+    by_use.into_iter().map(|(_, id)| id).collect()
 }
 
 /// What a presented refresh token is to its session.
@@ -420,6 +453,31 @@ fn clear(state: &UserSessions, cmd: &ClearSessions, now: Timestamp) -> Vec<Event
     })]
 }
 
+/// Folds `events` in order, as repeated `evolve` does, except that a run of consecutive
+/// `SessionRevoked` and `SessionsCleared` ends its sessions in one pass: a login that brings a
+/// user down from thousands of sessions to the limit records thousands of revocations, and
+/// ending them one at a time would shift the sorted sessions once for each.
+pub fn evolve_all<'e>(
+    mut state: UserSessions,
+    events: impl IntoIterator<Item = &'e Event>,
+) -> UserSessions {
+    let mut ending: Vec<SessionId> = Vec::new();
+    for event in events {
+        match event {
+            Event::SessionRevoked(e) => ending.push(e.session_id),
+            Event::SessionsCleared(e) => ending.extend_from_slice(&e.session_ids),
+            other => {
+                // Ends before the event that follows them, as the log orders them.
+                state.sessions.remove_all(&ending);
+                ending.clear();
+                state = evolve(state, other);
+            }
+        }
+    }
+    state.sessions.remove_all(&ending);
+    state
+}
+
 /// Folds one event into the state. Ended sessions leave the state: a token of one is then
 /// simply unknown.
 pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
@@ -473,11 +531,7 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
         Event::SessionRevoked(e) => {
             state.sessions.remove(&e.session_id);
         }
-        Event::SessionsCleared(e) => {
-            for id in &e.session_ids {
-                state.sessions.remove(id);
-            }
-        }
+        Event::SessionsCleared(e) => state.sessions.remove_all(&e.session_ids),
         Event::RefreshTokenReused(_) | Event::LoginFailed(_) => {}
     }
     state

@@ -5,11 +5,20 @@ use std::ops::Index;
 use super::Session;
 use crate::types::SessionId;
 
-/// A user's live sessions, sorted by id in a vector sized exactly to them. A user has a
+/// A user's live sessions, sorted by id in a vector sized closely to them. A user has a
 /// handful, so a binary search is as fast as a tree; and the projection holds one of these for
 /// every user, where a `BTreeMap` would allocate a node for eleven sessions even for one.
+///
+/// Every change costs at most one pass over the vector, however many sessions it ends: a
+/// user with (old data, or no limit) tens of thousands of sessions must not make one clear, or
+/// a fold of the stream, quadratic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sessions(Vec<Session>);
+
+/// Up to this many sessions the vector grows one slot at a time (no slack for the common
+/// handful); beyond, it grows as a `Vec` does, so a long run of logins reallocates only
+/// logarithmically often.
+const EXACT_UP_TO: usize = 16;
 
 impl Sessions {
     fn find(&self, id: &SessionId) -> Result<usize, usize> {
@@ -33,7 +42,11 @@ impl Sessions {
         match self.find(&session.id) {
             Ok(i) => self.0[i] = session,
             Err(i) => {
-                self.0.reserve_exact(1);
+                if self.0.len() < EXACT_UP_TO {
+                    self.0.reserve_exact(1);
+                } else {
+                    self.0.reserve(1);
+                }
                 self.0.insert(i, session);
             }
         }
@@ -41,10 +54,42 @@ impl Sessions {
 
     pub fn remove(&mut self, id: &SessionId) -> Option<Session> {
         let removed = self.find(id).ok().map(|i| self.0.remove(i));
+        self.shrink();
+        removed
+    }
+
+    /// Removes every session whose id is in `ids`, in one pass over both. `ids` come from a
+    /// `SessionsCleared`, which lists them in id order; any other order is sorted first.
+    pub fn remove_all(&mut self, ids: &[SessionId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let sorted;
+        let ids = if ids.is_sorted() {
+            ids
+        } else {
+            let mut copy = ids.to_vec();
+            copy.sort_unstable();
+            sorted = copy;
+            &sorted[..]
+        };
+        // Both sides ascend, so a cursor into `ids` walks forward only.
+        let mut next = 0;
+        self.0.retain(|session| {
+            while next < ids.len() && ids[next] < session.id {
+                next += 1;
+            }
+            !(next < ids.len() && ids[next] == session.id)
+        });
+        self.shrink();
+    }
+
+    /// Gives memory back once the vector is less than half full; growth leaves slack, and
+    /// the projection keeps one of these per user for as long as the process runs.
+    fn shrink(&mut self) {
         if self.0.capacity() > self.0.len() * 2 {
             self.0.shrink_to_fit();
         }
-        removed
     }
 
     /// In id order (which for UUID v7 ids is the order of login).
@@ -132,5 +177,33 @@ mod tests {
         );
         assert!(sessions.remove(&Uuid::from_u128(1)).is_none());
         assert_eq!(sessions.len(), 2);
+    }
+
+    #[test]
+    fn given_many_sessions_when_some_are_removed_at_once_then_exactly_those_leave() {
+        let mut sessions = Sessions::default();
+        for n in 0..1000 {
+            sessions.insert(session(n));
+        }
+        let gone: Vec<SessionId> = (0..1000)
+            .filter(|n| n % 3 == 0)
+            .map(Uuid::from_u128)
+            .chain([Uuid::from_u128(5000)])
+            .collect();
+        sessions.remove_all(&gone);
+        assert_eq!(sessions.len(), 1000 - 334);
+        assert!(sessions.keys().all(|id| id.as_u128() % 3 != 0));
+        assert!(sessions.contains_key(&Uuid::from_u128(998)));
+
+        // Out of order (not what `SessionsCleared` writes, but not trusted either).
+        sessions.remove_all(&[Uuid::from_u128(998), Uuid::from_u128(1)]);
+        assert_eq!(sessions.len(), 1000 - 336);
+        assert!(!sessions.contains_key(&Uuid::from_u128(998)));
+        assert!(!sessions.contains_key(&Uuid::from_u128(1)));
+        assert!(sessions.contains_key(&Uuid::from_u128(2)));
+
+        let rest: Vec<SessionId> = sessions.keys().copied().collect();
+        sessions.remove_all(&rest);
+        assert!(sessions.is_empty());
     }
 }

@@ -54,6 +54,7 @@ fn login() -> Command {
         token_id: id(1),
         reason: IssueReason::Login,
         lifetimes: lifetimes(),
+        max_sessions: None,
         client: client("10.0.0.1"),
     })
 }
@@ -347,6 +348,7 @@ fn clearing_ends_every_session_but_the_kept_one() {
         token_id: id(201),
         reason: IssueReason::Login,
         lifetimes: lifetimes(),
+        max_sessions: None,
         client: client("10.0.0.3"),
     });
     let h = given(&[(login(), at(0)), (second, at(1))]);
@@ -378,6 +380,7 @@ fn clearing_a_device_ends_only_that_devices_sessions() {
             token_id: id(session + 1),
             reason: IssueReason::Login,
             lifetimes: lifetimes(),
+            max_sessions: None,
             client: client("10.0.0.3"),
         })
     };
@@ -465,6 +468,170 @@ fn a_logout_with_a_forged_or_unknown_token_is_refused() {
         logout.presented.as_mut().unwrap().session_id = id(SESSION + 5);
     }
     assert_eq!(h.when(ended, at(1)).0, Err(DomainError::UnknownSession));
+}
+
+/// A login of session `n` (token `n + 1`) on its own device, under `limit`.
+fn login_as(n: u128, limit: Option<u32>) -> Command {
+    Command::IssueToken(IssueToken {
+        session_id: id(n),
+        device_id: format!("device-{n}"),
+        token_id: id(n + 1),
+        reason: IssueReason::Login,
+        lifetimes: lifetimes(),
+        max_sessions: limit,
+        client: client("10.0.0.4"),
+    })
+}
+
+fn evicted(events: &[Event]) -> Vec<u128> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SessionRevoked(r) if r.reason == RevokeReason::Evicted => {
+                Some(r.session_id.as_u128())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_login_beyond_the_limit_evicts_the_least_recently_used_session() {
+    // Session 100 logged in first but was refreshed last: 200 is the least recently used.
+    let h = given(&[
+        (login(), at(0)),
+        (login_as(200, Some(3)), at(1)),
+        (login_as(300, Some(3)), at(2)),
+    ]);
+    let h = Harness {
+        state: h.when(refresh(&h.state, 0, false, 2), at(3)).1,
+    };
+    let (result, after) = h.when(login_as(400, Some(3)), at(4));
+    let events = result.unwrap();
+    assert_eq!(types(&events), ["SessionRevoked", "TokenIssued"]);
+    assert_eq!(evicted(&events), [200]);
+    assert_eq!(
+        after
+            .sessions
+            .keys()
+            .map(|k| k.as_u128())
+            .collect::<Vec<_>>(),
+        [SESSION, 300, 400]
+    );
+}
+
+#[test]
+fn sessions_last_used_at_the_same_moment_are_evicted_older_id_first() {
+    let h = given(&[
+        (login_as(300, None), at(0)),
+        (login_as(200, None), at(0)),
+        (login_as(500, None), at(0)),
+    ]);
+    let (result, after) = h.when(login_as(600, Some(2)), at(1));
+    assert_eq!(evicted(&result.unwrap()), [200, 300]);
+    assert_eq!(after.sessions.len(), 2);
+}
+
+#[test]
+fn a_user_far_over_the_limit_is_brought_down_to_it_by_one_login() {
+    // History from before the limit: ten sessions, used in the reverse order of their ids.
+    let history: Vec<(Command, Timestamp)> = (1..=10)
+        .map(|n| (login_as(n * 10, None), at(100 - n as i64)))
+        .collect();
+    let (result, after) = given(&history).when(login_as(1000, Some(4)), at(200));
+    let events = result.unwrap();
+    assert_eq!(evicted(&events), [100, 90, 80, 70, 60, 50, 40]);
+    assert_eq!(types(&events).last(), Some(&"TokenIssued"));
+    assert_eq!(
+        after
+            .sessions
+            .keys()
+            .map(|k| k.as_u128())
+            .collect::<Vec<_>>(),
+        [10, 20, 30, 1000]
+    );
+}
+
+#[test]
+fn a_login_within_the_limit_or_without_one_evicts_nothing() {
+    let h = given(&[(login(), at(0)), (login_as(200, None), at(1))]);
+    for limit in [Some(3), Some(100), None] {
+        let (result, after) = h.when(login_as(300, limit), at(2));
+        assert_eq!(types(&result.unwrap()), ["TokenIssued"], "{limit:?}");
+        assert_eq!(after.sessions.len(), 3);
+    }
+    // A limit of 0 keeps the new session, as 1 does.
+    let (result, after) = h.when(login_as(300, Some(0)), at(2));
+    assert_eq!(evicted(&result.unwrap()), [SESSION, 200]);
+    assert_eq!(after.sessions.len(), 1);
+}
+
+#[test]
+fn a_refused_login_evicts_nothing() {
+    let h = given(&[(login(), at(0)), (login_as(200, None), at(1))]);
+    let (result, after) = h.when(login_as(200, Some(1)), at(2));
+    assert_eq!(result, Err(DomainError::SessionExists));
+    assert_eq!(after.sessions.len(), 2);
+}
+
+#[test]
+fn evicted_is_stored_as_snake_case() {
+    let event = revoked(id(1), RevokeReason::Evicted, at(0));
+    assert!(event.payload().contains(r#""reason":"evicted""#));
+    assert_eq!(
+        Event::decode("SessionRevoked", 1, &event.payload()).unwrap(),
+        event
+    );
+}
+
+#[test]
+fn folding_a_run_of_endings_at_once_gives_what_folding_one_by_one_gives() {
+    let history: Vec<(Command, Timestamp)> = (1..=40)
+        .map(|n| (login_as(n * 10, None), at(n as i64)))
+        .collect();
+    let mut events = Vec::new();
+    let mut state = UserSessions::new(USER);
+    for (command, now) in &history {
+        let decided = decide(&state, command, *now, &FieldSealer).unwrap();
+        state = decided.iter().fold(state, evolve);
+        events.extend(decided);
+    }
+    // A login far over the limit: 36 evictions in a run, then the login itself; then a
+    // revocation, a clear of some, and another login.
+    let over = decide(&state, &login_as(1000, Some(5)), at(50), &FieldSealer).unwrap();
+    assert_eq!(evicted(&over).len(), 36);
+    events.extend(over);
+    events.push(revoked(id(400), RevokeReason::Logout, at(51)));
+    events.push(Event::SessionsCleared(SessionsCleared {
+        reason: ClearReason::Logout,
+        session_ids: vec![id(380), id(390)],
+        kept: None,
+        cleared_at: at(52),
+    }));
+    let after = decide(
+        &events.iter().fold(UserSessions::new(USER), evolve),
+        &login_as(2000, None),
+        at(53),
+        &FieldSealer,
+    )
+    .unwrap();
+    events.extend(after);
+
+    let one_by_one = events.iter().fold(UserSessions::new(USER), evolve);
+    assert_eq!(evolve_all(UserSessions::new(USER), &events), one_by_one);
+    assert_eq!(
+        one_by_one
+            .sessions
+            .keys()
+            .map(|k| k.as_u128())
+            .collect::<Vec<_>>(),
+        [370, 1000, 2000]
+    );
+    // And from any point in between.
+    for split in [1, 40, 41, 60, 77, events.len() - 1] {
+        let first = evolve_all(UserSessions::new(USER), &events[..split]);
+        assert_eq!(evolve_all(first, &events[split..]), one_by_one, "{split}");
+    }
 }
 
 #[test]
