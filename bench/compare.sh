@@ -25,7 +25,7 @@ for r in $(seq "$runs"); do
       rotation=false; [ "$scenario" = refresh-rotate ] && rotation=true
       data=$(mktemp -d)
       DATA_DIR=$data PORT=$port REFRESH_TOKEN_ROTATION=$rotation \
-        LOGIN_RATE_LIMIT=off REFRESH_RATE_LIMIT=off RUST_LOG=warn \
+        LOGIN_RATE_LIMIT=off LOGIN_IP_RATE_LIMIT=off REFRESH_RATE_LIMIT=off RUST_LOG=warn \
         JWT_SECRET=bench-access-secret-0123456789abcdef0123456789 \
         REFRESH_JWT_SECRET=bench-refresh-secret-0123456789abcdef012345678 \
         "$server" >"$data/server.log" 2>&1 &

@@ -55,7 +55,7 @@ use target::Target;
 
 const SERVER_CONFIG: &str = "\
 Server-side configuration the scenarios need (tokenledger's environment):
-  every scenario but health   LOGIN_RATE_LIMIT=off REFRESH_RATE_LIMIT=off
+  every scenario but health   LOGIN_RATE_LIMIT=off LOGIN_IP_RATE_LIMIT=off REFRESH_RATE_LIMIT=off
                               (the default limits answer 429 after 10 logins a minute)
   refresh                     REFRESH_TOKEN_ROTATION=false (the default); a token in
                               the answer is used anyway, so a rotating server works too
@@ -63,7 +63,7 @@ Server-side configuration the scenarios need (tokenledger's environment):
   login, refresh*, mixed      COOKIE_RESPONSE=false (the default): tokens in the body
 
 Example:
-  DATA_DIR=$(mktemp -d) LOGIN_RATE_LIMIT=off REFRESH_RATE_LIMIT=off PORT=18080 \\
+  DATA_DIR=$(mktemp -d) LOGIN_RATE_LIMIT=off LOGIN_IP_RATE_LIMIT=off REFRESH_RATE_LIMIT=off PORT=18080 \\
     JWT_SECRET=... REFRESH_JWT_SECRET=... target/release/tokenledger &
   loadgen --base-url http://127.0.0.1:18080 --scenario refresh --connections 64 --duration 10s
 
@@ -159,7 +159,7 @@ fn main() -> anyhow::Result<()> {
         // The counts stand, but a rate-limited run measures the limiter, not the service.
         eprintln!(
             "loadgen: {limited} answers were 429 Too Many Requests: the server's rate limits are on \
-             (start tokenledger with LOGIN_RATE_LIMIT=off REFRESH_RATE_LIMIT=off)"
+             (start tokenledger with LOGIN_RATE_LIMIT=off LOGIN_IP_RATE_LIMIT=off REFRESH_RATE_LIMIT=off)"
         );
     }
     Ok(())

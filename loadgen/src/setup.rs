@@ -171,7 +171,7 @@ async fn exchange(
 fn hint(status: StatusCode) -> &'static str {
     match status {
         StatusCode::TOO_MANY_REQUESTS => {
-            " (rate limited: start tokenledger with LOGIN_RATE_LIMIT=off REFRESH_RATE_LIMIT=off)"
+            " (rate limited: start tokenledger with LOGIN_RATE_LIMIT=off LOGIN_IP_RATE_LIMIT=off REFRESH_RATE_LIMIT=off)"
         }
         StatusCode::BAD_REQUEST => " (wrong password for an existing user? see --password)",
         StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {

@@ -30,6 +30,8 @@ impl Server {
             ("JWT_SECRET", JWT_SECRET),
             ("REFRESH_JWT_SECRET", REFRESH_SECRET),
             ("LOGIN_RATE_LIMIT", "off"),
+            ("LOGIN_IP_RATE_LIMIT", "off"),
+            ("LOGIN_ACCOUNT_FAILURE_LIMIT", "off"),
             ("REFRESH_RATE_LIMIT", "off"),
             (
                 "REFRESH_TOKEN_ROTATION",

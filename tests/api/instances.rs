@@ -18,6 +18,7 @@ async fn start(url: &str, dir: &std::path::Path) -> Instance {
             ("REFRESH_TOKEN_ROTATION", "true"),
             ("REFRESH_RATE_LIMIT", "off"),
             ("LOGIN_RATE_LIMIT", "off"),
+            ("LOGIN_IP_RATE_LIMIT", "off"),
         ],
     );
     instance.wait_until_ready().await;

@@ -48,6 +48,7 @@ impl Server {
             .env("REFRESH_TOKEN_ROTATION", "true")
             .env("REFRESH_TOKEN_REUSE_GRACE", GRACE)
             .env("LOGIN_RATE_LIMIT", "off")
+            .env("LOGIN_IP_RATE_LIMIT", "off")
             .env("REFRESH_RATE_LIMIT", "off")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
