@@ -78,8 +78,15 @@ struct Reply {
 }
 
 /// Why a request did not succeed (already recorded).
-/// How long a virtual user waits after a 503: the `Retry-After` tokenledger sends with it.
-const BUSY_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a virtual user waits after a 503: about the second of the `Retry-After` that
+/// tokenledger sends with it, spread over 0.5–1.5 s so that the refused do not all come back
+/// at once and leave the password threads idle in between.
+pub fn busy_backoff() -> Duration {
+    let spread = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos() % 1_000_000_000);
+    Duration::from_millis(500) + Duration::from_nanos(u64::from(spread))
+}
 
 enum Failure {
     Status(StatusCode),
@@ -194,10 +201,10 @@ impl VirtualUser {
             let request = self.target.post(Route::Login, self.login_body(), None);
             let reply = match self.send(Kind::Login, request).await {
                 Ok(reply) => reply,
-                // Too many logins wait for a password check already: back off as the answer
-                // asks (`Retry-After: 1`), as a real client would, rather than spin on 503s.
+                // Too many logins wait for a password check already: back off about as the
+                // answer asks (`Retry-After: 1`), as a real client would, not spin on 503s.
                 Err(Failure::Status(StatusCode::SERVICE_UNAVAILABLE)) => {
-                    tokio::time::sleep(BUSY_BACKOFF).await;
+                    tokio::time::sleep(busy_backoff()).await;
                     continue;
                 }
                 Err(_) => continue,
@@ -245,8 +252,13 @@ impl VirtualUser {
     async fn mixed(&mut self) {
         'iteration: while self.open() {
             let request = self.target.post(Route::Login, self.login_body(), None);
-            let Ok(reply) = self.send(Kind::Login, request).await else {
-                continue;
+            let reply = match self.send(Kind::Login, request).await {
+                Ok(reply) => reply,
+                Err(Failure::Status(StatusCode::SERVICE_UNAVAILABLE)) => {
+                    tokio::time::sleep(busy_backoff()).await;
+                    continue;
+                }
+                Err(_) => continue,
             };
             match answers::tokens(&reply.body) {
                 Some(t) if !t.jwt.is_empty() && !t.refresh_token.is_empty() => {

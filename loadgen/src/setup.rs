@@ -96,7 +96,7 @@ pub async fn register_all(
                 let Some(user) = users.get(i) else {
                     return Ok::<_, anyhow::Error>(registered);
                 };
-                let request = target.post(Route::Register, user.register_body.clone(), None);
+                let request = || target.post(Route::Register, user.register_body.clone(), None);
                 let (status, body) = exchange(&mut connection, request)
                     .await
                     .with_context(|| format!("registering {}", user.username))?;
@@ -133,7 +133,7 @@ pub async fn login(
     target: &Target,
     user: &User,
 ) -> anyhow::Result<(String, String)> {
-    let request = target.post(Route::Login, user.login_body.clone(), None);
+    let request = || target.post(Route::Login, user.login_body.clone(), None);
     let (status, body) = exchange(connection, request)
         .await
         .with_context(|| format!("logging in as {}", user.username))?;
@@ -157,15 +157,27 @@ pub async fn login(
     Ok((tokens.jwt.into_owned(), tokens.refresh_token.into_owned()))
 }
 
+/// Sends the request `request` makes; while the server answers 503 (too many password
+/// checks wait already: setup registers and logs in many users at once), waits about the
+/// second its `Retry-After` asks and sends it again, a bounded number of times.
 async fn exchange(
     connection: &mut Connection,
-    request: hyper::Request<crate::target::Body>,
+    request: impl Fn() -> hyper::Request<crate::target::Body>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let answer = tokio::time::timeout(SETUP_TIMEOUT, connection.send(request))
-        .await
-        .with_context(|| format!("no answer in {}s", SETUP_TIMEOUT.as_secs()))??;
-    Ok(answer)
+    for _ in 0..BUSY_RETRIES {
+        let answer = tokio::time::timeout(SETUP_TIMEOUT, connection.send(request()))
+            .await
+            .with_context(|| format!("no answer in {}s", SETUP_TIMEOUT.as_secs()))??;
+        if answer.0 != StatusCode::SERVICE_UNAVAILABLE {
+            return Ok(answer);
+        }
+        tokio::time::sleep(crate::scenario::busy_backoff()).await;
+    }
+    bail!("the server answered 503 {BUSY_RETRIES} times in a row")
 }
+
+/// How often setup sends a request the server was too busy for.
+const BUSY_RETRIES: usize = 60;
 
 /// What the server probably needs when setup is refused.
 fn hint(status: StatusCode) -> &'static str {
