@@ -170,7 +170,7 @@ mod tests {
     #[tokio::test]
     async fn given_a_full_queue_when_more_checks_come_then_they_are_refused_at_once() {
         let p = Passwords::new(1).unwrap();
-        // One running and eight waiting fill a one-thread pool; the rest are refused.
+        // Eight waiting (and one running, once the thread takes it) fill a one-thread pool.
         let checks: Vec<_> = (0..20)
             .map(|_| {
                 let p = p.clone();
@@ -185,7 +185,8 @@ mod tests {
                 Err(other) => panic!("{other}"),
             }
         }
-        assert!((8..=11).contains(&busy), "{busy} refused");
+        // Eight wait; the first may or may not have been taken by the thread yet.
+        assert!((11..=12).contains(&busy), "{busy} refused");
         assert_eq!(p.verifications(), 20 - busy);
         assert_eq!(p.queue_depth(), 0);
     }
