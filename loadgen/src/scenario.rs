@@ -162,6 +162,10 @@ impl VirtualUser {
     /// Runs the scenario through `window` (and `STOP_GRACE` at most after it).
     pub async fn run(mut self, window: Window) -> Stats {
         self.window = window;
+        // A fresh connection: the one setup used may have sat idle past the server's keep-alive
+        // while other users were still being set up (a busy server's 503s make setup long),
+        // and a request on a connection the server closed could wait until the hard stop.
+        self.connection = Connection::new(self.target.addr);
         let hard_stop = tokio::time::Instant::from_std(window.end + STOP_GRACE);
         let scenario = self.scenario;
         let driven = tokio::time::timeout_at(hard_stop, async {
