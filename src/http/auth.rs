@@ -367,19 +367,18 @@ pub async fn login(
         .verify(password.to_owned(), hash)
         .await
         .map_err(hashing_failed)?;
+    if !matches {
+        state.limits.count_failure(account);
+    }
     let user = match user {
         Some(user) if matches => user,
         // A wrong password and an unknown user answer alike and at once: the failure is
         // recorded after the answer, so no durable write tells them apart by timing.
         Some(user) => {
-            state.limits.count_failure(account);
             record_failure(&state, user.id, ctx);
             return Err(ApiError::validation("Invalid identifier or password"));
         }
-        None => {
-            state.limits.count_failure(account);
-            return Err(ApiError::validation("Invalid identifier or password"));
-        }
+        None => return Err(ApiError::validation("Invalid identifier or password")),
     };
     if user.blocked {
         return Err(blocked_error());

@@ -13,10 +13,12 @@ mod store;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use tokenledger_domain::{SessionId, UserId};
 
@@ -113,8 +115,10 @@ impl RateLimits {
         )
     }
 
+    /// A session id is 16 bytes already, from a signed token: its own key, with no hash on
+    /// the refresh path.
     pub fn check_refresh(&self, session: SessionId) -> Result<(), ApiError> {
-        check(&self.refresh, &Key::of(&[b"session", session.as_bytes()]))
+        check(&self.refresh, &Key::from_bytes(*session.as_bytes()))
     }
 
     /// Refuses any login of an account that failed too often lately, before its password is
@@ -148,16 +152,18 @@ impl RateLimits {
     }
 }
 
-/// Failed logins per account: GCRA like the limiters, but asked before an attempt ("would one
-/// more failure conform?") and charged only after a failure, which governor cannot do.
+/// Failed logins per account: GCRA like the limiters, in the same bounded store, but asked
+/// before an attempt ("would one more failure conform?") and charged only after a failure,
+/// which governor cannot do.
 struct FailureThrottle {
     /// One failure is forgiven each `interval`…
     interval: Duration,
     /// … and up to `tolerance / interval + 1` may come at once.
     tolerance: Duration,
     started: Instant,
-    /// Theoretical arrival time of each account's next failure, since `started`.
-    accounts: Mutex<std::collections::HashMap<Key, Duration>>,
+    /// Theoretical arrival time of each account's next failure, in nanoseconds since
+    /// `started`.
+    accounts: BoundedStore,
 }
 
 impl FailureThrottle {
@@ -167,41 +173,34 @@ impl FailureThrottle {
             interval,
             tolerance: interval * (limit.requests - 1),
             started: Instant::now(),
-            accounts: Mutex::new(std::collections::HashMap::new()),
+            accounts: BoundedStore::new(MAX_KEYS),
         })
     }
 
     fn check(&self, key: Key) -> Result<(), ApiError> {
         let now = self.started.elapsed();
-        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        match accounts.get(&key) {
-            Some(tat) if *tat > now + self.tolerance => {
-                Err(ApiError::rate_limited(*tat - now - self.tolerance))
+        match self.accounts.peek(&key).map(Duration::from_nanos) {
+            Some(tat) if tat > now + self.tolerance => {
+                Err(ApiError::rate_limited(tat - now - self.tolerance))
             }
             _ => Ok(()),
         }
     }
 
     fn count(&self, key: Key) {
-        let now = self.started.elapsed();
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        if accounts.len() >= MAX_KEYS && !accounts.contains_key(&key) {
-            // The accounts closest to a full allowance matter least.
-            let mut tats: Vec<Duration> = accounts.values().copied().collect();
-            let nth = tats.len() / 8;
-            let (_, threshold, _) = tats.select_nth_unstable(nth);
-            let threshold = *threshold;
-            accounts.retain(|_, tat| *tat > threshold);
-        }
-        let tat = accounts.entry(key).or_insert(now);
-        *tat = (*tat).max(now) + self.interval;
+        let now = Nanos::from(self.started.elapsed());
+        let charged = self.accounts.measure_and_replace(&key, |tat| {
+            let from = tat.map_or(now, |tat| tat.max(now));
+            Ok::<_, std::convert::Infallible>(((), from + self.interval))
+        });
+        let Ok(()) = charged;
     }
 
     fn forget_idle(&self) {
-        let now = self.started.elapsed();
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        accounts.retain(|_, tat| *tat > now);
-        accounts.shrink_to_fit();
+        // A theoretical arrival time in the past is a full allowance again.
+        self.accounts
+            .retain_recent(Nanos::from(self.started.elapsed()));
+        self.accounts.shrink_to_fit();
     }
 }
 

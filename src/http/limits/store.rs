@@ -31,6 +31,12 @@ impl Key {
         key.copy_from_slice(&digest[..16]);
         Key(key)
     }
+
+    /// A key that is 16 bytes already and not a client's choice (a session id from a signed
+    /// token): used as it is.
+    pub fn from_bytes(bytes: [u8; 16]) -> Key {
+        Key(bytes)
+    }
 }
 
 /// One key's GCRA state: its theoretical arrival time, and when it was last used (a tick of
@@ -70,6 +76,16 @@ impl BoundedStore {
             capacity: capacity.max(1),
             slots: Mutex::new(Slots::default()),
         }
+    }
+
+    /// A key's state (its theoretical arrival time), without touching it.
+    pub fn peek(&self, key: &Key) -> Option<u64> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .map
+            .get(key)
+            .map(|slot| slot.tat)
+            .filter(|tat| *tat != 0)
     }
 }
 
