@@ -14,14 +14,14 @@ use tokenledger_projections::ActiveSessions;
 use crate::actors::{Core, Registry};
 use crate::catch_up;
 use crate::clock::Clock;
-use crate::config::{Config, redacted};
+use crate::config::{Config, DatabaseUrl};
 use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
 use crate::metrics;
 use crate::password::Passwords;
+use crate::store;
 use crate::store::EventStore;
 use crate::store::sqlite::lock_for_serving;
-use crate::store::{self, is_postgres};
 use crate::tokens::Tokens;
 
 pub struct Application {
@@ -41,22 +41,27 @@ pub struct Application {
 impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let jwt_secret = config.jwt_secret.clone().context("JWT_SECRET is not set")?;
+        let jwt_secret = config
+            .tokens
+            .jwt_secret
+            .clone()
+            .context("JWT_SECRET is not set")?;
         let refresh_secret = config
+            .tokens
             .refresh_secret
             .clone()
             .context("REFRESH_JWT_SECRET is not set")?;
         // One server per SQLite file; PostgreSQL is made for several.
-        let lock = if is_postgres(&config.database_url) {
-            None
-        } else {
-            let lock = lock_for_serving(&config.database_url)
-                .with_context(|| format!("locking {}", redacted(&config.database_url)))?;
-            Some(lock)
+        let database_url = &config.server.database_url;
+        let lock = match database_url {
+            DatabaseUrl::Postgres(_) => None,
+            DatabaseUrl::Sqlite(url) => {
+                Some(lock_for_serving(url).with_context(|| format!("locking {database_url}"))?)
+            }
         };
-        let opened = store::open(&config.database_url, false)
+        let opened = store::open(database_url, false)
             .await
-            .with_context(|| format!("opening {}", redacted(&config.database_url)))?;
+            .with_context(|| format!("opening {database_url}"))?;
         let store = opened.events.clone();
         let projection = Arc::new(RwLock::new(ActiveSessions::new()));
         let catch_up = Arc::new(catch_up::Progress::default());
@@ -64,7 +69,7 @@ impl Application {
             Tokens::new(
                 jwt_secret.expose().as_bytes(),
                 refresh_secret.expose().as_bytes(),
-                config.jwt_expires_in,
+                config.tokens.jwt_expires_in,
             )
             .context("signing keys")?,
         );
@@ -76,9 +81,10 @@ impl Application {
             tokens: tokens.clone(),
             projection: projection.clone(),
             clock: clock.clone(),
-            shared_log: is_postgres(&config.database_url),
+            shared_log: database_url.is_postgres(),
         });
         let idle = config
+            .server
             .actor_idle_timeout
             .to_std()
             .unwrap_or(Duration::from_secs(300));
@@ -92,21 +98,21 @@ impl Application {
             projection: projection.clone(),
             clock,
             limits: RateLimits::new(
-                config.login_rate_limit,
-                config.login_ip_rate_limit,
-                config.refresh_rate_limit,
-                config.login_account_failure_limit,
+                config.limits.login,
+                config.limits.login_ip,
+                config.limits.refresh,
+                config.limits.account_failures,
             ),
             store: store.clone(),
-            shared_log: is_postgres(&config.database_url),
+            shared_log: database_url.is_postgres(),
             metrics: Arc::default(),
             catch_up: catch_up.clone(),
         });
 
         // Bound and serving before the log is folded, so that orchestrators see the instance
         // start (`/_health`) and wait on `/_ready`; `until_ready` refuses the rest meanwhile.
-        let listener = TcpListener::bind(config.bind_address())
-            .with_context(|| format!("binding {}", config.bind_address()))?;
+        let listener = TcpListener::bind(config.server.bind_address())
+            .with_context(|| format!("binding {}", config.server.bind_address()))?;
         let port = listener.local_addr()?.port();
         let data = state.clone();
         let served = config.clone();

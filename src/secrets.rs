@@ -3,13 +3,11 @@
 //! setup at all. What is read back is held to the same rule as a configured secret: a weak
 //! one written into the file by hand is refused unless `--insecure-dev`.
 
-use std::io::Write;
-use std::path::Path;
-
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Secret, refuse_weak};
+use crate::private_files;
 
 const FILE_NAME: &str = "secrets.json";
 
@@ -28,10 +26,11 @@ fn random_secret() -> String {
 /// Fills in missing secrets from (or into) `<data dir>/secrets.json`. Returns what it did,
 /// for the start-up log.
 pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
-    if config.jwt_secret.is_some() && config.refresh_secret.is_some() {
+    let tokens = &mut config.tokens;
+    if tokens.jwt_secret.is_some() && tokens.refresh_secret.is_some() {
         return Ok(None);
     }
-    if crate::store::is_postgres(&config.database_url) {
+    if config.server.database_url.is_postgres() {
         // Instances sharing a database must share their secrets; generated ones would differ
         // per instance (and per container), and every token would fail on the others.
         return Err(std::io::Error::new(
@@ -39,7 +38,7 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
             "JWT_SECRET and REFRESH_JWT_SECRET must be set when DATABASE_URL is PostgreSQL: every instance needs the same ones",
         ));
     }
-    let path = config.data_dir.join(FILE_NAME);
+    let path = config.server.data_dir.join(FILE_NAME);
     let mut stored: Stored = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
             std::io::Error::new(
@@ -51,11 +50,11 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         Err(e) => return Err(e),
     };
     for (key, value, configured) in [
-        ("JWT_SECRET", &stored.jwt_secret, &config.jwt_secret),
+        ("JWT_SECRET", &stored.jwt_secret, &tokens.jwt_secret),
         (
             "REFRESH_JWT_SECRET",
             &stored.refresh_jwt_secret,
-            &config.refresh_secret,
+            &tokens.refresh_secret,
         ),
     ] {
         if let (Some(value), None) = (value, configured) {
@@ -65,19 +64,19 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         }
     }
     let mut generated = Vec::new();
-    if config.jwt_secret.is_none() {
+    if tokens.jwt_secret.is_none() {
         let value = stored.jwt_secret.get_or_insert_with(|| {
             generated.push("JWT_SECRET");
             random_secret()
         });
-        config.jwt_secret = Some(Secret::new(value.clone()));
+        tokens.jwt_secret = Some(Secret::new(value.clone()));
     }
-    if config.refresh_secret.is_none() {
+    if tokens.refresh_secret.is_none() {
         let value = stored.refresh_jwt_secret.get_or_insert_with(|| {
             generated.push("REFRESH_JWT_SECRET");
             random_secret()
         });
-        config.refresh_secret = Some(Secret::new(value.clone()));
+        tokens.refresh_secret = Some(Secret::new(value.clone()));
     }
     if generated.is_empty() {
         return Ok(Some(format!(
@@ -85,27 +84,12 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
             path.display()
         )));
     }
-    write_private(&path, &serde_json::to_vec_pretty(&stored)?)?;
+    private_files::write(&path, &serde_json::to_vec_pretty(&stored)?)?;
     Ok(Some(format!(
         "generated {} into {} (mode 0600); set them in the environment to manage them yourself",
         generated.join(" and "),
         path.display()
     )))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        crate::config::create_private_dir(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -170,7 +154,10 @@ mod tests {
 
         let mut config = Config::load(None, &env, true).unwrap();
         resolve(&mut config).unwrap();
-        assert_eq!(config.refresh_secret.unwrap().expose(), "SomethingSecret");
+        assert_eq!(
+            config.tokens.refresh_secret.unwrap().expose(),
+            "SomethingSecret"
+        );
     }
 
     #[test]
@@ -186,9 +173,9 @@ mod tests {
         );
         let mut second = Config::load(None, &env, false).unwrap();
         resolve(&mut second).unwrap();
-        assert_eq!(first.jwt_secret, second.jwt_secret);
-        assert_eq!(first.refresh_secret, second.refresh_secret);
-        assert_ne!(first.jwt_secret, first.refresh_secret);
+        assert_eq!(first.tokens.jwt_secret, second.tokens.jwt_secret);
+        assert_eq!(first.tokens.refresh_secret, second.tokens.refresh_secret);
+        assert_ne!(first.tokens.jwt_secret, first.tokens.refresh_secret);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

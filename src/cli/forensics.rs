@@ -15,14 +15,15 @@ use tokenledger_projections::{ActiveSessions, sessions_alive_at};
 
 use crate::audit::{AuditEntry, table};
 use crate::catch_up::fold_into;
+use crate::config::DatabaseUrl;
 use crate::store::users::strapi_time;
 use crate::store::{self, ChainVerifier, Opened, StoreError, stream_of};
 use crate::terminal::{printable, printable_json};
 
-async fn open(url: &str) -> anyhow::Result<Opened> {
+async fn open(url: &DatabaseUrl) -> anyhow::Result<Opened> {
     store::open(url, true)
         .await
-        .with_context(|| format!("opening {}", crate::config::redacted(url)))
+        .with_context(|| format!("opening {url}"))
 }
 
 async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {
@@ -31,7 +32,7 @@ async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {
 }
 
 /// `tokenledger audit <user> [--json]`
-pub async fn audit(url: &str, key: &str, json: bool) -> anyhow::Result<()> {
+pub async fn audit(url: &DatabaseUrl, key: &str, json: bool) -> anyhow::Result<()> {
     let opened = open(url).await?;
     let store = opened.events.clone();
     let id = user_id(&opened, key).await?;
@@ -60,7 +61,7 @@ fn decode(record: &crate::store::RecordedEvent) -> Result<Event, StoreError> {
 
 /// `tokenledger replay [--until T] [--user U]`: the sessions alive at `until` (default now).
 pub async fn replay(
-    url: &str,
+    url: &DatabaseUrl,
     until: Option<DateTime<Utc>>,
     user: Option<&str>,
 ) -> anyhow::Result<()> {
@@ -121,7 +122,7 @@ pub async fn replay(
 }
 
 /// `tokenledger verify`: recomputes every chain; the first break fails the command.
-pub async fn verify(url: &str) -> anyhow::Result<bool> {
+pub async fn verify(url: &DatabaseUrl) -> anyhow::Result<bool> {
     let opened = open(url).await?;
     let store = opened.events.clone();
     let mut verifier = ChainVerifier::default();
@@ -150,7 +151,7 @@ pub async fn verify(url: &str) -> anyhow::Result<bool> {
 
 /// `tokenledger rebuild`: folds every event into fresh projections, with a progress bar on a
 /// terminal and plain lines otherwise, and reports the rate.
-pub async fn rebuild(url: &str) -> anyhow::Result<()> {
+pub async fn rebuild(url: &DatabaseUrl) -> anyhow::Result<()> {
     let opened = open(url).await?;
     let store = opened.events.clone();
     let total = store.count().await?;

@@ -46,7 +46,8 @@ use crate::tokens::Tokens;
 #[command(
     name = "tokenledger",
     version,
-    about = "Event-sourced login, refresh tokens and sessions"
+    about = "Event-sourced login, refresh tokens and sessions",
+    after_long_help = crate::config::help()
 )]
 pub struct Cli {
     /// Configuration file (TOML); environment variables override it.
@@ -164,13 +165,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // container's check must not fail where the instance was started with --insecure-dev.
     let probing = matches!(cli.command, Some(Command::Probe { .. }));
     let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
-    let format = config.log_format;
+    let format = config.logging.format;
     init_logging(format);
     let outcome = actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let resolved = secrets::resolve(&mut config)
-                    .with_context(|| format!("signing secrets in {}", config.data_dir.display()))?;
+                    .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
                 if let Some(said) = resolved {
                     tracing::info!("{said}");
                 }
@@ -184,25 +185,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Audit { user, json } => {
-                forensics::audit(&config.database_url, &user, json).await
+                forensics::audit(&config.server.database_url, &user, json).await
             }
             Command::Replay { until, user } => {
-                forensics::replay(&config.database_url, until, user.as_deref()).await
+                forensics::replay(&config.server.database_url, until, user.as_deref()).await
             }
             Command::Probe { port } => {
-                let address = probe::address(&config.host, port.unwrap_or(config.port))?;
+                let address = probe::address(&config.server.host, port.unwrap_or(config.server.port))?;
                 probe::probe(address)?;
                 say!("ready: {address}");
                 Ok(())
             }
             Command::Verify => {
-                if forensics::verify(&config.database_url).await? {
+                if forensics::verify(&config.server.database_url).await? {
                     Ok(())
                 } else {
                     anyhow::bail!("the event log has been altered")
                 }
             }
-            Command::Rebuild => forensics::rebuild(&config.database_url).await,
+            Command::Rebuild => forensics::rebuild(&config.server.database_url).await,
             Command::PasswordCost { count } => {
                 let passwords = Passwords::new(1)?;
                 let hash = passwords.hash("password-cost".to_owned()).await?;
@@ -229,16 +230,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 password,
             } => seed::seed(&config, users, events, password).await,
             Command::Migrate => {
-                store::open(&config.database_url, false)
+                store::open(&config.server.database_url, false)
                     .await?
                     .events
                     .close()
                     .await;
-                say!("migrated {}", crate::config::redacted(&config.database_url));
+                say!("migrated {}", config.server.database_url);
                 Ok(())
             }
             Command::User(UserCommand::List) => {
-                let opened = store::open(&config.database_url, true).await?;
+                let opened = store::open(&config.server.database_url, true).await?;
                 let users = opened.users.all().await?;
                 opened.events.close().await;
                 say!(
@@ -274,7 +275,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         broken.into_iter().map(|(_, message)| message).collect();
                     anyhow::bail!("cannot add this user: {}", reasons.join("; "));
                 }
-                let opened = store::open(&config.database_url, false).await?;
+                let opened = store::open(&config.server.database_url, false).await?;
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let password_hash = Passwords::new(cores)?.hash(password).await?;
                 let user = opened
@@ -319,8 +320,8 @@ pub struct Logged;
 /// an actor makes, appended to the log, so a running server refuses the old tokens too.
 async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
     secrets::resolve(&mut config)
-        .with_context(|| format!("signing secrets in {}", config.data_dir.display()))?;
-    let opened = store::open(&config.database_url, true).await?;
+        .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
+    let opened = store::open(&config.server.database_url, true).await?;
     let users = &opened.users;
     let user = users
         .find_any(key)
@@ -330,8 +331,9 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
     let user = users.set_blocked(user.id, blocked, Utc::now()).await?;
     if blocked && !was_blocked {
         let (jwt, refresh) = (
-            config.jwt_secret.clone().context("JWT_SECRET")?,
+            config.tokens.jwt_secret.clone().context("JWT_SECRET")?,
             config
+                .tokens
                 .refresh_secret
                 .clone()
                 .context("REFRESH_JWT_SECRET")?,
@@ -341,7 +343,7 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
             tokens: Arc::new(Tokens::new(
                 jwt.expose().as_bytes(),
                 refresh.expose().as_bytes(),
-                config.jwt_expires_in,
+                config.tokens.jwt_expires_in,
             )?),
             projection: Arc::new(RwLock::new(ActiveSessions::new())),
             clock: Arc::new(Clock::system()),

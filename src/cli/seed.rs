@@ -70,15 +70,15 @@ pub async fn seed(
         events / users as u64 <= MAX_EVENTS_PER_USER,
         "--events must be at most {MAX_EVENTS_PER_USER} a user (each user's history is built in memory)"
     );
-    let opened = store::open(&config.database_url, false)
+    let database_url = &config.server.database_url;
+    let opened = store::open(database_url, false)
         .await
-        .with_context(|| format!("opening {}", crate::config::redacted(&config.database_url)))?;
+        .with_context(|| format!("opening {database_url}"))?;
     let store = opened.events.clone();
     let (existing, people) = (store.count().await?, opened.users.count().await?);
     anyhow::ensure!(
         existing == 0 && people == 0,
-        "seed fills an empty database; {} holds {people} users and {existing} events already",
-        crate::config::redacted(&config.database_url)
+        "seed fills an empty database; {database_url} holds {people} users and {existing} events already"
     );
     let started = Instant::now();
     let password_hash = Passwords::new(1)?.hash(password).await?;
@@ -98,9 +98,9 @@ pub async fn seed(
     );
 
     let lifetimes = Lifetimes {
-        refresh_token: config.refresh_token_expires_in,
-        idle_timeout: config.session_idle_timeout,
-        absolute: config.session_absolute_lifetime,
+        refresh_token: config.lifetimes.refresh_token_expires_in,
+        idle_timeout: config.lifetimes.session_idle_timeout,
+        absolute: config.lifetimes.session_absolute_lifetime,
     };
     let end = Utc::now();
     let (per_user, extra) = (events / users as u64, events % users as u64);

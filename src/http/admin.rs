@@ -39,7 +39,7 @@ const USERS_PAGE: u32 = 20;
 const MAX_USERS_PAGE: u32 = 100;
 
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(expected) = &state.config.admin_api_token else {
+    let Some(expected) = &state.config.admin.api_token else {
         return Err(ApiError::not_found());
     };
     let given = bearer(req).unwrap_or_default();

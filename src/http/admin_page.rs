@@ -22,7 +22,7 @@ fn serve(
     content_type: &'static str,
     body: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    if state.config.admin_api_token.is_none() {
+    if state.config.admin.api_token.is_none() {
         return Err(ApiError::not_found());
     }
     Ok(HttpResponse::Ok()

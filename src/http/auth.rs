@@ -304,7 +304,7 @@ pub async fn register(
         password_hash,
     };
     let user = state.users.create(new_user, state.clock.now()).await?;
-    let delivery = Delivery::of(&state, &req, state.config.request_refresh_on_all);
+    let delivery = Delivery::of(&state, &req, state.config.tokens.request_refresh_on_all);
     start_session(&state, ctx, &user, None, IssueReason::Register, delivery).await
 }
 
@@ -388,7 +388,7 @@ pub async fn login(
         .and_then(Value::as_str)
         .filter(|d| !d.is_empty() && d.len() <= 255)
         .map(str::to_owned);
-    let asked = truthy(body.get("requestRefresh")) || state.config.request_refresh_on_all;
+    let asked = truthy(body.get("requestRefresh")) || state.config.tokens.request_refresh_on_all;
     let delivery = Delivery::of(&state, &req, asked);
     start_session(&state, ctx, &user, device_id, IssueReason::Login, delivery).await
 }
@@ -539,9 +539,9 @@ async fn rotate(
     let ctx = RequestContext::of(req, state);
     let command = Command::RotateToken(RotateToken {
         presented,
-        rotation: state.config.refresh_token_rotation,
+        rotation: state.config.tokens.refresh_token_rotation,
         successor_id: Uuid::now_v7(),
-        reuse_grace: state.config.refresh_token_reuse_grace,
+        reuse_grace: state.config.tokens.refresh_token_reuse_grace,
         lifetimes: state.lifetimes(),
         client: ctx.client,
     });

@@ -23,7 +23,7 @@ pub fn asked_by_header(req: &HttpRequest) -> bool {
 
 /// Whether refresh tokens go into a cookie for this request.
 pub fn requested(state: &AppState, req: &HttpRequest) -> bool {
-    state.config.cookie_response || asked_by_header(req)
+    state.config.cookie.response || asked_by_header(req)
 }
 
 fn base(state: &AppState, value: String) -> Cookie<'static> {
@@ -39,6 +39,7 @@ fn base(state: &AppState, value: String) -> Cookie<'static> {
     // Secure follows the public URL, so plain-HTTP development on localhost still works.
     let https = state
         .config
+        .server
         .production_url
         .as_deref()
         .is_some_and(|url| url.starts_with("https://"));
@@ -101,14 +102,19 @@ pub fn refuse_cross_site(state: &AppState, req: &HttpRequest) -> Result<(), ApiE
 /// origin) is none of them.
 fn origin_allowed(state: &AppState, req: &HttpRequest, origin: &str) -> bool {
     let origin = origin.trim_end_matches('/');
-    if let CorsOrigins::Listed(origins) = &state.config.cors_origins
+    if let CorsOrigins::Listed(origins) = &state.config.server.cors_origins
         && origins
             .iter()
             .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
     {
         return true;
     }
-    let public = state.config.production_url.as_deref().and_then(origin_of);
+    let public = state
+        .config
+        .server
+        .production_url
+        .as_deref()
+        .and_then(origin_of);
     if public.is_some_and(|public| public.eq_ignore_ascii_case(origin)) {
         return true;
     }

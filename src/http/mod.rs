@@ -108,14 +108,14 @@ impl AppState {
 
     /// `MAX_SESSIONS_PER_USER`, for every command that starts a session.
     pub fn max_sessions(&self) -> Option<u32> {
-        self.config.max_sessions_per_user
+        self.config.limits.max_sessions_per_user
     }
 
     pub fn lifetimes(&self) -> Lifetimes {
         Lifetimes {
-            refresh_token: self.config.refresh_token_expires_in,
-            idle_timeout: self.config.session_idle_timeout,
-            absolute: self.config.session_absolute_lifetime,
+            refresh_token: self.config.lifetimes.refresh_token_expires_in,
+            idle_timeout: self.config.lifetimes.session_idle_timeout,
+            absolute: self.config.lifetimes.session_absolute_lifetime,
         }
     }
 }
@@ -378,7 +378,7 @@ async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     // Without an admin token the admin routes do not exist, whatever the method.
     let admin_off = req
         .app_data::<web::Data<AppState>>()
-        .is_some_and(|state| state.config.admin_api_token.is_none());
+        .is_some_and(|state| state.config.admin.api_token.is_none());
     // The path the router matched: percent-decoded where it is safe to.
     let path = req.match_info().as_str();
     let hidden = admin_off && (path.starts_with("/api/admin/") || path.starts_with("/admin"));
@@ -466,7 +466,7 @@ impl RequestContext {
         let address = client_ip::client_ip(
             req.peer_addr().map(|addr| addr.ip()),
             chain.as_deref(),
-            &state.config.trusted_proxies,
+            &state.config.server.trusted_proxies,
         );
         let ip = address.map(|ip| ip.to_string());
         // Lossy: a user agent with one non-ASCII byte must not vanish from the record.
@@ -587,6 +587,7 @@ pub fn security_headers(config: &crate::config::Config) -> actix_web::middleware
         .add(("X-Permitted-Cross-Domain-Policies", "none"))
         .add((header::CACHE_CONTROL, "no-store"));
     let https = config
+        .server
         .production_url
         .as_deref()
         .is_some_and(|url| url.to_ascii_lowercase().starts_with("https://"));
@@ -615,7 +616,7 @@ pub fn cors(config: &crate::config::Config) -> actix_cors::Cors {
             header::HeaderName::from_static("x-strapi-refresh-cookie"),
         ])
         .max_age(31_536_000);
-    match &config.cors_origins {
+    match &config.server.cors_origins {
         crate::config::CorsOrigins::Any => cors.allow_any_origin(),
         crate::config::CorsOrigins::Listed(origins) => origins
             .iter()

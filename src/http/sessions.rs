@@ -155,7 +155,7 @@ pub async fn logout(
         Command::Logout(Logout {
             scope: scope.clone(),
             presented,
-            reuse_grace: state.config.refresh_token_reuse_grace,
+            reuse_grace: state.config.tokens.refresh_token_reuse_grace,
             client: ctx.client.clone(),
         })
     };

@@ -16,6 +16,8 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 
+use crate::config::DatabaseUrl;
+
 pub use chain::{Broken, ChainVerifier, Hashed, chain_hash};
 
 /// Who caused an event.
@@ -269,21 +271,20 @@ pub(crate) fn numbered(sql: &str) -> String {
     out
 }
 
-pub fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-/// Opens (and migrates) the database at `url`: PostgreSQL for `postgres://…`, else SQLite.
+/// Opens (and migrates) the database at `url`.
 /// With `existing`, a SQLite file that is not there is an error, not a new, empty log.
-pub async fn open(url: &str, existing: bool) -> Result<Opened, sqlx::Error> {
-    if is_postgres(url) {
-        let db = postgres::PgDatabase::open(url).await?;
-        return Ok(Opened {
-            events: std::sync::Arc::new(postgres::PostgresEventStore::start(db.clone())),
-            users: users::UserStore::Postgres(db.pool.clone()),
-            postgres: Some(db.pool),
-        });
-    }
+pub async fn open(url: &DatabaseUrl, existing: bool) -> Result<Opened, sqlx::Error> {
+    let url = match url {
+        DatabaseUrl::Postgres(url) => {
+            let db = postgres::PgDatabase::open(url).await?;
+            return Ok(Opened {
+                events: std::sync::Arc::new(postgres::PostgresEventStore::start(db.clone())),
+                users: users::UserStore::Postgres(db.pool.clone()),
+                postgres: Some(db.pool),
+            });
+        }
+        DatabaseUrl::Sqlite(url) => url,
+    };
     let db = if existing {
         sqlite::Database::open_existing(url).await?
     } else {

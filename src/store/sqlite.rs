@@ -21,6 +21,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, SqliteConnection};
 
+use crate::private_files;
+
 use super::appender::{
     AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
     recording_time, streams, to_insert,
@@ -66,7 +68,9 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        create_private(options.get_filename()).map_err(sqlx::Error::Io)?;
+        // Before SQLite opens it, which would make it 0644: it holds password hashes. SQLite
+        // gives the WAL files the same mode.
+        private_files::create_empty(options.get_filename()).map_err(sqlx::Error::Io)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -98,26 +102,6 @@ impl Database {
     }
 }
 
-/// Creates the database file (and its folder) readable by its owner only, before SQLite
-/// opens it: it holds password hashes. SQLite gives the WAL files the same mode.
-fn create_private(file: &Path) -> std::io::Result<()> {
-    if file.as_os_str().is_empty() || file.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = file.parent() {
-        crate::config::create_private_dir(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(file) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Takes the server's exclusive lock on the database at `url`: one serving process per
 /// SQLite file, since each keeps its projection from its own appends. The lock lasts as long
 /// as the returned file is open. (The CLI's one-off commands do not take it.)
@@ -128,7 +112,7 @@ fn create_private(file: &Path) -> std::io::Result<()> {
 pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    create_private(options.get_filename())?;
+    private_files::create_empty(options.get_filename())?;
     let file = std::fs::canonicalize(options.get_filename()).map_err(|e| {
         std::io::Error::new(
             e.kind(),

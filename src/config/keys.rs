@@ -1,0 +1,337 @@
+//! The table of configuration keys: for each, its environment variable, its key in the file,
+//! the parser of its value, its default and what it means. Reading a key, refusing an unknown
+//! one in the file, naming a key in an error and README's table all come from this one list.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+
+use super::values::{
+    Parsed, boolean, cors_origins, duration, log_format, path, port, proxies, rate_limit,
+    same_site, secret, session_limit, text,
+};
+use super::{ConfigError, CorsOrigins, LogFormat, RateLimit, SameSite, Secret, invalid};
+
+/// What is known of a key whatever its type.
+#[derive(Debug)]
+pub(super) struct About {
+    /// The environment variable, which wins over the file.
+    pub(super) env: &'static str,
+    /// `section.key` in the TOML file.
+    pub(super) file: &'static str,
+    pub(super) form: Form,
+    pub(super) default: Fallback,
+    /// README's description of the key.
+    pub(super) help: &'static str,
+}
+
+/// The TOML values the file may give a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Form {
+    /// A string only.
+    Text,
+    /// Any value: a string as it is, anything else as TOML writes it (`port = 1337`).
+    Scalar,
+    /// An array, read as its items joined by commas, or a scalar.
+    List,
+}
+
+/// What a key is when neither the environment nor the file sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fallback {
+    /// This text, read by the key's parser.
+    Value(&'static str),
+    /// Nothing: the feature is off.
+    Unset,
+    /// Worked out where the key is read (from another key, or generated); README shows this.
+    Derived(&'static str),
+}
+
+/// A key whose value parses into a `T`.
+pub(super) struct Key<T> {
+    pub(super) about: About,
+    parse: fn(&str) -> Parsed<T>,
+}
+
+impl About {
+    /// `JWT_EXPIRES_IN (jwt.expiresIn)`: both names, for a rule that spans either source.
+    pub(super) fn both(&self) -> String {
+        format!("{} ({})", self.env, self.file)
+    }
+}
+
+impl Fallback {
+    /// As README's table writes it.
+    fn shown(&self) -> String {
+        match self {
+            Fallback::Value(value) => format!("`{value}`"),
+            Fallback::Unset => "none".to_owned(),
+            Fallback::Derived(shown) => (*shown).to_owned(),
+        }
+    }
+}
+
+/// The keys as `tokenledger --help` lists them after the options.
+pub fn help() -> String {
+    let mut help =
+        "Configuration (environment variables win over the --config file's keys):\n".to_owned();
+    for key in KEYS {
+        let line = format!(
+            "  {} ({}), default {}\n      {}\n",
+            key.env,
+            key.file,
+            key.default.shown(),
+            key.help
+        );
+        // README's Markdown, read in a terminal.
+        help.push_str(&line.replace('`', ""));
+    }
+    help
+}
+
+/// One `const` a row, and `KEYS` listing them all in the order of README's table.
+macro_rules! keys {
+    ($($name:ident: $type:ty = $env:literal, $file:literal, $form:ident, $default:expr, $parse:ident,
+        $help:literal;)*) => {
+        $(pub(super) const $name: Key<$type> = Key {
+            about: About {
+                env: $env,
+                file: $file,
+                form: Form::$form,
+                default: $default,
+                help: $help,
+            },
+            parse: $parse,
+        };)*
+        pub(super) const KEYS: &[&About] = &[$(&$name.about),*];
+    };
+}
+
+use Fallback::{Derived, Unset, Value};
+
+keys! {
+    HOST: String = "HOST", "server.host", Text, Value("127.0.0.1"), text,
+        "address to listen on";
+    PORT: u16 = "PORT", "server.port", Scalar, Value("1337"), port,
+        "port (as Strapi)";
+    DATA_DIR: PathBuf = "DATA_DIR", "server.dataDir", Text, Value("./data"), path,
+        "database and generated secrets";
+    DATABASE_URL: String = "DATABASE_URL", "server.databaseUrl", Text,
+        Derived("`sqlite://<DATA_DIR>/tokenledger.db`"), text,
+        "the event store: `sqlite://…` or `postgres://…`";
+    JWT_SECRET: Secret = "JWT_SECRET", "jwt.secret", Text, Derived("generated"), secret,
+        "signs access tokens";
+    REFRESH_JWT_SECRET: Secret = "REFRESH_JWT_SECRET", "refresh.refreshTokenSecret", Text,
+        Derived("generated"), secret,
+        "signs refresh tokens";
+    JWT_EXPIRES_IN: TimeDelta = "JWT_EXPIRES_IN", "jwt.expiresIn", Scalar, Value("2h"), duration,
+        "access token lifetime";
+    REFRESH_TOKEN_EXPIRES_IN: TimeDelta = "REFRESH_TOKEN_EXPIRES_IN",
+        "refresh.refreshTokenExpiresIn", Scalar, Value("30d"), duration,
+        "refresh token lifetime";
+    REQUEST_REFRESH_ON_ALL: bool = "REQUEST_REFRESH_ON_ALL", "refresh.requestRefreshOnAll",
+        Scalar, Value("false"), boolean,
+        "refresh token on every login and register";
+    REFRESH_TOKEN_ROTATION: bool = "REFRESH_TOKEN_ROTATION", "refresh.refreshTokenRotation",
+        Scalar, Value("false"), boolean,
+        "single-use refresh tokens";
+    REFRESH_TOKEN_REUSE_GRACE: TimeDelta = "REFRESH_TOKEN_REUSE_GRACE",
+        "refresh.refreshTokenReuseGrace", Scalar, Value("10s"), duration,
+        "previous token's grace window";
+    MAX_SESSIONS_PER_USER: Option<u32> = "MAX_SESSIONS_PER_USER", "refresh.maxSessionsPerUser",
+        Scalar, Value("100"), session_limit,
+        "sessions one user may hold; a login beyond it ends the least recently used \
+        (`SessionRevoked`, reason `evicted`); `off` for no limit (`0` is refused)";
+    SESSION_IDLE_TIMEOUT: TimeDelta = "SESSION_IDLE_TIMEOUT", "refresh.sessionIdleTimeout",
+        Scalar, Derived("`refreshTokenExpiresIn`"), duration,
+        "a session unused this long ends";
+    SESSION_ABSOLUTE_LIFETIME: TimeDelta = "SESSION_ABSOLUTE_LIFETIME",
+        "refresh.sessionAbsoluteLifetime", Scalar, Value("90d"), duration,
+        "no session outlives login + this";
+    ACTOR_IDLE_TIMEOUT: TimeDelta = "ACTOR_IDLE_TIMEOUT", "server.actorIdleTimeout", Scalar,
+        Value("5m"), duration,
+        "an idle user's actor is stopped";
+    COOKIE_RESPONSE: bool = "COOKIE_RESPONSE", "refresh.cookieResponse", Scalar, Value("false"),
+        boolean,
+        "refresh tokens in an HttpOnly cookie";
+    COOKIE_NAME: String = "COOKIE_NAME", "refresh.cookieName", Text, Value("refreshToken"), text,
+        "the cookie's name";
+    COOKIE_SAME_SITE: SameSite = "COOKIE_SAME_SITE", "refresh.cookieSameSite", Text,
+        Value("strict"), same_site,
+        "`strict`, `lax` or `none`";
+    COOKIE_PATH: String = "COOKIE_PATH", "refresh.cookiePath", Text, Value("/api/auth"), text,
+        "the cookie's path";
+    COOKIE_DOMAIN: String = "COOKIE_DOMAIN", "refresh.cookieDomain", Text, Unset, text,
+        "the cookie's domain";
+    PRODUCTION_URL: String = "PRODUCTION_URL", "server.productionUrl", Text, Unset, text,
+        "`https://…` makes the cookie `Secure`";
+    LOGIN_RATE_LIMIT: Option<RateLimit> = "LOGIN_RATE_LIMIT", "server.loginRateLimit", Text,
+        Value("10/60s"), rate_limit,
+        "logins and registrations per client address and identifier, or `off`";
+    LOGIN_IP_RATE_LIMIT: Option<RateLimit> = "LOGIN_IP_RATE_LIMIT", "server.loginIpRateLimit",
+        Text, Value("30/60s"), rate_limit,
+        "logins and registrations per client address, whatever the identifier, or `off`";
+    LOGIN_ACCOUNT_FAILURE_LIMIT: Option<RateLimit> = "LOGIN_ACCOUNT_FAILURE_LIMIT",
+        "server.loginAccountFailureLimit", Text, Value("20/1h"), rate_limit,
+        "failed logins per account (or unknown identifier), whatever the address; past it \
+        every login of the account is a 429; or `off`";
+    REFRESH_RATE_LIMIT: Option<RateLimit> = "REFRESH_RATE_LIMIT", "server.refreshRateLimit", Text,
+        Value("30/60s"), rate_limit,
+        "per session, or `off`";
+    TRUSTED_PROXIES: Vec<ipnet::IpNet> = "TRUSTED_PROXIES", "server.trustedProxies", List, Unset,
+        proxies,
+        "addresses/networks whose `X-Forwarded-For` (or, without one, `Forwarded`) counts; \
+        IPv4 entries also match IPv4-mapped peers";
+    CORS_ORIGINS: CorsOrigins = "CORS_ORIGINS", "server.corsOrigins", List, Value("*"),
+        cors_origins,
+        "origins allowed to call from a browser, comma-separated; only listed origins may send \
+        the refresh cookie (`credentials`)";
+    ADMIN_API_TOKEN: Secret = "ADMIN_API_TOKEN", "server.adminApiToken", Text, Unset, secret,
+        "enables the admin API (32 bytes or more)";
+    LOG_FORMAT: LogFormat = "LOG_FORMAT", "server.logFormat", Text, Value("text"), log_format,
+        "`text` or `json` (`RUST_LOG` filters)";
+}
+
+/// Where values come from: the environment, then the file.
+pub(super) struct Source<'a> {
+    env: &'a HashMap<String, String>,
+    /// The file's values by file key, as text.
+    file: HashMap<&'static str, String>,
+}
+
+impl<'a> Source<'a> {
+    pub(super) fn new(
+        path: Option<&Path>,
+        env: &'a HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(path) => read_file(path)?,
+            None => HashMap::new(),
+        };
+        Ok(Source { env, file })
+    }
+
+    /// The key's value, or its default text parsed alike; `None` when it has neither.
+    pub(super) fn optional<T>(&self, key: &Key<T>) -> Result<Option<T>, ConfigError> {
+        let about = &key.about;
+        // An empty variable is unset, as a shell's `VAR=` or a blank line in an env file means.
+        let (named, value) = match self.env.get(about.env).filter(|v| !v.is_empty()) {
+            Some(value) => (about.env, Some(value.as_str())),
+            None => (about.file, self.file.get(about.file).map(String::as_str)),
+        };
+        let value = match (value, about.default) {
+            (Some(value), _) => value,
+            (None, Fallback::Value(default)) => default,
+            (None, Fallback::Unset | Fallback::Derived(_)) => return Ok(None),
+        };
+        (key.parse)(value)
+            .map(Some)
+            .map_err(|message| invalid(named, message))
+    }
+
+    /// The value of a key with a default.
+    pub(super) fn value<T>(&self, key: &Key<T>) -> Result<T, ConfigError> {
+        self.optional(key)?
+            .ok_or_else(|| invalid(key.about.env, "has no default and is not set"))
+    }
+}
+
+/// The file's values by file key. Unknown keys are refused, so a typo is an error, not a
+/// silent default; so is a value of a type the key does not take.
+fn read_file(path: &Path) -> Result<HashMap<&'static str, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let refuse = |message: String| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(|e| refuse(e.to_string()))?;
+    let mut values = HashMap::new();
+    for (section, entries) in &table {
+        let entries = match entries {
+            toml::Value::Table(entries) => entries,
+            other
+                if KEYS
+                    .iter()
+                    .any(|k| k.file.split_once('.').is_some_and(|(s, _)| s == section)) =>
+            {
+                return Err(refuse(format!("{section}: {other} is not a table")));
+            }
+            _ => return Err(refuse(format!("unknown key `{section}`"))),
+        };
+        for (name, value) in entries {
+            let dotted = format!("{section}.{name}");
+            let about = KEYS
+                .iter()
+                .find(|k| k.file == dotted)
+                .ok_or_else(|| refuse(format!("unknown key `{dotted}`")))?;
+            let text = as_text(about.form, value)
+                .ok_or_else(|| refuse(format!("{dotted}: {value} is not a string")))?;
+            values.insert(about.file, text);
+        }
+    }
+    Ok(values)
+}
+
+fn as_text(form: Form, value: &toml::Value) -> Option<String> {
+    let scalar = |value: &toml::Value| match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match (form, value) {
+        (_, toml::Value::String(s)) => Some(s.clone()),
+        (Form::Text, _) => None,
+        (Form::List, toml::Value::Array(items)) => {
+            Some(items.iter().map(scalar).collect::<Vec<_>>().join(","))
+        }
+        (Form::Scalar | Form::List, other) => Some(scalar(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row of README's configuration table.
+    fn readme_row(key: &About) -> String {
+        format!(
+            "| `{}` | `{}` | {} | {} |",
+            key.env,
+            key.file,
+            key.default.shown(),
+            key.help
+        )
+    }
+
+    #[test]
+    fn readme_lists_every_key_of_the_table_and_no_other() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let rows: Vec<&str> = section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .collect();
+        let table: Vec<String> = KEYS.iter().map(|key| readme_row(key)).collect();
+        assert_eq!(
+            rows, table,
+            "README's configuration table and config::keys::KEYS"
+        );
+    }
+
+    #[test]
+    fn each_key_has_its_own_names() {
+        for (i, key) in KEYS.iter().enumerate() {
+            for other in &KEYS[i + 1..] {
+                assert!(key.env != other.env && key.file != other.file, "{key:?}");
+            }
+            assert!(key.file.split_once('.').is_some(), "{}", key.file);
+        }
+    }
+}

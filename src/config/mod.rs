@@ -1,0 +1,608 @@
+//! Configuration: a TOML file (`tokenledger.toml`) overridden by environment variables, with
+//! the option names of the refresh-token plugin. Every value is checked at start-up, and a
+//! bad one is an error naming its key, never a crash later.
+//!
+//! The keys are data (`keys`): each names its variable, file key, parser, default and meaning
+//! once. This module imports nothing else of the crate, so that everything may depend on it.
+
+mod database_url;
+mod keys;
+mod secret;
+mod values;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+
+pub use database_url::DatabaseUrl;
+use keys::Source;
+pub use keys::help;
+pub use secret::{Secret, refuse_weak};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tokens: TokenConfig,
+    pub lifetimes: LifetimeConfig,
+    pub cookie: CookieConfig,
+    pub limits: LimitConfig,
+    pub admin: AdminConfig,
+    pub logging: LoggingConfig,
+    /// Allows weak secrets, for local experiments only.
+    pub insecure_dev: bool,
+}
+
+/// Where the service listens, what it stores where, and whom it believes.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub database_url: DatabaseUrl,
+    pub production_url: Option<String>,
+    pub actor_idle_timeout: TimeDelta,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which web origins may call the API from a browser.
+    pub cors_origins: CorsOrigins,
+}
+
+/// How tokens are signed and handed out.
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    /// `None` until `secrets::resolve` fills in a generated one.
+    pub jwt_secret: Option<Secret>,
+    pub refresh_secret: Option<Secret>,
+    pub jwt_expires_in: TimeDelta,
+    pub request_refresh_on_all: bool,
+    pub refresh_token_rotation: bool,
+    pub refresh_token_reuse_grace: TimeDelta,
+}
+
+/// How long a session lives.
+#[derive(Clone, Copy, Debug)]
+pub struct LifetimeConfig {
+    pub refresh_token_expires_in: TimeDelta,
+    pub session_idle_timeout: TimeDelta,
+    pub session_absolute_lifetime: TimeDelta,
+}
+
+/// The refresh-token cookie of cookie mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieConfig {
+    /// Refresh tokens go out in the cookie for every client, not only those that ask.
+    pub response: bool,
+    pub name: String,
+    pub same_site: SameSite,
+    pub path: String,
+    pub domain: Option<String>,
+}
+
+/// How much one client, session or account may ask for; `None` is `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// Per client IP and identifier.
+    pub login: Option<RateLimit>,
+    /// Per client IP, whatever the identifier.
+    pub login_ip: Option<RateLimit>,
+    /// Failed logins per account, whatever the IP.
+    pub account_failures: Option<RateLimit>,
+    /// Per session.
+    pub refresh: Option<RateLimit>,
+    /// How many sessions one user may hold; a login beyond it ends the least recently used.
+    pub max_sessions_per_user: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// `None` leaves the admin API off.
+    pub api_token: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Strapi's default is any origin; naming the front ends' origins also lets browsers send
+/// the refresh cookie (`credentials: 'include'`), which is never allowed to any origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    Listed(Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// At most `requests` per `period`, replenished evenly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub period: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any) and overlays `env`. Secrets are left as configured; see
+    /// `crate::secrets` for generating missing ones.
+    pub fn load(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+        insecure_dev: bool,
+    ) -> Result<Config, ConfigError> {
+        let source = Source::new(path, env)?;
+        let config = Config {
+            server: ServerConfig::read(&source)?,
+            tokens: TokenConfig::read(&source)?,
+            lifetimes: LifetimeConfig::read(&source)?,
+            cookie: CookieConfig::read(&source)?,
+            limits: LimitConfig::read(&source)?,
+            admin: AdminConfig {
+                api_token: source.optional(&keys::ADMIN_API_TOKEN)?,
+            },
+            logging: LoggingConfig {
+                format: source.value(&keys::LOG_FORMAT)?,
+            },
+            insecure_dev,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.lifetimes.validate(&self.tokens)?;
+        let lifetimes = &self.lifetimes;
+        for (key, value) in [
+            (&keys::JWT_EXPIRES_IN, self.tokens.jwt_expires_in),
+            (
+                &keys::REFRESH_TOKEN_EXPIRES_IN,
+                lifetimes.refresh_token_expires_in,
+            ),
+            (&keys::SESSION_IDLE_TIMEOUT, lifetimes.session_idle_timeout),
+            (
+                &keys::SESSION_ABSOLUTE_LIFETIME,
+                lifetimes.session_absolute_lifetime,
+            ),
+            (&keys::ACTOR_IDLE_TIMEOUT, self.server.actor_idle_timeout),
+        ] {
+            if value <= TimeDelta::zero() {
+                return Err(invalid(key.about.file, "must be longer than zero"));
+            }
+        }
+        if let Some(url) = &self.server.production_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                keys::PRODUCTION_URL.about.env,
+                format!("{url:?} is not an http(s) URL"),
+            ));
+        }
+        self.cookie.validate()?;
+        if let Some(token) = &self.admin.api_token
+            && !token.expose().bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                keys::ADMIN_API_TOKEN.about.env,
+                "must be printable ASCII without spaces (it is sent as a bearer token)",
+            ));
+        }
+        for (key, secret) in [
+            (&keys::JWT_SECRET, &self.tokens.jwt_secret),
+            (&keys::REFRESH_JWT_SECRET, &self.tokens.refresh_secret),
+            (&keys::ADMIN_API_TOKEN, &self.admin.api_token),
+        ] {
+            if let Some(secret) = secret {
+                refuse_weak(key.about.env, secret, self.insecure_dev)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Things that are allowed but unwise, for the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let tokens = &self.tokens;
+        let mut said = Vec::new();
+        for (key, secret) in [
+            (&keys::JWT_SECRET, &tokens.jwt_secret),
+            (&keys::REFRESH_JWT_SECRET, &tokens.refresh_secret),
+        ] {
+            let key = key.about.env;
+            if let Some(why) = secret.as_ref().and_then(|s| secret::weakness(s.expose())) {
+                // `refuse_weak` stops any other start; the line must not claim a flag that
+                // was not given, should a new source of secrets ever skip that check.
+                said.push(if self.insecure_dev {
+                    format!("{key} {why}: accepted only because of --insecure-dev")
+                } else {
+                    format!("{key} {why}, and --insecure-dev was not given")
+                });
+            }
+        }
+        if tokens.jwt_secret.is_some() && tokens.jwt_secret == tokens.refresh_secret {
+            said.push(
+                "JWT_SECRET and REFRESH_JWT_SECRET are the same: use two different secrets"
+                    .to_owned(),
+            );
+        }
+        said
+    }
+}
+
+impl ServerConfig {
+    fn read(source: &Source) -> Result<ServerConfig, ConfigError> {
+        let data_dir = source.value(&keys::DATA_DIR)?;
+        let database_url = match source.optional(&keys::DATABASE_URL)? {
+            // Named by its variable whatever its source, as the check always has been.
+            Some(url) => DatabaseUrl::parse(&url)
+                .map_err(|message| invalid(keys::DATABASE_URL.about.env, message))?,
+            None => DatabaseUrl::in_data_dir(&data_dir),
+        };
+        Ok(ServerConfig {
+            host: source.value(&keys::HOST)?,
+            port: source.value(&keys::PORT)?,
+            data_dir,
+            database_url,
+            production_url: source.optional(&keys::PRODUCTION_URL)?,
+            actor_idle_timeout: source.value(&keys::ACTOR_IDLE_TIMEOUT)?,
+            trusted_proxies: source.optional(&keys::TRUSTED_PROXIES)?.unwrap_or_default(),
+            cors_origins: source.value(&keys::CORS_ORIGINS)?,
+        })
+    }
+
+    pub fn bind_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl TokenConfig {
+    fn read(source: &Source) -> Result<TokenConfig, ConfigError> {
+        Ok(TokenConfig {
+            jwt_secret: source.optional(&keys::JWT_SECRET)?,
+            refresh_secret: source.optional(&keys::REFRESH_JWT_SECRET)?,
+            jwt_expires_in: source.value(&keys::JWT_EXPIRES_IN)?,
+            request_refresh_on_all: source.value(&keys::REQUEST_REFRESH_ON_ALL)?,
+            refresh_token_rotation: source.value(&keys::REFRESH_TOKEN_ROTATION)?,
+            refresh_token_reuse_grace: source.value(&keys::REFRESH_TOKEN_REUSE_GRACE)?,
+        })
+    }
+}
+
+impl LifetimeConfig {
+    fn read(source: &Source) -> Result<LifetimeConfig, ConfigError> {
+        let refresh_token_expires_in = source.value(&keys::REFRESH_TOKEN_EXPIRES_IN)?;
+        Ok(LifetimeConfig {
+            refresh_token_expires_in,
+            session_idle_timeout: source
+                .optional(&keys::SESSION_IDLE_TIMEOUT)?
+                .unwrap_or(refresh_token_expires_in),
+            session_absolute_lifetime: source.value(&keys::SESSION_ABSOLUTE_LIFETIME)?,
+        })
+    }
+
+    /// What the refresh token's lifetime bounds: the access token's, and the reuse grace.
+    fn validate(&self, tokens: &TokenConfig) -> Result<(), ConfigError> {
+        let refresh = &keys::REFRESH_TOKEN_EXPIRES_IN.about;
+        if tokens.jwt_expires_in >= self.refresh_token_expires_in {
+            return Err(invalid(
+                &keys::JWT_EXPIRES_IN.about.both(),
+                format!(
+                    "must be below {}: an access token may not outlive its refresh token",
+                    refresh.both()
+                ),
+            ));
+        }
+        if tokens.refresh_token_reuse_grace >= self.refresh_token_expires_in {
+            return Err(invalid(
+                &keys::REFRESH_TOKEN_REUSE_GRACE.about.both(),
+                format!(
+                    "must be below {}: a longer grace window would switch reuse detection off",
+                    refresh.env
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl CookieConfig {
+    fn read(source: &Source) -> Result<CookieConfig, ConfigError> {
+        Ok(CookieConfig {
+            response: source.value(&keys::COOKIE_RESPONSE)?,
+            name: source.value(&keys::COOKIE_NAME)?,
+            same_site: source.value(&keys::COOKIE_SAME_SITE)?,
+            path: source.value(&keys::COOKIE_PATH)?,
+            domain: source.optional(&keys::COOKIE_DOMAIN)?,
+        })
+    }
+
+    /// What would break the `Set-Cookie` header, or let a value inject an attribute.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+        if self.name.is_empty() || !self.name.chars().all(token_char) {
+            return Err(invalid(
+                &keys::COOKIE_NAME.about.both(),
+                format!("{:?} is not a valid cookie name", self.name),
+            ));
+        }
+        if !self.path.starts_with('/') || self.path.chars().any(|c| c == ';' || c.is_control()) {
+            return Err(invalid(
+                &keys::COOKIE_PATH.about.both(),
+                format!("{:?} must start with / and hold no ;", self.path),
+            ));
+        }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty()
+                || !domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        {
+            return Err(invalid(
+                &keys::COOKIE_DOMAIN.about.both(),
+                format!("{domain:?} is not a domain name"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LimitConfig {
+    fn read(source: &Source) -> Result<LimitConfig, ConfigError> {
+        Ok(LimitConfig {
+            login: source.value(&keys::LOGIN_RATE_LIMIT)?,
+            login_ip: source.value(&keys::LOGIN_IP_RATE_LIMIT)?,
+            account_failures: source.value(&keys::LOGIN_ACCOUNT_FAILURE_LIMIT)?,
+            refresh: source.value(&keys::REFRESH_RATE_LIMIT)?,
+            max_sessions_per_user: source.value(&keys::MAX_SESSIONS_PER_USER)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn error_of(pairs: &[(&str, &str)]) -> String {
+        Config::load(None, &env(pairs), false)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_follow_strapi_and_the_plugin() {
+        let c = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!((c.server.host.as_str(), c.server.port), ("127.0.0.1", 1337));
+        assert_eq!(
+            c.server.database_url.expose(),
+            "sqlite://./data/tokenledger.db"
+        );
+        assert_eq!(c.tokens.jwt_expires_in, TimeDelta::hours(2));
+        assert_eq!(c.lifetimes.refresh_token_expires_in, TimeDelta::days(30));
+        assert_eq!(c.lifetimes.session_idle_timeout, TimeDelta::days(30));
+        assert_eq!(c.tokens.refresh_token_reuse_grace, TimeDelta::seconds(10));
+        assert!(
+            !c.tokens.refresh_token_rotation
+                && !c.tokens.request_refresh_on_all
+                && !c.cookie.response
+        );
+        assert_eq!(c.limits.max_sessions_per_user, Some(100));
+    }
+
+    #[test]
+    fn the_session_limit_is_a_positive_number_or_off() {
+        let limit = |pairs: &[(&str, &str)]| {
+            Config::load(None, &env(pairs), false)
+                .unwrap()
+                .limits
+                .max_sessions_per_user
+        };
+        assert_eq!(limit(&[("MAX_SESSIONS_PER_USER", "5000")]), Some(5000));
+        assert_eq!(limit(&[("MAX_SESSIONS_PER_USER", "OFF")]), None);
+        for bad in ["0", "-1", "ten", "1.5", "4294967296"] {
+            assert!(
+                error_of(&[("MAX_SESSIONS_PER_USER", bad)]).starts_with("MAX_SESSIONS_PER_USER:"),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenledger.toml");
+        std::fs::write(&path, "[refresh]\nmaxSessionsPerUser = 3\n").unwrap();
+        let c = Config::load(Some(&path), &env(&[]), false).unwrap();
+        assert_eq!(c.limits.max_sessions_per_user, Some(3));
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenledger.toml");
+        std::fs::write(
+            &path,
+            "[jwt]\nexpiresIn = \"1h\"\n[refresh]\nrefreshTokenRotation = true\nrefreshTokenExpiresIn = \"7 days\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), &env(&[("JWT_EXPIRES_IN", "15m")]), false).unwrap();
+        assert_eq!(c.tokens.jwt_expires_in, TimeDelta::minutes(15));
+        assert_eq!(c.lifetimes.refresh_token_expires_in, TimeDelta::days(7));
+        assert!(c.tokens.refresh_token_rotation);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(error_of(&[("JWT_EXPIRES_IN", "soon")]).starts_with("JWT_EXPIRES_IN:"));
+        assert!(
+            error_of(&[("REFRESH_TOKEN_ROTATION", "yes")]).starts_with("REFRESH_TOKEN_ROTATION:")
+        );
+        assert!(error_of(&[("PORT", "99999")]).starts_with("PORT:"));
+        assert!(
+            error_of(&[("JWT_EXPIRES_IN", "30d")])
+                .starts_with("JWT_EXPIRES_IN (jwt.expiresIn): must be below")
+        );
+        assert!(
+            error_of(&[("REFRESH_TOKEN_REUSE_GRACE", "40d")])
+                .starts_with("REFRESH_TOKEN_REUSE_GRACE")
+        );
+        assert!(
+            error_of(&[("REFRESH_TOKEN_EXPIRES_IN", "1000000y")])
+                .starts_with("REFRESH_TOKEN_EXPIRES_IN: \"1000000y\" is too long")
+        );
+        assert!(
+            error_of(&[("SESSION_ABSOLUTE_LIFETIME", "99999999999999999")]).contains("too long")
+        );
+        assert!(error_of(&[("JWT_SECRET", "SomethingSecret")]).contains("well-known default"));
+        assert!(error_of(&[("REFRESH_JWT_SECRET", "short")]).contains("shorter than 32 bytes"));
+        let example = "change-me-to-32-or-more-random-bytes-for-access-tokens";
+        assert!(error_of(&[("JWT_SECRET", example)]).contains("well-known default"));
+    }
+
+    #[test]
+    fn rate_limits_cookies_and_proxies_parse() {
+        let c = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!(
+            c.limits.login,
+            Some(RateLimit {
+                requests: 10,
+                period: std::time::Duration::from_secs(60)
+            })
+        );
+        assert_eq!(c.limits.refresh.unwrap().requests, 30);
+        assert_eq!(
+            (c.limits.login_ip, c.limits.account_failures),
+            (
+                Some(RateLimit {
+                    requests: 30,
+                    period: std::time::Duration::from_secs(60)
+                }),
+                Some(RateLimit {
+                    requests: 20,
+                    period: std::time::Duration::from_secs(3600)
+                })
+            )
+        );
+        assert_eq!(
+            c.cookie,
+            CookieConfig {
+                response: false,
+                name: "refreshToken".into(),
+                same_site: SameSite::Strict,
+                path: "/api/auth".into(),
+                domain: None
+            }
+        );
+        let c = Config::load(
+            None,
+            &env(&[
+                ("LOGIN_RATE_LIMIT", "off"),
+                ("LOGIN_IP_RATE_LIMIT", "off"),
+                ("LOGIN_ACCOUNT_FAILURE_LIMIT", "5/1d"),
+                ("REFRESH_RATE_LIMIT", "5/1m"),
+                ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+                ("COOKIE_SAME_SITE", "Lax"),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.limits.login, None);
+        assert_eq!(c.limits.login_ip, None);
+        assert_eq!(
+            c.limits.account_failures.unwrap().period,
+            std::time::Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            c.limits.refresh.unwrap().period,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        assert_eq!(c.cookie.same_site, SameSite::Lax);
+        assert!(error_of(&[("LOGIN_RATE_LIMIT", "ten")]).starts_with("LOGIN_RATE_LIMIT:"));
+        assert!(error_of(&[("LOGIN_IP_RATE_LIMIT", "0/60s")]).starts_with("LOGIN_IP_RATE_LIMIT:"));
+        assert!(
+            error_of(&[("LOGIN_ACCOUNT_FAILURE_LIMIT", "x")])
+                .starts_with("LOGIN_ACCOUNT_FAILURE_LIMIT:")
+        );
+        assert!(error_of(&[("LOGIN_RATE_LIMIT", "0/60s")]).starts_with("LOGIN_RATE_LIMIT:"));
+        assert!(error_of(&[("TRUSTED_PROXIES", "10.0.0.0/99")]).starts_with("TRUSTED_PROXIES:"));
+        assert!(error_of(&[("COOKIE_SAME_SITE", "sometimes")]).starts_with("COOKIE_SAME_SITE:"));
+        assert!(error_of(&[("COOKIE_NAME", "bad name;")]).starts_with("COOKIE_NAME"));
+        assert!(error_of(&[("COOKIE_DOMAIN", "a;b")]).starts_with("COOKIE_DOMAIN"));
+        assert!(error_of(&[("COOKIE_PATH", "relative")]).starts_with("COOKIE_PATH"));
+    }
+
+    #[test]
+    fn cors_origins_are_any_by_default_or_a_list_of_origins() {
+        let any = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!(any.server.cors_origins, CorsOrigins::Any);
+        let listed = Config::load(
+            None,
+            &env(&[(
+                "CORS_ORIGINS",
+                "https://app.example.com, http://localhost:3000",
+            )]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            listed.server.cors_origins,
+            CorsOrigins::Listed(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        assert!(
+            error_of(&[("CORS_ORIGINS", "https://app.example.com/")]).starts_with("CORS_ORIGINS:")
+        );
+        assert!(error_of(&[("CORS_ORIGINS", "app.example.com")]).starts_with("CORS_ORIGINS:"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[refresh]\nrefreshTokenRotaton = true\n").unwrap();
+        let err = Config::load(Some(&path), &env(&[]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refreshTokenRotaton"), "{err}");
+    }
+
+    #[test]
+    fn weak_secrets_pass_with_insecure_dev() {
+        let c = Config::load(None, &env(&[("JWT_SECRET", "SomethingSecret")]), true).unwrap();
+        assert_eq!(c.tokens.jwt_secret.unwrap().expose(), "SomethingSecret");
+    }
+}

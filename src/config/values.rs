@@ -1,0 +1,149 @@
+//! The parsers of the key table: text as an operator writes it (in the environment or the
+//! file) into a typed value, or a message that the loader prefixes with the key it came from.
+
+use std::path::PathBuf;
+
+use chrono::TimeDelta;
+
+use super::{CorsOrigins, LogFormat, RateLimit, SameSite, Secret};
+
+pub(super) type Parsed<T> = Result<T, String>;
+
+pub(super) fn text(value: &str) -> Parsed<String> {
+    Ok(value.to_owned())
+}
+
+pub(super) fn path(value: &str) -> Parsed<PathBuf> {
+    Ok(PathBuf::from(value))
+}
+
+pub(super) fn secret(value: &str) -> Parsed<Secret> {
+    Ok(Secret::new(value))
+}
+
+pub(super) fn port(value: &str) -> Parsed<u16> {
+    value
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| format!("{value:?} is not a port number"))
+}
+
+pub(super) fn boolean(value: &str) -> Parsed<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("{other:?} is not true, false, 1 or 0")),
+    }
+}
+
+/// Durations as Strapi and the plugin write them: `30d`, `2h`, `15m`, `10s`, `7 days`, `1y`,
+/// or a bare number of seconds.
+pub(super) fn duration(value: &str) -> Parsed<TimeDelta> {
+    let text = value.trim();
+    let std = match text.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration like 30d, 2h, 15m or 10s ({e})"))?,
+    };
+    // Far beyond any session, and far enough from chrono's limits that `now + lifetime` can
+    // never overflow later, at the first login.
+    const LONGEST: TimeDelta = TimeDelta::days(100 * 366);
+    TimeDelta::from_std(std)
+        .ok()
+        .filter(|d| *d <= LONGEST)
+        .ok_or_else(|| format!("{text:?} is too long (at most 100y)"))
+}
+
+/// `10/60s` (requests per period), or `off`.
+pub(super) fn rate_limit(value: &str) -> Parsed<Option<RateLimit>> {
+    let text = value.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || format!("{text:?} is not like 10/60s (requests per period) or off");
+    let (count, period) = text.split_once('/').ok_or_else(bad)?;
+    let requests = count
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)?;
+    let period = match period.trim().parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(period.trim()).map_err(|_| bad())?,
+    };
+    if period.is_zero() {
+        return Err(bad());
+    }
+    Ok(Some(RateLimit { requests, period }))
+}
+
+/// A number of sessions of 1 or more, or `off`. 0 is refused rather than read as either:
+/// "no sessions at all" would lock every user out, and "no limit" is what `off` says.
+pub(super) fn session_limit(value: &str) -> Parsed<Option<u32>> {
+    let text = value.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(Some)
+        .ok_or_else(|| format!("{text:?} is not a number of sessions of 1 or more, or off"))
+}
+
+/// Comma-separated addresses or networks (`10.0.0.0/8`, `::1`).
+pub(super) fn proxies(value: &str) -> Parsed<Vec<ipnet::IpNet>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{item:?} is not an IP address or network"))
+        })
+        .collect()
+}
+
+/// `*`, or origins like `https://app.example.com`, separated by commas.
+pub(super) fn cors_origins(value: &str) -> Parsed<CorsOrigins> {
+    let items: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect();
+    if items.is_empty() || items.contains(&"*") {
+        return Ok(CorsOrigins::Any);
+    }
+    let origin = regex::Regex::new(r"^https?://[^/\s?#]+$").expect("a valid pattern");
+    items
+        .into_iter()
+        .map(|item| {
+            origin
+                .is_match(item)
+                .then(|| item.to_owned())
+                .ok_or_else(|| {
+                    format!("{item:?} is not an origin like https://app.example.com (no path)")
+                })
+        })
+        .collect::<Result<_, _>>()
+        .map(CorsOrigins::Listed)
+}
+
+pub(super) fn same_site(value: &str) -> Parsed<SameSite> {
+    match value.to_ascii_lowercase().as_str() {
+        "strict" => Ok(SameSite::Strict),
+        "lax" => Ok(SameSite::Lax),
+        "none" => Ok(SameSite::None),
+        other => Err(format!("{other:?} is not strict, lax or none")),
+    }
+}
+
+pub(super) fn log_format(value: &str) -> Parsed<LogFormat> {
+    match value.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not text or json")),
+    }
+}
