@@ -206,7 +206,7 @@ impl<'a> Source<'a> {
         env: &'a HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
         let file = match path {
-            Some(path) => read_file(path)?,
+            Some(path) => super::file::read(path)?,
             None => HashMap::new(),
         };
         Ok(Source { env, file })
@@ -234,60 +234,6 @@ impl<'a> Source<'a> {
     pub(super) fn value<T>(&self, key: &Key<T>) -> Result<T, ConfigError> {
         self.optional(key)?
             .ok_or_else(|| invalid(key.about.env, "has no default and is not set"))
-    }
-}
-
-/// The file's values by file key. Unknown keys are refused, so a typo is an error, not a
-/// silent default; so is a value of a type the key does not take.
-fn read_file(path: &Path) -> Result<HashMap<&'static str, String>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let refuse = |message: String| ConfigError::Parse {
-        path: path.to_owned(),
-        message,
-    };
-    let table: toml::Table = toml::from_str(&text).map_err(|e| refuse(e.to_string()))?;
-    let mut values = HashMap::new();
-    for (section, entries) in &table {
-        let entries = match entries {
-            toml::Value::Table(entries) => entries,
-            other
-                if KEYS
-                    .iter()
-                    .any(|k| k.file.split_once('.').is_some_and(|(s, _)| s == section)) =>
-            {
-                return Err(refuse(format!("{section}: {other} is not a table")));
-            }
-            _ => return Err(refuse(format!("unknown key `{section}`"))),
-        };
-        for (name, value) in entries {
-            let dotted = format!("{section}.{name}");
-            let about = KEYS
-                .iter()
-                .find(|k| k.file == dotted)
-                .ok_or_else(|| refuse(format!("unknown key `{dotted}`")))?;
-            let text = as_text(about.form, value)
-                .ok_or_else(|| refuse(format!("{dotted}: {value} is not a string")))?;
-            values.insert(about.file, text);
-        }
-    }
-    Ok(values)
-}
-
-fn as_text(form: Form, value: &toml::Value) -> Option<String> {
-    let scalar = |value: &toml::Value| match value {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    match (form, value) {
-        (_, toml::Value::String(s)) => Some(s.clone()),
-        (Form::Text, _) => None,
-        (Form::List, toml::Value::Array(items)) => {
-            Some(items.iter().map(scalar).collect::<Vec<_>>().join(","))
-        }
-        (Form::Scalar | Form::List, other) => Some(scalar(other)),
     }
 }
 

@@ -6,6 +6,7 @@
 //! once. This module imports nothing else of the crate, so that everything may depend on it.
 
 mod database_url;
+mod file;
 mod keys;
 mod secret;
 mod values;
