@@ -42,29 +42,32 @@ struct Keys {
 }
 
 static SECTIONS: LazyLock<Sections> = LazyLock::new(|| {
-    let mut sections = Sections {
-        names: Vec::new(),
-        keys: Vec::new(),
-    };
-    for key in KEYS {
-        // Every file key is `section.name` (a test of the table checks it).
-        let (section, name) = key.file.split_once('.').unwrap_or(("", key.file));
-        let i = match sections.names.iter().position(|s| *s == section) {
-            Some(i) => i,
-            None => {
-                sections.names.push(section);
-                sections.keys.push(Keys {
-                    names: Vec::new(),
-                    keys: Vec::new(),
-                });
-                sections.names.len() - 1
+    let mut names: Vec<&'static str> = KEYS.iter().map(|key| split(key).0).collect();
+    // In the order of the file structs serde read before the table, for the same messages.
+    names.sort_unstable();
+    names.dedup();
+    let keys = names
+        .iter()
+        .map(|section| {
+            let keys: Vec<&'static About> = KEYS
+                .iter()
+                .copied()
+                .filter(|key| split(key).0 == *section)
+                .collect();
+            Keys {
+                names: keys.iter().map(|key| split(key).1).collect(),
+                keys,
             }
-        };
-        sections.keys[i].names.push(name);
-        sections.keys[i].keys.push(key);
-    }
-    sections
+        })
+        .collect();
+    Sections { names, keys }
 });
+
+/// `(section, name)` of a file key.
+fn split(key: &About) -> (&'static str, &'static str) {
+    // Every file key is `section.name`: a test of the table checks it.
+    key.file.split_once('.').unwrap_or(("", key.file))
+}
 
 /// The whole file: a table of sections.
 struct File<'v>(&'v mut HashMap<&'static str, String>);

@@ -162,7 +162,11 @@ impl Config {
         env: &HashMap<String, String>,
         insecure_dev: bool,
     ) -> Result<Config, ConfigError> {
-        let source = Source::new(path, env)?;
+        let file = match path {
+            Some(path) => file::read(path)?,
+            None => HashMap::new(),
+        };
+        let source = Source::new(env, file);
         let config = Config {
             server: ServerConfig::read(&source)?,
             tokens: TokenConfig::read(&source)?,
@@ -599,6 +603,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("refreshTokenRotaton"), "{err}");
+    }
+
+    #[test]
+    fn the_file_takes_numbers_lists_and_strings_where_each_key_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "[server]\nport = 8080\ntrustedProxies = [\"10.0.0.0/8\", \"::1\"]\n\
+             corsOrigins = [\"https://a.example\"]\nhost = \"0.0.0.0\"\n\
+             [refresh]\nrefreshTokenRotation = true\ncookieName = \"rt\"\n",
+        )
+        .unwrap();
+        // An empty variable is unset: the file's value stands.
+        let c = Config::load(Some(&path), &env(&[("PORT", "")]), false).unwrap();
+        assert_eq!(c.server.bind_address(), "0.0.0.0:8080");
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        assert_eq!(
+            c.server.cors_origins,
+            CorsOrigins::Listed(vec!["https://a.example".into()])
+        );
+        assert!(c.tokens.refresh_token_rotation);
+        assert_eq!(c.cookie.name, "rt");
+
+        std::fs::write(&path, "[server]\nhost = 5\n").unwrap();
+        let err = Config::load(Some(&path), &env(&[]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("invalid type: integer `5`, expected a string"),
+            "{err}"
+        );
+        std::fs::write(&path, "[sever]\nport = 1\n").unwrap();
+        let err = Config::load(Some(&path), &env(&[]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `sever`, expected one of `jwt`, `refresh`, `server`"),
+            "{err}"
+        );
     }
 
     #[test]
