@@ -147,6 +147,53 @@ pub async fn find_users(
     }))
 }
 
+/// `from`, `to`, `type`, `after` and `limit` of a trail request, each checked.
+fn trail_query(query: &HashMap<String, String>) -> Result<TrailQuery, ApiError> {
+    let (from, to) = (
+        time_parameter(&query, "from")?,
+        time_parameter(&query, "to")?,
+    );
+    let types: Option<Vec<&str>> = query
+        .get("type")
+        .map(|t| t.split(',').map(str::trim).collect());
+    if let Some(types) = &types
+        && let Some(unknown) = types.iter().find(|t| !EVENT_TYPES.contains(t))
+    {
+        // A typo must not read as "no such incident".
+        return Err(ApiError::validation(format!(
+            "type {unknown:?} is not one of {}",
+            EVENT_TYPES.join(", ")
+        )));
+    }
+    let number = |key: &str| -> Result<Option<i64>, ApiError> {
+        query
+            .get(key)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::validation(format!("{key} must be a whole number")))
+            })
+            .transpose()
+    };
+    let after = number("after")?.unwrap_or(0);
+    let limit = match number("limit")? {
+        None => PAGE,
+        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+    };
+    let types = types.map(|types| types.into_iter().map(str::to_owned).collect());
+    Ok(TrailQuery {
+        from,
+        to,
+        types,
+        after,
+        limit,
+    })
+}
+
 #[derive(Serialize, ToSchema)]
 struct EventTrail {
     data: Vec<AuditEntry>,
@@ -188,50 +235,7 @@ pub async fn events(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user(&state, &req, &path).await?;
-    let query = query(&req)?;
-    let (from, to) = (
-        time_parameter(&query, "from")?,
-        time_parameter(&query, "to")?,
-    );
-    let types: Option<Vec<&str>> = query
-        .get("type")
-        .map(|t| t.split(',').map(str::trim).collect());
-    if let Some(types) = &types
-        && let Some(unknown) = types.iter().find(|t| !EVENT_TYPES.contains(t))
-    {
-        // A typo must not read as "no such incident".
-        return Err(ApiError::validation(format!(
-            "type {unknown:?} is not one of {}",
-            EVENT_TYPES.join(", ")
-        )));
-    }
-    let number = |key: &str| -> Result<Option<i64>, ApiError> {
-        query
-            .get(key)
-            .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| ApiError::validation(format!("{key} must be a whole number")))
-            })
-            .transpose()
-    };
-    let after = number("after")?.unwrap_or(0);
-    let limit = match number("limit")? {
-        None => PAGE,
-        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
-        Some(_) => {
-            return Err(ApiError::validation(format!(
-                "limit must be between 1 and {MAX_PAGE}"
-            )));
-        }
-    };
-    let types = types.map(|types| types.into_iter().map(str::to_owned).collect());
-    let query = TrailQuery {
-        from,
-        to,
-        types,
-        after,
-        limit,
-    };
+    let query = trail_query(&query(&req)?)?;
     let Trail { entries, next } = state.app.trail(user.id, query).await?;
     Ok(HttpResponse::Ok().json(EventTrail {
         data: entries,

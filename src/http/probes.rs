@@ -57,16 +57,9 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     }
 }
 
-/// `GET /metrics`.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "health",
-    responses(
-        (status = 200, description = "Prometheus' text format 0.0.4 (see the README's Operations)", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
-    )
-)]
-pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
+/// What a scrape reads from where it lives: the store's counters, the projection, the
+/// actors, the password queue, and the lag (given up on after `LAG_TIMEOUT`).
+async fn snapshot(state: &AppState) -> Snapshot {
     let store = state.app.store.as_ref();
     let progress = &state.catch_up;
     // Before the start-up rebuild ends, everything after its position is still to fold; after,
@@ -93,7 +86,7 @@ pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
         }
     };
     let stats = store.stats();
-    let snapshot = Snapshot {
+    Snapshot {
         events_by_type: stats.appended_by_type(),
         batch_buckets: stats.batches.buckets(),
         batch_appends: stats.batches.appends(),
@@ -103,8 +96,20 @@ pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
         argon2_queue: state.app.passwords.queue_depth(),
         // As `/_ready` answers: a detached database file takes the instance out for good.
         ready: progress.is_ready() && store.detached().is_none(),
-    };
+    }
+}
 
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus' text format 0.0.4 (see the README's Operations)", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+    )
+)]
+pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = snapshot(&state).await;
     let text = state.metrics.render(snapshot);
     HttpResponse::Ok()
         .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
