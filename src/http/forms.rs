@@ -205,6 +205,7 @@ impl ChangePasswordRequest {
     }
 }
 
+/// Which sessions to end: `{}` this one, `deviceId` that device's, `scope: all` every one.
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct LogoutRequest {
