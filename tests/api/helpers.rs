@@ -10,6 +10,7 @@ use tokenledger::app::Application;
 use tokenledger::config::Config;
 use tokenledger::http::AppState;
 use tokenledger::store::EventStore;
+use tokenledger::use_cases::Services;
 
 pub const JWT_SECRET: &str = "test-access-secret-0123456789abcdef0123456789";
 pub const REFRESH_SECRET: &str = "test-refresh-secret-0123456789abcdef012345678";
@@ -96,8 +97,9 @@ impl TestApp {
         self.store.as_ref()
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The use cases' services, for tests that look behind the API (clock, actors, hashes).
+    pub fn state(&self) -> &Services {
+        &self.state.app
     }
 
     /// Runs the real `tokenledger` binary with this app's environment (its data folder and
@@ -112,7 +114,7 @@ impl TestApp {
 
     /// Moves the server's clock forward.
     pub fn advance(&self, by: chrono::TimeDelta) {
-        self.state.clock.advance(by);
+        self.state.app.clock.advance(by);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -183,7 +185,7 @@ impl TestApp {
     /// record) has been recorded.
     pub async fn recorded(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.state.registry.unrecorded() > 0 {
+        while self.state.app.registry.unrecorded() > 0 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "submitted commands still unrecorded"

@@ -269,8 +269,8 @@ fn routes_are_registered_only_from_the_endpoints_table() {
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
     let allowed = [
-        ("src/http/mod.rs", ".route("),
-        ("src/http/mod.rs", ".default_service("),
+        ("src/http/routes.rs", ".route("),
+        ("src/http/routes.rs", ".default_service("),
         ("src/app.rs", ".configure("),
     ];
     let mut stray = Vec::new();
