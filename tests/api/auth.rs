@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with};
+use support::{assert_error, assert_invalid_refresh_token, assert_unauthorized};
 
 #[actix_web::test]
 async fn register_answers_strapis_jwt_and_user_without_secrets() {
@@ -321,13 +322,7 @@ async fn with_rotation_on_the_successor_works_and_the_old_token_is_then_refused(
     assert_eq!(status, 200, "{body}");
     let third = body["refreshToken"].as_str().unwrap().to_owned();
     let (status, body) = app.refresh(&first).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
     // Reuse kills the whole family, the newest token included, and its access tokens.
     let (status, _) = app.refresh(&third).await;
     assert_eq!(status, 401);
@@ -373,13 +368,7 @@ async fn the_previous_token_within_the_grace_window_gets_the_identical_successor
     // After the window the previous token is reuse: the session dies.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, body) = app.refresh(&first).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
     let (status, _) = app.refresh(rotated["refreshToken"].as_str().unwrap()).await;
     assert_eq!(status, 401);
     let types = app.event_types(id).await;
@@ -409,26 +398,14 @@ async fn refresh_without_a_token_is_a_400_and_with_garbage_a_401() {
         );
     }
     let (status, answer) = app.refresh("not.a.jwt").await;
-    assert_error(
-        status,
-        &answer,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &answer);
 }
 
 #[actix_web::test]
 async fn users_me_needs_a_valid_bearer_token() {
     let app = spawn_app().await;
     let (status, body) = app.get_with_bearer("/api/users/me", "nonsense").await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Missing or invalid credentials",
-    );
+    assert_unauthorized(status, &body);
     let response = app
         .client
         .get(app.url("/api/users/me"))

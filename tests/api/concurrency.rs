@@ -1,10 +1,11 @@
-//! Concurrent refreshes of one token never fork a session.
+//! Concurrent refreshes of one token never fork a session, and concurrent appends share
+//! group commits.
 
 use std::collections::HashSet;
 
 use tokenledger::store::stream_of;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{server, spawn_app_with};
 
 #[actix_web::test]
 async fn fifty_concurrent_rotations_of_one_token_yield_one_successor() {
@@ -87,4 +88,59 @@ async fn many_users_refreshing_at_once_all_succeed_through_group_commit() {
     }
     let distinct: HashSet<&String> = tokens.iter().collect();
     assert_eq!(distinct.len(), 8);
+}
+
+/// Group commit, seen from outside: many users rotating their tokens at once against the real
+/// binary on SQLite, and `/metrics` says their appends shared transactions. Were each append
+/// its own transaction (and fsync), batches would equal appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_group_commits() {
+    const USERS: usize = 32;
+    const ROUNDS: usize = 4;
+    let server = server()
+        .envs(&[
+            ("REFRESH_TOKEN_ROTATION", "true"),
+            ("REFRESH_RATE_LIMIT", "off"),
+            ("LOGIN_RATE_LIMIT", "off"),
+            ("LOGIN_IP_RATE_LIMIT", "off"),
+        ])
+        .serving()
+        .await;
+    let api = server.api();
+    let names: Vec<String> = (0..USERS).map(|n| format!("batch{n}")).collect();
+    let mut tokens: Vec<String> =
+        futures::future::join_all(names.iter().map(|name| api.user_with_token(name)))
+            .await
+            .into_iter()
+            .map(|(_, token)| token)
+            .collect();
+
+    let before = api.metrics().await;
+    for _ in 0..ROUNDS {
+        let answers = futures::future::join_all(tokens.iter().map(|t| api.refresh(t))).await;
+        tokens = answers
+            .into_iter()
+            .map(|(status, body)| {
+                assert_eq!(status, 200, "{body}");
+                body["refreshToken"].as_str().unwrap().to_owned()
+            })
+            .collect();
+    }
+    let after = api.metrics().await;
+
+    let grown = |key: &str| after.get(key) - before.get(key);
+    let appends = grown("tokenledger_group_commit_batch_size_sum");
+    let batches = grown("tokenledger_group_commit_batch_size_count");
+    assert!(
+        appends >= (USERS * ROUNDS) as f64,
+        "each rotation is an append: {appends}"
+    );
+    assert!(
+        batches < appends,
+        "{appends} concurrent appends took {batches} group commits: none was shared"
+    );
+    println!(
+        "{appends} concurrent appends in {batches} group commits ({:.1} an append)",
+        appends / batches
+    );
 }

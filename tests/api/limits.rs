@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with};
+use support::{JWT_SECRET, REFRESH_SECRET, assert_error};
 
 #[actix_web::test]
 async fn the_eleventh_login_in_a_minute_is_a_429() {
@@ -216,8 +217,8 @@ async fn no_session_survives_a_block_racing_with_logins() {
         std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
             .args(["user", "block", "vic"])
             .env("DATA_DIR", dir)
-            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
-            .env("REFRESH_JWT_SECRET", crate::helpers::REFRESH_SECRET)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
             .status()
             .unwrap()
     });

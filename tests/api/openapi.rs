@@ -8,7 +8,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tokenledger::http::ENDPOINTS;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with};
+use support::assert_error;
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::store::fresh_postgres_url;
+use support::fresh_postgres_url;
 
 async fn on_postgres(url: &str, extra: &[(&str, &str)]) -> TestApp {
     let mut overrides = vec![

@@ -1,6 +1,7 @@
 //! State survives a restart: it is rebuilt from the log.
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with};
+use support::{JWT_SECRET, REFRESH_SECRET, assert_invalid_refresh_token};
 
 #[actix_web::test]
 async fn a_refresh_token_issued_before_a_restart_still_works() {
@@ -37,13 +38,7 @@ async fn rotation_state_survives_a_restart() {
     let (status, body) = app.refresh(&second).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.refresh(&first).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
 }
 
 #[actix_web::test]
@@ -60,11 +55,8 @@ async fn a_second_server_on_the_same_database_refuses_to_start() {
     let env: std::collections::HashMap<String, String> = [
         ("DATA_DIR", app.dir.path().display().to_string()),
         ("PORT", "0".to_owned()),
-        ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
-        (
-            "REFRESH_JWT_SECRET",
-            crate::helpers::REFRESH_SECRET.to_owned(),
-        ),
+        ("JWT_SECRET", JWT_SECRET.to_owned()),
+        ("REFRESH_JWT_SECRET", REFRESH_SECRET.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -100,11 +92,8 @@ async fn configured_secrets_and_a_missing_data_folder_start_fine() {
     let env: std::collections::HashMap<String, String> = [
         ("DATA_DIR", nested.display().to_string()),
         ("PORT", "0".to_owned()),
-        ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
-        (
-            "REFRESH_JWT_SECRET",
-            crate::helpers::REFRESH_SECRET.to_owned(),
-        ),
+        ("JWT_SECRET", JWT_SECRET.to_owned()),
+        ("REFRESH_JWT_SECRET", REFRESH_SECRET.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
