@@ -406,26 +406,10 @@ async fn users_me_needs_a_valid_bearer_token() {
     let app = spawn_app().await;
     let (status, body) = app.get_with_bearer("/api/users/me", "nonsense").await;
     assert_unauthorized(status, &body);
-    let response = app
-        .client
-        .get(app.url("/api/users/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 401);
-    let refresh = app.login_after_register("lena").await;
+    assert_eq!(app.get("/api/users/me").await.0, 401);
+    let (_, refresh) = app.user_with_token("lena").await;
     let (status, _) = app.get_with_bearer("/api/users/me", &refresh).await;
     assert_eq!(status, 401, "a refresh token is not an access token");
-}
-
-impl crate::helpers::TestApp {
-    async fn login_after_register(&self, name: &str) -> String {
-        self.register(name).await;
-        self.login(name).await["refreshToken"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
 }
 
 #[actix_web::test]

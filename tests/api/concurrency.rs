@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use support::Api;
 use tokenledger::store::stream_of;
 
 use crate::helpers::{server, spawn_app_with};
@@ -77,14 +78,7 @@ async fn many_users_refreshing_at_once_all_succeed_through_group_commit() {
         );
     }
     for _round in 0..5 {
-        let answers = futures::future::join_all(tokens.iter().map(|t| app.refresh(t))).await;
-        tokens = answers
-            .into_iter()
-            .map(|(status, body)| {
-                assert_eq!(status, 200, "{body}");
-                body["refreshToken"].as_str().unwrap().to_owned()
-            })
-            .collect();
+        tokens = rotate_all(&app, &tokens).await;
     }
     let distinct: HashSet<&String> = tokens.iter().collect();
     assert_eq!(distinct.len(), 8);
@@ -115,14 +109,7 @@ async fn concurrent_appends_share_group_commits() {
 
     let before = api.metrics().await;
     for _ in 0..ROUNDS {
-        let answers = futures::future::join_all(tokens.iter().map(|t| api.refresh(t))).await;
-        tokens = answers
-            .into_iter()
-            .map(|(status, body)| {
-                assert_eq!(status, 200, "{body}");
-                body["refreshToken"].as_str().unwrap().to_owned()
-            })
-            .collect();
+        tokens = rotate_all(&api, &tokens).await;
     }
     let after = api.metrics().await;
 
@@ -141,4 +128,16 @@ async fn concurrent_appends_share_group_commits() {
         "{appends} concurrent appends in {batches} group commits ({:.1} appends a commit)",
         appends / batches
     );
+}
+
+/// Refreshes every token at once; their successors, each answered with a 200.
+async fn rotate_all(api: &Api, tokens: &[String]) -> Vec<String> {
+    futures::future::join_all(tokens.iter().map(|t| api.refresh(t)))
+        .await
+        .into_iter()
+        .map(|(status, body)| {
+            assert_eq!(status, 200, "{body}");
+            body["refreshToken"].as_str().unwrap().to_owned()
+        })
+        .collect()
 }

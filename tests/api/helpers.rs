@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use tokenledger::app::Application;
 use tokenledger::config::Config;
 use tokenledger::http::AppState;
-use tokenledger::store::EventStore;
+use tokenledger::store::{EventStore, RecordedEvent};
 
 pub struct TestApp {
     pub api: Api,
@@ -146,11 +146,8 @@ impl TestApp {
 
     /// The payloads of a user's events of one type.
     pub async fn payloads(&self, user_id: i64, event_type: &str) -> Vec<Value> {
-        self.recorded().await;
-        self.store()
-            .read_stream(&format!("user-{user_id}"), 0)
+        self.events(user_id)
             .await
-            .expect("read stream")
             .into_iter()
             .filter(|e| e.event_type == event_type)
             .map(|e| serde_json::from_str(&e.payload).expect("json payload"))
@@ -159,13 +156,19 @@ impl TestApp {
 
     /// The event types of a user's stream, in order.
     pub async fn event_types(&self, user_id: i64) -> Vec<String> {
+        self.events(user_id)
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
+    /// A user's stream, once every command handed to its actor is recorded.
+    async fn events(&self, user_id: i64) -> Vec<RecordedEvent> {
         self.recorded().await;
         self.store()
             .read_stream(&format!("user-{user_id}"), 0)
             .await
             .expect("read stream")
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect()
     }
 }
