@@ -2,9 +2,9 @@
 //! on PostgreSQL.
 
 use serde_json::Value;
+use support::{assert_error, assert_unauthorized, fresh_postgres_url};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-use support::{assert_error, assert_unauthorized, fresh_postgres_url};
 
 const ADMIN: &str = "admin-token-0123456789abcdef0123456789abcdef";
 

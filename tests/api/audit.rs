@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
+use support::{assert_error, assert_unauthorized};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-use support::{assert_error, assert_unauthorized};
 
 const ADMIN: &str = "admin-token-0123456789abcdef0123456789abcdef";
 

@@ -1,9 +1,9 @@
 //! Register, login and refresh as a Strapi front end uses them.
 
 use serde_json::json;
+use support::{assert_error, assert_invalid_refresh_token, assert_unauthorized};
 
 use crate::helpers::{spawn_app, spawn_app_with};
-use support::{assert_error, assert_invalid_refresh_token, assert_unauthorized};
 
 #[actix_web::test]
 async fn register_answers_strapis_jwt_and_user_without_secrets() {

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use support::{assert_error, assert_invalid_refresh_token};
+use support::{assert_error, assert_invalid_refresh_token, assert_rate_limited};
 
 use crate::helpers::{TestApp, server_on, spawn_app_with};
 
@@ -189,13 +189,7 @@ async fn one_account_tried_from_many_addresses_is_throttled_whatever_the_passwor
     // says nothing about the password.
     let (right, right_body) = login_from(&app, "203.0.113.200", "vera", "password123").await;
     let (wrong, wrong_body) = login_from(&app, "203.0.113.201", "VERA@example.com", "guess").await;
-    assert_error(
-        right,
-        &right_body,
-        429,
-        "RateLimitError",
-        "Too many requests, please try again later.",
-    );
+    assert_rate_limited(right, &right_body);
     assert_eq!((wrong, &wrong_body), (right, &right_body));
     assert_eq!(app.payloads(id, "LoginFailed").await.len(), 20);
     // An unknown account is throttled alike, so a 429 does not tell it exists.

@@ -49,19 +49,25 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the app with these environment overrides on top of the test defaults.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut env: HashMap<String, String> = [
+    let mut env = test_env(dir.path());
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    start(dir, env).await
+}
+
+/// The environment a test app runs with, on the data folder `dir`: a random port, the test
+/// secrets.
+pub fn test_env(dir: &std::path::Path) -> HashMap<String, String> {
+    [
         ("PORT", "0"),
         ("JWT_SECRET", JWT_SECRET),
         ("REFRESH_JWT_SECRET", REFRESH_SECRET),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.insert("DATA_DIR".into(), dir.path().display().to_string());
-    for (k, v) in overrides {
-        env.insert(k.to_string(), v.to_string());
-    }
-    start(dir, env).await
+    .chain([("DATA_DIR".to_owned(), dir.display().to_string())])
+    .collect()
 }
 
 async fn start(dir: TempDir, env: HashMap<String, String>) -> TestApp {

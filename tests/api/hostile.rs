@@ -5,9 +5,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use support::{REFRESH_SECRET, assert_error, assert_invalid_refresh_token};
 
 use crate::helpers::{TestApp, spawn_app};
-use support::{REFRESH_SECRET, assert_error, assert_invalid_refresh_token};
 
 fn sign(claims: &Value, typ: &str, secret: &[u8]) -> String {
     let mut header = Header::new(Algorithm::HS256);

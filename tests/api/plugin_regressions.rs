@@ -11,9 +11,9 @@
 use serde_json::Value;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
+use support::{JWT_SECRET, REFRESH_SECRET, assert_error, assert_invalid_refresh_token};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-use support::{JWT_SECRET, REFRESH_SECRET, assert_error, assert_invalid_refresh_token};
 
 /// A user with a refresh token that works, and its id.
 async fn user_with_token(app: &TestApp, name: &str) -> (i64, String) {

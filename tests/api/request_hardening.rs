@@ -6,7 +6,7 @@
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use support::assert_error;
+use support::{assert_error, assert_rate_limited};
 
 use crate::helpers::{TestApp, server_on, spawn_app_with};
 
@@ -106,13 +106,7 @@ async fn a_forged_first_forwarded_for_line_chooses_neither_the_recorded_ip_nor_t
         ],
     )
     .await;
-    assert_error(
-        status,
-        &body,
-        429,
-        "RateLimitError",
-        "Too many requests, please try again later.",
-    );
+    assert_rate_limited(status, &body);
     // Another client behind the same proxy keeps its own allowance.
     let (status, body, _) = login_from(
         &app,

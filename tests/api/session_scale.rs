@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
+use support::{assert_error, assert_invalid_refresh_token};
 use tokenledger::store::{Actor, EventMetadata, NewEvent, stream_of};
 use tokenledger_domain::{Event, IssueReason, TokenHash, TokenIssued};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app_with};
-use support::{assert_error, assert_invalid_refresh_token};
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 

@@ -3,9 +3,9 @@
 
 use chrono::TimeDelta;
 use serde_json::{Value, json};
+use support::{assert_error, assert_invalid_refresh_token};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-use support::{assert_error, assert_invalid_refresh_token};
 
 fn s(value: &Value) -> String {
     value.as_str().expect("a string").to_owned()

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{assert_error, fresh_postgres_url, postgres_url};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use crate::helpers::{TestApp, spawn_app_with};
-use support::{assert_error, fresh_postgres_url, postgres_url};
 
 fn assert_unavailable(status: u16, body: &Value) {
     assert_error(

@@ -8,9 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use support::{JWT_SECRET, REFRESH_SECRET, assert_invalid_refresh_token};
 
 use crate::helpers::{TestApp, spawn_app};
-use support::{JWT_SECRET, REFRESH_SECRET, assert_invalid_refresh_token};
 
 /// HMAC-SHA256 (RFC 2104), written out so that an empty or any other key can sign.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {

@@ -18,7 +18,9 @@ pub use claims::claims;
 pub use metrics::Samples;
 pub use postgres::{FreshSchema, fresh_postgres_url, on_fresh_schema, postgres_url};
 pub use server::Server;
-pub use strapi::{assert_error, assert_invalid_refresh_token, assert_unauthorized};
+pub use strapi::{
+    assert_error, assert_invalid_refresh_token, assert_rate_limited, assert_unauthorized,
+};
 
 /// The signing secrets every test server runs with (strong enough to be accepted).
 pub const JWT_SECRET: &str = "test-access-secret-0123456789abcdef0123456789";

@@ -1,5 +1,5 @@
 //! Strapi's error body, `{"data": null, "error": {"status", "name", "message", "details"}}`,
-//! asserted as clients parse it, and the two 401s that most tests meet.
+//! asserted as clients parse it, and the answers many tests meet: the two 401s and the 429.
 
 use serde_json::Value;
 
@@ -35,5 +35,17 @@ pub fn assert_unauthorized(status: u16, body: &Value) {
         401,
         "UnauthorizedError",
         "Missing or invalid credentials",
+    );
+}
+
+/// A request held back by a rate limit.
+#[track_caller]
+pub fn assert_rate_limited(status: u16, body: &Value) {
+    assert_error(
+        status,
+        body,
+        429,
+        "RateLimitError",
+        "Too many requests, please try again later.",
     );
 }
