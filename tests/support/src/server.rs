@@ -24,9 +24,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct Server {
     binary: PathBuf,
-    data: PathBuf,
-    /// The data folder, where the server made its own.
-    _owned: Option<TempDir>,
+    /// The data folder where `new` made it, kept for as long as the server may use it.
+    temporary: Option<TempDir>,
     env: BTreeMap<String, String>,
     args: Vec<String>,
     child: Option<Child>,
@@ -45,7 +44,7 @@ impl Server {
     pub fn new(binary: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Server::on(binary, dir.path());
-        server._owned = Some(dir);
+        server.temporary = Some(dir);
         server
     }
 
@@ -66,8 +65,7 @@ impl Server {
         .collect();
         Server {
             binary: PathBuf::from(binary),
-            data: data.to_owned(),
-            _owned: None,
+            temporary: None,
             env,
             args: Vec::new(),
             child: None,
@@ -102,10 +100,6 @@ impl Server {
     pub fn args(mut self, args: &[&str]) -> Server {
         self.args = args.iter().map(|a| a.to_string()).collect();
         self
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data
     }
 
     /// The binary with this server's environment and nothing inherited.
@@ -238,10 +232,6 @@ impl Server {
 
     pub fn socket_address(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
     }
 
     /// The exit status, once the process has ended by itself.
