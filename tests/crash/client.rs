@@ -8,10 +8,10 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use support::{Api, Server, claims};
+use support::{Api, PASSWORD, Server, claims};
 
 use crate::forensics::audit;
-use crate::{Acked, HASH_PREFIX, PASSWORD, Tally};
+use crate::{Acked, HASH_PREFIX, Tally};
 
 /// A refresh token the server handed out, and what it names.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,13 +80,7 @@ pub struct Client {
 impl Client {
     pub async fn register(api: &Api, index: usize, seed: u64) -> Client {
         let username = format!("crash{index}");
-        let (status, registered) = api
-            .post(
-                "/api/auth/local/register",
-                json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, 200, "register: {registered}");
+        let registered = api.register(&username).await;
         let register_session = claims(registered["jwt"].as_str().expect("jwt"))["sid"]
             .as_str()
             .expect("sid")

@@ -41,7 +41,6 @@ use server::{api, settle, start};
 const USERS: usize = 6;
 const KILLS: usize = 12;
 const _: () = assert!(KILLS >= 10, "issue 7: at least 10 kills a run");
-const PASSWORD: &str = "crash-password-1";
 /// Long enough that no restart can use it up: a lost answer is repeated after the restart.
 const GRACE: &str = "60s";
 /// How many hex digits of a token hash the audit trail shows.
