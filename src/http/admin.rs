@@ -149,10 +149,7 @@ pub async fn find_users(
 
 /// `from`, `to`, `type`, `after` and `limit` of a trail request, each checked.
 fn trail_query(query: &HashMap<String, String>) -> Result<TrailQuery, ApiError> {
-    let (from, to) = (
-        time_parameter(query, "from")?,
-        time_parameter(query, "to")?,
-    );
+    let (from, to) = (time_parameter(query, "from")?, time_parameter(query, "to")?);
     let types: Option<Vec<&str>> = query
         .get("type")
         .map(|t| t.split(',').map(str::trim).collect());
