@@ -11,6 +11,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod password;
+pub mod rules;
 pub mod secrets;
 pub mod store;
 pub mod terminal;

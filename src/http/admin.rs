@@ -19,7 +19,8 @@ use super::sessions::SessionSummary;
 use super::users::PublicUser;
 use super::{AppState, RequestContext, bearer};
 use crate::audit::AuditEntry;
-use crate::store::users::{USERNAME_MAX, User};
+use crate::rules::USERNAME_MAX;
+use crate::store::users::User;
 use crate::store::{Actor, stream_of};
 
 const PAGE: usize = 100;

@@ -20,9 +20,8 @@ use super::validation::{Checks, truthy};
 use super::{AppState, RequestContext, cookies};
 use crate::actors::ExecuteError;
 use crate::password::PasswordError;
-use crate::store::users::{
-    NewUser, PASSWORD_MAX_BYTES, User, UserError, is_valid_email, rule_violations,
-};
+use crate::rules::{PASSWORD_MAX_BYTES, is_valid_email, rule_violations};
+use crate::store::users::{NewUser, User, UserError};
 use tokenledger_domain::DomainError;
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];

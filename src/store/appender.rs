@@ -144,13 +144,9 @@ async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &St
         }
         Err(error) => {
             tracing::error!(%error, appends = batch.len(), "group commit failed; no append of the batch was acknowledged");
-            let message = error.to_string();
+            let error = Arc::new(error);
             for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Database(sqlx::Error::Protocol(
-                        message.clone(),
-                    ))));
+                let _ = request.reply.send(Err(StoreError::Database(error.clone())));
             }
         }
     }
