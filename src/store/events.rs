@@ -289,13 +289,15 @@ where
     }
 
     fn recorded(row: &Row<D>) -> Result<RecordedEvent, StoreError> {
+        // The payload's columns come first (see `recorded_columns`).
+        let payload = D::payload(row)?;
         Ok(RecordedEvent {
-            position: row.try_get(0)?,
-            stream_id: row.try_get(1)?,
-            stream_version: row.try_get(2)?,
-            event_type: row.try_get(3)?,
-            schema_version: row.try_get(4)?,
-            payload: row.try_get(5)?,
+            position: payload.position,
+            stream_id: payload.stream_id,
+            stream_version: payload.stream_version,
+            event_type: payload.event_type,
+            schema_version: payload.schema_version,
+            payload: payload.payload,
             metadata: row.try_get(6)?,
             recorded_at: D::read_time(row.try_get(7)?)?,
             prev_hash: row.try_get(8)?,

@@ -153,17 +153,6 @@ where
     })
 }
 
-fn users<R: sqlx::Row>(rows: &[R]) -> Result<Vec<User>, UserError>
-where
-    usize: ColumnIndex<R>,
-    i64: Value<R::Database>,
-    bool: Value<R::Database>,
-    String: Value<R::Database>,
-    Option<String>: Value<R::Database>,
-{
-    Ok(rows.iter().map(user).collect::<Result<_, _>>()?)
-}
-
 #[async_trait]
 impl<D: Dialect> Users for D
 where
@@ -324,7 +313,8 @@ where
 
     async fn all(&self) -> Result<Vec<User>, UserError> {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY id");
-        users(&query::<D>(&sql).fetch_all(self.reader()).await?)
+        let rows = query::<D>(&sql).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(user).collect::<Result<_, _>>()?)
     }
 
     async fn search(&self, text: &str, limit: u32) -> Result<Vec<User>, UserError> {
@@ -360,7 +350,7 @@ where
             .bind(i64::from(limit))
             .fetch_all(self.reader())
             .await?;
-        users(&rows)
+        Ok(rows.iter().map(user).collect::<Result<_, _>>()?)
     }
 
     async fn find(&self, id: UserId) -> Result<Option<User>, UserError> {
