@@ -15,6 +15,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod password;
+pub mod rules;
 pub mod secrets;
 pub mod store;
 pub mod terminal;

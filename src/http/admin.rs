@@ -18,7 +18,8 @@ use super::sessions::SessionSummary;
 use super::users::PublicUser;
 use super::{AppState, bearer, caller};
 use crate::audit::AuditEntry;
-use crate::store::users::{USERNAME_MAX, User};
+use crate::rules::USERNAME_MAX;
+use crate::store::users::User;
 use crate::use_cases::{Failure, Trail, TrailQuery};
 
 const PAGE: usize = 100;

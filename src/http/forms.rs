@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::body::Body;
 use super::errors::ApiError;
 use super::validation::{Checks, truthy};
-use crate::store::users::{PASSWORD_MAX_BYTES, is_valid_email, rule_violations};
+use crate::rules::{PASSWORD_MAX_BYTES, is_valid_email, rule_violations};
 use crate::use_cases::{ChangePassword, Login, LogoutWith, Register};
 
 const REGISTER_FIELDS: [&str; 3] = ["username", "email", "password"];

@@ -5,7 +5,8 @@ use tokenledger_domain::{ClearReason, ClearSessions, Command, IssueReason, Sessi
 
 use super::{Caller, Failure, Services, Started};
 use crate::limits::Account;
-use crate::store::users::{User, UserError, rule_violations};
+use crate::rules::rule_violations;
+use crate::store::users::{User, UserError};
 
 /// A change whose fields passed Strapi's checks (the confirmation matched).
 pub struct ChangePassword {
