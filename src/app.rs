@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix::Arbiter;
 use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokenledger_projections::ActiveSessions;
@@ -15,14 +16,15 @@ use crate::actors::{Core, Registry};
 use crate::catch_up;
 use crate::clock::Clock;
 use crate::config::{Config, DatabaseUrl};
-use crate::http::limits::RateLimits;
-use crate::http::{self, AppState};
-use crate::metrics;
+use crate::http::{self, AppState, middleware};
+use crate::ids::Ids;
+use crate::limits::RateLimits;
 use crate::password::Passwords;
 use crate::store;
 use crate::store::EventStore;
 use crate::store::sqlite::lock_for_serving;
 use crate::tokens::Tokens;
+use crate::use_cases::Services;
 
 pub struct Application {
     port: u16,
@@ -41,13 +43,12 @@ pub struct Application {
 impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let jwt_secret = config
-            .tokens
+        let signing = &config.tokens;
+        let jwt_secret = signing
             .jwt_secret
             .clone()
             .context("JWT_SECRET is not set")?;
-        let refresh_secret = config
-            .tokens
+        let refresh_secret = signing
             .refresh_secret
             .clone()
             .context("REFRESH_JWT_SECRET is not set")?;
@@ -89,14 +90,16 @@ impl Application {
             .to_std()
             .unwrap_or(Duration::from_secs(300));
         let registry = Registry::new(core, arbiters.iter().map(Arbiter::handle).collect(), idle);
-        let state = web::Data::new(AppState {
-            config: Arc::new(config.clone()),
+        let shared = Arc::new(config.clone());
+        let app = Services {
+            config: shared.clone(),
             users: opened.users,
             passwords: Passwords::new(cores).context("argon2")?,
             tokens,
             registry,
             projection: projection.clone(),
             clock,
+            ids: Arc::new(Ids::system()),
             limits: RateLimits::new(
                 config.limits.login,
                 config.limits.login_ip,
@@ -105,6 +108,10 @@ impl Application {
             ),
             store: store.clone(),
             shared_log: database_url.is_postgres(),
+        };
+        let state = web::Data::new(AppState {
+            app,
+            config: shared,
             metrics: Arc::default(),
             catch_up: catch_up.clone(),
         });
@@ -120,16 +127,14 @@ impl Application {
             App::new()
                 // Innermost: the 404 of an encoded operator path still gets every layer's
                 // headers, its request id and its `unmatched` count.
-                .wrap(actix_web::middleware::from_fn(
-                    http::operator_paths_as_written,
-                ))
-                .wrap(http::cors(&served))
-                .wrap(http::security_headers(&served))
-                .wrap(actix_web::middleware::from_fn(http::until_ready))
-                .wrap(actix_web::middleware::from_fn(metrics::track))
-                .wrap(actix_web::middleware::from_fn(http::request_id))
+                .wrap(from_fn(middleware::operator_paths_as_written))
+                .wrap(middleware::cors(&served))
+                .wrap(middleware::security_headers(&served))
+                .wrap(from_fn(middleware::until_ready))
+                .wrap(from_fn(middleware::track))
+                .wrap(from_fn(middleware::request_id))
                 // First, so that every layer and the route see the one path.
-                .wrap(actix_web::middleware::from_fn(http::api_trailing_slash))
+                .wrap(from_fn(middleware::api_trailing_slash))
                 .app_data(data.clone())
                 .configure(http::routes)
         })
@@ -177,7 +182,7 @@ impl Application {
             let mut ticks = tokio::time::interval(Duration::from_secs(60));
             loop {
                 ticks.tick().await;
-                limits.limits.forget_idle();
+                limits.app.limits.forget_idle();
             }
         });
         Ok(Application {

@@ -1,6 +1,8 @@
 //! tokenledger: login, refresh tokens and sessions with a replayable audit trail, as a
 //! drop-in for Strapi's login API and the refresh-token plugin.
 
+#![forbid(unsafe_code)]
+
 pub mod actors;
 pub mod app;
 pub mod audit;
@@ -9,10 +11,14 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod password;
 pub mod private_files;
+pub mod rules;
 pub mod secrets;
 pub mod store;
 pub mod terminal;
 pub mod tokens;
+pub mod use_cases;

@@ -5,11 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -18,10 +14,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::catch_up;
-use crate::http::{AppState, route_of};
-use crate::store::StoreError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -60,7 +52,7 @@ fn latency_histogram() -> Histogram {
     ])
 }
 
-/// The HTTP metrics, filled in by `track` as requests are answered.
+/// The HTTP metrics, filled in by `http`'s `track` as requests are answered.
 #[derive(Debug)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
@@ -76,9 +68,14 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    fn enter(&self) -> Handling<'_> {
+    pub fn enter(&self) -> Handling<'_> {
         self.count.fetch_add(1, Ordering::AcqRel);
         Handling(self)
+    }
+
+    /// Whether every answer now closes its connection (`drain`).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     pub fn count(&self) -> usize {
@@ -97,7 +94,7 @@ impl InFlight {
 }
 
 /// One request in flight; it leaves the count when dropped, answered or abandoned.
-struct Handling<'a>(&'a InFlight);
+pub struct Handling<'a>(&'a InFlight);
 
 impl Drop for Handling<'_> {
     fn drop(&mut self) {
@@ -116,7 +113,28 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
+    /// The whole scrape, in Prometheus' text format: the counters kept here and `snapshot`.
+    pub fn render(&self, snapshot: Snapshot) -> String {
+        let mut registry = Registry::default();
+        registry.register(
+            "tokenledger_http_requests",
+            "HTTP requests answered, by method, route pattern and status",
+            self.requests.clone(),
+        );
+        registry.register_with_unit(
+            "tokenledger_http_request_duration",
+            "Time from the request's arrival to its answer, by method and route pattern",
+            Unit::Seconds,
+            self.latency.clone(),
+        );
+        registry.register_collector(Box::new(snapshot));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 method,
@@ -130,54 +148,18 @@ impl Metrics {
     }
 }
 
-/// Counts every answer by its route (`http::route_of`) and status.
-pub async fn track(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
-    let method = method_label(req.method());
-    let handling = metrics.as_ref().map(|m| m.in_flight.enter());
-    let mut answered = next.call(req).await;
-    drop(handling);
-    if let Some(metrics) = metrics {
-        // Draining before a stop: the client's next request goes to a new connection, which
-        // another instance takes.
-        if let Ok(response) = &mut answered
-            && metrics.in_flight.draining.load(Ordering::Acquire)
-        {
-            response
-                .response_mut()
-                .head_mut()
-                .set_connection_type(actix_web::http::ConnectionType::Close);
-        }
-        let (route, status) = match &answered {
-            Ok(response) => (route_of(response.request()), response.status().as_u16()),
-            Err(error) => (
-                "unmatched".to_owned(),
-                error.as_response_error().status_code().as_u16(),
-            ),
-        };
-        metrics.observe(method, route, status, started.elapsed().as_secs_f64());
-    }
-    answered
-}
-
 /// What a scrape reads from the running service.
 #[derive(Debug)]
-struct Snapshot {
-    events_by_type: Vec<(&'static str, u64)>,
-    batch_buckets: Vec<(usize, u64)>,
-    batch_appends: u64,
-    active_sessions: usize,
-    live_actors: usize,
+pub struct Snapshot {
+    pub events_by_type: Vec<(&'static str, u64)>,
+    pub batch_buckets: Vec<(usize, u64)>,
+    pub batch_appends: u64,
+    pub active_sessions: usize,
+    pub live_actors: usize,
     /// `None` when the store could not say in time: the rest is still worth a scrape.
-    lag: Option<i64>,
-    argon2_queue: usize,
-    ready: bool,
+    pub lag: Option<i64>,
+    pub argon2_queue: usize,
+    pub ready: bool,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -256,81 +238,4 @@ impl Collector for Snapshot {
         }
         Ok(())
     }
-}
-
-/// How long a scrape waits for the store to say the lag: well inside Prometheus' default
-/// 10 s scrape timeout.
-const LAG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// `GET /metrics`.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "health",
-    responses(
-        (status = 200, description = "Prometheus' text format 0.0.4 (see the README's Operations)", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
-    )
-)]
-pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
-    let store = state.store.as_ref();
-    let progress = &state.catch_up;
-    // Before the start-up rebuild ends, everything after its position is still to fold; after,
-    // only what other writers appended since the catch-up reader's last pass.
-    let lag = async {
-        Ok::<i64, StoreError>(if progress.is_ready() {
-            catch_up::unfolded(store, &state.projection, progress.position()).await? as i64
-        } else {
-            (store.head().await? - progress.position()).max(0)
-        })
-    };
-    // The counters in memory are served whatever the store does: a scrape that fails or
-    // outlasts Prometheus' timeout while the database is down would lose them when they
-    // matter most.
-    let lag = match tokio::time::timeout(LAG_TIMEOUT, lag).await {
-        Ok(Ok(lag)) => Some(lag),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "/metrics: the projection lag could not be read");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("/metrics: the projection lag took over {LAG_TIMEOUT:?} to read");
-            None
-        }
-    };
-    let stats = store.stats();
-    let snapshot = Snapshot {
-        events_by_type: stats.appended_by_type(),
-        batch_buckets: stats.batches.buckets(),
-        batch_appends: stats.batches.appends(),
-        active_sessions: state
-            .projection
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len(),
-        live_actors: state.registry.live_actors(),
-        lag,
-        argon2_queue: state.passwords.queue_depth(),
-        // As `/_ready` answers: a detached database file takes the instance out for good.
-        ready: progress.is_ready() && store.detached().is_none(),
-    };
-
-    let mut registry = Registry::default();
-    registry.register(
-        "tokenledger_http_requests",
-        "HTTP requests answered, by method, route pattern and status",
-        state.metrics.requests.clone(),
-    );
-    registry.register_with_unit(
-        "tokenledger_http_request_duration",
-        "Time from the request's arrival to its answer, by method and route pattern",
-        Unit::Seconds,
-        state.metrics.latency.clone(),
-    );
-    registry.register_collector(Box::new(snapshot));
-    let mut text = String::new();
-    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
-        .expect("writing to a String cannot fail");
-    HttpResponse::Ok()
-        .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
-        .body(text)
 }

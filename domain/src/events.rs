@@ -1,5 +1,5 @@
 //! The events of a user's stream `user-<id>`. Names are stable; each payload carries its own
-//! `schema_version` in the store so that later versions can upcast older ones.
+//! `schema_version` in the store so that later versions can upcast older ones (`schema`).
 
 use serde::{Deserialize, Serialize};
 
@@ -130,31 +130,6 @@ pub enum Event {
     LoginFailed(LoginFailed),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown event type {0:?}")]
-    UnknownType(String),
-    #[error("{event_type} has no schema version {schema_version}")]
-    UnknownVersion {
-        event_type: String,
-        schema_version: i16,
-    },
-    #[error("{event_type} payload: {source}")]
-    Payload {
-        event_type: String,
-        source: serde_json::Error,
-    },
-}
-
-/// The schema version each event type is written with today.
-pub fn current_version(event_type: &str) -> i16 {
-    match event_type {
-        // 2: `device_id` added (version 1 sessions had none).
-        "TokenIssued" => 2,
-        _ => 1,
-    }
-}
-
 impl Event {
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -166,12 +141,6 @@ impl Event {
             Event::SessionsCleared(_) => "SessionsCleared",
             Event::LoginFailed(_) => "LoginFailed",
         }
-    }
-
-    /// The current schema version of this event's payload. Bump it when the fields change,
-    /// and teach `crate::upcast` to bring the old form up to date.
-    pub fn schema_version(&self) -> i16 {
-        current_version(self.event_type())
     }
 
     /// The payload as stored: the variant's fields, without the type, which has a column.
@@ -188,34 +157,6 @@ impl Event {
             Event::LoginFailed(e) => serde_json::to_string(e),
         };
         encoded.expect("event payloads always serialise")
-    }
-
-    pub fn decode(
-        event_type: &str,
-        schema_version: i16,
-        payload: &str,
-    ) -> Result<Event, DecodeError> {
-        let upcast = crate::upcast::upcast(event_type, schema_version, payload)?;
-        let payload = upcast.as_ref();
-        fn parse<T: serde::de::DeserializeOwned>(
-            event_type: &str,
-            payload: &str,
-        ) -> Result<T, DecodeError> {
-            serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
-                event_type: event_type.to_owned(),
-                source,
-            })
-        }
-        Ok(match event_type {
-            "TokenIssued" => Event::TokenIssued(parse(event_type, payload)?),
-            "TokenRotated" => Event::TokenRotated(parse(event_type, payload)?),
-            "TokenRefreshed" => Event::TokenRefreshed(parse(event_type, payload)?),
-            "RefreshTokenReused" => Event::RefreshTokenReused(parse(event_type, payload)?),
-            "SessionRevoked" => Event::SessionRevoked(parse(event_type, payload)?),
-            "SessionsCleared" => Event::SessionsCleared(parse(event_type, payload)?),
-            "LoginFailed" => Event::LoginFailed(parse(event_type, payload)?),
-            other => return Err(DecodeError::UnknownType(other.to_owned())),
-        })
     }
 
     /// When the event happened, as the decision that made it saw the clock.

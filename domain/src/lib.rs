@@ -5,11 +5,13 @@
 //! ids come in as arguments, so a stream replays to the same state on any machine and every
 //! rule is testable with plain given/when/then tests.
 
+#![forbid(unsafe_code)]
+
 mod aggregate;
 mod commands;
 mod events;
+mod schema;
 mod types;
-mod upcast;
 
 pub use aggregate::{
     DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve, evolve_all,
@@ -19,7 +21,8 @@ pub use commands::{
     RecordLoginFailure, RevokeSession, RotateToken,
 };
 pub use events::{
-    ClearReason, DecodeError, Event, IssueReason, LoginFailed, RefreshTokenReused, RevokeReason,
-    SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated, current_version,
+    ClearReason, Event, IssueReason, LoginFailed, RefreshTokenReused, RevokeReason, SessionRevoked,
+    SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
 };
+pub use schema::{DecodeError, current_version};
 pub use types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};

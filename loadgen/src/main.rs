@@ -32,6 +32,8 @@
 //! The exit code is 0 whenever the run happened, errors or not (the caller reads the counts);
 //! it is non-zero when the arguments are bad (2) or setup fails (1).
 
+#![forbid(unsafe_code)]
+
 mod answers;
 mod connection;
 mod report;

@@ -1,6 +1,8 @@
 //! Read models folded from the event log. Pure: they take events in and answer questions,
 //! knowing nothing of where the events came from.
 
+#![forbid(unsafe_code)]
+
 mod active_sessions;
 mod replay;
 

@@ -45,6 +45,9 @@ pub enum ExecuteError {
     Refused(#[from] DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The actor could not load its stream: it answers with that error, kept whole, and stops.
+    #[error("loading the session stream failed: {0}")]
+    Load(#[source] Arc<StoreError>),
     #[error("the stream kept changing under the actor ({0} attempts)")]
     TooManyConflicts(usize),
     #[error("the session actor is unavailable")]

@@ -131,7 +131,7 @@ pub struct SessionActor {
     folded: Folded,
     /// Set when loading the stream failed: the actor answers with it and stops, so the next
     /// command starts a fresh actor that loads again.
-    failed: Option<String>,
+    failed: Option<Arc<StoreError>>,
     idle_timeout: Duration,
     last_active: Instant,
 }
@@ -171,7 +171,7 @@ impl Actor for SessionActor {
                     Ok(()) => {}
                     Err(error) => {
                         tracing::error!(user = actor.user_id, %error, "loading the session stream failed");
-                        actor.failed = Some(error.to_string());
+                        actor.failed = Some(Arc::new(error));
                     }
                 },
             ),
@@ -200,9 +200,7 @@ impl Handler<Execute> for SessionActor {
         self.last_active = Instant::now();
         if let Some(error) = self.failed.clone() {
             self.passivate(ctx);
-            return AtomicResponse::new(Box::pin(fut::ready(Err(ExecuteError::Store(
-                StoreError::Database(sqlx::Error::Protocol(error)),
-            )))));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ExecuteError::Load(error)))));
         }
         // The state moves into the future and back: no other message runs in between.
         let folded = std::mem::take(&mut self.folded);

@@ -9,18 +9,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
-use tokenledger_domain::{ClearReason, ClearSessions, Command, Event, UserId};
-use tokenledger_projections::sessions_alive_at;
+use tokenledger_domain::UserId;
 use utoipa::ToSchema;
 
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, ErrorBody, ReadUnavailable, WriteUnavailable};
 use super::pagination::{PageRequest, Pagination};
 use super::sessions::SessionSummary;
 use super::users::PublicUser;
-use super::{AppState, RequestContext, bearer};
+use super::{AppState, bearer, caller};
 use crate::audit::AuditEntry;
-use crate::store::users::{USERNAME_MAX, User};
-use crate::store::{Actor, stream_of};
+use crate::rules::USERNAME_MAX;
+use crate::store::users::User;
+use crate::use_cases::{Failure, Trail, TrailQuery};
 
 const PAGE: usize = 100;
 const EVENT_TYPES: [&str; 7] = [
@@ -33,8 +33,6 @@ const EVENT_TYPES: [&str; 7] = [
     "LoginFailed",
 ];
 const MAX_PAGE: usize = 1000;
-/// How many events a trail page reads at a time while its filters skip some.
-const TRAIL_CHUNK: i64 = 500;
 const USERS_PAGE: u32 = 20;
 const MAX_USERS_PAGE: u32 = 100;
 
@@ -76,9 +74,8 @@ fn time_parameter(
 /// The user named by the path, after the admin check.
 async fn user(state: &AppState, req: &HttpRequest, id: &str) -> Result<User, ApiError> {
     authorize(state, req)?;
-    let not_found = || ApiError::not_found_message("User not found");
-    let id: UserId = id.parse().map_err(|_| not_found())?;
-    state.users.find(id).await?.ok_or_else(not_found)
+    let id: UserId = id.parse().map_err(|_| Failure::UserNotFound)?;
+    Ok(state.app.user_by_id(id).await?)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,7 +109,7 @@ struct Search {
         (status = 400, description = "An unreadable query, a `q` too long or with a NUL, a `limit` out of range", body = ErrorBody),
         (status = 401, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No `ADMIN_API_TOKEN` configured", body = ErrorBody),
-        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+        ReadUnavailable,
     )
 )]
 pub async fn find_users(
@@ -140,10 +137,7 @@ pub async fn find_users(
             )));
         }
     };
-    // One more than asked, to know whether there are more.
-    let mut found = state.users.search(text, limit + 1).await?;
-    let more = found.len() > limit as usize;
-    found.truncate(limit as usize);
+    let (found, more) = state.app.find_users(text, limit).await?;
     Ok(HttpResponse::Ok().json(FoundUsers {
         data: found.iter().map(PublicUser::of).collect(),
         meta: Search {
@@ -152,6 +146,50 @@ pub async fn find_users(
             more,
         },
     }))
+}
+
+/// `from`, `to`, `type`, `after` and `limit` of a trail request, each checked.
+fn trail_query(query: &HashMap<String, String>) -> Result<TrailQuery, ApiError> {
+    let (from, to) = (time_parameter(query, "from")?, time_parameter(query, "to")?);
+    let types: Option<Vec<&str>> = query
+        .get("type")
+        .map(|t| t.split(',').map(str::trim).collect());
+    if let Some(types) = &types
+        && let Some(unknown) = types.iter().find(|t| !EVENT_TYPES.contains(t))
+    {
+        // A typo must not read as "no such incident".
+        return Err(ApiError::validation(format!(
+            "type {unknown:?} is not one of {}",
+            EVENT_TYPES.join(", ")
+        )));
+    }
+    let number = |key: &str| -> Result<Option<i64>, ApiError> {
+        query
+            .get(key)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::validation(format!("{key} must be a whole number")))
+            })
+            .transpose()
+    };
+    let after = number("after")?.unwrap_or(0);
+    let limit = match number("limit")? {
+        None => PAGE,
+        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+    };
+    let types = types.map(|types| types.into_iter().map(str::to_owned).collect());
+    Ok(TrailQuery {
+        from,
+        to,
+        types,
+        after,
+        limit,
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -186,7 +224,7 @@ struct TrailPage {
         (status = 400, description = "An unreadable query, time, number or event type", body = ErrorBody),
         (status = 401, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
-        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+        ReadUnavailable,
     )
 )]
 pub async fn events(
@@ -195,85 +233,10 @@ pub async fn events(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user(&state, &req, &path).await?;
-    let query = query(&req)?;
-    let (from, to) = (
-        time_parameter(&query, "from")?,
-        time_parameter(&query, "to")?,
-    );
-    let types: Option<Vec<&str>> = query
-        .get("type")
-        .map(|t| t.split(',').map(str::trim).collect());
-    if let Some(types) = &types
-        && let Some(unknown) = types.iter().find(|t| !EVENT_TYPES.contains(t))
-    {
-        // A typo must not read as "no such incident".
-        return Err(ApiError::validation(format!(
-            "type {unknown:?} is not one of {}",
-            EVENT_TYPES.join(", ")
-        )));
-    }
-    let number = |key: &str| -> Result<Option<i64>, ApiError> {
-        query
-            .get(key)
-            .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| ApiError::validation(format!("{key} must be a whole number")))
-            })
-            .transpose()
-    };
-    let after = number("after")?.unwrap_or(0);
-    let limit = match number("limit")? {
-        None => PAGE,
-        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
-        Some(_) => {
-            return Err(ApiError::validation(format!(
-                "limit must be between 1 and {MAX_PAGE}"
-            )));
-        }
-    };
-    // Read in chunks from the cursor on, until the page is full and one more event shows
-    // there is a next page: a page costs what it shows (and what the filters skip), not the
-    // whole trail before it.
-    let stream = stream_of(user.id);
-    // Unfiltered, a page and one more is all there is to read; filtered, larger chunks.
-    let filtered = from.is_some() || to.is_some() || types.is_some();
-    let chunk = if filtered {
-        (limit as i64 + 1).max(TRAIL_CHUNK)
-    } else {
-        limit as i64 + 1
-    };
-    let mut selected = Vec::new();
-    let mut more = false;
-    let mut cursor = after;
-    'chunks: loop {
-        let records = state.store.read_stream_page(&stream, cursor, chunk).await?;
-        for record in &records {
-            cursor = record.position;
-            let in_window = from.is_none_or(|f| record.recorded_at >= f)
-                && to.is_none_or(|t| record.recorded_at <= t);
-            let wanted = types
-                .as_ref()
-                .is_none_or(|types| types.contains(&record.event_type.as_str()));
-            if !(in_window && wanted) {
-                continue;
-            }
-            if selected.len() == limit {
-                more = true;
-                break 'chunks;
-            }
-            selected.push(AuditEntry::of(record)?);
-        }
-        if records.len() < chunk as usize {
-            break;
-        }
-    }
-    let next = if more {
-        selected.last().map(|e| e.position)
-    } else {
-        None
-    };
+    let query = trail_query(&query(&req)?)?;
+    let Trail { entries, next } = state.app.trail(user.id, query).await?;
     Ok(HttpResponse::Ok().json(EventTrail {
-        data: selected,
+        data: entries,
         meta: TrailPage { next },
     }))
 }
@@ -309,7 +272,7 @@ struct Moment {
         (status = 400, description = "An unreadable query or time, or a page or page size that is not a whole number above 0", body = ErrorBody),
         (status = 401, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
-        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+        ReadUnavailable,
     )
 )]
 pub async fn sessions_at(
@@ -318,34 +281,12 @@ pub async fn sessions_at(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user(&state, &req, &path).await?;
-    let at = time_parameter(&query(&req)?, "at")?.unwrap_or_else(|| state.clock.now());
+    let at = time_parameter(&query(&req)?, "at")?.unwrap_or_else(|| state.app.clock.now());
     let page = PageRequest::of(&req)?;
-    let records = state.store.read_stream(&stream_of(user.id), 0).await?;
-    // Decoding and folding a long trail takes a while: off the HTTP worker, which would
-    // otherwise hold every request queued behind it (logins included).
-    let replayed = web::block(move || {
-        let events: Vec<Event> = records
-            .iter()
-            .map(|r| {
-                r.decode()
-                    .map_err(|source| crate::store::StoreError::Corrupt {
-                        position: r.position,
-                        source,
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        let alive = sessions_alive_at(user.id, &events, at);
-        let shown = alive
-            .iter()
-            .skip(page.skip())
-            .take(page.take())
-            .map(|s| SessionSummary::of(s, false))
-            .collect::<Vec<_>>();
-        Ok::<_, crate::store::StoreError>((shown, alive.len()))
-    })
-    .await
-    .map_err(|_| ApiError::unavailable())??;
-    let (data, total) = replayed;
+    let (alive, total) = (state.app)
+        .sessions_at(user.id, at, page.skip(), page.take())
+        .await?;
+    let data = alive.iter().map(|s| SessionSummary::of(s, false)).collect();
     Ok(HttpResponse::Ok().json(SessionsAt {
         data,
         meta: Moment {
@@ -378,7 +319,7 @@ struct Cleared {
         (status = 200, description = "Every session of the user ended", body = ClearedAnswer),
         (status = 401, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
-        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+        WriteUnavailable,
     )
 )]
 pub async fn clear(
@@ -388,20 +329,8 @@ pub async fn clear(
 ) -> Result<HttpResponse, ApiError> {
     let user = user(&state, &req, &path).await?;
     let live = state
-        .projection
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .count_of(user.id, state.clock.now());
-    let mut ctx = RequestContext::of(&req, &state);
-    ctx.metadata.actor = Actor::Admin;
-    let command = Command::ClearSessions(ClearSessions {
-        reason: ClearReason::Admin,
-        device_id: None,
-        keep: None,
-    });
-    state
-        .registry
-        .execute(user.id, command, ctx.metadata)
+        .app
+        .clear_sessions(user.id, caller(&req, &state))
         .await?;
     Ok(HttpResponse::Ok().json(ClearedAnswer {
         data: Cleared { cleared: live },

@@ -8,8 +8,10 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::actors::ExecuteError;
+use crate::limits::Limited;
 use crate::store::StoreError;
 use crate::store::users::UserError;
+use crate::use_cases::Failure;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -66,15 +68,14 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NotFoundError", message)
     }
 
-    /// Strapi's wording; `retry_after` becomes the `Retry-After` header.
-    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
-        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    /// Strapi's wording; the wait becomes the `Retry-After` header.
+    pub fn rate_limited(limited: Limited) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RateLimitError",
             "Too many requests, please try again later.",
         )
-        .with_retry_after(seconds.max(1))
+        .with_retry_after(limited.seconds())
     }
 
     fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -135,6 +136,25 @@ impl ApiError {
             "ForbiddenError",
             "Cross-site requests are not allowed",
         )
+    }
+
+    /// One failed field check, as yup reports it (`value` echoes what was sent).
+    pub fn field_error(field: &str, message: String, value: Option<&Value>) -> Value {
+        let mut entry = json!({ "path": [field], "message": message, "name": "ValidationError" });
+        if let Some(value) = value {
+            entry["value"] = value.clone();
+        }
+        entry
+    }
+
+    /// Failed field checks, each an entry of `details.errors`; the message is the single
+    /// error's, or "N errors occurred".
+    pub fn invalid_fields(errors: Vec<Value>) -> Self {
+        let message = match errors.as_slice() {
+            [one] => one["message"].as_str().unwrap_or_default().to_owned(),
+            many => format!("{} errors occurred", many.len()),
+        };
+        ApiError::validation(message).with_details(json!({ "errors": errors }))
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -219,6 +239,48 @@ impl From<UserError> for ApiError {
     }
 }
 
+/// Each way a use case fails is one of Strapi's answers.
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::InvalidLogin => ApiError::validation("Invalid identifier or password"),
+            Failure::Blocked => {
+                ApiError::application("Your account has been blocked by an administrator")
+            }
+            Failure::Taken => ApiError::application("Email or Username are already taken"),
+            Failure::InvalidRefreshToken => ApiError::unauthorized("Invalid refresh token"),
+            Failure::MissingCredentials => ApiError::unauthorized("Missing or invalid credentials"),
+            Failure::InvalidCredentials => ApiError::unauthorized("Invalid credentials"),
+            Failure::WrongCurrentPassword => {
+                ApiError::validation("The provided current password is invalid")
+            }
+            Failure::UnchangedPassword => ApiError::validation(
+                "Your new password must be different than your current password",
+            ),
+            Failure::PasswordRules(messages) => ApiError::invalid_fields(
+                messages
+                    .into_iter()
+                    .map(|message| ApiError::field_error("password", message, None))
+                    .collect(),
+            ),
+            Failure::SessionNotFound => ApiError::not_found_message("Session not found"),
+            Failure::UserNotFound => ApiError::not_found_message("User not found"),
+            Failure::Limited(limited) => ApiError::rate_limited(limited),
+            Failure::Busy => ApiError::busy(),
+            Failure::Unavailable(error) => {
+                tracing::error!(%error, "unavailable");
+                ApiError::unavailable()
+            }
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        ApiError::rate_limited(limited)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "event store");
@@ -231,4 +293,36 @@ impl From<ExecuteError> for ApiError {
         tracing::error!(%error, "session actor");
         ApiError::unavailable()
     }
+}
+
+/// The answers every route with a body may give before its handler decides anything: the
+/// OpenAPI rows written once, listed in a route's `responses(...)` by name.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyRefusals {
+    #[response(
+        status = 403,
+        description = "Cookie mode: a cross-site request (`Origin` not allowed)"
+    )]
+    CrossSite(ErrorBody),
+    #[response(status = 408, description = "The body was not received in time")]
+    Timeout(ErrorBody),
+    #[response(status = 413, description = "The body is over 64 KiB")]
+    TooLarge(ErrorBody),
+}
+
+/// A route that writes: the store may refuse the write (nothing acknowledged).
+#[derive(utoipa::IntoResponses)]
+pub enum WriteUnavailable {
+    #[response(
+        status = 503,
+        description = "The store could not take the write; try again"
+    )]
+    Unavailable(ErrorBody),
+}
+
+/// A route that only reads.
+#[derive(utoipa::IntoResponses)]
+pub enum ReadUnavailable {
+    #[response(status = 503, description = "The store could not be read; try again")]
+    Unavailable(ErrorBody),
 }

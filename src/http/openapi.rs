@@ -12,7 +12,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::errors::{ApiError, ErrorBody};
-use super::{admin, admin_page, auth, sessions, users};
+use super::{admin, admin_page, auth, probes, sessions, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,9 +37,9 @@ use super::{admin, admin_page, auth, sessions, users};
         admin::clear,
         admin_page::index,
         admin_page::asset,
-        super::health,
-        super::ready,
-        crate::metrics::scrape,
+        probes::health,
+        probes::ready,
+        probes::scrape,
         document,
         docs_page,
         docs_asset,

@@ -3,89 +3,16 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
-use serde_json::Value;
-use tokenledger_domain::{
-    Command, DomainError, Logout, LogoutScope, PresentedToken, RevokeReason, RevokeSession,
-    Session, SessionId, UserId,
-};
+use tokenledger_domain::{Session, SessionId};
 use utoipa::ToSchema;
 
-use super::auth::presented_token;
 use super::body::Body;
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, BodyRefusals, ErrorBody, ReadUnavailable, WriteUnavailable};
+use super::forms::LogoutRequest;
 use super::pagination::{PageMeta, PageRequest};
-use super::users::authenticated;
-use super::{AppState, RequestContext, bearer, cookies};
-use crate::actors::ExecuteError;
+use super::{AppState, bearer, caller, cookies};
 use crate::store::users::strapi_time;
-
-/// Who asks to log out, and with what.
-struct LogoutTarget {
-    user_id: UserId,
-    /// "This" session: the refresh token's, else the access token's.
-    session_id: SessionId,
-    /// The refresh token that names the session, checked by the user's actor as a refresh
-    /// is: a superseded one is reuse, never a licence to end sessions.
-    presented: Option<PresentedToken>,
-    /// A valid access token of a live session came with the request.
-    bearer: bool,
-}
-
-/// As Strapi 5: the refresh token (body, then cookie) names the session when it is there —
-/// a browser whose access token lapsed can still log out — else the bearer access token's.
-async fn logout_target(
-    state: &AppState,
-    req: &HttpRequest,
-    body: &Body,
-) -> Result<LogoutTarget, ApiError> {
-    let bearer_user = match bearer(req) {
-        Some(_) => Some(authenticated(state, req).await),
-        None => None,
-    };
-    let now = state.clock.now();
-    let refreshing = presented_token(state, req, body)
-        .and_then(|(token, _)| state.tokens.verify_refresh(&token, now).ok())
-        .filter(|token| match &bearer_user {
-            // Another user's refresh token next to this user's access token is ignored.
-            Some(Ok((user, _))) => user.id == token.user_id,
-            _ => true,
-        });
-    let bearer = matches!(bearer_user, Some(Ok(_)));
-    if let Some(token) = refreshing {
-        return Ok(LogoutTarget {
-            user_id: token.user_id,
-            session_id: token.session_id,
-            presented: Some(token),
-            bearer,
-        });
-    }
-    match bearer_user {
-        Some(Ok((user, claims))) => Ok(LogoutTarget {
-            user_id: user.id,
-            session_id: claims.sid,
-            presented: None,
-            bearer,
-        }),
-        Some(Err(error)) => Err(error),
-        None => Err(ApiError::unauthorized("Missing or invalid credentials")),
-    }
-}
-
-/// The body logout reads, for the document: the handler reads it as a map, to answer each
-/// field as Strapi does.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct LogoutRequest {
-    /// `all` ends every session of the user.
-    #[schema(pattern = "^all$", nullable = false)]
-    scope: Option<String>,
-    /// Ends that device's sessions.
-    #[schema(min_length = 1, nullable = false)]
-    device_id: Option<String>,
-    /// Names "this" session when the access token has lapsed (else the cookie's).
-    refresh_token: Option<String>,
-}
+use crate::use_cases::{Failure, LogoutInput};
 
 #[derive(Serialize, ToSchema)]
 struct LoggedOut {
@@ -110,10 +37,8 @@ struct LoggedOut {
             headers(("Set-Cookie" = String, description = "Expires the refresh cookie, for cookie clients"))),
         (status = 400, description = "A malformed body, `scope` other than `all`, or an empty `deviceId`", body = ErrorBody),
         (status = 401, description = "Neither a valid access token nor a refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends)", body = ErrorBody),
-        (status = 403, description = "Cookie mode: a cross-site request (`Origin` not allowed)", body = ErrorBody),
-        (status = 408, description = "The body was not received in time", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+        BodyRefusals,
+        WriteUnavailable,
     )
 )]
 pub async fn logout(
@@ -122,81 +47,14 @@ pub async fn logout(
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     cookies::refuse_cross_site(&state, &req)?;
-    enum Scope {
-        This,
-        Device(String),
-        All,
-    }
-    // Checked whatever the scope, as the document describes the field: a malformed one is an
-    // error, not silently ignored because `scope` wins.
-    let device = match body.get("deviceId") {
-        None => None,
-        Some(Value::String(device)) if !device.is_empty() => Some(device.clone()),
-        Some(_) => return Err(ApiError::validation("deviceId must be a non-empty string")),
+    let (scope, from_body) = LogoutRequest::parse(&body)?.into_parts();
+    let request = LogoutInput {
+        scope,
+        access_token: bearer(&req).map(str::to_owned),
+        // As a refresh reads it: the body's, else the cookie's.
+        refresh_token: from_body.or_else(|| cookies::token(&state, &req)),
     };
-    let scope = match (body.get("scope"), device) {
-        (Some(Value::String(scope)), _) if scope == "all" => Scope::All,
-        (Some(_), _) => {
-            return Err(ApiError::validation(
-                "scope must be one of the following values: all",
-            ));
-        }
-        (None, Some(device)) => Scope::Device(device),
-        (None, None) => Scope::This,
-    };
-    let target = logout_target(&state, &req, &body).await?;
-    let scope = match scope {
-        Scope::This => LogoutScope::Session(target.session_id),
-        Scope::Device(device) => LogoutScope::Device(device),
-        Scope::All => LogoutScope::All,
-    };
-    let ctx = RequestContext::of(&req, &state);
-    let logout = |presented| {
-        Command::Logout(Logout {
-            scope: scope.clone(),
-            presented,
-            reuse_grace: state.config.tokens.refresh_token_reuse_grace,
-            client: ctx.client.clone(),
-        })
-    };
-    let ended = match state
-        .registry
-        .execute(
-            target.user_id,
-            logout(target.presented.clone()),
-            ctx.metadata.clone(),
-        )
-        .await
-    {
-        Ok(executed) if executed.reuse_detected => {
-            return Err(ApiError::unauthorized("Invalid refresh token"));
-        }
-        Ok(_) => true,
-        Err(ExecuteError::Refused(DomainError::UnknownSession)) => false,
-        Err(ExecuteError::Refused(_)) => {
-            return Err(ApiError::unauthorized("Invalid refresh token"));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    if !ended {
-        match scope {
-            // Already ended (a second logout, a race with expiry): the outcome is the same.
-            LogoutScope::Session(_) => {}
-            // The refresh token's session has ended; a valid access token still speaks for
-            // the user. Without one, an ended session's token may end no other.
-            _ if target.bearer => {
-                match state
-                    .registry
-                    .execute(target.user_id, logout(None), ctx.metadata)
-                    .await
-                {
-                    Ok(_) | Err(ExecuteError::Refused(DomainError::UnknownSession)) => {}
-                    Err(other) => return Err(other.into()),
-                }
-            }
-            _ => return Err(ApiError::unauthorized("Missing or invalid credentials")),
-        }
-    }
+    state.app.logout(request, caller(&req, &state)).await?;
     let mut response = HttpResponse::Ok();
     if cookies::requested(&state, &req) || cookies::token(&state, &req).is_some() {
         response.cookie(cookies::expired(&state));
@@ -299,23 +157,15 @@ struct SessionList {
         (status = 200, description = "A page of the live sessions, the current one first on page 1", body = SessionList),
         (status = 400, description = "A `pagination[page]` or `pagination[pageSize]` that is not a whole number above 0, or an unreadable query", body = ErrorBody),
         (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
-        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+        ReadUnavailable,
     )
 )]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (user, claims) = authenticated(&state, &req).await?;
+    let (user, claims) = state.app.authenticate(bearer(&req)).await?;
     let page = PageRequest::of(&req)?;
     let (sessions, total) = state
-        .projection
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .page_of(
-            user.id,
-            state.clock.now(),
-            Some(claims.sid),
-            page.skip(),
-            page.take(),
-        );
+        .app
+        .sessions_of(user.id, claims.sid, page.skip(), page.take());
     let data = sessions
         .iter()
         .map(|s| SessionSummary::of(s, s.id == claims.sid))
@@ -349,7 +199,7 @@ struct Empty {}
         (status = 200, description = "Revoked", body = Revoked),
         (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
         (status = 404, description = "`Session not found`: no live session of the caller has this id", body = ErrorBody),
-        (status = 503, description = "The store could not take the write; try again", body = ErrorBody),
+        WriteUnavailable,
     )
 )]
 pub async fn revoke(
@@ -357,27 +207,17 @@ pub async fn revoke(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, _) = authenticated(&state, &req).await?;
-    let not_found = || ApiError::not_found_message("Session not found");
-    let session_id: SessionId = path.parse().map_err(|_| not_found())?;
-    let live = state
-        .projection
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_live(user.id, &session_id, state.clock.now());
-    if !live {
-        return Err(not_found());
-    }
-    let ctx = RequestContext::of(&req, &state);
-    let command = Command::RevokeSession(RevokeSession {
-        session_id,
-        reason: RevokeReason::UserRevoked,
-    });
-    match state.registry.execute(user.id, command, ctx.metadata).await {
-        Ok(_) => Ok(HttpResponse::Ok().json(Revoked { data: Empty {} })),
-        Err(ExecuteError::Refused(_)) => Err(not_found()),
-        Err(other) => Err(other.into()),
-    }
+    let (user, _) = state.app.authenticate(bearer(&req)).await?;
+    // Not an id: no session of the caller's, as any other id.
+    let session_id: SessionId = path
+        .parse()
+        .map_err(|_| ApiError::from(Failure::SessionNotFound))?;
+    let caller = caller(&req, &state);
+    state
+        .app
+        .revoke_session(user.id, session_id, caller)
+        .await?;
+    Ok(HttpResponse::Ok().json(Revoked { data: Empty {} }))
 }
 
 #[cfg(test)]

@@ -4,10 +4,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, ErrorBody, ReadUnavailable};
 use super::{AppState, bearer};
 use crate::store::users::{User, strapi_time};
-use crate::tokens::AccessClaims;
 
 /// Strapi's sanitised user: never the password hash.
 #[derive(Serialize, ToSchema)]
@@ -47,29 +46,6 @@ impl PublicUser {
     }
 }
 
-fn invalid_credentials() -> ApiError {
-    ApiError::unauthorized("Missing or invalid credentials")
-}
-
-/// The user behind a bearer access token whose session is still live, and the token's claims.
-pub async fn authenticated(
-    state: &AppState,
-    req: &HttpRequest,
-) -> Result<(User, AccessClaims), ApiError> {
-    let token = bearer(req).ok_or_else(invalid_credentials)?;
-    let claims = state
-        .tokens
-        .verify_access(token, state.clock.now())
-        .map_err(|_| invalid_credentials())?;
-    if !state.session_is_live(claims.id, &claims.sid).await? {
-        return Err(invalid_credentials());
-    }
-    match state.users.find(claims.id).await? {
-        Some(user) if !user.blocked => Ok((user, claims)),
-        _ => Err(ApiError::unauthorized("Invalid credentials")),
-    }
-}
-
 /// The user behind the access token; a revoked session's token is refused.
 #[utoipa::path(
     get,
@@ -79,10 +55,10 @@ pub async fn authenticated(
     responses(
         (status = 200, description = "The user", body = PublicUser),
         (status = 401, description = "No access token, or one that is invalid, expired, of an ended session or of a blocked or deleted user", body = ErrorBody),
-        (status = 503, description = "The store could not be read; try again", body = ErrorBody),
+        ReadUnavailable,
     )
 )]
 pub async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (user, _) = authenticated(&state, &req).await?;
+    let (user, _) = state.app.authenticate(bearer(&req)).await?;
     Ok(HttpResponse::Ok().json(PublicUser::of(&user)))
 }

@@ -1,7 +1,7 @@
 //! Field checks with Strapi's (yup's) wording: each failed field becomes one entry of
 //! `details.errors`, and the message is the single error's or "N errors occurred".
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::body::Body;
 use super::errors::ApiError;
@@ -13,11 +13,8 @@ pub struct Checks {
 
 impl Checks {
     pub fn fail(&mut self, field: &str, message: String, value: Option<&Value>) {
-        let mut entry = json!({ "path": [field], "message": message, "name": "ValidationError" });
-        if let Some(value) = value {
-            entry["value"] = value.clone();
-        }
-        self.errors.push(entry);
+        self.errors
+            .push(ApiError::field_error(field, message, value));
     }
 
     /// A required string (strict: no number or boolean is converted). `secret` fields never
@@ -51,18 +48,18 @@ impl Checks {
         }
     }
 
+    /// The checked fields, once every check passed: each field missing has failed a check
+    /// (`string`), so `fields` is `Some` whenever there are no errors.
+    pub fn finish_with<T>(self, fields: Option<T>) -> Result<T, ApiError> {
+        self.finish()?;
+        fields.ok_or_else(|| ApiError::validation("A required field is missing"))
+    }
+
     pub fn finish(self) -> Result<(), ApiError> {
-        match self.errors.len() {
-            0 => Ok(()),
-            1 => {
-                let message = self.errors[0]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                Err(ApiError::validation(message).with_details(json!({ "errors": self.errors })))
-            }
-            n => Err(ApiError::validation(format!("{n} errors occurred"))
-                .with_details(json!({ "errors": self.errors }))),
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(self.errors))
         }
     }
 }
@@ -80,6 +77,8 @@ pub fn truthy(value: Option<&Value>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn body(value: Value) -> Body {

@@ -144,13 +144,9 @@ async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &St
         }
         Err(error) => {
             tracing::error!(%error, appends = batch.len(), "group commit failed; no append of the batch was acknowledged");
-            let message = error.to_string();
+            let error = Arc::new(error);
             for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Database(sqlx::Error::Protocol(
-                        message.clone(),
-                    ))));
+                let _ = request.reply.send(Err(StoreError::Database(error.clone())));
             }
         }
     }
@@ -279,4 +275,41 @@ pub fn chained(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails every batch, as a database that went away would.
+    struct Unreachable;
+
+    #[async_trait]
+    impl BatchWriter for Unreachable {
+        async fn write(&self, _: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+            Err(sqlx::Error::PoolTimedOut)
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_failed_batch_then_every_append_gets_the_database_error_itself() {
+        let appender = Appender::start(Unreachable, Arc::new(StoreStats::default()));
+        let metadata = EventMetadata::default();
+        let (one, two) = tokio::join!(
+            appender.append("user-1", 0, vec![], &metadata),
+            appender.append("user-2", 0, vec![], &metadata)
+        );
+        for outcome in [one, two] {
+            let error = outcome.expect_err("the batch failed");
+            let source = std::error::Error::source(&error).expect("the sqlx error is the source");
+            assert!(
+                matches!(
+                    source.downcast_ref::<Arc<sqlx::Error>>().map(|e| &**e),
+                    Some(sqlx::Error::PoolTimedOut)
+                ),
+                "{error:?}"
+            );
+        }
+        appender.close().await;
+    }
 }

@@ -22,8 +22,11 @@ pub struct DatabaseFile {
     /// `(device, inode)` of the file SQLite opened. SQLite keeps it open, so the inode
     /// cannot be freed and its number given to another file while we compare against it.
     opened: (u64, u64),
-    /// The write-ahead log, when the database is in WAL mode.
-    wal: Option<PathBuf>,
+    /// The write-ahead log and its `(device, inode)`, when the database is in WAL mode. By
+    /// identity, not by name: once the log is deleted, any connection SQLite opens next (a
+    /// reader joining the pool) makes a new, empty one under the same name, while the writer
+    /// goes on committing into the deleted one.
+    wal: Option<(PathBuf, (u64, u64))>,
     /// Why writes are refused, once they are: until a restart.
     detached: OnceLock<String>,
 }
@@ -40,7 +43,10 @@ impl DatabaseFile {
             [canonical, path.to_owned()]
                 .into_iter()
                 .map(|p| with_suffix(&p, "-wal"))
-                .find(|wal| wal.exists())
+                .find_map(|wal| {
+                    let identity = identity(&std::fs::metadata(&wal).ok()?)?;
+                    Some((wal, identity))
+                })
         } else {
             None
         };
@@ -90,15 +96,17 @@ impl DatabaseFile {
     }
 
     fn wal_changed(&self) -> Option<String> {
-        let wal = self.wal.as_ref()?;
-        match std::fs::metadata(wal) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
-                "{}, the write-ahead log of {}, was deleted",
-                wal.display(),
-                self.path.display()
-            )),
-            _ => None,
-        }
+        let (wal, opened) = self.wal.as_ref()?;
+        let what = match std::fs::metadata(wal) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was deleted",
+            Ok(now) if identity(&now) != Some(*opened) => "was deleted and made anew",
+            _ => return None,
+        };
+        Some(format!(
+            "{}, the write-ahead log of {}, {what}",
+            wal.display(),
+            self.path.display()
+        ))
     }
 }
 
@@ -169,5 +177,19 @@ mod tests {
         std::fs::remove_file(dir.path().join("t.db-wal")).unwrap();
         let why = file.check().unwrap_err();
         assert!(why.contains("t.db-wal, the write-ahead log of"), "{why}");
+    }
+
+    #[test]
+    fn given_a_deleted_log_made_anew_by_another_connection_then_it_is_detached() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = watched(dir.path());
+        let wal = dir.path().join("t.db-wal");
+        // A reader that connects after the `rm` creates an empty log under the old name.
+        let kept = dir.path().join("kept-wal");
+        std::fs::hard_link(&wal, &kept).unwrap();
+        std::fs::remove_file(&wal).unwrap();
+        std::fs::write(&wal, b"").unwrap();
+        let why = file.check().unwrap_err();
+        assert!(why.contains("was deleted and made anew"), "{why}");
     }
 }

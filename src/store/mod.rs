@@ -1,14 +1,18 @@
 //! The event store: an append-only log of every user's stream, with optimistic concurrency
 //! per stream and a tamper-evident hash chain. `EventStore` is what actors and projections
-//! use; `sqlite` is the embedded implementation.
+//! use. It is written once (`events`, `users`) over a `dialect`, which `sqlite` (embedded)
+//! and `postgres` (shared by several instances) implement.
 
 mod appender;
 mod chain;
 mod database_file;
+pub mod dialect;
+pub mod events;
 pub mod postgres;
 pub mod sqlite;
 pub mod users;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -117,28 +121,6 @@ impl EventPayload {
     }
 }
 
-/// The columns of an `EventPayload`, in the order `payload_of` reads them.
-pub(crate) const PAYLOAD_COLUMNS: &str =
-    "position, stream_id, stream_version, event_type, schema_version, payload";
-
-/// An `EventPayload` from a row of `PAYLOAD_COLUMNS`, on either backend.
-pub(crate) fn payload_of<R: sqlx::Row>(row: &R) -> Result<EventPayload, StoreError>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(EventPayload {
-        position: row.try_get(0)?,
-        stream_id: row.try_get(1)?,
-        stream_version: row.try_get(2)?,
-        event_type: row.try_get(3)?,
-        schema_version: row.try_get(4)?,
-        payload: row.try_get(5)?,
-    })
-}
-
 pub fn stream_of(user_id: UserId) -> String {
     format!("user-{user_id}")
 }
@@ -158,10 +140,17 @@ pub enum StoreError {
     },
     #[error("the event store is shut down")]
     Closed,
+    /// Shared: a failed group commit hands the one error to every append of its batch.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] Arc<sqlx::Error>),
     #[error("event at position {position}: {source}")]
     Corrupt { position: i64, source: DecodeError },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(Arc::new(error))
+    }
 }
 
 /// Counts of what reached the store, for tests and metrics: "rejected without touching the
@@ -249,26 +238,10 @@ impl StoreStats {
 
 /// The event store and users table behind a `DATABASE_URL`.
 pub struct Opened {
-    pub events: std::sync::Arc<dyn EventStore>,
+    pub events: Arc<dyn EventStore>,
     pub users: users::UserStore,
     /// Set on PostgreSQL: the pool, for a `LISTEN` on new events.
     pub postgres: Option<sqlx::PgPool>,
-}
-
-/// `?` → `$1`, `$2`, … (no statement here has a `?` inside a literal).
-pub(crate) fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Opens (and migrates) the database at `url`.
@@ -278,8 +251,8 @@ pub async fn open(url: &DatabaseUrl, existing: bool) -> Result<Opened, sqlx::Err
         DatabaseUrl::Postgres(url) => {
             let db = postgres::PgDatabase::open(url).await?;
             return Ok(Opened {
-                events: std::sync::Arc::new(postgres::PostgresEventStore::start(db.clone())),
-                users: users::UserStore::Postgres(db.pool.clone()),
+                events: Arc::new(postgres::PostgresEventStore::start(db.clone())),
+                users: Arc::new(db.clone()),
                 postgres: Some(db.pool),
             });
         }
@@ -291,8 +264,8 @@ pub async fn open(url: &DatabaseUrl, existing: bool) -> Result<Opened, sqlx::Err
         sqlite::Database::open(url).await?
     };
     Ok(Opened {
-        events: std::sync::Arc::new(sqlite::SqliteEventStore::start(db.clone())),
-        users: users::UserStore::Sqlite(db),
+        events: Arc::new(sqlite::SqliteEventStore::start(db.clone())),
+        users: Arc::new(db),
         postgres: None,
     })
 }

@@ -1,4 +1,4 @@
-//! The embedded event store on SQLite.
+//! The embedded database, SQLite: its connection set-up and its dialect.
 //!
 //! SQLite allows one writer at a time, so every write goes through one connection: appends
 //! through the group-commit appender task, which collects the appends of all actors that
@@ -6,32 +6,23 @@
 //! many requests), answering each only after its commit is durable (WAL, `synchronous=FULL`).
 //! Reads use a separate pool; in WAL mode they never wait for the writer.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::private_files;
 
-use super::appender::{
-    AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
-    recording_time, streams, to_insert,
-};
+use super::PAGE;
+use super::appender::ROWS_PER_INSERT;
 use super::database_file::DatabaseFile;
-use super::{
-    EventMetadata, EventPayload, EventStore, NewEvent, PAGE, PAYLOAD_COLUMNS, RecordedEvent,
-    StoreError, StoreStats, paged, payload_of,
-};
+use super::dialect::{Dialect, Query, rfc3339};
+use super::events::SqlEventStore;
 
 /// The two pools of one SQLite database file.
 #[derive(Clone, Debug)]
@@ -95,11 +86,6 @@ impl Database {
             file,
         })
     }
-
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
-    }
 }
 
 /// Takes the server's exclusive lock on the database at `url`: one serving process per
@@ -139,63 +125,8 @@ pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
     }
 }
 
-impl SqliteEventStore {
-    /// Fetches one page of `columns` after a position, mapped by `map`.
-    fn page<T: Send + 'static>(
-        &self,
-        columns: &'static str,
-        map: fn(&SqliteRow) -> Result<T, StoreError>,
-    ) -> impl Fn(i64) -> futures::future::BoxFuture<'static, Result<Vec<T>, StoreError>>
-    + Send
-    + Sync
-    + 'static {
-        let pool = self.db.reader.clone();
-        move |after| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {columns} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-                )))
-                .bind(after)
-                .bind(PAGE)
-                .fetch_all(&pool)
-                .await?;
-                rows.iter().map(map).collect()
-            })
-        }
-    }
-}
-
-pub struct SqliteEventStore {
-    db: Database,
-    appender: Appender,
-    stats: Arc<StoreStats>,
-}
-
-impl SqliteEventStore {
-    /// Starts the appender task on the current tokio runtime.
-    pub fn start(db: Database) -> SqliteEventStore {
-        let stats = Arc::new(StoreStats::default());
-        let appender = Appender::start(
-            Writer {
-                pool: db.writer.clone(),
-                file: db.file.clone(),
-            },
-            stats.clone(),
-        );
-        SqliteEventStore {
-            db,
-            appender,
-            stats,
-        }
-    }
-}
-
-/// The one writer connection.
-struct Writer {
-    pool: SqlitePool,
-    file: Option<Arc<DatabaseFile>>,
-}
+/// The event store on SQLite.
+pub type SqliteEventStore = SqlEventStore<Database>;
 
 fn detached(why: &str) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(
@@ -204,227 +135,76 @@ fn detached(why: &str) -> sqlx::Error {
     ))
 }
 
-#[async_trait]
-impl BatchWriter for Writer {
-    async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
-        // Nothing more goes into a file the next start will not open.
-        if let Some(why) = self.file.as_deref().and_then(DatabaseFile::detached) {
-            return Err(detached(why));
+impl Dialect for Database {
+    type Db = sqlx::Sqlite;
+    type Time = String;
+
+    // IMMEDIATE takes the write lock up front, so that a check and the insert after it see
+    // the same table (see `EventTable::write_on`).
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const LOCK_USERS: Option<&'static str> = None;
+    const RACING_WRITERS: bool = false;
+    const FRESH_CONNECTION_AFTER_FAILURE: bool = true;
+    const JSON_AS_TEXT: &'static str = "";
+    const JSON_PARAMETER: &'static str = "";
+    const CATCH_UP: &'static str = "";
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn placeholders(sql: &str) -> String {
+        sql.to_owned()
+    }
+
+    fn heads(streams: &[&str]) -> Vec<Query<Self>> {
+        streams
+            .chunks(ROWS_PER_INSERT)
+            .map(|chunk| {
+                // Two index seeks a stream, however long it is: its MAX version, then that row.
+                let sql = format!(
+                    "WITH wanted(id) AS (VALUES {}) \
+                     SELECT e.stream_id, e.stream_version, e.hash FROM wanted JOIN events e \
+                     ON e.stream_id = wanted.id AND e.stream_version = \
+                     (SELECT MAX(stream_version) FROM events WHERE stream_id = wanted.id)",
+                    vec!["(?)"; chunk.len()].join(", ")
+                );
+                chunk
+                    .iter()
+                    .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, stream| {
+                        query.bind(*stream)
+                    })
+            })
+            .collect()
+    }
+
+    fn stored_time(recorded: &(DateTime<Utc>, String)) -> String {
+        recorded.1.clone()
+    }
+
+    fn read_time(stored: String) -> Result<DateTime<Utc>, sqlx::Error> {
+        rfc3339(&stored)
+    }
+
+    fn refuse_writes(&self) -> Result<(), sqlx::Error> {
+        match Dialect::detached(self) {
+            Some(why) => Err(detached(why)),
+            None => Ok(()),
         }
-        let mut conn = self.pool.acquire().await?;
-        let written = write_batch(&mut conn, batch).await;
-        if written.is_err() {
-            // A COMMIT that failed on a full or read-only disk may leave SQLite's transaction
-            // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN:
-            // the next batch gets a fresh connection instead.
-            conn.close_on_drop();
+    }
+
+    fn check_committed(&self) -> Result<(), sqlx::Error> {
+        match &self.file {
+            Some(file) => file.check().map_err(detached),
+            None => Ok(()),
         }
-        let outcomes = written?;
-        // Committed, but durable only if the path still names this file: asked before the
-        // appender answers, with the connection (and so the write-ahead log) still open.
-        if let Some(file) = &self.file {
-            file.check().map_err(detached)?;
-        }
-        Ok(outcomes)
-    }
-}
-
-#[async_trait]
-impl EventStore for SqliteEventStore {
-    async fn append(
-        &self,
-        stream: &str,
-        expected_version: i64,
-        events: Vec<NewEvent>,
-        metadata: &EventMetadata,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.stats
-            .appends
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.appender
-            .append(stream, expected_version, events, metadata)
-            .await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        after_version: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.stats
-            .stream_reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let rows = sqlx::query(
-            "SELECT position, stream_id, stream_version, event_type, schema_version, payload, \
-             metadata, recorded_at, prev_hash, hash FROM events \
-             WHERE stream_id = ? AND stream_version > ? ORDER BY stream_version",
-        )
-        .bind(stream)
-        .bind(after_version)
-        .fetch_all(&self.db.reader)
-        .await?;
-        rows.iter().map(recorded).collect()
-    }
-
-    async fn read_stream_page(
-        &self,
-        stream: &str,
-        after_position: i64,
-        limit: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.stats
-            .stream_reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // A stream's positions grow with its versions, so the page starts after the version
-        // of the event at `after_position` (a page's cursor, found by the primary key), or of
-        // the stream's last event before it when a cursor names another stream's event.
-        let rows = sqlx::query(
-            "SELECT position, stream_id, stream_version, event_type, schema_version, payload, \
-             metadata, recorded_at, prev_hash, hash FROM events \
-             WHERE stream_id = ?1 AND stream_version > COALESCE( \
-               (SELECT stream_version FROM events WHERE position = ?2 AND stream_id = ?1), \
-               (SELECT MAX(stream_version) FROM events WHERE stream_id = ?1 AND position <= ?2), \
-               0) \
-             ORDER BY stream_version LIMIT ?3",
-        )
-        .bind(stream)
-        .bind(after_position)
-        .bind(limit)
-        .fetch_all(&self.db.reader)
-        .await?;
-        rows.iter().map(recorded).collect()
-    }
-
-    fn read_all(
-        &self,
-        after_position: i64,
-    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        let page = self.page(
-            "position, stream_id, stream_version, event_type, schema_version, payload, metadata, \
-             recorded_at, prev_hash, hash",
-            recorded,
-        );
-        paged(after_position, page, |e: &RecordedEvent| e.position)
-    }
-
-    fn read_payloads(
-        &self,
-        after_position: i64,
-    ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
-        let page = self.page(PAYLOAD_COLUMNS, payload_of);
-        paged(after_position, page, |e: &EventPayload| e.position)
-    }
-
-    async fn count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&self.db.reader)
-            .await?)
-    }
-
-    async fn head(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                .fetch_one(&self.db.reader)
-                .await?,
-        )
-    }
-
-    fn stats(&self) -> &StoreStats {
-        &self.stats
     }
 
     fn detached(&self) -> Option<&str> {
-        self.db.file.as_deref().and_then(DatabaseFile::detached)
+        self.file.as_deref().and_then(DatabaseFile::detached)
     }
-
-    async fn close(&self) {
-        self.appender.close().await;
-        self.db.close().await;
-    }
-}
-
-/// Reads a timestamp column stored as RFC 3339 text.
-pub(crate) fn timestamp(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    Ok(RecordedEvent {
-        position: row.try_get("position")?,
-        stream_id: row.try_get("stream_id")?,
-        stream_version: row.try_get("stream_version")?,
-        event_type: row.try_get("event_type")?,
-        schema_version: row.try_get("schema_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: timestamp(row, "recorded_at")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-/// Writes every append of the batch in one transaction (see `BatchWriter`) with two
-/// statements: one reads the heads of the batch's streams, one inserts every accepted event.
-async fn write_batch(
-    conn: &mut SqliteConnection,
-    batch: &[AppendRequest],
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
-    // writes later fails at once (SQLITE_BUSY, no waiting) if another process — the CLI —
-    // wrote in between. Holding the lock, nobody can write between our read and our insert.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let recorded = recording_time();
-    let heads = heads(&mut tx, &streams(batch)).await?;
-    let mut plan = plan(batch, heads, &recorded);
-    let mut positions = HashMap::new();
-    {
-        let events: Vec<&RecordedEvent> = to_insert(&plan).collect();
-        for chunk in events.chunks(ROWS_PER_INSERT) {
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_sql(chunk.len(), "")));
-            for event in chunk {
-                insert = insert
-                    .bind(&event.stream_id)
-                    .bind(event.stream_version)
-                    .bind(&event.event_type)
-                    .bind(event.schema_version)
-                    .bind(&event.payload)
-                    .bind(&event.metadata)
-                    .bind(&recorded.1)
-                    .bind(&event.prev_hash)
-                    .bind(&event.hash);
-            }
-            for row in insert.fetch_all(&mut *tx).await? {
-                positions.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
-            }
-        }
-    }
-    place(&mut plan, &positions);
-    tx.commit().await?;
-    Ok(plan)
-}
-
-/// The head of each of `streams` that has events.
-async fn heads(conn: &mut SqliteConnection, streams: &[&str]) -> Result<Heads, sqlx::Error> {
-    let mut heads = Heads::with_capacity(streams.len());
-    for chunk in streams.chunks(ROWS_PER_INSERT) {
-        // Two index seeks a stream, however long it is: its MAX version, then that row.
-        let sql = format!(
-            "WITH wanted(id) AS (VALUES {}) \
-             SELECT e.stream_id, e.stream_version, e.hash FROM wanted JOIN events e \
-             ON e.stream_id = wanted.id AND e.stream_version = \
-             (SELECT MAX(stream_version) FROM events WHERE stream_id = wanted.id)",
-            vec!["(?)"; chunk.len()].join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for stream in chunk {
-            query = query.bind(*stream);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            heads.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
-        }
-    }
-    Ok(heads)
 }

@@ -2,9 +2,9 @@
 //! on PostgreSQL.
 
 use serde_json::Value;
+use support::{assert_error, assert_unauthorized, fresh_postgres_url};
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
-use crate::store::fresh_postgres_url;
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const ADMIN: &str = "admin-token-0123456789abcdef0123456789abcdef";
 
@@ -149,13 +149,7 @@ async fn a_bad_user_search_is_a_validation_error_and_the_search_is_guarded() {
 
     let app = spawn_app_with(&[("ADMIN_API_TOKEN", ADMIN)]).await;
     let (status, body) = app.get_with_bearer("/api/admin/users", "wrong").await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Missing or invalid credentials",
-    );
+    assert_unauthorized(status, &body);
     let long = format!("q={}", "a".repeat(256));
     for (query, message) in [
         ("limit=0", "limit must be a whole number between 1 and 100"),

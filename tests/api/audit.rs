@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
+use support::{assert_error, assert_unauthorized};
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const ADMIN: &str = "admin-token-0123456789abcdef0123456789abcdef";
 
@@ -219,13 +220,7 @@ async fn admin_routes_are_hidden_without_a_token_and_guarded_with_one() {
     let (_, rotated) = app.refresh(&s(&login["refreshToken"])).await;
     for token in ["wrong", &ADMIN[..ADMIN.len() - 1]] {
         let (status, body) = admin_get(&app, &format!("/api/admin/users/{id}/events"), token).await;
-        assert_error(
-            status,
-            &body,
-            401,
-            "UnauthorizedError",
-            "Missing or invalid credentials",
-        );
+        assert_unauthorized(status, &body);
     }
     let (status, body) = admin_get(&app, &format!("/api/admin/users/{id}/events"), ADMIN).await;
     assert_eq!(status, 200, "{body}");

@@ -1,8 +1,9 @@
 //! Register, login and refresh as a Strapi front end uses them.
 
 use serde_json::json;
+use support::{assert_error, assert_invalid_refresh_token, assert_unauthorized};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn register_answers_strapis_jwt_and_user_without_secrets() {
@@ -321,13 +322,7 @@ async fn with_rotation_on_the_successor_works_and_the_old_token_is_then_refused(
     assert_eq!(status, 200, "{body}");
     let third = body["refreshToken"].as_str().unwrap().to_owned();
     let (status, body) = app.refresh(&first).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
     // Reuse kills the whole family, the newest token included, and its access tokens.
     let (status, _) = app.refresh(&third).await;
     assert_eq!(status, 401);
@@ -373,13 +368,7 @@ async fn the_previous_token_within_the_grace_window_gets_the_identical_successor
     // After the window the previous token is reuse: the session dies.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, body) = app.refresh(&first).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
     let (status, _) = app.refresh(rotated["refreshToken"].as_str().unwrap()).await;
     assert_eq!(status, 401);
     let types = app.event_types(id).await;
@@ -409,46 +398,18 @@ async fn refresh_without_a_token_is_a_400_and_with_garbage_a_401() {
         );
     }
     let (status, answer) = app.refresh("not.a.jwt").await;
-    assert_error(
-        status,
-        &answer,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &answer);
 }
 
 #[actix_web::test]
 async fn users_me_needs_a_valid_bearer_token() {
     let app = spawn_app().await;
     let (status, body) = app.get_with_bearer("/api/users/me", "nonsense").await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Missing or invalid credentials",
-    );
-    let response = app
-        .client
-        .get(app.url("/api/users/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 401);
-    let refresh = app.login_after_register("lena").await;
+    assert_unauthorized(status, &body);
+    assert_eq!(app.get("/api/users/me").await.0, 401);
+    let (_, refresh) = app.user_with_token("lena").await;
     let (status, _) = app.get_with_bearer("/api/users/me", &refresh).await;
     assert_eq!(status, 401, "a refresh token is not an access token");
-}
-
-impl crate::helpers::TestApp {
-    async fn login_after_register(&self, name: &str) -> String {
-        self.register(name).await;
-        self.login(name).await["refreshToken"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
 }
 
 #[actix_web::test]

@@ -1,10 +1,12 @@
-//! Concurrent refreshes of one token never fork a session.
+//! Concurrent refreshes of one token never fork a session, and concurrent appends share
+//! group commits.
 
 use std::collections::HashSet;
 
+use support::Api;
 use tokenledger::store::stream_of;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{server, spawn_app_with};
 
 #[actix_web::test]
 async fn fifty_concurrent_rotations_of_one_token_yield_one_successor() {
@@ -76,15 +78,66 @@ async fn many_users_refreshing_at_once_all_succeed_through_group_commit() {
         );
     }
     for _round in 0..5 {
-        let answers = futures::future::join_all(tokens.iter().map(|t| app.refresh(t))).await;
-        tokens = answers
-            .into_iter()
-            .map(|(status, body)| {
-                assert_eq!(status, 200, "{body}");
-                body["refreshToken"].as_str().unwrap().to_owned()
-            })
-            .collect();
+        tokens = rotate_all(&app, &tokens).await;
     }
     let distinct: HashSet<&String> = tokens.iter().collect();
     assert_eq!(distinct.len(), 8);
+}
+
+/// Group commit, seen from outside: many users rotating their tokens at once against the real
+/// binary on SQLite, and `/metrics` says their appends shared transactions. Were each append
+/// its own transaction (and fsync), batches would equal appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_group_commits() {
+    const USERS: usize = 32;
+    const ROUNDS: usize = 4;
+    let server = server()
+        .envs(&[
+            ("REFRESH_TOKEN_ROTATION", "true"),
+            ("REFRESH_RATE_LIMIT", "off"),
+            ("LOGIN_RATE_LIMIT", "off"),
+            ("LOGIN_IP_RATE_LIMIT", "off"),
+        ])
+        .serving()
+        .await;
+    let api = server.api();
+    // One at a time: the password hashes' queue is bounded, and refuses a crowd of logins.
+    let mut tokens = Vec::new();
+    for n in 0..USERS {
+        tokens.push(api.user_with_token(&format!("batch{n}")).await.1);
+    }
+
+    let before = api.metrics().await;
+    for _ in 0..ROUNDS {
+        tokens = rotate_all(&api, &tokens).await;
+    }
+    let after = api.metrics().await;
+
+    let grown = |key: &str| after.get(key) - before.get(key);
+    let appends = grown("tokenledger_group_commit_batch_size_sum");
+    let batches = grown("tokenledger_group_commit_batch_size_count");
+    assert!(
+        appends >= (USERS * ROUNDS) as f64,
+        "each rotation is an append: {appends}"
+    );
+    assert!(
+        batches < appends,
+        "{appends} concurrent appends took {batches} group commits: none was shared"
+    );
+    println!(
+        "{appends} concurrent appends in {batches} group commits ({:.1} appends a commit)",
+        appends / batches
+    );
+}
+
+/// Refreshes every token at once; their successors, each answered with a 200.
+async fn rotate_all(api: &Api, tokens: &[String]) -> Vec<String> {
+    futures::future::join_all(tokens.iter().map(|t| api.refresh(t)))
+        .await
+        .into_iter()
+        .map(|(status, body)| {
+            assert_eq!(status, 200, "{body}");
+            body["refreshToken"].as_str().unwrap().to_owned()
+        })
+        .collect()
 }

@@ -5,8 +5,9 @@
 
 use serde_json::{Value, json};
 
-use crate::binary::Server;
-use crate::helpers::{TestApp, assert_error, spawn_app_with};
+use support::{assert_error, assert_invalid_refresh_token, assert_rate_limited};
+
+use crate::helpers::{TestApp, server_on, spawn_app_with};
 
 fn s(value: &Value) -> String {
     value.as_str().expect("a string").to_owned()
@@ -31,8 +32,7 @@ async fn login_from(app: &TestApp, ip: &str, identifier: &str, password: &str) -
 #[actix_web::test]
 async fn a_flood_of_huge_identifiers_does_not_grow_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    server.wait_until_ready().await;
+    let server = server_on(dir.path()).serving().await;
     let requests: usize = std::env::var("LIMITER_FLOOD_REQUESTS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -56,7 +56,7 @@ async fn a_flood_of_huge_identifiers_does_not_grow_memory() {
     for n in 0..200 {
         send(n).await;
     }
-    let before = server.rss_kib();
+    let before = server.memory_kib().0;
     let mut statuses = std::collections::BTreeMap::new();
     let mut sent = 200;
     while sent < requests {
@@ -67,7 +67,7 @@ async fn a_flood_of_huge_identifiers_does_not_grow_memory() {
             *statuses.entry((status, message)).or_insert(0) += 1;
         }
     }
-    let grown = server.rss_kib().saturating_sub(before);
+    let grown = server.memory_kib().0.saturating_sub(before);
     println!("{requests} huge identifiers: RSS grew {grown} KiB ({statuses:?})");
     assert!(grown < 50 * 1024, "RSS grew {grown} KiB");
     let refused = (400, "identifier must be at most 255 characters".to_owned());
@@ -124,13 +124,7 @@ async fn a_superseded_refresh_token_cannot_log_out_everywhere() {
             json!({"scope": "all", "refreshToken": first}),
         )
         .await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
     // The reuse is on record and ended its own session, the successor included …
     assert_eq!(app.payloads(id, "RefreshTokenReused").await.len(), 1);
     let revoked = app.payloads(id, "SessionRevoked").await;
@@ -195,13 +189,7 @@ async fn one_account_tried_from_many_addresses_is_throttled_whatever_the_passwor
     // says nothing about the password.
     let (right, right_body) = login_from(&app, "203.0.113.200", "vera", "password123").await;
     let (wrong, wrong_body) = login_from(&app, "203.0.113.201", "VERA@example.com", "guess").await;
-    assert_error(
-        right,
-        &right_body,
-        429,
-        "RateLimitError",
-        "Too many requests, please try again later.",
-    );
+    assert_rate_limited(right, &right_body);
     assert_eq!((wrong, &wrong_body), (right, &right_body));
     assert_eq!(app.payloads(id, "LoginFailed").await.len(), 20);
     // An unknown account is throttled alike, so a 429 does not tell it exists.

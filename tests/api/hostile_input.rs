@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use generate::Fixture;
-use server::{ADMIN_TOKEN, Server, log_in, register};
+use server::{ADMIN_TOKEN, Log, log_in, register};
 use verdict::Tally;
 use wire::Connection;
 
@@ -57,19 +57,19 @@ async fn run(backend: &str, database_url: Option<&str>) {
         "hostile input ({backend}): {requests} generated requests, seed {seed} \
          (HOSTILE_SEED={seed} HOSTILE_REQUESTS={requests} replays them)"
     );
-    let mut server = Server::start(database_url);
-    let base = server.url("");
-    let client = reqwest::Client::new();
+    let mut server = server::start(database_url).await;
+    let address = server.socket_address();
+    let api = server.api();
     let mut accounts = Vec::new();
     for i in 0..ACCOUNTS {
         let name = format!("hostile{i}");
-        let id = register(&client, &base, &name).await;
-        let account = log_in(&client, &base, &name, id, 0x0A00_0001 + i as u32).await;
+        let id = register(&api, &name).await;
+        let account = log_in(&api, &name, id, 0x0A00_0001 + i as u32).await;
         accounts.push(account.expect("fixture login"));
     }
-    register(&client, &base, "sentinel").await;
+    register(&api, "sentinel").await;
     let fixture = Arc::new(RwLock::new(Arc::new(Fixture {
-        host: server.address.to_string(),
+        host: address.to_string(),
         accounts,
         admin_token: ADMIN_TOKEN.to_owned(),
     })));
@@ -80,8 +80,7 @@ async fn run(backend: &str, database_url: Option<&str>) {
     // account's tokens live, from an address of its own.
     let done = Arc::new(AtomicBool::new(false));
     let keeper = {
-        let (fixture, done, client, base) =
-            (fixture.clone(), done.clone(), client.clone(), base.clone());
+        let (fixture, done, api) = (fixture.clone(), done.clone(), api.clone());
         tokio::spawn(async move {
             for round in 0u32.. {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -91,9 +90,7 @@ async fn run(backend: &str, database_url: Option<&str>) {
                 let mut renewed = (**fixture.read().unwrap()).clone();
                 let account = &mut renewed.accounts[round as usize % ACCOUNTS];
                 let from = 0x0B00_0000 + round;
-                if let Some(fresh) =
-                    log_in(&client, &base, &account.username, account.id, from).await
-                {
+                if let Some(fresh) = log_in(&api, &account.username, account.id, from).await {
                     *account = fresh;
                     *fixture.write().unwrap() = Arc::new(renewed);
                 }
@@ -101,9 +98,9 @@ async fn run(backend: &str, database_url: Option<&str>) {
         })
     };
 
-    let slow = tokio::spawn(slow::run(server.address));
+    let slow = tokio::spawn(slow::run(address));
     let mut tally = Tally::default();
-    let mut pinned = Connection::new(server.address);
+    let mut pinned = Connection::new(address);
     let pinned_cases = generate::pinned(&fixture.read().unwrap());
     for case in pinned_cases {
         let sent = Instant::now();
@@ -115,7 +112,7 @@ async fn run(backend: &str, database_url: Option<&str>) {
     let next = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let (next, fixture, address) = (next.clone(), fixture.clone(), server.address);
+            let (next, fixture, address) = (next.clone(), fixture.clone(), address);
             tokio::spawn(async move {
                 let mut connection = Connection::new(address);
                 let mut tally = Tally::default();
@@ -161,10 +158,11 @@ async fn run(backend: &str, database_url: Option<&str>) {
     let elapsed = started.elapsed();
 
     // Still up, still serving a normal login.
-    let exited = server.child.try_wait().expect("the server's status");
-    let health = client.get(server.url("/_health")).send().await;
-    let login = client
-        .post(server.url("/api/auth/local"))
+    let exited = server.exited();
+    let health = api.client.get(api.url("/_health")).send().await;
+    let login = api
+        .client
+        .post(api.url("/api/auth/local"))
         .json(&json!({"identifier": "sentinel", "password": "password123"}))
         .send()
         .await;
@@ -179,7 +177,7 @@ async fn run(backend: &str, database_url: Option<&str>) {
         mib(peak),
     );
     tally.print();
-    let log = server.log.lock().unwrap();
+    let log = Log::of(&server);
     for line in log.panics.iter().chain(&log.errors) {
         println!("  server log: {line}");
     }
@@ -214,7 +212,7 @@ async fn generated_hostile_input_never_gets_a_5xx_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_hostile_input_never_gets_a_5xx_on_postgres() {
-    let Some(url) = crate::store::fresh_postgres_url().await else {
+    let Some(url) = support::fresh_postgres_url().await else {
         return;
     };
     run("postgres", Some(&url)).await;

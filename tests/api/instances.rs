@@ -5,66 +5,23 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::binary::Server as Instance;
-use crate::store::fresh_postgres_url;
+use support::{Api, Server, claims, fresh_postgres_url};
 
-async fn start(url: &str, dir: &std::path::Path) -> Instance {
-    let instance = Instance::start(
-        dir,
-        &[
+use crate::helpers::server_on;
+
+async fn start(url: &str, dir: &std::path::Path) -> Server {
+    server_on(dir)
+        .envs(&[
             ("DATABASE_URL", url),
             ("REFRESH_TOKEN_ROTATION", "true"),
             ("REFRESH_RATE_LIMIT", "off"),
             ("LOGIN_RATE_LIMIT", "off"),
             ("LOGIN_IP_RATE_LIMIT", "off"),
-        ],
-    );
-    instance.wait_until_ready().await;
-    instance
-}
-
-async fn post(
-    client: &reqwest::Client,
-    at: &Instance,
-    path: &str,
-    body: Value,
-    bearer: Option<&str>,
-) -> (u16, Value) {
-    let mut request = client.post(format!("{}{path}", at.address)).json(&body);
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn get(client: &reqwest::Client, at: &Instance, path: &str, bearer: &str) -> u16 {
-    client
-        .get(format!("{}{path}", at.address))
-        .bearer_auth(bearer)
-        .send()
+        ])
+        .serving()
         .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// The session id (`sid`) an access token belongs to.
-fn session_of(jwt: &str) -> String {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["sid"].as_str().unwrap().to_owned()
 }
 
 /// Waits until `check` holds, for at most `limit`.
@@ -89,26 +46,27 @@ async fn three_instances_on_one_database() {
     for _ in 0..3 {
         instances.push(start(&url, dir.path()).await);
     }
-    let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
+    // One connection pool for all three, as a load balancer in front of them would have.
     let client = reqwest::Client::new();
+    let apis: Vec<Api> = instances
+        .iter()
+        .map(|instance| Api::with_client(instance.address.clone(), client.clone()))
+        .collect();
+    let [a, b, c] = [&apis[0], &apis[1], &apis[2]];
 
-    let (status, _) = post(
-        &client,
-        a,
-        "/api/auth/local/register",
-        json!({"username": "zoe", "email": "zoe@example.com", "password": "password123"}),
-        None,
-    )
-    .await;
+    let (status, _) = a
+        .post(
+            "/api/auth/local/register",
+            json!({"username": "zoe", "email": "zoe@example.com", "password": "password123"}),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, login) = post(
-        &client,
-        a,
-        "/api/auth/local",
-        json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
-        None,
-    )
-    .await;
+    let (status, login) = a
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
+        )
+        .await;
     assert_eq!(status, 200, "{login}");
     let jwt = login["jwt"].as_str().unwrap().to_owned();
     let token = login["refreshToken"].as_str().unwrap().to_owned();
@@ -117,85 +75,69 @@ async fn three_instances_on_one_database() {
     // yet reads the user's stream before it says "unknown".
     for other in [b, c] {
         assert_eq!(
-            get(&client, other, "/api/users/me", &jwt).await,
+            other.get_with_bearer("/api/users/me", &jwt).await.0,
             200,
             "{}",
             other.address
         );
     }
-    let (status, probe) = post(
-        &client,
-        b,
-        "/api/auth/local",
-        json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
-        None,
-    )
-    .await;
+    let (status, probe) = b
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, body) = post(
-        &client,
-        c,
-        "/api/auth/local/refresh",
-        json!({ "refreshToken": probe["refreshToken"] }),
-        None,
-    )
-    .await;
+    let (status, body) = c
+        .post(
+            "/api/auth/local/refresh",
+            json!({ "refreshToken": probe["refreshToken"] }),
+        )
+        .await;
     assert_eq!(
         status, 200,
         "a token issued on B refreshes on C at once: {body}"
     );
     // B's actor for zoe is warm now (the probe): it must still see what A does next.
-    let (_, fresh) = post(
-        &client,
-        a,
-        "/api/auth/local",
-        json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
-        None,
-    )
-    .await;
-    let (status, body) = post(
-        &client,
-        b,
-        "/api/auth/local/refresh",
-        json!({ "refreshToken": fresh["refreshToken"] }),
-        None,
-    )
-    .await;
+    let (_, fresh) = a
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "zoe", "password": "password123", "requestRefresh": true}),
+        )
+        .await;
+    let (status, body) = b
+        .post(
+            "/api/auth/local/refresh",
+            json!({ "refreshToken": fresh["refreshToken"] }),
+        )
+        .await;
     assert_eq!(
         status, 200,
         "a warm actor on B sees A's new session: {body}"
     );
-    let (status, _) = post(
-        &client,
-        b,
-        "/api/auth/logout",
-        json!({}),
-        fresh["jwt"].as_str(),
-    )
-    .await;
+    let (status, _) = b
+        .post_with_bearer(
+            "/api/auth/logout",
+            fresh["jwt"].as_str().unwrap(),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = post(
-        &client,
-        a,
-        "/api/auth/local/refresh",
-        json!({ "refreshToken": fresh["refreshToken"] }),
-        None,
-    )
-    .await;
+    let (status, _) = a
+        .post(
+            "/api/auth/local/refresh",
+            json!({ "refreshToken": fresh["refreshToken"] }),
+        )
+        .await;
     assert_eq!(status, 401, "the logout on B really ended A's session");
 
     // (b) 200 concurrent refreshes of that one token, spread over the three instances.
     let answers = futures::future::join_all((0..200).map(|n| {
-        let (client, token, instances) = (&client, token.clone(), &instances);
+        let (token, apis) = (token.clone(), &apis);
         async move {
-            post(
-                client,
-                &instances[n % 3],
-                "/api/auth/local/refresh",
-                json!({ "refreshToken": token }),
-                None,
-            )
-            .await
+            apis[n % 3]
+                .post("/api/auth/local/refresh", json!({ "refreshToken": token }))
+                .await
         }
     }))
     .await;
@@ -209,7 +151,7 @@ async fn three_instances_on_one_database() {
     assert_eq!(successors.len(), 1, "every 200 carries the same successor");
     let successor = successors.into_iter().next().unwrap().to_owned();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let session = session_of(&jwt);
+    let session = claims(&jwt)["sid"].as_str().unwrap().to_owned();
     let rotations: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM events WHERE event_type = 'TokenRotated' AND payload->>'session_id' = $1",
     )
@@ -223,14 +165,8 @@ async fn three_instances_on_one_database() {
     );
     // The login's one session (registration and the probe on B started the others), on every
     // instance alike.
-    for instance in &instances {
-        let listed = client
-            .get(format!("{}/api/auth/sessions", instance.address))
-            .bearer_auth(&jwt)
-            .send()
-            .await
-            .unwrap();
-        let listed: Value = listed.json().await.unwrap();
+    for instance in &apis {
+        let (_, listed) = instance.get_with_bearer("/api/auth/sessions", &jwt).await;
         assert_eq!(
             listed["data"].as_array().map(Vec::len),
             Some(3),
@@ -240,33 +176,23 @@ async fn three_instances_on_one_database() {
     }
 
     // (c) Log out everywhere on A: refresh fails on B and C at once, /api/users/me within a second.
-    let (status, _) = post(
-        &client,
-        a,
-        "/api/auth/logout",
-        json!({"scope": "all"}),
-        Some(&jwt),
-    )
-    .await;
+    let (status, _) = a
+        .post_with_bearer("/api/auth/logout", &jwt, json!({"scope": "all"}))
+        .await;
     assert_eq!(status, 200);
     for other in [b, c] {
-        let (status, body) = post(
-            &client,
-            other,
-            "/api/auth/local/refresh",
-            json!({ "refreshToken": successor }),
-            None,
-        )
-        .await;
+        let (status, body) = other
+            .post(
+                "/api/auth/local/refresh",
+                json!({ "refreshToken": successor }),
+            )
+            .await;
         assert_eq!(status, 401, "{}: {body}", other.address);
         assert!(
-            eventually(Duration::from_secs(1), async || get(
-                &client,
-                other,
-                "/api/users/me",
-                &jwt
-            )
-            .await
+            eventually(Duration::from_secs(1), async || other
+                .get_with_bearer("/api/users/me", &jwt)
+                .await
+                .0
                 == 401)
             .await,
             "{} still accepts the access token after a second",

@@ -1,8 +1,9 @@
 //! Rate limits, blocked users, and the client address behind trusted proxies.
 
 use serde_json::json;
+use support::{JWT_SECRET, REFRESH_SECRET, assert_error, assert_rate_limited};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn the_eleventh_login_in_a_minute_is_a_429() {
@@ -32,13 +33,7 @@ async fn the_eleventh_login_in_a_minute_is_a_429() {
         .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let body = response.json().await.unwrap();
-    assert_error(
-        429,
-        &body,
-        429,
-        "RateLimitError",
-        "Too many requests, please try again later.",
-    );
+    assert_rate_limited(429, &body);
     // Another identifier from the same address is not held back.
     app.register("pia").await;
     assert!(app.login("pia").await["jwt"].is_string());
@@ -56,13 +51,7 @@ async fn refresh_is_limited_per_session_and_off_lifts_both_limits() {
         assert_eq!(app.refresh(&token).await.0, 200);
     }
     let (status, body) = app.refresh(&token).await;
-    assert_error(
-        status,
-        &body,
-        429,
-        "RateLimitError",
-        "Too many requests, please try again later.",
-    );
+    assert_rate_limited(status, &body);
 
     let open = spawn_app_with(&[("LOGIN_RATE_LIMIT", "off"), ("REFRESH_RATE_LIMIT", "off")]).await;
     open.register("ray").await;
@@ -216,8 +205,8 @@ async fn no_session_survives_a_block_racing_with_logins() {
         std::process::Command::new(env!("CARGO_BIN_EXE_tokenledger"))
             .args(["user", "block", "vic"])
             .env("DATA_DIR", dir)
-            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
-            .env("REFRESH_JWT_SECRET", crate::helpers::REFRESH_SECRET)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
             .status()
             .unwrap()
     });

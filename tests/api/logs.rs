@@ -3,8 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::binary::Server;
-use crate::helpers::{JWT_SECRET, REFRESH_SECRET};
+use support::{JWT_SECRET, REFRESH_SECRET, Server};
+
+use crate::helpers::server_on;
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-log-test-0123456789abcdef";
 const PASSWORD: &str = "first-password-7d1c";
@@ -12,39 +13,14 @@ const NEW_PASSWORD: &str = "second-password-9e4a";
 const WRONG_PASSWORD: &str = "wrong-password-3b8f";
 
 async fn start(dir: &std::path::Path) -> Server {
-    let server = Server::start(
-        dir,
-        &[
+    server_on(dir)
+        .envs(&[
             ("ADMIN_API_TOKEN", ADMIN_TOKEN),
             ("REFRESH_TOKEN_ROTATION", "true"),
             ("RUST_LOG", "debug"),
-        ],
-    );
-    server.wait_until_ready().await;
-    server
-}
-
-/// Posts `body` (with a bearer token if given) and returns the status and the JSON answer.
-async fn post(server: &Server, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.post(format!("{}{path}", server.address)).json(&body);
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(server: &Server, path: &str, bearer: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("{}{path}", server.address))
-        .bearer_auth(bearer)
-        .send()
+        ])
+        .serving()
         .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 fn text(value: &Value) -> String {
@@ -55,6 +31,7 @@ fn text(value: &Value) -> String {
 async fn no_token_password_or_secret_reaches_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
+    let api = server.api();
     let mut secrets: Vec<String> = [
         JWT_SECRET,
         REFRESH_SECRET,
@@ -66,74 +43,64 @@ async fn no_token_password_or_secret_reaches_the_log() {
     .map(str::to_owned)
     .to_vec();
 
-    let (status, registered) = post(
-        &server,
-        "/api/auth/local/register",
-        None,
-        json!({"username": "logan", "email": "logan@example.com", "password": PASSWORD}),
-    )
-    .await;
+    let (status, registered) = api
+        .post(
+            "/api/auth/local/register",
+            json!({"username": "logan", "email": "logan@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(status, 200, "{registered}");
     let id = registered["user"]["id"].as_i64().unwrap();
     secrets.push(text(&registered["jwt"]));
     let login = json!({"identifier": "logan", "password": PASSWORD, "requestRefresh": true});
-    let (status, session) = post(&server, "/api/auth/local", None, login).await;
+    let (status, session) = api.post("/api/auth/local", login).await;
     assert_eq!(status, 200, "{session}");
     let (jwt, first) = (text(&session["jwt"]), text(&session["refreshToken"]));
     secrets.extend([jwt.clone(), first.clone()]);
     let wrong = json!({"identifier": "logan", "password": WRONG_PASSWORD});
-    assert_eq!(post(&server, "/api/auth/local", None, wrong).await.0, 400);
+    assert_eq!(api.post("/api/auth/local", wrong).await.0, 400);
 
     // Rotate twice, then present the first token again: a reuse, which revokes the session.
     let mut current = first.clone();
     for _ in 0..2 {
-        let (status, rotated) = post(
-            &server,
-            "/api/auth/local/refresh",
-            None,
-            json!({"refreshToken": current}),
-        )
-        .await;
+        let (status, rotated) = api
+            .post("/api/auth/local/refresh", json!({"refreshToken": current}))
+            .await;
         assert_eq!(status, 200, "{rotated}");
         current = text(&rotated["refreshToken"]);
         secrets.extend([current.clone(), text(&rotated["jwt"])]);
     }
     let reuse = json!({"refreshToken": first});
-    assert_eq!(
-        post(&server, "/api/auth/local/refresh", None, reuse)
-            .await
-            .0,
-        401
-    );
+    assert_eq!(api.post("/api/auth/local/refresh", reuse).await.0, 401);
     let forged = format!("{first}x");
     let forged_body = json!({"refreshToken": forged});
     assert_eq!(
-        post(&server, "/api/auth/local/refresh", None, forged_body)
-            .await
-            .0,
+        api.post("/api/auth/local/refresh", forged_body).await.0,
         401
     );
 
     // A fresh session: the bearer routes, change-password, the admin API, logout.
     let login = json!({"identifier": "logan", "password": PASSWORD, "requestRefresh": true});
-    let (_, session) = post(&server, "/api/auth/local", None, login).await;
+    let (_, session) = api.post("/api/auth/local", login).await;
     let jwt = text(&session["jwt"]);
     secrets.extend([jwt.clone(), text(&session["refreshToken"])]);
-    assert_eq!(get(&server, "/api/users/me", &jwt).await, 200);
-    assert_eq!(get(&server, "/api/auth/sessions", &jwt).await, 200);
+    assert_eq!(api.get_with_bearer("/api/users/me", &jwt).await.0, 200);
+    assert_eq!(api.get_with_bearer("/api/auth/sessions", &jwt).await.0, 200);
     let change = json!({
         "currentPassword": PASSWORD,
         "password": NEW_PASSWORD,
         "passwordConfirmation": NEW_PASSWORD,
     });
-    let (status, changed) = post(&server, "/api/auth/change-password", Some(&jwt), change).await;
+    let (status, changed) = api
+        .post_with_bearer("/api/auth/change-password", &jwt, change)
+        .await;
     assert_eq!(status, 200, "{changed}");
     let jwt = text(&changed["jwt"]);
     secrets.push(jwt.clone());
     let events = format!("/api/admin/users/{id}/events");
-    assert_eq!(get(&server, &events, ADMIN_TOKEN).await, 200);
+    assert_eq!(api.get_with_bearer(&events, ADMIN_TOKEN).await.0, 200);
     assert_eq!(
-        post(&server, "/api/auth/logout", Some(&jwt), json!({}))
+        api.post_with_bearer("/api/auth/logout", &jwt, json!({}))
             .await
             .0,
         200

@@ -6,7 +6,6 @@ mod admin_users;
 mod audit;
 mod audit_page;
 mod auth;
-mod binary;
 mod concurrency;
 mod cookies;
 mod deploy;

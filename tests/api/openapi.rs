@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{Value, json};
+use support::assert_error;
 use tokenledger::http::ENDPOINTS;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with};
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
@@ -269,8 +270,8 @@ fn routes_are_registered_only_from_the_endpoints_table() {
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
     let allowed = [
-        ("src/http/mod.rs", ".route("),
-        ("src/http/mod.rs", ".default_service("),
+        ("src/http/routes.rs", ".route("),
+        ("src/http/routes.rs", ".default_service("),
         ("src/app.rs", ".configure("),
     ];
     let mut stray = Vec::new();

@@ -1,31 +1,14 @@
 //! What operators run the service by: `/metrics`, `/_ready` during start-up, and the request
 //! id on the log lines of a request.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use serde_json::{Value, json};
 
-use crate::binary::Server;
-use crate::helpers::{JWT_SECRET, REFRESH_SECRET, spawn_app_with};
+use support::{JWT_SECRET, REFRESH_SECRET, Samples};
 
-/// `name{labels} value` lines of a scrape, keyed by everything before the value.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let (key, value) = line.rsplit_once(' ').expect("name and value");
-            (key.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
-}
-
-fn sample(samples: &HashMap<String, f64>, key: &str) -> f64 {
-    *samples
-        .get(key)
-        .unwrap_or_else(|| panic!("no sample {key} in {samples:#?}"))
-}
+use crate::helpers::{server_on, spawn_app_with};
 
 #[actix_web::test]
 async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it() {
@@ -74,11 +57,9 @@ async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it(
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let text = response.text().await.unwrap();
-    let found = samples(&text);
+    let found = Samples::parse(&text);
     let requests = |method: &str, route: &str, status: u16| {
-        sample(
-            &found,
-            &format!(
+        found.get(&format!(
                 "tokenledger_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"
             ),
         )
@@ -96,31 +77,24 @@ async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it(
     assert_eq!(requests("other", "unmatched", 405), 1.0);
     assert!(!text.contains("M0001"), "no invented method as a label");
     assert!(
-        !found.contains_key(
+        !found.contains(
             "tokenledger_http_requests_total{method=\"GET\",route=\"/api/auth/local\",status=\"405\"}"
         ),
         "a wrong method counts as unmatched, not against the route"
     );
     let latency = "tokenledger_http_request_duration_seconds";
     let refreshes = "{method=\"POST\",route=\"/api/auth/local/refresh\"";
+    assert_eq!(found.get(&format!("{latency}_count{refreshes}}}")), 3.0);
     assert_eq!(
-        sample(&found, &format!("{latency}_count{refreshes}}}")),
+        found.get(&format!("{latency}_bucket{refreshes},le=\"+Inf\"}}")),
         3.0
     );
-    assert_eq!(
-        sample(
-            &found,
-            &format!("{latency}_bucket{refreshes},le=\"+Inf\"}}")
-        ),
-        3.0
-    );
-    assert!(sample(&found, &format!("{latency}_sum{refreshes}}}")) > 0.0);
+    assert!(found.get(&format!("{latency}_sum{refreshes}}}")) > 0.0);
 
     let appended = |kind: &str| {
-        sample(
-            &found,
-            &format!("tokenledger_events_appended_total{{type=\"{kind}\"}}"),
-        )
+        found.get(&format!(
+            "tokenledger_events_appended_total{{type=\"{kind}\"}}"
+        ))
     };
     assert_eq!(
         appended("TokenIssued"),
@@ -130,23 +104,20 @@ async fn given_a_short_load_when_metrics_are_scraped_then_every_family_shows_it(
     assert_eq!(appended("TokenRotated"), 3.0);
     assert_eq!(appended("LoginFailed"), 1.0);
 
-    let batches = sample(&found, "tokenledger_group_commit_batch_size_count");
-    let appends = sample(&found, "tokenledger_group_commit_batch_size_sum");
+    let batches = found.get("tokenledger_group_commit_batch_size_count");
+    let appends = found.get("tokenledger_group_commit_batch_size_sum");
     assert!(batches >= 1.0 && appends >= batches, "{batches} {appends}");
     assert_eq!(
-        sample(
-            &found,
-            "tokenledger_group_commit_batch_size_bucket{le=\"+Inf\"}"
-        ),
+        found.get("tokenledger_group_commit_batch_size_bucket{le=\"+Inf\"}"),
         batches
     );
     assert_eq!(appends, app.store().stats().batches.appends() as f64);
 
-    assert_eq!(sample(&found, "tokenledger_active_sessions"), 3.0);
-    assert_eq!(sample(&found, "tokenledger_live_actors"), 1.0);
-    assert_eq!(sample(&found, "tokenledger_projection_lag"), 0.0);
-    assert_eq!(sample(&found, "tokenledger_argon2_queue_depth"), 0.0);
-    assert_eq!(sample(&found, "tokenledger_ready"), 1.0);
+    assert_eq!(found.get("tokenledger_active_sessions"), 3.0);
+    assert_eq!(found.get("tokenledger_live_actors"), 1.0);
+    assert_eq!(found.get("tokenledger_projection_lag"), 0.0);
+    assert_eq!(found.get("tokenledger_argon2_queue_depth"), 0.0);
+    assert_eq!(found.get("tokenledger_ready"), 1.0);
     app.stop().await;
 }
 
@@ -165,7 +136,8 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
     assert!(seeded.status.success(), "{seeded:?}");
 
     // When: the server starts on it, and is asked from the moment it listens.
-    let server = Server::start(dir.path(), &[]);
+    let mut server = server_on(dir.path());
+    server.start();
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", server.address);
     let log_in = || {
@@ -202,7 +174,7 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
                 "the liveness probe answers throughout"
             );
             let metrics = client.get(url("/metrics")).send().await.unwrap();
-            scraped_while_starting = Some(samples(&metrics.text().await.unwrap()));
+            scraped_while_starting = Some(Samples::parse(&metrics.text().await.unwrap()));
         }
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -216,8 +188,8 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
     assert_eq!(body["data"], Value::Null);
     assert_eq!(body["error"]["name"], "ServiceUnavailableError");
     let starting_metrics = scraped_while_starting.unwrap();
-    assert_eq!(sample(&starting_metrics, "tokenledger_ready"), 0.0);
-    assert!(sample(&starting_metrics, "tokenledger_projection_lag") > 0.0);
+    assert_eq!(starting_metrics.get("tokenledger_ready"), 0.0);
+    assert!(starting_metrics.get("tokenledger_projection_lag") > 0.0);
 
     // The container health check's command says the same.
     let starting_probe = probed_while_starting.unwrap();
@@ -234,7 +206,7 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
     );
 
     assert_eq!(log_in().await.status(), 200);
-    let metrics = samples(
+    let metrics = Samples::parse(
         &client
             .get(url("/metrics"))
             .send()
@@ -244,8 +216,8 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
             .await
             .unwrap(),
     );
-    assert_eq!(sample(&metrics, "tokenledger_ready"), 1.0);
-    assert_eq!(sample(&metrics, "tokenledger_projection_lag"), 0.0);
+    assert_eq!(metrics.get("tokenledger_ready"), 1.0);
+    assert_eq!(metrics.get("tokenledger_projection_lag"), 0.0);
     let messages: Vec<String> = server
         .entries()
         .iter()
@@ -298,8 +270,10 @@ fn probe(dir: &std::path::Path, port: &str) -> std::process::Output {
 #[actix_web::test]
 async fn the_log_lines_of_a_request_carry_its_request_id_and_its_route_not_its_path() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("RUST_LOG", "debug")]);
-    server.wait_until_ready().await;
+    let server = server_on(dir.path())
+        .env("RUST_LOG", "debug")
+        .serving()
+        .await;
     let client = reqwest::Client::new();
     let register = client
         .post(format!("{}/api/auth/local/register", server.address))

@@ -3,16 +3,13 @@
 //! running server, and a second server reaching the same file through a symlink. Each is the
 //! reproduction of an item of issue 14 (items 9, 11, 12 and 13), kept as a regression test.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
 
 use serde_json::{Value, json};
+use support::{Api, JWT_SECRET, REFRESH_SECRET, Server, assert_error};
 
-use crate::binary::Server;
-use crate::helpers::{JWT_SECRET, REFRESH_SECRET, assert_error, spawn_app};
+use crate::helpers::{server_on, spawn_app};
 
 // ---------------------------------------------------------------------------------------------
 // Item 9: terminal injection through stored text.
@@ -189,51 +186,16 @@ enum Started {
 }
 
 /// Runs `tokenledger <args>` on `dir` with `env` and no signing secret in the environment,
-/// until it exits or says it is serving.
+/// until it exits or serves.
 fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Started {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tokenledger"));
-    command
+    let mut server = server_on(dir)
+        .without("JWT_SECRET")
+        .without("REFRESH_JWT_SECRET")
         .args(args)
-        .env("DATA_DIR", dir)
-        .env("PORT", "0")
-        .env("RUST_LOG", "info")
-        .env_remove("JWT_SECRET")
-        .env_remove("REFRESH_JWT_SECRET")
-        .env_remove("DATABASE_URL")
-        .env_remove("TOKENLEDGER_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("the tokenledger binary starts");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let kept = lines.clone();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            kept.lock().unwrap().push(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            reader.join().unwrap();
-            return Started::Exited(status, lines.lock().unwrap().join("\n"));
-        }
-        if lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|line| line.contains("tokenledger is serving port="))
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-            reader.join().unwrap();
-            return Started::Serving(lines.lock().unwrap().join("\n"));
-        }
-        assert!(Instant::now() < deadline, "neither served nor exited");
-        std::thread::sleep(Duration::from_millis(5));
+        .envs(env);
+    match server.try_start() {
+        Ok(()) => Started::Serving(server.stop().join("\n")),
+        Err(status) => Started::Exited(status, server.log_text()),
     }
 }
 
@@ -279,101 +241,53 @@ fn weak_secrets_in_secrets_json_are_refused_unless_insecure_dev() {
 // Item 12: the database file deleted or replaced under a running server.
 // (Inodes, hard links and symlinks: the tests of items 12 and 13 run on Unix.)
 
-async fn post(client: &reqwest::Client, server: &Server, path: &str, body: Value) -> (u16, Value) {
-    let response = client
-        .post(format!("{}{path}", server.address))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// A user's acknowledged login on a fresh server: the server and the refresh token.
-async fn serving_with_a_session(dir: &Path, client: &reqwest::Client) -> (Server, String) {
-    let server = Server::start(dir, &[]);
-    server.wait_until_ready().await;
-    let credentials =
-        json!({"username": "dora", "email": "dora@example.com", "password": "password123"});
-    let (status, body) = post(client, &server, "/api/auth/local/register", credentials).await;
-    assert_eq!(status, 200, "{body}");
-    let token = log_in(client, &server).await;
+async fn serving_with_a_session(dir: &Path) -> (Server, String) {
+    let server = server_on(dir).serving().await;
+    server.api().register("dora").await;
+    let token = log_in(&server.api()).await;
     (server, token)
 }
 
-async fn log_in(client: &reqwest::Client, server: &Server) -> String {
-    let (status, body) = post(
-        client,
-        server,
-        "/api/auth/local",
-        json!({"identifier": "dora", "password": "password123", "requestRefresh": true}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["refreshToken"].as_str().unwrap().to_owned()
+async fn log_in(api: &Api) -> String {
+    api.login("dora").await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// After the file under the server changed: logins and refreshes are refused, none acknowledged.
-async fn writes_are_refused(client: &reqwest::Client, server: &Server, token: &str) {
+async fn writes_are_refused(api: &Api, token: &str) {
     for _ in 0..2 {
-        let (status, body) = post(
-            client,
-            server,
-            "/api/auth/local",
-            json!({"identifier": "dora", "password": "password123", "requestRefresh": true}),
-        )
-        .await;
+        let (status, body) = api
+            .post(
+                "/api/auth/local",
+                json!({"identifier": "dora", "password": "password123", "requestRefresh": true}),
+            )
+            .await;
         assert_eq!(status, 503, "login acknowledged: {body}");
         assert_eq!(body["error"]["name"], "ServiceUnavailableError", "{body}");
-        let (status, body) = post(
-            client,
-            server,
-            "/api/auth/local/refresh",
-            json!({ "refreshToken": token }),
-        )
-        .await;
+        let (status, body) = api.refresh(token).await;
         assert_eq!(status, 503, "refresh acknowledged: {body}");
     }
     // What an orchestrator asks: not ready, until a restart.
-    let ready = client
-        .get(format!("{}/_ready", server.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.unwrap();
+    let (status, body) = api.get("/_ready").await;
+    assert_eq!(status, 503);
     assert_eq!(
         body["error"]["message"],
         "The database file was deleted or replaced: restart the service"
     );
-    let metrics = client
-        .get(format!("{}/metrics", server.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.lines().any(|line| line == "tokenledger_ready 0"),
-        "{metrics}"
-    );
+    let metrics = api.metrics().await;
+    assert_eq!(metrics.get("tokenledger_ready"), 0.0);
 }
 
 /// Restarted on the restored file: what was acknowledged before is there.
-async fn acknowledged_writes_survive(dir: &Path, client: &reqwest::Client, token: &str) {
-    let server = Server::start(dir, &[]);
-    server.wait_until_ready().await;
-    let (status, body) = post(
-        client,
-        &server,
-        "/api/auth/local/refresh",
-        json!({ "refreshToken": token }),
-    )
-    .await;
+async fn acknowledged_writes_survive(dir: &Path, token: &str) {
+    let server = server_on(dir).serving().await;
+    let api = server.api();
+    let (status, body) = api.refresh(token).await;
     assert_eq!(status, 200, "{body}");
-    log_in(client, &server).await;
+    log_in(&api).await;
     server.stop();
 }
 
@@ -385,53 +299,50 @@ fn database(dir: &Path) -> PathBuf {
 #[actix_web::test]
 async fn deleting_the_database_file_under_the_server_is_a_503_until_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let (server, token) = serving_with_a_session(dir.path(), &client).await;
+    let (server, token) = serving_with_a_session(dir.path()).await;
     let kept = dir.path().join("kept.db");
     // A second name keeps the file, so that it can be put back for the restart.
     std::fs::hard_link(database(dir.path()), &kept).unwrap();
     std::fs::remove_file(database(dir.path())).unwrap();
-    writes_are_refused(&client, &server, &token).await;
+    writes_are_refused(&server.api(), &token).await;
     let log = server.stop().join("\n");
     assert!(log.contains("was deleted"), "{log}");
     std::fs::rename(&kept, database(dir.path())).unwrap();
-    acknowledged_writes_survive(dir.path(), &client, &token).await;
+    acknowledged_writes_survive(dir.path(), &token).await;
 }
 
 #[cfg(unix)]
 #[actix_web::test]
 async fn replacing_the_database_file_under_the_server_is_a_503_until_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let (server, token) = serving_with_a_session(dir.path(), &client).await;
+    let (server, token) = serving_with_a_session(dir.path()).await;
     let kept = dir.path().join("kept.db");
     std::fs::hard_link(database(dir.path()), &kept).unwrap();
     // A backup put back over the live file, as `mv backup.db tokenledger.db` does.
     let copy = dir.path().join("copy.db");
     std::fs::copy(database(dir.path()), &copy).unwrap();
     std::fs::rename(&copy, database(dir.path())).unwrap();
-    writes_are_refused(&client, &server, &token).await;
+    writes_are_refused(&server.api(), &token).await;
     let log = server.stop().join("\n");
     assert!(log.contains("was replaced"), "{log}");
     std::fs::rename(&kept, database(dir.path())).unwrap();
-    acknowledged_writes_survive(dir.path(), &client, &token).await;
+    acknowledged_writes_survive(dir.path(), &token).await;
 }
 
 #[cfg(unix)]
 #[actix_web::test]
 async fn deleting_the_write_ahead_log_under_the_server_is_a_503_until_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let (server, token) = serving_with_a_session(dir.path(), &client).await;
+    let (server, token) = serving_with_a_session(dir.path()).await;
     let wal = dir.path().join("tokenledger.db-wal");
     let kept = dir.path().join("kept.db-wal");
     std::fs::hard_link(&wal, &kept).unwrap();
     std::fs::remove_file(&wal).unwrap();
-    writes_are_refused(&client, &server, &token).await;
+    writes_are_refused(&server.api(), &token).await;
     let log = server.stop().join("\n");
     assert!(log.contains("write-ahead log"), "{log}");
     std::fs::rename(&kept, &wal).unwrap();
-    acknowledged_writes_survive(dir.path(), &client, &token).await;
+    acknowledged_writes_survive(dir.path(), &token).await;
 }
 
 // ---------------------------------------------------------------------------------------------

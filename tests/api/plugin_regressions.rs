@@ -11,26 +11,15 @@
 use serde_json::Value;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
+use support::{JWT_SECRET, REFRESH_SECRET, assert_error, assert_invalid_refresh_token};
 
-use crate::helpers::{
-    JWT_SECRET, REFRESH_SECRET, TestApp, assert_error, spawn_app, spawn_app_with,
-};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// A user with a refresh token that works, and its id.
 async fn user_with_token(app: &TestApp, name: &str) -> (i64, String) {
     let (id, token) = app.user_with_token(name).await;
     assert_eq!(app.refresh(&token).await.0, 200);
     (id, token)
-}
-
-fn assert_invalid_refresh_token((status, body): (u16, Value)) {
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
 }
 
 /// Runs one statement on the app's SQLite file, as an operator or another tool would.
@@ -54,7 +43,8 @@ async fn a_refresh_for_a_user_deleted_from_the_users_table_is_refused() {
     let app = spawn_app().await;
     let (id, token) = user_with_token(&app, "gone").await;
     sql(&app, "DELETE FROM users WHERE id = ?", id).await;
-    assert_invalid_refresh_token(app.refresh(&token).await);
+    let (status, body) = app.refresh(&token).await;
+    assert_invalid_refresh_token(status, &body);
 }
 
 #[actix_web::test]
@@ -64,7 +54,8 @@ async fn a_refresh_for_a_user_blocked_in_the_users_table_is_refused() {
     let app = spawn_app().await;
     let (id, token) = user_with_token(&app, "barred").await;
     sql(&app, "UPDATE users SET blocked = 1 WHERE id = ?", id).await;
-    assert_invalid_refresh_token(app.refresh(&token).await);
+    let (status, body) = app.refresh(&token).await;
+    assert_invalid_refresh_token(status, &body);
     sql(&app, "UPDATE users SET blocked = 0 WHERE id = ?", id).await;
     assert_eq!(
         app.refresh(&token).await.0,
@@ -74,14 +65,7 @@ async fn a_refresh_for_a_user_blocked_in_the_users_table_is_refused() {
 }
 
 fn lifetime_of(token: &str) -> i64 {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = support::claims(token);
     claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap()
 }
 

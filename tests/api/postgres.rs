@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::fresh_postgres_url;
 
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::store::fresh_postgres_url;
 
 async fn on_postgres(url: &str, extra: &[(&str, &str)]) -> TestApp {
     let mut overrides = vec![

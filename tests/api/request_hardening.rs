@@ -6,8 +6,9 @@
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::binary::Server;
-use crate::helpers::{TestApp, assert_error, spawn_app_with};
+use support::{assert_error, assert_rate_limited};
+
+use crate::helpers::{TestApp, server_on, spawn_app_with};
 
 const ADMIN: &str = "admin-token-0123456789abcdef0123456789abcdef";
 
@@ -105,13 +106,7 @@ async fn a_forged_first_forwarded_for_line_chooses_neither_the_recorded_ip_nor_t
         ],
     )
     .await;
-    assert_error(
-        status,
-        &body,
-        429,
-        "RateLimitError",
-        "Too many requests, please try again later.",
-    );
+    assert_rate_limited(status, &body);
     // Another client behind the same proxy keeps its own allowance.
     let (status, body, _) = login_from(
         &app,
@@ -370,8 +365,7 @@ async fn an_oversized_or_unprintable_request_id_is_not_recorded() {
 #[actix_web::test]
 async fn the_access_line_carries_our_request_id_and_the_clients() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    server.wait_until_ready().await;
+    let server = server_on(dir.path()).serving().await;
     let response = reqwest::Client::new()
         .get(format!("{}/_health", server.address))
         .header("x-request-id", "trace-from-client")
@@ -401,7 +395,7 @@ async fn the_access_line_carries_our_request_id_and_the_clients() {
 
 #[actix_web::test]
 async fn events_with_and_without_a_client_request_id_verify_on_postgres() {
-    let Some(url) = crate::store::fresh_postgres_url().await else {
+    let Some(url) = support::fresh_postgres_url().await else {
         return;
     };
     let app = spawn_app_with(&[("DATABASE_URL", url.as_str())]).await;

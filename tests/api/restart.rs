@@ -1,6 +1,8 @@
 //! State survives a restart: it is rebuilt from the log.
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use support::assert_invalid_refresh_token;
+
+use crate::helpers::{spawn_app, spawn_app_with, test_env};
 
 #[actix_web::test]
 async fn a_refresh_token_issued_before_a_restart_still_works() {
@@ -37,13 +39,7 @@ async fn rotation_state_survives_a_restart() {
     let (status, body) = app.refresh(&second).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.refresh(&first).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
 }
 
 #[actix_web::test]
@@ -57,18 +53,7 @@ async fn users_survive_a_restart_and_secrets_are_generated_once() {
 #[actix_web::test]
 async fn a_second_server_on_the_same_database_refuses_to_start() {
     let app = spawn_app().await;
-    let env: std::collections::HashMap<String, String> = [
-        ("DATA_DIR", app.dir.path().display().to_string()),
-        ("PORT", "0".to_owned()),
-        ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
-        (
-            "REFRESH_JWT_SECRET",
-            crate::helpers::REFRESH_SECRET.to_owned(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = test_env(app.dir.path());
     let config = tokenledger::config::Config::load(None, &env, false).unwrap();
     let refused = tokenledger::app::Application::build(config)
         .await
@@ -97,18 +82,7 @@ async fn the_database_is_readable_by_its_owner_only() {
 async fn configured_secrets_and_a_missing_data_folder_start_fine() {
     let app = spawn_app().await;
     let nested = app.dir.path().join("not/yet/there");
-    let env: std::collections::HashMap<String, String> = [
-        ("DATA_DIR", nested.display().to_string()),
-        ("PORT", "0".to_owned()),
-        ("JWT_SECRET", crate::helpers::JWT_SECRET.to_owned()),
-        (
-            "REFRESH_JWT_SECRET",
-            crate::helpers::REFRESH_SECRET.to_owned(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = test_env(&nested);
     let config = tokenledger::config::Config::load(None, &env, false).unwrap();
     let second = tokenledger::app::Application::build(config).await;
     assert!(second.is_ok(), "{:#}", second.err().unwrap());

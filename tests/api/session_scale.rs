@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
+use support::{assert_error, assert_invalid_refresh_token};
 use tokenledger::store::{Actor, EventMetadata, NewEvent, stream_of};
 use tokenledger_domain::{Event, IssueReason, TokenHash, TokenIssued};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with};
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
@@ -200,13 +201,7 @@ async fn the_101st_login_evicts_the_least_recently_used_session() {
     let jwt = s(&login["jwt"]);
 
     let (status, body) = app.refresh(&oldest).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
     let revoked = app.payloads(id, "SessionRevoked").await;
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0]["reason"], "evicted");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 
-use sqlx::postgres::PgConnectOptions;
+use support::FreshSchema;
 use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
 use tokenledger::store::{
@@ -30,73 +30,8 @@ async fn sqlite_store() -> (tempfile::TempDir, Arc<dyn EventStore>) {
     )
 }
 
-pub fn postgres_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A URL of a fresh schema of the test database (see `fresh_postgres_schema`).
-pub async fn fresh_postgres_url() -> Option<String> {
-    let schema = fresh_schema_name().await?;
-    let url = postgres_url();
-    let glue = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{glue}options=-c%20search_path%3D{schema}"))
-}
-
-/// Connection options for a fresh schema of the test database, or `None` (with the reason
-/// printed) where no PostgreSQL is reachable. In CI it must be reachable.
-pub async fn fresh_postgres_schema() -> Option<PgConnectOptions> {
-    let schema = fresh_schema_name().await?;
-    let options: PgConnectOptions = postgres_url().parse().unwrap();
-    Some(options.options([("search_path", schema.as_str())]))
-}
-
-async fn fresh_schema_name() -> Option<String> {
-    let url = postgres_url();
-    let admin = match sqlx::PgPool::connect(&url).await {
-        Ok(pool) => pool,
-        Err(error) if std::env::var("CI").is_err() => {
-            eprintln!("skipping the PostgreSQL half of this test: {url} is unreachable ({error})");
-            return None;
-        }
-        Err(error) => panic!("PostgreSQL must be reachable in CI at {url}: {error}"),
-    };
-    drop_stale_schemas(&admin).await;
-    let schema = format!("tl_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    Some(schema)
-}
-
-/// Drops the schemas of test runs older than an hour (their names carry a UUID v7, which
-/// carries its creation time), so the shared test database does not fill up.
-async fn drop_stale_schemas(admin: &sqlx::PgPool) {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'tl\\_%'")
-            .fetch_all(admin)
-            .await
-            .unwrap_or_default();
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    for name in names {
-        let created = uuid::Uuid::parse_str(&name[3..])
-            .ok()
-            .and_then(|id| id.get_timestamp())
-            .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.to_unix().0));
-        if created.is_some_and(|t| t < hour_ago) {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {name} CASCADE"
-            )))
-            .execute(admin)
-            .await;
-        }
-    }
-}
-
 async fn postgres_store() -> Option<Arc<dyn EventStore>> {
-    let options = fresh_postgres_schema().await?;
+    let options = FreshSchema::create().await.map(|schema| schema.options())?;
     Some(Arc::new(PostgresEventStore::start(
         PgDatabase::open_with(options).await.unwrap(),
     )))
@@ -261,7 +196,7 @@ async fn two_stores_on_one_database_race_as_two_instances_would(store: Arc<dyn E
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_instances_conflict_through_the_unique_key() {
-    let Some(options) = fresh_postgres_schema().await else {
+    let Some(options) = FreshSchema::create().await.map(|schema| schema.options()) else {
         return;
     };
     let one = PostgresEventStore::start(PgDatabase::open_with(options.clone()).await.unwrap());
@@ -285,7 +220,7 @@ async fn postgres_two_instances_conflict_through_the_unique_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_reader_never_skips_an_event_that_commits_late() {
-    let Some(options) = fresh_postgres_schema().await else {
+    let Some(options) = FreshSchema::create().await.map(|schema| schema.options()) else {
         return;
     };
     let db = PgDatabase::open_with(options).await.unwrap();

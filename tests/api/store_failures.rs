@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{assert_error, fresh_postgres_url, postgres_url};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use crate::helpers::{TestApp, assert_error, spawn_app_with};
-use crate::store::{fresh_postgres_url, postgres_url};
+use crate::helpers::{TestApp, spawn_app_with};
 
 fn assert_unavailable(status: u16, body: &Value) {
     assert_error(

@@ -8,8 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use support::{JWT_SECRET, REFRESH_SECRET, assert_invalid_refresh_token};
 
-use crate::helpers::{JWT_SECRET, REFRESH_SECRET, TestApp, assert_error, spawn_app};
+use crate::helpers::{TestApp, spawn_app};
 
 /// HMAC-SHA256 (RFC 2104), written out so that an empty or any other key can sign.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -50,11 +51,6 @@ fn access_header() -> Value {
     json!({"alg": "HS256", "typ": "JWT"})
 }
 
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
 /// A user logged in with a refresh token, and the claims of both its tokens.
 struct Holder {
     refresh: String,
@@ -69,8 +65,8 @@ async fn holder(app: &TestApp, name: &str) -> Holder {
     let refresh = login["refreshToken"].as_str().unwrap().to_owned();
     let access = login["jwt"].as_str().unwrap().to_owned();
     Holder {
-        refresh_claims: claims_of(&refresh),
-        access_claims: claims_of(&access),
+        refresh_claims: support::claims(&refresh),
+        access_claims: support::claims(&access),
         refresh,
         access,
     }
@@ -87,13 +83,7 @@ async fn target() -> (TestApp, Holder) {
 async fn refresh_refused(app: &TestApp, genuine: &str, forged: &str) {
     let touches = app.store().stats().touches();
     let (status, body) = app.refresh(forged).await;
-    assert_error(
-        status,
-        &body,
-        401,
-        "UnauthorizedError",
-        "Invalid refresh token",
-    );
+    assert_invalid_refresh_token(status, &body);
     assert_eq!(
         app.store().stats().touches(),
         touches,

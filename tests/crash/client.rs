@@ -4,35 +4,14 @@
 
 use std::collections::HashSet;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use support::{Api, PASSWORD, Server, claims};
 
 use crate::forensics::audit;
-use crate::server::{Server, http_client};
-use crate::{Acked, HASH_PREFIX, PASSWORD, Tally};
-
-async fn post(
-    http: &reqwest::Client,
-    url: String,
-    body: Value,
-) -> Result<(u16, Value), reqwest::Error> {
-    let response = http.post(url).json(&body).send().await?;
-    let status = response.status().as_u16();
-    let text = response.text().await?;
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Ok((status, body))
-}
-
-/// A JWT's claims, unverified (the server verifies; the test reads what it was handed).
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
-    let bytes = URL_SAFE_NO_PAD.decode(payload).expect("base64url claims");
-    serde_json::from_slice(&bytes).expect("JSON claims")
-}
+use crate::{Acked, HASH_PREFIX, Tally};
 
 /// A refresh token the server handed out, and what it names.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,17 +78,9 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn register(server: &Server, index: usize, seed: u64) -> Client {
-        let http = http_client();
+    pub async fn register(api: &Api, index: usize, seed: u64) -> Client {
         let username = format!("crash{index}");
-        let (status, registered) = post(
-            &http,
-            format!("{}/api/auth/local/register", server.base),
-            json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}),
-        )
-        .await
-        .expect("register");
-        assert_eq!(status, 200, "register: {registered}");
+        let registered = api.register(&username).await;
         let register_session = claims(registered["jwt"].as_str().expect("jwt"))["sid"]
             .as_str()
             .expect("sid")
@@ -131,35 +102,25 @@ impl Client {
             logins: 0,
             rng: StdRng::seed_from_u64(seed.wrapping_add(index as u64 + 1)),
         };
-        let (status, answer) = client.login(&http, &server.base).await.expect("login");
+        let (status, answer) = client.login(api).await.expect("login");
         assert_eq!(status, 200, "login: {answer}");
         client.acknowledge(None, &answer);
         client
     }
 
-    async fn login(
-        &mut self,
-        http: &reqwest::Client,
-        base: &str,
-    ) -> Result<(u16, Value), reqwest::Error> {
+    async fn login(&mut self, api: &Api) -> Result<(u16, Value), reqwest::Error> {
         self.logins += 1;
         let device = format!("crash-{}-{}", self.user_id, self.logins);
-        post(
-            http,
-            format!("{base}/api/auth/local"),
+        api.try_post(
+            "/api/auth/local",
             json!({"identifier": self.username, "password": PASSWORD, "requestRefresh": true, "deviceId": device}),
         )
         .await
     }
 
-    async fn refresh(
-        http: &reqwest::Client,
-        base: &str,
-        token: &Token,
-    ) -> Result<(u16, Value), reqwest::Error> {
-        post(
-            http,
-            format!("{base}/api/auth/local/refresh"),
+    async fn refresh(api: &Api, token: &Token) -> Result<(u16, Value), reqwest::Error> {
+        api.try_post(
+            "/api/auth/local/refresh",
             json!({"refreshToken": token.raw}),
         )
         .await
@@ -193,7 +154,7 @@ impl Client {
     }
 
     /// Logs in (one time in ten) or rotates, until a request fails: the server was killed.
-    pub async fn drive(mut self, http: reqwest::Client, base: String) -> (Client, Acked) {
+    pub async fn drive(mut self, api: Api) -> (Client, Acked) {
         let mut acked = Acked::default();
         loop {
             let request = if self.rng.random_bool(0.1) {
@@ -202,8 +163,8 @@ impl Client {
                 Request::Rotate(self.current.clone())
             };
             let answer = match &request {
-                Request::Login => self.login(&http, &base).await,
-                Request::Rotate(token) => Client::refresh(&http, &base, token).await,
+                Request::Login => self.login(&api).await,
+                Request::Rotate(token) => Client::refresh(&api, token).await,
             };
             let Ok((status, answer)) = answer else {
                 self.in_flight = Some(request);
@@ -286,15 +247,9 @@ impl Client {
     }
 
     /// After the restart: the newest token works, or the one sent gets the logged successor.
-    pub async fn check(
-        &mut self,
-        http: &reqwest::Client,
-        base: &str,
-        expect: Expect,
-        tally: &mut Tally,
-    ) {
+    pub async fn check(&mut self, api: &Api, expect: Expect, tally: &mut Tally) {
         let sent = self.current.clone();
-        let (status, answer) = Client::refresh(http, base, &sent).await.expect("refresh");
+        let (status, answer) = Client::refresh(api, &sent).await.expect("refresh");
         assert_eq!(
             status, 200,
             "{}: token of generation {} after the restart: {answer}",
@@ -313,7 +268,7 @@ impl Client {
                 assert_eq!(successor.id, id, "{}: the logged successor", self.username);
                 assert_eq!(successor.hash_prefix(), hash_prefix, "{}", self.username);
                 // Again, still within the window: the very same token, not a reuse.
-                let (status, again) = Client::refresh(http, base, &sent).await.expect("refresh");
+                let (status, again) = Client::refresh(api, &sent).await.expect("refresh");
                 assert_eq!(status, 200, "{}: {again}", self.username);
                 assert_eq!(again["refreshToken"], answer["refreshToken"]);
                 tally.grace_repeats += 1;

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+use support::{Api, Server};
 
 use crate::client::Client;
-use crate::server::Server;
 use crate::{HASH_PREFIX, Tally, USERS};
 
 /// `tokenledger verify` passes, over every user's stream; returns the number of events.
@@ -46,7 +46,7 @@ pub type SessionRow = (String, String, String, String, String);
 /// kill found every commit.
 pub async fn compare_projection_with_replay(
     server: &Server,
-    http: &reqwest::Client,
+    api: &Api,
     clients: &[Client],
     restarted: &str,
     tally: &mut Tally,
@@ -85,14 +85,8 @@ pub async fn compare_projection_with_replay(
     }
     assert_eq!(total, Some(rows), "the replay's count: {text}");
     for client in clients {
-        let response = http
-            .get(format!("{}/api/auth/sessions", server.base))
-            .bearer_auth(&client.jwt)
-            .send()
-            .await
-            .expect("GET /api/auth/sessions");
-        assert_eq!(response.status().as_u16(), 200, "{}", client.username);
-        let body: Value = response.json().await.expect("JSON");
+        let (status, body) = api.get_with_bearer("/api/auth/sessions", &client.jwt).await;
+        assert_eq!(status, 200, "{}: {body}", client.username);
         let served: BTreeSet<SessionRow> = body["data"]
             .as_array()
             .expect("data")

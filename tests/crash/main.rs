@@ -22,7 +22,6 @@
 
 mod client;
 mod forensics;
-mod postgres;
 mod server;
 mod shutdown;
 
@@ -33,21 +32,19 @@ use tokio::task::JoinHandle;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
+use support::{FreshSchema, Server, on_fresh_schema};
+
 use client::{Client, Expect};
 use forensics::{check_log, compare_projection_with_replay, verify};
-use postgres::{Postgres, on_fresh_postgres};
-use server::{Server, http_client};
+use server::{api, settle, start};
 
 const USERS: usize = 6;
 const KILLS: usize = 12;
 const _: () = assert!(KILLS >= 10, "issue 7: at least 10 kills a run");
-const PASSWORD: &str = "crash-password-1";
 /// Long enough that no restart can use it up: a lost answer is repeated after the restart.
 const GRACE: &str = "60s";
 /// How many hex digits of a token hash the audit trail shows.
 const HASH_PREFIX: usize = 12;
-const JWT_SECRET: &str = "crash-access-secret-0123456789abcdef0123456789";
-const REFRESH_SECRET: &str = "crash-refresh-secret-0123456789abcdef012345678";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_rotations_survive_kills_on_sqlite() {
@@ -56,10 +53,10 @@ async fn acknowledged_rotations_survive_kills_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_rotations_survive_kills_on_postgres() {
-    on_fresh_postgres(|postgres| crash_test("postgres", Some(postgres))).await;
+    on_fresh_schema(|schema| crash_test("postgres", Some(schema))).await;
 }
 
-async fn crash_test(backend: &str, postgres: Option<Postgres>) {
+async fn crash_test(backend: &str, postgres: Option<FreshSchema>) {
     let started = Instant::now();
     let seed = std::env::var("CRASH_SEED")
         .ok()
@@ -67,14 +64,14 @@ async fn crash_test(backend: &str, postgres: Option<Postgres>) {
         .unwrap_or_else(rand::random::<u64>);
     println!("[{backend}] CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let (mut server, mut clients, mut tally) = with_clients(postgres, seed).await;
+    let (mut server, mut clients, mut tally) = with_clients(postgres.as_ref(), seed).await;
 
     for _ in 0..KILLS {
         // Traffic until the kill.
         let running = drive(&mut clients, &server);
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..=400))).await;
         server.kill();
-        server.settle().await;
+        settle(postgres.as_ref()).await;
         tally.kills += 1;
         collect(running, &mut clients, &mut tally).await;
 
@@ -90,12 +87,12 @@ async fn crash_test(backend: &str, postgres: Option<Postgres>) {
         let restarted = chrono::Utc::now()
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
-        server.start().await;
-        let http = http_client();
+        start(&mut server, postgres.as_ref()).await;
+        let api = api(&server);
         for (client, expect) in clients.iter_mut().zip(expectations) {
-            client.check(&http, &server.base, expect, &mut tally).await;
+            client.check(&api, expect, &mut tally).await;
         }
-        compare_projection_with_replay(&server, &http, &clients, &restarted, &mut tally).await;
+        compare_projection_with_replay(&server, &api, &clients, &restarted, &mut tally).await;
     }
 
     let events = check_log(&server, &clients);
@@ -132,13 +129,14 @@ async fn crash_test(backend: &str, postgres: Option<Postgres>) {
 }
 
 /// A server with `USERS` clients, each registered and logged in once.
-async fn with_clients(postgres: Option<Postgres>, seed: u64) -> (Server, Vec<Client>, Tally) {
+async fn with_clients(postgres: Option<&FreshSchema>, seed: u64) -> (Server, Vec<Client>, Tally) {
     let mut tally = Tally::default();
-    let mut server = Server::new(postgres);
-    server.start().await;
+    let mut server = server::server(postgres);
+    start(&mut server, postgres).await;
+    let api = api(&server);
     let mut clients = Vec::new();
     for index in 0..USERS {
-        clients.push(Client::register(&server, index, seed).await);
+        clients.push(Client::register(&api, index, seed).await);
         tally.requests_acked += 2; // the registration and a login
         tally.logins_acked += 1;
     }
@@ -147,10 +145,10 @@ async fn with_clients(postgres: Option<Postgres>, seed: u64) -> (Server, Vec<Cli
 
 /// Every client logging in and rotating against `server` until a request fails.
 fn drive(clients: &mut Vec<Client>, server: &Server) -> Vec<JoinHandle<(Client, Acked)>> {
-    let http = http_client();
+    let api = api(server);
     clients
         .drain(..)
-        .map(|client| tokio::spawn(client.drive(http.clone(), server.base.clone())))
+        .map(|client| tokio::spawn(client.drive(api.clone())))
         .collect()
 }
 

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
+use support::{FreshSchema, on_fresh_schema};
+
 use crate::client::Expect;
 use crate::forensics::{check_log, verify};
-use crate::postgres::{Postgres, on_fresh_postgres};
-use crate::server::http_client;
+use crate::server::{api, settle, start};
 use crate::{USERS, collect, drive, with_clients};
 
 const STOPS: usize = 4;
@@ -24,15 +25,15 @@ async fn sigterm_under_load_loses_no_acknowledged_request_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_acknowledged_request_on_postgres() {
-    on_fresh_postgres(|postgres| sigterm_test("postgres", Some(postgres))).await;
+    on_fresh_schema(|schema| sigterm_test("postgres", Some(schema))).await;
 }
 
-async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
+async fn sigterm_test(backend: &str, postgres: Option<FreshSchema>) {
     let started = Instant::now();
     let seed = rand::random::<u64>();
     println!("[{backend}] seed={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let (mut server, mut clients, mut tally) = with_clients(postgres, seed).await;
+    let (mut server, mut clients, mut tally) = with_clients(postgres.as_ref(), seed).await;
 
     let mut acked_before_stop = Vec::new();
     for stop in 0..STOPS {
@@ -41,7 +42,7 @@ async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..=400))).await;
         let before = tally.requests_acked;
         server.stop_with(signal).await;
-        server.settle().await;
+        settle(postgres.as_ref()).await;
         collect(running, &mut clients, &mut tally).await;
         acked_before_stop.push(tally.requests_acked - before);
 
@@ -55,10 +56,10 @@ async fn sigterm_test(backend: &str, postgres: Option<Postgres>) {
             (0, 0),
             "a graceful stop committed requests whose answers never left (rotations, logins)"
         );
-        server.start().await;
-        let http = http_client();
+        start(&mut server, postgres.as_ref()).await;
+        let api = api(&server);
         for (client, expect) in clients.iter_mut().zip(expectations) {
-            client.check(&http, &server.base, expect, &mut tally).await;
+            client.check(&api, expect, &mut tally).await;
         }
     }
 

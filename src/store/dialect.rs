@@ -1,0 +1,140 @@
+//! What differs between the databases the store runs on, and nothing else: SQL text and
+//! placeholders, how a moment is stored, the catch-up filter, how a batch's transaction starts
+//! and whether another writer can race it, and the hooks of SQLite's watched file. The event
+//! and user stores are written once over this trait (`events`, `users`); `sqlite` and
+//! `postgres` implement it, with each database's connection set-up.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Decode, Encode, Pool, Type};
+
+/// A Rust type the store both binds and reads on `DB`: one bound instead of four.
+pub trait Value<DB: Database>:
+    for<'q> Encode<'q, DB> + Type<DB> + for<'r> Decode<'r, DB> + Send + Sync
+{
+}
+
+impl<DB: Database, T> Value<DB> for T where
+    T: for<'q> Encode<'q, DB> + Type<DB> + for<'r> Decode<'r, DB> + Send + Sync
+{
+}
+
+/// A statement of dialect `D` with its arguments bound (binding encodes at once, so the
+/// query borrows nothing).
+pub type Query<D> =
+    sqlx::query::Query<'static, <D as Dialect>::Db, <<D as Dialect>::Db as Database>::Arguments>;
+
+/// A row of dialect `D`'s database.
+pub type Row<D> = <<D as Dialect>::Db as Database>::Row;
+/// A connection of dialect `D`'s database.
+pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+
+/// One database's side of the store. The handle that implements it is the database opened:
+/// its pools and, on SQLite, the watched file.
+pub trait Dialect: Clone + Send + Sync + 'static {
+    type Db: Database;
+    /// How `recorded_at` is stored: RFC 3339 text on SQLite, `timestamptz` on PostgreSQL.
+    type Time: Value<Self::Db>;
+
+    /// Opens the transaction of a batch or a registration.
+    const BEGIN: &'static str;
+    /// Run first in a registration's transaction where `BEGIN` alone does not keep other
+    /// writers out between the check for a taken name and the insert.
+    const LOCK_USERS: Option<&'static str>;
+    /// Whether another writer can insert a stream's next version between our read of its
+    /// head and our insert (other instances on PostgreSQL; SQLite's `BEGIN IMMEDIATE` locks
+    /// them out). Then each attempt runs under a savepoint and a lost race is planned again.
+    const RACING_WRITERS: bool;
+    /// Whether the connection of a failed batch is closed rather than reused.
+    const FRESH_CONNECTION_AFTER_FAILURE: bool;
+    /// Put after a JSON column read back, so that it comes back as text.
+    const JSON_AS_TEXT: &'static str;
+    /// Put after a JSON value's placeholder in an insert.
+    const JSON_PARAMETER: &'static str;
+    /// The condition a catch-up page adds to `position > ?`.
+    const CATCH_UP: &'static str;
+
+    /// The pool reads go to.
+    fn reader(&self) -> &Pool<Self::Db>;
+    /// The pool writes go to.
+    fn writer(&self) -> &Pool<Self::Db>;
+
+    /// `sql`, written with `?` and `?N` placeholders, in this dialect's.
+    fn placeholders(sql: &str) -> String;
+
+    /// The statements that read the heads of `streams`, each a row of `(stream_id,
+    /// stream_version, hash)` for a stream that has events.
+    fn heads(streams: &[&str]) -> Vec<Query<Self>>;
+
+    /// A batch's recording time as stored (see `appender::recording_time`).
+    fn stored_time(recorded: &(DateTime<Utc>, String)) -> Self::Time;
+    fn read_time(stored: Self::Time) -> Result<DateTime<Utc>, sqlx::Error>;
+
+    /// Refuses a batch before it starts, when writes are refused for good (`detached`).
+    fn refuse_writes(&self) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// Checked after a batch commits, with its connection still held, before any append of
+    /// it is answered.
+    fn check_committed(&self) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// Why every write is refused until a restart, if it is (see `EventStore::detached`).
+    fn detached(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// `sql`, written with `?` placeholders, as a statement of dialect `D`.
+pub(crate) fn query<D: Dialect>(sql: &str) -> Query<D> {
+    sqlx::query(sqlx::AssertSqlSafe(D::placeholders(sql)))
+}
+
+/// Reads a moment stored as RFC 3339 text (every user timestamp; events' on SQLite).
+pub(crate) fn rfc3339(text: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// Placeholders as PostgreSQL writes them: `?` → `$1`, `$2`, … in order, and `?N` → `$N`
+/// (no statement here has a `?` inside a literal).
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '?' {
+            out.push(c);
+            continue;
+        }
+        out.push('$');
+        if chars.peek().is_some_and(char::is_ascii_digit) {
+            while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                out.push(digit);
+            }
+        } else {
+            n += 1;
+            out.push_str(&n.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+
+    #[test]
+    fn placeholders_are_numbered_in_order_and_numbered_ones_kept() {
+        assert_eq!(
+            numbered("SELECT ? WHERE a = ? AND b IN (?)"),
+            "SELECT $1 WHERE a = $2 AND b IN ($3)"
+        );
+        assert_eq!(
+            numbered("WHERE s = ?1 AND p = ?2 OR s = ?1 LIMIT ?3"),
+            "WHERE s = $1 AND p = $2 OR s = $1 LIMIT $3"
+        );
+    }
+}

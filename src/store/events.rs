@@ -1,0 +1,438 @@
+//! The event store, written once for every dialect: `EventTable` is everything that touches
+//! the `events` table (reads, catch-up pages, a batch's heads-plan-insert transaction,
+//! decoding), implemented once over `Dialect`; `SqlEventStore` puts the group-commit
+//! appender, the paging and the counts in front of it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
+
+use super::appender::{
+    AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
+    recording_time, streams, to_insert,
+};
+use super::dialect::{Conn, Dialect, Row, Value, query};
+use super::{
+    EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
+    paged,
+};
+
+/// Reads a `T` from a row of dialect `D`'s database.
+pub type Decoder<D, T> = fn(&Row<D>) -> Result<T, StoreError>;
+
+/// How often a batch is planned again after another writer won a race for a version.
+const MAX_ATTEMPTS: usize = 5;
+
+/// The `events` table of a dialect's database.
+#[async_trait]
+pub trait EventTable: Dialect {
+    /// The events of `stream` with a version above `after_version`, in order.
+    async fn stream(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// At most `limit` events of `stream` after the one at `after_position`, in order.
+    async fn stream_page(
+        &self,
+        stream: &str,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// A catch-up page: at most `PAGE` events after `after`, as `columns` read by `decode`.
+    async fn page<T: Send + 'static>(
+        &self,
+        after: i64,
+        columns: &str,
+        decode: Decoder<Self, T>,
+    ) -> Result<Vec<T>, StoreError>;
+
+    async fn event_count(&self) -> Result<i64, StoreError>;
+
+    /// The position of the newest event (0 for an empty log).
+    async fn head(&self) -> Result<i64, StoreError>;
+
+    /// Writes a batch in one transaction (see `BatchWriter`).
+    async fn write_batch(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error>;
+
+    /// `write_batch` on a writer connection: heads, plan, insert, place, commit.
+    async fn write_on(
+        conn: &mut Conn<Self>,
+        batch: &[AppendRequest],
+    ) -> Result<Vec<Outcome>, sqlx::Error>;
+
+    /// The head of each of `streams` that has events.
+    async fn read_heads(conn: &mut Conn<Self>, streams: &[&str]) -> Result<Heads, sqlx::Error>;
+
+    /// Inserts the events of a plan; returns their positions by `(stream, version)`.
+    async fn insert(
+        conn: &mut Conn<Self>,
+        plan: &[Outcome],
+        recorded: &Self::Time,
+    ) -> Result<HashMap<(String, i64), i64>, sqlx::Error>;
+
+    /// A `RecordedEvent` from a row of `recorded_columns`.
+    fn recorded(row: &Row<Self>) -> Result<RecordedEvent, StoreError>;
+
+    /// An `EventPayload` from a row of `payload_columns`.
+    fn payload(row: &Row<Self>) -> Result<EventPayload, StoreError>;
+}
+
+/// Every column of an event, in the order `EventTable::recorded` reads them.
+fn recorded_columns<D: Dialect>() -> String {
+    let text = D::JSON_AS_TEXT;
+    format!(
+        "position, stream_id, stream_version, event_type, schema_version, \
+         payload{text} AS payload, metadata{text} AS metadata, recorded_at, prev_hash, hash"
+    )
+}
+
+/// What folding needs of an event, in the order `EventTable::payload` reads them.
+fn payload_columns<D: Dialect>() -> String {
+    let text = D::JSON_AS_TEXT;
+    format!(
+        "position, stream_id, stream_version, event_type, schema_version, \
+         payload{text} AS payload"
+    )
+}
+
+#[async_trait]
+impl<D: Dialect> EventTable for D
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    i16: Value<D::Db>,
+    String: Value<D::Db>,
+    Vec<u8>: Value<D::Db>,
+    usize: ColumnIndex<Row<D>>,
+{
+    async fn stream(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE stream_id = ? AND stream_version > ? \
+             ORDER BY stream_version",
+            recorded_columns::<D>()
+        );
+        let rows = query::<D>(&sql)
+            .bind(stream)
+            .bind(after_version)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(D::recorded).collect()
+    }
+
+    async fn stream_page(
+        &self,
+        stream: &str,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // A stream's positions grow with its versions, so the page starts after the version
+        // of the event at `after_position` (a page's cursor, found by the primary key), or of
+        // the stream's last event before it when a cursor names another stream's event.
+        let sql = format!(
+            "SELECT {} FROM events \
+             WHERE stream_id = ?1 AND stream_version > COALESCE( \
+               (SELECT stream_version FROM events WHERE position = ?2 AND stream_id = ?1), \
+               (SELECT MAX(stream_version) FROM events WHERE stream_id = ?1 AND position <= ?2), \
+               0) \
+             ORDER BY stream_version LIMIT ?3",
+            recorded_columns::<D>()
+        );
+        let rows = query::<D>(&sql)
+            .bind(stream)
+            .bind(after_position)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(D::recorded).collect()
+    }
+
+    async fn page<T: Send + 'static>(
+        &self,
+        after: i64,
+        columns: &str,
+        decode: Decoder<D, T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let sql = format!(
+            "SELECT {columns} FROM events WHERE position > ?{} ORDER BY position LIMIT ?",
+            D::CATCH_UP
+        );
+        let rows = query::<D>(&sql)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM events")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn write_batch(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+        // Nothing more goes into a file the next start will not open.
+        self.refuse_writes()?;
+        let mut conn = self.writer().acquire().await?;
+        let written = D::write_on(&mut conn, batch).await;
+        if written.is_err() && D::FRESH_CONNECTION_AFTER_FAILURE {
+            // A COMMIT that failed on a full or read-only disk may leave SQLite's transaction
+            // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN:
+            // the next batch gets a fresh connection instead.
+            conn.close_on_drop();
+        }
+        let outcomes = written?;
+        // Committed, but on SQLite durable only if the path still names this file: asked
+        // before the appender answers, with the connection (and so the log) still open.
+        self.check_committed()?;
+        Ok(outcomes)
+    }
+
+    /// Another writer may insert a version between our read of the heads and our insert
+    /// (`RACING_WRITERS`); its commit makes our insert fail on the unique key, and the batch
+    /// is planned again from the new heads, so that append alone ends as a conflict.
+    async fn write_on(
+        conn: &mut Conn<D>,
+        batch: &[AppendRequest],
+    ) -> Result<Vec<Outcome>, sqlx::Error> {
+        // SQLite's IMMEDIATE takes the write lock up front: a deferred transaction that reads
+        // first and writes later fails at once (SQLITE_BUSY, no waiting) if another process —
+        // the CLI — wrote in between. Holding the lock, nobody can write between our read
+        // and our insert.
+        let mut tx = conn.begin_with(D::BEGIN).await?;
+        let recorded = recording_time();
+        let recorded_at = D::stored_time(&recorded);
+        let streams = streams(batch);
+        let mut attempt = 1;
+        loop {
+            let heads = D::read_heads(&mut tx, &streams).await?;
+            let mut plan = plan(batch, heads, &recorded);
+            if D::RACING_WRITERS {
+                sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
+            }
+            match D::insert(&mut tx, &plan, &recorded_at).await {
+                Ok(positions) => {
+                    place(&mut plan, &positions);
+                    tx.commit().await?;
+                    return Ok(plan);
+                }
+                Err(sqlx::Error::Database(e))
+                    if D::RACING_WRITERS && e.is_unique_violation() && attempt < MAX_ATTEMPTS =>
+                {
+                    sqlx::query("ROLLBACK TO SAVEPOINT append")
+                        .execute(&mut *tx)
+                        .await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn read_heads(conn: &mut Conn<D>, streams: &[&str]) -> Result<Heads, sqlx::Error> {
+        let mut heads = Heads::with_capacity(streams.len());
+        for query in D::heads(streams) {
+            for row in query.fetch_all(&mut *conn).await? {
+                heads.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+            }
+        }
+        Ok(heads)
+    }
+
+    async fn insert(
+        conn: &mut Conn<D>,
+        plan: &[Outcome],
+        recorded_at: &D::Time,
+    ) -> Result<HashMap<(String, i64), i64>, sqlx::Error> {
+        let events: Vec<&RecordedEvent> = to_insert(plan).collect();
+        let mut positions = HashMap::with_capacity(events.len());
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut insert = query::<D>(&insert_sql(chunk.len(), D::JSON_PARAMETER));
+            for event in chunk {
+                insert = insert
+                    .bind(&event.stream_id)
+                    .bind(event.stream_version)
+                    .bind(&event.event_type)
+                    .bind(event.schema_version)
+                    .bind(&event.payload)
+                    .bind(&event.metadata)
+                    .bind(recorded_at)
+                    .bind(&event.prev_hash)
+                    .bind(&event.hash);
+            }
+            for row in insert.fetch_all(&mut *conn).await? {
+                positions.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+            }
+        }
+        Ok(positions)
+    }
+
+    fn recorded(row: &Row<D>) -> Result<RecordedEvent, StoreError> {
+        // The payload's columns come first (see `recorded_columns`).
+        let payload = D::payload(row)?;
+        Ok(RecordedEvent {
+            position: payload.position,
+            stream_id: payload.stream_id,
+            stream_version: payload.stream_version,
+            event_type: payload.event_type,
+            schema_version: payload.schema_version,
+            payload: payload.payload,
+            metadata: row.try_get(6)?,
+            recorded_at: D::read_time(row.try_get(7)?)?,
+            prev_hash: row.try_get(8)?,
+            hash: row.try_get(9)?,
+        })
+    }
+
+    fn payload(row: &Row<D>) -> Result<EventPayload, StoreError> {
+        Ok(EventPayload {
+            position: row.try_get(0)?,
+            stream_id: row.try_get(1)?,
+            stream_version: row.try_get(2)?,
+            event_type: row.try_get(3)?,
+            schema_version: row.try_get(4)?,
+            payload: row.try_get(5)?,
+        })
+    }
+}
+
+#[async_trait]
+impl<D: EventTable> BatchWriter for D {
+    async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+        self.write_batch(batch).await
+    }
+}
+
+/// The event store on one database: appends through the group-commit appender (one writer
+/// task, many appends a transaction), reads straight from the reader pool.
+pub struct SqlEventStore<D: EventTable> {
+    db: D,
+    appender: Appender,
+    stats: Arc<StoreStats>,
+}
+
+impl<D: EventTable> SqlEventStore<D> {
+    /// Starts the appender task on the current tokio runtime.
+    pub fn start(db: D) -> SqlEventStore<D> {
+        let stats = Arc::new(StoreStats::default());
+        let appender = Appender::start(db.clone(), stats.clone());
+        SqlEventStore {
+            db,
+            appender,
+            stats,
+        }
+    }
+
+    /// `read_all` with rows of `columns` read by `decode`.
+    fn read_pages<T: Send + 'static>(
+        &self,
+        after_position: i64,
+        columns: String,
+        decode: Decoder<D, T>,
+        position: fn(&T) -> i64,
+    ) -> BoxStream<'static, Result<T, StoreError>> {
+        let db = self.db.clone();
+        let columns: Arc<str> = columns.into();
+        let page = move |after| {
+            let (db, columns) = (db.clone(), columns.clone());
+            async move { db.page(after, &columns, decode).await }
+        };
+        paged(after_position, page, position)
+    }
+}
+
+#[async_trait]
+impl<D: EventTable> EventStore for SqlEventStore<D> {
+    async fn append(
+        &self,
+        stream: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: &EventMetadata,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
+        self.appender
+            .append(stream, expected_version, events, metadata)
+            .await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
+        self.db.stream(stream, after_version).await
+    }
+
+    async fn read_stream_page(
+        &self,
+        stream: &str,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
+        self.db.stream_page(stream, after_position, limit).await
+    }
+
+    fn read_all(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        self.read_pages(after_position, recorded_columns::<D>(), D::recorded, |e| {
+            e.position
+        })
+    }
+
+    fn read_payloads(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
+        self.read_pages(after_position, payload_columns::<D>(), D::payload, |e| {
+            e.position
+        })
+    }
+
+    async fn count(&self) -> Result<i64, StoreError> {
+        self.db.event_count().await
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        EventTable::head(&self.db).await
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    fn detached(&self) -> Option<&str> {
+        Dialect::detached(&self.db)
+    }
+
+    async fn close(&self) {
+        self.appender.close().await;
+        self.db.reader().close().await;
+        self.db.writer().close().await;
+    }
+}

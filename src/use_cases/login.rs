@@ -1,0 +1,60 @@
+//! Strapi's login: an identifier (username or email) and a password.
+
+use tokenledger_domain::{Command, IssueReason, RecordLoginFailure, UserId};
+
+use super::{Caller, Failure, Services, Started};
+use crate::limits::Account;
+
+/// A login whose fields passed Strapi's checks.
+pub struct Login {
+    pub identifier: String,
+    pub password: String,
+    /// Names the device; a new one is made up when `None`.
+    pub device_id: Option<String>,
+}
+
+impl Services {
+    /// The attempt has been counted against the address limits already (`http`, as Strapi's
+    /// rate-limit middleware counts it before the body is checked); the account's failures
+    /// are counted here.
+    pub async fn login(&self, form: Login, caller: Caller) -> Result<Started, Failure> {
+        let user = self.users.find_by_identifier(&form.identifier).await?;
+        let account = user.as_ref().map_or_else(
+            || Account::unknown(&form.identifier),
+            |u| Account::user(u.id),
+        );
+        self.limits.check_account(account)?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let matches = self.passwords.verify(form.password, hash).await?;
+        if !matches {
+            self.limits.count_failure(account);
+        }
+        let user = match user {
+            Some(user) if matches => user,
+            // A wrong password and an unknown user answer alike and at once: the failure is
+            // recorded after the answer, so no durable write tells them apart by timing.
+            Some(user) => {
+                self.record_failure(user.id, caller);
+                return Err(Failure::InvalidLogin);
+            }
+            None => return Err(Failure::InvalidLogin),
+        };
+        if user.blocked {
+            return Err(Failure::Blocked);
+        }
+        self.start_session(caller, user, form.device_id, IssueReason::Login)
+            .await
+    }
+
+    /// A wrong password for an existing user goes on its record. It is handed to the user's
+    /// actor now (so it keeps its place before the user's next command) and recorded after
+    /// the answer: an unknown user has nothing to record, and waiting for the write would
+    /// tell the two apart by timing.
+    pub(super) fn record_failure(&self, user_id: UserId, caller: Caller) {
+        let command = Command::RecordLoginFailure(RecordLoginFailure {
+            client: caller.client,
+            failed_at: self.clock.now(),
+        });
+        self.registry.submit(user_id, command, caller.metadata);
+    }
+}

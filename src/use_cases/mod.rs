@@ -1,0 +1,171 @@
+//! The application's use cases, one file each: register, log in, refresh, log out, change a
+//! password, a user's own sessions, and the admin's questions. Each takes typed input (parsed
+//! by `http` from Strapi's bodies), works with the users table, the user's actor, the
+//! projection and the store, and returns a typed outcome or a `Failure`; `http` shapes both
+//! into Strapi's answers. Time and ids come from the injected `Clock` and `Ids`.
+
+mod admin;
+mod change_password;
+mod login;
+mod logout;
+mod refresh;
+mod register;
+mod sessions;
+mod start_session;
+
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::TimeDelta;
+use tokenledger_domain::{Client, Lifetimes};
+use tokenledger_projections::ActiveSessions;
+
+use crate::actors::{ExecuteError, Registry};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ids::Ids;
+use crate::limits::{Limited, RateLimits};
+use crate::password::{PasswordError, Passwords};
+use crate::store::users::{User, UserError, UserStore};
+use crate::store::{EventMetadata, EventStore, StoreError};
+use crate::tokens::Tokens;
+
+pub use admin::{Trail, TrailQuery};
+pub use change_password::ChangePassword;
+pub use login::Login;
+pub use logout::{LogoutInput, LogoutWith};
+pub use refresh::Refreshed;
+pub use register::Register;
+
+/// Everything the use cases work with, built once by `app::Application`.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub users: UserStore,
+    pub passwords: Passwords,
+    pub tokens: Arc<Tokens>,
+    pub registry: Registry,
+    pub projection: Arc<RwLock<ActiveSessions>>,
+    pub clock: Arc<Clock>,
+    pub ids: Arc<Ids>,
+    pub limits: RateLimits,
+    pub store: Arc<dyn EventStore>,
+    /// Other instances write to the same log (PostgreSQL): a session this instance has not
+    /// seen yet may be another's newest, so the user's stream is read before "unknown" counts.
+    pub shared_log: bool,
+}
+
+/// Who asks: where from, and what goes on record with the events the request causes.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub ip: Option<IpAddr>,
+    pub client: Client,
+    pub metadata: EventMetadata,
+}
+
+/// A session begun (login, registration, password change).
+pub struct Started {
+    pub user: User,
+    pub access_token: String,
+    /// The session's refresh token and how long it lasts.
+    pub refresh_token: Option<(String, TimeDelta)>,
+}
+
+/// Why a use case did not happen. Each one is one of Strapi's answers (`http::errors`).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// An unknown identifier or a wrong password: one answer for both.
+    #[error("invalid identifier or password")]
+    InvalidLogin,
+    #[error("the account is blocked")]
+    Blocked,
+    #[error("email or username already taken")]
+    Taken,
+    /// A refresh token that is forged, expired, superseded, or of an ended session.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// No usable access token (nor refresh token where one would do).
+    #[error("missing or invalid credentials")]
+    MissingCredentials,
+    /// A valid token whose user is blocked or gone.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
+    #[error("the new password is the current one")]
+    UnchangedPassword,
+    /// The new password breaks Strapi's rules (each message says which).
+    #[error("{}", .0.join("; "))]
+    PasswordRules(Vec<String>),
+    #[error("no such session")]
+    SessionNotFound,
+    #[error("no such user")]
+    UserNotFound,
+    #[error(transparent)]
+    Limited(#[from] Limited),
+    /// Too many password checks wait already.
+    #[error("too many password checks at once")]
+    Busy,
+    /// The store, the actor or the hasher could not do its part; nothing was acknowledged.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Unavailable(format!("event store: {error}"))
+    }
+}
+
+impl From<ExecuteError> for Failure {
+    fn from(error: ExecuteError) -> Self {
+        Failure::Unavailable(format!("session actor: {error}"))
+    }
+}
+
+impl From<UserError> for Failure {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::Taken => Failure::Taken,
+            UserError::NotFound => Failure::InvalidCredentials,
+            UserError::Database(e) => Failure::Unavailable(format!("users table: {e}")),
+        }
+    }
+}
+
+impl From<PasswordError> for Failure {
+    fn from(error: PasswordError) -> Self {
+        match error {
+            PasswordError::Busy => Failure::Busy,
+            other => Failure::Unavailable(format!("password hashing: {other}")),
+        }
+    }
+}
+
+impl Services {
+    /// The projection every request shares. A panic while it was held leaves it as the
+    /// last complete fold step left it, which is still the truth of the log.
+    pub fn projection(&self) -> RwLockReadGuard<'_, ActiveSessions> {
+        self.projection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn projection_mut(&self) -> RwLockWriteGuard<'_, ActiveSessions> {
+        self.projection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `MAX_SESSIONS_PER_USER`, for every command that starts a session.
+    fn max_sessions(&self) -> Option<u32> {
+        self.config.limits.max_sessions_per_user
+    }
+
+    fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            refresh_token: self.config.lifetimes.refresh_token_expires_in,
+            idle_timeout: self.config.lifetimes.session_idle_timeout,
+            absolute: self.config.lifetimes.session_absolute_lifetime,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Strapi's registration: a new user, logged in.
+
+use tokenledger_domain::IssueReason;
+
+use super::{Caller, Failure, Services, Started};
+use crate::store::users::NewUser;
+
+/// A registration whose fields passed Strapi's checks.
+pub struct Register {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+impl Services {
+    pub async fn register(&self, form: Register, caller: Caller) -> Result<Started, Failure> {
+        self.limits.check_login(caller.ip, &form.email)?;
+        let password_hash = self.passwords.hash(form.password).await?;
+        let new_user = NewUser {
+            username: form.username,
+            email: form.email,
+            password_hash,
+        };
+        let user = self.users.create(new_user, self.clock.now()).await?;
+        self.start_session(caller, user, None, IssueReason::Register)
+            .await
+    }
+}

@@ -1,0 +1,29 @@
+//! What the `api` and `crash` test binaries share, so that each thing a test needs is written
+//! once: the `tokenledger` binary as a child process (`Server`), an HTTP client of the API
+//! (`Api`), a JWT's claims, a fresh PostgreSQL schema a test, Strapi's error body, and a
+//! `/metrics` scrape.
+//!
+//! It talks to the server only as a client does (HTTP, the command line, its log), so it
+//! depends on nothing inside `tokenledger` and survives any rework of its modules.
+
+mod api;
+mod claims;
+mod metrics;
+mod postgres;
+mod server;
+mod strapi;
+
+pub use api::Api;
+pub use claims::claims;
+pub use metrics::Samples;
+pub use postgres::{FreshSchema, fresh_postgres_url, on_fresh_schema, postgres_url};
+pub use server::Server;
+pub use strapi::{
+    assert_error, assert_invalid_refresh_token, assert_rate_limited, assert_unauthorized,
+};
+
+/// The signing secrets every test server runs with (strong enough to be accepted).
+pub const JWT_SECRET: &str = "test-access-secret-0123456789abcdef0123456789";
+pub const REFRESH_SECRET: &str = "test-refresh-secret-0123456789abcdef012345678";
+/// The password `Api::register` gives every user, and `Api::login` logs in with.
+pub const PASSWORD: &str = "password123";
