@@ -33,9 +33,8 @@ REFERENCE = re.compile(r"\b((?:crate|super|self)(?:::(?:\w+|\{[^}]*\}))+)")
 
 
 def strip(text):
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
-    return text
+    pattern = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*', re.S)
+    return pattern.sub(lambda m: '""' if m.group(0).startswith('"') else "", text)
 
 
 def targets(path, module, known):
