@@ -43,17 +43,9 @@ pub struct Application {
 impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let signing = &config.tokens;
-        let jwt_secret = signing
-            .jwt_secret
-            .clone()
-            .context("JWT_SECRET is not set")?;
-        let refresh_secret = signing
-            .refresh_secret
-            .clone()
-            .context("REFRESH_JWT_SECRET is not set")?;
-        // One server per SQLite file; PostgreSQL is made for several.
+        let tokens = Arc::new(signing_keys(&config)?);
         let database_url = &config.server.database_url;
+        // One server per SQLite file; PostgreSQL is made for several.
         let lock = match database_url {
             DatabaseUrl::Postgres(_) => None,
             DatabaseUrl::Sqlite(url) => {
@@ -63,136 +55,45 @@ impl Application {
         let opened = store::open(database_url, false)
             .await
             .with_context(|| format!("opening {database_url}"))?;
-        let store = opened.events.clone();
-        let projection = Arc::new(RwLock::new(ActiveSessions::new()));
-        let catch_up = Arc::new(catch_up::Progress::default());
-        let tokens = Arc::new(
-            Tokens::new(
-                jwt_secret.expose().as_bytes(),
-                refresh_secret.expose().as_bytes(),
-                config.tokens.jwt_expires_in,
-            )
-            .context("signing keys")?,
-        );
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
-        let clock = Arc::new(Clock::system());
-        let core = Arc::new(Core {
-            store: store.clone(),
-            tokens: tokens.clone(),
-            projection: projection.clone(),
-            clock: clock.clone(),
-            shared_log: database_url.is_postgres(),
-        });
-        let idle = config
-            .server
-            .actor_idle_timeout
-            .to_std()
-            .unwrap_or(Duration::from_secs(300));
-        let registry = Registry::new(core, arbiters.iter().map(Arbiter::handle).collect(), idle);
-        let shared = Arc::new(config.clone());
-        let app = Services {
-            config: shared.clone(),
-            users: opened.users,
-            passwords: Passwords::new(cores).context("argon2")?,
-            tokens,
-            registry,
-            projection: projection.clone(),
-            clock,
-            ids: Arc::new(Ids::system()),
-            limits: RateLimits::new(
-                config.limits.login,
-                config.limits.login_ip,
-                config.limits.refresh,
-                config.limits.account_failures,
-            ),
-            store: store.clone(),
-            shared_log: database_url.is_postgres(),
-        };
+        let app = services(&config, &opened, tokens, &arbiters, cores)?;
+        let (store, projection) = (app.store.clone(), app.projection.clone());
+        let catch_up = Arc::new(catch_up::Progress::default());
         let state = web::Data::new(AppState {
             app,
-            config: shared,
+            config: Arc::new(config.clone()),
             metrics: Arc::default(),
             catch_up: catch_up.clone(),
         });
-
         // Bound and serving before the log is folded, so that orchestrators see the instance
         // start (`/_health`) and wait on `/_ready`; `until_ready` refuses the rest meanwhile.
-        let listener = TcpListener::bind(config.server.bind_address())
-            .with_context(|| format!("binding {}", config.server.bind_address()))?;
-        let port = listener.local_addr()?.port();
-        let data = state.clone();
-        let served = config.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                // Innermost: the 404 of an encoded operator path still gets every layer's
-                // headers, its request id and its `unmatched` count.
-                .wrap(from_fn(middleware::operator_paths_as_written))
-                .wrap(middleware::cors(&served))
-                .wrap(middleware::security_headers(&served))
-                .wrap(from_fn(middleware::until_ready))
-                .wrap(from_fn(middleware::track))
-                .wrap(from_fn(middleware::request_id))
-                // First, so that every layer and the route see the one path.
-                .wrap(from_fn(middleware::api_trailing_slash))
-                .app_data(data.clone())
-                .configure(http::routes)
-        })
-        .workers(cores)
-        // actix stops gracefully on SIGTERM but drops requests in flight on SIGINT; the
-        // command line stops both ways gracefully (`stop_on_signals`), and tests by the handle.
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT)
-        .listen(listener)?
-        .run();
-        let handle = server.handle();
-        let serving = actix_web::rt::spawn(server);
+        let (port, handle, serving) = serve(&config, state.clone(), cores)?;
         tracing::info!(port, "listening; rebuilding the projections from the log");
-
-        let started = std::time::Instant::now();
-        let rebuilt = catch_up::fold_into(store.as_ref(), &projection, 0, &mut |_, position| {
-            catch_up.advance(position)
-        })
-        .await;
-        let (position, events) = match rebuilt {
-            Ok(done) => done,
+        let position = match rebuild(&state).await {
+            Ok(position) => position,
             Err(error) => {
                 handle.stop(false).await;
                 let _ = serving.await;
                 return Err(error).context("replaying the event log");
             }
         };
-        catch_up.set_ready();
-        tracing::info!(
-            events,
-            sessions = projection.read().unwrap_or_else(|p| p.into_inner()).len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "projections rebuilt from the log; ready"
-        );
         let following = actix_web::rt::spawn(catch_up::follow(
             store.clone(),
-            projection.clone(),
+            projection,
             position,
             Duration::from_secs(1),
             opened.postgres.clone(),
-            catch_up.clone(),
+            catch_up,
         ));
-        let limits = state.clone();
-        let forgetting = actix_web::rt::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                ticks.tick().await;
-                limits.app.limits.forget_idle();
-            }
-        });
         Ok(Application {
             port,
             handle,
             serving,
             store,
             arbiters,
+            background: vec![following, forget_idle_limits(state.clone())],
             state,
-            background: vec![following, forgetting],
             _lock: lock,
         })
     }
@@ -270,6 +171,139 @@ impl Application {
         tracing::info!("stopped: the appender flushed and the store closed");
         served
     }
+}
+
+/// The access and refresh signing keys, which `secrets::resolve` has filled in by now.
+fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
+    let signing = &config.tokens;
+    let jwt_secret = signing
+        .jwt_secret
+        .as_ref()
+        .context("JWT_SECRET is not set")?;
+    let refresh_secret = signing
+        .refresh_secret
+        .as_ref()
+        .context("REFRESH_JWT_SECRET is not set")?;
+    Tokens::new(
+        jwt_secret.expose().as_bytes(),
+        refresh_secret.expose().as_bytes(),
+        signing.jwt_expires_in,
+    )
+    .context("signing keys")
+}
+
+/// What the use cases work with: the stores, the actors (one arbiter a core), the projection
+/// they keep, the password pool, the limits, and the one clock and id source.
+fn services(
+    config: &Config,
+    opened: &store::Opened,
+    tokens: Arc<Tokens>,
+    arbiters: &[Arbiter],
+    cores: usize,
+) -> anyhow::Result<Services> {
+    let store = opened.events.clone();
+    let projection = Arc::new(RwLock::new(ActiveSessions::new()));
+    let clock = Arc::new(Clock::system());
+    let shared_log = config.server.database_url.is_postgres();
+    let core = Arc::new(Core {
+        store: store.clone(),
+        tokens: tokens.clone(),
+        projection: projection.clone(),
+        clock: clock.clone(),
+        shared_log,
+    });
+    let idle = config
+        .server
+        .actor_idle_timeout
+        .to_std()
+        .unwrap_or(Duration::from_secs(300));
+    let limits = &config.limits;
+    Ok(Services {
+        config: Arc::new(config.clone()),
+        users: opened.users.clone(),
+        passwords: Passwords::new(cores).context("argon2")?,
+        tokens,
+        registry: Registry::new(core, arbiters.iter().map(Arbiter::handle).collect(), idle),
+        projection,
+        clock,
+        ids: Arc::new(Ids::system()),
+        limits: RateLimits::new(
+            limits.login,
+            limits.login_ip,
+            limits.refresh,
+            limits.account_failures,
+        ),
+        store,
+        shared_log,
+    })
+}
+
+type Serving = actix_web::rt::task::JoinHandle<std::io::Result<()>>;
+
+/// Binds the port and serves at once, with every layer in its order; the port, a handle
+/// to stop it, and the running server.
+fn serve(
+    config: &Config,
+    state: web::Data<AppState>,
+    cores: usize,
+) -> anyhow::Result<(u16, ServerHandle, Serving)> {
+    let address = config.server.bind_address();
+    let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+    let port = listener.local_addr()?.port();
+    let served = config.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            // Innermost: the 404 of an encoded operator path still gets every layer's
+            // headers, its request id and its `unmatched` count.
+            .wrap(from_fn(middleware::operator_paths_as_written))
+            .wrap(middleware::cors(&served))
+            .wrap(middleware::security_headers(&served))
+            .wrap(from_fn(middleware::until_ready))
+            .wrap(from_fn(middleware::track))
+            .wrap(from_fn(middleware::request_id))
+            // First, so that every layer and the route see the one path.
+            .wrap(from_fn(middleware::api_trailing_slash))
+            .app_data(state.clone())
+            .configure(http::routes)
+    })
+    .workers(cores)
+    // actix stops gracefully on SIGTERM but drops requests in flight on SIGINT; the
+    // command line stops both ways gracefully (`stop_on_signals`), and tests by the handle.
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    Ok((port, handle, actix_web::rt::spawn(server)))
+}
+
+/// Folds the whole log into the projection, then says the instance is ready; the position
+/// reached, from which `catch_up::follow` goes on.
+async fn rebuild(state: &AppState) -> Result<i64, crate::store::StoreError> {
+    let started = std::time::Instant::now();
+    let (store, projection) = (state.app.store.as_ref(), &state.app.projection);
+    let progress = &state.catch_up;
+    let (position, events) =
+        catch_up::fold_into(store, projection, 0, &mut |_, at| progress.advance(at)).await?;
+    progress.set_ready();
+    tracing::info!(
+        events,
+        sessions = state.app.projection().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "projections rebuilt from the log; ready"
+    );
+    Ok(position)
+}
+
+/// Every minute, the rate limiters drop the keys that are back to a full allowance.
+fn forget_idle_limits(state: web::Data<AppState>) -> tokio::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticks.tick().await;
+            state.app.limits.forget_idle();
+        }
+    })
 }
 
 /// How long a stop waits for the requests in flight (`DRAIN`), then for the connections

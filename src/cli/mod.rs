@@ -165,26 +165,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // A health check needs HOST and PORT, not secrets strong enough to serve with: the
     // container's check must not fail where the instance was started with --insecure-dev.
     let probing = matches!(cli.command, Some(Command::Probe { .. }));
-    let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
+    let config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
     let format = config.logging.format;
     init_logging(format);
     let outcome = actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => {
-                let resolved = secrets::resolve(&mut config)
-                    .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
-                if let Some(said) = resolved {
-                    tracing::info!("{said}");
-                }
-                for warning in config.warnings() {
-                    tracing::warn!("{warning}");
-                }
-                let app = Application::build(config).await?;
-                app.stop_on_signals().context("listening for SIGTERM and SIGINT")?;
-                tracing::info!(port = app.port(), "tokenledger is serving");
-                app.run_until_stopped().await?;
-                Ok(())
-            }
+            Command::Serve => serve(config).await,
             Command::Audit { user, json } => {
                 forensics::audit(&config.server.database_url, &user, json).await
             }
@@ -192,7 +178,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 forensics::replay(&config.server.database_url, until, user.as_deref()).await
             }
             Command::Probe { port } => {
-                let address = probe::address(&config.server.host, port.unwrap_or(config.server.port))?;
+                let address =
+                    probe::address(&config.server.host, port.unwrap_or(config.server.port))?;
                 probe::probe(address)?;
                 say!("ready: {address}");
                 Ok(())
@@ -205,100 +192,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Command::Rebuild => forensics::rebuild(&config.server.database_url).await,
-            Command::PasswordCost { count } => {
-                let passwords = Passwords::new(1)?;
-                let hash = passwords.hash("password-cost".to_owned()).await?;
-                let mut times = Vec::with_capacity(count.max(1));
-                for _ in 0..count.max(1) {
-                    let started = std::time::Instant::now();
-                    passwords
-                        .verify("password-cost".to_owned(), Some(hash.clone()))
-                        .await?;
-                    times.push(started.elapsed().as_secs_f64() * 1000.0);
-                }
-                times.sort_by(f64::total_cmp);
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let median = times[times.len() / 2];
-                say!(
-                    "{{\"verify_ms_median\":{median:.2},\"cores\":{cores},\"logins_per_sec_bound\":{:.1}}}",
-                    cores as f64 * 1000.0 / median
-                );
-                Ok(())
-            }
+            Command::PasswordCost { count } => password_cost(count).await,
             Command::Seed {
                 users,
                 events,
                 password,
             } => seed::seed(&config, users, events, password).await,
-            Command::Migrate => {
-                store::open(&config.server.database_url, false)
-                    .await?
-                    .events
-                    .close()
-                    .await;
-                say!("migrated {}", config.server.database_url);
-                Ok(())
-            }
-            Command::User(UserCommand::List) => {
-                let opened = store::open(&config.server.database_url, true).await?;
-                let users = opened.users.all().await?;
-                opened.events.close().await;
-                say!(
-                    "{:>6}  {:<24}  {:<32}  {:<7}  created",
-                    "id",
-                    "username",
-                    "email",
-                    "blocked"
-                );
-                for u in users {
-                    let blocked = if u.blocked { "yes" } else { "no" };
-                    let created = strapi_time(&u.created_at);
-                    say!(
-                        "{:>6}  {:<24}  {:<32}  {:<7}  {created}",
-                        u.id,
-                        printable(&u.username),
-                        printable(&u.email),
-                        blocked
-                    );
-                }
-                Ok(())
-            }
+            Command::Migrate => migrate(&config).await,
+            Command::User(UserCommand::List) => list_users(&config).await,
             Command::User(UserCommand::Block { user }) => set_blocked(config, &user, true).await,
             Command::User(UserCommand::Unblock { user }) => set_blocked(config, &user, false).await,
             Command::User(UserCommand::Add {
                 username,
                 email,
                 password,
-            }) => {
-                let broken = rule_violations(&username, &email, &password);
-                if !broken.is_empty() {
-                    let reasons: Vec<String> =
-                        broken.into_iter().map(|(_, message)| message).collect();
-                    anyhow::bail!("cannot add this user: {}", reasons.join("; "));
-                }
-                let opened = store::open(&config.server.database_url, false).await?;
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let password_hash = Passwords::new(cores)?.hash(password).await?;
-                let user = opened
-                    .users
-                    .create(
-                        NewUser {
-                            username,
-                            email,
-                            password_hash,
-                        },
-                        Utc::now(),
-                    )
-                    .await?;
-                opened.events.close().await;
-                say!(
-                    "added user {} ({}, {})",
-                    user.id,
-                    printable(&user.username),
-                    printable(&user.email)
-                );
-                Ok(())
-            }
+            }) => add_user(&config, username, email, password).await,
         }
     });
     match outcome {
@@ -310,6 +218,119 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         other => other,
     }
+}
+
+/// `serve`: the secrets resolved (made on first start), the warnings said, then the server
+/// until a signal stops it.
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let resolved = secrets::resolve(&mut config)
+        .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
+    if let Some(said) = resolved {
+        tracing::info!("{said}");
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let app = Application::build(config).await?;
+    app.stop_on_signals()
+        .context("listening for SIGTERM and SIGINT")?;
+    tracing::info!(port = app.port(), "tokenledger is serving");
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+/// `password-cost`: the median time of one password check here, and the logins a second
+/// the cores could check at most.
+async fn password_cost(count: usize) -> anyhow::Result<()> {
+    let passwords = Passwords::new(1)?;
+    let hash = passwords.hash("password-cost".to_owned()).await?;
+    let mut times = Vec::with_capacity(count.max(1));
+    for _ in 0..count.max(1) {
+        let started = std::time::Instant::now();
+        passwords
+            .verify("password-cost".to_owned(), Some(hash.clone()))
+            .await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let median = times[times.len() / 2];
+    say!(
+        "{{\"verify_ms_median\":{median:.2},\"cores\":{cores},\"logins_per_sec_bound\":{:.1}}}",
+        cores as f64 * 1000.0 / median
+    );
+    Ok(())
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    store::open(&config.server.database_url, false)
+        .await?
+        .events
+        .close()
+        .await;
+    say!("migrated {}", config.server.database_url);
+    Ok(())
+}
+
+async fn list_users(config: &Config) -> anyhow::Result<()> {
+    let opened = store::open(&config.server.database_url, true).await?;
+    let users = opened.users.all().await?;
+    opened.events.close().await;
+    say!(
+        "{:>6}  {:<24}  {:<32}  {:<7}  created",
+        "id",
+        "username",
+        "email",
+        "blocked"
+    );
+    for u in users {
+        let blocked = if u.blocked { "yes" } else { "no" };
+        let created = strapi_time(&u.created_at);
+        say!(
+            "{:>6}  {:<24}  {:<32}  {:<7}  {created}",
+            u.id,
+            printable(&u.username),
+            printable(&u.email),
+            blocked
+        );
+    }
+    Ok(())
+}
+
+/// `user add`: Strapi's rules checked first, as registration checks them.
+async fn add_user(
+    config: &Config,
+    username: String,
+    email: String,
+    password: String,
+) -> anyhow::Result<()> {
+    let broken = rule_violations(&username, &email, &password);
+    if !broken.is_empty() {
+        let reasons: Vec<String> = broken.into_iter().map(|(_, message)| message).collect();
+        anyhow::bail!("cannot add this user: {}", reasons.join("; "));
+    }
+    let opened = store::open(&config.server.database_url, false).await?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let password_hash = Passwords::new(cores)?.hash(password).await?;
+    let user = opened
+        .users
+        .create(
+            NewUser {
+                username,
+                email,
+                password_hash,
+            },
+            Utc::now(),
+        )
+        .await?;
+    opened.events.close().await;
+    say!(
+        "added user {} ({}, {})",
+        user.id,
+        printable(&user.username),
+        printable(&user.email)
+    );
+    Ok(())
 }
 
 /// The error has been written to the log already: `main` need not print it again.

@@ -81,16 +81,7 @@ pub async fn seed(
         "seed fills an empty database; {database_url} holds {people} users and {existing} events already"
     );
     let started = Instant::now();
-    let password_hash = Passwords::new(1)?.hash(password).await?;
-    let new_users: Vec<NewUser> = (0..users)
-        .map(|i| NewUser {
-            username: format!("seed-{i}"),
-            email: format!("seed-{i}@seed.test"),
-            password_hash: password_hash.clone(),
-        })
-        .collect();
-    let ids = opened.users.create_many(&new_users, Utc::now()).await?;
-    drop(new_users);
+    let ids = create_users(&opened, users, password).await?;
     eprintln!(
         "{} users in {:.1} s",
         ids.len(),
@@ -102,10 +93,49 @@ pub async fn seed(
         idle_timeout: config.lifetimes.session_idle_timeout,
         absolute: config.lifetimes.session_absolute_lifetime,
     };
-    let end = Utc::now();
-    let (per_user, extra) = (events / users as u64, events % users as u64);
-    let progress = std::io::stderr().is_terminal();
     let appending = Instant::now();
+    let seeded = append_histories(&store, ids, events, lifetimes).await?;
+    let seconds = appending.elapsed().as_secs_f64();
+    say!(
+        "seeded {} users, {} events ({} sessions live now) in {:.1} s ({:.0} events/s appended)",
+        seeded.users,
+        seeded.events,
+        seeded.live_sessions,
+        started.elapsed().as_secs_f64(),
+        seeded.events as f64 / seconds.max(1e-9)
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// `users` users `seed-<i>`, all with the one password (hashed once).
+async fn create_users(
+    opened: &store::Opened,
+    users: usize,
+    password: String,
+) -> anyhow::Result<Vec<UserId>> {
+    let password_hash = Passwords::new(1)?.hash(password).await?;
+    let new_users: Vec<NewUser> = (0..users)
+        .map(|i| NewUser {
+            username: format!("seed-{i}"),
+            email: format!("seed-{i}@seed.test"),
+            password_hash: password_hash.clone(),
+        })
+        .collect();
+    Ok(opened.users.create_many(&new_users, Utc::now()).await?)
+}
+
+/// Each user's simulated history appended, many users at once; what was written.
+async fn append_histories(
+    store: &std::sync::Arc<dyn crate::store::EventStore>,
+    ids: Vec<UserId>,
+    events: u64,
+    lifetimes: Lifetimes,
+) -> anyhow::Result<Seeded> {
+    let end = Utc::now();
+    let users = ids.len() as u64;
+    let (per_user, extra) = (events / users, events % users);
+    let progress = std::io::stderr().is_terminal();
     let mut seeded = Seeded {
         users: ids.len(),
         ..Seeded::default()
@@ -142,17 +172,7 @@ pub async fn seed(
     if progress {
         eprintln!();
     }
-    let seconds = appending.elapsed().as_secs_f64();
-    say!(
-        "seeded {} users, {} events ({} sessions live now) in {:.1} s ({:.0} events/s appended)",
-        seeded.users,
-        seeded.events,
-        seeded.live_sessions,
-        started.elapsed().as_secs_f64(),
-        seeded.events as f64 / seconds.max(1e-9)
-    );
-    store.close().await;
-    Ok(())
+    Ok(seeded)
 }
 
 /// Stands in for signing: seeded tokens are never handed to anyone, so their hashes need only
@@ -207,60 +227,7 @@ fn simulate(
     let mut written = 0u64;
     while written < quota {
         let device = &devices[rng.random_range(0..devices.len())];
-        let live: Vec<SessionId> = state.sessions.keys().copied().collect();
-        let pick = |rng: &mut StdRng| live[rng.random_range(0..live.len())];
-        let roll: f64 = rng.random();
-        let command = if live.is_empty() || roll < 0.08 {
-            Command::IssueToken(IssueToken {
-                session_id: uuid_at(now),
-                device_id: device.id.clone(),
-                token_id: uuid_at(now),
-                reason: IssueReason::Login,
-                lifetimes,
-                // Seeded users hold at most five sessions: below any limit.
-                max_sessions: None,
-                client: device.client.clone(),
-            })
-        } else if roll < 0.10 {
-            Command::RecordLoginFailure(RecordLoginFailure {
-                client: device.client.clone(),
-                failed_at: now,
-            })
-        } else if roll < 0.13 || live.len() > 4 {
-            Command::RevokeSession(RevokeSession {
-                session_id: pick(&mut rng),
-                reason: RevokeReason::Logout,
-            })
-        } else if roll < 0.135 {
-            Command::ClearSessions(ClearSessions {
-                reason: ClearReason::Logout,
-                device_id: None,
-                keep: None,
-            })
-        } else {
-            let session = &state.sessions[&pick(&mut rng)];
-            // Now and then a stolen, older token comes back: reuse detection ends the session.
-            let replayed = session.generation > 1 && roll > 0.995;
-            let generation = if replayed {
-                session.generation - 2
-            } else {
-                session.generation
-            };
-            Command::RotateToken(RotateToken {
-                presented: PresentedToken {
-                    user_id,
-                    session_id: session.id,
-                    token_id: session.token_id,
-                    generation,
-                    hash: session.token_hash,
-                },
-                rotation: roll < 0.9,
-                successor_id: uuid_at(now),
-                reuse_grace: TimeDelta::seconds(10),
-                lifetimes,
-                client: device.client.clone(),
-            })
-        };
+        let command = next_command(&state, device, &mut rng, now, lifetimes);
         if let Ok(events) = decide(&state, &command, now, &SeedSealer)
             && !events.is_empty()
         {
@@ -285,6 +252,73 @@ fn simulate(
         .filter(|s| !s.is_expired(end))
         .count() as u64;
     (steps, live)
+}
+
+/// What the user does next on `device`: log in (always, without a live session), fail a
+/// login, log out, log out everywhere, or refresh a session (now and then with a stolen,
+/// older token).
+fn next_command(
+    state: &UserSessions,
+    device: &Device,
+    rng: &mut StdRng,
+    now: Timestamp,
+    lifetimes: Lifetimes,
+) -> Command {
+    let user_id = state.user_id;
+    let live: Vec<SessionId> = state.sessions.keys().copied().collect();
+    let pick = |rng: &mut StdRng| live[rng.random_range(0..live.len())];
+    let roll: f64 = rng.random();
+    if live.is_empty() || roll < 0.08 {
+        Command::IssueToken(IssueToken {
+            session_id: uuid_at(now),
+            device_id: device.id.clone(),
+            token_id: uuid_at(now),
+            reason: IssueReason::Login,
+            lifetimes,
+            // Seeded users hold at most five sessions: below any limit.
+            max_sessions: None,
+            client: device.client.clone(),
+        })
+    } else if roll < 0.10 {
+        Command::RecordLoginFailure(RecordLoginFailure {
+            client: device.client.clone(),
+            failed_at: now,
+        })
+    } else if roll < 0.13 || live.len() > 4 {
+        Command::RevokeSession(RevokeSession {
+            session_id: pick(rng),
+            reason: RevokeReason::Logout,
+        })
+    } else if roll < 0.135 {
+        Command::ClearSessions(ClearSessions {
+            reason: ClearReason::Logout,
+            device_id: None,
+            keep: None,
+        })
+    } else {
+        let session = &state.sessions[&pick(rng)];
+        // Now and then a stolen, older token comes back: reuse detection ends the session.
+        let replayed = session.generation > 1 && roll > 0.995;
+        let generation = if replayed {
+            session.generation - 2
+        } else {
+            session.generation
+        };
+        Command::RotateToken(RotateToken {
+            presented: PresentedToken {
+                user_id,
+                session_id: session.id,
+                token_id: session.token_id,
+                generation,
+                hash: session.token_hash,
+            },
+            rotation: roll < 0.9,
+            successor_id: uuid_at(now),
+            reuse_grace: TimeDelta::seconds(10),
+            lifetimes,
+            client: device.client.clone(),
+        })
+    }
 }
 
 /// A version 7 id for the moment `at`: ids of the simulated past sort as if made then.
