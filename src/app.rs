@@ -57,12 +57,13 @@ impl Application {
             .with_context(|| format!("opening {database_url}"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
-        let app = services(&config, &opened, tokens, &arbiters, cores)?;
+        let shared = Arc::new(config.clone());
+        let app = services(shared.clone(), &opened, tokens, &arbiters, cores)?;
         let (store, projection) = (app.store.clone(), app.projection.clone());
         let catch_up = Arc::new(catch_up::Progress::default());
         let state = web::Data::new(AppState {
             app,
-            config: Arc::new(config.clone()),
+            config: shared,
             metrics: Arc::default(),
             catch_up: catch_up.clone(),
         });
@@ -195,7 +196,7 @@ fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
 /// What the use cases work with: the stores, the actors (one arbiter a core), the projection
 /// they keep, the password pool, the limits, and the one clock and id source.
 fn services(
-    config: &Config,
+    config: Arc<Config>,
     opened: &store::Opened,
     tokens: Arc<Tokens>,
     arbiters: &[Arbiter],
@@ -219,7 +220,6 @@ fn services(
         .unwrap_or(Duration::from_secs(300));
     let limits = &config.limits;
     Ok(Services {
-        config: Arc::new(config.clone()),
         users: opened.users.clone(),
         passwords: Passwords::new(cores).context("argon2")?,
         tokens,
@@ -235,6 +235,7 @@ fn services(
         ),
         store,
         shared_log,
+        config,
     })
 }
 

@@ -150,10 +150,14 @@ pub async fn login(
     Ok(started(&state, session, delivery))
 }
 
-/// The refresh token of a request: the body's `refreshToken`, else the cookie's; and
-/// whether it came from the cookie.
-pub fn presented_token(state: &AppState, req: &HttpRequest, body: &Body) -> Option<(String, bool)> {
-    match RefreshRequest::parse(body).refresh_token() {
+/// The refresh token of a request: the body's (`from_body`), else the cookie's; and
+/// whether it came from the cookie. Refresh and logout read it alike.
+pub fn presented_token(
+    state: &AppState,
+    req: &HttpRequest,
+    from_body: Option<String>,
+) -> Option<(String, bool)> {
+    match from_body {
         Some(token) => Some((token, false)),
         None => cookies::token(state, req).map(|token| (token, true)),
     }
@@ -212,7 +216,8 @@ async fn rotate(
     body: &Body,
 ) -> Result<HttpResponse, ApiError> {
     cookies::refuse_cross_site(state, req)?;
-    let (token, from_cookie) = presented_token(state, req, body)
+    let from_body = RefreshRequest::parse(body).refresh_token();
+    let (token, from_cookie) = presented_token(state, req, from_body)
         .ok_or_else(|| ApiError::bad_request("Missing refresh token"))?;
     let refreshed = state.app.refresh(&token, caller(req, state)).await?;
     // A token from the body next to a cookie may be someone else's (a cross-site form that

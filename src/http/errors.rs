@@ -7,10 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::actors::ExecuteError;
 use crate::limits::Limited;
-use crate::store::StoreError;
-use crate::store::users::UserError;
 use crate::use_cases::Failure;
 
 #[derive(Debug, Clone)]
@@ -226,19 +223,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<UserError> for ApiError {
-    fn from(error: UserError) -> Self {
-        match error {
-            UserError::Taken => ApiError::application("Email or Username are already taken"),
-            UserError::NotFound => ApiError::unauthorized("Invalid credentials"),
-            UserError::Database(e) => {
-                tracing::error!(error = %e, "users table");
-                ApiError::unavailable()
-            }
-        }
-    }
-}
-
 /// Each way a use case fails is one of Strapi's answers.
 impl From<Failure> for ApiError {
     fn from(failure: Failure) -> Self {
@@ -267,8 +251,8 @@ impl From<Failure> for ApiError {
             Failure::UserNotFound => ApiError::not_found_message("User not found"),
             Failure::Limited(limited) => ApiError::rate_limited(limited),
             Failure::Busy => ApiError::busy(),
-            Failure::Unavailable(error) => {
-                tracing::error!(%error, "unavailable");
+            unavailable @ Failure::Unavailable { .. } => {
+                tracing::error!(error = %unavailable, "unavailable");
                 ApiError::unavailable()
             }
         }
@@ -278,20 +262,6 @@ impl From<Failure> for ApiError {
 impl From<Limited> for ApiError {
     fn from(limited: Limited) -> Self {
         ApiError::rate_limited(limited)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "event store");
-        ApiError::unavailable()
-    }
-}
-
-impl From<ExecuteError> for ApiError {
-    fn from(error: ExecuteError) -> Self {
-        tracing::error!(%error, "session actor");
-        ApiError::unavailable()
     }
 }
 

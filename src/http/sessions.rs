@@ -6,6 +6,7 @@ use serde::Serialize;
 use tokenledger_domain::{Session, SessionId};
 use utoipa::ToSchema;
 
+use super::auth::presented_token;
 use super::body::Body;
 use super::errors::{ApiError, BodyRefusals, ErrorBody, ReadUnavailable, WriteUnavailable};
 use super::forms::LogoutRequest;
@@ -51,8 +52,7 @@ pub async fn logout(
     let request = LogoutInput {
         scope,
         access_token: bearer(&req).map(str::to_owned),
-        // As a refresh reads it: the body's, else the cookie's.
-        refresh_token: from_body.or_else(|| cookies::token(&state, &req)),
+        refresh_token: presented_token(&state, &req, from_body).map(|(token, _)| token),
     };
     state.app.logout(request, caller(&req, &state)).await?;
     let mut response = HttpResponse::Ok();

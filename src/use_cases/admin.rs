@@ -119,7 +119,7 @@ impl Services {
             Ok::<_, StoreError>((page, total))
         })
         .await
-        .map_err(|e| Failure::Unavailable(format!("replay: {e}")))?;
+        .map_err(|e| Failure::unavailable("replay", e))?;
         Ok(replayed?)
     }
 

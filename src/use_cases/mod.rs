@@ -106,19 +106,36 @@ pub enum Failure {
     #[error("too many password checks at once")]
     Busy,
     /// The store, the actor or the hasher could not do its part; nothing was acknowledged.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    #[error("{what}: {source}")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Failure {
+    /// `what` could not do its part; the error itself stays the source.
+    pub(super) fn unavailable(
+        what: &'static str,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Failure::Unavailable {
+            what,
+            source: Box::new(error),
+        }
+    }
 }
 
 impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Self {
-        Failure::Unavailable(format!("event store: {error}"))
+        Failure::unavailable("event store", error)
     }
 }
 
 impl From<ExecuteError> for Failure {
     fn from(error: ExecuteError) -> Self {
-        Failure::Unavailable(format!("session actor: {error}"))
+        Failure::unavailable("session actor", error)
     }
 }
 
@@ -127,7 +144,7 @@ impl From<UserError> for Failure {
         match error {
             UserError::Taken => Failure::Taken,
             UserError::NotFound => Failure::InvalidCredentials,
-            UserError::Database(e) => Failure::Unavailable(format!("users table: {e}")),
+            UserError::Database(e) => Failure::unavailable("users table", e),
         }
     }
 }
@@ -136,7 +153,7 @@ impl From<PasswordError> for Failure {
     fn from(error: PasswordError) -> Self {
         match error {
             PasswordError::Busy => Failure::Busy,
-            other => Failure::Unavailable(format!("password hashing: {other}")),
+            other => Failure::unavailable("password hashing", other),
         }
     }
 }
