@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tokenledger::config::KeyBytes;
 use tokenledger::store::{
-    Actor, ChainVerifier, EventMetadata, Hashed, NewEvent, RecordedEvent, chain_hash, stream_of,
+    Actor, ChainKey, ChainVerifier, EventMetadata, Hashed, NewEvent, RecordedEvent, chain_hash,
+    stream_of,
 };
 use tokenledger::tokens::{RecordingSealer, Tokens, hash};
 use tokenledger_domain::{
@@ -214,7 +216,8 @@ fn benches(c: &mut Criterion) {
         metadata: &metadata_json,
         recorded_at: &recorded_at_text,
     };
-    let event_hash = chain_hash(&prev_hash, &hashed);
+    let key = ChainKey::new(&KeyBytes::new([7; 32]));
+    let event_hash = key.hash(&prev_hash, &hashed);
     let recorded = RecordedEvent {
         position: 1_804_233,
         stream_id: stream_id.clone(),
@@ -238,13 +241,16 @@ fn benches(c: &mut Criterion) {
             (event, metadata)
         })
     });
-    group.bench_function("chain_hash", |b| {
+    group.bench_function("chain_hash_unkeyed", |b| {
         b.iter(|| chain_hash(black_box(&prev_hash), black_box(&hashed)))
+    });
+    group.bench_function("chain_hash", |b| {
+        b.iter(|| key.hash(black_box(&prev_hash), black_box(&hashed)))
     });
     // What `tokenledger verify` does per event: format the time, rehash, compare, advance.
     group.bench_function("chain_verify_one_event", |b| {
         b.iter_batched_ref(
-            ChainVerifier::default,
+            || ChainVerifier::new(key.clone()),
             |verifier| verifier.check(black_box(&recorded)).expect("intact"),
             BatchSize::SmallInput,
         )

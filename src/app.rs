@@ -52,7 +52,12 @@ impl Application {
                 Some(lock_for_serving(url).with_context(|| format!("locking {database_url}"))?)
             }
         };
-        let opened = store::open(database_url, false)
+        let key = config
+            .ledger
+            .key
+            .as_ref()
+            .context("LEDGER_KEY is not set")?;
+        let opened = store::open(database_url, false, key)
             .await
             .with_context(|| format!("opening {database_url}"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -6,7 +6,7 @@
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Secret, refuse_weak};
+use crate::config::{Config, KeyBytes, Secret, refuse_weak};
 use crate::private_files;
 
 const FILE_NAME: &str = "secrets.json";
@@ -15,6 +15,11 @@ const FILE_NAME: &str = "secrets.json";
 struct Stored {
     jwt_secret: Option<String>,
     refresh_jwt_secret: Option<String>,
+    /// Added with the keyed ledger: absent from older files, and then generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ledger_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint_key: Option<String>,
 }
 
 fn random_secret() -> String {
@@ -23,11 +28,34 @@ fn random_secret() -> String {
     hex::encode(bytes)
 }
 
-/// Fills in missing secrets from (or into) `<data dir>/secrets.json`. Returns what it did,
-/// for the start-up log.
+fn random_key() -> KeyBytes {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    KeyBytes::new(bytes)
+}
+
+fn missing(config: &Config) -> Vec<&'static str> {
+    let (tokens, ledger) = (&config.tokens, &config.ledger);
+    [
+        ("JWT_SECRET", tokens.jwt_secret.is_none()),
+        ("REFRESH_JWT_SECRET", tokens.refresh_secret.is_none()),
+        ("LEDGER_KEY", ledger.key.is_none()),
+        ("CHECKPOINT_KEY", ledger.checkpoint_key.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, missing)| missing.then_some(name))
+    .collect()
+}
+
+fn invalid_data(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
+/// Fills in missing secrets and keys from (or into) `<data dir>/secrets.json`. Returns what
+/// it did, for the start-up log.
 pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
-    let tokens = &mut config.tokens;
-    if tokens.jwt_secret.is_some() && tokens.refresh_secret.is_some() {
+    let missing = missing(config);
+    if missing.is_empty() {
         return Ok(None);
     }
     if config.server.database_url.is_postgres() {
@@ -35,61 +63,102 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         // per instance (and per container), and every token would fail on the others.
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "JWT_SECRET and REFRESH_JWT_SECRET must be set when DATABASE_URL is PostgreSQL: every instance needs the same ones",
+            format!(
+                "{} must be set when DATABASE_URL is PostgreSQL: every instance needs the same ones",
+                missing.join(", ")
+            ),
         ));
     }
     let path = config.server.data_dir.join(FILE_NAME);
     let mut stored: Stored = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        })?,
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| invalid_data(format!("{}: {e}", path.display())))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
         Err(e) => return Err(e),
     };
-    for (key, value, configured) in [
-        ("JWT_SECRET", &stored.jwt_secret, &tokens.jwt_secret),
-        (
-            "REFRESH_JWT_SECRET",
-            &stored.refresh_jwt_secret,
-            &tokens.refresh_secret,
-        ),
-    ] {
-        if let (Some(value), None) = (value, configured) {
-            let key = format!("{key} in {}", path.display());
-            refuse_weak(&key, &Secret::new(value.clone()), config.insecure_dev)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        }
-    }
-    let mut generated = Vec::new();
-    if tokens.jwt_secret.is_none() {
-        let value = stored.jwt_secret.get_or_insert_with(|| {
-            generated.push("JWT_SECRET");
-            random_secret()
-        });
-        tokens.jwt_secret = Some(Secret::new(value.clone()));
-    }
-    if tokens.refresh_secret.is_none() {
-        let value = stored.refresh_jwt_secret.get_or_insert_with(|| {
-            generated.push("REFRESH_JWT_SECRET");
-            random_secret()
-        });
-        tokens.refresh_secret = Some(Secret::new(value.clone()));
-    }
+    let generated = fill_secrets(config, &mut stored, &path)?
+        .into_iter()
+        .chain(fill_keys(config, &mut stored, &path)?)
+        .collect::<Vec<_>>();
     if generated.is_empty() {
         return Ok(Some(format!(
-            "using signing secrets from {}",
+            "using signing secrets and ledger keys from {}",
             path.display()
         )));
     }
     private_files::write(&path, &serde_json::to_vec_pretty(&stored)?)?;
     Ok(Some(format!(
         "generated {} into {} (mode 0600); set them in the environment to manage them yourself",
-        generated.join(" and "),
+        generated.join(", "),
         path.display()
     )))
+}
+
+/// The signing secrets: those read back held to the rule of configured ones.
+fn fill_secrets(
+    config: &mut Config,
+    stored: &mut Stored,
+    path: &std::path::Path,
+) -> std::io::Result<Vec<&'static str>> {
+    let tokens = &mut config.tokens;
+    let mut generated = Vec::new();
+    for (name, value, configured) in [
+        ("JWT_SECRET", &mut stored.jwt_secret, &mut tokens.jwt_secret),
+        (
+            "REFRESH_JWT_SECRET",
+            &mut stored.refresh_jwt_secret,
+            &mut tokens.refresh_secret,
+        ),
+    ] {
+        if configured.is_some() {
+            continue;
+        }
+        if let Some(value) = value {
+            let key = format!("{name} in {}", path.display());
+            refuse_weak(&key, &Secret::new(value.clone()), config.insecure_dev)
+                .map_err(|e| invalid_data(e.to_string()))?;
+        }
+        let value = value.get_or_insert_with(|| {
+            generated.push(name);
+            random_secret()
+        });
+        *configured = Some(Secret::new(value.clone()));
+    }
+    Ok(generated)
+}
+
+/// The ledger key and the checkpoint signing key.
+fn fill_keys(
+    config: &mut Config,
+    stored: &mut Stored,
+    path: &std::path::Path,
+) -> std::io::Result<Vec<&'static str>> {
+    let ledger = &mut config.ledger;
+    let mut generated = Vec::new();
+    for (name, value, configured) in [
+        ("LEDGER_KEY", &mut stored.ledger_key, &mut ledger.key),
+        (
+            "CHECKPOINT_KEY",
+            &mut stored.checkpoint_key,
+            &mut ledger.checkpoint_key,
+        ),
+    ] {
+        if configured.is_some() {
+            continue;
+        }
+        let key = match value {
+            Some(text) => KeyBytes::parse(text)
+                .map_err(|e| invalid_data(format!("{name} in {}: {e}", path.display())))?,
+            None => {
+                generated.push(name);
+                let key = random_key();
+                *value = Some(key.to_hex());
+                key
+            }
+        };
+        *configured = Some(key);
+    }
+    Ok(generated)
 }
 
 #[cfg(test)]
@@ -112,7 +181,9 @@ mod tests {
         let mut config = Config::load(None, &env, false).unwrap();
         let refused = resolve(&mut config).unwrap_err().to_string();
         assert!(
-            refused.contains("must be set when DATABASE_URL is PostgreSQL"),
+            refused.starts_with(
+                "JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY must be set when DATABASE_URL is PostgreSQL"
+            ),
             "{refused}"
         );
         assert!(!dir.path().join(FILE_NAME).exists());
@@ -168,7 +239,7 @@ mod tests {
         let mut first = Config::load(None, &env, false).unwrap();
         let said = resolve(&mut first).unwrap().unwrap();
         assert!(
-            said.contains("generated JWT_SECRET and REFRESH_JWT_SECRET"),
+            said.contains("generated JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY"),
             "{said}"
         );
         let mut second = Config::load(None, &env, false).unwrap();
@@ -176,6 +247,9 @@ mod tests {
         assert_eq!(first.tokens.jwt_secret, second.tokens.jwt_secret);
         assert_eq!(first.tokens.refresh_secret, second.tokens.refresh_secret);
         assert_ne!(first.tokens.jwt_secret, first.tokens.refresh_secret);
+        assert_eq!(first.ledger.key, second.ledger.key);
+        assert_eq!(first.ledger.checkpoint_key, second.ledger.checkpoint_key);
+        assert!(first.ledger.key.is_some() && first.ledger.key != first.ledger.checkpoint_key);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -15,15 +15,21 @@ use tokenledger_projections::{ActiveSessions, sessions_alive_at};
 
 use crate::audit::{AuditEntry, table};
 use crate::catch_up::fold_into;
-use crate::config::DatabaseUrl;
+use crate::config::{Config, KeyBytes};
 use crate::store::users::strapi_time;
-use crate::store::{self, ChainVerifier, Opened, StoreError, stream_of};
+use crate::store::{self, ChainKey, ChainVerifier, Opened, StoreError, stream_of};
 use crate::terminal::{printable, printable_json};
 
-async fn open(url: &DatabaseUrl) -> anyhow::Result<Opened> {
-    store::open(url, true)
+async fn open(config: &Config) -> anyhow::Result<Opened> {
+    let url = &config.server.database_url;
+    store::open(url, true, ledger_key(config)?)
         .await
         .with_context(|| format!("opening {url}"))
+}
+
+/// The ledger key, which `secrets::resolve` has filled in by now.
+pub fn ledger_key(config: &Config) -> anyhow::Result<&KeyBytes> {
+    config.ledger.key.as_ref().context("LEDGER_KEY is not set")
 }
 
 async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {
@@ -32,8 +38,8 @@ async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {
 }
 
 /// `tokenledger audit <user> [--json]`
-pub async fn audit(url: &DatabaseUrl, key: &str, json: bool) -> anyhow::Result<()> {
-    let opened = open(url).await?;
+pub async fn audit(config: &Config, key: &str, json: bool) -> anyhow::Result<()> {
+    let opened = open(config).await?;
     let store = opened.events.clone();
     let id = user_id(&opened, key).await?;
     let records = store.read_stream(&stream_of(id), 0).await?;
@@ -61,11 +67,11 @@ fn decode(record: &crate::store::RecordedEvent) -> Result<Event, StoreError> {
 
 /// `tokenledger replay [--until T] [--user U]`: the sessions alive at `until` (default now).
 pub async fn replay(
-    url: &DatabaseUrl,
+    config: &Config,
     until: Option<DateTime<Utc>>,
     user: Option<&str>,
 ) -> anyhow::Result<()> {
-    let opened = open(url).await?;
+    let opened = open(config).await?;
     let store = opened.events.clone();
     let at = until.unwrap_or_else(Utc::now);
     let only = match user {
@@ -122,10 +128,10 @@ pub async fn replay(
 }
 
 /// `tokenledger verify`: recomputes every chain; the first break fails the command.
-pub async fn verify(url: &DatabaseUrl) -> anyhow::Result<bool> {
-    let opened = open(url).await?;
+pub async fn verify(config: &Config) -> anyhow::Result<bool> {
+    let opened = open(config).await?;
     let store = opened.events.clone();
-    let mut verifier = ChainVerifier::default();
+    let mut verifier = ChainVerifier::new(ChainKey::new(ledger_key(config)?));
     let mut all = store.read_all(0);
     let mut broken = None;
     while let Some(record) = all.try_next().await? {
@@ -135,6 +141,9 @@ pub async fn verify(url: &DatabaseUrl) -> anyhow::Result<bool> {
         }
     }
     drop(all);
+    if broken.is_none() {
+        broken = verifier.finish().err();
+    }
     store.close().await;
     match broken {
         Some(at) => {
@@ -151,8 +160,8 @@ pub async fn verify(url: &DatabaseUrl) -> anyhow::Result<bool> {
 
 /// `tokenledger rebuild`: folds every event into fresh projections, with a progress bar on a
 /// terminal and plain lines otherwise, and reports the rate.
-pub async fn rebuild(url: &DatabaseUrl) -> anyhow::Result<()> {
-    let opened = open(url).await?;
+pub async fn rebuild(config: &Config) -> anyhow::Result<()> {
+    let opened = open(config).await?;
     let store = opened.events.clone();
     let total = store.count().await?;
     let bar = if std::io::stderr().is_terminal() {

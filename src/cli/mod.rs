@@ -42,6 +42,7 @@ use crate::store::users::{NewUser, strapi_time};
 use crate::store::{self, Actor, EventMetadata};
 use crate::terminal::printable;
 use crate::tokens::Tokens;
+use forensics::ledger_key;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -165,17 +166,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // A health check needs HOST and PORT, not secrets strong enough to serve with: the
     // container's check must not fail where the instance was started with --insecure-dev.
     let probing = matches!(cli.command, Some(Command::Probe { .. }));
-    let config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
+    let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
+    // Every command that opens the database needs the ledger key; `serve` resolves (and
+    // reports) the secrets itself.
+    if !matches!(
+        cli.command,
+        None | Some(Command::Serve | Command::Probe { .. } | Command::PasswordCost { .. })
+    ) {
+        secrets::resolve(&mut config)
+            .with_context(|| format!("secrets and keys in {}", config.server.data_dir.display()))?;
+    }
     let format = config.logging.format;
     init_logging(format);
     let outcome = actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
-            Command::Audit { user, json } => {
-                forensics::audit(&config.server.database_url, &user, json).await
-            }
+            Command::Audit { user, json } => forensics::audit(&config, &user, json).await,
             Command::Replay { until, user } => {
-                forensics::replay(&config.server.database_url, until, user.as_deref()).await
+                forensics::replay(&config, until, user.as_deref()).await
             }
             Command::Probe { port } => {
                 let address =
@@ -185,13 +193,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Verify => {
-                if forensics::verify(&config.server.database_url).await? {
+                if forensics::verify(&config).await? {
                     Ok(())
                 } else {
                     anyhow::bail!("the event log has been altered")
                 }
             }
-            Command::Rebuild => forensics::rebuild(&config.server.database_url).await,
+            Command::Rebuild => forensics::rebuild(&config).await,
             Command::PasswordCost { count } => password_cost(count).await,
             Command::Seed {
                 users,
@@ -263,7 +271,7 @@ async fn password_cost(count: usize) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    store::open(&config.server.database_url, false)
+    store::open(&config.server.database_url, false, ledger_key(config)?)
         .await?
         .events
         .close()
@@ -273,7 +281,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn list_users(config: &Config) -> anyhow::Result<()> {
-    let opened = store::open(&config.server.database_url, true).await?;
+    let opened = store::open(&config.server.database_url, true, ledger_key(config)?).await?;
     let users = opened.users.all().await?;
     opened.events.close().await;
     say!(
@@ -309,7 +317,7 @@ async fn add_user(
         let reasons: Vec<String> = broken.into_iter().map(|(_, message)| message).collect();
         anyhow::bail!("cannot add this user: {}", reasons.join("; "));
     }
-    let opened = store::open(&config.server.database_url, false).await?;
+    let opened = store::open(&config.server.database_url, false, ledger_key(config)?).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let password_hash = Passwords::new(cores)?.hash(password).await?;
     let user = opened
@@ -343,7 +351,7 @@ pub struct Logged;
 async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
     secrets::resolve(&mut config)
         .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
-    let opened = store::open(&config.server.database_url, true).await?;
+    let opened = store::open(&config.server.database_url, true, ledger_key(&config)?).await?;
     let users = &opened.users;
     let user = users
         .find_any(key)

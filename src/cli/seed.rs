@@ -71,7 +71,7 @@ pub async fn seed(
         "--events must be at most {MAX_EVENTS_PER_USER} a user (each user's history is built in memory)"
     );
     let database_url = &config.server.database_url;
-    let opened = store::open(database_url, false)
+    let opened = store::open(database_url, false, super::forensics::ledger_key(config)?)
         .await
         .with_context(|| format!("opening {database_url}"))?;
     let store = opened.events.clone();

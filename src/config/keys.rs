@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 
 use super::values::{
-    Parsed, boolean, cors_origins, duration, log_format, path, port, proxies, rate_limit,
-    same_site, secret, session_limit, text,
+    Parsed, boolean, cors_origins, duration, key, log_format, path, port, proxies, rate_limit,
+    same_site, secret, session_limit, text, url,
 };
-use super::{ConfigError, CorsOrigins, LogFormat, RateLimit, SameSite, Secret, invalid};
+use super::{ConfigError, CorsOrigins, KeyBytes, LogFormat, RateLimit, SameSite, Secret, invalid};
 
 /// What is known of a key whatever its type.
 #[derive(Debug)]
@@ -191,6 +191,28 @@ keys! {
         "enables the admin API (32 bytes or more)";
     LOG_FORMAT: LogFormat = "LOG_FORMAT", "server.logFormat", Text, Value("text"), log_format,
         "`text` or `json` (`RUST_LOG` filters)";
+    LEDGER_KEY: KeyBytes = "LEDGER_KEY", "ledger.key", Text, Derived("generated"), key,
+        "keys the events' hash chain (HMAC-SHA256): 64 hex digits; keep it out of the \
+        database's reach (required on PostgreSQL)";
+    LEDGER_KEY_FILE: PathBuf = "LEDGER_KEY_FILE", "ledger.keyFile", Text, Unset, path,
+        "a file holding `LEDGER_KEY`";
+    CHECKPOINT_KEY: KeyBytes = "CHECKPOINT_KEY", "ledger.checkpointKey", Text,
+        Derived("generated"), key,
+        "the Ed25519 seed that signs checkpoints: 64 hex digits (required on PostgreSQL)";
+    CHECKPOINT_KEY_FILE: PathBuf = "CHECKPOINT_KEY_FILE", "ledger.checkpointKeyFile", Text,
+        Unset, path,
+        "a file holding `CHECKPOINT_KEY`";
+    LEDGER_ORIGIN: String = "LEDGER_ORIGIN", "ledger.origin", Text,
+        Derived("`tokenledger/<key id>`"), text,
+        "the checkpoints' origin line, and the name of their signing key";
+    CHECKPOINT_INTERVAL: TimeDelta = "CHECKPOINT_INTERVAL", "ledger.checkpointInterval", Scalar,
+        Value("10s"), duration,
+        "a signed checkpoint is made this often when the log grew";
+    CHECKPOINT_FILE: PathBuf = "CHECKPOINT_FILE", "ledger.checkpointFile", Text, Unset, path,
+        "each checkpoint is also appended to this file";
+    CHECKPOINT_WEBHOOK_URL: String = "CHECKPOINT_WEBHOOK_URL", "ledger.checkpointWebhookUrl",
+        Text, Unset, url,
+        "each checkpoint is POSTed here (`text/plain`), retried with backoff";
 }
 
 /// Where values come from: the environment, then the file.

@@ -19,7 +19,7 @@ use chrono::TimeDelta;
 pub use database_url::DatabaseUrl;
 use keys::Source;
 pub use keys::help;
-pub use secret::{Secret, refuse_weak};
+pub use secret::{KeyBytes, Secret, refuse_weak};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -30,6 +30,7 @@ pub struct Config {
     pub limits: LimitConfig,
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
+    pub ledger: LedgerConfig,
     /// Allows weak secrets, for local experiments only.
     pub insecure_dev: bool,
 }
@@ -99,6 +100,19 @@ pub struct LimitConfig {
 pub struct AdminConfig {
     /// `None` leaves the admin API off.
     pub api_token: Option<Secret>,
+}
+
+/// The keys of the ledger and where its checkpoints go.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// `None` until `secrets::resolve` fills in a generated one.
+    pub key: Option<KeyBytes>,
+    pub checkpoint_key: Option<KeyBytes>,
+    /// `None`: derived from the checkpoint key (`tokenledger/<key id>`).
+    pub origin: Option<String>,
+    pub checkpoint_interval: TimeDelta,
+    pub checkpoint_file: Option<PathBuf>,
+    pub checkpoint_webhook_url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -179,6 +193,7 @@ impl Config {
             logging: LoggingConfig {
                 format: source.value(&keys::LOG_FORMAT)?,
             },
+            ledger: LedgerConfig::read(&source)?,
             insecure_dev,
         };
         config.validate()?;
@@ -200,6 +215,7 @@ impl Config {
                 lifetimes.session_absolute_lifetime,
             ),
             (&keys::ACTOR_IDLE_TIMEOUT, self.server.actor_idle_timeout),
+            (&keys::CHECKPOINT_INTERVAL, self.ledger.checkpoint_interval),
         ] {
             if value <= TimeDelta::zero() {
                 return Err(invalid(key.about.file, "must be longer than zero"));
@@ -377,6 +393,52 @@ impl CookieConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl LedgerConfig {
+    fn read(source: &Source) -> Result<LedgerConfig, ConfigError> {
+        let origin = source.optional(&keys::LEDGER_ORIGIN)?;
+        if let Some(origin) = &origin
+            && (origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c == '+'))
+        {
+            // The origin names the signing key too, and a key name has no spaces or `+`.
+            return Err(invalid(
+                keys::LEDGER_ORIGIN.about.env,
+                format!("{origin:?} must be non-empty, without spaces or +"),
+            ));
+        }
+        Ok(LedgerConfig {
+            key: key_or_file(source, &keys::LEDGER_KEY, &keys::LEDGER_KEY_FILE)?,
+            checkpoint_key: key_or_file(source, &keys::CHECKPOINT_KEY, &keys::CHECKPOINT_KEY_FILE)?,
+            origin,
+            checkpoint_interval: source.value(&keys::CHECKPOINT_INTERVAL)?,
+            checkpoint_file: source.optional(&keys::CHECKPOINT_FILE)?,
+            checkpoint_webhook_url: source.optional(&keys::CHECKPOINT_WEBHOOK_URL)?,
+        })
+    }
+}
+
+/// A key given itself or as a file holding it (a mounted secret), not both.
+fn key_or_file(
+    source: &Source,
+    key: &keys::Key<KeyBytes>,
+    file: &keys::Key<PathBuf>,
+) -> Result<Option<KeyBytes>, ConfigError> {
+    let (given, path) = (source.optional(key)?, source.optional(file)?);
+    match (given, path) {
+        (Some(_), Some(_)) => Err(invalid(
+            key.about.env,
+            format!("is set and so is {}: give one", file.about.env),
+        )),
+        (given, None) => Ok(given),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid(file.about.env, format!("{}: {e}", path.display())))?;
+            KeyBytes::parse(&text).map(Some).map_err(|message| {
+                invalid(file.about.env, format!("{}: {message}", path.display()))
+            })
+        }
     }
 }
 
@@ -640,7 +702,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("unknown field `sever`, expected one of `jwt`, `refresh`, `server`"),
+            err.contains(
+                "unknown field `sever`, expected one of `jwt`, `ledger`, `refresh`, `server`"
+            ),
             "{err}"
         );
     }

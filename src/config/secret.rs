@@ -56,3 +56,39 @@ pub fn weakness(secret: &str) -> Option<&'static str> {
         None
     }
 }
+
+/// A 32-byte key (the ledger's HMAC key, the checkpoint signing seed): 64 hex digits where
+/// an operator writes it, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyBytes([u8; 32]);
+
+impl KeyBytes {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        KeyBytes(bytes)
+    }
+
+    /// 64 hex digits, surrounding whitespace ignored (a key file ends in a newline).
+    pub fn parse(text: &str) -> Result<KeyBytes, String> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut bytes)
+            .map_err(|_| "must be 64 hex digits (32 random bytes)".to_owned())?;
+        if bytes.iter().all(|b| *b == bytes[0]) {
+            return Err("is not random (every byte is the same)".to_owned());
+        }
+        Ok(KeyBytes(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyBytes(…)")
+    }
+}

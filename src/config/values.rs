@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
-use super::{CorsOrigins, LogFormat, RateLimit, SameSite, Secret};
+use super::{CorsOrigins, KeyBytes, LogFormat, RateLimit, SameSite, Secret};
 
 pub(super) type Parsed<T> = Result<T, String>;
 
@@ -19,6 +19,20 @@ pub(super) fn path(value: &str) -> Parsed<PathBuf> {
 
 pub(super) fn secret(value: &str) -> Parsed<Secret> {
     Ok(Secret::new(value))
+}
+
+pub(super) fn key(value: &str) -> Parsed<KeyBytes> {
+    KeyBytes::parse(value)
+}
+
+/// An `http(s)://` URL.
+pub(super) fn url(value: &str) -> Parsed<String> {
+    let url = value.trim();
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.to_owned())
+    } else {
+        Err(format!("{url:?} is not an http(s) URL"))
+    }
 }
 
 pub(super) fn port(value: &str) -> Parsed<u16> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{GENESIS, Hashed, chain_hash};
+use super::chain::{ChainKey, GENESIS, Hashed};
 use super::{EventMetadata, NewEvent, RecordedEvent, StoreError, StoreStats};
 
 /// The most appends one transaction takes; more wait for the next batch.
@@ -178,6 +178,7 @@ pub fn streams(batch: &[AppendRequest]) -> Vec<&str> {
 /// stream missing from `heads` has no events yet. Positions are filled in by `place` once the
 /// events are inserted.
 pub fn plan(
+    chain: &ChainKey,
     batch: &[AppendRequest],
     mut heads: Heads,
     recorded: &(DateTime<Utc>, String),
@@ -195,7 +196,7 @@ pub fn plan(
                     actual: head.0,
                 });
             }
-            let written = chained(request, head.0, head.1.clone(), recorded);
+            let written = chained(chain, request, head.0, head.1.clone(), recorded);
             if let Some(last) = written.last() {
                 *head = (last.stream_version, last.hash.clone());
             }
@@ -238,6 +239,7 @@ pub fn insert_sql(rows: usize, json: &str) -> String {
 /// The events of one append as they will be stored, chained on from `(version, prev_hash)`
 /// of the stream's head; positions are filled in by the caller after the insert.
 pub fn chained(
+    chain: &ChainKey,
     request: &AppendRequest,
     head_version: i64,
     head_hash: Vec<u8>,
@@ -249,7 +251,7 @@ pub fn chained(
         .iter()
         .zip(head_version + 1..)
         .map(|(event, version)| {
-            let hash = chain_hash(
+            let hash = chain.hash(
                 &prev_hash,
                 &Hashed {
                     stream_id: &request.stream,

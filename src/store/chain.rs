@@ -1,7 +1,15 @@
 //! The tamper-evident chain: each event's hash covers its predecessor's hash and every stored
 //! field, so altering, dropping or reordering an event breaks every hash after it.
+//!
+//! Events are chained with HMAC-SHA256 under the ledger key, which is kept outside the
+//! database: whoever can write the database but lacks the key can neither edit an event nor
+//! insert one that verifies. Logs written before the key existed keep their plain SHA-256
+//! hashes; the `LedgerKeyed` event that opened the keyed part seals them (see `ledger`).
 
+use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
+
+use crate::config::KeyBytes;
 
 /// What the hash of one event covers: every stored field but the position (a backend's
 /// numbering, which may have gaps) and the hashes themselves.
@@ -16,12 +24,11 @@ pub struct Hashed<'a> {
     pub recorded_at: &'a str,
 }
 
-/// `SHA-256(prev_hash ‖ stream_id ‖ stream_version ‖ event_type ‖ schema_version ‖ payload ‖
-/// metadata ‖ recorded_at)`. Variable-length fields are length-prefixed so that no two
-/// different events can concatenate to the same bytes.
-pub fn chain_hash(prev_hash: &[u8], event: &Hashed) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash);
+/// The message an event's hash covers: `prev_hash ‖ stream_id ‖ event_type ‖ payload ‖
+/// metadata ‖ recorded_at ‖ stream_version ‖ schema_version`. Variable-length fields are
+/// length-prefixed so that no two different events can concatenate to the same bytes.
+fn feed(prev_hash: &[u8], event: &Hashed, mut update: impl FnMut(&[u8])) {
+    update(prev_hash);
     for field in [
         event.stream_id.as_bytes(),
         event.event_type.as_bytes(),
@@ -29,12 +36,53 @@ pub fn chain_hash(prev_hash: &[u8], event: &Hashed) -> Vec<u8> {
         event.metadata.as_bytes(),
         event.recorded_at.as_bytes(),
     ] {
-        hasher.update((field.len() as u64).to_be_bytes());
-        hasher.update(field);
+        update(&(field.len() as u64).to_be_bytes());
+        update(field);
     }
-    hasher.update(event.stream_version.to_be_bytes());
-    hasher.update(event.schema_version.to_be_bytes());
+    update(&event.stream_version.to_be_bytes());
+    update(&event.schema_version.to_be_bytes());
+}
+
+/// The unkeyed hash of events written before the ledger key: plain SHA-256 of the message.
+pub fn chain_hash(prev_hash: &[u8], event: &Hashed) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    feed(prev_hash, event, |bytes| hasher.update(bytes));
     hasher.finalize().to_vec()
+}
+
+/// The ledger key: chains every event written since the log was keyed.
+#[derive(Clone)]
+pub struct ChainKey(hmac::Hmac<Sha256>);
+
+impl ChainKey {
+    pub fn new(key: &KeyBytes) -> ChainKey {
+        ChainKey(
+            hmac::Hmac::<Sha256>::new_from_slice(key.expose())
+                .expect("HMAC takes keys of any length"),
+        )
+    }
+
+    /// `HMAC-SHA256(ledger key, message)`.
+    pub fn hash(&self, prev_hash: &[u8], event: &Hashed) -> Vec<u8> {
+        let mut mac = self.0.clone();
+        feed(prev_hash, event, |bytes| mac.update(bytes));
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// A name for the key that reveals nothing of it: the first 8 bytes of its HMAC of a
+    /// fixed label, in hex. The `LedgerKeyed` event records it, so a verifier given the
+    /// wrong key says so instead of calling every event forged.
+    pub fn id(&self) -> String {
+        let mut mac = self.0.clone();
+        mac.update(b"tokenledger ledger key id");
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+}
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainKey(…)")
+    }
 }
 
 /// The `prev_hash` of a stream's first event.
@@ -75,9 +123,20 @@ mod tests {
     }
 }
 
-/// Where a stream's hash chain breaks.
+/// The stream of the ledger's own events (`LedgerKeyed`), which no user stream can be.
+pub const LEDGER_STREAM: &str = "ledger";
+/// The event that opened the keyed part of a log written before the ledger key existed.
+pub const LEDGER_KEYED: &str = "LedgerKeyed";
+
+/// Whether `event` is the seal of a log's unkeyed prefix (see `ledger::seal`).
+pub fn is_seal(stream_id: &str, stream_version: i64, event_type: &str) -> bool {
+    stream_id == LEDGER_STREAM && stream_version == 1 && event_type == LEDGER_KEYED
+}
+
+/// Where the log's hash chain breaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broken {
+    pub position: i64,
     pub stream_id: String,
     pub stream_version: i64,
     pub why: &'static str,
@@ -87,22 +146,42 @@ impl std::fmt::Display for Broken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stream {} breaks at version {}: {}",
-            self.stream_id, self.stream_version, self.why
+            "position {} (stream {}, version {}): {}",
+            self.position, self.stream_id, self.stream_version, self.why
         )
     }
 }
 
-/// Recomputes every stream's chain as the log is read in position order.
-#[derive(Debug, Default)]
+/// Recomputes every stream's chain as the log is read in position order. Events before the
+/// seal (a log's unkeyed prefix) must carry plain SHA-256 hashes; the seal and every event
+/// after it, or every event of a log that has no seal, the ledger key's HMAC.
+#[derive(Debug)]
 pub struct ChainVerifier {
+    key: ChainKey,
     heads: std::collections::HashMap<String, (i64, Vec<u8>)>,
     events: u64,
+    sealed: bool,
+    /// Whether an event under the key was read: no unkeyed one may follow.
+    keyed: bool,
+    /// The first unkeyed event, which a seal must follow.
+    first_unkeyed: Option<Broken>,
 }
 
 impl ChainVerifier {
+    pub fn new(key: ChainKey) -> ChainVerifier {
+        ChainVerifier {
+            key,
+            heads: Default::default(),
+            events: 0,
+            sealed: false,
+            keyed: false,
+            first_unkeyed: None,
+        }
+    }
+
     pub fn check(&mut self, event: &super::RecordedEvent) -> Result<(), Broken> {
         let broken = |why| Broken {
+            position: event.position,
             stream_id: event.stream_id.clone(),
             stream_version: event.stream_version,
             why,
@@ -122,25 +201,51 @@ impl ChainVerifier {
             .recorded_at
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string();
-        let expected = chain_hash(
-            &prev,
-            &Hashed {
-                stream_id: &event.stream_id,
-                stream_version: event.stream_version,
-                event_type: &event.event_type,
-                schema_version: event.schema_version,
-                payload: &event.payload,
-                metadata: &event.metadata,
-                recorded_at: &recorded_at,
-            },
-        );
-        if event.hash != expected {
-            return Err(broken("the event's content does not match its hash"));
+        let hashed = Hashed {
+            stream_id: &event.stream_id,
+            stream_version: event.stream_version,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            payload: &event.payload,
+            metadata: &event.metadata,
+            recorded_at: &recorded_at,
+        };
+        let seal = is_seal(&event.stream_id, event.stream_version, &event.event_type);
+        if seal && self.sealed {
+            return Err(broken("a second LedgerKeyed event"));
         }
-        self.heads
-            .insert(event.stream_id.clone(), (event.stream_version, expected));
+        if event.hash == self.key.hash(&prev, &hashed) {
+            self.keyed = true;
+        } else if !self.keyed && !seal && chain_hash(&prev, &hashed) == event.hash {
+            // Valid only in a prefix that a seal closes (`finish`).
+            self.first_unkeyed.get_or_insert_with(|| {
+                broken("hashed without the ledger key, and no LedgerKeyed event seals it: rewritten without the key, or written by an older version and never opened by this one (run `tokenledger migrate`)")
+            });
+        } else if !self.keyed && !seal && self.events == 0 {
+            return Err(broken(
+                "the event's content does not match its hash, keyed or not (or LEDGER_KEY is not the key this log was written with)",
+            ));
+        } else {
+            return Err(broken(
+                "the event's content does not match its hash under the ledger key",
+            ));
+        }
+        self.sealed |= seal;
+        self.heads.insert(
+            event.stream_id.clone(),
+            (event.stream_version, event.hash.clone()),
+        );
         self.events += 1;
         Ok(())
+    }
+
+    /// After the last event: unkeyed events with no seal after them were written (or
+    /// rewritten) without the key.
+    pub fn finish(&self) -> Result<(), Broken> {
+        match &self.first_unkeyed {
+            Some(first) if !self.sealed => Err(first.clone()),
+            _ => Ok(()),
+        }
     }
 
     /// (events checked, streams seen)

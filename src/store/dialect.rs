@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Decode, Encode, Pool, Type};
 
+use super::chain::ChainKey;
+
 /// A Rust type the store both binds and reads on `DB`: one bound instead of four.
 pub trait Value<DB: Database>:
     for<'q> Encode<'q, DB> + Type<DB> + for<'r> Decode<'r, DB> + Send + Sync
@@ -57,6 +59,9 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     fn reader(&self) -> &Pool<Self::Db>;
     /// The pool writes go to.
     fn writer(&self) -> &Pool<Self::Db>;
+
+    /// The ledger key new events are chained with.
+    fn chain(&self) -> &ChainKey;
 
     /// `sql`, written with `?` and `?N` placeholders, in this dialect's.
     fn placeholders(sql: &str) -> String;

@@ -15,6 +15,7 @@ use super::appender::{
     AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
     recording_time, streams, to_insert,
 };
+use super::chain::ChainKey;
 use super::dialect::{Conn, Dialect, Row, Value, query};
 use super::{
     EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
@@ -64,6 +65,7 @@ pub trait EventTable: Dialect {
     /// `write_batch` on a writer connection: heads, plan, insert, place, commit.
     async fn write_on(
         conn: &mut Conn<Self>,
+        chain: &ChainKey,
         batch: &[AppendRequest],
     ) -> Result<Vec<Outcome>, sqlx::Error>;
 
@@ -195,7 +197,7 @@ where
         // Nothing more goes into a file the next start will not open.
         self.refuse_writes()?;
         let mut conn = self.writer().acquire().await?;
-        let written = D::write_on(&mut conn, batch).await;
+        let written = D::write_on(&mut conn, self.chain(), batch).await;
         if written.is_err() && D::FRESH_CONNECTION_AFTER_FAILURE {
             // A COMMIT that failed on a full or read-only disk may leave SQLite's transaction
             // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN:
@@ -214,6 +216,7 @@ where
     /// is planned again from the new heads, so that append alone ends as a conflict.
     async fn write_on(
         conn: &mut Conn<D>,
+        chain: &ChainKey,
         batch: &[AppendRequest],
     ) -> Result<Vec<Outcome>, sqlx::Error> {
         // SQLite's IMMEDIATE takes the write lock up front: a deferred transaction that reads
@@ -227,7 +230,7 @@ where
         let mut attempt = 1;
         loop {
             let heads = D::read_heads(&mut tx, &streams).await?;
-            let mut plan = plan(batch, heads, &recorded);
+            let mut plan = plan(chain, batch, heads, &recorded);
             if D::RACING_WRITERS {
                 sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
             }

@@ -20,9 +20,9 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 
-use crate::config::DatabaseUrl;
+use crate::config::{DatabaseUrl, KeyBytes};
 
-pub use chain::{Broken, ChainVerifier, Hashed, chain_hash};
+pub use chain::{Broken, ChainKey, ChainVerifier, Hashed, chain_hash};
 
 /// Who caused an event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,10 +246,14 @@ pub struct Opened {
 
 /// Opens (and migrates) the database at `url`.
 /// With `existing`, a SQLite file that is not there is an error, not a new, empty log.
-pub async fn open(url: &DatabaseUrl, existing: bool) -> Result<Opened, sqlx::Error> {
+pub async fn open(
+    url: &DatabaseUrl,
+    existing: bool,
+    key: &KeyBytes,
+) -> Result<Opened, sqlx::Error> {
     let url = match url {
         DatabaseUrl::Postgres(url) => {
-            let db = postgres::PgDatabase::open(url).await?;
+            let db = postgres::PgDatabase::open(url, key).await?;
             return Ok(Opened {
                 events: Arc::new(postgres::PostgresEventStore::start(db.clone())),
                 users: Arc::new(db.clone()),
@@ -259,9 +263,9 @@ pub async fn open(url: &DatabaseUrl, existing: bool) -> Result<Opened, sqlx::Err
         DatabaseUrl::Sqlite(url) => url,
     };
     let db = if existing {
-        sqlite::Database::open_existing(url).await?
+        sqlite::Database::open_existing(url, key).await?
     } else {
-        sqlite::Database::open(url).await?
+        sqlite::Database::open(url, key).await?
     };
     Ok(Opened {
         events: Arc::new(sqlite::SqliteEventStore::start(db.clone())),

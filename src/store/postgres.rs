@@ -14,21 +14,27 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::chain::ChainKey;
 use super::dialect::{Dialect, Query, numbered};
 use super::events::SqlEventStore;
+use crate::config::KeyBytes;
 
 /// A pool on one PostgreSQL database (or one schema of it), migrated.
 #[derive(Clone, Debug)]
 pub struct PgDatabase {
     pub pool: PgPool,
+    chain: ChainKey,
 }
 
 impl PgDatabase {
-    pub async fn open(url: &str) -> Result<PgDatabase, sqlx::Error> {
-        Self::open_with(PgConnectOptions::from_str(url)?).await
+    pub async fn open(url: &str, key: &KeyBytes) -> Result<PgDatabase, sqlx::Error> {
+        Self::open_with(PgConnectOptions::from_str(url)?, key).await
     }
 
-    pub async fn open_with(options: PgConnectOptions) -> Result<PgDatabase, sqlx::Error> {
+    pub async fn open_with(
+        options: PgConnectOptions,
+        key: &KeyBytes,
+    ) -> Result<PgDatabase, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             // While the database is away a request fails in seconds with a 503, instead of
@@ -37,7 +43,10 @@ impl PgDatabase {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgDatabase { pool })
+        Ok(PgDatabase {
+            pool,
+            chain: ChainKey::new(key),
+        })
     }
 }
 
@@ -67,6 +76,10 @@ impl Dialect for PgDatabase {
 
     fn writer(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn chain(&self) -> &ChainKey {
+        &self.chain
     }
 
     fn placeholders(sql: &str) -> String {

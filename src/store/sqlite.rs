@@ -16,10 +16,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::config::KeyBytes;
 use crate::private_files;
 
 use super::PAGE;
 use super::appender::ROWS_PER_INSERT;
+use super::chain::ChainKey;
 use super::database_file::DatabaseFile;
 use super::dialect::{Dialect, Query, rfc3339};
 use super::events::SqlEventStore;
@@ -32,12 +34,13 @@ pub struct Database {
     pub reader: SqlitePool,
     /// The file as the writer opened it, watched by the appender; `None` without one.
     file: Option<Arc<DatabaseFile>>,
+    chain: ChainKey,
 }
 
 impl Database {
     /// Opens an existing database, for commands that only read: pointed at the wrong folder
     /// they must say so, not report on a new, empty log.
-    pub async fn open_existing(url: &str) -> Result<Database, sqlx::Error> {
+    pub async fn open_existing(url: &str, key: &KeyBytes) -> Result<Database, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?;
         if !options.get_filename().exists() {
             return Err(sqlx::Error::Configuration(
@@ -48,11 +51,11 @@ impl Database {
                 .into(),
             ));
         }
-        Self::open(url).await
+        Self::open(url, key).await
     }
 
     /// Opens (creating if needed) the database at `url` and runs the migrations.
-    pub async fn open(url: &str) -> Result<Database, sqlx::Error> {
+    pub async fn open(url: &str, key: &KeyBytes) -> Result<Database, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -84,6 +87,7 @@ impl Database {
             writer,
             reader,
             file,
+            chain: ChainKey::new(key),
         })
     }
 }
@@ -155,6 +159,10 @@ impl Dialect for Database {
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    fn chain(&self) -> &ChainKey {
+        &self.chain
     }
 
     fn placeholders(sql: &str) -> String {

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 
 use support::FreshSchema;
+use tokenledger::config::KeyBytes;
 use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
 use tokenledger::store::{
-    ChainVerifier, EventMetadata, EventPayload, EventStore, NewEvent, RecordedEvent, StoreError,
+    ChainKey, ChainVerifier, EventMetadata, EventPayload, EventStore, NewEvent, RecordedEvent,
+    StoreError,
 };
 
 fn event(n: usize) -> NewEvent {
@@ -20,20 +22,26 @@ fn event(n: usize) -> NewEvent {
     }
 }
 
+fn ledger_key() -> KeyBytes {
+    KeyBytes::parse(support::LEDGER_KEY).unwrap()
+}
+
 /// A store on a fresh SQLite file, and the folder that holds it.
 async fn sqlite_store() -> (tempfile::TempDir, Arc<dyn EventStore>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("events.db").display());
     (
         dir,
-        Arc::new(SqliteEventStore::start(Database::open(&url).await.unwrap())),
+        Arc::new(SqliteEventStore::start(
+            Database::open(&url, &ledger_key()).await.unwrap(),
+        )),
     )
 }
 
 async fn postgres_store() -> Option<Arc<dyn EventStore>> {
     let options = FreshSchema::create().await.map(|schema| schema.options())?;
     Some(Arc::new(PostgresEventStore::start(
-        PgDatabase::open_with(options).await.unwrap(),
+        PgDatabase::open_with(options, &ledger_key()).await.unwrap(),
     )))
 }
 
@@ -115,10 +123,11 @@ async fn appends_read_back_in_order_with_an_unbroken_chain(store: Arc<dyn EventS
     );
     let tail: Vec<_> = store.read_all(positions[1]).try_collect().await.unwrap();
     assert_eq!(tail.len(), 2);
-    let mut verifier = ChainVerifier::default();
+    let mut verifier = ChainVerifier::new(ChainKey::new(&ledger_key()));
     for e in &all {
         verifier.check(e).unwrap();
     }
+    verifier.finish().unwrap();
     assert_eq!(verifier.totals(), (4, 2));
     store.close().await;
 }
@@ -199,8 +208,13 @@ async fn postgres_two_instances_conflict_through_the_unique_key() {
     let Some(options) = FreshSchema::create().await.map(|schema| schema.options()) else {
         return;
     };
-    let one = PostgresEventStore::start(PgDatabase::open_with(options.clone()).await.unwrap());
-    let two = PostgresEventStore::start(PgDatabase::open_with(options).await.unwrap());
+    let one = PostgresEventStore::start(
+        PgDatabase::open_with(options.clone(), &ledger_key())
+            .await
+            .unwrap(),
+    );
+    let two =
+        PostgresEventStore::start(PgDatabase::open_with(options, &ledger_key()).await.unwrap());
     let meta = EventMetadata::default();
     for round in 0..20 {
         let (a, b) = futures::join!(
@@ -223,7 +237,7 @@ async fn postgres_a_reader_never_skips_an_event_that_commits_late() {
     let Some(options) = FreshSchema::create().await.map(|schema| schema.options()) else {
         return;
     };
-    let db = PgDatabase::open_with(options).await.unwrap();
+    let db = PgDatabase::open_with(options, &ledger_key()).await.unwrap();
     let store = PostgresEventStore::start(db.clone());
     let insert = "INSERT INTO events (stream_id, stream_version, event_type, schema_version, payload, \
                   metadata, recorded_at, prev_hash, hash) VALUES ($1, 1, 'LoginFailed', 1, '{}', '{}', now(), '\\x00', '\\x00') \

@@ -25,5 +25,8 @@ pub use strapi::{
 /// The signing secrets every test server runs with (strong enough to be accepted).
 pub const JWT_SECRET: &str = "test-access-secret-0123456789abcdef0123456789";
 pub const REFRESH_SECRET: &str = "test-refresh-secret-0123456789abcdef012345678";
+/// The ledger key and checkpoint signing seed every test server runs with (64 hex digits).
+pub const LEDGER_KEY: &str = "6c6564676572206b657920666f72207468652074657374733b207075626c6963";
+pub const CHECKPOINT_KEY: &str = "636865636b706f696e74207365656420666f72207465737473207075626c6963";
 /// The password `Api::register` gives every user, and `Api::login` logs in with.
 pub const PASSWORD: &str = "password123";

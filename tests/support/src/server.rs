@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{Api, JWT_SECRET, REFRESH_SECRET};
+use crate::{Api, CHECKPOINT_KEY, JWT_SECRET, LEDGER_KEY, REFRESH_SECRET};
 
 /// How long a start, a readiness or a graceful stop may take on a loaded CI machine.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -55,6 +55,8 @@ impl Server {
             ("PORT", "0"),
             ("JWT_SECRET", JWT_SECRET),
             ("REFRESH_JWT_SECRET", REFRESH_SECRET),
+            ("LEDGER_KEY", LEDGER_KEY),
+            ("CHECKPOINT_KEY", CHECKPOINT_KEY),
             ("LOG_FORMAT", "json"),
             ("RUST_LOG", "info"),
             ("NO_COLOR", "1"),
