@@ -15,6 +15,7 @@ use tokenledger_projections::ActiveSessions;
 use crate::actors::{Core, Registry};
 use crate::catch_up;
 use crate::clock::Clock;
+use crate::ledger::checkpoints::{Checkpointer, signing_key};
 use crate::config::{Config, DatabaseUrl};
 use crate::http::{self, AppState, middleware};
 use crate::ids::Ids;
@@ -66,11 +67,13 @@ impl Application {
         let app = services(shared.clone(), &opened, tokens, &arbiters, cores)?;
         let (store, projection) = (app.store.clone(), app.projection.clone());
         let catch_up = Arc::new(catch_up::Progress::default());
+        let ledger = Arc::new(checkpointer(&config, &opened)?);
         let state = web::Data::new(AppState {
             app,
             config: shared,
             metrics: Arc::default(),
             catch_up: catch_up.clone(),
+            ledger: ledger.clone(),
         });
         // Bound and serving before the log is folded, so that orchestrators see the instance
         // start (`/_health`) and wait on `/_ready`; `until_ready` refuses the rest meanwhile.
@@ -92,13 +95,22 @@ impl Application {
             opened.postgres.clone(),
             catch_up,
         ));
+        let interval = config
+            .ledger
+            .checkpoint_interval
+            .to_std()
+            .unwrap_or(Duration::from_secs(10));
         Ok(Application {
             port,
             handle,
             serving,
             store,
             arbiters,
-            background: vec![following, forget_idle_limits(state.clone())],
+            background: vec![
+                following,
+                forget_idle_limits(state.clone()),
+                ledger.spawn(interval),
+            ],
             state,
             _lock: lock,
         })
@@ -177,6 +189,25 @@ impl Application {
         tracing::info!("stopped: the appender flushed and the store closed");
         served
     }
+}
+
+/// The ledger's checkpoints: signed with CHECKPOINT_KEY, kept in the database, appended to
+/// CHECKPOINT_FILE and posted to CHECKPOINT_WEBHOOK_URL where set.
+fn checkpointer(config: &Config, opened: &store::Opened) -> anyhow::Result<Checkpointer> {
+    let ledger = &config.ledger;
+    let checkpointer = Checkpointer::new(
+        opened.ledger.clone(),
+        signing_key(ledger)?,
+        ledger.checkpoint_file.clone(),
+    );
+    tracing::info!(
+        verifier_key = checkpointer.verifier_key(),
+        "checkpoints are signed; give this key to whoever checks them"
+    );
+    Ok(match &ledger.checkpoint_webhook_url {
+        Some(url) => checkpointer.with_webhook(url.clone()),
+        None => checkpointer,
+    })
 }
 
 /// The access and refresh signing keys, which `secrets::resolve` has filled in by now.

@@ -3,6 +3,7 @@
 //! from the start, timed).
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -17,10 +18,13 @@ use crate::audit::{AuditEntry, table};
 use crate::catch_up::fold_into;
 use crate::config::{Config, KeyBytes};
 use crate::store::users::strapi_time;
-use crate::store::{self, ChainKey, ChainVerifier, Opened, StoreError, stream_of};
+use crate::ledger::checkpoints::{notes_in, signing_key};
+use crate::ledger::note::{VerifierKey, open as open_note};
+use crate::ledger::verify::{Expected, LedgerVerifier};
+use crate::store::{self, ChainKey, Opened, StoreError, stream_of};
 use crate::terminal::{printable, printable_json};
 
-async fn open(config: &Config) -> anyhow::Result<Opened> {
+pub(super) async fn open(config: &Config) -> anyhow::Result<Opened> {
     let url = &config.server.database_url;
     store::open(url, true, ledger_key(config)?)
         .await
@@ -127,32 +131,89 @@ pub async fn replay(
     Ok(())
 }
 
-/// `tokenledger verify`: recomputes every chain; the first break fails the command.
-pub async fn verify(config: &Config) -> anyhow::Result<bool> {
+/// The tree heads the log must reproduce: the tree's persisted head, every stored
+/// checkpoint, and every note of the given files, each checkpoint opened with our key.
+async fn expected_heads(
+    config: &Config,
+    opened: &Opened,
+    files: &[PathBuf],
+) -> anyhow::Result<Result<Vec<Expected>, String>> {
+    let key = signing_key(&config.ledger)?;
+    let verifier = VerifierKey::parse(&key.verifier_key())?;
+    let tree = opened.ledger.tree().await?;
+    let mut expected = vec![Expected {
+        size: tree.size,
+        root: tree.root,
+        from: "the ledger's own tree head".to_owned(),
+    }];
+    let mut notes: Vec<(String, String)> = Vec::new();
+    for (size, note) in opened.ledger.checkpoints().await? {
+        notes.push((format!("stored checkpoint {size}"), note));
+    }
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+        let found = notes_in(&text);
+        if found.is_empty() {
+            return Ok(Err(format!("checkpoint {}: holds no signed note", file.display())));
+        }
+        for (i, note) in found.into_iter().enumerate() {
+            notes.push((format!("checkpoint {} (note {})", file.display(), i + 1), note));
+        }
+    }
+    for (from, note) in notes {
+        match open_note(&note, &verifier) {
+            Ok(checkpoint) => expected.push(Expected {
+                size: checkpoint.size,
+                root: checkpoint.root,
+                from,
+            }),
+            Err(e) => return Ok(Err(format!("{from}: {e}"))),
+        }
+    }
+    Ok(Ok(expected))
+}
+
+/// `tokenledger verify [--checkpoint FILE]…`: the keyed chain, the seal of an unkeyed
+/// prefix, and the tree against every checkpoint; the first finding fails the command.
+pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> {
     let opened = open(config).await?;
     let store = opened.events.clone();
-    let mut verifier = ChainVerifier::new(ChainKey::new(ledger_key(config)?));
+    let expected = match expected_heads(config, &opened, files).await? {
+        Ok(expected) => expected,
+        Err(refused) => {
+            store.close().await;
+            say!("broken: {}", printable(&refused));
+            return Ok(false);
+        }
+    };
+    let checkpoints = expected.len() - 1;
+    let mut verifier = LedgerVerifier::new(ChainKey::new(ledger_key(config)?), expected);
     let mut all = store.read_all(0);
-    let mut broken = None;
+    let mut finding = None;
     while let Some(record) = all.try_next().await? {
-        if let Err(at) = verifier.check(&record) {
-            broken = Some(at);
+        if let Err(found) = verifier.check(&record) {
+            finding = Some(found);
             break;
         }
     }
     drop(all);
-    if broken.is_none() {
-        broken = verifier.finish().err();
-    }
     store.close().await;
-    match broken {
-        Some(at) => {
-            say!("broken: {}", printable(&at.to_string()));
+    let finished = match finding {
+        Some(found) => Err(found),
+        None => verifier.finish(),
+    };
+    match finished {
+        Err(found) => {
+            say!("broken: {}", printable(&found.to_string()));
             Ok(false)
         }
-        None => {
+        Ok((size, root)) => {
             let (events, streams) = verifier.totals();
-            say!("ok: {events} events in {streams} streams");
+            say!(
+                "ok: {events} events in {streams} streams; tree size {size}, root {}; {checkpoints} checkpoint{} match",
+                hex::encode(root),
+                if checkpoints == 1 { "" } else { "s" }
+            );
             Ok(true)
         }
     }

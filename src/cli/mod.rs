@@ -23,6 +23,7 @@ macro_rules! say {
 }
 
 mod forensics;
+mod ledger;
 mod probe;
 mod seed;
 
@@ -95,8 +96,18 @@ pub enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
-    /// Recompute every stream's hash chain; fails at the first broken event.
-    Verify,
+    /// Check the log: the keyed hash chain, the Merkle tree against every stored checkpoint
+    /// and each given checkpoint file; exit 0 printing `ok` and the tree size, else non-zero
+    /// naming the first bad position or checkpoint.
+    Verify {
+        /// A checkpoint file kept outside the database (several notes, as CHECKPOINT_FILE
+        /// collects them, are each checked). Repeatable.
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// The ledger: its verifier key, checkpoints and proofs.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Refold every projection from the first event, timed.
     Rebuild,
     /// How long one password verification takes on this machine (argon2id with the service's
@@ -118,6 +129,32 @@ pub enum Command {
         /// The password every seeded user logs in with.
         #[arg(long, default_value = "seed-password-1")]
         password: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Print the checkpoints' verifier key: `<name>+<key id>+<base64 key>`.
+    Key,
+    /// Print the latest signed checkpoint, making one first if the log grew.
+    Checkpoint,
+    /// Print an event's inclusion proof as JSON.
+    Prove {
+        #[arg(long)]
+        position: i64,
+        /// The tree size to prove against (default: the whole tree), e.g. a checkpoint's.
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Check an inclusion proof against a signed checkpoint, without any database.
+    VerifyProof {
+        /// The verifier key (`tokenledger ledger key`).
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        proof: PathBuf,
     },
 }
 
@@ -171,7 +208,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // reports) the secrets itself.
     if !matches!(
         cli.command,
-        None | Some(Command::Serve | Command::Probe { .. } | Command::PasswordCost { .. })
+        None | Some(
+            Command::Serve
+                | Command::Probe { .. }
+                | Command::PasswordCost { .. }
+                | Command::Ledger(LedgerCommand::VerifyProof { .. })
+        )
     ) {
         secrets::resolve(&mut config)
             .with_context(|| format!("secrets and keys in {}", config.server.data_dir.display()))?;
@@ -192,13 +234,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 say!("ready: {address}");
                 Ok(())
             }
-            Command::Verify => {
-                if forensics::verify(&config).await? {
+            Command::Verify { checkpoint } => {
+                if forensics::verify(&config, &checkpoint).await? {
                     Ok(())
                 } else {
                     anyhow::bail!("the event log has been altered")
                 }
             }
+            Command::Ledger(command) => ledger::run(&config, command).await,
             Command::Rebuild => forensics::rebuild(&config).await,
             Command::PasswordCost { count } => password_cost(count).await,
             Command::Seed {

@@ -36,7 +36,7 @@ const MAX_PAGE: usize = 1000;
 const USERS_PAGE: u32 = 20;
 const MAX_USERS_PAGE: u32 = 100;
 
-fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(expected) = &state.config.admin.api_token else {
         return Err(ApiError::not_found());
     };
@@ -48,7 +48,7 @@ fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-fn query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
     serde_urlencoded::from_str(req.query_string())
         .map_err(|_| ApiError::validation("The query string could not be read"))
 }

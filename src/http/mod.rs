@@ -15,6 +15,7 @@ mod context;
 mod cookies;
 pub mod errors;
 mod forms;
+mod ledger;
 pub mod middleware;
 pub mod openapi;
 mod pagination;
@@ -40,4 +41,6 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How far the projections have folded the log, and whether start-up has caught up.
     pub catch_up: Arc<crate::catch_up::Progress>,
+    /// Makes and serves the ledger's checkpoints and proofs.
+    pub ledger: Arc<crate::ledger::checkpoints::Checkpointer>,
 }

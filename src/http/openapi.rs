@@ -12,7 +12,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::errors::{ApiError, ErrorBody};
-use super::{admin, admin_page, auth, probes, sessions, users};
+use super::{admin, admin_page, auth, ledger, probes, sessions, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,9 @@ use super::{admin, admin_page, auth, probes, sessions, users};
         admin::events,
         admin::sessions_at,
         admin::clear,
+        ledger::checkpoint,
+        ledger::inclusion,
+        ledger::consistency,
         admin_page::index,
         admin_page::asset,
         probes::health,

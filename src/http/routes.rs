@@ -5,7 +5,7 @@ use actix_web::http::{Method, header};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::errors::ApiError;
-use super::{AppState, admin, admin_page, auth, openapi, probes, sessions, users};
+use super::{AppState, admin, admin_page, auth, ledger, openapi, probes, sessions, users};
 
 /// One route of the app. Every route is registered from `ENDPOINTS`, and
 /// tests/api/openapi.rs fails when one of them is missing from the OpenAPI document (or the
@@ -85,6 +85,21 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: Method::POST,
         path: "/api/admin/users/{id}/sessions/clear",
         handler: || web::to(admin::clear),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/admin/ledger/checkpoint",
+        handler: || web::to(ledger::checkpoint),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/admin/ledger/proof/inclusion",
+        handler: || web::to(ledger::inclusion),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/admin/ledger/proof/consistency",
+        handler: || web::to(ledger::consistency),
     },
     Endpoint {
         method: Method::GET,

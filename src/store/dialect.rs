@@ -42,6 +42,11 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     /// Run first in a registration's transaction where `BEGIN` alone does not keep other
     /// writers out between the check for a taken name and the insert.
     const LOCK_USERS: Option<&'static str>;
+    /// Run first in the transaction of the ledger's one-time upgrade, to keep every other
+    /// writer out of `events` while it is sealed (PostgreSQL; `BEGIN` does it on SQLite).
+    const LOCK_EVENTS: Option<&'static str>;
+    /// Run first in the transaction of a tree extension, so that one runs at a time.
+    const LEDGER_LOCK: Option<&'static str>;
     /// Whether another writer can insert a stream's next version between our read of its
     /// head and our insert (other instances on PostgreSQL; SQLite's `BEGIN IMMEDIATE` locks
     /// them out). Then each attempt runs under a savepoint and a lost race is planned again.

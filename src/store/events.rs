@@ -87,7 +87,7 @@ pub trait EventTable: Dialect {
 }
 
 /// Every column of an event, in the order `EventTable::recorded` reads them.
-fn recorded_columns<D: Dialect>() -> String {
+pub(crate) fn recorded_columns<D: Dialect>() -> String {
     let text = D::JSON_AS_TEXT;
     format!(
         "position, stream_id, stream_version, event_type, schema_version, \

@@ -21,8 +21,13 @@ use serde::{Deserialize, Serialize};
 use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 
 use crate::config::{DatabaseUrl, KeyBytes};
+use crate::ledger::store::{LedgerStore, Upgrade};
 
-pub use chain::{Broken, ChainKey, ChainVerifier, Hashed, chain_hash};
+pub(crate) use appender::recording_time;
+pub use chain::{
+    Broken, ChainKey, ChainVerifier, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, chain_hash,
+    is_seal,
+};
 
 /// Who caused an event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +245,9 @@ impl StoreStats {
 pub struct Opened {
     pub events: Arc<dyn EventStore>,
     pub users: users::UserStore,
+    pub ledger: Arc<dyn LedgerStore>,
+    /// What opening did to a log written before the ledger key.
+    pub upgrade: Upgrade,
     /// Set on PostgreSQL: the pool, for a `LISTEN` on new events.
     pub postgres: Option<sqlx::PgPool>,
 }
@@ -255,8 +263,10 @@ pub async fn open(
         DatabaseUrl::Postgres(url) => {
             let db = postgres::PgDatabase::open(url, key).await?;
             return Ok(Opened {
+                upgrade: upgrade(&db).await?,
                 events: Arc::new(postgres::PostgresEventStore::start(db.clone())),
                 users: Arc::new(db.clone()),
+                ledger: Arc::new(db.clone()),
                 postgres: Some(db.pool),
             });
         }
@@ -268,10 +278,33 @@ pub async fn open(
         sqlite::Database::open(url, key).await?
     };
     Ok(Opened {
+        upgrade: upgrade(&db).await?,
         events: Arc::new(sqlite::SqliteEventStore::start(db.clone())),
-        users: Arc::new(db),
+        users: Arc::new(db.clone()),
+        ledger: Arc::new(db),
         postgres: None,
     })
+}
+
+/// Seals a log written before the ledger key, once; see `ledger::store::Upgrade`.
+async fn upgrade(ledger: &dyn LedgerStore) -> Result<Upgrade, sqlx::Error> {
+    let upgrade = ledger.upgrade().await.map_err(|e| match e {
+        StoreError::Database(e) => Arc::try_unwrap(e).unwrap_or_else(|e| {
+            sqlx::Error::Protocol(e.to_string())
+        }),
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
+    match &upgrade {
+        Upgrade::Sealed { legacy_events } => tracing::warn!(
+            legacy_events,
+            "sealed the {legacy_events} events written before the ledger key with a LedgerKeyed event; new events are keyed"
+        ),
+        Upgrade::Rebuilt => tracing::warn!(
+            "the ledger's tree was missing from a keyed log; it is rebuilt from the events"
+        ),
+        Upgrade::None | Upgrade::Started => {}
+    }
+    Ok(upgrade)
 }
 
 /// How many events `read_all` fetches per page.

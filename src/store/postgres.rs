@@ -61,6 +61,9 @@ impl Dialect for PgDatabase {
     // Other instances register too: the check for a taken name and the insert are one step
     // only while no one else can insert.
     const LOCK_USERS: Option<&'static str> = Some("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE");
+    const LOCK_EVENTS: Option<&'static str> = Some("LOCK TABLE events IN EXCLUSIVE MODE");
+    // Any number, the same for every instance: "tlg" and a ledger.
+    const LEDGER_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7628903)");
     const RACING_WRITERS: bool = true;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = false;
     // PostgreSQL hands JSON back as text only when asked.

@@ -147,6 +147,8 @@ impl Dialect for Database {
     // the same table (see `EventTable::write_on`).
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const LOCK_USERS: Option<&'static str> = None;
+    const LOCK_EVENTS: Option<&'static str> = None;
+    const LEDGER_LOCK: Option<&'static str> = None;
     const RACING_WRITERS: bool = false;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = true;
     const JSON_AS_TEXT: &'static str = "";

@@ -1,0 +1,528 @@
+//! The ledger's tables (`migrations/*/0003_ledger.sql`), written once over `Dialect`: the
+//! Merkle tree's extension over the log, the reads a proof needs, the checkpoints, and the
+//! one-time upgrade of a log written before the ledger key.
+//!
+//! The tree is extended from its persisted frontier by whoever asks first (the checkpoint
+//! task, a proof, `tokenledger ledger checkpoint`): O(log n) an event, never a rescan. One
+//! extension runs at a time: SQLite's `BEGIN IMMEDIATE`, an advisory lock on PostgreSQL,
+//! where only events below the catch-up horizon are taken, so that an event committed late
+//! at a lower position is never passed over and every instance builds the same tree.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
+
+use super::merkle::{Frontier, Hash, Needs, Node, Source, leaf_hash};
+use crate::store::dialect::{Conn, Dialect, Row, Value, query};
+use crate::store::events::{EventTable, recorded_columns};
+use crate::store::{
+    ChainKey, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, RecordedEvent, StoreError,
+    recording_time,
+};
+
+/// Events one extension step reads and folds in one transaction.
+const STEP: i64 = 20_000;
+
+/// The tree as far as it has been extended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeHead {
+    pub size: u64,
+    pub root: Hash,
+    /// The position of the last event the tree covers (0 for none).
+    pub last_position: i64,
+}
+
+/// What the one-time upgrade did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upgrade {
+    /// The ledger tables were already in use.
+    None,
+    /// A new, empty log.
+    Started,
+    /// A log written before the ledger key: its events sealed by `LedgerKeyed`.
+    Sealed { legacy_events: u64 },
+    /// The tree's row was missing from a keyed log: rebuilt, nothing sealed.
+    Rebuilt,
+}
+
+/// Leaf and node hashes fetched for one `Needs`.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    leaves: HashMap<u64, Hash>,
+    nodes: HashMap<(u32, u64), Hash>,
+}
+
+impl Source for Fetched {
+    fn leaf(&self, index: u64) -> Option<Hash> {
+        self.leaves.get(&index).copied()
+    }
+
+    fn node(&self, level: u32, index: u64) -> Option<Hash> {
+        self.nodes.get(&(level, index)).copied()
+    }
+}
+
+/// The ledger of whichever database was opened.
+#[async_trait]
+pub trait LedgerStore: Send + Sync + 'static {
+    /// Seals a log written before the ledger key, once (see `Upgrade`).
+    async fn upgrade(&self) -> Result<Upgrade, StoreError>;
+
+    /// Extends the tree over every settled event; `progress` hears the size after each step.
+    async fn extend(&self, progress: &mut (dyn FnMut(u64) + Send)) -> Result<TreeHead, StoreError>;
+
+    /// The tree as persisted, without extending it.
+    async fn tree(&self) -> Result<TreeHead, StoreError>;
+
+    /// The leaf an event's position took, if the tree covers it.
+    async fn leaf_of(&self, position: i64) -> Result<Option<u64>, StoreError>;
+
+    /// The hashes a proof's `Needs` lists.
+    async fn fetch(&self, needs: &Needs) -> Result<Fetched, StoreError>;
+
+    /// Stores a signed checkpoint; false if one of that size was there already.
+    async fn add_checkpoint(&self, size: u64, note: &str) -> Result<bool, StoreError>;
+
+    /// Every stored checkpoint, smallest first, as `(size, note)`.
+    async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// The event at `position`, for a proof's answer.
+    async fn event(&self, position: i64) -> Result<Option<RecordedEvent>, StoreError>;
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::from(sqlx::Error::Protocol(format!("ledger: {what}")))
+}
+
+fn hash32(bytes: &[u8]) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt("a stored hash is not 32 bytes"))
+}
+
+/// Folds `leaves` (position, chain hash) into `frontier`; returns the new stored nodes and
+/// the spans to write, `(first_leaf, first_position, count)`: `last_span` (the newest
+/// stored one), grown where the positions continue it, then any new ones.
+fn fold(
+    frontier: &mut Frontier,
+    leaves: &[(i64, Vec<u8>)],
+    last_span: Option<(i64, i64, i64)>,
+) -> (Vec<Node>, Vec<(i64, i64, i64)>) {
+    let mut nodes = Vec::new();
+    let mut spans: Vec<(i64, i64, i64)> = last_span.into_iter().collect();
+    for (position, hash) in leaves {
+        let leaf = frontier.size() as i64;
+        nodes.extend(frontier.push(leaf_hash(hash)));
+        match spans.last_mut() {
+            Some((_, first, count)) if *first + *count == *position => *count += 1,
+            _ => spans.push((leaf, *position, 1)),
+        }
+    }
+    (nodes, spans)
+}
+
+/// The ledger's statements on dialect `D`, with the bounds sqlx needs stated once.
+struct Tables<D>(std::marker::PhantomData<D>);
+
+#[async_trait]
+impl<D: Dialect> LedgerStore for D
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    i32: Value<D::Db>,
+    i16: Value<D::Db>,
+    String: Value<D::Db>,
+    Vec<u8>: Value<D::Db>,
+    usize: ColumnIndex<Row<D>>,
+{
+    async fn upgrade(&self) -> Result<Upgrade, StoreError> {
+        let mut conn = self.writer().acquire().await?;
+        let mut tx = conn.begin_with(D::BEGIN).await?;
+        if let Some(lock) = D::LOCK_EVENTS {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        if Tables::<D>::read_tree(&mut tx).await?.is_some() {
+            return Ok(Upgrade::None);
+        }
+        let upgrade = match Tables::<D>::last_event(&mut tx).await? {
+            None => Upgrade::Started,
+            Some(last) if keyed(self.chain(), &last) => Upgrade::Rebuilt,
+            Some(_) => {
+                let (legacy_events, root) = Tables::<D>::legacy_root(&mut tx).await?;
+                Tables::<D>::seal(&mut tx, self.chain(), legacy_events, &root).await?;
+                Upgrade::Sealed { legacy_events }
+            }
+        };
+        Tables::<D>::write_tree(&mut tx, &Frontier::new(), 0).await?;
+        tx.commit().await?;
+        Ok(upgrade)
+    }
+
+    async fn extend(&self, progress: &mut (dyn FnMut(u64) + Send)) -> Result<TreeHead, StoreError> {
+        loop {
+            let (head, read) = Tables::<D>::extend_step(self).await?;
+            progress(head.size);
+            if read < STEP {
+                return Ok(head);
+            }
+        }
+    }
+
+    async fn tree(&self) -> Result<TreeHead, StoreError> {
+        let mut conn = self.reader().acquire().await?;
+        let (frontier, last_position) = Tables::<D>::read_tree(&mut conn)
+            .await?
+            .unwrap_or_else(|| (Frontier::new(), 0));
+        Ok(TreeHead {
+            size: frontier.size(),
+            root: frontier.root(),
+            last_position,
+        })
+    }
+
+    async fn leaf_of(&self, position: i64) -> Result<Option<u64>, StoreError> {
+        let row = query::<D>(
+            "SELECT first_leaf, first_position, count FROM ledger_spans \
+             WHERE first_position <= ? ORDER BY first_position DESC LIMIT 1",
+        )
+        .bind(position)
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (leaf, first, count): (i64, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        Ok((position < first + count).then(|| (leaf + position - first) as u64))
+    }
+
+    async fn fetch(&self, needs: &Needs) -> Result<Fetched, StoreError> {
+        let mut fetched = Fetched::default();
+        let mut conn = self.reader().acquire().await?;
+        for range in &needs.leaves {
+            Tables::<D>::fetch_leaves(&mut conn, range.clone(), &mut fetched.leaves).await?;
+        }
+        for chunk in needs.nodes.chunks(200) {
+            Tables::<D>::fetch_nodes(&mut conn, chunk, &mut fetched.nodes).await?;
+        }
+        Ok(fetched)
+    }
+
+    async fn add_checkpoint(&self, size: u64, note: &str) -> Result<bool, StoreError> {
+        let added = query::<D>(
+            "INSERT INTO checkpoints (size, note, made_at) VALUES (?, ?, ?) \
+             ON CONFLICT (size) DO NOTHING RETURNING size",
+        )
+        .bind(size as i64)
+        .bind(note.to_owned())
+        .bind(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .fetch_optional(self.writer())
+        .await?;
+        Ok(added.is_some())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT size, note FROM checkpoints ORDER BY size")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>(0)? as u64, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn event(&self, position: i64) -> Result<Option<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE position = ?",
+            recorded_columns::<D>()
+        );
+        let row = query::<D>(&sql)
+            .bind(position)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(D::recorded).transpose()
+    }
+}
+
+impl<D: Dialect> Tables<D>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    i32: Value<D::Db>,
+    i16: Value<D::Db>,
+    String: Value<D::Db>,
+    Vec<u8>: Value<D::Db>,
+    usize: ColumnIndex<Row<D>>,
+{
+    /// One step of `extend`, in one transaction: at most `STEP` settled events folded in.
+    /// Returns the tree after it and how many events it read.
+    async fn extend_step(db: &D) -> Result<(TreeHead, i64), StoreError> {
+        let mut conn = db.writer().acquire().await?;
+        let mut tx = conn.begin_with(D::BEGIN).await?;
+        if let Some(lock) = D::LEDGER_LOCK {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        let (mut frontier, last_position) = Self::read_tree(&mut tx)
+            .await?
+            .unwrap_or_else(|| (Frontier::new(), 0));
+        let leaves = Self::leaves_after(&mut tx, last_position, D::CATCH_UP).await?;
+        let last_position = leaves.last().map_or(last_position, |l| l.0);
+        if !leaves.is_empty() {
+            let last_span = Self::last_span(&mut tx).await?;
+            let (nodes, spans) = fold(&mut frontier, &leaves, last_span);
+            Self::write_nodes(&mut tx, &nodes).await?;
+            Self::write_spans(&mut tx, &spans).await?;
+            Self::write_tree(&mut tx, &frontier, last_position).await?;
+        }
+        tx.commit().await?;
+        let head = TreeHead {
+            size: frontier.size(),
+            root: frontier.root(),
+            last_position,
+        };
+        Ok((head, leaves.len() as i64))
+    }
+
+    /// At most `STEP` events after `position` as `(position, chain hash)`, `filter` added.
+    async fn leaves_after(
+        conn: &mut Conn<D>,
+        position: i64,
+        filter: &str,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let sql = format!(
+            "SELECT position, hash FROM events WHERE position > ?{filter} \
+             ORDER BY position LIMIT ?"
+        );
+        let rows = query::<D>(&sql)
+            .bind(position)
+            .bind(STEP)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn read_tree(conn: &mut Conn<D>) -> Result<Option<(Frontier, i64)>, StoreError> {
+        let row =
+            sqlx::query("SELECT size, last_position, frontier FROM ledger_tree WHERE id = 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let size: i64 = row.try_get(0)?;
+        let frontier = Frontier::from_bytes(size as u64, &row.try_get::<Vec<u8>, _>(2)?)
+            .ok_or_else(|| corrupt("the tree's frontier does not fit its size"))?;
+        Ok(Some((frontier, row.try_get(1)?)))
+    }
+
+    async fn write_tree(
+        conn: &mut Conn<D>,
+        frontier: &Frontier,
+        last_position: i64,
+    ) -> Result<(), StoreError> {
+        query::<D>(
+            "INSERT INTO ledger_tree (id, size, last_position, root, frontier) \
+             VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET size = excluded.size, \
+             last_position = excluded.last_position, root = excluded.root, \
+             frontier = excluded.frontier",
+        )
+        .bind(frontier.size() as i64)
+        .bind(last_position)
+        .bind(frontier.root().to_vec())
+        .bind(frontier.to_bytes())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_span(conn: &mut Conn<D>) -> Result<Option<(i64, i64, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT first_leaf, first_position, count FROM ledger_spans \
+             ORDER BY first_leaf DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
+            None => None,
+        })
+    }
+
+    async fn write_spans(conn: &mut Conn<D>, spans: &[(i64, i64, i64)]) -> Result<(), StoreError> {
+        for (leaf, position, count) in spans {
+            query::<D>(
+                "INSERT INTO ledger_spans (first_leaf, first_position, count) VALUES (?, ?, ?) \
+                 ON CONFLICT (first_leaf) DO UPDATE SET count = excluded.count",
+            )
+            .bind(*leaf)
+            .bind(*position)
+            .bind(*count)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_nodes(conn: &mut Conn<D>, nodes: &[Node]) -> Result<(), StoreError> {
+        for chunk in nodes.chunks(1000) {
+            let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO ledger_nodes (level, idx, hash) VALUES {rows} \
+                 ON CONFLICT (level, idx) DO NOTHING"
+            );
+            let mut insert = query::<D>(&sql);
+            for node in chunk {
+                insert = insert
+                    .bind(node.level as i32)
+                    .bind(node.index as i64)
+                    .bind(node.hash.to_vec());
+            }
+            insert.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_nodes(
+        conn: &mut Conn<D>,
+        wanted: &[(u32, u64)],
+        into: &mut HashMap<(u32, u64), Hash>,
+    ) -> Result<(), StoreError> {
+        let conditions = vec!["(level = ? AND idx = ?)"; wanted.len()].join(" OR ");
+        let sql = format!("SELECT level, idx, hash FROM ledger_nodes WHERE {conditions}");
+        let mut select = query::<D>(&sql);
+        for (level, index) in wanted {
+            select = select.bind(*level as i32).bind(*index as i64);
+        }
+        for row in select.fetch_all(&mut *conn).await? {
+            let (level, index): (i32, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let hash = hash32(&row.try_get::<Vec<u8>, _>(2)?)?;
+            into.insert((level as u32, index as u64), hash);
+        }
+        Ok(())
+    }
+
+    /// The leaf hashes of `range` (within one span or across a few), by leaf index.
+    async fn fetch_leaves(
+        conn: &mut Conn<D>,
+        range: std::ops::Range<u64>,
+        into: &mut HashMap<u64, Hash>,
+    ) -> Result<(), StoreError> {
+        let (start, end) = (range.start as i64, range.end as i64);
+        let spans = query::<D>(
+            "SELECT first_leaf, first_position, count FROM ledger_spans \
+             WHERE first_leaf < ? AND first_leaf + count > ? ORDER BY first_leaf",
+        )
+        .bind(end)
+        .bind(start)
+        .fetch_all(&mut *conn)
+        .await?;
+        for span in spans {
+            let (leaf, first, count): (i64, i64, i64) =
+                (span.try_get(0)?, span.try_get(1)?, span.try_get(2)?);
+            let (from, to) = (start.max(leaf), end.min(leaf + count));
+            let rows = query::<D>(
+                "SELECT position, hash FROM events WHERE position >= ? AND position < ? \
+                 ORDER BY position",
+            )
+            .bind(first + from - leaf)
+            .bind(first + to - leaf)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let position: i64 = row.try_get(0)?;
+                let hash: Vec<u8> = row.try_get(1)?;
+                into.insert((leaf + position - first) as u64, leaf_hash(&hash));
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest event, for the upgrade's question: keyed or not?
+    async fn last_event(conn: &mut Conn<D>) -> Result<Option<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events ORDER BY position DESC LIMIT 1",
+            recorded_columns::<D>()
+        );
+        let row = query::<D>(&sql).fetch_optional(&mut *conn).await?;
+        row.as_ref().map(D::recorded).transpose()
+    }
+
+    /// The number of events of a log written before the key, and the root of their tree.
+    async fn legacy_root(conn: &mut Conn<D>) -> Result<(u64, Hash), StoreError> {
+        let mut frontier = Frontier::new();
+        let mut after = 0i64;
+        loop {
+            let leaves = Self::leaves_after(conn, after, "").await?;
+            for (position, hash) in &leaves {
+                after = *position;
+                frontier.push(leaf_hash(hash));
+            }
+            if (leaves.len() as i64) < STEP {
+                return Ok((frontier.size(), frontier.root()));
+            }
+        }
+    }
+
+    /// Appends `LedgerKeyed`, sealing the `legacy_events` unkeyed events before it.
+    async fn seal(
+        conn: &mut Conn<D>,
+        chain: &ChainKey,
+        legacy_events: u64,
+        root: &Hash,
+    ) -> Result<(), StoreError> {
+        let recorded = recording_time();
+        let payload = serde_json::json!({
+            "legacy_events": legacy_events,
+            "legacy_root": hex::encode(root),
+            "key_id": chain.id(),
+        })
+        .to_string();
+        let metadata = r#"{"request_id":null,"ip":null,"user_agent":null,"actor":"system"}"#;
+        let hashed = Hashed {
+            stream_id: LEDGER_STREAM,
+            stream_version: 1,
+            event_type: LEDGER_KEYED,
+            schema_version: 1,
+            payload: &payload,
+            metadata,
+            recorded_at: &recorded.1,
+        };
+        let hash = chain.hash(&GENESIS, &hashed);
+        let event = RecordedEvent {
+            position: 0,
+            stream_id: LEDGER_STREAM.to_owned(),
+            stream_version: 1,
+            event_type: LEDGER_KEYED.to_owned(),
+            schema_version: 1,
+            payload,
+            metadata: metadata.to_owned(),
+            recorded_at: recorded.0,
+            prev_hash: GENESIS.to_vec(),
+            hash,
+        };
+        D::insert(conn, &[Ok(vec![event])], &D::stored_time(&recorded)).await?;
+        Ok(())
+    }
+}
+
+/// Whether the ledger key made `event`'s hash.
+fn keyed(chain: &ChainKey, event: &RecordedEvent) -> bool {
+    let recorded_at = event
+        .recorded_at
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let hashed = Hashed {
+        stream_id: &event.stream_id,
+        stream_version: event.stream_version,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        payload: &event.payload,
+        metadata: &event.metadata,
+        recorded_at: &recorded_at,
+    };
+    chain.hash(&event.prev_hash, &hashed) == event.hash
+}
