@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod password;
