@@ -29,6 +29,14 @@ impl Server {
             ("PORT", "0"),
             ("JWT_SECRET", JWT_SECRET),
             ("REFRESH_JWT_SECRET", REFRESH_SECRET),
+            (
+                "LEDGER_KEY",
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "CHECKPOINT_KEY",
+                "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+            ),
             ("LOGIN_RATE_LIMIT", "off"),
             ("LOGIN_IP_RATE_LIMIT", "off"),
             ("LOGIN_ACCOUNT_FAILURE_LIMIT", "off"),

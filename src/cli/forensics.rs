@@ -17,10 +17,10 @@ use tokenledger_projections::{ActiveSessions, sessions_alive_at};
 use crate::audit::{AuditEntry, table};
 use crate::catch_up::fold_into;
 use crate::config::{Config, KeyBytes};
-use crate::store::users::strapi_time;
 use crate::ledger::checkpoints::{notes_in, signing_key};
 use crate::ledger::note::{VerifierKey, open as open_note};
 use crate::ledger::verify::{Expected, LedgerVerifier};
+use crate::store::users::strapi_time;
 use crate::store::{self, ChainKey, Opened, StoreError, stream_of};
 use crate::terminal::{printable, printable_json};
 
@@ -154,10 +154,16 @@ async fn expected_heads(
         let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
         let found = notes_in(&text);
         if found.is_empty() {
-            return Ok(Err(format!("checkpoint {}: holds no signed note", file.display())));
+            return Ok(Err(format!(
+                "checkpoint {}: holds no signed note",
+                file.display()
+            )));
         }
         for (i, note) in found.into_iter().enumerate() {
-            notes.push((format!("checkpoint {} (note {})", file.display(), i + 1), note));
+            notes.push((
+                format!("checkpoint {} (note {})", file.display(), i + 1),
+                note,
+            ));
         }
     }
     for (from, note) in notes {

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::merkle::{
-    self, Hash, ProofError, consistency_needs, consistency_proof, inclusion_needs,
-    inclusion_proof, leaf_hash, subtree_needs, subtree_root, verify_inclusion,
+    self, Hash, ProofError, consistency_needs, consistency_proof, inclusion_needs, inclusion_proof,
+    leaf_hash, subtree_needs, subtree_root, verify_inclusion,
 };
 use super::note::{VerifierKey, open};
 use super::store::LedgerStore;
@@ -43,7 +43,11 @@ pub enum ProveError {
     #[error("the tree has {tree} events; {asked} is beyond it")]
     BeyondTree { asked: u64, tree: u64 },
     #[error("the event at position {position} is leaf {index}, not in a tree of size {size}")]
-    NotInTree { position: i64, index: u64, size: u64 },
+    NotInTree {
+        position: i64,
+        index: u64,
+        size: u64,
+    },
     #[error("the ledger's tables are incomplete: {0}")]
     Proof(#[from] ProofError),
     #[error(transparent)]

@@ -308,10 +308,9 @@ where
     }
 
     async fn read_tree(conn: &mut Conn<D>) -> Result<Option<(Frontier, i64)>, StoreError> {
-        let row =
-            sqlx::query("SELECT size, last_position, frontier FROM ledger_tree WHERE id = 1")
-                .fetch_optional(&mut *conn)
-                .await?;
+        let row = sqlx::query("SELECT size, last_position, frontier FROM ledger_tree WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let size: i64 = row.try_get(0)?;
         let frontier = Frontier::from_bytes(size as u64, &row.try_get::<Vec<u8>, _>(2)?)

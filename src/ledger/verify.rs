@@ -79,8 +79,7 @@ impl LedgerVerifier {
     }
 
     fn check_seal(&self, event: &RecordedEvent) -> Result<(), Finding> {
-        let payload: serde_json::Value =
-            serde_json::from_str(&event.payload).unwrap_or_default();
+        let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap_or_default();
         let sealed = (
             payload["legacy_events"].as_u64(),
             payload["legacy_root"].as_str(),

@@ -289,9 +289,9 @@ pub async fn open(
 /// Seals a log written before the ledger key, once; see `ledger::store::Upgrade`.
 async fn upgrade(ledger: &dyn LedgerStore) -> Result<Upgrade, sqlx::Error> {
     let upgrade = ledger.upgrade().await.map_err(|e| match e {
-        StoreError::Database(e) => Arc::try_unwrap(e).unwrap_or_else(|e| {
-            sqlx::Error::Protocol(e.to_string())
-        }),
+        StoreError::Database(e) => {
+            Arc::try_unwrap(e).unwrap_or_else(|e| sqlx::Error::Protocol(e.to_string()))
+        }
         other => sqlx::Error::Protocol(other.to_string()),
     })?;
     match &upgrade {
