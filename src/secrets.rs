@@ -94,6 +94,39 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
     )))
 }
 
+/// Fills in missing keys from `<data dir>/secrets.json` if it is there, making nothing and
+/// writing nothing: for the commands that only read.
+pub fn read_existing(config: &mut Config) -> std::io::Result<()> {
+    if missing(config).is_empty() || config.server.database_url.is_postgres() {
+        return Ok(());
+    }
+    let path = config.server.data_dir.join(FILE_NAME);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let stored: Stored = serde_json::from_str(&text)
+        .map_err(|e| invalid_data(format!("{}: {e}", path.display())))?;
+    let ledger = &mut config.ledger;
+    for (name, value, configured) in [
+        ("LEDGER_KEY", &stored.ledger_key, &mut ledger.key),
+        (
+            "CHECKPOINT_KEY",
+            &stored.checkpoint_key,
+            &mut ledger.checkpoint_key,
+        ),
+    ] {
+        if let (None, Some(text)) = (&configured, value) {
+            *configured = Some(
+                KeyBytes::parse(text)
+                    .map_err(|e| invalid_data(format!("{name} in {}: {e}", path.display())))?,
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The signing secrets: those read back held to the rule of configured ones.
 fn fill_secrets(
     config: &mut Config,

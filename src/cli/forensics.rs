@@ -16,7 +16,7 @@ use tokenledger_projections::{ActiveSessions, sessions_alive_at};
 
 use crate::audit::{AuditEntry, table};
 use crate::catch_up::fold_into;
-use crate::config::{Config, KeyBytes};
+use crate::config::{Config, DatabaseUrl, KeyBytes};
 use crate::ledger::checkpoints::{notes_in, signing_key};
 use crate::ledger::note::{VerifierKey, open as open_note};
 use crate::ledger::verify::{Expected, LedgerVerifier};
@@ -26,6 +26,10 @@ use crate::terminal::{printable, printable_json};
 
 pub(super) async fn open(config: &Config) -> anyhow::Result<Opened> {
     let url = &config.server.database_url;
+    // Before asking for the key: pointed at the wrong folder, that is the news.
+    if let DatabaseUrl::Sqlite(sqlite) = url {
+        store::sqlite::Database::exists(sqlite).with_context(|| format!("opening {url}"))?;
+    }
     store::open(url, true, ledger_key(config)?)
         .await
         .with_context(|| format!("opening {url}"))
@@ -33,7 +37,9 @@ pub(super) async fn open(config: &Config) -> anyhow::Result<Opened> {
 
 /// The ledger key, which `secrets::resolve` has filled in by now.
 pub fn ledger_key(config: &Config) -> anyhow::Result<&KeyBytes> {
-    config.ledger.key.as_ref().context("LEDGER_KEY is not set")
+    config.ledger.key.as_ref().context(
+        "LEDGER_KEY is not set, nor in DATA_DIR/secrets.json (a database an older version made: run `tokenledger migrate` once)",
+    )
 }
 
 async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {
@@ -225,22 +231,28 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
     }
 }
 
+/// A progress bar on a terminal; `None` elsewhere, where the caller prints plain lines.
+pub fn progress_bar(total: u64, unit: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
 /// `tokenledger rebuild`: folds every event into fresh projections, with a progress bar on a
 /// terminal and plain lines otherwise, and reports the rate.
 pub async fn rebuild(config: &Config) -> anyhow::Result<()> {
     let opened = open(config).await?;
     let store = opened.events.clone();
     let total = store.count().await?;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(total.max(0) as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
+    let bar = progress_bar(total.max(0) as u64, "events");
     let started = Instant::now();
     // The same fold the server runs at start-up.
     let projection = Arc::new(RwLock::new(ActiveSessions::new()));

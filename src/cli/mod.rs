@@ -204,20 +204,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // container's check must not fail where the instance was started with --insecure-dev.
     let probing = matches!(cli.command, Some(Command::Probe { .. }));
     let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
-    // Every command that opens the database needs the ledger key; `serve` resolves (and
-    // reports) the secrets itself.
-    if !matches!(
-        cli.command,
-        None | Some(
-            Command::Serve
-                | Command::Probe { .. }
-                | Command::PasswordCost { .. }
-                | Command::Ledger(LedgerCommand::VerifyProof { .. })
-        )
-    ) {
-        secrets::resolve(&mut config)
-            .with_context(|| format!("secrets and keys in {}", config.server.data_dir.display()))?;
-    }
+    // Every command that opens the database needs the ledger key; those that only read take
+    // it from secrets.json without making one (or a folder). `serve` resolves (and reports)
+    // the secrets itself.
+    let (writes, reads) = match &cli.command {
+        None | Some(Command::Serve | Command::Probe { .. } | Command::PasswordCost { .. }) => {
+            (false, false)
+        }
+        Some(Command::Ledger(LedgerCommand::VerifyProof { .. })) => (false, false),
+        Some(
+            Command::Audit { .. }
+            | Command::Replay { .. }
+            | Command::Verify { .. }
+            | Command::Rebuild
+            | Command::User(UserCommand::List)
+            | Command::Ledger(LedgerCommand::Key | LedgerCommand::Prove { .. }),
+        ) => (false, true),
+        Some(_) => (true, false),
+    };
+    let resolved = if writes {
+        secrets::resolve(&mut config).map(drop)
+    } else if reads {
+        secrets::read_existing(&mut config)
+    } else {
+        Ok(())
+    };
+    resolved
+        .with_context(|| format!("secrets and keys in {}", config.server.data_dir.display()))?;
     let format = config.logging.format;
     init_logging(format);
     let outcome = actix_web::rt::System::new().block_on(async move {
@@ -313,13 +326,30 @@ async fn password_cost(count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `migrate`: the schema, the seal of a log written before the ledger key, and the ledger's
+/// tree built over the whole log (once; later starts extend it), with a progress bar.
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    store::open(&config.server.database_url, false, ledger_key(config)?)
-        .await?
-        .events
-        .close()
+    let opened = store::open(&config.server.database_url, false, ledger_key(config)?).await?;
+    let total = opened.events.count().await?.max(0) as u64;
+    let bar = forensics::progress_bar(total, "events in the ledger's tree");
+    let tree = opened
+        .ledger
+        .extend(&mut |size| match &bar {
+            Some(bar) => bar.set_position(size),
+            None => eprintln!("{size}/{total} events in the ledger's tree"),
+        })
         .await;
-    say!("migrated {}", config.server.database_url);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    opened.events.close().await;
+    let tree = tree?;
+    say!(
+        "migrated {}; the ledger's tree covers {} events, root {}",
+        config.server.database_url,
+        tree.size,
+        hex::encode(tree.root)
+    );
     Ok(())
 }
 

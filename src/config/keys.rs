@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 
 use super::values::{
-    Parsed, boolean, cors_origins, duration, key, log_format, path, port, proxies, rate_limit,
-    same_site, secret, session_limit, text, url,
+    Parsed, boolean, cors_origins, duration, http_url, key, log_format, path, port, proxies,
+    rate_limit, same_site, secret, session_limit, text,
 };
 use super::{ConfigError, CorsOrigins, KeyBytes, LogFormat, RateLimit, SameSite, Secret, invalid};
 
@@ -211,8 +211,9 @@ keys! {
     CHECKPOINT_FILE: PathBuf = "CHECKPOINT_FILE", "ledger.checkpointFile", Text, Unset, path,
         "each checkpoint is also appended to this file";
     CHECKPOINT_WEBHOOK_URL: String = "CHECKPOINT_WEBHOOK_URL", "ledger.checkpointWebhookUrl",
-        Text, Unset, url,
-        "each checkpoint is POSTed here (`text/plain`), retried with backoff";
+        Text, Unset, http_url,
+        "each checkpoint is POSTed here (`text/plain`), retried with backoff; `http://` only \
+        (put a TLS relay in front of an `https` witness)";
 }
 
 /// Where values come from: the environment, then the file.

@@ -105,7 +105,8 @@ impl Checkpointer {
                 extensions: Vec::new(),
             })
             .expect("an origin that config accepted, a size and a root always read back");
-        if self.ledger.add_checkpoint(tree.size, &note).await? {
+        // The empty tree is answered, not kept: it commits to nothing.
+        if tree.size > 0 && self.ledger.add_checkpoint(tree.size, &note).await? {
             self.publish(&note)?;
         }
         Ok((tree, note))

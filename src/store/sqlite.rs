@@ -41,6 +41,12 @@ impl Database {
     /// Opens an existing database, for commands that only read: pointed at the wrong folder
     /// they must say so, not report on a new, empty log.
     pub async fn open_existing(url: &str, key: &KeyBytes) -> Result<Database, sqlx::Error> {
+        Self::exists(url)?;
+        Self::open(url, key).await
+    }
+
+    /// Whether the file at `url` is there: an error saying so if not.
+    pub fn exists(url: &str) -> Result<(), sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?;
         if !options.get_filename().exists() {
             return Err(sqlx::Error::Configuration(
@@ -51,7 +57,7 @@ impl Database {
                 .into(),
             ));
         }
-        Self::open(url, key).await
+        Ok(())
     }
 
     /// Opens (creating if needed) the database at `url` and runs the migrations.

@@ -31,10 +31,13 @@ pub(super) enum Route {
     AdminEvents,
     AdminSessions,
     AdminClear,
+    LedgerCheckpoint,
+    LedgerInclusion,
+    LedgerConsistency,
     Health,
 }
 
-const ROUTES: [Route; 14] = [
+const ROUTES: [Route; 17] = [
     Route::Register,
     Route::Login,
     Route::LocalRefresh,
@@ -48,6 +51,9 @@ const ROUTES: [Route; 14] = [
     Route::AdminEvents,
     Route::AdminSessions,
     Route::AdminClear,
+    Route::LedgerCheckpoint,
+    Route::LedgerInclusion,
+    Route::LedgerConsistency,
     Route::Health,
 ];
 
@@ -58,7 +64,10 @@ impl Route {
             | Route::Me
             | Route::AdminUsers
             | Route::AdminEvents
-            | Route::AdminSessions => "GET",
+            | Route::AdminSessions
+            | Route::LedgerCheckpoint
+            | Route::LedgerInclusion
+            | Route::LedgerConsistency => "GET",
             Route::RevokeSession => "DELETE",
             Route::Health => "HEAD",
             _ => "POST",
@@ -80,6 +89,9 @@ impl Route {
             Route::AdminEvents => "/api/admin/users/:id/events",
             Route::AdminSessions => "/api/admin/users/:id/sessions",
             Route::AdminClear => "/api/admin/users/:id/sessions/clear",
+            Route::LedgerCheckpoint => "/api/admin/ledger/checkpoint",
+            Route::LedgerInclusion => "/api/admin/ledger/proof/inclusion",
+            Route::LedgerConsistency => "/api/admin/ledger/proof/consistency",
             Route::Health => "/_health",
         }
     }
@@ -91,9 +103,13 @@ impl Route {
             | Route::Sessions
             | Route::RevokeSession
             | Route::Me => Auth::User,
-            Route::AdminUsers | Route::AdminEvents | Route::AdminSessions | Route::AdminClear => {
-                Auth::Admin
-            }
+            Route::AdminUsers
+            | Route::AdminEvents
+            | Route::AdminSessions
+            | Route::AdminClear
+            | Route::LedgerCheckpoint
+            | Route::LedgerInclusion
+            | Route::LedgerConsistency => Auth::Admin,
             _ => Auth::None,
         }
     }
@@ -427,6 +443,36 @@ impl Generator<'_> {
             }
             Route::AdminSessions if self.chance(0.7) => {
                 pairs.push(format!("at={}", pick(&mut self.rng, &TIMES)));
+            }
+            Route::LedgerInclusion | Route::LedgerConsistency => {
+                let keys: &[&str] = if route == Route::LedgerInclusion {
+                    &["position", "size"]
+                } else {
+                    &["from", "to"]
+                };
+                for key in keys {
+                    if self.chance(0.8) {
+                        let value = pick(
+                            &mut self.rng,
+                            &[
+                                "1",
+                                "2",
+                                "0",
+                                "-1",
+                                "3",
+                                "999999",
+                                "9223372036854775807",
+                                "9223372036854775808",
+                                "18446744073709551616",
+                                "1.5",
+                                "",
+                                "%FF",
+                                "x",
+                            ],
+                        );
+                        pairs.push(format!("{key}={value}"));
+                    }
+                }
             }
             _ => {}
         }
