@@ -71,8 +71,12 @@ pub fn event_json(event: &RecordedEvent) -> serde_json::Value {
     })
 }
 
-/// The tree size a request names, checked against the tree, extended first if needed.
-async fn tree_size(ledger: &dyn LedgerStore, asked: Option<u64>) -> Result<u64, ProveError> {
+/// The tree size a request names, checked against the tree, extended first if needed; and
+/// the root at that size if it is the tree's own (else it is computed).
+async fn tree_size(
+    ledger: &dyn LedgerStore,
+    asked: Option<u64>,
+) -> Result<(u64, Option<Hash>), ProveError> {
     let mut tree = ledger.tree().await?;
     if asked.is_none_or(|size| size > tree.size) {
         tree = ledger.extend(&mut |_| {}).await?;
@@ -82,8 +86,8 @@ async fn tree_size(ledger: &dyn LedgerStore, asked: Option<u64>) -> Result<u64, 
             asked: size,
             tree: tree.size,
         }),
-        Some(size) => Ok(size),
-        None => Ok(tree.size),
+        Some(size) if size < tree.size => Ok((size, None)),
+        _ => Ok((tree.size, Some(tree.root))),
     }
 }
 
@@ -103,7 +107,7 @@ pub async fn inclusion(
         .event(position)
         .await?
         .ok_or(ProveError::NoEvent(position))?;
-    let size = tree_size(ledger, size).await?;
+    let (size, root) = tree_size(ledger, size).await?;
     let index = ledger
         .leaf_of(position)
         .await?
@@ -114,12 +118,18 @@ pub async fn inclusion(
             size,
         })?;
     let mut needs = inclusion_needs(index, size);
-    let root_needs = subtree_needs(0, size);
-    needs.leaves.extend(root_needs.leaves);
-    needs.nodes.extend(root_needs.nodes);
+    if root.is_none() {
+        let root_needs = subtree_needs(0, size);
+        needs.leaves.extend(root_needs.leaves);
+        needs.leaves.sort_by_key(|r| r.start);
+        needs.nodes.extend(root_needs.nodes);
+    }
     let fetched = ledger.fetch(&needs).await?;
     let path = inclusion_proof(index, size, &fetched)?;
-    let root = subtree_root(0, size, &fetched)?;
+    let root = match root {
+        Some(root) => root,
+        None => subtree_root(0, size, &fetched)?,
+    };
     Ok(InclusionProof {
         index,
         tree_size: size,
@@ -136,13 +146,14 @@ pub async fn consistency(
     from: u64,
     to: u64,
 ) -> Result<ConsistencyProof, ProveError> {
-    let to = tree_size(ledger, Some(to)).await?;
+    let (to, _) = tree_size(ledger, Some(to)).await?;
     let mut needs = consistency_needs(from, to);
     for (lo, hi) in [(0, from), (0, to)] {
         let more = subtree_needs(lo, hi);
         needs.leaves.extend(more.leaves);
         needs.nodes.extend(more.nodes);
     }
+    needs.leaves.sort_by_key(|r| r.start);
     let fetched = ledger.fetch(&needs).await?;
     Ok(ConsistencyProof {
         from,

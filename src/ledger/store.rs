@@ -123,6 +123,21 @@ fn fold(
     (nodes, spans)
 }
 
+/// The leaf ranges of `needs`, each widened to cover what its 256-leaf block needs.
+fn blocks(ranges: &[std::ops::Range<u64>]) -> Vec<std::ops::Range<u64>> {
+    let mut blocks: Vec<std::ops::Range<u64>> = Vec::new();
+    for range in ranges {
+        match blocks.last_mut() {
+            Some(last) if last.start / 256 == range.start / 256 => {
+                last.start = last.start.min(range.start);
+                last.end = last.end.max(range.end);
+            }
+            _ => blocks.push(range.clone()),
+        }
+    }
+    blocks
+}
+
 /// The ledger's statements on dialect `D`, with the bounds sqlx needs stated once.
 struct Tables<D>(std::marker::PhantomData<D>);
 
@@ -201,8 +216,9 @@ where
     async fn fetch(&self, needs: &Needs) -> Result<Fetched, StoreError> {
         let mut fetched = Fetched::default();
         let mut conn = self.reader().acquire().await?;
-        for range in &needs.leaves {
-            Tables::<D>::fetch_leaves(&mut conn, range.clone(), &mut fetched.leaves).await?;
+        // One read a 256-leaf block: a proof's two runs either side of its own leaf are one.
+        for range in blocks(&needs.leaves) {
+            Tables::<D>::fetch_leaves(&mut conn, range, &mut fetched.leaves).await?;
         }
         for chunk in needs.nodes.chunks(200) {
             Tables::<D>::fetch_nodes(&mut conn, chunk, &mut fetched.nodes).await?;
