@@ -19,6 +19,7 @@ use crate::config::{Config, DatabaseUrl};
 use crate::http::{self, AppState, middleware};
 use crate::ids::Ids;
 use crate::ledger::checkpoints::{Checkpointer, signing_key};
+use crate::ledger::store::Upgrading;
 use crate::limits::RateLimits;
 use crate::password::Passwords;
 use crate::store;
@@ -58,7 +59,8 @@ impl Application {
             .key
             .as_ref()
             .context("LEDGER_KEY is not set")?;
-        let opened = store::open(database_url, false, key)
+        let upgrading = Upgrading::for_writing(&config.ledger);
+        let opened = store::open(database_url, false, key, upgrading)
             .await
             .with_context(|| format!("opening {database_url}"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

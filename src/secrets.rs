@@ -184,6 +184,8 @@ fn fill_keys(
                 .map_err(|e| invalid_data(format!("{name} in {}: {e}", path.display())))?,
             None => {
                 generated.push(name);
+                // Nothing can have been chained with a key made just now.
+                ledger.seal_legacy |= name == "LEDGER_KEY";
                 let key = random_key();
                 *value = Some(key.to_hex());
                 key

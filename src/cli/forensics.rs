@@ -19,6 +19,7 @@ use crate::catch_up::fold_into;
 use crate::config::{Config, DatabaseUrl, KeyBytes};
 use crate::ledger::checkpoints::{notes_in, signing_key};
 use crate::ledger::note::{VerifierKey, open as open_note};
+use crate::ledger::store::Upgrading;
 use crate::ledger::verify::{Expected, LedgerVerifier};
 use crate::store::users::strapi_time;
 use crate::store::{self, ChainKey, Opened, StoreError, stream_of};
@@ -30,7 +31,7 @@ pub(super) async fn open(config: &Config) -> anyhow::Result<Opened> {
     if let DatabaseUrl::Sqlite(sqlite) = url {
         store::sqlite::Database::exists(sqlite).with_context(|| format!("opening {url}"))?;
     }
-    store::open(url, true, ledger_key(config)?)
+    store::open(url, true, ledger_key(config)?, Upgrading::Leave)
         .await
         .with_context(|| format!("opening {url}"))
 }

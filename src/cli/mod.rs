@@ -36,6 +36,7 @@ use crate::actors::{Core, Execute, execute_once};
 use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
+use crate::ledger::store::Upgrading;
 use crate::password::Passwords;
 use crate::rules::rule_violations;
 use crate::secrets;
@@ -67,8 +68,13 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API (the default).
     Serve,
-    /// Create or upgrade the database schema, then exit.
-    Migrate,
+    /// Create or upgrade the database schema and build the ledger's tree, then exit.
+    Migrate {
+        /// Seal the events of a log an older version wrote (unkeyed), which a start with an
+        /// existing ledger key refuses to do by itself: see README, "The ledger".
+        #[arg(long)]
+        seal_legacy: bool,
+    },
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -262,7 +268,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 events,
                 password,
             } => seed::seed(&config, users, events, password).await,
-            Command::Migrate => migrate(&config).await,
+            Command::Migrate { seal_legacy } => {
+                config.ledger.seal_legacy |= seal_legacy;
+                migrate(&config).await
+            }
             Command::User(UserCommand::List) => list_users(&config).await,
             Command::User(UserCommand::Block { user }) => set_blocked(config, &user, true).await,
             Command::User(UserCommand::Unblock { user }) => set_blocked(config, &user, false).await,
@@ -329,7 +338,13 @@ async fn password_cost(count: usize) -> anyhow::Result<()> {
 /// `migrate`: the schema, the seal of a log written before the ledger key, and the ledger's
 /// tree built over the whole log (once; later starts extend it), with a progress bar.
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let opened = store::open(&config.server.database_url, false, ledger_key(config)?).await?;
+    let opened = store::open(
+        &config.server.database_url,
+        false,
+        ledger_key(config)?,
+        Upgrading::for_writing(&config.ledger),
+    )
+    .await?;
     let total = opened.events.count().await?.max(0) as u64;
     let bar = forensics::progress_bar(total, "events in the ledger's tree");
     let tree = opened
@@ -354,7 +369,13 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn list_users(config: &Config) -> anyhow::Result<()> {
-    let opened = store::open(&config.server.database_url, true, ledger_key(config)?).await?;
+    let opened = store::open(
+        &config.server.database_url,
+        true,
+        ledger_key(config)?,
+        Upgrading::Leave,
+    )
+    .await?;
     let users = opened.users.all().await?;
     opened.events.close().await;
     say!(
@@ -390,7 +411,13 @@ async fn add_user(
         let reasons: Vec<String> = broken.into_iter().map(|(_, message)| message).collect();
         anyhow::bail!("cannot add this user: {}", reasons.join("; "));
     }
-    let opened = store::open(&config.server.database_url, false, ledger_key(config)?).await?;
+    let opened = store::open(
+        &config.server.database_url,
+        false,
+        ledger_key(config)?,
+        Upgrading::for_writing(&config.ledger),
+    )
+    .await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let password_hash = Passwords::new(cores)?.hash(password).await?;
     let user = opened
@@ -424,7 +451,13 @@ pub struct Logged;
 async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
     secrets::resolve(&mut config)
         .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
-    let opened = store::open(&config.server.database_url, true, ledger_key(&config)?).await?;
+    let opened = store::open(
+        &config.server.database_url,
+        true,
+        ledger_key(&config)?,
+        Upgrading::for_writing(&config.ledger),
+    )
+    .await?;
     let users = &opened.users;
     let user = users
         .find_any(key)

@@ -25,6 +25,7 @@ use tokenledger_domain::{
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::ledger::store::Upgrading;
 use crate::password::Passwords;
 use crate::store::users::NewUser;
 use crate::store::{self, EventMetadata, NewEvent, stream_of};
@@ -71,9 +72,15 @@ pub async fn seed(
         "--events must be at most {MAX_EVENTS_PER_USER} a user (each user's history is built in memory)"
     );
     let database_url = &config.server.database_url;
-    let opened = store::open(database_url, false, super::forensics::ledger_key(config)?)
-        .await
-        .with_context(|| format!("opening {database_url}"))?;
+    let key = super::forensics::ledger_key(config)?;
+    let opened = store::open(
+        database_url,
+        false,
+        key,
+        Upgrading::for_writing(&config.ledger),
+    )
+    .await
+    .with_context(|| format!("opening {database_url}"))?;
     let store = opened.events.clone();
     let (existing, people) = (store.count().await?, opened.users.count().await?);
     anyhow::ensure!(

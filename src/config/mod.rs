@@ -113,6 +113,9 @@ pub struct LedgerConfig {
     pub checkpoint_interval: TimeDelta,
     pub checkpoint_file: Option<PathBuf>,
     pub checkpoint_webhook_url: Option<String>,
+    /// Whether opening may seal an unkeyed log (`ledger::store::Upgrading`): set when this
+    /// start made the ledger key, or by `migrate --seal-legacy`. Not a configuration key.
+    pub seal_legacy: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -415,6 +418,7 @@ impl LedgerConfig {
             checkpoint_interval: source.value(&keys::CHECKPOINT_INTERVAL)?,
             checkpoint_file: source.optional(&keys::CHECKPOINT_FILE)?,
             checkpoint_webhook_url: source.optional(&keys::CHECKPOINT_WEBHOOK_URL)?,
+            seal_legacy: false,
         })
     }
 }

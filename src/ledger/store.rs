@@ -34,6 +34,32 @@ pub struct TreeHead {
     pub last_position: i64,
 }
 
+/// Whether opening may seal a log whose events are not keyed and whose ledger tables are
+/// empty. Such a log is either one an older version wrote, or one an insider rewrote without
+/// the key (and emptied the tables): sealing it would make the rewrite verify. So it is
+/// sealed only when the ledger key is new (made by this start: nothing can have been keyed
+/// before it), or when the operator says so (`migrate --seal-legacy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upgrading {
+    Seal,
+    /// Refuse to open such a log, saying why.
+    Refuse,
+    /// Change nothing at all: for the commands that only read.
+    Leave,
+}
+
+impl Upgrading {
+    /// For a command that writes: seal only if this start made the ledger key, or the
+    /// operator asked.
+    pub fn for_writing(config: &crate::config::LedgerConfig) -> Upgrading {
+        if config.seal_legacy {
+            Upgrading::Seal
+        } else {
+            Upgrading::Refuse
+        }
+    }
+}
+
 /// What the one-time upgrade did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Upgrade {
@@ -67,8 +93,8 @@ impl Source for Fetched {
 /// The ledger of whichever database was opened.
 #[async_trait]
 pub trait LedgerStore: Send + Sync + 'static {
-    /// Seals a log written before the ledger key, once (see `Upgrade`).
-    async fn upgrade(&self) -> Result<Upgrade, StoreError>;
+    /// Seals a log written before the ledger key, once (see `Upgrade`, `Upgrading`).
+    async fn upgrade(&self, upgrading: Upgrading) -> Result<Upgrade, StoreError>;
 
     /// Extends the tree over every settled event; `progress` hears the size after each step.
     async fn extend(&self, progress: &mut (dyn FnMut(u64) + Send)) -> Result<TreeHead, StoreError>;
@@ -154,7 +180,10 @@ where
     Vec<u8>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
-    async fn upgrade(&self) -> Result<Upgrade, StoreError> {
+    async fn upgrade(&self, upgrading: Upgrading) -> Result<Upgrade, StoreError> {
+        if upgrading == Upgrading::Leave {
+            return Ok(Upgrade::None);
+        }
         let mut conn = self.writer().acquire().await?;
         let mut tx = conn.begin_with(D::BEGIN).await?;
         if let Some(lock) = D::LOCK_EVENTS {
@@ -166,6 +195,11 @@ where
         let upgrade = match Tables::<D>::last_event(&mut tx).await? {
             None => Upgrade::Started,
             Some(last) if keyed(self.chain(), &last) => Upgrade::Rebuilt,
+            Some(_) if upgrading == Upgrading::Refuse => {
+                return Err(corrupt(
+                    "the log's events are not keyed and its ledger tables are empty: either an older version wrote it (run `tokenledger migrate --seal-legacy` once to seal those events), or it was rewritten without the ledger key (check it against a checkpoint kept elsewhere first: `tokenledger verify --checkpoint FILE`)",
+                ));
+            }
             Some(_) => {
                 let (legacy_events, root) = Tables::<D>::legacy_root(&mut tx).await?;
                 Tables::<D>::seal(&mut tx, self.chain(), legacy_events, &root).await?;

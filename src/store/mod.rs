@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 
 use crate::config::{DatabaseUrl, KeyBytes};
-use crate::ledger::store::{LedgerStore, Upgrade};
+use crate::ledger::store::{LedgerStore, Upgrade, Upgrading};
 
 pub(crate) use appender::recording_time;
 pub use chain::{
@@ -258,12 +258,13 @@ pub async fn open(
     url: &DatabaseUrl,
     existing: bool,
     key: &KeyBytes,
+    upgrading: Upgrading,
 ) -> Result<Opened, sqlx::Error> {
     let url = match url {
         DatabaseUrl::Postgres(url) => {
             let db = postgres::PgDatabase::open(url, key).await?;
             return Ok(Opened {
-                upgrade: upgrade(&db).await?,
+                upgrade: upgrade(&db, upgrading).await?,
                 events: Arc::new(postgres::PostgresEventStore::start(db.clone())),
                 users: Arc::new(db.clone()),
                 ledger: Arc::new(db.clone()),
@@ -278,7 +279,7 @@ pub async fn open(
         sqlite::Database::open(url, key).await?
     };
     Ok(Opened {
-        upgrade: upgrade(&db).await?,
+        upgrade: upgrade(&db, upgrading).await?,
         events: Arc::new(sqlite::SqliteEventStore::start(db.clone())),
         users: Arc::new(db.clone()),
         ledger: Arc::new(db),
@@ -287,8 +288,8 @@ pub async fn open(
 }
 
 /// Seals a log written before the ledger key, once; see `ledger::store::Upgrade`.
-async fn upgrade(ledger: &dyn LedgerStore) -> Result<Upgrade, sqlx::Error> {
-    let upgrade = ledger.upgrade().await.map_err(|e| match e {
+async fn upgrade(ledger: &dyn LedgerStore, upgrading: Upgrading) -> Result<Upgrade, sqlx::Error> {
+    let upgrade = ledger.upgrade(upgrading).await.map_err(|e| match e {
         StoreError::Database(e) => {
             Arc::try_unwrap(e).unwrap_or_else(|e| sqlx::Error::Protocol(e.to_string()))
         }

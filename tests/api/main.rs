@@ -15,6 +15,7 @@ mod helpers;
 mod hostile;
 mod hostile_input;
 mod instances;
+mod ledger_service;
 mod limits;
 mod logs;
 mod openapi;
