@@ -310,30 +310,40 @@ where
     /// One step of `extend`, in one transaction: at most `STEP` settled events folded in.
     /// Returns the tree after it and how many events it read.
     async fn extend_step(db: &D) -> Result<(TreeHead, i64), StoreError> {
-        let mut conn = db.writer().acquire().await?;
-        let mut tx = conn.begin_with(D::BEGIN).await?;
-        if let Some(lock) = D::LEDGER_LOCK {
-            sqlx::query(lock).execute(&mut *tx).await?;
-        }
-        let (mut frontier, last_position) = Self::read_tree(&mut tx)
-            .await?
-            .unwrap_or_else(|| (Frontier::new(), 0));
-        let leaves = Self::leaves_after(&mut tx, last_position, D::CATCH_UP).await?;
-        let last_position = leaves.last().map_or(last_position, |l| l.0);
-        if !leaves.is_empty() {
-            let last_span = Self::last_span(&mut tx).await?;
+        // Read and hashed outside the write lock, which the appender needs: only the few
+        // rows of the result are written under it, if no one extended the tree meanwhile.
+        loop {
+            let mut conn = db.reader().acquire().await?;
+            let (mut frontier, last_position) = Self::read_tree(&mut conn)
+                .await?
+                .unwrap_or_else(|| (Frontier::new(), 0));
+            let leaves = Self::leaves_after(&mut conn, last_position, D::CATCH_UP).await?;
+            let head = |frontier: &Frontier, last_position| TreeHead {
+                size: frontier.size(),
+                root: frontier.root(),
+                last_position,
+            };
+            let Some(&(newest, _)) = leaves.last() else {
+                return Ok((head(&frontier, last_position), 0));
+            };
+            let last_span = Self::last_span(&mut conn).await?;
+            drop(conn);
             let (nodes, spans) = fold(&mut frontier, &leaves, last_span);
+            let mut writer = db.writer().acquire().await?;
+            let mut tx = writer.begin_with(D::BEGIN).await?;
+            if let Some(lock) = D::LEDGER_LOCK {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let now = Self::read_tree(&mut tx).await?.map_or(0, |(_, p)| p);
+            if now != last_position {
+                continue; // another extender went first: fold from its tree
+            }
             Self::write_nodes(&mut tx, &nodes).await?;
             Self::write_spans(&mut tx, &spans).await?;
-            Self::write_tree(&mut tx, &frontier, last_position).await?;
+            Self::write_tree(&mut tx, &frontier, newest).await?;
+            tx.commit().await?;
+            return Ok((head(&frontier, newest), leaves.len() as i64));
         }
-        tx.commit().await?;
-        let head = TreeHead {
-            size: frontier.size(),
-            root: frontier.root(),
-            last_position,
-        };
-        Ok((head, leaves.len() as i64))
     }
 
     /// At most `STEP` events after `position` as `(position, chain hash)`, `filter` added.
