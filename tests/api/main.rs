@@ -29,3 +29,4 @@ mod sessions;
 mod store;
 mod store_failures;
 mod token_attacks;
+mod users_explained;
