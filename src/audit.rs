@@ -1,6 +1,7 @@
 //! The audit trail as people read it: one entry per event with its session, generation and
-//! the request that caused it. Token hashes are cut to a short prefix — enough to correlate
-//! entries, useless to an attacker — and tokens never appear at all (none is ever stored).
+//! the request that caused it. Token hashes and password digests are cut to a short prefix —
+//! enough to correlate entries, useless to an attacker — and tokens, passwords and password
+//! hashes never appear at all (none is ever in the log).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,7 +11,7 @@ use utoipa::ToSchema;
 use crate::store::{RecordedEvent, StoreError};
 use crate::terminal::printable;
 
-/// How many hex digits of a token hash the trail shows.
+/// How many hex digits of a token hash or password digest the trail shows.
 const HASH_PREFIX: usize = 12;
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -55,16 +56,24 @@ fn session_of(event: &Event) -> Option<String> {
         Event::TokenRefreshed(e) => Some(e.session_id.to_string()),
         Event::RefreshTokenReused(e) => Some(e.session_id.to_string()),
         Event::SessionRevoked(e) => Some(e.session_id.to_string()),
-        Event::SessionsCleared(_) | Event::LoginFailed(_) => None,
+        Event::SessionsCleared(_)
+        | Event::LoginFailed(_)
+        | Event::UserRegistered(_)
+        | Event::PasswordChanged(_)
+        | Event::UserBlocked(_)
+        | Event::UserUnblocked(_) => None,
     }
 }
 
-/// Cuts every `token_hash` in a payload to its prefix.
+/// Cuts every `token_hash` and `password_digest` in a payload to its prefix.
 fn redact(mut payload: Value) -> Value {
-    if let Some(hash) = payload.get_mut("token_hash")
-        && let Some(text) = hash.as_str()
-    {
-        *hash = Value::String(format!("{}…", &text[..text.len().min(HASH_PREFIX)]));
+    for key in ["token_hash", "password_digest"] {
+        if let Some(hash) = payload.get_mut(key)
+            && let Some(text) = hash.as_str()
+        {
+            let prefix: String = text.chars().take(HASH_PREFIX).collect();
+            *hash = Value::String(format!("{prefix}…"));
+        }
     }
     payload
 }

@@ -1,5 +1,11 @@
 //! The events of a user's stream `user-<id>`. Names are stable; each payload carries its own
 //! `schema_version` in the store so that later versions can upcast older ones (`schema`).
+//!
+//! Two kinds share the stream: session events, which the aggregate decides, and account
+//! events (`UserRegistered`, `PasswordChanged`, `UserBlocked`, `UserUnblocked`), written in the
+//! same transaction as the users row they explain, so that `verify` can tell a row the log
+//! does not account for. A password is never in the log, nor its hash: only a digest of the
+//! hash, which proves which hash is current without being one an attacker could crack.
 
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +125,39 @@ pub struct LoginFailed {
     pub user_agent: Option<String>,
 }
 
+/// A user came to be, with the users row's facts as they were then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub document_id: String,
+    pub username: String,
+    pub email: String,
+    pub provider: String,
+    pub confirmed: bool,
+    pub blocked: bool,
+    /// Lowercase hex SHA-256 of the stored PHC hash string; `None` for a user without a
+    /// password (another provider's). Argon2 hashes are salted, so the digest names one hash.
+    pub password_digest: Option<String>,
+    pub registered_at: Timestamp,
+}
+
+/// The users row's password hash was replaced by the one with this digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    /// Lowercase hex SHA-256 of the new PHC hash string (see `UserRegistered`).
+    pub password_digest: String,
+    pub changed_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserBlocked {
+    pub blocked_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUnblocked {
+    pub unblocked_at: Timestamp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     TokenIssued(TokenIssued),
@@ -128,6 +167,10 @@ pub enum Event {
     SessionRevoked(SessionRevoked),
     SessionsCleared(SessionsCleared),
     LoginFailed(LoginFailed),
+    UserRegistered(UserRegistered),
+    PasswordChanged(PasswordChanged),
+    UserBlocked(UserBlocked),
+    UserUnblocked(UserUnblocked),
 }
 
 impl Event {
@@ -140,12 +183,16 @@ impl Event {
             Event::SessionRevoked(_) => "SessionRevoked",
             Event::SessionsCleared(_) => "SessionsCleared",
             Event::LoginFailed(_) => "LoginFailed",
+            Event::UserRegistered(_) => "UserRegistered",
+            Event::PasswordChanged(_) => "PasswordChanged",
+            Event::UserBlocked(_) => "UserBlocked",
+            Event::UserUnblocked(_) => "UserUnblocked",
         }
     }
 
     /// The payload as stored: the variant's fields, without the type, which has a column.
     pub fn payload(&self) -> String {
-        // Serialising these plain structs cannot fail: every field is a string, number,
+        // Serialising these plain structs cannot fail: every field is a string, number, bool,
         // uuid, timestamp or enum, none of them a map with non-string keys.
         let encoded = match self {
             Event::TokenIssued(e) => serde_json::to_string(e),
@@ -155,6 +202,10 @@ impl Event {
             Event::SessionRevoked(e) => serde_json::to_string(e),
             Event::SessionsCleared(e) => serde_json::to_string(e),
             Event::LoginFailed(e) => serde_json::to_string(e),
+            Event::UserRegistered(e) => serde_json::to_string(e),
+            Event::PasswordChanged(e) => serde_json::to_string(e),
+            Event::UserBlocked(e) => serde_json::to_string(e),
+            Event::UserUnblocked(e) => serde_json::to_string(e),
         };
         encoded.expect("event payloads always serialise")
     }
@@ -169,6 +220,10 @@ impl Event {
             Event::SessionRevoked(e) => e.revoked_at,
             Event::SessionsCleared(e) => e.cleared_at,
             Event::LoginFailed(e) => e.failed_at,
+            Event::UserRegistered(e) => e.registered_at,
+            Event::PasswordChanged(e) => e.changed_at,
+            Event::UserBlocked(e) => e.blocked_at,
+            Event::UserUnblocked(e) => e.unblocked_at,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! tokenledger's domain: the events of a user's session stream, the commands that ask for
-//! changes, and the aggregate that decides them.
+//! tokenledger's domain: the events of a user's stream, the commands that ask for changes to
+//! its sessions, the aggregate that decides them, and the account facts its account events
+//! fold to.
 //!
 //! Everything here is pure: no async, no IO, no clock reads and no randomness. Time and fresh
 //! ids come in as arguments, so a stream replays to the same state on any machine and every
@@ -7,12 +8,14 @@
 
 #![forbid(unsafe_code)]
 
+mod account;
 mod aggregate;
 mod commands;
 mod events;
 mod schema;
 mod types;
 
+pub use account::{ACCOUNT_EVENTS, Account};
 pub use aggregate::{
     DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve, evolve_all,
 };
@@ -21,8 +24,9 @@ pub use commands::{
     RecordLoginFailure, RevokeSession, RotateToken,
 };
 pub use events::{
-    ClearReason, Event, IssueReason, LoginFailed, RefreshTokenReused, RevokeReason, SessionRevoked,
-    SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
+    ClearReason, Event, IssueReason, LoginFailed, PasswordChanged, RefreshTokenReused,
+    RevokeReason, SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
+    UserBlocked, UserRegistered, UserUnblocked,
 };
 pub use schema::{DecodeError, current_version};
 pub use types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};

@@ -29,7 +29,9 @@ pub enum DecodeError {
     },
 }
 
-/// The schema version each event type is written with today.
+/// The schema version each event type is written with today. The account events
+/// (`UserRegistered`, `PasswordChanged`, `UserBlocked`, `UserUnblocked`) are at version 1:
+/// their fields are those of `events`, as first written.
 pub fn current_version(event_type: &str) -> i16 {
     match event_type {
         // 2: `device_id` added (version 1 sessions had none).
@@ -70,6 +72,10 @@ impl Event {
             "SessionRevoked" => Event::SessionRevoked(parse(event_type, payload)?),
             "SessionsCleared" => Event::SessionsCleared(parse(event_type, payload)?),
             "LoginFailed" => Event::LoginFailed(parse(event_type, payload)?),
+            "UserRegistered" => Event::UserRegistered(parse(event_type, payload)?),
+            "PasswordChanged" => Event::PasswordChanged(parse(event_type, payload)?),
+            "UserBlocked" => Event::UserBlocked(parse(event_type, payload)?),
+            "UserUnblocked" => Event::UserUnblocked(parse(event_type, payload)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -128,6 +134,35 @@ mod tests {
             Event::decode("TokenIssued", 2, &event.payload()).unwrap(),
             event
         );
+    }
+
+    #[test]
+    fn given_each_account_event_when_written_and_read_then_it_is_the_same_at_version_1() {
+        use crate::events::{PasswordChanged, UserBlocked, UserRegistered, UserUnblocked};
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for event in [
+            Event::UserRegistered(UserRegistered {
+                document_id: "k1x9d0q2m3n4b5v6c7x8z9l0".into(),
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                provider: "local".into(),
+                confirmed: true,
+                blocked: false,
+                password_digest: None,
+                registered_at: at,
+            }),
+            Event::PasswordChanged(PasswordChanged {
+                password_digest: "ab".repeat(32),
+                changed_at: at,
+            }),
+            Event::UserBlocked(UserBlocked { blocked_at: at }),
+            Event::UserUnblocked(UserUnblocked { unblocked_at: at }),
+        ] {
+            assert_eq!(event.schema_version(), 1);
+            assert_eq!(event.occurred_at(), at);
+            let read = Event::decode(event.event_type(), 1, &event.payload()).unwrap();
+            assert_eq!(read, event);
+        }
     }
 
     #[test]

@@ -471,4 +471,27 @@ mod tests {
         assert_eq!(page(None, usize::MAX, 100), (vec![], 6));
         assert_eq!(p.page_of(9, at(10), None, 0, 25), (Vec::new(), 0));
     }
+
+    #[test]
+    fn given_a_stream_that_starts_with_its_registration_then_its_versions_fold_on() {
+        use tokenledger_domain::{UserBlocked, UserRegistered};
+        let mut p = ActiveSessions::new();
+        let registered = Event::UserRegistered(UserRegistered {
+            document_id: "k1x9d0q2m3n4b5v6c7x8z9l0".into(),
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            provider: "local".into(),
+            confirmed: true,
+            blocked: false,
+            password_digest: None,
+            registered_at: at(0),
+        });
+        let blocked = Event::UserBlocked(UserBlocked { blocked_at: at(2) });
+        let stream = [(1, &registered), (2, &issued(10, 1)), (3, &blocked)];
+        assert_eq!(p.apply_all(1, stream), 3);
+        assert_eq!(p.version(1), 3);
+        // Blocking ends the sessions through its own `SessionsCleared`, not by itself.
+        assert!(p.is_live(1, &Uuid::from_u128(10), at(3)));
+        assert_eq!(p.len(), 1);
+    }
 }

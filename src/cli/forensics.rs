@@ -1,6 +1,6 @@
 //! The investigator's commands: `audit` (a user's trail), `replay` (the sessions alive at a
-//! past moment), `verify` (every stream's hash chain) and `rebuild` (refold the projections
-//! from the start, timed).
+//! past moment), `verify` (every stream's hash chain, then every users row against the log)
+//! and `rebuild` (refold the projections from the start, timed).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -22,6 +22,7 @@ use crate::ledger::note::{VerifierKey, open as open_note};
 use crate::ledger::store::Upgrading;
 use crate::ledger::verify::{Expected, LedgerVerifier};
 use crate::store::users::strapi_time;
+use crate::store::users_explained::LogAccounts;
 use crate::store::{self, ChainKey, Opened, StoreError, stream_of};
 use crate::terminal::{printable, printable_json};
 
@@ -187,7 +188,9 @@ async fn expected_heads(
 }
 
 /// `tokenledger verify [--checkpoint FILE]…`: the keyed chain, the seal of an unkeyed
-/// prefix, and the tree against every checkpoint; the first finding fails the command.
+/// prefix, and the tree against every checkpoint; the first finding fails the command. Then,
+/// on a log that verified, every users row against its stream's account events
+/// (`users_explained`): each row the log does not explain fails the command too.
 pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> {
     let opened = open(config).await?;
     let store = opened.events.clone();
@@ -201,6 +204,7 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
     };
     let checkpoints = expected.len() - 1;
     let mut verifier = LedgerVerifier::new(ChainKey::new(ledger_key(config)?), expected);
+    let mut accounts = LogAccounts::default();
     let mut all = store.read_all(0);
     let mut finding = None;
     while let Some(record) = all.try_next().await? {
@@ -208,17 +212,17 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
             finding = Some(found);
             break;
         }
+        accounts.observe(&record)?;
     }
     drop(all);
-    store.close().await;
     let finished = match finding {
         Some(found) => Err(found),
         None => verifier.finish(),
     };
-    match finished {
+    let verified = match finished {
         Err(found) => {
             say!("broken: {}", printable(&found.to_string()));
-            Ok(false)
+            false
         }
         Ok((size, root)) => {
             let (events, streams) = verifier.totals();
@@ -227,9 +231,32 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
                 hex::encode(root),
                 if checkpoints == 1 { "" } else { "s" }
             );
-            Ok(true)
+            true
         }
+    };
+    // The facts of a log that did not verify explain nothing.
+    let explained = if verified {
+        users_explained(&opened, accounts).await
+    } else {
+        Ok(false)
+    };
+    store.close().await;
+    explained
+}
+
+/// Says whether every users row is what `accounts`, folded from the whole log, says of it;
+/// names each one that is not.
+async fn users_explained(opened: &Opened, accounts: LogAccounts) -> anyhow::Result<bool> {
+    let checked = accounts
+        .check(opened.events.as_ref(), opened.users.as_ref())
+        .await?;
+    for finding in &checked.findings {
+        say!("broken: {finding}");
     }
+    if checked.findings.is_empty() {
+        say!("users: {} rows explained", checked.rows);
+    }
+    Ok(checked.findings.is_empty())
 }
 
 /// A progress bar on a terminal; `None` elsewhere, where the caller prints plain lines.

@@ -429,6 +429,7 @@ async fn add_user(
                 password_hash,
             },
             Utc::now(),
+            &operator(),
         )
         .await?;
     opened.events.close().await;
@@ -441,13 +442,25 @@ async fn add_user(
     Ok(())
 }
 
+/// What the events of an operator's command record: a request id of its own, the admin as
+/// the actor.
+fn operator() -> EventMetadata {
+    EventMetadata {
+        request_id: Some(uuid::Uuid::now_v7().to_string()),
+        actor: Actor::Admin,
+        ..EventMetadata::default()
+    }
+}
+
 /// The error has been written to the log already: `main` need not print it again.
 #[derive(Debug, thiserror::Error)]
 #[error("the error is in the log")]
 pub struct Logged;
 
-/// Blocks or unblocks a user. Blocking also clears every session through the same decision
-/// an actor makes, appended to the log, so a running server refuses the old tokens too.
+/// Blocks or unblocks a user (its row and its `UserBlocked` or `UserUnblocked`, one
+/// transaction). Blocking also clears every session through the same decision an actor
+/// makes, appended to the log, so a running server refuses the old tokens too; the actor a
+/// running server holds for the user meets both appends as a version conflict and reloads.
 async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
     secrets::resolve(&mut config)
         .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
@@ -464,7 +477,10 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
         .await?
         .with_context(|| format!("no user {key:?}"))?;
     let was_blocked = user.blocked;
-    let user = users.set_blocked(user.id, blocked, Utc::now()).await?;
+    let metadata = operator();
+    let user = users
+        .set_blocked(user.id, blocked, Utc::now(), &metadata)
+        .await?;
     if blocked && !was_blocked {
         let (jwt, refresh) = (
             config.tokens.jwt_secret.clone().context("JWT_SECRET")?,
@@ -491,11 +507,6 @@ async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Re
             device_id: None,
             keep: None,
         });
-        let metadata = EventMetadata {
-            request_id: Some(uuid::Uuid::now_v7().to_string()),
-            actor: Actor::Admin,
-            ..EventMetadata::default()
-        };
         execute_once(core, user.id, Execute { command, metadata }).await?;
     }
     opened.events.close().await;

@@ -6,7 +6,8 @@
 //! their tokens, sometimes fail a password, log out, get caught reusing a token, or log out
 //! everywhere, over the last two weeks. Each step is its own append (its own request id and
 //! client), written through the store's group commit with many users in flight. All users
-//! share one password, so a load generator can log in as any of them.
+//! share one password, so a load generator can log in as any of them. Each user's stream
+//! starts with its `UserRegistered`, written with its row, a thousand users a transaction.
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -104,9 +105,10 @@ pub async fn seed(
     let seeded = append_histories(&store, ids, events, lifetimes).await?;
     let seconds = appending.elapsed().as_secs_f64();
     say!(
-        "seeded {} users, {} events ({} sessions live now) in {:.1} s ({:.0} events/s appended)",
+        "seeded {} users, {} events ({} registrations; {} sessions live now) in {:.1} s ({:.0} events/s appended)",
         seeded.users,
-        seeded.events,
+        seeded.events + seeded.users as u64,
+        seeded.users,
         seeded.live_sessions,
         started.elapsed().as_secs_f64(),
         seeded.events as f64 / seconds.max(1e-9)
@@ -115,7 +117,7 @@ pub async fn seed(
     Ok(())
 }
 
-/// `users` users `seed-<i>`, all with the one password (hashed once).
+/// `users` users `seed-<i>`, all with the one password (hashed once), each registered.
 async fn create_users(
     opened: &store::Opened,
     users: usize,
@@ -129,10 +131,18 @@ async fn create_users(
             password_hash: password_hash.clone(),
         })
         .collect();
-    Ok(opened.users.create_many(&new_users, Utc::now()).await?)
+    let metadata = EventMetadata {
+        actor: store::Actor::System,
+        ..EventMetadata::default()
+    };
+    Ok(opened
+        .users
+        .create_many(&new_users, Utc::now(), &metadata)
+        .await?)
 }
 
-/// Each user's simulated history appended, many users at once; what was written.
+/// Each user's simulated history appended, many users at once, after its registration; what
+/// was written (the registrations not counted).
 async fn append_histories(
     store: &std::sync::Arc<dyn crate::store::EventStore>,
     ids: Vec<UserId>,
@@ -153,7 +163,8 @@ async fn append_histories(
         async move {
             let (steps, live) = simulate(user_id, quota, lifetimes, end);
             let stream = stream_of(user_id);
-            let mut version = 0;
+            // Version 1 is the user's `UserRegistered`.
+            let mut version = 1;
             let mut written = 0u64;
             for (events, metadata) in steps {
                 let new: Vec<NewEvent> = events.iter().map(NewEvent::from).collect();

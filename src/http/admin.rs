@@ -1,5 +1,6 @@
 //! The admin API, for operators and investigators: finding a user, a user's event trail, the
-//! sessions alive at any past moment (replayed from the log), and clearing a user's sessions.
+//! sessions alive at any past moment (replayed from the log); clearing a user's sessions,
+//! blocking and unblocking a user.
 //! Behind `ADMIN_API_TOKEN` (bearer, compared in constant time); without one configured the
 //! routes do not exist (404).
 
@@ -23,7 +24,7 @@ use crate::store::users::User;
 use crate::use_cases::{Failure, Trail, TrailQuery};
 
 const PAGE: usize = 100;
-const EVENT_TYPES: [&str; 7] = [
+const EVENT_TYPES: [&str; 11] = [
     "TokenIssued",
     "TokenRotated",
     "TokenRefreshed",
@@ -31,6 +32,10 @@ const EVENT_TYPES: [&str; 7] = [
     "SessionRevoked",
     "SessionsCleared",
     "LoginFailed",
+    "UserRegistered",
+    "PasswordChanged",
+    "UserBlocked",
+    "UserUnblocked",
 ];
 const MAX_PAGE: usize = 1000;
 const USERS_PAGE: u32 = 20;
@@ -215,7 +220,7 @@ struct TrailPage {
         ("id" = String, Path, example = "1", description = "The user's id"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only events recorded at or after this RFC 3339 time"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only events recorded at or before this RFC 3339 time"),
-        ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed"),
+        ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed, UserRegistered, PasswordChanged, UserBlocked, UserUnblocked"),
         ("after" = Option<i64>, Query, description = "Only events after this log position (a page's `meta.next`)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
     ),
@@ -334,5 +339,71 @@ pub async fn clear(
         .await?;
     Ok(HttpResponse::Ok().json(ClearedAnswer {
         data: Cleared { cleared: live },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct UserAnswer {
+    data: PublicUser,
+}
+
+/// `POST /api/admin/users/:id/block`: the user is blocked (`UserBlocked`) and every session
+/// ends (`SessionsCleared{blocked}`), with the admin as the recorded actor.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/block",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("id" = String, Path, example = "1", description = "The user's id")),
+    responses(
+        (status = 200, description = "The user, blocked (already blocked: unchanged, nothing recorded)", body = UserAnswer),
+        (status = 401, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
+        WriteUnavailable,
+    )
+)]
+pub async fn block(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_blocked(&state, &req, &path, true).await
+}
+
+/// `POST /api/admin/users/:id/unblock`: the user may log in again (`UserUnblocked`), with the
+/// admin as the recorded actor.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/unblock",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("id" = String, Path, example = "1", description = "The user's id")),
+    responses(
+        (status = 200, description = "The user, unblocked (not blocked: unchanged, nothing recorded)", body = UserAnswer),
+        (status = 401, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such user (`User not found`), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
+        WriteUnavailable,
+    )
+)]
+pub async fn unblock(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_blocked(&state, &req, &path, false).await
+}
+
+async fn set_blocked(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    blocked: bool,
+) -> Result<HttpResponse, ApiError> {
+    let user = user(state, req, id).await?;
+    let user = (state.app)
+        .set_blocked(user.id, blocked, caller(req, state))
+        .await?;
+    Ok(HttpResponse::Ok().json(UserAnswer {
+        data: PublicUser::of(&user),
     }))
 }

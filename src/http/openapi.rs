@@ -35,6 +35,8 @@ use super::{admin, admin_page, auth, ledger, probes, sessions, users};
         admin::events,
         admin::sessions_at,
         admin::clear,
+        admin::block,
+        admin::unblock,
         ledger::checkpoint,
         ledger::inclusion,
         ledger::consistency,

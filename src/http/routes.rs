@@ -87,6 +87,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
         handler: || web::to(admin::clear),
     },
     Endpoint {
+        method: Method::POST,
+        path: "/api/admin/users/{id}/block",
+        handler: || web::to(admin::block),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/admin/users/{id}/unblock",
+        handler: || web::to(admin::unblock),
+    },
+    Endpoint {
         method: Method::GET,
         path: "/api/admin/ledger/checkpoint",
         handler: || web::to(ledger::checkpoint),

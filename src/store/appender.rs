@@ -23,6 +23,27 @@ pub struct AppendRequest {
     reply: oneshot::Sender<Outcome>,
 }
 
+impl AppendRequest {
+    /// An append its caller writes in a transaction of its own (a users row and the event
+    /// that explains it), planned and inserted by the same helpers as a batch: nobody waits
+    /// for an answer.
+    pub fn unanswered(
+        stream: String,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: String,
+    ) -> AppendRequest {
+        let (reply, _) = oneshot::channel();
+        AppendRequest {
+            stream,
+            expected_version,
+            events,
+            metadata,
+            reply,
+        }
+    }
+}
+
 pub type Outcome = Result<Vec<RecordedEvent>, StoreError>;
 
 /// Writes a batch in one transaction. A stale expected version fails that append alone (its

@@ -37,7 +37,7 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     /// How `recorded_at` is stored: RFC 3339 text on SQLite, `timestamptz` on PostgreSQL.
     type Time: Value<Self::Db>;
 
-    /// Opens the transaction of a batch or a registration.
+    /// Opens the transaction of a batch or of a change of the users table (with its event).
     const BEGIN: &'static str;
     /// Run first in a registration's transaction where `BEGIN` alone does not keep other
     /// writers out between the check for a taken name and the insert.

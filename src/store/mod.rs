@@ -3,6 +3,7 @@
 //! use. It is written once (`events`, `users`) over a `dialect`, which `sqlite` (embedded)
 //! and `postgres` (shared by several instances) implement.
 
+mod account_log;
 mod appender;
 mod chain;
 mod database_file;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod postgres;
 pub mod sqlite;
 pub mod users;
+pub mod users_explained;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,7 @@ pub use chain::{
     Broken, ChainKey, ChainVerifier, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, chain_hash,
     is_seal,
 };
+pub use users::{password_digest, registration_of};
 
 /// Who caused an event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

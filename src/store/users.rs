@@ -1,16 +1,24 @@
-//! Users live in an ordinary table, as Strapi's `up_users`: the event log is for sessions.
-//! `Users` is that table, written once over `Dialect`; `UserStore` is the one of whichever
-//! database was opened.
+//! Users live in an ordinary table, as Strapi's `up_users`, which is what the account
+//! events of each user's stream fold to: every change of a row appends the event that
+//! explains it in the same transaction (`account_log`), and `verify` checks the table
+//! against the log (`users_explained`). `Users` is that table, written once over `Dialect`;
+//! `UserStore` is the one of whichever database was opened.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
-use tokenledger_domain::UserId;
+use tokenledger_domain::{
+    Event, PasswordChanged, Timestamp, UserBlocked, UserId, UserRegistered, UserUnblocked,
+};
 
+use super::EventMetadata;
+use super::account_log::append_in;
 use super::dialect::{Conn, Dialect, Row, Value, query, rfc3339};
+use super::events::EventTable;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -63,6 +71,44 @@ pub fn strapi_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// Lowercase hex SHA-256 of a stored password hash (its PHC string): what the log keeps of a
+/// password. Argon2 hashes are salted, so it names one hash without being one to crack.
+pub fn password_digest(hash: &str) -> String {
+    hex::encode(Sha256::digest(hash.as_bytes()))
+}
+
+/// A `UserRegistered` describing the users row `user` as it is, recorded as of `at`: what a
+/// registration writes, and what an upgrade appends for a row older than these events.
+pub fn registration_of(user: &User, at: Timestamp) -> Event {
+    Event::UserRegistered(UserRegistered {
+        document_id: user.document_id.clone(),
+        username: user.username.clone(),
+        email: user.email.clone(),
+        provider: user.provider.clone(),
+        confirmed: user.confirmed,
+        blocked: user.blocked,
+        password_digest: user.password_hash.as_deref().map(password_digest),
+        registered_at: at,
+    })
+}
+
+/// The `PasswordChanged` of a row whose hash became `hash`.
+pub fn password_changed(hash: &str, at: Timestamp) -> Event {
+    Event::PasswordChanged(PasswordChanged {
+        password_digest: password_digest(hash),
+        changed_at: at,
+    })
+}
+
+/// `UserBlocked` or `UserUnblocked`.
+pub fn block_changed(blocked: bool, at: Timestamp) -> Event {
+    if blocked {
+        Event::UserBlocked(UserBlocked { blocked_at: at })
+    } else {
+        Event::UserUnblocked(UserUnblocked { unblocked_at: at })
+    }
+}
+
 /// The users table of whichever database was opened.
 pub type UserStore = Arc<dyn Users>;
 
@@ -72,14 +118,22 @@ pub trait Users: Send + Sync + 'static {
     /// login matches an identifier against both: a username equal to someone's email would
     /// otherwise capture that person's logins. The check and the insert are one step:
     /// SQLite's `BEGIN IMMEDIATE`, PostgreSQL's table lock (other instances register too).
-    async fn create(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, UserError>;
+    /// Its `UserRegistered` starts the user's stream in the same transaction.
+    async fn create(
+        &self,
+        new: NewUser,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError>;
 
-    /// Inserts many users in one transaction per thousand, with no check beyond the table's
-    /// unique keys: for `tokenledger seed`, which fills an empty database. Returns their ids.
+    /// Inserts many users, and their `UserRegistered`, in one transaction per thousand, with
+    /// no check beyond the table's unique keys: for `tokenledger seed`, which fills an empty
+    /// database. Returns their ids.
     async fn create_many(
         &self,
         users: &[NewUser],
         now: DateTime<Utc>,
+        metadata: &EventMetadata,
     ) -> Result<Vec<UserId>, UserError>;
 
     /// The local user whose email matches `identifier` case-insensitively, or whose username
@@ -98,20 +152,25 @@ pub trait Users: Send + Sync + 'static {
         }
     }
 
-    /// Replaces the password hash if it is still `previous`; `NotFound` otherwise.
+    /// Replaces the password hash if it is still `previous`, with its `PasswordChanged`;
+    /// `NotFound` otherwise.
     async fn set_password(
         &self,
         id: UserId,
         previous: &str,
         hash: &str,
         now: DateTime<Utc>,
+        metadata: &EventMetadata,
     ) -> Result<User, UserError>;
 
+    /// Blocks or unblocks a user, with its `UserBlocked` or `UserUnblocked`; a user already
+    /// so is returned as it is, and nothing is written.
     async fn set_blocked(
         &self,
         id: UserId,
         blocked: bool,
         now: DateTime<Utc>,
+        metadata: &EventMetadata,
     ) -> Result<User, UserError>;
 
     /// How many users there are.
@@ -128,6 +187,28 @@ pub trait Users: Send + Sync + 'static {
     async fn search(&self, text: &str, limit: u32) -> Result<Vec<User>, UserError>;
 
     async fn find(&self, id: UserId) -> Result<Option<User>, UserError>;
+}
+
+/// Whether `new`'s email or username is someone's email or username already (see
+/// `Users::create`), read in the registration's transaction.
+async fn taken<D: Dialect>(conn: &mut Conn<D>, new: &NewUser) -> Result<bool, sqlx::Error>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    String: Value<D::Db>,
+{
+    let email = new.email.to_lowercase();
+    let taken =
+        query::<D>("SELECT 1 FROM users WHERE email IN (?, ?) OR username IN (?, ?, ?) LIMIT 1")
+            .bind(&email)
+            .bind(new.username.to_lowercase())
+            .bind(&new.username)
+            .bind(&new.email)
+            .bind(&email)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(taken.is_some())
 }
 
 /// A `User` from a row of `COLUMNS`.
@@ -154,7 +235,7 @@ where
 }
 
 #[async_trait]
-impl<D: Dialect> Users for D
+impl<D: EventTable> Users for D
 where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     <D::Db as Database>::Arguments: IntoArguments<D::Db>,
@@ -166,24 +247,17 @@ where
     Option<String>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
-    async fn create(&self, new: NewUser, now: DateTime<Utc>) -> Result<User, UserError> {
-        let email = new.email.to_lowercase();
-        let stamp = strapi_time(&now);
+    async fn create(
+        &self,
+        new: NewUser,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError> {
         let mut tx = self.writer().begin_with(D::BEGIN).await?;
         if let Some(lock) = D::LOCK_USERS {
             sqlx::query(lock).execute(&mut *tx).await?;
         }
-        let taken = query::<D>(
-            "SELECT 1 FROM users WHERE email IN (?, ?) OR username IN (?, ?, ?) LIMIT 1",
-        )
-        .bind(&email)
-        .bind(new.username.to_lowercase())
-        .bind(&new.username)
-        .bind(&new.email)
-        .bind(&email)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if taken.is_some() {
+        if taken::<D>(&mut tx, &new).await? {
             return Err(UserError::Taken);
         }
         let insert = format!(
@@ -191,10 +265,11 @@ where
              blocked, created_at, updated_at) VALUES (?, ?, ?, ?, 'local', TRUE, FALSE, ?, ?) \
              RETURNING {COLUMNS}"
         );
+        let stamp = strapi_time(&now);
         let row = query::<D>(&insert)
             .bind(document_id())
             .bind(&new.username)
-            .bind(&email)
+            .bind(new.email.to_lowercase())
             .bind(&new.password_hash)
             .bind(&stamp)
             .bind(&stamp)
@@ -205,6 +280,8 @@ where
                 other => other.into(),
             })?;
         let created = user(&row)?;
+        let registered = [(created.id, registration_of(&created, now))];
+        append_in::<D>(&mut tx, self.chain(), &registered, metadata).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -213,6 +290,7 @@ where
         &self,
         users: &[NewUser],
         now: DateTime<Utc>,
+        metadata: &EventMetadata,
     ) -> Result<Vec<UserId>, UserError> {
         let stamp = strapi_time(&now);
         let mut ids = Vec::with_capacity(users.len());
@@ -220,7 +298,7 @@ where
             let rows = vec!["(?, ?, ?, ?, 'local', TRUE, FALSE, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "INSERT INTO users (document_id, username, email, password_hash, provider, \
-                 confirmed, blocked, created_at, updated_at) VALUES {rows} RETURNING id"
+                 confirmed, blocked, created_at, updated_at) VALUES {rows} RETURNING {COLUMNS}"
             );
             let mut insert = query::<D>(&sql);
             for user in chunk {
@@ -232,9 +310,17 @@ where
                     .bind(&stamp)
                     .bind(&stamp);
             }
-            for row in insert.fetch_all(self.writer()).await? {
-                ids.push(sqlx::Row::try_get(&row, 0)?);
-            }
+            let mut tx = self.writer().begin_with(D::BEGIN).await?;
+            let created: Vec<User> = (insert.fetch_all(&mut *tx).await?.iter())
+                .map(user)
+                .collect::<Result<_, _>>()?;
+            let registered: Vec<_> = created
+                .iter()
+                .map(|user| (user.id, registration_of(user, now)))
+                .collect();
+            append_in::<D>(&mut tx, self.chain(), &registered, metadata).await?;
+            tx.commit().await?;
+            ids.extend(created.iter().map(|user| user.id));
         }
         Ok(ids)
     }
@@ -265,22 +351,26 @@ where
         previous: &str,
         hash: &str,
         now: DateTime<Utc>,
+        metadata: &EventMetadata,
     ) -> Result<User, UserError> {
         let sql = format!(
             "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ? \
              RETURNING {COLUMNS}"
         );
+        let mut tx = self.writer().begin_with(D::BEGIN).await?;
         let row = query::<D>(&sql)
             .bind(hash)
             .bind(strapi_time(&now))
             .bind(id)
             .bind(previous)
-            .fetch_optional(self.writer())
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref()
-            .map(user)
-            .transpose()?
-            .ok_or(UserError::NotFound)
+        let changed = row.as_ref().map(user).transpose()?;
+        let changed = changed.ok_or(UserError::NotFound)?;
+        let event = [(id, password_changed(hash, now))];
+        append_in::<D>(&mut tx, self.chain(), &event, metadata).await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn set_blocked(
@@ -288,20 +378,30 @@ where
         id: UserId,
         blocked: bool,
         now: DateTime<Utc>,
+        metadata: &EventMetadata,
     ) -> Result<User, UserError> {
+        // Only a change is written: a second block would be an event that explains nothing.
         let sql = format!(
-            "UPDATE users SET blocked = ?, updated_at = ? WHERE id = ? RETURNING {COLUMNS}"
+            "UPDATE users SET blocked = ?, updated_at = ? WHERE id = ? AND blocked <> ? \
+             RETURNING {COLUMNS}"
         );
+        let mut tx = self.writer().begin_with(D::BEGIN).await?;
         let row = query::<D>(&sql)
             .bind(blocked)
             .bind(strapi_time(&now))
             .bind(id)
-            .fetch_optional(self.writer())
+            .bind(blocked)
+            .fetch_optional(&mut *tx)
             .await?;
-        row.as_ref()
-            .map(user)
-            .transpose()?
-            .ok_or(UserError::NotFound)
+        let Some(changed) = row.as_ref().map(user).transpose()? else {
+            // Nothing changed: the transaction ends before the read, which needs no writer.
+            drop(tx);
+            return self.find(id).await?.ok_or(UserError::NotFound);
+        };
+        let event = [(id, block_changed(blocked, now))];
+        append_in::<D>(&mut tx, self.chain(), &event, metadata).await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn count(&self) -> Result<i64, UserError> {

@@ -1,5 +1,6 @@
-//! The admin's questions and the one action: finding users, a user's event trail, the
-//! sessions alive at any past moment (replayed from the log), and clearing a user's sessions.
+//! The admin's questions and actions: finding users, a user's event trail, the sessions alive
+//! at any past moment (replayed from the log); clearing a user's sessions, blocking and
+//! unblocking a user.
 
 use tokenledger_domain::{ClearReason, ClearSessions, Command, Event, Session, UserId};
 use tokenledger_projections::sessions_alive_at;
@@ -140,5 +141,35 @@ impl Services {
             .execute(user_id, command, caller.metadata)
             .await?;
         Ok(live)
+    }
+
+    /// Blocks or unblocks a user, with the admin as the recorded actor: the row and its
+    /// `UserBlocked` or `UserUnblocked` in one transaction; a block then ends every session
+    /// (`SessionsCleared{blocked}`), as `tokenledger user block` does. The user's actor meets
+    /// the row's event as a version conflict and reloads. Already so, nothing is written.
+    pub async fn set_blocked(
+        &self,
+        user_id: UserId,
+        blocked: bool,
+        mut caller: Caller,
+    ) -> Result<User, Failure> {
+        let before = self.user_by_id(user_id).await?;
+        caller.metadata.actor = Actor::Admin;
+        let now = self.clock.now();
+        let user = self
+            .users
+            .set_blocked(user_id, blocked, now, &caller.metadata)
+            .await?;
+        if blocked && !before.blocked {
+            let command = Command::ClearSessions(ClearSessions {
+                reason: ClearReason::Blocked,
+                device_id: None,
+                keep: None,
+            });
+            self.registry
+                .execute(user_id, command, caller.metadata)
+                .await?;
+        }
+        Ok(user)
     }
 }

@@ -49,7 +49,7 @@ impl Services {
         let previous = user.password_hash.as_deref().unwrap_or_default();
         let user = match self
             .users
-            .set_password(user.id, previous, &hash, self.clock.now())
+            .set_password(user.id, previous, &hash, self.clock.now(), &caller.metadata)
             .await
         {
             Err(UserError::NotFound) => return Err(Failure::WrongCurrentPassword),

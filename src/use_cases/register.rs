@@ -21,7 +21,10 @@ impl Services {
             email: form.email,
             password_hash,
         };
-        let user = self.users.create(new_user, self.clock.now()).await?;
+        let user = self
+            .users
+            .create(new_user, self.clock.now(), &caller.metadata)
+            .await?;
         self.start_session(caller, user, None, IssueReason::Register)
             .await
     }

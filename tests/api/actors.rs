@@ -68,6 +68,12 @@ async fn a_conflicting_append_by_another_writer_is_reloaded_and_decided_again() 
     let types = app.event_types(id).await;
     assert_eq!(
         types,
-        ["TokenIssued", "TokenIssued", "LoginFailed", "TokenRotated"]
+        [
+            "UserRegistered",
+            "TokenIssued",
+            "TokenIssued",
+            "LoginFailed",
+            "TokenRotated"
+        ]
     );
 }

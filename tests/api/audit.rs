@@ -123,13 +123,13 @@ async fn verify_names_the_first_altered_event() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout(&output).starts_with("ok: 3 events in 2 streams; tree size 3, root "),
-        "{}",
-        stdout(&output)
-    );
+    // Each user's registration, and the sessions of two registrations and a login.
+    let said = stdout(&output);
+    assert!(said.starts_with("ok: 5 events in 2 streams;"), "{said}");
+    assert!(said.contains("\nusers: 2 rows explained"), "{said}");
 
-    // Someone edits the log behind the service's back: the second event of bea's stream.
+    // Someone edits the log behind the service's back: the second event of bea's stream
+    // (her registration's session).
     let url = format!(
         "sqlite://{}",
         app.dir.path().join("tokenledger.db").display()
@@ -235,7 +235,15 @@ async fn admin_routes_are_hidden_without_a_token_and_guarded_with_one() {
         .iter()
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["TokenIssued", "TokenIssued", "TokenRotated"]);
+    assert_eq!(
+        types,
+        [
+            "UserRegistered",
+            "TokenIssued",
+            "TokenIssued",
+            "TokenRotated"
+        ]
+    );
     // Never a token, never a whole token hash: a short prefix only.
     let text = body.to_string();
     for secret in [
@@ -246,7 +254,11 @@ async fn admin_routes_are_hidden_without_a_token_and_guarded_with_one() {
         assert!(!text.contains(&secret));
     }
     assert!(!text.contains("eyJ"), "{text}");
-    let hash = s(&body["data"][0]["payload"]["token_hash"]);
+    // Nor a password hash: the registration shows a prefix of its digest.
+    assert!(!text.contains("argon2"), "{text}");
+    let digest = s(&body["data"][0]["payload"]["password_digest"]);
+    assert_eq!(digest.chars().count(), 13, "{digest}");
+    let hash = s(&body["data"][1]["payload"]["token_hash"]);
     assert_eq!(
         hash.chars().count(),
         13,
@@ -272,7 +284,7 @@ async fn admin_routes_are_hidden_without_a_token_and_guarded_with_one() {
         ADMIN,
     )
     .await;
-    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["data"].as_array().unwrap().len(), 2);
     assert_eq!(rest["meta"]["next"], Value::Null);
     let (_, rotations) = admin_get(
         &app,
@@ -398,7 +410,8 @@ async fn paging_a_trail_shows_each_event_once_whatever_the_page_size_and_filter(
         .iter()
         .map(|e| (e["position"].as_i64().unwrap(), s(&e["type"])))
         .collect();
-    assert_eq!(whole.len(), 2 + 12 + 3, "{whole:?}");
+    // The registration, two logins, twelve rotations, three wrong passwords.
+    assert_eq!(whole.len(), 1 + 2 + 12 + 3, "{whole:?}");
 
     // When / then: every page size reads the same trail, each event once.
     for limit in [1, 2, 5, 16, 17, 100] {
@@ -617,8 +630,15 @@ async fn seed_fills_an_empty_database_only_and_its_log_verifies() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{said}"));
-    assert!((400..=420).contains(&events), "about 400 events: {said}");
+    // About 400 of sessions, and each user's registration.
+    assert!((420..=440).contains(&events), "about 420 events: {said}");
+    assert!(said.contains("(20 registrations;"), "{said}");
     let verified = fresh.cli(&["verify"]);
     assert!(verified.status.success(), "{verified:?}");
-    assert!(String::from_utf8_lossy(&verified.stdout).contains("events in 20 streams"));
+    let verified = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.contains(&format!("ok: {events} events in 20 streams")),
+        "{verified}"
+    );
+    assert!(verified.contains("users: 20 rows explained"), "{verified}");
 }

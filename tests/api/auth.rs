@@ -61,7 +61,7 @@ async fn register_answers_strapis_jwt_and_user_without_secrets() {
     assert_eq!((status, &me["id"]), (200, &user["id"]));
     assert_eq!(
         app.event_types(user["id"].as_i64().unwrap()).await,
-        ["TokenIssued"]
+        ["UserRegistered", "TokenIssued"]
     );
 }
 
@@ -220,7 +220,12 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_answer_and_the_failur
     assert_eq!((status, &unknown), (400, &wrong));
     assert_eq!(
         app.event_types(id).await,
-        ["TokenIssued", "LoginFailed", "LoginFailed"]
+        [
+            "UserRegistered",
+            "TokenIssued",
+            "LoginFailed",
+            "LoginFailed"
+        ]
     );
 }
 
@@ -296,6 +301,7 @@ async fn with_rotation_off_the_same_refresh_token_keeps_working() {
     assert_eq!(
         app.event_types(id).await,
         [
+            "UserRegistered",
             "TokenIssued",
             "TokenIssued",
             "TokenRefreshed",
@@ -336,6 +342,7 @@ async fn with_rotation_on_the_successor_works_and_the_old_token_is_then_refused(
     assert_eq!(
         app.event_types(id).await,
         [
+            "UserRegistered",
             "TokenIssued",
             "TokenIssued",
             "TokenRotated",

@@ -30,3 +30,4 @@ mod sessions;
 mod store;
 mod store_failures;
 mod token_attacks;
+mod users_explained;

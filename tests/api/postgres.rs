@@ -40,7 +40,12 @@ async fn the_api_works_on_postgres_and_survives_a_restart() {
     assert_eq!(successors.len(), 1);
     assert_eq!(
         app.event_types(id).await,
-        ["TokenIssued", "TokenIssued", "TokenRotated"]
+        [
+            "UserRegistered",
+            "TokenIssued",
+            "TokenIssued",
+            "TokenRotated"
+        ]
     );
     let successor = successors.into_iter().next().unwrap();
     let app = app.restart().await;

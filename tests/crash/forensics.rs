@@ -9,15 +9,20 @@ use support::{Api, Server};
 use crate::client::Client;
 use crate::{HASH_PREFIX, Tally, USERS};
 
-/// `tokenledger verify` passes, over every user's stream; returns the number of events.
+/// `tokenledger verify` passes, over every user's stream, and the log explains every users
+/// row; returns the number of events.
 pub fn verify(server: &Server) -> usize {
     let verified = server.cli(&["verify"]);
     let said = String::from_utf8_lossy(&verified.stdout);
     assert!(verified.status.success(), "tokenledger verify: {said}");
+    assert!(
+        said.contains(&format!("\nusers: {USERS} rows explained")),
+        "tokenledger verify: {said}"
+    );
     let counts = said
-        .trim()
         .strip_prefix("ok: ")
-        .and_then(|rest| rest.strip_suffix(&format!(" events in {USERS} streams")))
+        .and_then(|rest| rest.split_once(&format!(" events in {USERS} streams")))
+        .map(|(counts, _)| counts)
         .unwrap_or_else(|| panic!("tokenledger verify: {said}"));
     counts.parse().expect("a count of events")
 }
@@ -144,17 +149,23 @@ pub async fn compare_projection_with_replay(
     );
 }
 
-/// Every acknowledged token is in the log, and the log holds nothing else of note: no reuse,
-/// no revocation, one rotation per (session, generation), generations without gaps. Returns
-/// the number of events.
+/// Every acknowledged token is in the log, and the log holds nothing else of note: the
+/// user's registration first, then no reuse, no revocation, one rotation per (session,
+/// generation), generations without gaps. Returns the number of events.
 pub fn check_log(server: &Server, clients: &[Client]) -> usize {
     let mut events = 0;
     for client in clients {
         let log = audit(server, &client.username);
         events += log.len();
+        assert_eq!(
+            log.first().map(|entry| &entry["type"]),
+            Some(&Value::from("UserRegistered")),
+            "{}: the stream starts with the registration",
+            client.username
+        );
         // (session, generation) → (token id, hash prefix)
         let mut logged: BTreeMap<(String, u64), (String, String)> = BTreeMap::new();
-        for entry in &log {
+        for entry in &log[1..] {
             let kind = entry["type"].as_str().expect("type");
             assert!(
                 kind == "TokenIssued" || kind == "TokenRotated",

@@ -96,11 +96,12 @@ async fn crash_test(backend: &str, postgres: Option<FreshSchema>) {
     }
 
     let events = check_log(&server, &clients);
-    // Every event is accounted for: a registration, an answered login, a login whose answer
-    // the kill lost, or a rotation answered (after the restart, for those whose answer was lost).
+    // Every event is accounted for: a registration (its `UserRegistered` and its session), an
+    // answered login, a login whose answer the kill lost, or a rotation answered (after the
+    // restart, for those whose answer was lost).
     assert_eq!(
         events,
-        USERS + tally.logins_acked + tally.orphan_logins + tally.rotations_acked,
+        2 * USERS + tally.logins_acked + tally.orphan_logins + tally.rotations_acked,
         "events in the log against the requests that caused them"
     );
     assert_eq!(verify(&server), events, "verify counts what audit shows");

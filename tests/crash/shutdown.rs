@@ -66,7 +66,8 @@ async fn sigterm_test(backend: &str, postgres: Option<FreshSchema>) {
     let events = check_log(&server, &clients);
     assert_eq!(
         events,
-        USERS + tally.logins_acked + tally.rotations_acked,
+        // Each registration is two: its `UserRegistered` and its session.
+        2 * USERS + tally.logins_acked + tally.rotations_acked,
         "events in the log against the requests answered with a 200"
     );
     let log = server.log_text();

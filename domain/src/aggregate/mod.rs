@@ -532,7 +532,14 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
             state.sessions.remove(&e.session_id);
         }
         Event::SessionsCleared(e) => state.sessions.remove_all(&e.session_ids),
-        Event::RefreshTokenReused(_) | Event::LoginFailed(_) => {}
+        // Account events: the users row's, not the sessions' (blocking ends the sessions
+        // through its own `SessionsCleared`).
+        Event::RefreshTokenReused(_)
+        | Event::LoginFailed(_)
+        | Event::UserRegistered(_)
+        | Event::PasswordChanged(_)
+        | Event::UserBlocked(_)
+        | Event::UserUnblocked(_) => {}
     }
     state
 }

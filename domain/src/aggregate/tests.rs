@@ -697,3 +697,32 @@ fn every_event_round_trips_through_its_stored_payload() {
         Err(crate::DecodeError::Payload { .. })
     ));
 }
+
+#[test]
+fn account_events_leave_the_sessions_as_they_are() {
+    use crate::events::{PasswordChanged, UserBlocked, UserRegistered, UserUnblocked};
+    let h = given(&[(login(), at(0))]);
+    let account = [
+        Event::UserRegistered(UserRegistered {
+            document_id: "k1x9d0q2m3n4b5v6c7x8z9l0".into(),
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            provider: "local".into(),
+            confirmed: true,
+            blocked: false,
+            password_digest: Some("aa".repeat(32)),
+            registered_at: at(1),
+        }),
+        Event::PasswordChanged(PasswordChanged {
+            password_digest: "bb".repeat(32),
+            changed_at: at(2),
+        }),
+        Event::UserBlocked(UserBlocked { blocked_at: at(3) }),
+        Event::UserUnblocked(UserUnblocked {
+            unblocked_at: at(4),
+        }),
+    ];
+    // A block ends sessions through its own `SessionsCleared`, not through `UserBlocked`.
+    assert_eq!(evolve_all(h.state.clone(), &account), h.state);
+    assert_eq!(account.iter().fold(h.state.clone(), evolve), h.state);
+}

@@ -226,7 +226,8 @@
     const p = entry.payload ?? {};
     const text =
       p.issued_at ?? p.rotated_at ?? p.refreshed_at ?? p.detected_at ?? p.revoked_at ??
-      p.cleared_at ?? p.failed_at ?? entry.recordedAt;
+      p.cleared_at ?? p.failed_at ?? p.registered_at ?? p.changed_at ?? p.blocked_at ??
+      p.unblocked_at ?? entry.recordedAt;
     return parseTime(text);
   }
 
@@ -244,9 +245,19 @@
     return { entries, cut: true };
   }
 
+  /** The account events' marks, by event type (see `ACCOUNT_MARKS`). */
+  const ACCOUNT_KINDS = {
+    LoginFailed: 'login-failed',
+    UserRegistered: 'registered',
+    PasswordChanged: 'password-changed',
+    UserBlocked: 'blocked',
+    UserUnblocked: 'unblocked',
+  };
+
   /**
    * Folds the trail into sessions, each a bar from its login to its end, with its rotations,
-   * reuse incidents and how it ended; and the account-wide marks (clears, failed logins).
+   * reuse incidents and how it ended; and the account-wide marks (clears, failed logins,
+   * registration, password changes, blocks).
    */
   function foldSessions(entries, now) {
     const sessions = new Map();
@@ -296,10 +307,8 @@
             if (cleared && !cleared.end) cleared.end = { kind: 'clear', at, reason: p.reason, entry };
           }
           break;
-        case 'LoginFailed':
-          account.push({ kind: 'login-failed', at, entry });
-          break;
         default:
+          if (ACCOUNT_KINDS[entry.type]) account.push({ kind: ACCOUNT_KINDS[entry.type], at, entry });
           break;
       }
     }
@@ -364,6 +373,32 @@
     // The client's own X-Request-Id, labelled as such: it is what the client claimed.
     if (entry.clientRequestId) rows.push(['Client request id', entry.clientRequestId]);
     return rows;
+  }
+
+  /**
+   * Each account mark: its title, the rows its tip adds from the payload (the log holds a
+   * digest of the password hash, and the API shows only its first digits), and its shape.
+   */
+  const ACCOUNT_MARKS = {
+    'login-failed': ['Failed login (wrong password)', () => [],
+      (px, y) => svg('path', { class: 'failed', d: `M${px} ${y - 7} L${px + 7} ${y + 6} L${px - 7} ${y + 6} Z` })],
+    registered: ['Registered', (p) => [['Username', p.username ?? '–'], ['Email', p.email ?? '–'],
+      ['Provider', p.provider ?? '–'], ['Password digest', p.password_digest ?? '–']],
+      (px, y) => svg('circle', { class: 'registered', cx: px, cy: y, r: 6 })],
+    'password-changed': ['Password changed', (p) => [['Password digest', p.password_digest ?? '–']],
+      (px, y) => svg('path', { class: 'password-changed', d: `M${px} ${y - 7} L${px + 7} ${y} L${px} ${y + 7} L${px - 7} ${y} Z` })],
+    blocked: ['Blocked', () => [],
+      (px, y) => svg('rect', { class: 'blocked', x: px - 6, y: y - 6, width: 12, height: 12 })],
+    unblocked: ['Unblocked', () => [],
+      (px, y) => svg('rect', { class: 'unblocked', x: px - 5, y: y - 5, width: 10, height: 10 })],
+  };
+
+  function accountMark(mark, px, y) {
+    const [title, rows, shape] = ACCOUNT_MARKS[mark.kind];
+    const g = tipFor(svg('g', { 'data-kind': mark.kind }), title,
+      [...rows(mark.entry.payload ?? {}), ...entryRows(mark.entry, mark.at)]);
+    g.append(shape(px, y));
+    return g;
   }
 
   function drawTimeline() {
@@ -443,10 +478,7 @@
           g.append(svg('rect', { class: 'cleared', x: px - 6, y: y - 6, width: 12, height: 12, rx: 2 }));
           root.append(g);
         } else {
-          const g = tipFor(svg('g', { 'data-kind': 'login-failed' }), 'Failed login (wrong password)',
-            entryRows(mark.entry, mark.at));
-          g.append(svg('path', { class: 'failed', d: `M${px} ${y - 7} L${px + 7} ${y + 6} L${px - 7} ${y + 6} Z` }));
-          root.append(g);
+          root.append(accountMark(mark, px, y));
         }
       }
     }
@@ -562,6 +594,10 @@
       ['expired', (b) => b.append(svg('rect', { class: 'bar', x: 1, y: 4, width: 14, height: 10, rx: 2 }),
         svg('rect', { class: 'expired', x: 13, y: 1, width: 6, height: 16, rx: 1.5 }))],
       ['failed login', (b) => b.append(svg('path', { class: 'failed', d: 'M13 2 L20 15 L6 15 Z' }))],
+      ['registered', (b) => b.append(svg('circle', { class: 'registered', cx: 13, cy: 9, r: 6 }))],
+      ['password changed', (b) => b.append(svg('path', { class: 'password-changed', d: 'M13 2 L20 9 L13 16 L6 9 Z' }))],
+      ['blocked', (b) => b.append(svg('rect', { class: 'blocked', x: 7, y: 3, width: 12, height: 12 }))],
+      ['unblocked', (b) => b.append(svg('rect', { class: 'unblocked', x: 8, y: 4, width: 10, height: 10 }))],
       ['alive at the slider', (b) => b.append(svg('rect', { class: 'bar alive-now is-alive-at', x: 2, y: 4, width: 22, height: 10, rx: 2 }))],
     ];
     ui.legend.replaceChildren(...items.map(([text, draw]) => el('li', {}, [icon(draw), text])));

@@ -31,13 +31,15 @@ pub(super) enum Route {
     AdminEvents,
     AdminSessions,
     AdminClear,
+    AdminBlock,
+    AdminUnblock,
     LedgerCheckpoint,
     LedgerInclusion,
     LedgerConsistency,
     Health,
 }
 
-const ROUTES: [Route; 17] = [
+const ROUTES: [Route; 19] = [
     Route::Register,
     Route::Login,
     Route::LocalRefresh,
@@ -51,6 +53,8 @@ const ROUTES: [Route; 17] = [
     Route::AdminEvents,
     Route::AdminSessions,
     Route::AdminClear,
+    Route::AdminBlock,
+    Route::AdminUnblock,
     Route::LedgerCheckpoint,
     Route::LedgerInclusion,
     Route::LedgerConsistency,
@@ -89,6 +93,8 @@ impl Route {
             Route::AdminEvents => "/api/admin/users/:id/events",
             Route::AdminSessions => "/api/admin/users/:id/sessions",
             Route::AdminClear => "/api/admin/users/:id/sessions/clear",
+            Route::AdminBlock => "/api/admin/users/:id/block",
+            Route::AdminUnblock => "/api/admin/users/:id/unblock",
             Route::LedgerCheckpoint => "/api/admin/ledger/checkpoint",
             Route::LedgerInclusion => "/api/admin/ledger/proof/inclusion",
             Route::LedgerConsistency => "/api/admin/ledger/proof/consistency",
@@ -107,6 +113,8 @@ impl Route {
             | Route::AdminEvents
             | Route::AdminSessions
             | Route::AdminClear
+            | Route::AdminBlock
+            | Route::AdminUnblock
             | Route::LedgerCheckpoint
             | Route::LedgerInclusion
             | Route::LedgerConsistency => Auth::Admin,
@@ -350,7 +358,11 @@ impl Generator<'_> {
                 };
                 format!("/api/auth/sessions/{id}")
             }
-            Route::AdminEvents | Route::AdminSessions | Route::AdminClear => {
+            Route::AdminEvents
+            | Route::AdminSessions
+            | Route::AdminClear
+            | Route::AdminBlock
+            | Route::AdminUnblock => {
                 let id = match self.rng.random_range(0..4) {
                     0 | 1 => account.id.to_string(),
                     2 => pick(&mut self.rng, &["0", "-1", "999999", "+1", "1.0", "0x1"]).into(),
@@ -359,6 +371,8 @@ impl Generator<'_> {
                 let tail = match route {
                     Route::AdminEvents => "events",
                     Route::AdminSessions => "sessions",
+                    Route::AdminBlock => "block",
+                    Route::AdminUnblock => "unblock",
                     _ => "sessions/clear",
                 };
                 format!("/api/admin/users/{id}/{tail}")

@@ -1,0 +1,178 @@
+//! What a user's stream says of its users row: the facts folded from its account events
+//! (`UserRegistered`, `PasswordChanged`, `UserBlocked`, `UserUnblocked`). The users table is
+//! meant to be this fold, so `verify` compares every row with it; the session events of the
+//! same stream leave it as it is.
+
+use crate::events::{Event, UserRegistered};
+
+/// The types of the events that change an `Account`: a reader of the log can skip decoding
+/// every other event.
+pub const ACCOUNT_EVENTS: [&str; 4] = [
+    "UserRegistered",
+    "PasswordChanged",
+    "UserBlocked",
+    "UserUnblocked",
+];
+
+/// A users row as the log has it: the credentials and state, not the timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub document_id: String,
+    pub username: String,
+    pub email: String,
+    pub provider: String,
+    pub confirmed: bool,
+    pub blocked: bool,
+    /// Lowercase hex SHA-256 of the current password hash (see `UserRegistered`).
+    pub password_digest: Option<String>,
+}
+
+impl Account {
+    fn registered(e: &UserRegistered) -> Account {
+        Account {
+            document_id: e.document_id.clone(),
+            username: e.username.clone(),
+            email: e.email.clone(),
+            provider: e.provider.clone(),
+            confirmed: e.confirmed,
+            blocked: e.blocked,
+            password_digest: e.password_digest.clone(),
+        }
+    }
+
+    /// Folds one event into what the stream has said so far (`None`: nothing, no
+    /// registration yet). A registration states every fact (a database upgraded from before
+    /// these events gets one after its sessions' events); the other account events change one
+    /// fact of a registered account and mean nothing before one.
+    pub fn evolve(account: Option<Account>, event: &Event) -> Option<Account> {
+        let mut account = match event {
+            Event::UserRegistered(e) => return Some(Account::registered(e)),
+            _ => account?,
+        };
+        match event {
+            Event::PasswordChanged(e) => account.password_digest = Some(e.password_digest.clone()),
+            Event::UserBlocked(_) => account.blocked = true,
+            Event::UserUnblocked(_) => account.blocked = false,
+            _ => {}
+        }
+        Some(account)
+    }
+
+    /// The account a stream's events, in order, describe.
+    pub fn fold<'e>(events: impl IntoIterator<Item = &'e Event>) -> Option<Account> {
+        events.into_iter().fold(None, Account::evolve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::events::{LoginFailed, PasswordChanged, UserBlocked, UserUnblocked};
+    use crate::types::Timestamp;
+
+    fn at(s: i64) -> Timestamp {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn registered() -> Event {
+        Event::UserRegistered(UserRegistered {
+            document_id: "k1x9d0q2m3n4b5v6c7x8z9l0".into(),
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            provider: "local".into(),
+            confirmed: true,
+            blocked: false,
+            password_digest: Some("aa".repeat(32)),
+            registered_at: at(0),
+        })
+    }
+
+    fn alice() -> Account {
+        Account {
+            document_id: "k1x9d0q2m3n4b5v6c7x8z9l0".into(),
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            provider: "local".into(),
+            confirmed: true,
+            blocked: false,
+            password_digest: Some("aa".repeat(32)),
+        }
+    }
+
+    #[test]
+    fn given_no_events_then_the_log_says_nothing_of_the_user() {
+        assert_eq!(Account::fold([]), None);
+    }
+
+    #[test]
+    fn given_a_registration_then_the_account_is_what_it_states() {
+        assert_eq!(Account::fold([&registered()]), Some(alice()));
+    }
+
+    #[test]
+    fn given_account_events_before_any_registration_then_they_explain_nothing() {
+        let changed = Event::PasswordChanged(PasswordChanged {
+            password_digest: "bb".repeat(32),
+            changed_at: at(1),
+        });
+        let blocked = Event::UserBlocked(UserBlocked { blocked_at: at(2) });
+        assert_eq!(Account::fold([&changed, &blocked]), None);
+    }
+
+    #[test]
+    fn given_a_registration_when_the_password_changes_then_the_new_digest_is_current() {
+        let changed = Event::PasswordChanged(PasswordChanged {
+            password_digest: "bb".repeat(32),
+            changed_at: at(1),
+        });
+        let account = Account::fold([&registered(), &changed]).unwrap();
+        assert_eq!(account.password_digest, Some("bb".repeat(32)));
+        assert_eq!(account.username, "alice");
+    }
+
+    #[test]
+    fn given_a_registration_when_blocked_and_unblocked_then_each_sets_the_state() {
+        let blocked = Event::UserBlocked(UserBlocked { blocked_at: at(1) });
+        let unblocked = Event::UserUnblocked(UserUnblocked {
+            unblocked_at: at(2),
+        });
+        assert!(Account::fold([&registered(), &blocked]).unwrap().blocked);
+        assert_eq!(
+            Account::fold([&registered(), &blocked, &unblocked]),
+            Some(alice())
+        );
+    }
+
+    #[test]
+    fn given_session_events_around_a_registration_then_they_change_nothing() {
+        let failed = Event::LoginFailed(LoginFailed {
+            failed_at: at(1),
+            ip: None,
+            user_agent: None,
+        });
+        // An upgraded database: the sessions' events came first, the registration after.
+        assert_eq!(
+            Account::fold([&failed, &registered(), &failed]),
+            Some(alice())
+        );
+    }
+
+    #[test]
+    fn every_account_event_type_is_listed() {
+        for event in [
+            registered(),
+            Event::PasswordChanged(PasswordChanged {
+                password_digest: String::new(),
+                changed_at: at(0),
+            }),
+            Event::UserBlocked(UserBlocked { blocked_at: at(0) }),
+            Event::UserUnblocked(UserUnblocked {
+                unblocked_at: at(0),
+            }),
+        ] {
+            assert!(ACCOUNT_EVENTS.contains(&event.event_type()));
+        }
+    }
+}
