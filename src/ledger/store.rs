@@ -15,8 +15,11 @@ use chrono::Utc;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
 use super::merkle::{Frontier, Hash, Needs, Node, Source, leaf_hash};
+use crate::store::account_log::append_in;
 use crate::store::dialect::{Conn, Dialect, Row, Value, query};
 use crate::store::events::{EventTable, recorded_columns};
+use crate::store::users::{COLUMNS as USER_COLUMNS, User, user};
+use crate::store::{Actor, EventMetadata, registration_of};
 use crate::store::{
     ChainKey, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, RecordedEvent, StoreError,
     recording_time,
@@ -67,8 +70,9 @@ pub enum Upgrade {
     None,
     /// A new, empty log.
     Started,
-    /// A log written before the ledger key: its events sealed by `LedgerKeyed`.
-    Sealed { legacy_events: u64 },
+    /// A log written before the ledger key: its events sealed by `LedgerKeyed`, and each
+    /// users row recorded by a `UserRegistered` of its own.
+    Sealed { legacy_events: u64, users: u64 },
     /// The tree's row was missing from a keyed log: rebuilt, nothing sealed.
     Rebuilt,
 }
@@ -177,6 +181,8 @@ where
     i32: Value<D::Db>,
     i16: Value<D::Db>,
     String: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    bool: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
@@ -192,18 +198,31 @@ where
         if Tables::<D>::read_tree(&mut tx).await?.is_some() {
             return Ok(Upgrade::None);
         }
-        let upgrade = match Tables::<D>::last_event(&mut tx).await? {
-            None => Upgrade::Started,
-            Some(last) if keyed(self.chain(), &last) => Upgrade::Rebuilt,
-            Some(_) if upgrading == Upgrading::Refuse => {
+        let last = Tables::<D>::last_event(&mut tx).await?;
+        let users = Tables::<D>::users(&mut tx).await?;
+        // Users but no events, or unkeyed events: what an older version left.
+        let legacy = match &last {
+            None => !users.is_empty(),
+            Some(last) => !keyed(self.chain(), last),
+        };
+        let upgrade = match (legacy, upgrading) {
+            (false, _) if last.is_none() => Upgrade::Started,
+            (false, _) => Upgrade::Rebuilt,
+            (true, Upgrading::Refuse | Upgrading::Leave) => {
                 return Err(corrupt(
                     "the log's events are not keyed and its ledger tables are empty: either an older version wrote it (run `tokenledger migrate --seal-legacy` once to seal those events), or it was rewritten without the ledger key (check it against a checkpoint kept elsewhere first: `tokenledger verify --checkpoint FILE`)",
                 ));
             }
-            Some(_) => {
+            (true, Upgrading::Seal) => {
                 let (legacy_events, root) = Tables::<D>::legacy_root(&mut tx).await?;
-                Tables::<D>::seal(&mut tx, self.chain(), legacy_events, &root).await?;
-                Upgrade::Sealed { legacy_events }
+                if legacy_events > 0 {
+                    Tables::<D>::seal(&mut tx, self.chain(), legacy_events, &root).await?;
+                }
+                Tables::<D>::register(&mut tx, self.chain(), &users).await?;
+                Upgrade::Sealed {
+                    legacy_events,
+                    users: users.len() as u64,
+                }
             }
         };
         Tables::<D>::write_tree(&mut tx, &Frontier::new(), 0).await?;
@@ -304,6 +323,8 @@ where
     i32: Value<D::Db>,
     i16: Value<D::Db>,
     String: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    bool: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
@@ -524,6 +545,37 @@ where
                 return Ok((frontier.size(), frontier.root()));
             }
         }
+    }
+
+    /// The users rows no `UserRegistered` explains: those an older version wrote.
+    async fn users(conn: &mut Conn<D>) -> Result<Vec<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE 'user-' || id NOT IN \
+             (SELECT stream_id FROM events WHERE event_type = 'UserRegistered') ORDER BY id"
+        );
+        let rows = query::<D>(&sql).fetch_all(&mut *conn).await?;
+        Ok(rows.iter().map(user).collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// A `UserRegistered` for each of `users`, so that the log explains their rows.
+    async fn register(
+        conn: &mut Conn<D>,
+        chain: &ChainKey,
+        users: &[User],
+    ) -> Result<(), StoreError> {
+        let metadata = EventMetadata {
+            actor: Actor::System,
+            ..EventMetadata::default()
+        };
+        let at = chrono::Utc::now();
+        for chunk in users.chunks(1000) {
+            let appends: Vec<_> = chunk
+                .iter()
+                .map(|user| (user.id, registration_of(user, at)))
+                .collect();
+            append_in::<D>(conn, chain, &appends, &metadata).await?;
+        }
+        Ok(())
     }
 
     /// Appends `LedgerKeyed`, sealing the `legacy_events` unkeyed events before it.

@@ -22,7 +22,7 @@ const MAX_ATTEMPTS: usize = 5;
 /// appender may take a stream's next version first; the insert then fails on the unique key
 /// under a savepoint and is planned again from the new heads, as `EventTable::write_on` does:
 /// the change the caller makes is decided already and must not fail for that.
-pub(super) async fn append_in<D>(
+pub(crate) async fn append_in<D>(
     conn: &mut Conn<D>,
     chain: &ChainKey,
     appends: &[(UserId, Event)],

@@ -3,7 +3,7 @@
 //! use. It is written once (`events`, `users`) over a `dialect`, which `sqlite` (embedded)
 //! and `postgres` (shared by several instances) implement.
 
-mod account_log;
+pub(crate) mod account_log;
 mod appender;
 mod chain;
 mod database_file;
@@ -299,9 +299,13 @@ async fn upgrade(ledger: &dyn LedgerStore, upgrading: Upgrading) -> Result<Upgra
         other => sqlx::Error::Protocol(other.to_string()),
     })?;
     match &upgrade {
-        Upgrade::Sealed { legacy_events } => tracing::warn!(
+        Upgrade::Sealed {
             legacy_events,
-            "sealed the {legacy_events} events written before the ledger key with a LedgerKeyed event; new events are keyed"
+            users,
+        } => tracing::warn!(
+            legacy_events,
+            users,
+            "sealed the {legacy_events} events written before the ledger key with a LedgerKeyed event, and recorded the {users} users rows with a UserRegistered each; new events are keyed"
         ),
         Upgrade::Rebuilt => tracing::warn!(
             "the ledger's tree was missing from a keyed log; it is rebuilt from the events"

@@ -51,7 +51,7 @@ pub enum UserError {
     Database(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "id, document_id, username, email, password_hash, provider, confirmed, blocked, created_at, updated_at";
+pub(crate) const COLUMNS: &str = "id, document_id, username, email, password_hash, provider, confirmed, blocked, created_at, updated_at";
 
 /// Strapi's document ids: 24 characters, a letter then letters and digits.
 fn document_id() -> String {
@@ -212,7 +212,7 @@ where
 }
 
 /// A `User` from a row of `COLUMNS`.
-fn user<R: sqlx::Row>(row: &R) -> Result<User, sqlx::Error>
+pub(crate) fn user<R: sqlx::Row>(row: &R) -> Result<User, sqlx::Error>
 where
     usize: ColumnIndex<R>,
     i64: Value<R::Database>,

@@ -79,7 +79,7 @@ async fn two_instances_on_one_postgresql_database_sign_the_same_tree() {
     let apis: Vec<Api> = instances.iter().map(|i| i.api()).collect();
     // Both write, concurrently: each extends the tree on its own ticks.
     tokio::join!(some_traffic(&apis[0], "ann"), some_traffic(&apis[1], "ben"));
-    let events = 2 * (1 + 3 + 3); // a registration, three logins and three refreshes each
+    let events = 2 * (2 + 3 + 3); // a registration (two events), three logins and three refreshes each
     let deadline = Instant::now() + Duration::from_secs(10);
     let (a, b) = loop {
         let (a, b) = (checkpoint(&apis[0]).await, checkpoint(&apis[1]).await);
@@ -174,11 +174,11 @@ async fn checkpoints_reach_the_file_and_a_witness_that_failed_once() {
     some_traffic(&api, "cat").await;
     // The witness refused the first post: the retry comes a second later (backoff).
     let deadline = Instant::now() + Duration::from_secs(15);
-    while received.lock().unwrap().iter().all(|n| size_of(n) < 7) && Instant::now() < deadline {
+    while received.lock().unwrap().iter().all(|n| size_of(n) < 8) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let latest = checkpoint(&api).await;
-    assert_eq!(size_of(&latest), 7, "{latest}");
+    assert_eq!(size_of(&latest), 8, "{latest}");
     let posted = received.lock().unwrap().clone();
     assert!(posted.contains(&latest), "the witness got {posted:?}");
 
@@ -190,7 +190,7 @@ async fn checkpoints_reach_the_file_and_a_witness_that_failed_once() {
 
     // An auditor's check of one event, with the verifier key, the file and a proof only.
     let key = stdout(&server.cli(&["ledger", "key"])).trim().to_owned();
-    let proof = server.cli(&["ledger", "prove", "--position", "3", "--size", "7"]);
+    let proof = server.cli(&["ledger", "prove", "--position", "3", "--size", "8"]);
     assert!(proof.status.success());
     let proof_file = dir.path().join("proof.json");
     std::fs::write(&proof_file, &proof.stdout).unwrap();
@@ -203,7 +203,7 @@ async fn checkpoints_reach_the_file_and_a_witness_that_failed_once() {
         .output()
         .unwrap();
     assert!(
-        stdout(&checked).starts_with("ok: the event at position 3 is leaf 2 of the 7 events"),
+        stdout(&checked).starts_with("ok: the event at position 3 is leaf 2 of the 8 events"),
         "{checked:?}"
     );
 }
@@ -317,11 +317,11 @@ async fn a_log_written_before_the_ledger_key_is_sealed_once_and_stays_sealed() {
     assert!(migrated.status.success());
     assert!(
         String::from_utf8_lossy(&migrated.stderr)
-            .contains("sealed the 7 events written before the ledger key"),
+            .contains("sealed the 8 events written before the ledger key"),
         "{migrated:?}"
     );
     assert!(
-        stdout(&migrated).contains("the ledger's tree covers 8 events"),
+        stdout(&migrated).contains("the ledger's tree covers 9 events"),
         "{}",
         stdout(&migrated)
     );
@@ -333,7 +333,7 @@ async fn a_log_written_before_the_ledger_key_is_sealed_once_and_stays_sealed() {
     let verified = server_on(dir.path()).cli(&["verify"]);
     assert!(verified.status.success(), "{}", stdout(&verified));
     assert!(
-        stdout(&verified).contains("ok: 15 events in 3 streams; tree size 15"),
+        stdout(&verified).contains("ok: 17 events in 3 streams; tree size 17"),
         "{}",
         stdout(&verified)
     );
@@ -353,7 +353,7 @@ async fn a_log_written_before_the_ledger_key_is_sealed_once_and_stays_sealed() {
     assert!(!broken.status.success());
     assert!(
         stdout(&broken)
-            .contains("position 8: the LedgerKeyed seal does not match the 7 unkeyed events"),
+            .contains("position 9: the LedgerKeyed seal does not match the 8 unkeyed events"),
         "{}",
         stdout(&broken)
     );
