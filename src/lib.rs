@@ -21,5 +21,6 @@ pub mod rules;
 pub mod secrets;
 pub mod store;
 pub mod terminal;
+pub mod tlog;
 pub mod tokens;
 pub mod use_cases;

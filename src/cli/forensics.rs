@@ -18,13 +18,13 @@ use crate::audit::{AuditEntry, table};
 use crate::catch_up::fold_into;
 use crate::config::{Config, DatabaseUrl, KeyBytes};
 use crate::ledger::checkpoints::{notes_in, signing_key};
-use crate::ledger::note::{VerifierKey, open as open_note};
-use crate::ledger::store::Upgrading;
 use crate::ledger::verify::{Expected, LedgerVerifier};
+use crate::store::ledger::Upgrading;
 use crate::store::users::strapi_time;
 use crate::store::users_explained::LogAccounts;
 use crate::store::{self, ChainKey, Opened, StoreError, stream_of};
 use crate::terminal::{printable, printable_json};
+use crate::tlog::note::{VerifierKey, open as open_note};
 
 pub(super) async fn open(config: &Config) -> anyhow::Result<Opened> {
     let url = &config.server.database_url;
@@ -205,7 +205,7 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
     let checkpoints = expected.len() - 1;
     let mut verifier = LedgerVerifier::new(ChainKey::new(ledger_key(config)?), expected);
     let mut accounts = LogAccounts::default();
-    let mut all = store.read_all(0);
+    let mut all = opened.ledger.read_log(0);
     let mut finding = None;
     while let Some(record) = all.try_next().await? {
         if let Err(found) = verifier.check(&record) {
@@ -219,44 +219,36 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
         Some(found) => Err(found),
         None => verifier.finish(),
     };
-    let verified = match finished {
+    let summary = match finished {
         Err(found) => {
+            store.close().await;
             say!("broken: {}", printable(&found.to_string()));
-            false
+            return Ok(false);
         }
         Ok((size, root)) => {
             let (events, streams) = verifier.totals();
-            say!(
+            format!(
                 "ok: {events} events in {streams} streams; tree size {size}, root {}; {checkpoints} checkpoint{} match",
                 hex::encode(root),
                 if checkpoints == 1 { "" } else { "s" }
-            );
-            true
+            )
         }
     };
-    // The facts of a log that did not verify explain nothing.
-    let explained = if verified {
-        users_explained(&opened, accounts).await
-    } else {
-        Ok(false)
-    };
-    store.close().await;
-    explained
-}
-
-/// Says whether every users row is what `accounts`, folded from the whole log, says of it;
-/// names each one that is not.
-async fn users_explained(opened: &Opened, accounts: LogAccounts) -> anyhow::Result<bool> {
+    // Only the facts of a log that verified can explain the users table.
     let checked = accounts
         .check(opened.events.as_ref(), opened.users.as_ref())
-        .await?;
+        .await;
+    store.close().await;
+    let checked = checked?;
     for finding in &checked.findings {
-        say!("broken: {finding}");
+        say!("broken: {}", printable(&finding.to_string()));
     }
-    if checked.findings.is_empty() {
-        say!("users: {} rows explained", checked.rows);
+    if !checked.findings.is_empty() {
+        return Ok(false);
     }
-    Ok(checked.findings.is_empty())
+    say!("{summary}");
+    say!("users: {} rows explained", checked.rows);
+    Ok(true)
 }
 
 /// A progress bar on a terminal; `None` elsewhere, where the caller prints plain lines.

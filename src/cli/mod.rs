@@ -36,10 +36,10 @@ use crate::actors::{Core, Execute, execute_once};
 use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
-use crate::ledger::store::Upgrading;
 use crate::password::Passwords;
 use crate::rules::rule_violations;
 use crate::secrets;
+use crate::store::ledger::Upgrading;
 use crate::store::users::{NewUser, strapi_time};
 use crate::store::{self, Actor, EventMetadata};
 use crate::terminal::printable;
@@ -210,33 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // container's check must not fail where the instance was started with --insecure-dev.
     let probing = matches!(cli.command, Some(Command::Probe { .. }));
     let mut config = Config::load(cli.config.as_deref(), &env, cli.insecure_dev || probing)?;
-    // Every command that opens the database needs the ledger key; those that only read take
-    // it from secrets.json without making one (or a folder). `serve` resolves (and reports)
-    // the secrets itself.
-    let (writes, reads) = match &cli.command {
-        None | Some(Command::Serve | Command::Probe { .. } | Command::PasswordCost { .. }) => {
-            (false, false)
-        }
-        Some(Command::Ledger(LedgerCommand::VerifyProof { .. })) => (false, false),
-        Some(
-            Command::Audit { .. }
-            | Command::Replay { .. }
-            | Command::Verify { .. }
-            | Command::Rebuild
-            | Command::User(UserCommand::List)
-            | Command::Ledger(LedgerCommand::Key | LedgerCommand::Prove { .. }),
-        ) => (false, true),
-        Some(_) => (true, false),
-    };
-    let resolved = if writes {
-        secrets::resolve(&mut config).map(drop)
-    } else if reads {
-        secrets::read_existing(&mut config)
-    } else {
-        Ok(())
-    };
-    resolved
-        .with_context(|| format!("secrets and keys in {}", config.server.data_dir.display()))?;
+    resolve_secrets(cli.command.as_ref(), &mut config)?;
     let format = config.logging.format;
     init_logging(format);
     let outcome = actix_web::rt::System::new().block_on(async move {
@@ -291,6 +265,35 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         other => other,
     }
+}
+
+/// Every command that opens the database needs the ledger key; those that only read take it
+/// from secrets.json without making one (or a folder). `serve` resolves (and reports) the
+/// secrets itself.
+fn resolve_secrets(command: Option<&Command>, config: &mut Config) -> anyhow::Result<()> {
+    let (writes, reads) = match command {
+        None | Some(Command::Serve | Command::Probe { .. } | Command::PasswordCost { .. }) => {
+            (false, false)
+        }
+        Some(Command::Ledger(LedgerCommand::VerifyProof { .. })) => (false, false),
+        Some(
+            Command::Audit { .. }
+            | Command::Replay { .. }
+            | Command::Verify { .. }
+            | Command::Rebuild
+            | Command::User(UserCommand::List)
+            | Command::Ledger(LedgerCommand::Key | LedgerCommand::Prove { .. }),
+        ) => (false, true),
+        Some(_) => (true, false),
+    };
+    let resolved = if writes {
+        secrets::resolve(config).map(drop)
+    } else if reads {
+        secrets::read_existing(config)
+    } else {
+        Ok(())
+    };
+    resolved.with_context(|| format!("secrets and keys in {}", config.server.data_dir.display()))
 }
 
 /// `serve`: the secrets resolved (made on first start), the warnings said, then the server

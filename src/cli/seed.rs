@@ -26,8 +26,8 @@ use tokenledger_domain::{
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::ledger::store::Upgrading;
 use crate::password::Passwords;
+use crate::store::ledger::Upgrading;
 use crate::store::users::NewUser;
 use crate::store::{self, EventMetadata, NewEvent, stream_of};
 

@@ -113,7 +113,7 @@ pub struct LedgerConfig {
     pub checkpoint_interval: TimeDelta,
     pub checkpoint_file: Option<PathBuf>,
     pub checkpoint_webhook_url: Option<String>,
-    /// Whether opening may seal an unkeyed log (`ledger::store::Upgrading`): set when this
+    /// Whether opening may seal an unkeyed log (`store::ledger::Upgrading`): set when this
     /// start made the ledger key, or by `migrate --seal-legacy`. Not a configuration key.
     pub seal_legacy: bool,
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::note::{Checkpoint, SigningKey, VerifierKey, open};
-use super::store::{LedgerStore, TreeHead};
 use crate::config::{KeyBytes, LedgerConfig};
 use crate::store::StoreError;
+use crate::store::ledger::{LedgerStore, TreeHead};
+use crate::tlog::note::{Checkpoint, SigningKey, VerifierKey, open};
 
 /// The signing key named by `LEDGER_ORIGIN`, or by default `tokenledger/` and the first 8
 /// bytes of SHA-256 of its public key: stable, and distinct for each deployment.
@@ -91,8 +91,10 @@ impl Checkpointer {
     pub async fn checkpoint(&self) -> Result<(TreeHead, String), CheckpointError> {
         let tree = self.ledger.extend(&mut |_| {}).await?;
         let stored = self.ledger.checkpoints().await?;
+        // A note another key signed (the key was rotated) is not ours to hand out.
         if let Some((size, note)) = stored.last()
             && *size == tree.size
+            && self.open(note).is_ok()
         {
             return Ok((tree, note.clone()));
         }
@@ -142,7 +144,7 @@ impl Checkpointer {
     }
 
     /// Opens a checkpoint note with this ledger's key.
-    pub fn open(&self, note: &str) -> Result<Checkpoint, super::note::NoteError> {
+    pub fn open(&self, note: &str) -> Result<Checkpoint, crate::tlog::note::NoteError> {
         open(note, &self.verifier)
     }
 }

@@ -3,13 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::merkle::{
+use crate::store::ledger::LedgerStore;
+use crate::store::{RecordedEvent, StoreError};
+use crate::tlog::merkle::{
     self, Hash, ProofError, consistency_needs, consistency_proof, inclusion_needs, inclusion_proof,
     leaf_hash, subtree_needs, subtree_root, verify_inclusion,
 };
-use super::note::{VerifierKey, open};
-use super::store::LedgerStore;
-use crate::store::{RecordedEvent, StoreError};
+use crate::tlog::note::{VerifierKey, open};
 
 /// One event's inclusion in the tree of `tree_size` leaves, with the event itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

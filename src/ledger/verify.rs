@@ -2,8 +2,8 @@
 //! chain, the seal of an unkeyed prefix, and the Merkle tree against every checkpoint it was
 //! given (stored ones, files an operator or a witness kept, the tree's own persisted head).
 
-use super::merkle::{Frontier, Hash, leaf_hash};
 use crate::store::{Broken, ChainKey, ChainVerifier, RecordedEvent, is_seal};
+use crate::tlog::merkle::{Frontier, Hash, leaf_hash};
 
 /// A tree head the log must reproduce: its size and root, and where it came from.
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ pub enum Finding {
         position: i64,
     },
     #[error(
-        "{from} covers {size} events, the log has {found}: events after position {position} were deleted, or the database is an older copy"
+        "{from} covers {size} events, the log has {found} (the last at position {position}): events were deleted, or the database is an older copy"
     )]
     Missing {
         from: String,

@@ -9,6 +9,7 @@ mod chain;
 mod database_file;
 pub mod dialect;
 pub mod events;
+pub mod ledger;
 pub mod postgres;
 pub mod sqlite;
 pub mod users;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 
 use crate::config::{DatabaseUrl, KeyBytes};
-use crate::ledger::store::{LedgerStore, Upgrade, Upgrading};
+use crate::store::ledger::{LedgerStore, Upgrade, Upgrading};
 
 pub(crate) use appender::recording_time;
 pub use chain::{
@@ -290,7 +291,7 @@ pub async fn open(
     })
 }
 
-/// Seals a log written before the ledger key, once; see `ledger::store::Upgrade`.
+/// Seals a log written before the ledger key, once; see `store::ledger::Upgrade`.
 async fn upgrade(ledger: &dyn LedgerStore, upgrading: Upgrading) -> Result<Upgrade, sqlx::Error> {
     let upgrade = ledger.upgrade(upgrading).await.map_err(|e| match e {
         StoreError::Database(e) => {
@@ -322,7 +323,7 @@ pub(crate) const PAGE: i64 = 10_000;
 /// flattened into one stream that ends after the first short page. A task fetches the next
 /// page while the reader works through the current one, so a replay reads and folds at once;
 /// it stops when the stream is dropped.
-fn paged<T, F, Fut>(
+pub(crate) fn paged<T, F, Fut>(
     after_position: i64,
     page: F,
     position: fn(&T) -> i64,

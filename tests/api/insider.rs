@@ -908,8 +908,9 @@ async fn the_logs_last_ten_events_deleted_are_caught_by_the_checkpoint(backend: 
     let kept = careful.verify(&[&log.checkpoint]).await;
     let before = events[events.len() - 11].position;
     assert!(
-        kept.said
-            .contains(&format!("events after position {before} were deleted")),
+        kept.said.contains(&format!(
+            "(the last at position {before}): events were deleted"
+        )),
         "{}",
         kept.said
     );
@@ -1163,4 +1164,185 @@ async fn a_checkpoint_signed_by_another_key_is_refused(backend: Backend) {
         }
     }
     log.drop(vec![copy]).await;
+}
+
+on_both_backends!(a_log_rewritten_without_the_key_is_not_sealed_by_verify);
+async fn a_log_rewritten_without_the_key_is_not_sealed_by_verify(backend: Backend) {
+    // Given: one payload edited, and then every event of every stream rehashed as the
+    // service hashed before it had a key; the ledger's tables emptied, as after the edits
+    // above.
+    let Some(log) = Log::build(backend).await else {
+        return;
+    };
+    let copy = log.database.copy().await;
+    let mut events = copy.events().await;
+    let first = events[0].position;
+    let target = events
+        .iter_mut()
+        .find(|e| e.payload.contains("127.0.0.1"))
+        .expect("an event with an address");
+    target.payload = target.payload.replace("127.0.0.1", "10.6.6.6");
+    let mut heads: HashMap<String, Vec<u8>> = HashMap::new();
+    for event in &mut events {
+        event.prev_hash = heads
+            .get(&event.stream_id)
+            .cloned()
+            .unwrap_or_else(|| GENESIS.to_vec());
+        event.hash = event.unkeyed_hash();
+        heads.insert(event.stream_id.clone(), event.hash.clone());
+    }
+    let sql = copy.sql().await;
+    for event in &events {
+        sql.write(event).await;
+    }
+    sql.forget_the_ledger().await;
+    sql.close().await;
+
+    // When
+    let alone = copy.verify(&[]).await;
+    let kept = copy.verify(&[&log.checkpoint]).await;
+
+    // Then: no event of this log was ever written without the key; `verify` must not take
+    // the rewrite for a log of an older version and seal it.
+    let sql = copy.sql().await;
+    let after = sql.count("events").await;
+    sql.close().await;
+    assert_eq!(after, log.size, "verify appended to the log it checks");
+    alone.assert_broken_at(first, "verify");
+    kept.assert_broken("verify --checkpoint");
+    log.drop(vec![copy]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_edited_event_hidden_above_the_horizon_is_still_verified() {
+    // Given: the last event of a stream edited (the address it was made from), rehashed
+    // unkeyed, and given a transaction id far in the future, so that every read below the
+    // catch-up horizon (`verify`'s, the tree's) skips it; the ledger's tables emptied.
+    let Some(log) = Log::build(Backend::Postgres).await else {
+        return;
+    };
+    let copy = log.database.copy().await;
+    let events = copy.events().await;
+    let (_, positions) = a_stream_in_the_middle(&events);
+    let edited_at = *positions.last().expect("events");
+    let mut edited = events
+        .iter()
+        .find(|e| e.position == edited_at)
+        .expect("the stream's last event")
+        .clone();
+    assert!(edited.metadata.contains("127.0.0.1"), "{}", edited.metadata);
+    edited.metadata = edited.metadata.replace("127.0.0.1", "10.6.6.6");
+    edited.hash = edited.unkeyed_hash();
+    let sql = copy.sql().await;
+    sql.write(&edited).await;
+    sql.run(&format!(
+        "UPDATE events SET transaction_id = \
+         (pg_current_xact_id()::text::bigint + 1000000000)::text::xid8 WHERE position = {edited_at}"
+    ))
+    .await;
+    sql.forget_the_ledger().await;
+    sql.close().await;
+
+    // When (not `copy.verify`: its wait for the horizon would never end)
+    let alone = Verdict::of(&copy.binary().cli(&["verify"]));
+    let audit = copy.binary().cli(&["audit", "ann-0", "--json"]);
+
+    // Then: the edit is live (a stream read, as the user's actor and `audit` do, has no
+    // horizon), so `verify` must see it too.
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("10.6.6.6"));
+    alone.assert_broken_at(edited_at, "verify");
+    log.drop(vec![copy]).await;
+}
+
+/// Whether `said` names the user: by username, or as `user <id>` / `user-<id>`.
+fn names_user(said: &str, username: &str, id: i64) -> bool {
+    said.contains(username)
+        || said.contains(&format!("user {id}"))
+        || said.contains(&format!("user-{id}"))
+}
+
+async fn user_id(sql: &Sql, username: &str) -> i64 {
+    let statement = sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM users WHERE username = '{username}'"
+    ));
+    match sql {
+        Sql::Sqlite(pool) => sqlx::query_scalar(statement).fetch_one(pool).await,
+        Sql::Postgres(pool) => sqlx::query_scalar(statement).fetch_one(pool).await,
+    }
+    .expect("the user")
+}
+
+/// Changes a users row of a copy with `statement` (one row), and expects `verify`, alone and
+/// with the checkpoint, to name the user the log does not explain.
+async fn assert_users_row_edit_caught(log: &Log, username: &str, statement: &str) -> Database {
+    let copy = log.database.copy().await;
+    let sql = copy.sql().await;
+    let id = user_id(&sql, username).await;
+    assert_eq!(sql.run(statement).await, 1, "{statement}");
+    sql.close().await;
+    for checkpoints in [&[][..], &[log.checkpoint.as_path()][..]] {
+        let verdict = copy.verify(checkpoints).await;
+        let context = format!("{statement}; verify {checkpoints:?}");
+        verdict.assert_broken(&context);
+        assert!(
+            names_user(&verdict.said, username, id),
+            "{context}: should name {username} (id {id}): {}",
+            verdict.said
+        );
+    }
+    copy
+}
+
+on_both_backends!(a_users_password_hash_changed_behind_the_log_is_named);
+async fn a_users_password_hash_changed_behind_the_log_is_named(backend: Backend) {
+    // Given
+    let Some(log) = Log::build(backend).await else {
+        return;
+    };
+
+    // When: the insider gives a victim the password hash of an account whose password they
+    // know (their own), to log in as the victim; then puts a hash of their own making.
+    let borrowed = assert_users_row_edit_caught(
+        &log,
+        "ann-0",
+        "UPDATE users SET password_hash = \
+         (SELECT password_hash FROM users WHERE username = 'bob-5') WHERE username = 'ann-0'",
+    )
+    .await;
+    let made = assert_users_row_edit_caught(
+        &log,
+        "ann-1",
+        "UPDATE users SET password_hash = \
+         '$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZmFrZWhhc2hmYWtlaGFzaGZha2VoYXNoZmFrZWhhcw' \
+         WHERE username = 'ann-1'",
+    )
+    .await;
+
+    // Then (in `assert_users_row_edit_caught`)
+    log.drop(vec![borrowed, made]).await;
+}
+
+on_both_backends!(a_users_blocked_flag_changed_behind_the_log_is_named);
+async fn a_users_blocked_flag_changed_behind_the_log_is_named(backend: Backend) {
+    // Given: bob-1 was blocked by an operator (`tokenledger user block`, in `Log::build`).
+    let Some(log) = Log::build(backend).await else {
+        return;
+    };
+
+    // When: the insider unblocks bob-1, and blocks ann-2, neither through the service.
+    let unblocked = assert_users_row_edit_caught(
+        &log,
+        "bob-1",
+        "UPDATE users SET blocked = false WHERE username = 'bob-1'",
+    )
+    .await;
+    let blocked = assert_users_row_edit_caught(
+        &log,
+        "ann-2",
+        "UPDATE users SET blocked = true WHERE username = 'ann-2'",
+    )
+    .await;
+
+    // Then (in `assert_users_row_edit_caught`)
+    log.drop(vec![unblocked, blocked]).await;
 }

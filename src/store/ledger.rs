@@ -14,16 +14,17 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
-use super::merkle::{Frontier, Hash, Needs, Node, Source, leaf_hash};
 use crate::store::account_log::append_in;
 use crate::store::dialect::{Conn, Dialect, Row, Value, query};
 use crate::store::events::{EventTable, recorded_columns};
 use crate::store::users::{COLUMNS as USER_COLUMNS, User, user};
-use crate::store::{Actor, EventMetadata, registration_of};
+use crate::store::{Actor, EventMetadata, PAGE, paged, registration_of};
 use crate::store::{
     ChainKey, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, RecordedEvent, StoreError,
     recording_time,
 };
+use crate::tlog::merkle::{Frontier, Hash, Needs, Node, Source, leaf_hash};
+use futures::stream::BoxStream;
 
 /// Events one extension step reads and folds in one transaction.
 const STEP: i64 = 20_000;
@@ -120,6 +121,11 @@ pub trait LedgerStore: Send + Sync + 'static {
 
     /// The event at `position`, for a proof's answer.
     async fn event(&self, position: i64) -> Result<Option<RecordedEvent>, StoreError>;
+
+    /// Every committed event after `after`, in position order, for `verify`: unlike
+    /// `EventStore::read_all`, not held below PostgreSQL's catch-up horizon, which an insider
+    /// could move an event above by editing its transaction id.
+    fn read_log(&self, after: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -299,6 +305,27 @@ where
         rows.iter()
             .map(|row| Ok((row.try_get::<i64, _>(0)? as u64, row.try_get(1)?)))
             .collect()
+    }
+
+    fn read_log(&self, after: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let db = self.clone();
+        let sql: std::sync::Arc<str> = format!(
+            "SELECT {} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            recorded_columns::<D>()
+        )
+        .into();
+        let page = move |after: i64| {
+            let (db, sql) = (db.clone(), sql.clone());
+            async move {
+                let rows = query::<D>(&sql)
+                    .bind(after)
+                    .bind(PAGE)
+                    .fetch_all(db.reader())
+                    .await?;
+                rows.iter().map(D::recorded).collect()
+            }
+        };
+        paged(after, page, |e: &RecordedEvent| e.position)
     }
 
     async fn event(&self, position: i64) -> Result<Option<RecordedEvent>, StoreError> {
