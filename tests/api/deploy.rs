@@ -27,7 +27,13 @@ fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
             .unwrap()
             .starts_with("postgres://")
     );
-    for secret in ["JWT_SECRET", "REFRESH_JWT_SECRET", "ADMIN_API_TOKEN"] {
+    for secret in [
+        "JWT_SECRET",
+        "REFRESH_JWT_SECRET",
+        "ADMIN_API_TOKEN",
+        "LEDGER_KEY",
+        "CHECKPOINT_KEY",
+    ] {
         assert_eq!(
             env[secret].as_str(),
             Some(format!("${{{secret}}}").as_str()),
@@ -55,6 +61,8 @@ fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
         "JWT_SECRET",
         "REFRESH_JWT_SECRET",
         "ADMIN_API_TOKEN",
+        "LEDGER_KEY",
+        "CHECKPOINT_KEY",
     ] {
         assert!(
             example.contains(&format!("{secret}=")),

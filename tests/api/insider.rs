@@ -1259,6 +1259,7 @@ fn names_user(said: &str, username: &str, id: i64) -> bool {
     said.contains(username)
         || said.contains(&format!("user {id}"))
         || said.contains(&format!("user-{id}"))
+        || said.contains(&format!("users row {id}:"))
 }
 
 async fn user_id(sql: &Sql, username: &str) -> i64 {
