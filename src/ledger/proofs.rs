@@ -103,18 +103,31 @@ pub async fn inclusion(
     position: i64,
     size: Option<u64>,
 ) -> Result<InclusionProof, ProveError> {
-    let event = ledger
-        .event(position)
+    let located = ledger
+        .locate(position)
         .await?
         .ok_or(ProveError::NoEvent(position))?;
-    let (size, root) = tree_size(ledger, size).await?;
-    let index = ledger
-        .leaf_of(position)
-        .await?
+    let (event, mut leaf, mut tree) = (located.event, located.leaf, located.tree);
+    // Extended only when asked beyond it (or for the whole tree, newest events included).
+    if size.is_none_or(|size| size > tree.size) || leaf.is_none() {
+        tree = ledger.extend(&mut |_| {}).await?;
+        leaf = ledger.leaf_of(position).await?;
+    }
+    let (size, root) = match size {
+        Some(size) if size > tree.size => {
+            return Err(ProveError::BeyondTree {
+                asked: size,
+                tree: tree.size,
+            });
+        }
+        Some(size) if size < tree.size => (size, None),
+        _ => (tree.size, Some(tree.root)),
+    };
+    let index = leaf
         .filter(|index| *index < size)
         .ok_or(ProveError::NotInTree {
             position,
-            index: ledger.leaf_of(position).await?.unwrap_or(u64::MAX),
+            index: leaf.unwrap_or(u64::MAX),
             size,
         })?;
     let mut needs = inclusion_needs(index, size);

@@ -23,7 +23,7 @@ use crate::store::{
     ChainKey, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, RecordedEvent, StoreError,
     recording_time,
 };
-use crate::tlog::merkle::{Frontier, Hash, Needs, Node, Source, leaf_hash};
+use crate::tlog::merkle::{Frontier, Hash, Needs, Node, Source, empty_root, leaf_hash};
 use futures::stream::BoxStream;
 
 /// Events one extension step reads and folds in one transaction.
@@ -78,6 +78,14 @@ pub enum Upgrade {
     Rebuilt,
 }
 
+/// An event, the leaf it took and the tree it is in (see `LedgerStore::locate`).
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub event: RecordedEvent,
+    pub leaf: Option<u64>,
+    pub tree: TreeHead,
+}
+
 /// Leaf and node hashes fetched for one `Needs`.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -119,8 +127,9 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Every stored checkpoint, smallest first, as `(size, note)`.
     async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
 
-    /// The event at `position`, for a proof's answer.
-    async fn event(&self, position: i64) -> Result<Option<RecordedEvent>, StoreError>;
+    /// The event at `position`, for a proof's answer, with its leaf (if the tree covers it)
+    /// and the tree as persisted: one read.
+    async fn locate(&self, position: i64) -> Result<Option<Located>, StoreError>;
 
     /// Every committed event after `after`, in position order, for `verify`: unlike
     /// `EventStore::read_all`, not held below PostgreSQL's catch-up horizon, which an insider
@@ -172,6 +181,22 @@ fn blocks(ranges: &[std::ops::Range<u64>]) -> Vec<std::ops::Range<u64>> {
         }
     }
     blocks
+}
+
+/// The runs of positions that hold the leaves of `range`: `(first leaf, positions)`.
+fn positions(
+    spans: &[(i64, i64, i64)],
+    range: std::ops::Range<u64>,
+) -> Vec<(i64, std::ops::Range<i64>)> {
+    let (start, end) = (range.start as i64, range.end as i64);
+    spans
+        .iter()
+        .filter(|(leaf, _, count)| *leaf < end && leaf + count > start)
+        .map(|(leaf, first, count)| {
+            let (from, to) = (start.max(*leaf), end.min(leaf + count));
+            (from, first + from - leaf..first + to - leaf)
+        })
+        .collect()
 }
 
 /// The ledger's statements on dialect `D`, with the bounds sqlx needs stated once.
@@ -275,13 +300,14 @@ where
     async fn fetch(&self, needs: &Needs) -> Result<Fetched, StoreError> {
         let mut fetched = Fetched::default();
         let mut conn = self.reader().acquire().await?;
-        // One read a 256-leaf block: a proof's two runs either side of its own leaf are one.
-        for range in blocks(&needs.leaves) {
-            Tables::<D>::fetch_leaves(&mut conn, range, &mut fetched.leaves).await?;
+        // Two reads whatever the proof: the spans (a few rows), then every leaf and node at
+        // once, a 256-leaf block a range.
+        let spans = Tables::<D>::spans(&mut conn).await?;
+        let mut ranges = Vec::new();
+        for block in blocks(&needs.leaves) {
+            ranges.extend(positions(&spans, block));
         }
-        for chunk in needs.nodes.chunks(200) {
-            Tables::<D>::fetch_nodes(&mut conn, chunk, &mut fetched.nodes).await?;
-        }
+        Tables::<D>::fetch_hashes(&mut conn, &ranges, &needs.nodes, &mut fetched).await?;
         Ok(fetched)
     }
 
@@ -328,16 +354,30 @@ where
         paged(after, page, |e: &RecordedEvent| e.position)
     }
 
-    async fn event(&self, position: i64) -> Result<Option<RecordedEvent>, StoreError> {
+    async fn locate(&self, position: i64) -> Result<Option<Located>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM events WHERE position = ?",
+            "SELECT {}, \
+             (SELECT first_leaf + ?1 - first_position FROM ledger_spans \
+              WHERE first_position <= ?1 AND first_position + count > ?1), \
+             t.size, t.root, t.last_position \
+             FROM events LEFT JOIN ledger_tree t ON t.id = 1 WHERE position = ?1",
             recorded_columns::<D>()
         );
         let row = query::<D>(&sql)
             .bind(position)
             .fetch_optional(self.reader())
             .await?;
-        row.as_ref().map(D::recorded).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let root: Option<Vec<u8>> = row.try_get(12)?;
+        Ok(Some(Located {
+            event: D::recorded(&row)?,
+            leaf: row.try_get::<Option<i64>, _>(10)?.map(|l| l as u64),
+            tree: TreeHead {
+                size: row.try_get::<Option<i64>, _>(11)?.unwrap_or(0) as u64,
+                root: root.as_deref().map_or(Ok(empty_root()), hash32)?,
+                last_position: row.try_get::<Option<i64>, _>(13)?.unwrap_or(0),
+            },
+        }))
     }
 }
 
@@ -493,56 +533,61 @@ where
         Ok(())
     }
 
-    async fn fetch_nodes(
+    async fn spans(conn: &mut Conn<D>) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT first_leaf, first_position, count FROM ledger_spans ORDER BY first_leaf",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// The leaves of `runs` (`(first leaf, positions)`) and the stored `nodes`, in one read:
+    /// a leaf's row has level -1 and its position in the second column.
+    async fn fetch_hashes(
         conn: &mut Conn<D>,
-        wanted: &[(u32, u64)],
-        into: &mut HashMap<(u32, u64), Hash>,
+        runs: &[(i64, std::ops::Range<i64>)],
+        nodes: &[(u32, u64)],
+        into: &mut Fetched,
     ) -> Result<(), StoreError> {
-        let conditions = vec!["(level = ? AND idx = ?)"; wanted.len()].join(" OR ");
-        let sql = format!("SELECT level, idx, hash FROM ledger_nodes WHERE {conditions}");
-        let mut select = query::<D>(&sql);
-        for (level, index) in wanted {
+        let mut parts: Vec<String> = runs
+            .iter()
+            .map(|_| {
+                "SELECT -1, position, hash FROM events WHERE position >= ? AND position < ?"
+                    .to_owned()
+            })
+            .collect();
+        if !nodes.is_empty() {
+            let conditions = vec!["(level = ? AND idx = ?)"; nodes.len()].join(" OR ");
+            parts.push(format!(
+                "SELECT level, idx, hash FROM ledger_nodes WHERE {conditions}"
+            ));
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut select = query::<D>(&parts.join(" UNION ALL "));
+        for (_, positions) in runs {
+            select = select.bind(positions.start).bind(positions.end);
+        }
+        for (level, index) in nodes {
             select = select.bind(*level as i32).bind(*index as i64);
         }
         for row in select.fetch_all(&mut *conn).await? {
-            let (level, index): (i32, i64) = (row.try_get(0)?, row.try_get(1)?);
-            let hash = hash32(&row.try_get::<Vec<u8>, _>(2)?)?;
-            into.insert((level as u32, index as u64), hash);
-        }
-        Ok(())
-    }
-
-    /// The leaf hashes of `range` (within one span or across a few), by leaf index.
-    async fn fetch_leaves(
-        conn: &mut Conn<D>,
-        range: std::ops::Range<u64>,
-        into: &mut HashMap<u64, Hash>,
-    ) -> Result<(), StoreError> {
-        let (start, end) = (range.start as i64, range.end as i64);
-        let spans = query::<D>(
-            "SELECT first_leaf, first_position, count FROM ledger_spans \
-             WHERE first_leaf < ? AND first_leaf + count > ? ORDER BY first_leaf",
-        )
-        .bind(end)
-        .bind(start)
-        .fetch_all(&mut *conn)
-        .await?;
-        for span in spans {
-            let (leaf, first, count): (i64, i64, i64) =
-                (span.try_get(0)?, span.try_get(1)?, span.try_get(2)?);
-            let (from, to) = (start.max(leaf), end.min(leaf + count));
-            let rows = query::<D>(
-                "SELECT position, hash FROM events WHERE position >= ? AND position < ? \
-                 ORDER BY position",
-            )
-            .bind(first + from - leaf)
-            .bind(first + to - leaf)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in rows {
-                let position: i64 = row.try_get(0)?;
-                let hash: Vec<u8> = row.try_get(1)?;
-                into.insert((leaf + position - first) as u64, leaf_hash(&hash));
+            let (level, at): (i32, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let hash: Vec<u8> = row.try_get(2)?;
+            if level < 0 {
+                let (leaf, positions) = runs
+                    .iter()
+                    .find(|(_, positions)| positions.contains(&at))
+                    .ok_or_else(|| corrupt("a leaf outside the runs read"))?;
+                into.leaves
+                    .insert((leaf + at - positions.start) as u64, leaf_hash(&hash));
+            } else {
+                into.nodes.insert((level as u32, at as u64), hash32(&hash)?);
             }
         }
         Ok(())

@@ -91,6 +91,42 @@ async fn two_instances_on_one_postgresql_database_sign_the_same_tree() {
     // Ed25519 is deterministic: the same tree signed by the same key is the same note.
     assert_eq!(a, b, "the two instances' checkpoints");
     assert!(size_of(&a) >= events, "{a}");
+    // Either instance proves any event against the note both signed (PostgreSQL's SQL path).
+    let size = size_of(&a);
+    let root = a.lines().nth(2).unwrap().to_owned();
+    for (api, position) in [(&apis[0], 1), (&apis[1], 2)] {
+        let (status, proof) = api
+            .get_with_bearer(
+                &format!("/api/admin/ledger/proof/inclusion?position={position}&size={size}"),
+                ADMIN,
+            )
+            .await;
+        assert_eq!(status, 200, "{proof}");
+        let hex32 = |v: &serde_json::Value| -> [u8; 32] {
+            hex::decode(v.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        };
+        let path: Vec<[u8; 32]> = proof["audit_path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hex32)
+            .collect();
+        let root: [u8; 32] =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &root)
+                .unwrap()
+                .try_into()
+                .unwrap();
+        assert!(tokenledger::tlog::merkle::verify_inclusion(
+            &hex32(&proof["leaf_hash"]),
+            proof["index"].as_u64().unwrap(),
+            size,
+            &path,
+            &root
+        ));
+    }
     let verified = instances[0].cli(&["verify"]);
     assert!(verified.status.success(), "{}", stdout(&verified));
     assert!(
