@@ -93,7 +93,7 @@ async fn tree_size(
 
 /// The root of the tree's first `size` leaves.
 pub async fn root_at(ledger: &dyn LedgerStore, size: u64) -> Result<Hash, ProveError> {
-    let fetched = ledger.fetch(&subtree_needs(0, size)).await?;
+    let fetched = ledger.fetch(&subtree_needs(0, size), None).await?;
     Ok(subtree_root(0, size, &fetched)?)
 }
 
@@ -107,11 +107,13 @@ pub async fn inclusion(
         .locate(position)
         .await?
         .ok_or(ProveError::NoEvent(position))?;
-    let (event, mut leaf, mut tree) = (located.event, located.leaf, located.tree);
+    let (event, mut leaf, mut span, mut tree) =
+        (located.event, located.leaf, located.span, located.tree);
     // Extended only when asked beyond it (or for the whole tree, newest events included).
     if size.is_none_or(|size| size > tree.size) || leaf.is_none() {
         tree = ledger.extend(&mut |_| {}).await?;
         leaf = ledger.leaf_of(position).await?;
+        span = None;
     }
     let (size, root) = match size {
         Some(size) if size > tree.size => {
@@ -137,7 +139,7 @@ pub async fn inclusion(
         needs.leaves.sort_by_key(|r| r.start);
         needs.nodes.extend(root_needs.nodes);
     }
-    let fetched = ledger.fetch(&needs).await?;
+    let fetched = ledger.fetch(&needs, span).await?;
     let path = inclusion_proof(index, size, &fetched)?;
     let root = match root {
         Some(root) => root,
@@ -167,7 +169,7 @@ pub async fn consistency(
         needs.nodes.extend(more.nodes);
     }
     needs.leaves.sort_by_key(|r| r.start);
-    let fetched = ledger.fetch(&needs).await?;
+    let fetched = ledger.fetch(&needs, None).await?;
     Ok(ConsistencyProof {
         from,
         to,

@@ -83,8 +83,14 @@ pub enum Upgrade {
 pub struct Located {
     pub event: RecordedEvent,
     pub leaf: Option<u64>,
+    /// The run of positions the event's leaf is in.
+    pub span: Option<Span>,
     pub tree: TreeHead,
 }
+
+/// A run of consecutive positions that took consecutive leaves: `(first leaf, first
+/// position, count)`, a row of `ledger_spans`.
+pub type Span = (i64, i64, i64);
 
 /// Leaf and node hashes fetched for one `Needs`.
 #[derive(Debug, Default)]
@@ -118,8 +124,9 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// The leaf an event's position took, if the tree covers it.
     async fn leaf_of(&self, position: i64) -> Result<Option<u64>, StoreError>;
 
-    /// The hashes a proof's `Needs` lists.
-    async fn fetch(&self, needs: &Needs) -> Result<Fetched, StoreError>;
+    /// The hashes a proof's `Needs` lists. `span`, a run of positions known to the caller
+    /// (`Located::span`), saves reading the runs when it covers every leaf needed.
+    async fn fetch(&self, needs: &Needs, span: Option<Span>) -> Result<Fetched, StoreError>;
 
     /// Stores a signed checkpoint; false if one of that size was there already.
     async fn add_checkpoint(&self, size: u64, note: &str) -> Result<bool, StoreError>;
@@ -297,12 +304,21 @@ where
         Ok((position < first + count).then(|| (leaf + position - first) as u64))
     }
 
-    async fn fetch(&self, needs: &Needs) -> Result<Fetched, StoreError> {
+    async fn fetch(&self, needs: &Needs, span: Option<Span>) -> Result<Fetched, StoreError> {
         let mut fetched = Fetched::default();
         let mut conn = self.reader().acquire().await?;
-        // Two reads whatever the proof: the spans (a few rows), then every leaf and node at
-        // once, a 256-leaf block a range.
-        let spans = Tables::<D>::spans(&mut conn).await?;
+        // At most two reads whatever the proof: the spans (a few rows) unless the caller's
+        // covers every leaf, then every leaf and node at once, a 256-leaf block a range.
+        let covered = |(leaf, _, count): Span| {
+            needs
+                .leaves
+                .iter()
+                .all(|r| r.start as i64 >= leaf && r.end as i64 <= leaf + count)
+        };
+        let spans = match span {
+            Some(span) if covered(span) => vec![span],
+            _ => Tables::<D>::spans(&mut conn).await?,
+        };
         let mut ranges = Vec::new();
         for block in blocks(&needs.leaves) {
             ranges.extend(positions(&spans, block));
@@ -356,11 +372,10 @@ where
 
     async fn locate(&self, position: i64) -> Result<Option<Located>, StoreError> {
         let sql = format!(
-            "SELECT {}, \
-             (SELECT first_leaf + ?1 - first_position FROM ledger_spans \
-              WHERE first_position <= ?1 AND first_position + count > ?1), \
-             t.size, t.root, t.last_position \
-             FROM events LEFT JOIN ledger_tree t ON t.id = 1 WHERE position = ?1",
+            "SELECT {}, s.first_leaf, s.first_position, s.count, t.size, t.root, t.last_position \
+             FROM events LEFT JOIN ledger_spans s ON s.first_position <= ?1 \
+             AND s.first_position + s.count > ?1 \
+             LEFT JOIN ledger_tree t ON t.id = 1 WHERE events.position = ?1",
             recorded_columns::<D>()
         );
         let row = query::<D>(&sql)
@@ -368,14 +383,23 @@ where
             .fetch_optional(self.reader())
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let root: Option<Vec<u8>> = row.try_get(12)?;
+        let span: Option<Span> = match (
+            row.try_get::<Option<i64>, _>(10)?,
+            row.try_get::<Option<i64>, _>(11)?,
+            row.try_get::<Option<i64>, _>(12)?,
+        ) {
+            (Some(leaf), Some(first), Some(count)) => Some((leaf, first, count)),
+            _ => None,
+        };
+        let root: Option<Vec<u8>> = row.try_get(14)?;
         Ok(Some(Located {
             event: D::recorded(&row)?,
-            leaf: row.try_get::<Option<i64>, _>(10)?.map(|l| l as u64),
+            leaf: span.map(|(leaf, first, _)| (leaf + position - first) as u64),
+            span,
             tree: TreeHead {
-                size: row.try_get::<Option<i64>, _>(11)?.unwrap_or(0) as u64,
+                size: row.try_get::<Option<i64>, _>(13)?.unwrap_or(0) as u64,
                 root: root.as_deref().map_or(Ok(empty_root()), hash32)?,
-                last_position: row.try_get::<Option<i64>, _>(13)?.unwrap_or(0),
+                last_position: row.try_get::<Option<i64>, _>(15)?.unwrap_or(0),
             },
         }))
     }
