@@ -50,6 +50,23 @@ pub fn chain_hash(prev_hash: &[u8], event: &Hashed) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
+/// `f` of a stored event's fields as its hash covers them (`recorded_at` as the text hashed).
+pub fn with_hashed<T>(event: &super::RecordedEvent, f: impl FnOnce(&Hashed) -> T) -> T {
+    let recorded_at = event
+        .recorded_at
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    f(&Hashed {
+        stream_id: &event.stream_id,
+        stream_version: event.stream_version,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        payload: &event.payload,
+        metadata: &event.metadata,
+        recorded_at: &recorded_at,
+    })
+}
+
 /// The ledger key: chains every event written since the log was keyed.
 #[derive(Clone)]
 pub struct ChainKey(hmac::Hmac<Sha256>);
@@ -197,26 +214,16 @@ impl ChainVerifier {
         if event.prev_hash != prev {
             return Err(broken("prev_hash does not match the previous event's hash"));
         }
-        let recorded_at = event
-            .recorded_at
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string();
-        let hashed = Hashed {
-            stream_id: &event.stream_id,
-            stream_version: event.stream_version,
-            event_type: &event.event_type,
-            schema_version: event.schema_version,
-            payload: &event.payload,
-            metadata: &event.metadata,
-            recorded_at: &recorded_at,
-        };
+        let (keyed, unkeyed) = with_hashed(event, |hashed| {
+            (self.key.hash(&prev, hashed), chain_hash(&prev, hashed))
+        });
         let seal = is_seal(&event.stream_id, event.stream_version, &event.event_type);
         if seal && self.sealed {
             return Err(broken("a second LedgerKeyed event"));
         }
-        if event.hash == self.key.hash(&prev, &hashed) {
+        if event.hash == keyed {
             self.keyed = true;
-        } else if !self.keyed && !seal && chain_hash(&prev, &hashed) == event.hash {
+        } else if !self.keyed && !seal && unkeyed == event.hash {
             // Valid only in a prefix that a seal closes (`finish`).
             self.first_unkeyed.get_or_insert_with(|| {
                 broken("hashed without the ledger key, and no LedgerKeyed event seals it: rewritten without the key, or written by an older version and never opened by this one (run `tokenledger migrate`)")

@@ -21,7 +21,7 @@ use crate::store::users::{COLUMNS as USER_COLUMNS, User, user};
 use crate::store::{Actor, EventMetadata, PAGE, paged, registration_of};
 use crate::store::{
     ChainKey, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, RecordedEvent, StoreError,
-    recording_time,
+    recording_time, with_hashed,
 };
 use crate::tlog::merkle::{Frontier, Hash, Needs, Node, Source, empty_root, leaf_hash};
 use futures::stream::BoxStream;
@@ -718,18 +718,41 @@ where
 
 /// Whether the ledger key made `event`'s hash.
 fn keyed(chain: &ChainKey, event: &RecordedEvent) -> bool {
-    let recorded_at = event
-        .recorded_at
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    let hashed = Hashed {
-        stream_id: &event.stream_id,
-        stream_version: event.stream_version,
-        event_type: &event.event_type,
-        schema_version: event.schema_version,
-        payload: &event.payload,
-        metadata: &event.metadata,
-        recorded_at: &recorded_at,
-    };
-    chain.hash(&event.prev_hash, &hashed) == event.hash
+    with_hashed(event, |hashed| chain.hash(&event.prev_hash, hashed)) == event.hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_positions_with_a_gap_then_fold_grows_the_last_span_and_starts_another() {
+        let mut frontier = Frontier::new();
+        let leaves: Vec<(i64, Vec<u8>)> = [1, 2, 3].iter().map(|p| (*p, vec![*p as u8])).collect();
+        let (_, spans) = fold(&mut frontier, &leaves, None);
+        assert_eq!(spans, vec![(0, 1, 3)]);
+        // Position 4 rolled back (PostgreSQL): 5 and 6 take leaves 3 and 4.
+        let more: Vec<(i64, Vec<u8>)> = [5, 6].iter().map(|p| (*p, vec![*p as u8])).collect();
+        let (_, spans) = fold(&mut frontier, &more, Some((0, 1, 3)));
+        assert_eq!(spans, vec![(0, 1, 3), (3, 5, 2)]);
+        let next = vec![(7, vec![7u8])];
+        let (_, spans) = fold(&mut frontier, &next, Some((3, 5, 2)));
+        assert_eq!(spans, vec![(3, 5, 3)]);
+        assert_eq!(frontier.size(), 6);
+    }
+
+    #[test]
+    fn given_a_leaf_range_across_two_spans_then_positions_follow_each() {
+        let spans = [(0, 1, 3), (3, 5, 10)];
+        assert_eq!(positions(&spans, 1..5), vec![(1, 2..4), (3, 5..7)]);
+        assert_eq!(positions(&spans, 4..6), vec![(4, 6..8)]);
+        assert!(positions(&spans, 20..30).is_empty());
+    }
+
+    #[test]
+    fn given_ranges_in_one_block_then_they_are_read_as_one() {
+        assert_eq!(blocks(&[0..5, 6..256, 256..300]), vec![0..256, 256..300]);
+        let one = vec![10..11, 12..13];
+        assert_eq!(blocks(&one), vec![10..13]);
+    }
 }

@@ -29,7 +29,7 @@ use crate::store::ledger::{LedgerStore, Upgrade, Upgrading};
 pub(crate) use appender::recording_time;
 pub use chain::{
     Broken, ChainKey, ChainVerifier, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, chain_hash,
-    is_seal,
+    is_seal, with_hashed,
 };
 pub use users::{password_digest, registration_of};
 
