@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -42,6 +43,9 @@ pub struct Checkpointer {
     verifier: VerifierKey,
     file: Option<PathBuf>,
     webhook: Option<mpsc::Sender<String>>,
+    /// The tree size of the last checkpoint this process handed to the file and webhook: a
+    /// failed append is tried again at the next interval, not skipped for good.
+    published: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,7 @@ impl Checkpointer {
             verifier,
             file,
             webhook: None,
+            published: AtomicU64::new(0),
         }
     }
 
@@ -90,14 +95,21 @@ impl Checkpointer {
     /// The latest checkpoint, made first if the log grew since: `(tree, note)`.
     pub async fn checkpoint(&self) -> Result<(TreeHead, String), CheckpointError> {
         let tree = self.ledger.extend(&mut |_| {}).await?;
-        let stored = self.ledger.checkpoints().await?;
-        // A note another key signed (the key was rotated) is not ours to hand out.
-        if let Some((size, note)) = stored.last()
-            && *size == tree.size
-            && self.open(note).is_ok()
-        {
-            return Ok((tree, note.clone()));
+        let note = match self.ledger.latest_checkpoint().await? {
+            // A note another key signed (the key was rotated) is not ours to hand out.
+            Some((size, note)) if size == tree.size && self.open(&note).is_ok() => note,
+            _ => self.sign(&tree).await?,
+        };
+        if tree.size > self.published.load(Ordering::Acquire) {
+            self.publish(&note)?;
+            self.published.fetch_max(tree.size, Ordering::AcqRel);
         }
+        Ok((tree, note))
+    }
+
+    /// Signs the tree's head and stores it; the empty tree is answered, not kept: it commits
+    /// to nothing.
+    async fn sign(&self, tree: &TreeHead) -> Result<String, CheckpointError> {
         let note = self
             .key
             .sign_checkpoint(&Checkpoint {
@@ -107,11 +119,10 @@ impl Checkpointer {
                 extensions: Vec::new(),
             })
             .expect("an origin that config accepted, a size and a root always read back");
-        // The empty tree is answered, not kept: it commits to nothing.
-        if tree.size > 0 && self.ledger.add_checkpoint(tree.size, &note).await? {
-            self.publish(&note)?;
+        if tree.size > 0 {
+            self.ledger.add_checkpoint(tree.size, &note).await?;
         }
-        Ok((tree, note))
+        Ok(note)
     }
 
     fn publish(&self, note: &str) -> Result<(), CheckpointError> {

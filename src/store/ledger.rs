@@ -134,6 +134,9 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Every stored checkpoint, smallest first, as `(size, note)`.
     async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
 
+    /// The stored checkpoint of the largest tree, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+
     /// The event at `position`, for a proof's answer, with its leaf (if the tree covers it)
     /// and the tree as persisted: one read.
     async fn locate(&self, position: i64) -> Result<Option<Located>, StoreError>;
@@ -338,6 +341,16 @@ where
         .fetch_optional(self.writer())
         .await?;
         Ok(added.is_some())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let row = sqlx::query("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get::<i64, _>(0)? as u64, row.try_get(1)?)),
+            None => None,
+        })
     }
 
     async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {

@@ -394,3 +394,34 @@ async fn a_log_written_before_the_ledger_key_is_sealed_once_and_stays_sealed() {
         stdout(&broken)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_the_file_could_not_take_is_written_once_it_can() {
+    // Given: CHECKPOINT_FILE in a folder that is not there yet (a witness disk not mounted).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("later").join("checkpoints.txt");
+    let server = server()
+        .envs(&[
+            ("ADMIN_API_TOKEN", ADMIN),
+            ("CHECKPOINT_INTERVAL", "100ms"),
+            ("CHECKPOINT_FILE", file.to_str().unwrap()),
+        ])
+        .serving()
+        .await;
+    some_traffic(&server.api(), "fay").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!file.exists());
+
+    // When: the folder appears, the log not growing any more.
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+
+    // Then: the next interval writes the checkpoint the file missed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !file.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latest = checkpoint(&server.api()).await;
+    assert_eq!(size_of(&latest), 8, "{latest}");
+    let kept = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(kept.ends_with(&format!("{latest}\n")), "{kept:?}");
+}
