@@ -70,15 +70,10 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         ));
     }
     let path = config.server.data_dir.join(FILE_NAME);
-    let mut stored: Stored = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| invalid_data(format!("{}: {e}", path.display())))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
-        Err(e) => return Err(e),
-    };
+    let mut stored = read_stored(&path)?;
     let generated = fill_secrets(config, &mut stored, &path)?
         .into_iter()
-        .chain(fill_keys(config, &mut stored, &path)?)
+        .chain(fill_keys(config, &mut stored, &path, true)?)
         .collect::<Vec<_>>();
     if generated.is_empty() {
         return Ok(Some(format!(
@@ -101,30 +96,17 @@ pub fn read_existing(config: &mut Config) -> std::io::Result<()> {
         return Ok(());
     }
     let path = config.server.data_dir.join(FILE_NAME);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let stored: Stored = serde_json::from_str(&text)
-        .map_err(|e| invalid_data(format!("{}: {e}", path.display())))?;
-    let ledger = &mut config.ledger;
-    for (name, value, configured) in [
-        ("LEDGER_KEY", &stored.ledger_key, &mut ledger.key),
-        (
-            "CHECKPOINT_KEY",
-            &stored.checkpoint_key,
-            &mut ledger.checkpoint_key,
-        ),
-    ] {
-        if let (None, Some(text)) = (&configured, value) {
-            *configured = Some(
-                KeyBytes::parse(text)
-                    .map_err(|e| invalid_data(format!("{name} in {}: {e}", path.display())))?,
-            );
-        }
+    fill_keys(config, &mut read_stored(&path)?, &path, false).map(drop)
+}
+
+/// What `secrets.json` holds; nothing if it is not there.
+fn read_stored(path: &std::path::Path) -> std::io::Result<Stored> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| invalid_data(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stored::default()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// The signing secrets: those read back held to the rule of configured ones.
@@ -160,11 +142,12 @@ fn fill_secrets(
     Ok(generated)
 }
 
-/// The ledger key and the checkpoint signing key.
+/// The ledger key and the checkpoint signing key: read back, or (with `generate`) made.
 fn fill_keys(
     config: &mut Config,
     stored: &mut Stored,
     path: &std::path::Path,
+    generate: bool,
 ) -> std::io::Result<Vec<&'static str>> {
     let ledger = &mut config.ledger;
     let mut generated = Vec::new();
@@ -182,6 +165,7 @@ fn fill_keys(
         let key = match value {
             Some(text) => KeyBytes::parse(text)
                 .map_err(|e| invalid_data(format!("{name} in {}: {e}", path.display())))?,
+            None if !generate => continue,
             None => {
                 generated.push(name);
                 // Nothing can have been chained with a key made just now.

@@ -205,7 +205,7 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
     let checkpoints = expected.len() - 1;
     let mut verifier = LedgerVerifier::new(ChainKey::new(ledger_key(config)?), expected);
     let mut accounts = LogAccounts::default();
-    let mut all = opened.ledger.read_log(0);
+    let mut all = store.read_committed(0);
     let mut finding = None;
     while let Some(record) = all.try_next().await? {
         if let Err(found) = verifier.check(&record) {

@@ -464,9 +464,7 @@ pub struct Logged;
 /// transaction). Blocking also clears every session through the same decision an actor
 /// makes, appended to the log, so a running server refuses the old tokens too; the actor a
 /// running server holds for the user meets both appends as a version conflict and reloads.
-async fn set_blocked(mut config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
-    secrets::resolve(&mut config)
-        .with_context(|| format!("signing secrets in {}", config.server.data_dir.display()))?;
+async fn set_blocked(config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
     let opened = store::open(
         &config.server.database_url,
         true,

@@ -76,10 +76,15 @@ fn time_parameter(
         .transpose()
 }
 
+/// The id of the user named by the path, after the admin check.
+fn user_id(state: &AppState, req: &HttpRequest, id: &str) -> Result<UserId, ApiError> {
+    authorize(state, req)?;
+    Ok(id.parse().map_err(|_| Failure::UserNotFound)?)
+}
+
 /// The user named by the path, after the admin check.
 async fn user(state: &AppState, req: &HttpRequest, id: &str) -> Result<User, ApiError> {
-    authorize(state, req)?;
-    let id: UserId = id.parse().map_err(|_| Failure::UserNotFound)?;
+    let id = user_id(state, req, id)?;
     Ok(state.app.user_by_id(id).await?)
 }
 
@@ -399,9 +404,9 @@ async fn set_blocked(
     id: &str,
     blocked: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let user = user(state, req, id).await?;
+    let id = user_id(state, req, id)?;
     let user = (state.app)
-        .set_blocked(user.id, blocked, caller(req, state))
+        .set_blocked(id, blocked, caller(req, state))
         .await?;
     Ok(HttpResponse::Ok().json(UserAnswer {
         data: PublicUser::of(&user),

@@ -84,10 +84,6 @@ impl Checkpointer {
         self.key.verifier_key()
     }
 
-    pub fn verifier(&self) -> &VerifierKey {
-        &self.verifier
-    }
-
     pub fn ledger(&self) -> &Arc<dyn LedgerStore> {
         &self.ledger
     }

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::ledger::LedgerStore;
+use crate::store::ledger::{LedgerStore, TreeHead};
 use crate::store::{RecordedEvent, StoreError};
 use crate::tlog::merkle::{
-    self, Hash, ProofError, consistency_needs, consistency_proof, inclusion_needs, inclusion_proof,
-    leaf_hash, subtree_needs, subtree_root, verify_inclusion,
+    Hash, Needs, ProofError, consistency_needs, consistency_proof, inclusion_needs,
+    inclusion_proof, leaf_hash, subtree_needs, subtree_root, verify_inclusion,
 };
 use crate::tlog::note::{VerifierKey, open};
 
@@ -71,16 +71,15 @@ pub fn event_json(event: &RecordedEvent) -> serde_json::Value {
     })
 }
 
-/// The tree size a request names, checked against the tree, extended first if needed; and
-/// the root at that size if it is the tree's own (else it is computed).
-async fn tree_size(
-    ledger: &dyn LedgerStore,
-    asked: Option<u64>,
-) -> Result<(u64, Option<Hash>), ProveError> {
-    let mut tree = ledger.tree().await?;
-    if asked.is_none_or(|size| size > tree.size) {
-        tree = ledger.extend(&mut |_| {}).await?;
-    }
+/// Whether a request for the tree of `asked` leaves (none: the whole tree, newest events
+/// included) must extend `tree` first.
+fn must_extend(tree: &TreeHead, asked: Option<u64>) -> bool {
+    asked.is_none_or(|size| size > tree.size)
+}
+
+/// The size a request names, checked against `tree`, and the root at that size when it is
+/// the tree's own (else the proof computes it).
+fn settle(tree: &TreeHead, asked: Option<u64>) -> Result<(u64, Option<Hash>), ProveError> {
     match asked {
         Some(size) if size > tree.size => Err(ProveError::BeyondTree {
             asked: size,
@@ -91,10 +90,13 @@ async fn tree_size(
     }
 }
 
-/// The root of the tree's first `size` leaves.
-pub async fn root_at(ledger: &dyn LedgerStore, size: u64) -> Result<Hash, ProveError> {
-    let fetched = ledger.fetch(&subtree_needs(0, size), None).await?;
-    Ok(subtree_root(0, size, &fetched)?)
+/// `needs` and what computing `0..size`'s root reads besides, for a root not at hand.
+fn with_root(mut needs: Needs, size: u64) -> Needs {
+    let more = subtree_needs(0, size);
+    needs.leaves.extend(more.leaves);
+    needs.leaves.sort_by_key(|r| r.start);
+    needs.nodes.extend(more.nodes);
+    needs
 }
 
 /// The event at `position` and its inclusion in the tree of `size` (default: the whole tree).
@@ -103,55 +105,46 @@ pub async fn inclusion(
     position: i64,
     size: Option<u64>,
 ) -> Result<InclusionProof, ProveError> {
-    let located = ledger
+    let mut located = ledger
         .locate(position)
         .await?
         .ok_or(ProveError::NoEvent(position))?;
-    let (event, mut leaf, mut span, mut tree) =
-        (located.event, located.leaf, located.span, located.tree);
-    // Extended only when asked beyond it (or for the whole tree, newest events included).
-    if size.is_none_or(|size| size > tree.size) || leaf.is_none() {
-        tree = ledger.extend(&mut |_| {}).await?;
-        leaf = ledger.leaf_of(position).await?;
-        span = None;
+    if must_extend(&located.tree, size) || located.leaf.is_none() {
+        ledger.extend(&mut |_| {}).await?;
+        located = ledger
+            .locate(position)
+            .await?
+            .ok_or(ProveError::NoEvent(position))?;
     }
-    let (size, root) = match size {
-        Some(size) if size > tree.size => {
-            return Err(ProveError::BeyondTree {
-                asked: size,
-                tree: tree.size,
-            });
-        }
-        Some(size) if size < tree.size => (size, None),
-        _ => (tree.size, Some(tree.root)),
-    };
-    let index = leaf
+    let (size, root) = settle(&located.tree, size)?;
+    let index = located
+        .leaf
         .filter(|index| *index < size)
         .ok_or(ProveError::NotInTree {
             position,
-            index: leaf.unwrap_or(u64::MAX),
+            index: located.leaf.unwrap_or(u64::MAX),
             size,
         })?;
-    let mut needs = inclusion_needs(index, size);
-    if root.is_none() {
-        let root_needs = subtree_needs(0, size);
-        needs.leaves.extend(root_needs.leaves);
-        needs.leaves.sort_by_key(|r| r.start);
-        needs.nodes.extend(root_needs.nodes);
-    }
-    let fetched = ledger.fetch(&needs, span).await?;
+    let needs = inclusion_needs(index, size);
+    let needs = if root.is_none() {
+        with_root(needs, size)
+    } else {
+        needs
+    };
+    let fetched = ledger.fetch(&needs, located.span).await?;
     let path = inclusion_proof(index, size, &fetched)?;
     let root = match root {
         Some(root) => root,
         None => subtree_root(0, size, &fetched)?,
     };
+    let event = &located.event;
     Ok(InclusionProof {
         index,
         tree_size: size,
         leaf_hash: hex::encode(leaf_hash(&event.hash)),
         audit_path: path.iter().map(hex::encode).collect(),
         root_hash: hex::encode(root),
-        event: event_json(&event),
+        event: event_json(event),
     })
 }
 
@@ -161,14 +154,12 @@ pub async fn consistency(
     from: u64,
     to: u64,
 ) -> Result<ConsistencyProof, ProveError> {
-    let (to, _) = tree_size(ledger, Some(to)).await?;
-    let mut needs = consistency_needs(from, to);
-    for (lo, hi) in [(0, from), (0, to)] {
-        let more = subtree_needs(lo, hi);
-        needs.leaves.extend(more.leaves);
-        needs.nodes.extend(more.nodes);
+    let mut tree = ledger.tree().await?;
+    if must_extend(&tree, Some(to)) {
+        tree = ledger.extend(&mut |_| {}).await?;
     }
-    needs.leaves.sort_by_key(|r| r.start);
+    let (to, _) = settle(&tree, Some(to))?;
+    let needs = with_root(with_root(consistency_needs(from, to), from), to);
     let fetched = ledger.fetch(&needs, None).await?;
     Ok(ConsistencyProof {
         from,
@@ -227,16 +218,4 @@ pub fn verify_offline(key: &str, checkpoint: &str, proof: &str) -> Result<String
         checkpoint.size,
         key.name()
     ))
-}
-
-/// `merkle::verify_consistency` over hex, for the checks of a kept checkpoint.
-pub fn consistent(proof: &ConsistencyProof) -> bool {
-    let parse = |h: &String| hash_of(h, "hash").ok();
-    let (Some(old), Some(new)) = (parse(&proof.from_root), parse(&proof.to_root)) else {
-        return false;
-    };
-    let Some(path) = proof.proof.iter().map(parse).collect::<Option<Vec<_>>>() else {
-        return false;
-    };
-    merkle::verify_consistency(proof.from, proof.to, &old, &new, &path)
 }

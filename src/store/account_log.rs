@@ -1,31 +1,32 @@
-//! Appending the account event a change of the users table writes in its own transaction:
-//! the row and the event that explains it commit together or not at all, so the table stays
-//! the fold of the log (`users_explained`). The events are planned, chained and inserted by
-//! the appender's own helpers, at each stream's head as read inside that transaction.
+//! Appending, inside a transaction of its own, the event a change of the users table writes
+//! (the row and the event that explains it commit together or not at all, so the table stays
+//! the fold of the log: `users_explained`), or the ledger's seal. The events are planned,
+//! chained and inserted by the appender's own steps (`EventTable::try_insert`), at each
+//! stream's head as read inside that transaction.
 
 use sqlx::{Database, Executor, IntoArguments};
 use tokenledger_domain::{Event, UserId};
 
-use super::appender::{AppendRequest, Heads, plan, recording_time};
+use super::appender::{AppendRequest, Heads, recording_time};
 use super::chain::ChainKey;
 use super::dialect::Conn;
-use super::events::EventTable;
+use super::events::{EventTable, MAX_ATTEMPTS};
 use super::{EventMetadata, NewEvent, stream_of};
 
-/// How often the events are planned again after another instance's appender won a stream's
-/// next version (PostgreSQL); each attempt reads the new head.
-const MAX_ATTEMPTS: usize = 5;
+/// A user's event, as `append_in` takes it.
+pub(crate) fn of_user(user: UserId, event: &Event) -> (String, NewEvent) {
+    (stream_of(user), NewEvent::from(event))
+}
 
-/// Appends each user's event at the head of its stream, on `conn`, inside the caller's
-/// transaction (one entry a user). On SQLite the transaction is `BEGIN IMMEDIATE`: nobody
-/// writes between the read of the heads and the insert. On PostgreSQL another instance's
-/// appender may take a stream's next version first; the insert then fails on the unique key
-/// under a savepoint and is planned again from the new heads, as `EventTable::write_on` does:
-/// the change the caller makes is decided already and must not fail for that.
+/// Appends each event at the head of its stream (one event a stream), on `conn`, inside the
+/// caller's transaction. On SQLite the transaction is `BEGIN IMMEDIATE`: nobody writes
+/// between the read of the heads and the insert. On PostgreSQL another instance's appender
+/// may take a stream's next version first; the events are then planned again from the new
+/// heads: the change the caller makes is decided already and must not fail for that.
 pub(crate) async fn append_in<D>(
     conn: &mut Conn<D>,
     chain: &ChainKey,
-    appends: &[(UserId, Event)],
+    appends: &[(String, NewEvent)],
     metadata: &EventMetadata,
 ) -> Result<(), sqlx::Error>
 where
@@ -33,57 +34,41 @@ where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     <D::Db as Database>::Arguments: IntoArguments<D::Db>,
 {
+    let names: Vec<&str> = appends.iter().map(|(stream, _)| stream.as_str()).collect();
+    let mut distinct = names.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != names.len() {
+        return Err(sqlx::Error::Protocol(
+            "two events of one stream in one append".into(),
+        ));
+    }
     let metadata = serde_json::to_string(metadata).expect("metadata is plain strings");
     let recorded = recording_time();
-    let recorded_at = D::stored_time(&recorded);
-    let streams: Vec<String> = appends.iter().map(|(id, _)| stream_of(*id)).collect();
-    let names: Vec<&str> = streams.iter().map(String::as_str).collect();
-    let mut attempt = 1;
-    loop {
+    for attempt in 1.. {
         let heads = D::read_heads(conn, &names).await?;
-        let batch = requests(&streams, appends, &heads, &metadata);
-        let planned = plan(chain, &batch, heads, &recorded);
-        if planned.iter().any(Result::is_err) {
-            return Err(sqlx::Error::Protocol(
-                "two account events of one user in one append".into(),
-            ));
-        }
-        if D::RACING_WRITERS {
-            sqlx::query("SAVEPOINT account_event")
-                .execute(&mut *conn)
-                .await?;
-        }
-        match D::insert(conn, &planned, &recorded_at).await {
-            Ok(_) => return Ok(()),
-            Err(sqlx::Error::Database(e))
-                if D::RACING_WRITERS && e.is_unique_violation() && attempt < MAX_ATTEMPTS =>
-            {
-                sqlx::query("ROLLBACK TO SAVEPOINT account_event")
-                    .execute(&mut *conn)
-                    .await?;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
+        let batch = requests(appends, &heads, &metadata);
+        let retry = attempt < MAX_ATTEMPTS;
+        if D::try_insert(conn, chain, &batch, heads, &recorded, retry)
+            .await?
+            .is_some()
+        {
+            return Ok(());
         }
     }
+    unreachable!("the last attempt answers or fails")
 }
 
-/// One append a user, expecting the head just read (0: a new stream).
-fn requests(
-    streams: &[String],
-    appends: &[(UserId, Event)],
-    heads: &Heads,
-    metadata: &str,
-) -> Vec<AppendRequest> {
-    streams
+/// One append a stream, expecting the head just read (0: a new stream).
+fn requests(appends: &[(String, NewEvent)], heads: &Heads, metadata: &str) -> Vec<AppendRequest> {
+    appends
         .iter()
-        .zip(appends)
-        .map(|(stream, (_, event))| {
+        .map(|(stream, event)| {
             let head = heads.get(stream).map_or(0, |(version, _)| *version);
             AppendRequest::unanswered(
                 stream.clone(),
                 head,
-                vec![NewEvent::from(event)],
+                vec![event.clone()],
                 metadata.to_owned(),
             )
         })

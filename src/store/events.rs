@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
@@ -26,7 +27,7 @@ use super::{
 pub type Decoder<D, T> = fn(&Row<D>) -> Result<T, StoreError>;
 
 /// How often a batch is planned again after another writer won a race for a version.
-const MAX_ATTEMPTS: usize = 5;
+pub(super) const MAX_ATTEMPTS: usize = 5;
 
 /// The `events` table of a dialect's database.
 #[async_trait]
@@ -46,10 +47,12 @@ pub trait EventTable: Dialect {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// A catch-up page: at most `PAGE` events after `after`, as `columns` read by `decode`.
+    /// A page: at most `PAGE` events after `after` that pass `filter` (the catch-up horizon,
+    /// or none), as `columns` read by `decode`.
     async fn page<T: Send + 'static>(
         &self,
         after: i64,
+        filter: &str,
         columns: &str,
         decode: Decoder<Self, T>,
     ) -> Result<Vec<T>, StoreError>;
@@ -68,6 +71,19 @@ pub trait EventTable: Dialect {
         chain: &ChainKey,
         batch: &[AppendRequest],
     ) -> Result<Vec<Outcome>, sqlx::Error>;
+
+    /// One attempt at `batch` on `heads`, on a writer transaction: planned, inserted (under a
+    /// savepoint where other writers race: `RACING_WRITERS`), positions placed. `None` when
+    /// another writer took one of the versions first and `retry` allows planning again from
+    /// the new heads; the savepoint is then rolled back.
+    async fn try_insert(
+        conn: &mut Conn<Self>,
+        chain: &ChainKey,
+        batch: &[AppendRequest],
+        heads: Heads,
+        recorded: &(DateTime<Utc>, String),
+        retry: bool,
+    ) -> Result<Option<Vec<Outcome>>, sqlx::Error>;
 
     /// The head of each of `streams` that has events.
     async fn read_heads(conn: &mut Conn<Self>, streams: &[&str]) -> Result<Heads, sqlx::Error>;
@@ -164,12 +180,12 @@ where
     async fn page<T: Send + 'static>(
         &self,
         after: i64,
+        filter: &str,
         columns: &str,
         decode: Decoder<D, T>,
     ) -> Result<Vec<T>, StoreError> {
         let sql = format!(
-            "SELECT {columns} FROM events WHERE position > ?{} ORDER BY position LIMIT ?",
-            D::CATCH_UP
+            "SELECT {columns} FROM events WHERE position > ?{filter} ORDER BY position LIMIT ?"
         );
         let rows = query::<D>(&sql)
             .bind(after)
@@ -225,31 +241,46 @@ where
         // and our insert.
         let mut tx = conn.begin_with(D::BEGIN).await?;
         let recorded = recording_time();
-        let recorded_at = D::stored_time(&recorded);
         let streams = streams(batch);
-        let mut attempt = 1;
-        loop {
+        for attempt in 1.. {
             let heads = D::read_heads(&mut tx, &streams).await?;
-            let mut plan = plan(chain, batch, heads, &recorded);
-            if D::RACING_WRITERS {
-                sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
+            let retry = attempt < MAX_ATTEMPTS;
+            if let Some(plan) =
+                D::try_insert(&mut tx, chain, batch, heads, &recorded, retry).await?
+            {
+                tx.commit().await?;
+                return Ok(plan);
             }
-            match D::insert(&mut tx, &plan, &recorded_at).await {
-                Ok(positions) => {
-                    place(&mut plan, &positions);
-                    tx.commit().await?;
-                    return Ok(plan);
-                }
-                Err(sqlx::Error::Database(e))
-                    if D::RACING_WRITERS && e.is_unique_violation() && attempt < MAX_ATTEMPTS =>
-                {
-                    sqlx::query("ROLLBACK TO SAVEPOINT append")
-                        .execute(&mut *tx)
-                        .await?;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+        }
+        unreachable!("the last attempt answers or fails")
+    }
+
+    async fn try_insert(
+        conn: &mut Conn<D>,
+        chain: &ChainKey,
+        batch: &[AppendRequest],
+        heads: Heads,
+        recorded: &(DateTime<Utc>, String),
+        retry: bool,
+    ) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
+        let mut plan = plan(chain, batch, heads, recorded);
+        if D::RACING_WRITERS {
+            sqlx::query("SAVEPOINT append").execute(&mut *conn).await?;
+        }
+        match D::insert(conn, &plan, &D::stored_time(recorded)).await {
+            Ok(positions) => {
+                place(&mut plan, &positions);
+                Ok(Some(plan))
             }
+            Err(sqlx::Error::Database(e))
+                if D::RACING_WRITERS && e.is_unique_violation() && retry =>
+            {
+                sqlx::query("ROLLBACK TO SAVEPOINT append")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -351,6 +382,7 @@ impl<D: EventTable> SqlEventStore<D> {
     fn read_pages<T: Send + 'static>(
         &self,
         after_position: i64,
+        filter: &'static str,
         columns: String,
         decode: Decoder<D, T>,
         position: fn(&T) -> i64,
@@ -359,7 +391,7 @@ impl<D: EventTable> SqlEventStore<D> {
         let columns: Arc<str> = columns.into();
         let page = move |after| {
             let (db, columns) = (db.clone(), columns.clone());
-            async move { db.page(after, &columns, decode).await }
+            async move { db.page(after, filter, &columns, decode).await }
         };
         paged(after_position, page, position)
     }
@@ -403,16 +435,26 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        self.read_pages(after_position, recorded_columns::<D>(), D::recorded, |e| {
+        let columns = recorded_columns::<D>();
+        self.read_pages(after_position, D::CATCH_UP, columns, D::recorded, |e| {
             e.position
         })
+    }
+
+    fn read_committed(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let columns = recorded_columns::<D>();
+        self.read_pages(after_position, "", columns, D::recorded, |e| e.position)
     }
 
     fn read_payloads(
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
-        self.read_pages(after_position, payload_columns::<D>(), D::payload, |e| {
+        let columns = payload_columns::<D>();
+        self.read_pages(after_position, D::CATCH_UP, columns, D::payload, |e| {
             e.position
         })
     }

@@ -14,17 +14,15 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
-use crate::store::account_log::append_in;
+use crate::store::account_log::{append_in, of_user};
 use crate::store::dialect::{Conn, Dialect, Row, Value, query};
 use crate::store::events::{EventTable, recorded_columns};
 use crate::store::users::{COLUMNS as USER_COLUMNS, User, user};
-use crate::store::{Actor, EventMetadata, PAGE, paged, registration_of};
+use crate::store::{Actor, EventMetadata, registration_of};
 use crate::store::{
-    ChainKey, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, RecordedEvent, StoreError,
-    recording_time, with_hashed,
+    ChainKey, LEDGER_KEYED, LEDGER_STREAM, NewEvent, RecordedEvent, StoreError, with_hashed,
 };
 use crate::tlog::merkle::{Frontier, Hash, Needs, Node, Source, empty_root, leaf_hash};
-use futures::stream::BoxStream;
 
 /// Events one extension step reads and folds in one transaction.
 const STEP: i64 = 20_000;
@@ -121,15 +119,12 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// The tree as persisted, without extending it.
     async fn tree(&self) -> Result<TreeHead, StoreError>;
 
-    /// The leaf an event's position took, if the tree covers it.
-    async fn leaf_of(&self, position: i64) -> Result<Option<u64>, StoreError>;
-
     /// The hashes a proof's `Needs` lists. `span`, a run of positions known to the caller
     /// (`Located::span`), saves reading the runs when it covers every leaf needed.
     async fn fetch(&self, needs: &Needs, span: Option<Span>) -> Result<Fetched, StoreError>;
 
-    /// Stores a signed checkpoint; false if one of that size was there already.
-    async fn add_checkpoint(&self, size: u64, note: &str) -> Result<bool, StoreError>;
+    /// Stores a signed checkpoint, unless one of that size is there already.
+    async fn add_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError>;
 
     /// Every stored checkpoint, smallest first, as `(size, note)`.
     async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
@@ -140,11 +135,6 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// The event at `position`, for a proof's answer, with its leaf (if the tree covers it)
     /// and the tree as persisted: one read.
     async fn locate(&self, position: i64) -> Result<Option<Located>, StoreError>;
-
-    /// Every committed event after `after`, in position order, for `verify`: unlike
-    /// `EventStore::read_all`, not held below PostgreSQL's catch-up horizon, which an insider
-    /// could move an event above by editing its transaction id.
-    fn read_log(&self, after: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -293,20 +283,6 @@ where
         })
     }
 
-    async fn leaf_of(&self, position: i64) -> Result<Option<u64>, StoreError> {
-        let row = query::<D>(
-            "SELECT first_leaf, first_position, count FROM ledger_spans \
-             WHERE first_position <= ? ORDER BY first_position DESC LIMIT 1",
-        )
-        .bind(position)
-        .fetch_optional(self.reader())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let (leaf, first, count): (i64, i64, i64) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        Ok((position < first + count).then(|| (leaf + position - first) as u64))
-    }
-
     async fn fetch(&self, needs: &Needs, span: Option<Span>) -> Result<Fetched, StoreError> {
         let mut fetched = Fetched::default();
         let mut conn = self.reader().acquire().await?;
@@ -330,17 +306,17 @@ where
         Ok(fetched)
     }
 
-    async fn add_checkpoint(&self, size: u64, note: &str) -> Result<bool, StoreError> {
-        let added = query::<D>(
+    async fn add_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        query::<D>(
             "INSERT INTO checkpoints (size, note, made_at) VALUES (?, ?, ?) \
-             ON CONFLICT (size) DO NOTHING RETURNING size",
+             ON CONFLICT (size) DO NOTHING",
         )
         .bind(size as i64)
         .bind(note.to_owned())
         .bind(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-        .fetch_optional(self.writer())
+        .execute(self.writer())
         .await?;
-        Ok(added.is_some())
+        Ok(())
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
@@ -360,27 +336,6 @@ where
         rows.iter()
             .map(|row| Ok((row.try_get::<i64, _>(0)? as u64, row.try_get(1)?)))
             .collect()
-    }
-
-    fn read_log(&self, after: i64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        let db = self.clone();
-        let sql: std::sync::Arc<str> = format!(
-            "SELECT {} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-            recorded_columns::<D>()
-        )
-        .into();
-        let page = move |after: i64| {
-            let (db, sql) = (db.clone(), sql.clone());
-            async move {
-                let rows = query::<D>(&sql)
-                    .bind(after)
-                    .bind(PAGE)
-                    .fetch_all(db.reader())
-                    .await?;
-                rows.iter().map(D::recorded).collect()
-            }
-        };
-        paged(after, page, |e: &RecordedEvent| e.position)
     }
 
     async fn locate(&self, position: i64) -> Result<Option<Located>, StoreError> {
@@ -672,15 +627,12 @@ where
         chain: &ChainKey,
         users: &[User],
     ) -> Result<(), StoreError> {
-        let metadata = EventMetadata {
-            actor: Actor::System,
-            ..EventMetadata::default()
-        };
+        let metadata = system();
         let at = chrono::Utc::now();
         for chunk in users.chunks(1000) {
             let appends: Vec<_> = chunk
                 .iter()
-                .map(|user| (user.id, registration_of(user, at)))
+                .map(|user| of_user(user.id, &registration_of(user, at)))
                 .collect();
             append_in::<D>(conn, chain, &appends, &metadata).await?;
         }
@@ -694,38 +646,27 @@ where
         legacy_events: u64,
         root: &Hash,
     ) -> Result<(), StoreError> {
-        let recorded = recording_time();
         let payload = serde_json::json!({
             "legacy_events": legacy_events,
             "legacy_root": hex::encode(root),
             "key_id": chain.id(),
         })
         .to_string();
-        let metadata = r#"{"request_id":null,"ip":null,"user_agent":null,"actor":"system"}"#;
-        let hashed = Hashed {
-            stream_id: LEDGER_STREAM,
-            stream_version: 1,
+        let seal = NewEvent {
             event_type: LEDGER_KEYED,
             schema_version: 1,
-            payload: &payload,
-            metadata,
-            recorded_at: &recorded.1,
-        };
-        let hash = chain.hash(&GENESIS, &hashed);
-        let event = RecordedEvent {
-            position: 0,
-            stream_id: LEDGER_STREAM.to_owned(),
-            stream_version: 1,
-            event_type: LEDGER_KEYED.to_owned(),
-            schema_version: 1,
             payload,
-            metadata: metadata.to_owned(),
-            recorded_at: recorded.0,
-            prev_hash: GENESIS.to_vec(),
-            hash,
         };
-        D::insert(conn, &[Ok(vec![event])], &D::stored_time(&recorded)).await?;
+        append_in::<D>(conn, chain, &[(LEDGER_STREAM.to_owned(), seal)], &system()).await?;
         Ok(())
+    }
+}
+
+/// What the upgrade's events record: the service itself did it.
+fn system() -> EventMetadata {
+    EventMetadata {
+        actor: Actor::System,
+        ..EventMetadata::default()
     }
 }
 

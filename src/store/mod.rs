@@ -26,7 +26,6 @@ use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 use crate::config::{DatabaseUrl, KeyBytes};
 use crate::store::ledger::{LedgerStore, Upgrade, Upgrading};
 
-pub(crate) use appender::recording_time;
 pub use chain::{
     Broken, ChainKey, ChainVerifier, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, chain_hash,
     is_seal, with_hashed,
@@ -323,7 +322,7 @@ pub(crate) const PAGE: i64 = 10_000;
 /// flattened into one stream that ends after the first short page. A task fetches the next
 /// page while the reader works through the current one, so a replay reads and folds at once;
 /// it stops when the stream is dropped.
-pub(crate) fn paged<T, F, Fut>(
+fn paged<T, F, Fut>(
     after_position: i64,
     page: F,
     position: fn(&T) -> i64,
@@ -394,6 +393,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Every event with a position above `after_position`, in position order, read in pages.
     fn read_all(
+        &self,
+        after_position: i64,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+    /// `read_all` without the catch-up horizon: every event committed when its page is read.
+    /// For `verify`, which must see an event an insider moved above PostgreSQL's horizon by
+    /// editing its transaction id; on SQLite the same as `read_all`.
+    fn read_committed(
         &self,
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;

@@ -16,7 +16,7 @@ use tokenledger_domain::{
 };
 
 use super::EventMetadata;
-use super::account_log::append_in;
+use super::account_log::{append_in, of_user};
 use super::dialect::{Conn, Dialect, Row, Value, query, rfc3339};
 use super::events::EventTable;
 
@@ -280,7 +280,7 @@ where
                 other => other.into(),
             })?;
         let created = user(&row)?;
-        let registered = [(created.id, registration_of(&created, now))];
+        let registered = [of_user(created.id, &registration_of(&created, now))];
         append_in::<D>(&mut tx, self.chain(), &registered, metadata).await?;
         tx.commit().await?;
         Ok(created)
@@ -316,7 +316,7 @@ where
                 .collect::<Result<_, _>>()?;
             let registered: Vec<_> = created
                 .iter()
-                .map(|user| (user.id, registration_of(user, now)))
+                .map(|user| of_user(user.id, &registration_of(user, now)))
                 .collect();
             append_in::<D>(&mut tx, self.chain(), &registered, metadata).await?;
             tx.commit().await?;
@@ -367,7 +367,7 @@ where
             .await?;
         let changed = row.as_ref().map(user).transpose()?;
         let changed = changed.ok_or(UserError::NotFound)?;
-        let event = [(id, password_changed(hash, now))];
+        let event = [of_user(id, &password_changed(hash, now))];
         append_in::<D>(&mut tx, self.chain(), &event, metadata).await?;
         tx.commit().await?;
         Ok(changed)
@@ -398,7 +398,7 @@ where
             drop(tx);
             return self.find(id).await?.ok_or(UserError::NotFound);
         };
-        let event = [(id, block_changed(blocked, now))];
+        let event = [of_user(id, &block_changed(blocked, now))];
         append_in::<D>(&mut tx, self.chain(), &event, metadata).await?;
         tx.commit().await?;
         Ok(changed)

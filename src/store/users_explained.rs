@@ -7,7 +7,7 @@
 //! a reader goes through it once (verify's chain check), then `check` compares every row with
 //! it; `explain_users` does both for a caller with no pass of its own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use futures::TryStreamExt;
 use tokenledger_domain::{ACCOUNT_EVENTS, Account, UserId};
@@ -137,17 +137,17 @@ impl LogAccounts {
         users: &dyn Users,
     ) -> Result<UsersChecked, CheckError> {
         let rows = users.all().await?;
-        let mut suspects = BTreeMap::new();
+        let mut suspects = BTreeSet::new();
         for row in &rows {
             let account = self.accounts.remove(&row.id);
             if !unexplained(row, account.as_ref()).is_empty() {
-                suspects.insert(row.id, ());
+                suspects.insert(row.id);
             }
         }
         // Whatever is left was registered but has no row.
-        suspects.extend(self.accounts.into_keys().map(|id| (id, ())));
+        suspects.extend(self.accounts.into_keys());
         let mut findings = Vec::new();
-        for user_id in suspects.into_keys() {
+        for user_id in suspects {
             findings.extend(look_again(events, users, user_id).await?);
         }
         Ok(UsersChecked {
