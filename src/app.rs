@@ -54,13 +54,9 @@ impl Application {
                 Some(lock_for_serving(url).with_context(|| format!("locking {database_url}"))?)
             }
         };
-        let key = config
-            .ledger
-            .key
-            .as_ref()
-            .context("LEDGER_KEY is not set")?;
+        let keys = store::StoreKeys::of(&config)?;
         let upgrading = Upgrading::for_writing(&config.ledger);
-        let opened = store::open(database_url, false, key, upgrading)
+        let opened = store::open(database_url, false, &keys, upgrading)
             .await
             .with_context(|| format!("opening {database_url}"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

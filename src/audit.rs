@@ -61,7 +61,8 @@ fn session_of(event: &Event) -> Option<String> {
         | Event::UserRegistered(_)
         | Event::PasswordChanged(_)
         | Event::UserBlocked(_)
-        | Event::UserUnblocked(_) => None,
+        | Event::UserUnblocked(_)
+        | Event::UserForgotten(_) => None,
     }
 }
 

@@ -20,6 +20,9 @@ struct Stored {
     ledger_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint_key: Option<String>,
+    /// Added with sealed personal data: absent from older files, and then generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    personal_data_key: Option<String>,
 }
 
 fn random_secret() -> String {
@@ -41,6 +44,7 @@ fn missing(config: &Config) -> Vec<&'static str> {
         ("REFRESH_JWT_SECRET", tokens.refresh_secret.is_none()),
         ("LEDGER_KEY", ledger.key.is_none()),
         ("CHECKPOINT_KEY", ledger.checkpoint_key.is_none()),
+        ("PERSONAL_DATA_KEY", config.privacy.key.is_none()),
     ]
     .into_iter()
     .filter_map(|(name, missing)| missing.then_some(name))
@@ -142,7 +146,8 @@ fn fill_secrets(
     Ok(generated)
 }
 
-/// The ledger key and the checkpoint signing key: read back, or (with `generate`) made.
+/// The ledger key, the checkpoint signing key and the personal data key: read back, or (with
+/// `generate`) made.
 fn fill_keys(
     config: &mut Config,
     stored: &mut Stored,
@@ -157,6 +162,11 @@ fn fill_keys(
             "CHECKPOINT_KEY",
             &mut stored.checkpoint_key,
             &mut ledger.checkpoint_key,
+        ),
+        (
+            "PERSONAL_DATA_KEY",
+            &mut stored.personal_data_key,
+            &mut config.privacy.key,
         ),
     ] {
         if configured.is_some() {
@@ -201,7 +211,7 @@ mod tests {
         let refused = resolve(&mut config).unwrap_err().to_string();
         assert!(
             refused.starts_with(
-                "JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY must be set when DATABASE_URL is PostgreSQL"
+                "JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY, PERSONAL_DATA_KEY must be set when DATABASE_URL is PostgreSQL"
             ),
             "{refused}"
         );
@@ -258,7 +268,7 @@ mod tests {
         let mut first = Config::load(None, &env, false).unwrap();
         let said = resolve(&mut first).unwrap().unwrap();
         assert!(
-            said.contains("generated JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY"),
+            said.contains("generated JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY, PERSONAL_DATA_KEY"),
             "{said}"
         );
         let mut second = Config::load(None, &env, false).unwrap();

@@ -7,11 +7,12 @@ use crate::events::{Event, UserRegistered};
 
 /// The types of the events that change an `Account`: a reader of the log can skip decoding
 /// every other event.
-pub const ACCOUNT_EVENTS: [&str; 4] = [
+pub const ACCOUNT_EVENTS: [&str; 5] = [
     "UserRegistered",
     "PasswordChanged",
     "UserBlocked",
     "UserUnblocked",
+    "UserForgotten",
 ];
 
 /// A users row as the log has it: the credentials and state, not the timestamps.
@@ -47,6 +48,8 @@ impl Account {
     pub fn evolve(account: Option<Account>, event: &Event) -> Option<Account> {
         let mut account = match event {
             Event::UserRegistered(e) => return Some(Account::registered(e)),
+            // Forgotten: the row is deleted with it, and nothing is left to explain.
+            Event::UserForgotten(_) => return None,
             _ => account?,
         };
         match event {

@@ -45,6 +45,8 @@ pub enum ClearReason {
     PasswordChanged,
     Admin,
     Blocked,
+    /// The user was forgotten (erased): every session ends before its data key is deleted.
+    Forgotten,
 }
 
 /// A session starts with its generation-0 refresh token.
@@ -55,9 +57,13 @@ pub struct TokenIssued {
     pub token_id: TokenId,
     pub token_hash: TokenHash,
     pub reason: IssueReason,
+    #[serde(with = "crate::types::instant")]
     pub issued_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub token_expires_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub idle_expires_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub absolute_expires_at: Timestamp,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -70,11 +76,18 @@ pub struct TokenRotated {
     pub generation: u32,
     pub token_id: TokenId,
     pub token_hash: TokenHash,
+    #[serde(with = "crate::types::instant")]
     pub rotated_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub token_expires_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub idle_expires_at: Timestamp,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The client is the one the session was last used from: `ip` and `user_agent` are not
+    /// repeated (absent in events written before this field: each then names its client).
+    #[serde(default)]
+    pub same_client: bool,
 }
 
 /// A refresh with rotation off: a new access token from the same refresh token.
@@ -82,10 +95,15 @@ pub struct TokenRotated {
 pub struct TokenRefreshed {
     pub session_id: SessionId,
     pub generation: u32,
+    #[serde(with = "crate::types::instant")]
     pub refreshed_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub idle_expires_at: Timestamp,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// As `TokenRotated::same_client`.
+    #[serde(default)]
+    pub same_client: bool,
 }
 
 /// A genuine token of an older generation came back outside the grace window.
@@ -95,6 +113,7 @@ pub struct RefreshTokenReused {
     pub token_id: TokenId,
     pub presented_generation: u32,
     pub current_generation: u32,
+    #[serde(with = "crate::types::instant")]
     pub detected_at: Timestamp,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -104,6 +123,7 @@ pub struct RefreshTokenReused {
 pub struct SessionRevoked {
     pub session_id: SessionId,
     pub reason: RevokeReason,
+    #[serde(with = "crate::types::instant")]
     pub revoked_at: Timestamp,
 }
 
@@ -114,12 +134,14 @@ pub struct SessionsCleared {
     pub session_ids: Vec<SessionId>,
     /// The one session left alive ("log out everywhere else"), if any.
     pub kept: Option<SessionId>,
+    #[serde(with = "crate::types::instant")]
     pub cleared_at: Timestamp,
 }
 
 /// A wrong password for an existing user, for brute-force forensics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginFailed {
+    #[serde(with = "crate::types::instant")]
     pub failed_at: Timestamp,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -137,6 +159,7 @@ pub struct UserRegistered {
     /// Lowercase hex SHA-256 of the stored PHC hash string; `None` for a user without a
     /// password (another provider's). Argon2 hashes are salted, so the digest names one hash.
     pub password_digest: Option<String>,
+    #[serde(with = "crate::types::instant")]
     pub registered_at: Timestamp,
 }
 
@@ -145,17 +168,29 @@ pub struct UserRegistered {
 pub struct PasswordChanged {
     /// Lowercase hex SHA-256 of the new PHC hash string (see `UserRegistered`).
     pub password_digest: String,
+    #[serde(with = "crate::types::instant")]
     pub changed_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserBlocked {
+    #[serde(with = "crate::types::instant")]
     pub blocked_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserUnblocked {
+    #[serde(with = "crate::types::instant")]
     pub unblocked_at: Timestamp,
+}
+
+/// The user was erased: their users row and data keys are deleted, so every personal field of
+/// their stream reads as erased from then on. The events themselves stay, and the ledger
+/// still covers them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserForgotten {
+    #[serde(with = "crate::types::instant")]
+    pub forgotten_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +206,7 @@ pub enum Event {
     PasswordChanged(PasswordChanged),
     UserBlocked(UserBlocked),
     UserUnblocked(UserUnblocked),
+    UserForgotten(UserForgotten),
 }
 
 impl Event {
@@ -187,6 +223,7 @@ impl Event {
             Event::PasswordChanged(_) => "PasswordChanged",
             Event::UserBlocked(_) => "UserBlocked",
             Event::UserUnblocked(_) => "UserUnblocked",
+            Event::UserForgotten(_) => "UserForgotten",
         }
     }
 
@@ -206,6 +243,7 @@ impl Event {
             Event::PasswordChanged(e) => serde_json::to_string(e),
             Event::UserBlocked(e) => serde_json::to_string(e),
             Event::UserUnblocked(e) => serde_json::to_string(e),
+            Event::UserForgotten(e) => serde_json::to_string(e),
         };
         encoded.expect("event payloads always serialise")
     }
@@ -224,6 +262,7 @@ impl Event {
             Event::PasswordChanged(e) => e.changed_at,
             Event::UserBlocked(e) => e.blocked_at,
             Event::UserUnblocked(e) => e.unblocked_at,
+            Event::UserForgotten(e) => e.forgotten_at,
         }
     }
 }

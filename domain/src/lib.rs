@@ -12,6 +12,7 @@ mod account;
 mod aggregate;
 mod commands;
 mod events;
+mod personal;
 mod schema;
 mod types;
 
@@ -26,7 +27,8 @@ pub use commands::{
 pub use events::{
     ClearReason, Event, IssueReason, LoginFailed, PasswordChanged, RefreshTokenReused,
     RevokeReason, SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
-    UserBlocked, UserRegistered, UserUnblocked,
+    UserBlocked, UserForgotten, UserRegistered, UserUnblocked,
 };
+pub use personal::{AccountNames, ERASED, Personal};
 pub use schema::{DecodeError, current_version};
 pub use types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};

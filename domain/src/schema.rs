@@ -27,6 +27,8 @@ pub enum DecodeError {
         event_type: String,
         source: serde_json::Error,
     },
+    #[error("{event_type} in the compact encoding: {reason}")]
+    Compact { event_type: String, reason: String },
 }
 
 /// The schema version each event type is written with today. The account events
@@ -76,6 +78,7 @@ impl Event {
             "PasswordChanged" => Event::PasswordChanged(parse(event_type, payload)?),
             "UserBlocked" => Event::UserBlocked(parse(event_type, payload)?),
             "UserUnblocked" => Event::UserUnblocked(parse(event_type, payload)?),
+            "UserForgotten" => Event::UserForgotten(parse(event_type, payload)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }

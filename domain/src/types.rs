@@ -59,16 +59,52 @@ impl fmt::Debug for TokenHash {
     }
 }
 
+/// Hex in JSON (the export and API format); its 32 bytes in the compact encoding.
 impl Serialize for TokenHash {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(serializer)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for TokenHash {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return <[u8; 32]>::deserialize(deserializer).map(TokenHash);
+        }
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         TokenHash::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+/// A `Timestamp` field: RFC 3339 in JSON, as chrono writes it; nanoseconds since the Unix
+/// epoch (a varint of 8 or 9 bytes instead of 30 characters) in the compact encoding.
+pub mod instant {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Timestamp;
+
+    pub fn serialize<S: Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return at.serialize(serializer);
+        }
+        // Nanoseconds fit an i64 until the year 2262; no decision of this service makes an
+        // instant anywhere near it (lifetimes are validated to years at most).
+        at.timestamp_nanos_opt()
+            .ok_or_else(|| serde::ser::Error::custom("an instant after 2262"))?
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        if deserializer.is_human_readable() {
+            return Timestamp::deserialize(deserializer);
+        }
+        Ok(chrono::DateTime::from_timestamp_nanos(i64::deserialize(
+            deserializer,
+        )?))
     }
 }
 

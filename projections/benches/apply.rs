@@ -100,6 +100,7 @@ fn rotated(source: &mut Source, session_id: SessionId, generation: u32, now: Tim
         idle_expires_at: now + TimeDelta::days(30),
         ip: Some(source.ip()),
         user_agent: Some(AGENTS[generation as usize % AGENTS.len()].to_owned()),
+        same_client: false,
     })
 }
 
@@ -182,6 +183,7 @@ fn log(source: &mut Source) -> Vec<(UserId, i64, Event)> {
                 idle_expires_at: at + TimeDelta::days(30),
                 ip: Some(source.ip()),
                 user_agent: Some(AGENTS[1].to_owned()),
+                same_client: false,
             })
         };
         let mut events = vec![

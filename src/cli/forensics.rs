@@ -22,7 +22,7 @@ use crate::ledger::verify::{Expected, LedgerVerifier};
 use crate::store::ledger::Upgrading;
 use crate::store::users::strapi_time;
 use crate::store::users_explained::LogAccounts;
-use crate::store::{self, ChainKey, Opened, StoreError, stream_of};
+use crate::store::{self, ChainKey, Opened, StoreError, StoreKeys, stream_of};
 use crate::terminal::{printable, printable_json};
 use crate::tlog::note::{VerifierKey, open as open_note};
 
@@ -32,7 +32,7 @@ pub(super) async fn open(config: &Config) -> anyhow::Result<Opened> {
     if let DatabaseUrl::Sqlite(sqlite) = url {
         store::sqlite::Database::exists(sqlite).with_context(|| format!("opening {url}"))?;
     }
-    store::open(url, true, ledger_key(config)?, Upgrading::Leave)
+    store::open(url, true, &StoreKeys::of(config)?, Upgrading::Leave)
         .await
         .with_context(|| format!("opening {url}"))
 }

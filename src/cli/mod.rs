@@ -44,7 +44,7 @@ use crate::store::users::{NewUser, strapi_time};
 use crate::store::{self, Actor, EventMetadata};
 use crate::terminal::printable;
 use crate::tokens::Tokens;
-use forensics::ledger_key;
+use crate::store::StoreKeys;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -344,7 +344,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     let opened = store::open(
         &config.server.database_url,
         false,
-        ledger_key(config)?,
+        &StoreKeys::of(config)?,
         Upgrading::for_writing(&config.ledger),
     )
     .await?;
@@ -375,7 +375,7 @@ async fn list_users(config: &Config) -> anyhow::Result<()> {
     let opened = store::open(
         &config.server.database_url,
         true,
-        ledger_key(config)?,
+        &StoreKeys::of(config)?,
         Upgrading::Leave,
     )
     .await?;
@@ -417,7 +417,7 @@ async fn add_user(
     let opened = store::open(
         &config.server.database_url,
         false,
-        ledger_key(config)?,
+        &StoreKeys::of(config)?,
         Upgrading::for_writing(&config.ledger),
     )
     .await?;
@@ -468,7 +468,7 @@ async fn set_blocked(config: Config, key: &str, blocked: bool) -> anyhow::Result
     let opened = store::open(
         &config.server.database_url,
         true,
-        ledger_key(&config)?,
+        &StoreKeys::of(&config)?,
         Upgrading::for_writing(&config.ledger),
     )
     .await?;

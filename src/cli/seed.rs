@@ -73,11 +73,10 @@ pub async fn seed(
         "--events must be at most {MAX_EVENTS_PER_USER} a user (each user's history is built in memory)"
     );
     let database_url = &config.server.database_url;
-    let key = super::forensics::ledger_key(config)?;
     let opened = store::open(
         database_url,
         false,
-        key,
+        &store::StoreKeys::of(config)?,
         Upgrading::for_writing(&config.ledger),
     )
     .await
@@ -259,6 +258,7 @@ fn simulate(
                 user_agent: device.client.user_agent.clone(),
                 actor: store::Actor::User,
                 client_request_id: None,
+                erased: None,
             };
             steps.push((events, metadata));
         }

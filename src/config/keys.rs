@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 
 use super::values::{
     Parsed, boolean, cors_origins, duration, http_url, key, log_format, path, port, proxies,
-    rate_limit, same_site, secret, session_limit, text,
+    rate_limit, retention, same_site, secret, session_limit, text,
 };
 use super::{ConfigError, CorsOrigins, KeyBytes, LogFormat, RateLimit, SameSite, Secret, invalid};
 
@@ -214,6 +214,17 @@ keys! {
         Text, Unset, http_url,
         "each checkpoint is POSTed here (`text/plain`), retried with backoff; `http://` only \
         (put a TLS relay in front of an `https` witness)";
+    PERSONAL_DATA_KEY: KeyBytes = "PERSONAL_DATA_KEY", "privacy.key", Text, Derived("generated"),
+        key,
+        "wraps the per-user data keys that seal personal fields (IP, user agent, device, \
+        names): 64 hex digits; keep it out of the database's reach (required on PostgreSQL)";
+    PERSONAL_DATA_KEY_FILE: PathBuf = "PERSONAL_DATA_KEY_FILE", "privacy.keyFile", Text, Unset,
+        path,
+        "a file holding `PERSONAL_DATA_KEY`";
+    PERSONAL_DATA_RETENTION: Option<TimeDelta> = "PERSONAL_DATA_RETENTION", "privacy.retention",
+        Scalar, Value("off"), retention,
+        "how long personal fields stay readable, e.g. `90d`: the data keys of calendar months \
+        that ended longer ago are deleted, and their fields read as `erased`; `off` keeps them";
 }
 
 /// Where values come from: the environment, then the file.

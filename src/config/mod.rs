@@ -31,6 +31,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
     pub ledger: LedgerConfig,
+    pub privacy: PrivacyConfig,
     /// Allows weak secrets, for local experiments only.
     pub insecure_dev: bool,
 }
@@ -118,6 +119,15 @@ pub struct LedgerConfig {
     pub seal_legacy: bool,
 }
 
+/// Personal data: the master key of the data keys, and how long personal fields are kept.
+#[derive(Clone, Debug)]
+pub struct PrivacyConfig {
+    /// `None` until `secrets::resolve` fills in a generated one.
+    pub key: Option<KeyBytes>,
+    /// `None`: kept until the user is forgotten.
+    pub retention: Option<TimeDelta>,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct LoggingConfig {
     pub format: LogFormat,
@@ -197,6 +207,14 @@ impl Config {
                 format: source.value(&keys::LOG_FORMAT)?,
             },
             ledger: LedgerConfig::read(&source)?,
+            privacy: PrivacyConfig {
+                key: key_or_file(
+                    &source,
+                    &keys::PERSONAL_DATA_KEY,
+                    &keys::PERSONAL_DATA_KEY_FILE,
+                )?,
+                retention: source.value(&keys::PERSONAL_DATA_RETENTION)?,
+            },
             insecure_dev,
         };
         config.validate()?;
@@ -223,6 +241,12 @@ impl Config {
             if value <= TimeDelta::zero() {
                 return Err(invalid(key.about.file, "must be longer than zero"));
             }
+        }
+        if self.privacy.retention.is_some_and(|r| r <= TimeDelta::zero()) {
+            return Err(invalid(
+                keys::PERSONAL_DATA_RETENTION.about.file,
+                "must be longer than zero, or off",
+            ));
         }
         if let Some(url) = &self.server.production_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -275,6 +299,15 @@ impl Config {
         if tokens.jwt_secret.is_some() && tokens.jwt_secret == tokens.refresh_secret {
             said.push(
                 "JWT_SECRET and REFRESH_JWT_SECRET are the same: use two different secrets"
+                    .to_owned(),
+            );
+        }
+        if let Some(retention) = self.privacy.retention
+            && retention < self.lifetimes.session_absolute_lifetime
+        {
+            said.push(
+                "PERSONAL_DATA_RETENTION is shorter than SESSION_ABSOLUTE_LIFETIME: a session \
+                 still live may show its login's IP, user agent and device as erased"
                     .to_owned(),
             );
         }
@@ -707,7 +740,7 @@ mod tests {
             .to_string();
         assert!(
             err.contains(
-                "unknown field `sever`, expected one of `jwt`, `ledger`, `refresh`, `server`"
+                "unknown field `sever`, expected one of `jwt`, `ledger`, `privacy`, `refresh`, `server`"
             ),
             "{err}"
         );

@@ -73,6 +73,14 @@ pub(super) fn duration(value: &str) -> Parsed<TimeDelta> {
         .ok_or_else(|| format!("{text:?} is too long (at most 100y)"))
 }
 
+/// A duration, or `off`.
+pub(super) fn retention(value: &str) -> Parsed<Option<TimeDelta>> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    duration(value).map(Some)
+}
+
 /// `10/60s` (requests per period), or `off`.
 pub(super) fn rate_limit(value: &str) -> Parsed<Option<RateLimit>> {
     let text = value.trim();

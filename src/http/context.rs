@@ -54,6 +54,7 @@ pub fn caller(req: &HttpRequest, state: &AppState) -> Caller {
             ip,
             user_agent,
             actor: Actor::User,
+            erased: None,
         },
     }
 }

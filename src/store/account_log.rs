@@ -7,8 +7,9 @@
 use sqlx::{Database, Executor, IntoArguments};
 use tokenledger_domain::{Event, UserId};
 
-use super::appender::{AppendRequest, Heads, recording_time};
+use super::appender::{AppendRequest, Heads, Sealing, recording_time, slots};
 use super::chain::ChainKey;
+use super::data_keys::Keyring;
 use super::dialect::Conn;
 use super::events::{EventTable, MAX_ATTEMPTS};
 use super::{EventMetadata, NewEvent, stream_of};
@@ -26,6 +27,7 @@ pub(crate) fn of_user(user: UserId, event: &Event) -> (String, NewEvent) {
 pub(crate) async fn append_in<D>(
     conn: &mut Conn<D>,
     chain: &ChainKey,
+    keyring: &Keyring,
     appends: &[(String, NewEvent)],
     metadata: &EventMetadata,
 ) -> Result<(), sqlx::Error>
@@ -43,13 +45,16 @@ where
             "two events of one stream in one append".into(),
         ));
     }
-    let metadata = serde_json::to_string(metadata).expect("metadata is plain strings");
     let recorded = recording_time();
+    // Keys made here are not cached: the caller's transaction may still roll back.
+    let everything = requests(appends, &Heads::new(), metadata);
+    let keys = keyring.for_writing::<D>(conn, slots(&everything)).await?;
+    let sealing = Sealing { chain, keys: &keys };
     for attempt in 1.. {
         let heads = D::read_heads(conn, &names).await?;
-        let batch = requests(appends, &heads, &metadata);
+        let batch = requests(appends, &heads, metadata);
         let retry = attempt < MAX_ATTEMPTS;
-        if D::try_insert(conn, chain, &batch, heads, &recorded, retry)
+        if D::try_insert(conn, &sealing, &batch, heads, &recorded, retry)
             .await?
             .is_some()
         {
@@ -60,7 +65,11 @@ where
 }
 
 /// One append a stream, expecting the head just read (0: a new stream).
-fn requests(appends: &[(String, NewEvent)], heads: &Heads, metadata: &str) -> Vec<AppendRequest> {
+fn requests(
+    appends: &[(String, NewEvent)],
+    heads: &Heads,
+    metadata: &EventMetadata,
+) -> Vec<AppendRequest> {
     appends
         .iter()
         .map(|(stream, event)| {
@@ -69,7 +78,7 @@ fn requests(appends: &[(String, NewEvent)], heads: &Heads, metadata: &str) -> Ve
                 stream.clone(),
                 head,
                 vec![event.clone()],
-                metadata.to_owned(),
+                metadata.clone(),
             )
         })
         .collect()

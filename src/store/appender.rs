@@ -9,8 +9,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use std::collections::HashSet;
+
+use super::body::{self, Place};
 use super::chain::{ChainKey, GENESIS, Hashed};
-use super::{EventMetadata, NewEvent, RecordedEvent, StoreError, StoreStats};
+use super::data_keys::{BatchKeys, Slot};
+use super::{EventMetadata, NewContent, NewEvent, RecordedEvent, StoreError, StoreStats};
 
 /// The most appends one transaction takes; more wait for the next batch.
 pub const MAX_BATCH: usize = 512;
@@ -19,7 +23,7 @@ pub struct AppendRequest {
     pub stream: String,
     pub expected_version: i64,
     pub events: Vec<NewEvent>,
-    pub metadata: String,
+    pub metadata: EventMetadata,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -31,7 +35,7 @@ impl AppendRequest {
         stream: String,
         expected_version: i64,
         events: Vec<NewEvent>,
-        metadata: String,
+        metadata: EventMetadata,
     ) -> AppendRequest {
         let (reply, _) = oneshot::channel();
         AppendRequest {
@@ -83,7 +87,7 @@ impl Appender {
             stream: stream.to_owned(),
             expected_version,
             events,
-            metadata: serde_json::to_string(metadata).expect("metadata is plain strings"),
+            metadata: metadata.clone(),
             reply,
         };
         self.inbox
@@ -194,12 +198,34 @@ pub fn streams(batch: &[AppendRequest]) -> Vec<&str> {
     streams
 }
 
+/// The data keys a batch's events are sealed under: each event's owner (its stream) and the
+/// periods `body::periods` names.
+pub fn slots(batch: &[AppendRequest]) -> HashSet<Slot> {
+    let mut slots = HashSet::new();
+    for request in batch {
+        for event in &request.events {
+            if let NewContent::Event(event) = &event.content {
+                for period in body::periods(event, &request.metadata) {
+                    slots.insert((request.stream.clone(), period));
+                }
+            }
+        }
+    }
+    slots
+}
+
+/// What a batch is written with: the ledger key, and the data keys of its personal fields.
+pub struct Sealing<'a> {
+    pub chain: &'a ChainKey,
+    pub keys: &'a BatchKeys,
+}
+
 /// Checks every append of a batch against its stream's head, in order (an append earlier in
 /// the batch moves the head for a later one), and chains the events of those that match. A
 /// stream missing from `heads` has no events yet. Positions are filled in by `place` once the
 /// events are inserted.
 pub fn plan(
-    chain: &ChainKey,
+    sealing: &Sealing,
     batch: &[AppendRequest],
     mut heads: Heads,
     recorded: &(DateTime<Utc>, String),
@@ -217,7 +243,7 @@ pub fn plan(
                     actual: head.0,
                 });
             }
-            let written = chained(chain, request, head.0, head.1.clone(), recorded);
+            let written = chained(sealing, request, head.0, head.1.clone(), recorded);
             if let Some(last) = written.last() {
                 *head = (last.stream_version, last.hash.clone());
             }
@@ -240,27 +266,28 @@ pub fn place(plan: &mut [Outcome], positions: &HashMap<(String, i64), i64>) {
     }
 }
 
-/// Rows one multi-row INSERT takes: nine values each stay below both databases' limits on
+/// Rows one multi-row INSERT takes: ten values each stay below both databases' limits on
 /// bound parameters.
 pub const ROWS_PER_INSERT: usize = 1000;
 
 /// `INSERT INTO events (…) VALUES (…), (…) RETURNING position, stream_id, stream_version` for
-/// `rows` rows, with `?` placeholders; `cast` wraps the payload and metadata placeholders
-/// (PostgreSQL's `::json`).
+/// `rows` rows, with `?` placeholders; `json` is the placeholder of the payload and metadata
+/// (on PostgreSQL, empty text stored as NULL JSON).
 pub fn insert_sql(rows: usize, json: &str) -> String {
-    let row = format!("(?, ?, ?, ?, ?{json}, ?{json}, ?, ?, ?)");
+    let row = format!("(?, ?, ?, ?, {json}, {json}, ?, ?, ?, ?)");
     format!(
         "INSERT INTO events (stream_id, stream_version, event_type, schema_version, payload, \
-         metadata, recorded_at, prev_hash, hash) VALUES {} \
+         metadata, body, recorded_at, prev_hash, hash) VALUES {} \
          RETURNING position, stream_id, stream_version",
         vec![row.as_str(); rows].join(", ")
     )
 }
 
 /// The events of one append as they will be stored, chained on from `(version, prev_hash)`
-/// of the stream's head; positions are filled in by the caller after the insert.
+/// of the stream's head; positions are filled in by the caller after the insert. A domain
+/// event is stored as a body (its payload and metadata empty), sealed with the batch's keys.
 pub fn chained(
-    chain: &ChainKey,
+    sealing: &Sealing,
     request: &AppendRequest,
     head_version: i64,
     head_hash: Vec<u8>,
@@ -272,16 +299,35 @@ pub fn chained(
         .iter()
         .zip(head_version + 1..)
         .map(|(event, version)| {
-            let hash = chain.hash(
+            let (payload, metadata, body) = match &event.content {
+                NewContent::Event(domain) => {
+                    let place = Place {
+                        stream_id: &request.stream,
+                        stream_version: version,
+                        event_type: event.event_type,
+                    };
+                    let body = body::encode(domain, &request.metadata, &place, |period| {
+                        sealing.keys.get(&request.stream, period)
+                    });
+                    (String::new(), String::new(), Some(body))
+                }
+                NewContent::Json(payload) => (
+                    payload.clone(),
+                    serde_json::to_string(&request.metadata).expect("metadata is plain strings"),
+                    None,
+                ),
+            };
+            let hash = sealing.chain.hash(
                 &prev_hash,
                 &Hashed {
                     stream_id: &request.stream,
                     stream_version: version,
                     event_type: event.event_type,
                     schema_version: event.schema_version,
-                    payload: &event.payload,
-                    metadata: &request.metadata,
+                    payload: &payload,
+                    metadata: &metadata,
                     recorded_at: &recorded.1,
+                    body: body.as_deref(),
                 },
             );
             RecordedEvent {
@@ -290,8 +336,9 @@ pub fn chained(
                 stream_version: version,
                 event_type: event.event_type.to_owned(),
                 schema_version: event.schema_version,
-                payload: event.payload.clone(),
-                metadata: request.metadata.clone(),
+                payload,
+                metadata,
+                body,
                 recorded_at: recorded.0,
                 prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
                 hash,

@@ -22,11 +22,15 @@ pub struct Hashed<'a> {
     pub metadata: &'a str,
     /// RFC 3339 with microseconds, as stored.
     pub recorded_at: &'a str,
+    /// The body of a row written since personal data is sealed (its payload and metadata
+    /// are then empty); `None` before.
+    pub body: Option<&'a [u8]>,
 }
 
 /// The message an event's hash covers: `prev_hash ‖ stream_id ‖ event_type ‖ payload ‖
-/// metadata ‖ recorded_at ‖ stream_version ‖ schema_version`. Variable-length fields are
-/// length-prefixed so that no two different events can concatenate to the same bytes.
+/// metadata ‖ recorded_at ‖ stream_version ‖ schema_version [‖ body]`. Variable-length fields
+/// are length-prefixed so that no two different events can concatenate to the same bytes; a
+/// row with a body has an empty payload, which no JSON row has.
 fn feed(prev_hash: &[u8], event: &Hashed, mut update: impl FnMut(&[u8])) {
     update(prev_hash);
     for field in [
@@ -41,6 +45,10 @@ fn feed(prev_hash: &[u8], event: &Hashed, mut update: impl FnMut(&[u8])) {
     }
     update(&event.stream_version.to_be_bytes());
     update(&event.schema_version.to_be_bytes());
+    if let Some(body) = event.body {
+        update(&(body.len() as u64).to_be_bytes());
+        update(body);
+    }
 }
 
 /// The unkeyed hash of events written before the ledger key: plain SHA-256 of the message.
@@ -50,20 +58,26 @@ pub fn chain_hash(prev_hash: &[u8], event: &Hashed) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-/// `f` of a stored event's fields as its hash covers them (`recorded_at` as the text hashed).
+/// `f` of a stored event's fields as its hash covers them (`recorded_at` as the text hashed;
+/// a body row's payload and metadata as stored, empty, not as a read fills them in).
 pub fn with_hashed<T>(event: &super::RecordedEvent, f: impl FnOnce(&Hashed) -> T) -> T {
     let recorded_at = event
         .recorded_at
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
+    let (payload, metadata) = match event.body {
+        Some(_) => ("", ""),
+        None => (event.payload.as_str(), event.metadata.as_str()),
+    };
     f(&Hashed {
         stream_id: &event.stream_id,
         stream_version: event.stream_version,
         event_type: &event.event_type,
         schema_version: event.schema_version,
-        payload: &event.payload,
-        metadata: &event.metadata,
+        payload,
+        metadata,
         recorded_at: &recorded_at,
+        body: event.body.as_deref(),
     })
 }
 
@@ -120,6 +134,7 @@ mod tests {
                 payload,
                 metadata: "{}",
                 recorded_at: "t",
+                body: None,
             },
         )
     }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Decode, Encode, Pool, Type};
 
 use super::chain::ChainKey;
+use super::data_keys::Keyring;
 
 /// A Rust type the store both binds and reads on `DB`: one bound instead of four.
 pub trait Value<DB: Database>:
@@ -53,9 +54,7 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     const RACING_WRITERS: bool;
     /// Whether the connection of a failed batch is closed rather than reused.
     const FRESH_CONNECTION_AFTER_FAILURE: bool;
-    /// Put after a JSON column read back, so that it comes back as text.
-    const JSON_AS_TEXT: &'static str;
-    /// Put after a JSON value's placeholder in an insert.
+    /// The placeholder of a JSON value in an insert (empty text: no JSON, the row has a body).
     const JSON_PARAMETER: &'static str;
     /// The condition a catch-up page adds to `position > ?`.
     const CATCH_UP: &'static str;
@@ -67,6 +66,12 @@ pub trait Dialect: Clone + Send + Sync + 'static {
 
     /// The ledger key new events are chained with.
     fn chain(&self) -> &ChainKey;
+
+    /// The data keys personal fields are sealed with.
+    fn keyring(&self) -> &Keyring;
+
+    /// A JSON column read back as text (empty for a row with a body).
+    fn json_text(column: &str) -> String;
 
     /// `sql`, written with `?` and `?N` placeholders, in this dialect's.
     fn placeholders(sql: &str) -> String;

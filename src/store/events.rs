@@ -13,10 +13,11 @@ use futures::stream::BoxStream;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
 use super::appender::{
-    AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, insert_sql, place, plan,
-    recording_time, streams, to_insert,
+    AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, Sealing, insert_sql,
+    place, plan, recording_time, slots, streams, to_insert,
 };
 use super::chain::ChainKey;
+use super::data_keys::{KeyTable, Keyring, Revealable, reveal};
 use super::dialect::{Conn, Dialect, Row, Value, query};
 use super::{
     EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
@@ -31,7 +32,7 @@ pub(super) const MAX_ATTEMPTS: usize = 5;
 
 /// The `events` table of a dialect's database.
 #[async_trait]
-pub trait EventTable: Dialect {
+pub trait EventTable: KeyTable {
     /// The events of `stream` with a version above `after_version`, in order.
     async fn stream(
         &self,
@@ -48,8 +49,8 @@ pub trait EventTable: Dialect {
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// A page: at most `PAGE` events after `after` that pass `filter` (the catch-up horizon,
-    /// or none), as `columns` read by `decode`.
-    async fn page<T: Send + 'static>(
+    /// or none), as `columns` read by `decode`, their personal fields revealed.
+    async fn page<T: Revealable + Send + 'static>(
         &self,
         after: i64,
         filter: &str,
@@ -65,10 +66,11 @@ pub trait EventTable: Dialect {
     /// Writes a batch in one transaction (see `BatchWriter`).
     async fn write_batch(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error>;
 
-    /// `write_batch` on a writer connection: heads, plan, insert, place, commit.
+    /// `write_batch` on a writer connection: keys, heads, plan, insert, place, commit.
     async fn write_on(
         conn: &mut Conn<Self>,
         chain: &ChainKey,
+        keyring: &Keyring,
         batch: &[AppendRequest],
     ) -> Result<Vec<Outcome>, sqlx::Error>;
 
@@ -78,7 +80,7 @@ pub trait EventTable: Dialect {
     /// the new heads; the savepoint is then rolled back.
     async fn try_insert(
         conn: &mut Conn<Self>,
-        chain: &ChainKey,
+        sealing: &Sealing<'_>,
         batch: &[AppendRequest],
         heads: Heads,
         recorded: &(DateTime<Utc>, String),
@@ -102,21 +104,24 @@ pub trait EventTable: Dialect {
     fn payload(row: &Row<Self>) -> Result<EventPayload, StoreError>;
 }
 
+/// How many columns `recorded_columns` selects.
+pub(crate) const RECORDED_COLUMNS: usize = 11;
+
 /// Every column of an event, in the order `EventTable::recorded` reads them.
 pub(crate) fn recorded_columns<D: Dialect>() -> String {
-    let text = D::JSON_AS_TEXT;
     format!(
-        "position, stream_id, stream_version, event_type, schema_version, \
-         payload{text} AS payload, metadata{text} AS metadata, recorded_at, prev_hash, hash"
+        "{}, {} AS metadata, recorded_at, prev_hash, hash",
+        payload_columns::<D>(),
+        D::json_text("metadata")
     )
 }
 
 /// What folding needs of an event, in the order `EventTable::payload` reads them.
 fn payload_columns<D: Dialect>() -> String {
-    let text = D::JSON_AS_TEXT;
     format!(
         "position, stream_id, stream_version, event_type, schema_version, \
-         payload{text} AS payload"
+         {} AS payload, body",
+        D::json_text("payload")
     )
 }
 
@@ -130,6 +135,8 @@ where
     i16: Value<D::Db>,
     String: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
     async fn stream(
@@ -147,7 +154,9 @@ where
             .bind(after_version)
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(D::recorded).collect()
+        let mut events = rows.iter().map(D::recorded).collect::<Result<Vec<_>, _>>()?;
+        reveal(self, &mut events).await?;
+        Ok(events)
     }
 
     async fn stream_page(
@@ -174,10 +183,12 @@ where
             .bind(limit)
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(D::recorded).collect()
+        let mut events = rows.iter().map(D::recorded).collect::<Result<Vec<_>, _>>()?;
+        reveal(self, &mut events).await?;
+        Ok(events)
     }
 
-    async fn page<T: Send + 'static>(
+    async fn page<T: Revealable + Send + 'static>(
         &self,
         after: i64,
         filter: &str,
@@ -192,7 +203,9 @@ where
             .bind(PAGE)
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(decode).collect()
+        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        reveal(self, &mut events).await?;
+        Ok(events)
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {
@@ -213,7 +226,7 @@ where
         // Nothing more goes into a file the next start will not open.
         self.refuse_writes()?;
         let mut conn = self.writer().acquire().await?;
-        let written = D::write_on(&mut conn, self.chain(), batch).await;
+        let written = D::write_on(&mut conn, self.chain(), self.keyring(), batch).await;
         if written.is_err() && D::FRESH_CONNECTION_AFTER_FAILURE {
             // A COMMIT that failed on a full or read-only disk may leave SQLite's transaction
             // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN:
@@ -233,6 +246,7 @@ where
     async fn write_on(
         conn: &mut Conn<D>,
         chain: &ChainKey,
+        keyring: &Keyring,
         batch: &[AppendRequest],
     ) -> Result<Vec<Outcome>, sqlx::Error> {
         // SQLite's IMMEDIATE takes the write lock up front: a deferred transaction that reads
@@ -242,13 +256,16 @@ where
         let mut tx = conn.begin_with(D::BEGIN).await?;
         let recorded = recording_time();
         let streams = streams(batch);
+        let keys = keyring.for_writing::<D>(&mut tx, slots(batch)).await?;
+        let sealing = Sealing { chain, keys: &keys };
         for attempt in 1.. {
             let heads = D::read_heads(&mut tx, &streams).await?;
             let retry = attempt < MAX_ATTEMPTS;
             if let Some(plan) =
-                D::try_insert(&mut tx, chain, batch, heads, &recorded, retry).await?
+                D::try_insert(&mut tx, &sealing, batch, heads, &recorded, retry).await?
             {
                 tx.commit().await?;
+                keyring.remember(keys.made);
                 return Ok(plan);
             }
         }
@@ -257,13 +274,13 @@ where
 
     async fn try_insert(
         conn: &mut Conn<D>,
-        chain: &ChainKey,
+        sealing: &Sealing<'_>,
         batch: &[AppendRequest],
         heads: Heads,
         recorded: &(DateTime<Utc>, String),
         retry: bool,
     ) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
-        let mut plan = plan(chain, batch, heads, recorded);
+        let mut plan = plan(sealing, batch, heads, recorded);
         if D::RACING_WRITERS {
             sqlx::query("SAVEPOINT append").execute(&mut *conn).await?;
         }
@@ -311,6 +328,7 @@ where
                     .bind(event.schema_version)
                     .bind(&event.payload)
                     .bind(&event.metadata)
+                    .bind(&event.body)
                     .bind(recorded_at)
                     .bind(&event.prev_hash)
                     .bind(&event.hash);
@@ -332,10 +350,11 @@ where
             event_type: payload.event_type,
             schema_version: payload.schema_version,
             payload: payload.payload,
-            metadata: row.try_get(6)?,
-            recorded_at: D::read_time(row.try_get(7)?)?,
-            prev_hash: row.try_get(8)?,
-            hash: row.try_get(9)?,
+            metadata: row.try_get(7)?,
+            body: payload.body,
+            recorded_at: D::read_time(row.try_get(8)?)?,
+            prev_hash: row.try_get(9)?,
+            hash: row.try_get(10)?,
         })
     }
 
@@ -347,6 +366,7 @@ where
             event_type: row.try_get(3)?,
             schema_version: row.try_get(4)?,
             payload: row.try_get(5)?,
+            body: row.try_get(6)?,
         })
     }
 }
@@ -379,7 +399,7 @@ impl<D: EventTable> SqlEventStore<D> {
     }
 
     /// `read_all` with rows of `columns` read by `decode`.
-    fn read_pages<T: Send + 'static>(
+    fn read_pages<T: Revealable + Send + 'static>(
         &self,
         after_position: i64,
         filter: &'static str,

@@ -16,11 +16,13 @@ use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, R
 
 use crate::store::account_log::{append_in, of_user};
 use crate::store::dialect::{Conn, Dialect, Row, Value, query};
-use crate::store::events::{EventTable, recorded_columns};
+use crate::store::data_keys::Keyring;
+use crate::store::events::{EventTable, RECORDED_COLUMNS, recorded_columns};
 use crate::store::users::{COLUMNS as USER_COLUMNS, User, user};
 use crate::store::{Actor, EventMetadata, registration_of};
 use crate::store::{
-    ChainKey, LEDGER_KEYED, LEDGER_STREAM, NewEvent, RecordedEvent, StoreError, with_hashed,
+    ChainKey, LEDGER_KEYED, LEDGER_STREAM, NewContent, NewEvent, RecordedEvent, StoreError,
+    with_hashed,
 };
 use crate::tlog::merkle::{Frontier, Hash, Needs, Node, Source, empty_root, leaf_hash};
 
@@ -215,6 +217,7 @@ where
     Option<String>: Value<D::Db>,
     bool: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
     async fn upgrade(&self, upgrading: Upgrading) -> Result<Upgrade, StoreError> {
@@ -247,9 +250,10 @@ where
             (true, Upgrading::Seal) => {
                 let (legacy_events, root) = Tables::<D>::legacy_root(&mut tx).await?;
                 if legacy_events > 0 {
-                    Tables::<D>::seal(&mut tx, self.chain(), legacy_events, &root).await?;
+                    Tables::<D>::seal(&mut tx, self.chain(), self.keyring(), legacy_events, &root)
+                        .await?;
                 }
-                Tables::<D>::register(&mut tx, self.chain(), &users).await?;
+                Tables::<D>::register(&mut tx, self.chain(), self.keyring(), &users).await?;
                 Upgrade::Sealed {
                     legacy_events,
                     users: users.len() as u64,
@@ -351,23 +355,25 @@ where
             .fetch_optional(self.reader())
             .await?;
         let Some(row) = row else { return Ok(None) };
+        // The span's and the tree's columns come after the event's.
+        const AT: usize = RECORDED_COLUMNS;
         let span: Option<Span> = match (
-            row.try_get::<Option<i64>, _>(10)?,
-            row.try_get::<Option<i64>, _>(11)?,
-            row.try_get::<Option<i64>, _>(12)?,
+            row.try_get::<Option<i64>, _>(AT)?,
+            row.try_get::<Option<i64>, _>(AT + 1)?,
+            row.try_get::<Option<i64>, _>(AT + 2)?,
         ) {
             (Some(leaf), Some(first), Some(count)) => Some((leaf, first, count)),
             _ => None,
         };
-        let root: Option<Vec<u8>> = row.try_get(14)?;
+        let root: Option<Vec<u8>> = row.try_get(AT + 4)?;
         Ok(Some(Located {
             event: D::recorded(&row)?,
             leaf: span.map(|(leaf, first, _)| (leaf + position - first) as u64),
             span,
             tree: TreeHead {
-                size: row.try_get::<Option<i64>, _>(13)?.unwrap_or(0) as u64,
+                size: row.try_get::<Option<i64>, _>(AT + 3)?.unwrap_or(0) as u64,
                 root: root.as_deref().map_or(Ok(empty_root()), hash32)?,
-                last_position: row.try_get::<Option<i64>, _>(15)?.unwrap_or(0),
+                last_position: row.try_get::<Option<i64>, _>(AT + 5)?.unwrap_or(0),
             },
         }))
     }
@@ -385,6 +391,7 @@ where
     Option<String>: Value<D::Db>,
     bool: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
     /// One step of `extend`, in one transaction: at most `STEP` settled events folded in.
@@ -625,6 +632,7 @@ where
     async fn register(
         conn: &mut Conn<D>,
         chain: &ChainKey,
+        keyring: &Keyring,
         users: &[User],
     ) -> Result<(), StoreError> {
         let metadata = system();
@@ -634,7 +642,7 @@ where
                 .iter()
                 .map(|user| of_user(user.id, &registration_of(user, at)))
                 .collect();
-            append_in::<D>(conn, chain, &appends, &metadata).await?;
+            append_in::<D>(conn, chain, keyring, &appends, &metadata).await?;
         }
         Ok(())
     }
@@ -643,6 +651,7 @@ where
     async fn seal(
         conn: &mut Conn<D>,
         chain: &ChainKey,
+        keyring: &Keyring,
         legacy_events: u64,
         root: &Hash,
     ) -> Result<(), StoreError> {
@@ -655,9 +664,10 @@ where
         let seal = NewEvent {
             event_type: LEDGER_KEYED,
             schema_version: 1,
-            payload,
+            content: NewContent::Json(payload),
         };
-        append_in::<D>(conn, chain, &[(LEDGER_STREAM.to_owned(), seal)], &system()).await?;
+        let seal = [(LEDGER_STREAM.to_owned(), seal)];
+        append_in::<D>(conn, chain, keyring, &seal, &system()).await?;
         Ok(())
     }
 }

@@ -5,12 +5,15 @@
 
 pub(crate) mod account_log;
 mod appender;
+mod body;
 mod chain;
+pub mod data_keys;
 mod database_file;
 pub mod dialect;
 pub mod events;
 pub mod ledger;
 pub mod postgres;
+pub mod sealed;
 pub mod sqlite;
 pub mod users;
 pub mod users_explained;
@@ -56,14 +59,25 @@ pub struct EventMetadata {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub actor: Actor,
+    /// Set when read: why the event's personal fields show as `erased` (their data key was
+    /// deleted: `forgotten`, `expired`). Never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased: Option<String>,
 }
 
-/// An event on its way into the log.
+/// An event on its way into the log: one of the domain's, stored as a body with its
+/// personal fields sealed, or (the ledger's own `LedgerKeyed`) a JSON payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEvent {
     pub event_type: &'static str,
     pub schema_version: i16,
-    pub payload: String,
+    pub content: NewContent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NewContent {
+    Event(Event),
+    Json(String),
 }
 
 impl From<&Event> for NewEvent {
@@ -71,12 +85,15 @@ impl From<&Event> for NewEvent {
         NewEvent {
             event_type: event.event_type(),
             schema_version: event.schema_version(),
-            payload: event.payload(),
+            content: NewContent::Event(event.clone()),
         }
     }
 }
 
-/// An event as the log holds it.
+/// An event as the log holds it. Rows written since personal data is sealed keep it in
+/// `body`, and their `payload` and `metadata` are empty as stored; a read fills them in, as
+/// JSON, with the fields whose data key is gone as `erased` (see `body`). The hash covers
+/// what is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedEvent {
     pub position: i64,
@@ -86,6 +103,7 @@ pub struct RecordedEvent {
     pub schema_version: i16,
     pub payload: String,
     pub metadata: String,
+    pub body: Option<Vec<u8>>,
     pub recorded_at: Timestamp,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
@@ -112,6 +130,7 @@ pub struct EventPayload {
     pub event_type: String,
     pub schema_version: i16,
     pub payload: String,
+    pub body: Option<Vec<u8>>,
 }
 
 impl EventPayload {
@@ -153,6 +172,9 @@ pub enum StoreError {
     Database(#[source] Arc<sqlx::Error>),
     #[error("event at position {position}: {source}")]
     Corrupt { position: i64, source: DecodeError },
+    /// A data key that does not open with the master key (see `data_keys`).
+    #[error("{0}")]
+    Keys(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -244,6 +266,42 @@ impl StoreStats {
     }
 }
 
+/// The keys a database is opened with, both kept outside it: `LEDGER_KEY` chains the events,
+/// `PERSONAL_DATA_KEY` wraps the data keys their personal fields are sealed with.
+#[derive(Clone, Debug)]
+pub struct StoreKeys {
+    pub ledger: KeyBytes,
+    pub personal: KeyBytes,
+}
+
+impl StoreKeys {
+    /// The keys of `config`, which `secrets::resolve` has filled in by now.
+    pub fn of(config: &crate::config::Config) -> anyhow::Result<StoreKeys> {
+        use anyhow::Context;
+        let older = "(a database an older version made: run `tokenledger migrate` once)";
+        Ok(StoreKeys {
+            ledger: config
+                .ledger
+                .key
+                .clone()
+                .with_context(|| format!("LEDGER_KEY is not set, nor in DATA_DIR/secrets.json {older}"))?,
+            personal: config.privacy.key.clone().with_context(|| {
+                format!("PERSONAL_DATA_KEY is not set, nor in DATA_DIR/secrets.json {older}")
+            })?,
+        })
+    }
+}
+
+/// A store error met while opening, as the opening's error.
+fn keys_error(error: StoreError) -> sqlx::Error {
+    match error {
+        StoreError::Database(e) => {
+            Arc::try_unwrap(e).unwrap_or_else(|e| sqlx::Error::Protocol(e.to_string()))
+        }
+        other => sqlx::Error::Configuration(other.to_string().into()),
+    }
+}
+
 /// The event store and users table behind a `DATABASE_URL`.
 pub struct Opened {
     pub events: Arc<dyn EventStore>,
@@ -260,12 +318,12 @@ pub struct Opened {
 pub async fn open(
     url: &DatabaseUrl,
     existing: bool,
-    key: &KeyBytes,
+    keys: &StoreKeys,
     upgrading: Upgrading,
 ) -> Result<Opened, sqlx::Error> {
     let url = match url {
         DatabaseUrl::Postgres(url) => {
-            let db = postgres::PgDatabase::open(url, key).await?;
+            let db = postgres::PgDatabase::open(url, keys).await?;
             return Ok(Opened {
                 upgrade: upgrade(&db, upgrading).await?,
                 events: Arc::new(postgres::PostgresEventStore::start(db.clone())),
@@ -277,9 +335,9 @@ pub async fn open(
         DatabaseUrl::Sqlite(url) => url,
     };
     let db = if existing {
-        sqlite::Database::open_existing(url, key).await?
+        sqlite::Database::open_existing(url, keys).await?
     } else {
-        sqlite::Database::open(url, key).await?
+        sqlite::Database::open(url, keys).await?
     };
     Ok(Opened {
         upgrade: upgrade(&db, upgrading).await?,

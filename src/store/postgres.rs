@@ -15,25 +15,28 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::chain::ChainKey;
+use super::data_keys::Keyring;
 use super::dialect::{Dialect, Query, numbered};
 use super::events::SqlEventStore;
-use crate::config::KeyBytes;
+use super::sealed::MasterKey;
+use super::{StoreKeys, keys_error};
 
 /// A pool on one PostgreSQL database (or one schema of it), migrated.
 #[derive(Clone, Debug)]
 pub struct PgDatabase {
     pub pool: PgPool,
     chain: ChainKey,
+    keyring: Keyring,
 }
 
 impl PgDatabase {
-    pub async fn open(url: &str, key: &KeyBytes) -> Result<PgDatabase, sqlx::Error> {
-        Self::open_with(PgConnectOptions::from_str(url)?, key).await
+    pub async fn open(url: &str, keys: &StoreKeys) -> Result<PgDatabase, sqlx::Error> {
+        Self::open_with(PgConnectOptions::from_str(url)?, keys).await
     }
 
     pub async fn open_with(
         options: PgConnectOptions,
-        key: &KeyBytes,
+        keys: &StoreKeys,
     ) -> Result<PgDatabase, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -43,10 +46,13 @@ impl PgDatabase {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgDatabase {
+        let db = PgDatabase {
             pool,
-            chain: ChainKey::new(key),
-        })
+            chain: ChainKey::new(&keys.ledger),
+            keyring: Keyring::new(MasterKey::new(&keys.personal)),
+        };
+        db.keyring.check(&db).await.map_err(keys_error)?;
+        Ok(db)
     }
 }
 
@@ -66,9 +72,7 @@ impl Dialect for PgDatabase {
     const LEDGER_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7628903)");
     const RACING_WRITERS: bool = true;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = false;
-    // PostgreSQL hands JSON back as text only when asked.
-    const JSON_AS_TEXT: &'static str = "::text";
-    const JSON_PARAMETER: &'static str = "::json";
+    const JSON_PARAMETER: &'static str = "NULLIF(?, '')::json";
     // Only below the oldest transaction in flight: one that took a lower position but has
     // not committed yet would otherwise be passed over for good.
     const CATCH_UP: &'static str = " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
@@ -83,6 +87,15 @@ impl Dialect for PgDatabase {
 
     fn chain(&self) -> &ChainKey {
         &self.chain
+    }
+
+    fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    // PostgreSQL hands JSON back as text only when asked; a row with a body has none.
+    fn json_text(column: &str) -> String {
+        format!("COALESCE({column}::text, '')")
     }
 
     fn placeholders(sql: &str) -> String {

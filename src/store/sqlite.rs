@@ -16,13 +16,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::config::KeyBytes;
 use crate::private_files;
 
 use super::PAGE;
 use super::appender::ROWS_PER_INSERT;
 use super::chain::ChainKey;
+use super::data_keys::Keyring;
 use super::database_file::DatabaseFile;
+use super::sealed::MasterKey;
+use super::{StoreKeys, keys_error};
 use super::dialect::{Dialect, Query, rfc3339};
 use super::events::SqlEventStore;
 
@@ -35,14 +37,15 @@ pub struct Database {
     /// The file as the writer opened it, watched by the appender; `None` without one.
     file: Option<Arc<DatabaseFile>>,
     chain: ChainKey,
+    keyring: Keyring,
 }
 
 impl Database {
     /// Opens an existing database, for commands that only read: pointed at the wrong folder
     /// they must say so, not report on a new, empty log.
-    pub async fn open_existing(url: &str, key: &KeyBytes) -> Result<Database, sqlx::Error> {
+    pub async fn open_existing(url: &str, keys: &StoreKeys) -> Result<Database, sqlx::Error> {
         Self::exists(url)?;
-        Self::open(url, key).await
+        Self::open(url, keys).await
     }
 
     /// Whether the file at `url` is there: an error saying so if not.
@@ -61,13 +64,16 @@ impl Database {
     }
 
     /// Opens (creating if needed) the database at `url` and runs the migrations.
-    pub async fn open(url: &str, key: &KeyBytes) -> Result<Database, sqlx::Error> {
+    pub async fn open(url: &str, keys: &StoreKeys) -> Result<Database, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A deleted data key or users row is overwritten, not left in a free page for
+            // anyone who reads the file (forgetting a user must leave nothing readable).
+            .pragma("secure_delete", "ON");
         // Before SQLite opens it, which would make it 0644: it holds password hashes. SQLite
         // gives the WAL files the same mode.
         private_files::create_empty(options.get_filename()).map_err(sqlx::Error::Io)?;
@@ -89,12 +95,15 @@ impl Database {
             .max_connections(4)
             .connect_with(options.read_only(true).row_buffer_size(PAGE as usize))
             .await?;
-        Ok(Database {
+        let db = Database {
             writer,
             reader,
             file,
-            chain: ChainKey::new(key),
-        })
+            chain: ChainKey::new(&keys.ledger),
+            keyring: Keyring::new(MasterKey::new(&keys.personal)),
+        };
+        db.keyring.check(&db).await.map_err(keys_error)?;
+        Ok(db)
     }
 }
 
@@ -157,8 +166,7 @@ impl Dialect for Database {
     const LEDGER_LOCK: Option<&'static str> = None;
     const RACING_WRITERS: bool = false;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = true;
-    const JSON_AS_TEXT: &'static str = "";
-    const JSON_PARAMETER: &'static str = "";
+    const JSON_PARAMETER: &'static str = "?";
     const CATCH_UP: &'static str = "";
 
     fn reader(&self) -> &SqlitePool {
@@ -171,6 +179,14 @@ impl Dialect for Database {
 
     fn chain(&self) -> &ChainKey {
         &self.chain
+    }
+
+    fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    fn json_text(column: &str) -> String {
+        column.to_owned()
     }
 
     fn placeholders(sql: &str) -> String {

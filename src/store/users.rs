@@ -281,7 +281,7 @@ where
             })?;
         let created = user(&row)?;
         let registered = [of_user(created.id, &registration_of(&created, now))];
-        append_in::<D>(&mut tx, self.chain(), &registered, metadata).await?;
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &registered, metadata).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -318,7 +318,7 @@ where
                 .iter()
                 .map(|user| of_user(user.id, &registration_of(user, now)))
                 .collect();
-            append_in::<D>(&mut tx, self.chain(), &registered, metadata).await?;
+            append_in::<D>(&mut tx, self.chain(), self.keyring(), &registered, metadata).await?;
             tx.commit().await?;
             ids.extend(created.iter().map(|user| user.id));
         }
@@ -368,7 +368,7 @@ where
         let changed = row.as_ref().map(user).transpose()?;
         let changed = changed.ok_or(UserError::NotFound)?;
         let event = [of_user(id, &password_changed(hash, now))];
-        append_in::<D>(&mut tx, self.chain(), &event, metadata).await?;
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &event, metadata).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -399,7 +399,7 @@ where
             return self.find(id).await?.ok_or(UserError::NotFound);
         };
         let event = [of_user(id, &block_changed(blocked, now))];
-        append_in::<D>(&mut tx, self.chain(), &event, metadata).await?;
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &event, metadata).await?;
         tx.commit().await?;
         Ok(changed)
     }

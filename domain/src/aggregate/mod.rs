@@ -325,15 +325,19 @@ fn rotate(
         Presentation::Current if cmd.rotation => {
             Ok(vec![successor(state.user_id, session, cmd, now, sealer)])
         }
-        Presentation::Current => Ok(vec![Event::TokenRefreshed(TokenRefreshed {
-            session_id: session.id,
-            generation: session.generation,
-            refreshed_at: now,
-            idle_expires_at: later(now, cmd.lifetimes.idle_timeout)
-                .min(session.absolute_expires_at),
-            ip: cmd.client.ip.clone(),
-            user_agent: cmd.client.user_agent.clone(),
-        })]),
+        Presentation::Current => {
+            let (ip, user_agent, same_client) = seen(session, &cmd.client);
+            Ok(vec![Event::TokenRefreshed(TokenRefreshed {
+                session_id: session.id,
+                generation: session.generation,
+                refreshed_at: now,
+                idle_expires_at: later(now, cmd.lifetimes.idle_timeout)
+                    .min(session.absolute_expires_at),
+                ip,
+                user_agent,
+                same_client,
+            })])
+        }
         // No event: the caller answers with the session's current grant, the same successor.
         Presentation::PreviousWithinGrace => Ok(Vec::new()),
         Presentation::Reused => Ok(reuse(session, presented, &cmd.client, now)),
@@ -397,7 +401,7 @@ fn successor(
         issued_at: rotated_at.timestamp(),
         expires_at: token_expires_at.timestamp(),
     };
-    let Client { ip, user_agent } = cmd.client.clone();
+    let (ip, user_agent, same_client) = seen(session, &cmd.client);
     Event::TokenRotated(TokenRotated {
         session_id: session.id,
         generation: grant.generation,
@@ -409,7 +413,21 @@ fn successor(
             .min(session.absolute_expires_at),
         ip,
         user_agent,
+        same_client,
     })
+}
+
+/// Where a refresh came from, as its event records it: nothing, and `same_client`, when the
+/// client is the one the session was last used from, as it is for most refreshes; what an
+/// investigator looks for is a change, and that is always recorded.
+fn seen(session: &Session, client: &Client) -> (Option<String>, Option<String>, bool) {
+    let same = session.last_ip.as_deref() == client.ip.as_deref()
+        && session.last_user_agent.as_deref() == client.user_agent.as_deref();
+    if same {
+        (None, None, true)
+    } else {
+        (client.ip.clone(), client.user_agent.clone(), false)
+    }
 }
 
 fn revoked(session_id: SessionId, reason: RevokeReason, now: Timestamp) -> Event {
@@ -518,14 +536,18 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
                 s.token_expires_at = e.token_expires_at;
                 s.last_used_at = e.rotated_at;
                 s.idle_expires_at = e.idle_expires_at;
-                s.seen_from(&e.ip, &e.user_agent);
+                if !e.same_client {
+                    s.seen_from(&e.ip, &e.user_agent);
+                }
             }
         }
         Event::TokenRefreshed(e) => {
             if let Some(s) = state.sessions.get_mut(&e.session_id) {
                 s.last_used_at = e.refreshed_at;
                 s.idle_expires_at = e.idle_expires_at;
-                s.seen_from(&e.ip, &e.user_agent);
+                if !e.same_client {
+                    s.seen_from(&e.ip, &e.user_agent);
+                }
             }
         }
         Event::SessionRevoked(e) => {
@@ -539,7 +561,8 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
         | Event::UserRegistered(_)
         | Event::PasswordChanged(_)
         | Event::UserBlocked(_)
-        | Event::UserUnblocked(_) => {}
+        | Event::UserUnblocked(_)
+        | Event::UserForgotten(_) => {}
     }
     state
 }

@@ -1,0 +1,461 @@
+//! The `data_keys` table and the keyring in front of it: one data key per owner (a stream,
+//! `user-<id>`) and period (see `sealed`), stored wrapped by the master key. A deleted key
+//! keeps its row, with no key in it and the reason (`forgotten`, `expired`), so that a reader
+//! can say why a field reads as erased, and a writer never makes a new key for an owner who
+//! was forgotten.
+//!
+//! The keyring caches unwrapped keys. A key made inside a transaction is cached only once
+//! that transaction has committed (`remember`), so that no event is ever sealed under a key
+//! that was rolled back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Row as _, Type};
+use tokenledger_domain::Timestamp;
+
+use super::body::{self, KeyState, Place};
+use super::dialect::{Conn, Dialect, Value, query};
+use super::sealed::{ACCOUNT_PERIOD, DataKey, MasterKey};
+use super::{EventMetadata, EventPayload, RecordedEvent, StoreError};
+use tokenledger_domain::Event;
+
+/// Above this many cached keys the cache starts over: one key is 72 bytes wrapped and an
+/// unwrap takes about a microsecond.
+const CACHE_LIMIT: usize = 200_000;
+
+/// Why a reader has no key for a period.
+pub const FORGOTTEN: &str = "forgotten";
+pub const EXPIRED: &str = "expired";
+/// A section sealed under a key the table does not have at all (a restored older backup of
+/// the table, or a row deleted by hand).
+pub const MISSING: &str = "missing";
+
+/// What is known of one owner's key for one period.
+#[derive(Clone, Debug)]
+pub enum Known {
+    Key(DataKey),
+    Gone(Arc<str>),
+}
+
+/// A `(owner, period)` pair.
+pub type Slot = (String, i64);
+
+/// The keys a batch seals with, and those it made (to `remember` after its commit).
+#[derive(Debug, Default)]
+pub struct BatchKeys {
+    pub keys: HashMap<Slot, DataKey>,
+    pub made: Vec<(Slot, DataKey)>,
+}
+
+impl BatchKeys {
+    pub fn get(&self, owner: &str, period: i64) -> Option<&DataKey> {
+        self.keys.get(&(owner.to_owned(), period))
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    master: MasterKey,
+    cache: Mutex<HashMap<Slot, Known>>,
+}
+
+/// The master key and the cache of data keys.
+#[derive(Clone, Debug)]
+pub struct Keyring(Arc<Inner>);
+
+fn undecryptable(owner: &str, period: i64) -> StoreError {
+    StoreError::Keys(format!(
+        "the data key of {owner} for period {period} does not open with PERSONAL_DATA_KEY \
+         (is it the key this database was written with?)"
+    ))
+}
+
+impl Keyring {
+    pub fn new(master: MasterKey) -> Keyring {
+        Keyring(Arc::new(Inner {
+            master,
+            cache: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Known>> {
+        self.0.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn known(&self, owner: &str, period: i64, wrapped: Option<Vec<u8>>, erased: Option<String>) -> Result<Known, StoreError> {
+        match wrapped {
+            Some(wrapped) => self
+                .0
+                .master
+                .unwrap(owner, period, &wrapped)
+                .map(Known::Key)
+                .ok_or_else(|| undecryptable(owner, period)),
+            None => Ok(Known::Gone(erased.unwrap_or_else(|| MISSING.to_owned()).into())),
+        }
+    }
+
+    /// Caches the keys a committed transaction made.
+    pub fn remember(&self, made: Vec<(Slot, DataKey)>) {
+        let mut cache = self.cache();
+        for (slot, key) in made {
+            cache.insert(slot, Known::Key(key));
+        }
+    }
+
+    /// Drops every cached key of `owner` (forgotten), or of the periods up to `through`.
+    pub fn evict(&self, owner: Option<&str>, through: Option<i64>) {
+        self.cache().retain(|(o, period), _| {
+            let owner_matches = owner.is_none_or(|owner| o == owner);
+            let period_matches =
+                through.is_none_or(|through| *period != ACCOUNT_PERIOD && *period <= through);
+            !(owner_matches && period_matches)
+        });
+    }
+
+    /// What the cache knows of `slots` once the ones it lacks are read from `db`'s table.
+    pub async fn for_reading<D: KeyTable>(
+        &self,
+        db: &D,
+        slots: HashSet<Slot>,
+    ) -> Result<HashMap<Slot, Known>, StoreError> {
+        let mut found = HashMap::with_capacity(slots.len());
+        let mut owners = HashSet::new();
+        {
+            let cache = self.cache();
+            for slot in slots.iter() {
+                match cache.get(slot) {
+                    Some(known) => drop(found.insert(slot.clone(), known.clone())),
+                    None => drop(owners.insert(slot.0.clone())),
+                }
+            }
+        }
+        if owners.is_empty() {
+            return Ok(found);
+        }
+        let owners: Vec<String> = owners.into_iter().collect();
+        let rows = db.rows_of(&owners).await?;
+        let mut read = HashMap::with_capacity(rows.len());
+        for (owner, period, wrapped, erased) in rows {
+            let known = self.known(&owner, period, wrapped, erased)?;
+            read.insert((owner, period), known);
+        }
+        let mut cache = self.cache();
+        if cache.len() + read.len() > CACHE_LIMIT {
+            cache.clear();
+        }
+        for slot in slots {
+            if found.contains_key(&slot) {
+                continue;
+            }
+            let known = read
+                .remove(&slot)
+                .unwrap_or_else(|| Known::Gone(MISSING.into()));
+            if matches!(known, Known::Key(_)) {
+                cache.insert(slot.clone(), known.clone());
+            }
+            found.insert(slot, known);
+        }
+        Ok(found)
+    }
+
+    /// The keys to seal `slots` with, inside the writer's transaction on `conn`: cached, read,
+    /// or made and inserted. A slot whose key was deleted gets none: its fields are not
+    /// stored.
+    pub async fn for_writing<D: KeyTable>(
+        &self,
+        conn: &mut Conn<D>,
+        slots: HashSet<Slot>,
+    ) -> Result<BatchKeys, sqlx::Error>
+    where
+        for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+        <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    {
+        let mut batch = BatchKeys::default();
+        let mut wanted = Vec::new();
+        {
+            let cache = self.cache();
+            for slot in slots {
+                match cache.get(&slot) {
+                    Some(Known::Key(key)) => drop(batch.keys.insert(slot, key.clone())),
+                    _ => wanted.push(slot),
+                }
+            }
+        }
+        for (owner, period) in wanted {
+            let key = match D::row_in(conn, &owner, period).await? {
+                Some((Some(wrapped), _)) => Some(
+                    self.0
+                        .master
+                        .unwrap(&owner, period, &wrapped)
+                        .ok_or_else(|| sqlx::Error::Protocol(undecryptable(&owner, period).to_string()))?,
+                ),
+                Some((None, _)) => None,
+                None => {
+                    let (key, wrapped) = self.0.master.generate(&owner, period);
+                    D::insert_in(conn, &owner, period, &wrapped).await?;
+                    batch.made.push(((owner.clone(), period), key.clone()));
+                    Some(key)
+                }
+            };
+            if let Some(key) = key {
+                batch.keys.insert((owner, period), key);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Checks that the master key opens the database's keys (one of them): a server started
+    /// with another `PERSONAL_DATA_KEY` would otherwise seal new events under new keys and
+    /// read every older one as erased.
+    pub async fn check<D: KeyTable>(&self, db: &D) -> Result<(), StoreError> {
+        match db.any_row().await? {
+            Some((owner, period, wrapped)) => self
+                .0
+                .master
+                .unwrap(&owner, period, &wrapped)
+                .map(drop)
+                .ok_or_else(|| undecryptable(&owner, period)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// When a key was deleted, as stored: RFC 3339 text, microseconds.
+fn stored_time(at: Timestamp) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// A read event whose body is revealed into its JSON fields.
+pub trait Revealable {
+    /// Where it sits and its body, if it has one.
+    fn body(&self) -> Option<(Place<'_>, &[u8])>;
+    fn position(&self) -> i64;
+    fn reveal(&mut self, event: Event, metadata: EventMetadata);
+}
+
+impl Revealable for RecordedEvent {
+    fn body(&self) -> Option<(Place<'_>, &[u8])> {
+        let place = Place {
+            stream_id: &self.stream_id,
+            stream_version: self.stream_version,
+            event_type: &self.event_type,
+        };
+        self.body.as_deref().map(|body| (place, body))
+    }
+
+    fn position(&self) -> i64 {
+        self.position
+    }
+
+    fn reveal(&mut self, event: Event, metadata: EventMetadata) {
+        self.payload = event.payload();
+        self.metadata = serde_json::to_string(&metadata).expect("metadata is plain strings");
+    }
+}
+
+impl Revealable for EventPayload {
+    fn body(&self) -> Option<(Place<'_>, &[u8])> {
+        let place = Place {
+            stream_id: &self.stream_id,
+            stream_version: self.stream_version,
+            event_type: &self.event_type,
+        };
+        self.body.as_deref().map(|body| (place, body))
+    }
+
+    fn position(&self) -> i64 {
+        self.position
+    }
+
+    fn reveal(&mut self, event: Event, _: EventMetadata) {
+        self.payload = event.payload();
+    }
+}
+
+/// Fills in the JSON of every event of `events` that has a body, with the keys of `db`'s
+/// keyring: a field whose key is gone reads as `erased`.
+pub async fn reveal<D: KeyTable, T: Revealable>(db: &D, events: &mut [T]) -> Result<(), StoreError> {
+    let slots: HashSet<Slot> = events
+        .iter()
+        .filter_map(|e| e.body())
+        .flat_map(|(place, body)| {
+            let owner = place.stream_id.to_owned();
+            body::sealed_periods(body)
+                .into_iter()
+                .map(move |period| (owner.clone(), period))
+        })
+        .collect();
+    let keys = if slots.is_empty() {
+        HashMap::new()
+    } else {
+        db.keyring().for_reading(db, slots).await?
+    };
+    for event in events.iter_mut() {
+        let position = event.position();
+        let Some((place, body)) = event.body() else {
+            continue;
+        };
+        let owner = place.stream_id;
+        let state = |period: i64| match keys.get(&(owner.to_owned(), period)) {
+            Some(Known::Key(key)) => KeyState::Open(key),
+            Some(Known::Gone(why)) => KeyState::Gone(why),
+            None => KeyState::Gone(MISSING),
+        };
+        let (decoded, metadata) = body::decode(&place, body, state)
+            .map_err(|source| StoreError::Corrupt { position, source })?;
+        event.reveal(decoded, metadata);
+    }
+    Ok(())
+}
+
+/// A row of `data_keys` as read: owner, period, the wrapped key (none once deleted) and why
+/// it was deleted.
+type KeyRow = (String, i64, Option<Vec<u8>>, Option<String>);
+
+/// The `data_keys` table of a dialect's database.
+#[async_trait]
+pub trait KeyTable: Dialect {
+    /// Every row of these owners.
+    async fn rows_of(&self, owners: &[String]) -> Result<Vec<KeyRow>, StoreError>;
+    async fn any_row(&self) -> Result<Option<(String, i64, Vec<u8>)>, StoreError>;
+
+    /// The row of one slot, in the writer's transaction.
+    async fn row_in(
+        conn: &mut Conn<Self>,
+        owner: &str,
+        period: i64,
+    ) -> Result<Option<(Option<Vec<u8>>, Option<String>)>, sqlx::Error>;
+    async fn insert_in(
+        conn: &mut Conn<Self>,
+        owner: &str,
+        period: i64,
+        wrapped: &[u8],
+    ) -> Result<(), sqlx::Error>;
+
+    /// Deletes every key of `owner`, in the caller's transaction.
+    async fn forget_in(
+        conn: &mut Conn<Self>,
+        owner: &str,
+        at: Timestamp,
+    ) -> Result<u64, sqlx::Error>;
+
+    /// Deletes the keys of every period up to `through` (never an account's own key).
+    async fn expire_through(&self, through: i64, at: Timestamp) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+impl<D: Dialect> KeyTable for D
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    Vec<u8>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    usize: ColumnIndex<super::dialect::Row<D>>,
+{
+    async fn rows_of(&self, owners: &[String]) -> Result<Vec<KeyRow>, StoreError> {
+        let mut rows = Vec::new();
+        for chunk in owners.chunks(500) {
+            let sql = format!(
+                "SELECT owner, period, wrapped, erased FROM data_keys WHERE owner IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let query = chunk
+                .iter()
+                .fold(query::<D>(&sql), |query, owner| query.bind(owner.as_str()));
+            for row in query.fetch_all(self.reader()).await? {
+                rows.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn any_row(&self) -> Result<Option<(String, i64, Vec<u8>)>, StoreError> {
+        let row = query::<D>(
+            "SELECT owner, period, wrapped FROM data_keys WHERE wrapped IS NOT NULL LIMIT 1",
+        )
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
+            None => None,
+        })
+    }
+
+    async fn row_in(
+        conn: &mut Conn<Self>,
+        owner: &str,
+        period: i64,
+    ) -> Result<Option<(Option<Vec<u8>>, Option<String>)>, sqlx::Error> {
+        let row = query::<D>("SELECT wrapped, erased FROM data_keys WHERE owner = ? AND period = ?")
+            .bind(owner)
+            .bind(period)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    async fn insert_in(
+        conn: &mut Conn<Self>,
+        owner: &str,
+        period: i64,
+        wrapped: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        query::<D>("INSERT INTO data_keys (owner, period, wrapped) VALUES (?, ?, ?)")
+            .bind(owner)
+            .bind(period)
+            .bind(wrapped.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_in(
+        conn: &mut Conn<Self>,
+        owner: &str,
+        at: Timestamp,
+    ) -> Result<u64, sqlx::Error> {
+        // Periods of the owner that never had a key get a row too, for the account's: a
+        // writer racing the forgetting must not make one.
+        query::<D>(
+            "INSERT INTO data_keys (owner, period, wrapped) VALUES (?, ?, NULL) \
+             ON CONFLICT (owner, period) DO NOTHING",
+        )
+        .bind(owner)
+        .bind(ACCOUNT_PERIOD)
+        .execute(&mut *conn)
+        .await?;
+        let done = query::<D>(
+            "UPDATE data_keys SET wrapped = NULL, erased = ?, erased_at = ? \
+             WHERE owner = ? AND (wrapped IS NOT NULL OR erased IS NULL) RETURNING period",
+        )
+        .bind(FORGOTTEN)
+        .bind(stored_time(at))
+        .bind(owner)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(done.len() as u64)
+    }
+
+    async fn expire_through(&self, through: i64, at: Timestamp) -> Result<u64, StoreError> {
+        let done = query::<D>(
+            "UPDATE data_keys SET wrapped = NULL, erased = ?, erased_at = ? \
+             WHERE period <> ? AND period <= ? AND wrapped IS NOT NULL RETURNING period",
+        )
+        .bind(EXPIRED)
+        .bind(stored_time(at))
+        .bind(ACCOUNT_PERIOD)
+        .bind(through)
+        .fetch_all(self.writer())
+        .await?;
+        Ok(done.len() as u64)
+    }
+}
