@@ -21,6 +21,7 @@ use crate::ids::Ids;
 use crate::ledger::checkpoints::{Checkpointer, signing_key};
 use crate::limits::RateLimits;
 use crate::password::Passwords;
+use crate::retention;
 use crate::store;
 use crate::store::EventStore;
 use crate::store::ledger::Upgrading;
@@ -104,11 +105,17 @@ impl Application {
             serving,
             store,
             arbiters,
-            background: vec![
-                following,
-                forget_idle_limits(state.clone()),
-                ledger.spawn(interval),
-            ],
+            background: [
+                Some(following),
+                Some(forget_idle_limits(state.clone())),
+                Some(ledger.spawn(interval)),
+                config.privacy.retention.map(|retention| {
+                    retention::spawn(opened.personal.clone(), state.app.clock.clone(), retention)
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             state,
             _lock: lock,
         })
@@ -268,6 +275,7 @@ fn services(
             limits.account_failures,
         ),
         store,
+        personal: opened.personal.clone(),
         shared_log,
         config,
     })

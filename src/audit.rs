@@ -32,6 +32,14 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
     /// The `X-Request-Id` that request carried, if any: the client's word, not ours.
     pub client_request_id: Option<String>,
+    /// Why the personal fields (IP, user agent, device, names) read as `erased`: `forgotten`
+    /// (the user was), `expired` (older than `PERSONAL_DATA_RETENTION`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased: Option<String>,
+    /// A refresh from the client the session was last used from: its IP and user agent are
+    /// those of the session's earlier events, not repeated.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub same_client: bool,
     /// The event's own fields, token hashes cut short.
     #[schema(value_type = Object)]
     pub payload: Value,
@@ -105,9 +113,24 @@ impl AuditEntry {
             actor: text("actor"),
             request_id: text("request_id"),
             client_request_id: text("client_request_id"),
+            erased: text("erased"),
+            same_client: event.same_client(),
             payload: redact(payload),
             event: Some(event),
         })
+    }
+}
+
+/// A cell of where a request came from: `=` where it is the session's last client's, the
+/// reason after `erased` where the key is gone.
+fn seen(entry: &AuditEntry, value: Option<String>) -> String {
+    match (value, &entry.erased) {
+        (Some(value), Some(why)) if value == tokenledger_domain::ERASED => {
+            format!("erased ({why})")
+        }
+        (Some(value), _) => value,
+        (None, _) if entry.same_client => "=".to_owned(),
+        (None, _) => "-".to_owned(),
     }
 }
 
@@ -135,8 +158,8 @@ pub fn table(entries: &[AuditEntry]) -> String {
                 e.generation
                     .map(|g| g.to_string())
                     .unwrap_or_else(|| "-".into()),
-                e.ip.clone().unwrap_or_else(|| "-".into()),
-                cut(e.user_agent.clone().unwrap_or_else(|| "-".into())),
+                seen(e, e.ip.clone()),
+                cut(seen(e, e.user_agent.clone())),
                 e.actor.clone().unwrap_or_else(|| "-".into()),
             ]
             .map(|cell| printable(&cell).into_owned())

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metrics;
 pub mod password;
 pub mod private_files;
+pub mod retention;
 pub mod rules;
 pub mod secrets;
 pub mod store;

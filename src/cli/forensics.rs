@@ -44,9 +44,21 @@ pub fn ledger_key(config: &Config) -> anyhow::Result<&KeyBytes> {
     )
 }
 
+/// The user `key` names; by id also a forgotten user, whose events remain.
 async fn user_id(opened: &Opened, key: &str) -> anyhow::Result<UserId> {
-    let user = opened.users.find_any(key).await?;
-    Ok(user.with_context(|| format!("no user {key:?}"))?.id)
+    if let Some(user) = opened.users.find_any(key).await? {
+        return Ok(user.id);
+    }
+    if let Ok(id) = key.parse::<UserId>()
+        && !opened
+            .events
+            .read_stream_page(&stream_of(id), 0, 1)
+            .await?
+            .is_empty()
+    {
+        return Ok(id);
+    }
+    anyhow::bail!("no user {key:?}")
 }
 
 /// `tokenledger audit <user> [--json]`

@@ -40,11 +40,13 @@ use crate::password::Passwords;
 use crate::rules::rule_violations;
 use crate::secrets;
 use crate::store::ledger::Upgrading;
+use crate::store::users::User;
 use crate::store::users::{NewUser, strapi_time};
 use crate::store::{self, Actor, EventMetadata};
+use crate::store::{Opened, StoreKeys};
 use crate::terminal::printable;
 use crate::tokens::Tokens;
-use crate::store::StoreKeys;
+use tokenledger_domain::UserId;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -188,6 +190,12 @@ pub enum UserCommand {
         /// User id, email or username.
         user: String,
     },
+    /// Forget a user (erasure): the row and the user's data keys are deleted and every
+    /// session ends; the events stay, with their personal fields erased.
+    Forget {
+        /// User id, email or username.
+        user: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -249,6 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::User(UserCommand::List) => list_users(&config).await,
             Command::User(UserCommand::Block { user }) => set_blocked(config, &user, true).await,
             Command::User(UserCommand::Unblock { user }) => set_blocked(config, &user, false).await,
+            Command::User(UserCommand::Forget { user }) => forget(config, &user).await,
             Command::User(UserCommand::Add {
                 username,
                 email,
@@ -460,55 +469,75 @@ fn operator() -> EventMetadata {
 #[error("the error is in the log")]
 pub struct Logged;
 
-/// Blocks or unblocks a user (its row and its `UserBlocked` or `UserUnblocked`, one
-/// transaction). Blocking also clears every session through the same decision an actor
-/// makes, appended to the log, so a running server refuses the old tokens too; the actor a
-/// running server holds for the user meets both appends as a version conflict and reloads.
-async fn set_blocked(config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
+/// Opens the database for an operator's change of a user, and finds the user by id, email or
+/// username.
+async fn open_for_user(config: &Config, key: &str) -> anyhow::Result<(Opened, User)> {
     let opened = store::open(
         &config.server.database_url,
         true,
-        &StoreKeys::of(&config)?,
+        &StoreKeys::of(config)?,
         Upgrading::for_writing(&config.ledger),
     )
     .await?;
-    let users = &opened.users;
-    let user = users
+    let user = opened
+        .users
         .find_any(key)
         .await?
         .with_context(|| format!("no user {key:?}"))?;
+    Ok((opened, user))
+}
+
+/// Ends every session of `user_id` through the same decision an actor makes, appended to
+/// the log, so a running server refuses the old tokens too; the actor a running server holds
+/// for the user meets the append as a version conflict and reloads.
+async fn clear_sessions(
+    config: &Config,
+    opened: &Opened,
+    user_id: UserId,
+    reason: ClearReason,
+    metadata: EventMetadata,
+) -> anyhow::Result<()> {
+    let (jwt, refresh) = (
+        config.tokens.jwt_secret.clone().context("JWT_SECRET")?,
+        config
+            .tokens
+            .refresh_secret
+            .clone()
+            .context("REFRESH_JWT_SECRET")?,
+    );
+    let core = Arc::new(Core {
+        store: opened.events.clone(),
+        tokens: Arc::new(Tokens::new(
+            jwt.expose().as_bytes(),
+            refresh.expose().as_bytes(),
+            config.tokens.jwt_expires_in,
+        )?),
+        projection: Arc::new(RwLock::new(ActiveSessions::new())),
+        clock: Arc::new(Clock::system()),
+        // It loads the whole stream itself (`execute_once`).
+        shared_log: false,
+    });
+    let command = DomainCommand::ClearSessions(ClearSessions {
+        reason,
+        device_id: None,
+        keep: None,
+    });
+    execute_once(core, user_id, Execute { command, metadata }).await?;
+    Ok(())
+}
+
+/// Blocks or unblocks a user (its row and its `UserBlocked` or `UserUnblocked`, one
+/// transaction). Blocking also clears every session (`clear_sessions`).
+async fn set_blocked(config: Config, key: &str, blocked: bool) -> anyhow::Result<()> {
+    let (opened, user) = open_for_user(&config, key).await?;
     let was_blocked = user.blocked;
     let metadata = operator();
-    let user = users
+    let user = opened
+        .users
         .set_blocked(user.id, blocked, Utc::now(), &metadata)
         .await?;
     if blocked && !was_blocked {
-        let (jwt, refresh) = (
-            config.tokens.jwt_secret.clone().context("JWT_SECRET")?,
-            config
-                .tokens
-                .refresh_secret
-                .clone()
-                .context("REFRESH_JWT_SECRET")?,
-        );
-        let core = Arc::new(Core {
-            store: opened.events.clone(),
-            tokens: Arc::new(Tokens::new(
-                jwt.expose().as_bytes(),
-                refresh.expose().as_bytes(),
-                config.tokens.jwt_expires_in,
-            )?),
-            projection: Arc::new(RwLock::new(ActiveSessions::new())),
-            clock: Arc::new(Clock::system()),
-            // It loads the whole stream itself (`execute_once`).
-            shared_log: false,
-        });
-        let command = DomainCommand::ClearSessions(ClearSessions {
-            reason: ClearReason::Blocked,
-            device_id: None,
-            keep: None,
-        });
-        execute_once(core, user.id, Execute { command, metadata }).await?;
+        clear_sessions(&config, &opened, user.id, ClearReason::Blocked, metadata).await?;
     }
     opened.events.close().await;
     say!(
@@ -517,6 +546,22 @@ async fn set_blocked(config: Config, key: &str, blocked: bool) -> anyhow::Result
         user.id,
         printable(&user.username),
         printable(&user.email)
+    );
+    Ok(())
+}
+
+/// Forgets a user, as `DELETE /api/admin/users/:id` does: the row, with its `UserForgotten`
+/// and every data key of the user in one transaction, then every session
+/// (`SessionsCleared{forgotten}`). The events stay; their personal fields read as `erased`.
+async fn forget(config: Config, key: &str) -> anyhow::Result<()> {
+    let (opened, user) = open_for_user(&config, key).await?;
+    let metadata = operator();
+    let user = opened.users.forget(user.id, Utc::now(), &metadata).await?;
+    clear_sessions(&config, &opened, user.id, ClearReason::Forgotten, metadata).await?;
+    opened.events.close().await;
+    say!(
+        "forgot user {}: its row and data keys are deleted; its events remain, their personal fields erased",
+        user.id
     );
     Ok(())
 }

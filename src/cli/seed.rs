@@ -244,7 +244,7 @@ fn simulate(
     let mut written = 0u64;
     while written < quota {
         let device = &devices[rng.random_range(0..devices.len())];
-        let command = next_command(&state, device, &mut rng, now, lifetimes);
+        let command = next_command(&state, device, &devices, &mut rng, now, lifetimes);
         if let Ok(events) = decide(&state, &command, now, &SeedSealer)
             && !events.is_empty()
         {
@@ -278,6 +278,7 @@ fn simulate(
 fn next_command(
     state: &UserSessions,
     device: &Device,
+    devices: &[Device],
     rng: &mut StdRng,
     now: Timestamp,
     lifetimes: Lifetimes,
@@ -322,6 +323,20 @@ fn next_command(
         } else {
             session.generation
         };
+        // A refresh token lives on the device that logged in, which now and then roams to
+        // another network; a replayed one comes from wherever the thief is.
+        let owner = devices.iter().find(|d| d.id == session.device_id);
+        let mut client = owner.map_or(&device.client, |d| &d.client).clone();
+        if replayed {
+            client = device.client.clone();
+        } else if roll < 0.2 {
+            client.ip = Some(format!(
+                "10.{}.{}.{}",
+                rng.random::<u8>(),
+                rng.random::<u8>(),
+                1
+            ));
+        }
         Command::RotateToken(RotateToken {
             presented: PresentedToken {
                 user_id,
@@ -334,7 +349,7 @@ fn next_command(
             successor_id: uuid_at(now),
             reuse_grace: TimeDelta::seconds(10),
             lifetimes,
-            client: device.client.clone(),
+            client,
         })
     }
 }

@@ -242,7 +242,11 @@ impl Config {
                 return Err(invalid(key.about.file, "must be longer than zero"));
             }
         }
-        if self.privacy.retention.is_some_and(|r| r <= TimeDelta::zero()) {
+        if self
+            .privacy
+            .retention
+            .is_some_and(|r| r <= TimeDelta::zero())
+        {
             return Err(invalid(
                 keys::PERSONAL_DATA_RETENTION.about.file,
                 "must be longer than zero, or off",

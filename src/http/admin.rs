@@ -24,7 +24,7 @@ use crate::store::users::User;
 use crate::use_cases::{Failure, Trail, TrailQuery};
 
 const PAGE: usize = 100;
-const EVENT_TYPES: [&str; 11] = [
+const EVENT_TYPES: [&str; 12] = [
     "TokenIssued",
     "TokenRotated",
     "TokenRefreshed",
@@ -36,6 +36,7 @@ const EVENT_TYPES: [&str; 11] = [
     "PasswordChanged",
     "UserBlocked",
     "UserUnblocked",
+    "UserForgotten",
 ];
 const MAX_PAGE: usize = 1000;
 const USERS_PAGE: u32 = 20;
@@ -225,7 +226,7 @@ struct TrailPage {
         ("id" = String, Path, example = "1", description = "The user's id"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only events recorded at or after this RFC 3339 time"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only events recorded at or before this RFC 3339 time"),
-        ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed, UserRegistered, PasswordChanged, UserBlocked, UserUnblocked"),
+        ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed, UserRegistered, PasswordChanged, UserBlocked, UserUnblocked, UserForgotten"),
         ("after" = Option<i64>, Query, description = "Only events after this log position (a page's `meta.next`)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
     ),
@@ -242,9 +243,13 @@ pub async fn events(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = user(&state, &req, &path).await?;
+    // A forgotten user has no row, but its events remain, their personal fields erased.
+    let id = user_id(&state, &req, &path)?;
+    if !state.app.known_user(id).await? {
+        return Err(Failure::UserNotFound.into());
+    }
     let query = trail_query(&query(&req)?)?;
-    let Trail { entries, next } = state.app.trail(user.id, query).await?;
+    let Trail { entries, next } = state.app.trail(id, query).await?;
     Ok(HttpResponse::Ok().json(EventTrail {
         data: entries,
         meta: TrailPage { next },
@@ -410,5 +415,56 @@ async fn set_blocked(
         .await?;
     Ok(HttpResponse::Ok().json(UserAnswer {
         data: PublicUser::of(&user),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct ForgottenAnswer {
+    data: Forgotten,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Forgotten {
+    id: UserId,
+    document_id: String,
+    /// Always `true`: the row and the data keys are gone.
+    forgotten: bool,
+    /// How many sessions were live and ended.
+    sessions_ended: usize,
+}
+
+/// `DELETE /api/admin/users/:id`: the user is forgotten (GDPR Art. 17). The row and every
+/// data key of the user are deleted with a `UserForgotten`, and every session ends
+/// (`SessionsCleared{forgotten}`): the events stay, and the ledger still verifies, but their
+/// personal fields (IP, user agent, device, username, email) read as `erased` from then on;
+/// the email and username are free again.
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("id" = String, Path, example = "1", description = "The user's id")),
+    responses(
+        (status = 200, description = "The user is forgotten", body = ForgottenAnswer),
+        (status = 401, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such user (`User not found`, also once forgotten), or no `ADMIN_API_TOKEN` configured", body = ErrorBody),
+        WriteUnavailable,
+    )
+)]
+pub async fn forget(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&state, &req, &path)?;
+    let (user, ended) = state.app.forget(id, caller(&req, &state)).await?;
+    Ok(HttpResponse::Ok().json(ForgottenAnswer {
+        data: Forgotten {
+            id: user.id,
+            document_id: user.document_id,
+            forgotten: true,
+            sessions_ended: ended,
+        },
     }))
 }

@@ -37,6 +37,7 @@ use super::{admin, admin_page, auth, ledger, probes, sessions, users};
         admin::clear,
         admin::block,
         admin::unblock,
+        admin::forget,
         ledger::checkpoint,
         ledger::inclusion,
         ledger::consistency,

@@ -87,6 +87,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         handler: || web::to(admin::clear),
     },
     Endpoint {
+        method: Method::DELETE,
+        path: "/api/admin/users/{id}",
+        handler: || web::to(admin::forget),
+    },
+    Endpoint {
         method: Method::POST,
         path: "/api/admin/users/{id}/block",
         handler: || web::to(admin::block),

@@ -74,12 +74,7 @@ fn requests(
         .iter()
         .map(|(stream, event)| {
             let head = heads.get(stream).map_or(0, |(version, _)| *version);
-            AppendRequest::unanswered(
-                stream.clone(),
-                head,
-                vec![event.clone()],
-                metadata.clone(),
-            )
+            AppendRequest::unanswered(stream.clone(), head, vec![event.clone()], metadata.clone())
         })
         .collect()
 }

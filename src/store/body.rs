@@ -369,7 +369,13 @@ mod tests {
     fn given_events_with_personal_fields_when_encoded_and_decoded_with_their_keys_then_they_are_the_same()
      {
         let (account, month) = keys();
-        let by_period = |p: i64| if p == ACCOUNT_PERIOD { &account } else { &month };
+        let by_period = |p: i64| {
+            if p == ACCOUNT_PERIOD {
+                &account
+            } else {
+                &month
+            }
+        };
         for (event, metadata) in [
             (issued(), metadata("198.51.100.23")),
             (rotated(), metadata("198.51.100.23")),
@@ -387,7 +393,14 @@ mod tests {
         ] {
             let body = encode(&event, &metadata, &place(&event), |p| Some(by_period(p)));
             let text = String::from_utf8_lossy(&body);
-            for clear in ["198.51.100", "Mozilla", "alice", "Alice's", "192.0.2", "203.0"] {
+            for clear in [
+                "198.51.100",
+                "Mozilla",
+                "alice",
+                "Alice's",
+                "192.0.2",
+                "203.0",
+            ] {
                 assert!(!text.contains(clear), "{clear} in clear in {text}");
             }
             let decoded = decode(&place(&event), &body, |p| KeyState::Open(by_period(p)));
@@ -414,7 +427,10 @@ mod tests {
         let body = encode(&event, &metadata("198.51.100.23"), &place(&event), |_| None);
         assert!(sealed_periods(&body).is_empty());
         let (read, metadata) = decode(&place(&event), &body, |_| KeyState::Gone("x")).unwrap();
-        assert_eq!((read, metadata.ip, metadata.user_agent), (event, None, None));
+        assert_eq!(
+            (read, metadata.ip, metadata.user_agent),
+            (event, None, None)
+        );
     }
 
     #[test]
@@ -422,7 +438,11 @@ mod tests {
         let (account, month) = keys();
         let event = registered();
         let body = encode(&event, &metadata("192.0.2.5"), &place(&event), |p| {
-            Some(if p == ACCOUNT_PERIOD { &account } else { &month })
+            Some(if p == ACCOUNT_PERIOD {
+                &account
+            } else {
+                &month
+            })
         });
         let (read, metadata) = decode(&place(&event), &body, |p| {
             if p == ACCOUNT_PERIOD {
@@ -435,14 +455,18 @@ mod tests {
         let Event::UserRegistered(read) = read else {
             panic!("{read:?}")
         };
-        assert_eq!((read.username.as_str(), read.email.as_str()), (ERASED, ERASED));
+        assert_eq!(
+            (read.username.as_str(), read.email.as_str()),
+            (ERASED, ERASED)
+        );
         assert_eq!(read.document_id, "k1x9d0q2m3n4b5v6c7x8z9l0");
         assert_eq!(metadata.ip.as_deref(), Some("192.0.2.5"));
         assert_eq!(metadata.erased.as_deref(), Some("forgotten"));
 
         let event = issued();
         let body = encode(&event, &metadata, &place(&event), |_| Some(&month));
-        let (read, metadata) = decode(&place(&event), &body, |_| KeyState::Gone("expired")).unwrap();
+        let (read, metadata) =
+            decode(&place(&event), &body, |_| KeyState::Gone("expired")).unwrap();
         let Event::TokenIssued(read) = read else {
             panic!("{read:?}")
         };

@@ -84,7 +84,13 @@ impl Keyring {
         self.0.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn known(&self, owner: &str, period: i64, wrapped: Option<Vec<u8>>, erased: Option<String>) -> Result<Known, StoreError> {
+    fn known(
+        &self,
+        owner: &str,
+        period: i64,
+        wrapped: Option<Vec<u8>>,
+        erased: Option<String>,
+    ) -> Result<Known, StoreError> {
         match wrapped {
             Some(wrapped) => self
                 .0
@@ -92,7 +98,9 @@ impl Keyring {
                 .unwrap(owner, period, &wrapped)
                 .map(Known::Key)
                 .ok_or_else(|| undecryptable(owner, period)),
-            None => Ok(Known::Gone(erased.unwrap_or_else(|| MISSING.to_owned()).into())),
+            None => Ok(Known::Gone(
+                erased.unwrap_or_else(|| MISSING.to_owned()).into(),
+            )),
         }
     }
 
@@ -189,9 +197,12 @@ impl Keyring {
                     self.0
                         .master
                         .unwrap(&owner, period, &wrapped)
-                        .ok_or_else(|| sqlx::Error::Protocol(undecryptable(&owner, period).to_string()))?,
+                        .ok_or_else(|| {
+                            sqlx::Error::Protocol(undecryptable(&owner, period).to_string())
+                        })?,
                 ),
                 Some((None, _)) => None,
+                None if forgotten::<D>(conn, &owner).await? => None,
                 None => {
                     let (key, wrapped) = self.0.master.generate(&owner, period);
                     D::insert_in(conn, &owner, period, &wrapped).await?;
@@ -276,7 +287,10 @@ impl Revealable for EventPayload {
 
 /// Fills in the JSON of every event of `events` that has a body, with the keys of `db`'s
 /// keyring: a field whose key is gone reads as `erased`.
-pub async fn reveal<D: KeyTable, T: Revealable>(db: &D, events: &mut [T]) -> Result<(), StoreError> {
+pub async fn reveal<D: KeyTable, T: Revealable>(
+    db: &D,
+    events: &mut [T],
+) -> Result<(), StoreError> {
     let slots: HashSet<Slot> = events
         .iter()
         .filter_map(|e| e.body())
@@ -308,6 +322,16 @@ pub async fn reveal<D: KeyTable, T: Revealable>(db: &D, events: &mut [T]) -> Res
         event.reveal(decoded, metadata);
     }
     Ok(())
+}
+
+/// Whether `owner` was forgotten: its account's key row says so (`forget_in` makes one).
+async fn forgotten<D: KeyTable>(conn: &mut Conn<D>, owner: &str) -> Result<bool, sqlx::Error>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+{
+    let account = D::row_in(conn, owner, ACCOUNT_PERIOD).await?;
+    Ok(matches!(account, Some((None, Some(why))) if why == FORGOTTEN))
 }
 
 /// A row of `data_keys` as read: owner, period, the wrapped key (none once deleted) and why
@@ -369,7 +393,12 @@ where
                 .iter()
                 .fold(query::<D>(&sql), |query, owner| query.bind(owner.as_str()));
             for row in query.fetch_all(self.reader()).await? {
-                rows.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
+                rows.push((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ));
             }
         }
         Ok(rows)
@@ -392,11 +421,12 @@ where
         owner: &str,
         period: i64,
     ) -> Result<Option<(Option<Vec<u8>>, Option<String>)>, sqlx::Error> {
-        let row = query::<D>("SELECT wrapped, erased FROM data_keys WHERE owner = ? AND period = ?")
-            .bind(owner)
-            .bind(period)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row =
+            query::<D>("SELECT wrapped, erased FROM data_keys WHERE owner = ? AND period = ?")
+                .bind(owner)
+                .bind(period)
+                .fetch_optional(&mut *conn)
+                .await?;
         Ok(match row {
             Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
             None => None,
@@ -457,5 +487,22 @@ where
         .fetch_all(self.writer())
         .await?;
         Ok(done.len() as u64)
+    }
+}
+
+/// What the service does with data keys besides sealing and reading: retention.
+#[async_trait]
+pub trait PersonalData: Send + Sync + 'static {
+    /// Deletes the keys of every period up to `through` (never an account's own), at `at`,
+    /// and forgets them from the cache; how many were deleted.
+    async fn expire(&self, through: i64, at: Timestamp) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+impl<D: KeyTable> PersonalData for D {
+    async fn expire(&self, through: i64, at: Timestamp) -> Result<u64, StoreError> {
+        let expired = self.expire_through(through, at).await?;
+        self.keyring().evict(None, Some(through));
+        Ok(expired)
     }
 }

@@ -154,7 +154,10 @@ where
             .bind(after_version)
             .fetch_all(self.reader())
             .await?;
-        let mut events = rows.iter().map(D::recorded).collect::<Result<Vec<_>, _>>()?;
+        let mut events = rows
+            .iter()
+            .map(D::recorded)
+            .collect::<Result<Vec<_>, _>>()?;
         reveal(self, &mut events).await?;
         Ok(events)
     }
@@ -183,7 +186,10 @@ where
             .bind(limit)
             .fetch_all(self.reader())
             .await?;
-        let mut events = rows.iter().map(D::recorded).collect::<Result<Vec<_>, _>>()?;
+        let mut events = rows
+            .iter()
+            .map(D::recorded)
+            .collect::<Result<Vec<_>, _>>()?;
         reveal(self, &mut events).await?;
         Ok(events)
     }

@@ -280,11 +280,9 @@ impl StoreKeys {
         use anyhow::Context;
         let older = "(a database an older version made: run `tokenledger migrate` once)";
         Ok(StoreKeys {
-            ledger: config
-                .ledger
-                .key
-                .clone()
-                .with_context(|| format!("LEDGER_KEY is not set, nor in DATA_DIR/secrets.json {older}"))?,
+            ledger: config.ledger.key.clone().with_context(|| {
+                format!("LEDGER_KEY is not set, nor in DATA_DIR/secrets.json {older}")
+            })?,
             personal: config.privacy.key.clone().with_context(|| {
                 format!("PERSONAL_DATA_KEY is not set, nor in DATA_DIR/secrets.json {older}")
             })?,
@@ -307,6 +305,7 @@ pub struct Opened {
     pub events: Arc<dyn EventStore>,
     pub users: users::UserStore,
     pub ledger: Arc<dyn LedgerStore>,
+    pub personal: Arc<dyn data_keys::PersonalData>,
     /// What opening did to a log written before the ledger key.
     pub upgrade: Upgrade,
     /// Set on PostgreSQL: the pool, for a `LISTEN` on new events.
@@ -329,6 +328,7 @@ pub async fn open(
                 events: Arc::new(postgres::PostgresEventStore::start(db.clone())),
                 users: Arc::new(db.clone()),
                 ledger: Arc::new(db.clone()),
+                personal: Arc::new(db.clone()),
                 postgres: Some(db.pool),
             });
         }
@@ -343,7 +343,8 @@ pub async fn open(
         upgrade: upgrade(&db, upgrading).await?,
         events: Arc::new(sqlite::SqliteEventStore::start(db.clone())),
         users: Arc::new(db.clone()),
-        ledger: Arc::new(db),
+        ledger: Arc::new(db.clone()),
+        personal: Arc::new(db),
         postgres: None,
     })
 }

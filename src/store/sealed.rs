@@ -31,7 +31,11 @@ pub fn period_name(period: i64) -> String {
     if period == ACCOUNT_PERIOD {
         return "account".to_owned();
     }
-    format!("{:04}-{:02}", period.div_euclid(12), period.rem_euclid(12) + 1)
+    format!(
+        "{:04}-{:02}",
+        period.div_euclid(12),
+        period.rem_euclid(12) + 1
+    )
 }
 
 fn random_nonce() -> [u8; NONCE] {
@@ -147,8 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn given_a_wrapped_key_when_unwrapped_for_its_owner_and_period_then_it_opens_what_it_sealed()
-    {
+    fn given_a_wrapped_key_when_unwrapped_for_its_owner_and_period_then_it_opens_what_it_sealed() {
         let (key, wrapped) = master(7).generate("user-1", 24323);
         let sealed = key.seal(b"203.0.113.9", b"event");
         let again = master(7).unwrap("user-1", 24323, &wrapped).unwrap();

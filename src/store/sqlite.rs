@@ -23,10 +23,10 @@ use super::appender::ROWS_PER_INSERT;
 use super::chain::ChainKey;
 use super::data_keys::Keyring;
 use super::database_file::DatabaseFile;
-use super::sealed::MasterKey;
-use super::{StoreKeys, keys_error};
 use super::dialect::{Dialect, Query, rfc3339};
 use super::events::SqlEventStore;
+use super::sealed::MasterKey;
+use super::{StoreKeys, keys_error};
 
 /// The two pools of one SQLite database file.
 #[derive(Clone, Debug)]

@@ -12,7 +12,8 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 use tokenledger_domain::{
-    Event, PasswordChanged, Timestamp, UserBlocked, UserId, UserRegistered, UserUnblocked,
+    Event, PasswordChanged, Timestamp, UserBlocked, UserForgotten, UserId, UserRegistered,
+    UserUnblocked,
 };
 
 use super::EventMetadata;
@@ -169,6 +170,16 @@ pub trait Users: Send + Sync + 'static {
         &self,
         id: UserId,
         blocked: bool,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError>;
+
+    /// Forgets a user: the row goes, with its `UserForgotten`, and every data key of the
+    /// user's stream is deleted in the same transaction, so that the personal fields of its
+    /// events read as erased from then on. Returns the row as it was.
+    async fn forget(
+        &self,
+        id: UserId,
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<User, UserError>;
@@ -402,6 +413,43 @@ where
         append_in::<D>(&mut tx, self.chain(), self.keyring(), &event, metadata).await?;
         tx.commit().await?;
         Ok(changed)
+    }
+
+    async fn forget(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError> {
+        let sql = format!("DELETE FROM users WHERE id = ? RETURNING {COLUMNS}");
+        let mut tx = self.writer().begin_with(D::BEGIN).await?;
+        let row = query::<D>(&sql).bind(id).fetch_optional(&mut *tx).await?;
+        let forgotten = row
+            .as_ref()
+            .map(user)
+            .transpose()?
+            .ok_or(UserError::NotFound)?;
+        let event = Event::UserForgotten(UserForgotten { forgotten_at: now });
+        // Where the request came from is the operator's, and would be sealed under the very
+        // key deleted next.
+        let metadata = EventMetadata {
+            ip: None,
+            user_agent: None,
+            ..metadata.clone()
+        };
+        let owner = super::stream_of(id);
+        append_in::<D>(
+            &mut tx,
+            self.chain(),
+            self.keyring(),
+            &[of_user(id, &event)],
+            &metadata,
+        )
+        .await?;
+        D::forget_in(&mut tx, &owner, now).await?;
+        tx.commit().await?;
+        self.keyring().evict(Some(&owner), None);
+        Ok(forgotten)
     }
 
     async fn count(&self) -> Result<i64, UserError> {

@@ -7,7 +7,7 @@ use tokenledger_projections::sessions_alive_at;
 
 use super::{Caller, Failure, Services};
 use crate::audit::AuditEntry;
-use crate::store::users::User;
+use crate::store::users::{User, UserError};
 use crate::store::{Actor, StoreError, stream_of};
 
 /// How many events a trail page reads at a time while its filters skip some.
@@ -33,6 +33,15 @@ impl Services {
     /// The user an admin names by id.
     pub async fn user_by_id(&self, id: UserId) -> Result<User, Failure> {
         self.users.find(id).await?.ok_or(Failure::UserNotFound)
+    }
+
+    /// Whether `id` names a user, or one that was forgotten (its events remain).
+    pub async fn known_user(&self, id: UserId) -> Result<bool, Failure> {
+        if self.users.find(id).await?.is_some() {
+            return Ok(true);
+        }
+        let first = self.store.read_stream_page(&stream_of(id), 0, 1).await?;
+        Ok(!first.is_empty())
     }
 
     /// Up to `limit` users matching `text` (see `UserStore::search`), and whether there are
@@ -171,5 +180,47 @@ impl Services {
                 .await?;
         }
         Ok(user)
+    }
+
+    /// Forgets a user (GDPR Art. 17), with the admin as the recorded actor: the row goes with
+    /// its `UserForgotten` and every data key of the user, so the personal fields of the
+    /// user's events read as `erased` from then on; then every session ends
+    /// (`SessionsCleared{forgotten}`). A refresh already needs the row, so no session works
+    /// in between. Returns the row as it was and how many sessions were live.
+    pub async fn forget(
+        &self,
+        user_id: UserId,
+        mut caller: Caller,
+    ) -> Result<(User, usize), Failure> {
+        caller.metadata.actor = Actor::Admin;
+        let live = self.projection().count_of(user_id, self.clock.now());
+        let user = self
+            .users
+            .forget(user_id, self.clock.now(), &caller.metadata)
+            .await
+            .map_err(|e| match e {
+                UserError::NotFound => Failure::UserNotFound,
+                other => other.into(),
+            })?;
+        let command = Command::ClearSessions(ClearSessions {
+            reason: ClearReason::Forgotten,
+            device_id: None,
+            keep: None,
+        });
+        self.registry
+            .execute(user_id, command, caller.metadata)
+            .await?;
+        Ok((user, live))
+    }
+
+    /// Deletes the data keys past `PERSONAL_DATA_RETENTION` now (the server does it every
+    /// few minutes); how many went. Nothing without a retention.
+    pub async fn expire_personal_data(&self) -> Result<u64, Failure> {
+        let Some(retention) = self.config.privacy.retention else {
+            return Ok(0);
+        };
+        crate::retention::expire(self.personal.as_ref(), &self.clock, retention)
+            .await
+            .map_err(Failure::from)
     }
 }

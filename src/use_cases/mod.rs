@@ -49,6 +49,8 @@ pub struct Services {
     pub ids: Arc<Ids>,
     pub limits: RateLimits,
     pub store: Arc<dyn EventStore>,
+    /// The data keys, for retention.
+    pub personal: Arc<dyn crate::store::data_keys::PersonalData>,
     /// Other instances write to the same log (PostgreSQL): a session this instance has not
     /// seen yet may be another's newest, so the user's stream is read before "unknown" counts.
     pub shared_log: bool,
