@@ -243,6 +243,8 @@ pub trait Revealable {
     /// Where it sits and its body, if it has one.
     fn body(&self) -> Option<(Place<'_>, &[u8])>;
     fn position(&self) -> i64;
+    /// Whether the JSON columns are empty as stored, as a row with a body must have them.
+    fn json_is_empty(&self) -> bool;
     fn reveal(&mut self, event: Event, metadata: EventMetadata);
 }
 
@@ -258,6 +260,10 @@ impl Revealable for RecordedEvent {
 
     fn position(&self) -> i64 {
         self.position
+    }
+
+    fn json_is_empty(&self) -> bool {
+        self.payload.is_empty() && self.metadata.is_empty()
     }
 
     fn reveal(&mut self, event: Event, metadata: EventMetadata) {
@@ -278,6 +284,10 @@ impl Revealable for EventPayload {
 
     fn position(&self) -> i64 {
         self.position
+    }
+
+    fn json_is_empty(&self) -> bool {
+        self.payload.is_empty()
     }
 
     fn reveal(&mut self, event: Event, _: EventMetadata) {
@@ -308,9 +318,20 @@ pub async fn reveal<D: KeyTable, T: Revealable>(
     };
     for event in events.iter_mut() {
         let position = event.position();
+        // JSON beside a body is no event's: whatever an editor put there, say so.
+        let stray = !event.json_is_empty();
         let Some((place, body)) = event.body() else {
             continue;
         };
+        if stray {
+            return Err(StoreError::Corrupt {
+                position,
+                source: tokenledger_domain::DecodeError::Compact {
+                    event_type: place.event_type.to_owned(),
+                    reason: "a row with a body has JSON in its payload or metadata too".into(),
+                },
+            });
+        }
         let owner = place.stream_id;
         let state = |period: i64| match keys.get(&(owner.to_owned(), period)) {
             Some(Known::Key(key)) => KeyState::Open(key),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokenledger::store::{EventMetadata, NewEvent, stream_of};
+use tokenledger::store::{EventMetadata, NewContent, NewEvent, stream_of};
 
 use crate::helpers::spawn_app_with;
 
@@ -54,9 +54,11 @@ async fn a_conflicting_append_by_another_writer_is_reloaded_and_decided_again() 
     let foreign = NewEvent {
         event_type: "LoginFailed",
         schema_version: 1,
-        payload:
+        // As a version before sealed personal data wrote it: JSON.
+        content: NewContent::Json(
             json!({"failed_at": "2026-01-01T00:00:00Z", "ip": "192.0.2.1", "user_agent": null})
                 .to_string(),
+        ),
     };
     app.store()
         .append(&stream, version, vec![foreign], &EventMetadata::default())

@@ -502,7 +502,7 @@ async fn an_old_schema_version_written_by_hand_reads_as_the_current_type() {
     let old = tokenledger::store::NewEvent {
         event_type: "TokenIssued",
         schema_version: 1,
-        payload: version_1.to_string(),
+        content: tokenledger::store::NewContent::Json(version_1.to_string()),
     };
     let stream = format!("user-{id}");
     let version = app.store().read_stream(&stream, 0).await.unwrap().len() as i64;

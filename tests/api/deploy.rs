@@ -33,6 +33,7 @@ fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
         "ADMIN_API_TOKEN",
         "LEDGER_KEY",
         "CHECKPOINT_KEY",
+        "PERSONAL_DATA_KEY",
     ] {
         assert_eq!(
             env[secret].as_str(),
@@ -63,6 +64,7 @@ fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
         "ADMIN_API_TOKEN",
         "LEDGER_KEY",
         "CHECKPOINT_KEY",
+        "PERSONAL_DATA_KEY",
     ] {
         assert!(
             example.contains(&format!("{secret}=")),

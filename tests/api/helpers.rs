@@ -7,7 +7,7 @@ use std::ops::Deref;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use serde_json::Value;
-use support::{Api, CHECKPOINT_KEY, JWT_SECRET, LEDGER_KEY, REFRESH_SECRET, Server};
+use support::{Api, CHECKPOINT_KEY, JWT_SECRET, LEDGER_KEY, PERSONAL_DATA_KEY, REFRESH_SECRET, Server};
 use tempfile::TempDir;
 use tokenledger::app::Application;
 use tokenledger::config::Config;
@@ -66,6 +66,7 @@ pub fn test_env(dir: &std::path::Path) -> HashMap<String, String> {
         ("REFRESH_JWT_SECRET", REFRESH_SECRET),
         ("LEDGER_KEY", LEDGER_KEY),
         ("CHECKPOINT_KEY", CHECKPOINT_KEY),
+        ("PERSONAL_DATA_KEY", PERSONAL_DATA_KEY),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

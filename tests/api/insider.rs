@@ -373,6 +373,7 @@ impl Stored {
                 payload: &self.payload,
                 metadata: &self.metadata,
                 recorded_at: &self.recorded_at_text(),
+                body: None,
             },
         )
     }

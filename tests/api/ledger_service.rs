@@ -279,6 +279,7 @@ async fn unkeyed(db: &std::path::Path, from: Option<(&str, i64)>) {
                 payload: &payload,
                 metadata: &metadata,
                 recorded_at: &recorded_at,
+                body: None,
             },
         );
         if rewrite {

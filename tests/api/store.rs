@@ -10,20 +10,24 @@ use tokenledger::config::KeyBytes;
 use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
 use tokenledger::store::{
-    ChainKey, ChainVerifier, EventMetadata, EventPayload, EventStore, NewEvent, RecordedEvent,
-    StoreError,
+    ChainKey, ChainVerifier, EventMetadata, EventPayload, EventStore, NewContent, NewEvent,
+    RecordedEvent,
+    StoreError, StoreKeys,
 };
 
 fn event(n: usize) -> NewEvent {
     NewEvent {
         event_type: "LoginFailed",
         schema_version: 1,
-        payload: format!("{{\"n\":{n}}}"),
+        content: NewContent::Json(format!("{{\"n\":{n}}}")),
     }
 }
 
-fn ledger_key() -> KeyBytes {
-    KeyBytes::parse(support::LEDGER_KEY).unwrap()
+fn ledger_key() -> StoreKeys {
+    StoreKeys {
+        ledger: KeyBytes::parse(support::LEDGER_KEY).unwrap(),
+        personal: KeyBytes::parse(support::PERSONAL_DATA_KEY).unwrap(),
+    }
 }
 
 /// A store on a fresh SQLite file, and the folder that holds it.
@@ -123,7 +127,7 @@ async fn appends_read_back_in_order_with_an_unbroken_chain(store: Arc<dyn EventS
     );
     let tail: Vec<_> = store.read_all(positions[1]).try_collect().await.unwrap();
     assert_eq!(tail.len(), 2);
-    let mut verifier = ChainVerifier::new(ChainKey::new(&ledger_key()));
+    let mut verifier = ChainVerifier::new(ChainKey::new(&ledger_key().ledger));
     for e in &all {
         verifier.check(e).unwrap();
     }

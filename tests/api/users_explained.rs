@@ -10,7 +10,7 @@ use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
 use tokenledger::store::users::{NewUser, Users};
 use tokenledger::store::users_explained::explain_users;
-use tokenledger::store::{Actor, EventMetadata, EventStore, password_digest};
+use tokenledger::store::{Actor, EventMetadata, EventStore, StoreKeys, password_digest};
 
 use crate::helpers::{TestApp, spawn_app_with, test_env};
 
@@ -312,7 +312,10 @@ type Stores = (
 
 /// The users store of a fresh database on each backend, and its event store.
 async fn both_stores() -> Vec<Stores> {
-    let key = KeyBytes::parse(support::LEDGER_KEY).unwrap();
+    let key = StoreKeys {
+        ledger: KeyBytes::parse(support::LEDGER_KEY).unwrap(),
+        personal: KeyBytes::parse(support::PERSONAL_DATA_KEY).unwrap(),
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("users.db").display());
     let sqlite = Database::open(&url, &key).await.unwrap();
@@ -398,7 +401,10 @@ async fn postgres_an_account_event_that_loses_a_version_to_another_instance_is_a
     let Some(schema) = FreshSchema::create().await else {
         return;
     };
-    let key = KeyBytes::parse(support::LEDGER_KEY).unwrap();
+    let key = StoreKeys {
+        ledger: KeyBytes::parse(support::LEDGER_KEY).unwrap(),
+        personal: KeyBytes::parse(support::PERSONAL_DATA_KEY).unwrap(),
+    };
     let db = PgDatabase::open_with(schema.options(), &key).await.unwrap();
     let new = NewUser {
         username: "ada".into(),

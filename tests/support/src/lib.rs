@@ -28,5 +28,8 @@ pub const REFRESH_SECRET: &str = "test-refresh-secret-0123456789abcdef012345678"
 /// The ledger key and checkpoint signing seed every test server runs with (64 hex digits).
 pub const LEDGER_KEY: &str = "6c6564676572206b657920666f72207468652074657374733b207075626c6963";
 pub const CHECKPOINT_KEY: &str = "636865636b706f696e74207365656420666f72207465737473207075626c6963";
+/// The master key of the personal data keys every test server runs with (64 hex digits).
+pub const PERSONAL_DATA_KEY: &str =
+    "706572736f6e616c2064617461206b657920666f722074657374732c20707562";
 /// The password `Api::register` gives every user, and `Api::login` logs in with.
 pub const PASSWORD: &str = "password123";

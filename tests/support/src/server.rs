@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{Api, CHECKPOINT_KEY, JWT_SECRET, LEDGER_KEY, REFRESH_SECRET};
+use crate::{Api, CHECKPOINT_KEY, JWT_SECRET, LEDGER_KEY, PERSONAL_DATA_KEY, REFRESH_SECRET};
 
 /// How long a start, a readiness or a graceful stop may take on a loaded CI machine.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -57,6 +57,8 @@ impl Server {
             ("REFRESH_JWT_SECRET", REFRESH_SECRET),
             ("LEDGER_KEY", LEDGER_KEY),
             ("CHECKPOINT_KEY", CHECKPOINT_KEY),
+        ("PERSONAL_DATA_KEY", PERSONAL_DATA_KEY),
+            ("PERSONAL_DATA_KEY", PERSONAL_DATA_KEY),
             ("LOG_FORMAT", "json"),
             ("RUST_LOG", "info"),
             ("NO_COLOR", "1"),
