@@ -37,6 +37,10 @@ impl Server {
                 "CHECKPOINT_KEY",
                 "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
             ),
+            (
+                "PERSONAL_DATA_KEY",
+                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            ),
             ("LOGIN_RATE_LIMIT", "off"),
             ("LOGIN_IP_RATE_LIMIT", "off"),
             ("LOGIN_ACCOUNT_FAILURE_LIMIT", "off"),

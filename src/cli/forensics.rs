@@ -219,7 +219,21 @@ pub async fn verify(config: &Config, files: &[PathBuf]) -> anyhow::Result<bool> 
     let mut accounts = LogAccounts::default();
     let mut all = store.read_committed(0);
     let mut finding = None;
-    while let Some(record) = all.try_next().await? {
+    loop {
+        let record = match all.try_next().await {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(StoreError::Corrupt { position, source }) => {
+                drop(all);
+                store.close().await;
+                say!(
+                    "broken: position {position}: {}",
+                    printable(&source.to_string())
+                );
+                return Ok(false);
+            }
+            Err(other) => return Err(other.into()),
+        };
         if let Err(found) = verifier.check(&record) {
             finding = Some(found);
             break;

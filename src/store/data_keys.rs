@@ -296,7 +296,8 @@ impl Revealable for EventPayload {
 }
 
 /// Fills in the JSON of every event of `events` that has a body, with the keys of `db`'s
-/// keyring: a field whose key is gone reads as `erased`.
+/// keyring: a field whose key is gone reads as `erased`. A row with JSON beside its body is
+/// no event the service wrote, and an error.
 pub async fn reveal<D: KeyTable, T: Revealable>(
     db: &D,
     events: &mut [T],
@@ -338,9 +339,11 @@ pub async fn reveal<D: KeyTable, T: Revealable>(
             Some(Known::Gone(why)) => KeyState::Gone(why),
             None => KeyState::Gone(MISSING),
         };
-        let (decoded, metadata) = body::decode(&place, body, state)
-            .map_err(|source| StoreError::Corrupt { position, source })?;
-        event.reveal(decoded, metadata);
+        // A body that does not decode (edited behind the service's back) stays unrevealed:
+        // decoding the event then fails at its position, and `verify`'s chain names it.
+        if let Ok((decoded, metadata)) = body::decode(&place, body, state) {
+            event.reveal(decoded, metadata);
+        }
     }
     Ok(())
 }

@@ -135,11 +135,22 @@ async fn verify_names_the_first_altered_event() {
         app.dir.path().join("tokenledger.db").display()
     );
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let changed = sqlx::query("UPDATE events SET payload = replace(payload, '127.0.0.1', '10.6.6.6') WHERE stream_id = ? AND stream_version = 2")
-        .bind(format!("user-{id}"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    // One byte of the stored event changed (its fields, sealed or not, are in its body).
+    let mut body: Vec<u8> =
+        sqlx::query_scalar("SELECT body FROM events WHERE stream_id = ? AND stream_version = 2")
+            .bind(format!("user-{id}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let last = body.len() - 1;
+    body[last] ^= 1;
+    let changed =
+        sqlx::query("UPDATE events SET body = ? WHERE stream_id = ? AND stream_version = 2")
+            .bind(body)
+            .bind(format!("user-{id}"))
+            .execute(&pool)
+            .await
+            .unwrap();
     assert_eq!(changed.rows_affected(), 1);
     pool.close().await;
 

@@ -7,7 +7,9 @@ use std::ops::Deref;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use serde_json::Value;
-use support::{Api, CHECKPOINT_KEY, JWT_SECRET, LEDGER_KEY, PERSONAL_DATA_KEY, REFRESH_SECRET, Server};
+use support::{
+    Api, CHECKPOINT_KEY, JWT_SECRET, LEDGER_KEY, PERSONAL_DATA_KEY, REFRESH_SECRET, Server,
+};
 use tempfile::TempDir;
 use tokenledger::app::Application;
 use tokenledger::config::Config;

@@ -38,10 +38,11 @@ const FORGET_THE_LEDGER: [&str; 4] = [
 ];
 
 /// The tables of a PostgreSQL schema of the service, for a copy.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "_sqlx_migrations",
     "events",
     "users",
+    "data_keys",
     "ledger_tree",
     "ledger_nodes",
     "ledger_spans",
@@ -349,6 +350,7 @@ struct Stored {
     schema_version: i16,
     payload: String,
     metadata: String,
+    body: Option<Vec<u8>>,
     recorded_at: DateTime<Utc>,
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
@@ -373,14 +375,34 @@ impl Stored {
                 payload: &self.payload,
                 metadata: &self.metadata,
                 recorded_at: &self.recorded_at_text(),
-                body: None,
+                body: self.body.as_deref(),
             },
         )
+    }
+
+    /// Whether the event records where its request came from (sealed, in its body, or in
+    /// clear JSON in a row of an older version).
+    fn records_an_address(&self) -> bool {
+        match &self.body {
+            Some(_) => matches!(self.event_type.as_str(), "TokenIssued" | "LoginFailed"),
+            None => self.payload.contains("127.0.0.1"),
+        }
+    }
+
+    /// What an insider changes: one byte of the body (the address in a JSON payload).
+    fn edit(&mut self) {
+        match &mut self.body {
+            Some(body) => {
+                let middle = body.len() / 2;
+                body[middle] ^= 0x20;
+            }
+            None => self.payload = self.payload.replace("127.0.0.1", "10.6.6.6"),
+        }
     }
 }
 
 const COLUMNS: &str = "stream_id, stream_version, event_type, schema_version, payload, \
-                       metadata, recorded_at, prev_hash, hash, position";
+                       metadata, recorded_at, prev_hash, hash, position, body";
 
 impl Sql {
     /// Runs one statement; the rows it changed.
@@ -415,7 +437,8 @@ impl Sql {
             Sql::Sqlite(pool) => {
                 let rows = sqlx::query(
                     "SELECT position, stream_id, stream_version, event_type, schema_version, \
-                     payload, metadata, recorded_at, prev_hash, hash FROM events ORDER BY position",
+                     payload, metadata, recorded_at, prev_hash, hash, body FROM events \
+                     ORDER BY position",
                 )
                 .fetch_all(pool)
                 .await
@@ -434,14 +457,15 @@ impl Sql {
                             .to_utc(),
                         prev_hash: row.get(8),
                         hash: row.get(9),
+                        body: row.get(10),
                     })
                     .collect()
             }
             Sql::Postgres(pool) => {
                 let rows = sqlx::query(
                     "SELECT position, stream_id, stream_version, event_type, schema_version, \
-                     payload::text, metadata::text, recorded_at, prev_hash, hash FROM events \
-                     ORDER BY position",
+                     COALESCE(payload::text, ''), COALESCE(metadata::text, ''), recorded_at, \
+                     prev_hash, hash, body FROM events ORDER BY position",
                 )
                 .fetch_all(pool)
                 .await
@@ -458,6 +482,7 @@ impl Sql {
                         recorded_at: row.get(7),
                         prev_hash: row.get(8),
                         hash: row.get(9),
+                        body: row.get(10),
                     })
                     .collect()
             }
@@ -470,7 +495,7 @@ impl Sql {
             Sql::Sqlite(pool) => sqlx::query(
                 "UPDATE events SET stream_id = ?, stream_version = ?, event_type = ?, \
                  schema_version = ?, payload = ?, metadata = ?, recorded_at = ?, prev_hash = ?, \
-                 hash = ? WHERE position = ?",
+                 hash = ?, body = ? WHERE position = ?",
             )
             .bind(&event.stream_id)
             .bind(event.stream_version)
@@ -481,14 +506,16 @@ impl Sql {
             .bind(event.recorded_at_text())
             .bind(&event.prev_hash)
             .bind(&event.hash)
+            .bind(&event.body)
             .bind(event.position)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
             Sql::Postgres(pool) => sqlx::query(
                 "UPDATE events SET stream_id = $1, stream_version = $2, event_type = $3, \
-                 schema_version = $4, payload = $5::json, metadata = $6::json, \
-                 recorded_at = $7, prev_hash = $8, hash = $9 WHERE position = $10",
+                 schema_version = $4, payload = NULLIF($5, '')::json, \
+                 metadata = NULLIF($6, '')::json, recorded_at = $7, prev_hash = $8, hash = $9, \
+                 body = $11 WHERE position = $10",
             )
             .bind(&event.stream_id)
             .bind(event.stream_version)
@@ -500,6 +527,7 @@ impl Sql {
             .bind(&event.prev_hash)
             .bind(&event.hash)
             .bind(event.position)
+            .bind(&event.body)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
@@ -511,7 +539,7 @@ impl Sql {
     async fn insert(&self, event: &Stored) {
         match self {
             Sql::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             )))
             .bind(&event.stream_id)
             .bind(event.stream_version)
@@ -523,12 +551,14 @@ impl Sql {
             .bind(&event.prev_hash)
             .bind(&event.hash)
             .bind(event.position)
+            .bind(&event.body)
             .execute(pool)
             .await
             .map(drop),
             Sql::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO events ({COLUMNS}) OVERRIDING SYSTEM VALUE \
-                 VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9, $10)"
+                 VALUES ($1, $2, $3, $4, NULLIF($5, '')::json, NULLIF($6, '')::json, $7, $8, $9, \
+                 $10, $11)"
             )))
             .bind(&event.stream_id)
             .bind(event.stream_version)
@@ -540,6 +570,7 @@ impl Sql {
             .bind(&event.prev_hash)
             .bind(&event.hash)
             .bind(event.position)
+            .bind(&event.body)
             .execute(pool)
             .await
             .map(drop),
@@ -731,14 +762,14 @@ async fn an_edited_payload_rechained_without_the_key_is_named_at_its_position(ba
     let target = events
         .iter_mut()
         .filter(|e| positions[2..].contains(&e.position))
-        .find(|e| e.payload.contains("127.0.0.1"))
+        .find(|e| e.records_an_address())
         .expect("an event of the stream that records an address, after its second");
     let position = target.position;
 
-    // When: the payload says another address, and the stream's chain from there on is
-    // recomputed as it was before the key (the attacker knows the algorithm, not the key),
-    // and the ledger's tables are emptied too.
-    target.payload = target.payload.replace("127.0.0.1", "10.6.6.6");
+    // When: the event is changed, and the stream's chain from there on is recomputed as it
+    // was before the key (the attacker knows the algorithm, not the key), and the ledger's
+    // tables are emptied too.
+    target.edit();
     let version = target.stream_version;
     let sql = copy.sql().await;
     for event in rechain_unkeyed(&mut events, &stream, version) {
@@ -774,16 +805,19 @@ async fn a_forged_event_is_named_at_its_position(backend: Backend) {
     // When: a login the user never made, appended to their stream; chained without the key as
     // well as an insider can (the stream's head as `prev_hash`, the unkeyed hash); and a
     // first event of a stream nobody wrote, with a random hash.
+    let mut login = events
+        .iter()
+        .find(|e| e.stream_id == stream && e.event_type == "TokenIssued")
+        .expect("a login of the stream")
+        .clone();
+    login.edit();
     let mut forged = Stored {
         position: last + 1,
         stream_version: head.stream_version + 1,
         event_type: "TokenIssued".to_owned(),
-        payload: events
-            .iter()
-            .find(|e| e.stream_id == stream && e.event_type == "TokenIssued")
-            .expect("a login of the stream")
-            .payload
-            .replace("127.0.0.1", "10.6.6.6"),
+        payload: login.payload,
+        metadata: login.metadata,
+        body: login.body,
         recorded_at: Utc::now(),
         prev_hash: head.hash.clone(),
         ..head.clone()
@@ -1180,9 +1214,9 @@ async fn a_log_rewritten_without_the_key_is_not_sealed_by_verify(backend: Backen
     let first = events[0].position;
     let target = events
         .iter_mut()
-        .find(|e| e.payload.contains("127.0.0.1"))
+        .find(|e| e.records_an_address())
         .expect("an event with an address");
-    target.payload = target.payload.replace("127.0.0.1", "10.6.6.6");
+    target.edit();
     let mut heads: HashMap<String, Vec<u8>> = HashMap::new();
     for event in &mut events {
         event.prev_hash = heads
@@ -1231,8 +1265,7 @@ async fn postgres_an_edited_event_hidden_above_the_horizon_is_still_verified() {
         .find(|e| e.position == edited_at)
         .expect("the stream's last event")
         .clone();
-    assert!(edited.metadata.contains("127.0.0.1"), "{}", edited.metadata);
-    edited.metadata = edited.metadata.replace("127.0.0.1", "10.6.6.6");
+    edited.edit();
     edited.hash = edited.unkeyed_hash();
     let sql = copy.sql().await;
     sql.write(&edited).await;

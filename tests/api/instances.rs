@@ -150,15 +150,15 @@ async fn three_instances_on_one_database() {
         .collect();
     assert_eq!(successors.len(), 1, "every 200 carries the same successor");
     let successor = successors.into_iter().next().unwrap().to_owned();
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // The trail as the command line reads it (the events' fields are in their bodies).
     let session = claims(&jwt)["sid"].as_str().unwrap().to_owned();
-    let rotations: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM events WHERE event_type = 'TokenRotated' AND payload->>'session_id' = $1",
-    )
-    .bind(&session)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let trail = instances[0].cli(&["audit", "zoe", "--json"]);
+    assert!(trail.status.success());
+    let rotations = String::from_utf8_lossy(&trail.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|e| e["type"] == "TokenRotated" && e["sessionId"] == session.as_str())
+        .count();
     assert_eq!(
         rotations, 1,
         "one TokenRotated for the one accepted generation"
@@ -199,6 +199,7 @@ async fn three_instances_on_one_database() {
             other.address
         );
     }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let live: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'SessionsCleared'")
             .fetch_one(&pool)

@@ -253,7 +253,7 @@ async fn unkeyed(db: &std::path::Path, from: Option<(&str, i64)>) {
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let rows = sqlx::query(
         "SELECT position, stream_id, stream_version, event_type, schema_version, payload, \
-         metadata, recorded_at, prev_hash FROM events ORDER BY position",
+         metadata, recorded_at, prev_hash, body FROM events ORDER BY position",
     )
     .fetch_all(&pool)
     .await
@@ -269,6 +269,7 @@ async fn unkeyed(db: &std::path::Path, from: Option<(&str, i64)>) {
             .unwrap_or_else(|| row.get::<Vec<u8>, _>(8));
         let (event_type, payload, metadata, recorded_at): (String, String, String, String) =
             (row.get(3), row.get(5), row.get(6), row.get(7));
+        let body: Option<Vec<u8>> = row.get(9);
         let hash = tokenledger::store::chain_hash(
             &prev,
             &tokenledger::store::Hashed {
@@ -279,7 +280,7 @@ async fn unkeyed(db: &std::path::Path, from: Option<(&str, i64)>) {
                 payload: &payload,
                 metadata: &metadata,
                 recorded_at: &recorded_at,
-                body: None,
+                body: body.as_deref(),
             },
         );
         if rewrite {
@@ -378,12 +379,17 @@ async fn a_log_written_before_the_ledger_key_is_sealed_once_and_stays_sealed() {
     // And an insider's edit of an unkeyed event, its chain recomputed, breaks the seal.
     let url = format!("sqlite://{}", db.display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query(
-        "UPDATE events SET payload = replace(payload, '127.0.0.1', '10.6.6.6') WHERE position = 2",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    let mut body: Vec<u8> = sqlx::query_scalar("SELECT body FROM events WHERE position = 2")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let middle = body.len() / 2;
+    body[middle] ^= 0x20;
+    sqlx::query("UPDATE events SET body = ? WHERE position = 2")
+        .bind(body)
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     unkeyed(&db, Some(("user-1", 2))).await;
     let broken = server_on(dir.path()).cli(&["verify"]);

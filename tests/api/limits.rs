@@ -207,6 +207,8 @@ async fn no_session_survives_a_block_racing_with_logins() {
             .env("DATA_DIR", dir)
             .env("JWT_SECRET", JWT_SECRET)
             .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+            .env("LEDGER_KEY", support::LEDGER_KEY)
+            .env("PERSONAL_DATA_KEY", support::PERSONAL_DATA_KEY)
             .status()
             .unwrap()
     });

@@ -131,6 +131,8 @@ async fn given_a_seeded_log_when_the_server_starts_then_it_is_ready_only_once_th
         .env("DATA_DIR", dir.path())
         .env("JWT_SECRET", JWT_SECRET)
         .env("REFRESH_JWT_SECRET", REFRESH_SECRET)
+        .env("LEDGER_KEY", support::LEDGER_KEY)
+        .env("PERSONAL_DATA_KEY", support::PERSONAL_DATA_KEY)
         .output()
         .unwrap();
     assert!(seeded.status.success(), "{seeded:?}");

@@ -11,8 +11,7 @@ use tokenledger::store::postgres::{PgDatabase, PostgresEventStore};
 use tokenledger::store::sqlite::{Database, SqliteEventStore};
 use tokenledger::store::{
     ChainKey, ChainVerifier, EventMetadata, EventPayload, EventStore, NewContent, NewEvent,
-    RecordedEvent,
-    StoreError, StoreKeys,
+    RecordedEvent, StoreError, StoreKeys,
 };
 
 fn event(n: usize) -> NewEvent {

@@ -362,11 +362,22 @@
     return rows;
   }
 
+  /**
+   * Where a request came from, as the trail has it: erased fields say why (the user was
+   * forgotten, or the month is past the retention), and a refresh from the session's last
+   * client says so instead of repeating it.
+   */
+  function seen(entry, value) {
+    if (value === 'erased' && entry.erased) return `erased (${entry.erased})`;
+    if (value == null && entry.sameClient) return 'as the session’s last use';
+    return value ?? '–';
+  }
+
   function entryRows(entry, at) {
     const rows = [
       ['Time', formatTime(at)],
-      ['IP', entry.ip ?? '–'],
-      ['User agent', entry.userAgent ?? '–'],
+      ['IP', seen(entry, entry.ip)],
+      ['User agent', seen(entry, entry.userAgent)],
       ['Actor', entry.actor ?? '–'],
       ['Request id', entry.requestId ?? '–'],
     ];

@@ -33,13 +33,14 @@ pub(super) enum Route {
     AdminClear,
     AdminBlock,
     AdminUnblock,
+    AdminForget,
     LedgerCheckpoint,
     LedgerInclusion,
     LedgerConsistency,
     Health,
 }
 
-const ROUTES: [Route; 19] = [
+const ROUTES: [Route; 20] = [
     Route::Register,
     Route::Login,
     Route::LocalRefresh,
@@ -55,6 +56,7 @@ const ROUTES: [Route; 19] = [
     Route::AdminClear,
     Route::AdminBlock,
     Route::AdminUnblock,
+    Route::AdminForget,
     Route::LedgerCheckpoint,
     Route::LedgerInclusion,
     Route::LedgerConsistency,
@@ -72,7 +74,7 @@ impl Route {
             | Route::LedgerCheckpoint
             | Route::LedgerInclusion
             | Route::LedgerConsistency => "GET",
-            Route::RevokeSession => "DELETE",
+            Route::RevokeSession | Route::AdminForget => "DELETE",
             Route::Health => "HEAD",
             _ => "POST",
         }
@@ -95,6 +97,7 @@ impl Route {
             Route::AdminClear => "/api/admin/users/:id/sessions/clear",
             Route::AdminBlock => "/api/admin/users/:id/block",
             Route::AdminUnblock => "/api/admin/users/:id/unblock",
+            Route::AdminForget => "/api/admin/users/:id",
             Route::LedgerCheckpoint => "/api/admin/ledger/checkpoint",
             Route::LedgerInclusion => "/api/admin/ledger/proof/inclusion",
             Route::LedgerConsistency => "/api/admin/ledger/proof/consistency",
@@ -115,6 +118,7 @@ impl Route {
             | Route::AdminClear
             | Route::AdminBlock
             | Route::AdminUnblock
+            | Route::AdminForget
             | Route::LedgerCheckpoint
             | Route::LedgerInclusion
             | Route::LedgerConsistency => Auth::Admin,
@@ -376,6 +380,14 @@ impl Generator<'_> {
                     _ => "sessions/clear",
                 };
                 format!("/api/admin/users/{id}/{tail}")
+            }
+            // Never the test's own account: the rest of the run uses it.
+            Route::AdminForget => {
+                let id = match self.rng.random_range(0..2) {
+                    0 => pick(&mut self.rng, &["0", "-1", "999999", "+1", "1.0", "0x1"]).into(),
+                    _ => pick(&mut self.rng, &SEGMENTS).to_owned(),
+                };
+                format!("/api/admin/users/{id}")
             }
             other => other.name().to_owned(),
         }

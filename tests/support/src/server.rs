@@ -57,7 +57,7 @@ impl Server {
             ("REFRESH_JWT_SECRET", REFRESH_SECRET),
             ("LEDGER_KEY", LEDGER_KEY),
             ("CHECKPOINT_KEY", CHECKPOINT_KEY),
-        ("PERSONAL_DATA_KEY", PERSONAL_DATA_KEY),
+            ("PERSONAL_DATA_KEY", PERSONAL_DATA_KEY),
             ("PERSONAL_DATA_KEY", PERSONAL_DATA_KEY),
             ("LOG_FORMAT", "json"),
             ("RUST_LOG", "info"),
