@@ -302,6 +302,13 @@ pub async fn reveal<D: KeyTable, T: Revealable>(
     db: &D,
     events: &mut [T],
 ) -> Result<(), StoreError> {
+    // Another instance forgot a user: its cached keys go the moment a reader (the catch-up
+    // reader, at the latest) passes the `UserForgotten`.
+    for (place, _) in events.iter().filter_map(|e| e.body()) {
+        if place.event_type == "UserForgotten" {
+            db.keyring().evict(Some(place.stream_id), None);
+        }
+    }
     let slots: HashSet<Slot> = events
         .iter()
         .filter_map(|e| e.body())

@@ -177,6 +177,41 @@ fn rotation_off_records_the_use_and_keeps_the_token() {
 }
 
 #[test]
+fn a_refresh_from_the_sessions_last_client_records_no_address_and_a_change_records_it() {
+    // Given: a session last used from 10.0.0.2 (its first refresh came from there).
+    let h = given(&[(login(), at(0))]).rotated(at(100), 2);
+    assert_eq!(h.session().last_ip.as_deref(), Some("10.0.0.2"));
+    // When: the same client refreshes again.
+    let (result, after) = h.when(refresh(&h.state, 1, true, 3), at(200));
+    // Then: the event says so and repeats nothing; the session still knows where it was.
+    let Event::TokenRotated(same) = &result.unwrap()[0] else {
+        panic!("not a rotation")
+    };
+    assert_eq!(
+        (&same.ip, &same.user_agent, same.same_client),
+        (&None, &None, true)
+    );
+    let session = after.session(&id(SESSION)).unwrap();
+    assert_eq!(session.last_ip.as_deref(), Some("10.0.0.2"));
+    assert_eq!(session.last_user_agent.as_deref(), Some("test-agent"));
+
+    // When: it comes from another address, with rotation off.
+    let h = Harness { state: after };
+    let mut cmd = refresh(&h.state, 2, false, 4);
+    if let Command::RotateToken(r) = &mut cmd {
+        r.client = client("192.0.2.99");
+    }
+    let (result, after) = h.when(cmd, at(300));
+    let Event::TokenRefreshed(moved) = &result.unwrap()[0] else {
+        panic!("not a refresh")
+    };
+    assert_eq!(moved.ip.as_deref(), Some("192.0.2.99"));
+    assert!(!moved.same_client);
+    let session = after.session(&id(SESSION)).unwrap();
+    assert_eq!(session.last_ip.as_deref(), Some("192.0.2.99"));
+}
+
+#[test]
 fn the_token_must_belong_to_the_streams_user() {
     let h = given(&[(login(), at(0))]);
     let mut cmd = refresh(&h.state, 0, true, 2);
