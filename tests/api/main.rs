@@ -25,6 +25,7 @@ mod operations;
 mod operator_hardening;
 mod plugin_regressions;
 mod postgres;
+mod privacy;
 mod request_hardening;
 mod restart;
 mod session_scale;
