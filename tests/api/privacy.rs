@@ -639,9 +639,28 @@ async fn a_running_server_shows_erased_once_another_process_forgot(backend: Back
     let output = server.cli(&["user", "forget", &person.id.to_string()]);
     assert!(output.status.success(), "{output:?}");
     assert_locked_out(&api, &person).await;
+    // A page that stops before the `UserForgotten`: erased once the catch-up reader passed it.
+    let first = first_entry_once_erased(&api, person.id).await;
+    assert_eq!(first["erased"], "forgotten", "{first}");
     assert_forgotten(&before, &trail(&api, person.id).await);
     drop(server);
     db.drop().await;
+}
+
+/// The first entry of the user's trail, read alone until its IP reads `erased` (the catch-up
+/// reader passes a `UserForgotten` within a second on SQLite, at once on PostgreSQL).
+async fn first_entry_once_erased(api: &Api, id: i64) -> Value {
+    let path = format!("/api/admin/users/{id}/events?limit=1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = api.get_with_bearer(&path, ADMIN).await;
+        assert_eq!(status, 200, "{body}");
+        let first = body["data"][0].clone();
+        if first["ip"] == ERASED || std::time::Instant::now() > deadline {
+            return first;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
