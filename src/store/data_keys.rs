@@ -398,6 +398,10 @@ pub trait KeyTable: Dialect {
 
     /// Deletes the keys of every period up to `through` (never an account's own key).
     async fn expire_through(&self, through: i64, at: Timestamp) -> Result<u64, StoreError>;
+
+    /// Leaves no copy of what was deleted in the files (`Dialect::SCRUB`): tried for about a
+    /// second, then logged and left to the database's own next checkpoint or vacuum.
+    async fn scrub(&self);
 }
 
 #[async_trait]
@@ -506,6 +510,31 @@ where
         Ok(done.len() as u64)
     }
 
+    async fn scrub(&self) {
+        for statement in D::SCRUB {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let done = query::<D>(statement).fetch_all(self.writer()).await;
+                let busy = match &done {
+                    Ok(rows) => rows
+                        .first()
+                        .and_then(|row| row.try_get::<i64, _>(0).ok())
+                        .is_some_and(|first| first == 1),
+                    Err(_) => true,
+                };
+                if !busy {
+                    break;
+                }
+                if tries == 20 {
+                    tracing::warn!(statement, error = ?done.err(), "could not scrub the deleted data keys from the files yet; the next checkpoint or vacuum will");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+
     async fn expire_through(&self, through: i64, at: Timestamp) -> Result<u64, StoreError> {
         let done = query::<D>(
             "UPDATE data_keys SET wrapped = NULL, erased = ?, erased_at = ? \
@@ -534,6 +563,9 @@ impl<D: KeyTable> PersonalData for D {
     async fn expire(&self, through: i64, at: Timestamp) -> Result<u64, StoreError> {
         let expired = self.expire_through(through, at).await?;
         self.keyring().evict(None, Some(through));
+        if expired > 0 {
+            self.scrub().await;
+        }
         Ok(expired)
     }
 }

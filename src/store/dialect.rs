@@ -56,6 +56,12 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     const FRESH_CONNECTION_AFTER_FAILURE: bool;
     /// The placeholder of a JSON value in an insert (empty text: no JSON, the row has a body).
     const JSON_PARAMETER: &'static str;
+    /// Run after data keys or a users row were deleted, so that no copy of them stays in the
+    /// database's files: SQLite empties its WAL (whose old frames a checkpoint leaves in
+    /// place), PostgreSQL vacuums the two tables (a deleted row stays in its page until
+    /// then). A statement answering a first column of 1 was kept from finishing (SQLite: a
+    /// reader in the way) and is run again.
+    const SCRUB: &'static [&'static str];
     /// The condition a catch-up page adds to `position > ?`.
     const CATCH_UP: &'static str;
 

@@ -73,6 +73,7 @@ impl Dialect for PgDatabase {
     const RACING_WRITERS: bool = true;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = false;
     const JSON_PARAMETER: &'static str = "NULLIF(?, '')::json";
+    const SCRUB: &'static [&'static str] = &["VACUUM data_keys, users"];
     // Only below the oldest transaction in flight: one that took a lower position but has
     // not committed yet would otherwise be passed over for good.
     const CATCH_UP: &'static str = " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())";

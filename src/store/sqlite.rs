@@ -167,6 +167,7 @@ impl Dialect for Database {
     const RACING_WRITERS: bool = false;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = true;
     const JSON_PARAMETER: &'static str = "?";
+    const SCRUB: &'static [&'static str] = &["PRAGMA wal_checkpoint(TRUNCATE)"];
     const CATCH_UP: &'static str = "";
 
     fn reader(&self) -> &SqlitePool {

@@ -449,6 +449,7 @@ where
         D::forget_in(&mut tx, &owner, now).await?;
         tx.commit().await?;
         self.keyring().evict(Some(&owner), None);
+        self.scrub().await;
         Ok(forgotten)
     }
 
