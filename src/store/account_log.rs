@@ -9,9 +9,9 @@ use tokenledger_domain::{Event, UserId};
 
 use super::appender::{AppendRequest, Heads, Sealing, recording_time, slots};
 use super::chain::ChainKey;
-use super::data_keys::Keyring;
 use super::dialect::Conn;
 use super::events::{EventTable, MAX_ATTEMPTS};
+use super::keyring::Keyring;
 use super::{EventMetadata, NewEvent, stream_of};
 
 /// A user's event, as `append_in` takes it.

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use super::body::{self, Place};
 use super::chain::{ChainKey, GENESIS, Hashed};
-use super::data_keys::{BatchKeys, Slot};
+use super::keyring::{BatchKeys, Slot};
 use super::{EventMetadata, NewContent, NewEvent, RecordedEvent, StoreError, StoreStats};
 
 /// The most appends one transaction takes; more wait for the next batch.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Decode, Encode, Pool, Type};
 
 use super::chain::ChainKey;
-use super::data_keys::Keyring;
+use super::keyring::Keyring;
 
 /// A Rust type the store both binds and reads on `DB`: one bound instead of four.
 pub trait Value<DB: Database>:

@@ -17,8 +17,9 @@ use super::appender::{
     place, plan, recording_time, slots, streams, to_insert,
 };
 use super::chain::ChainKey;
-use super::data_keys::{KeyTable, Keyring, Revealable, reveal};
+use super::data_keys::{KeyTable, Revealable, reveal};
 use super::dialect::{Conn, Dialect, Row, Value, query};
+use super::keyring::Keyring;
 use super::{
     EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
     paged,

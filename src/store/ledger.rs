@@ -15,9 +15,9 @@ use chrono::Utc;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
 use crate::store::account_log::{append_in, of_user};
-use crate::store::data_keys::Keyring;
 use crate::store::dialect::{Conn, Dialect, Row, Value, query};
 use crate::store::events::{EventTable, RECORDED_COLUMNS, recorded_columns};
+use crate::store::keyring::Keyring;
 use crate::store::users::{COLUMNS as USER_COLUMNS, User, user};
 use crate::store::{Actor, EventMetadata, registration_of};
 use crate::store::{

@@ -11,6 +11,7 @@ pub mod data_keys;
 mod database_file;
 pub mod dialect;
 pub mod events;
+pub mod keyring;
 pub mod ledger;
 pub mod postgres;
 pub mod sealed;

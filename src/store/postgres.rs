@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::chain::ChainKey;
-use super::data_keys::Keyring;
 use super::dialect::{Dialect, Query, numbered};
 use super::events::SqlEventStore;
+use super::keyring::Keyring;
 use super::sealed::MasterKey;
 use super::{StoreKeys, keys_error};
 

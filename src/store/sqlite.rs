@@ -21,10 +21,10 @@ use crate::private_files;
 use super::PAGE;
 use super::appender::ROWS_PER_INSERT;
 use super::chain::ChainKey;
-use super::data_keys::Keyring;
 use super::database_file::DatabaseFile;
 use super::dialect::{Dialect, Query, rfc3339};
 use super::events::SqlEventStore;
+use super::keyring::Keyring;
 use super::sealed::MasterKey;
 use super::{StoreKeys, keys_error};
 
