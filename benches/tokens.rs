@@ -236,6 +236,7 @@ fn benches(c: &mut Criterion) {
             .with_timezone(&Utc),
         prev_hash: prev_hash.clone(),
         hash: event_hash,
+        revealed: None,
     };
     assert_eq!(recorded.decode().expect("decodes"), rotated);
     group.bench_function("decode_token_rotated", |b| {

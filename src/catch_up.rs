@@ -99,7 +99,7 @@ fn decode_unfolded(
     let read = chunk.len() as u64;
     let mut events = Vec::with_capacity(chunk.len());
     let folded = projection.read().unwrap_or_else(|p| p.into_inner());
-    for record in &chunk {
+    for record in chunk {
         let Some(user_id) = record.user_id() else {
             continue;
         };
@@ -108,7 +108,8 @@ fn decode_unfolded(
         if record.stream_version <= folded.version(user_id) {
             continue;
         }
-        events.push((user_id, record.stream_version, record.decode()?));
+        let version = record.stream_version;
+        events.push((user_id, version, record.into_event()?));
     }
     Ok(Decoded {
         events,

@@ -342,6 +342,7 @@ pub fn chained(
                 recorded_at: recorded.0,
                 prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
                 hash,
+                revealed: None,
             }
         })
         .collect()

@@ -167,6 +167,7 @@ impl Revealable for RecordedEvent {
     fn reveal(&mut self, event: Event, metadata: EventMetadata) {
         self.payload = event.payload();
         self.metadata = serde_json::to_string(&metadata).expect("metadata is plain strings");
+        self.revealed = Some(event);
     }
 }
 
@@ -189,7 +190,7 @@ impl Revealable for EventPayload {
     }
 
     fn reveal(&mut self, event: Event, _: EventMetadata) {
-        self.payload = event.payload();
+        self.revealed = Some(event);
     }
 }
 

@@ -362,6 +362,7 @@ where
             recorded_at: D::read_time(row.try_get(8)?)?,
             prev_hash: row.try_get(9)?,
             hash: row.try_get(10)?,
+            revealed: None,
         })
     }
 
@@ -374,6 +375,7 @@ where
             schema_version: row.try_get(4)?,
             payload: row.try_get(5)?,
             body: row.try_get(6)?,
+            revealed: None,
         })
     }
 }

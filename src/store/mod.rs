@@ -108,11 +108,16 @@ pub struct RecordedEvent {
     pub recorded_at: Timestamp,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// The event a read revealed from the body, so that it is not parsed again from JSON.
+    pub revealed: Option<Event>,
 }
 
 impl RecordedEvent {
     pub fn decode(&self) -> Result<Event, DecodeError> {
-        Event::decode(&self.event_type, self.schema_version, &self.payload)
+        match &self.revealed {
+            Some(event) => Ok(event.clone()),
+            None => Event::decode(&self.event_type, self.schema_version, &self.payload),
+        }
     }
 
     /// The user a `user-<id>` stream belongs to.
@@ -130,18 +135,25 @@ pub struct EventPayload {
     pub stream_version: i64,
     pub event_type: String,
     pub schema_version: i16,
+    /// JSON, for a row written before bodies (a row with a body leaves it empty).
     pub payload: String,
     pub body: Option<Vec<u8>>,
+    /// What a read revealed from the body: folding takes it as it is, with no JSON between.
+    pub revealed: Option<Event>,
 }
 
 impl EventPayload {
-    pub fn decode(&self) -> Result<Event, StoreError> {
-        Event::decode(&self.event_type, self.schema_version, &self.payload).map_err(|source| {
-            StoreError::Corrupt {
-                position: self.position,
-                source,
-            }
-        })
+    /// The event, for folding.
+    pub fn into_event(self) -> Result<Event, StoreError> {
+        match self.revealed {
+            Some(event) => Ok(event),
+            None => Event::decode(&self.event_type, self.schema_version, &self.payload).map_err(
+                |source| StoreError::Corrupt {
+                    position: self.position,
+                    source,
+                },
+            ),
+        }
     }
 
     pub fn user_id(&self) -> Option<UserId> {
