@@ -146,14 +146,29 @@ pub trait Revealable {
     fn reveal(&mut self, event: Event, metadata: EventMetadata);
 }
 
+/// A stored event's body with where it sits.
+fn placed<'a>(
+    stream_id: &'a str,
+    stream_version: i64,
+    event_type: &'a str,
+    body: &'a Option<Vec<u8>>,
+) -> Option<(Place<'a>, &'a [u8])> {
+    let place = Place {
+        stream_id,
+        stream_version,
+        event_type,
+    };
+    body.as_deref().map(|body| (place, body))
+}
+
 impl Revealable for RecordedEvent {
     fn body(&self) -> Option<(Place<'_>, &[u8])> {
-        let place = Place {
-            stream_id: &self.stream_id,
-            stream_version: self.stream_version,
-            event_type: &self.event_type,
-        };
-        self.body.as_deref().map(|body| (place, body))
+        placed(
+            &self.stream_id,
+            self.stream_version,
+            &self.event_type,
+            &self.body,
+        )
     }
 
     fn position(&self) -> i64 {
@@ -173,12 +188,12 @@ impl Revealable for RecordedEvent {
 
 impl Revealable for EventPayload {
     fn body(&self) -> Option<(Place<'_>, &[u8])> {
-        let place = Place {
-            stream_id: &self.stream_id,
-            stream_version: self.stream_version,
-            event_type: &self.event_type,
-        };
-        self.body.as_deref().map(|body| (place, body))
+        placed(
+            &self.stream_id,
+            self.stream_version,
+            &self.event_type,
+            &self.body,
+        )
     }
 
     fn position(&self) -> i64 {
