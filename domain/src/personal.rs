@@ -78,6 +78,19 @@ impl Event {
         }
     }
 
+    /// Whether `take_personal` would take anything (a login always names its device).
+    pub fn holds_personal(&self) -> bool {
+        let (ip, user_agent) = match self {
+            Event::TokenIssued(_) => return true,
+            Event::TokenRotated(e) => (&e.ip, &e.user_agent),
+            Event::TokenRefreshed(e) => (&e.ip, &e.user_agent),
+            Event::RefreshTokenReused(e) => (&e.ip, &e.user_agent),
+            Event::LoginFailed(e) => (&e.ip, &e.user_agent),
+            _ => return false,
+        };
+        ip.is_some() || user_agent.is_some()
+    }
+
     /// Takes the request's personal fields out, leaving `None` (or an empty device id).
     pub fn take_personal(&mut self) -> Personal {
         let (ip, user_agent) = match self {
@@ -306,6 +319,11 @@ mod tests {
             if event.has_personal() && !event.same_client() {
                 assert_ne!(personal, Personal::default(), "{event:?}");
             }
+            assert_eq!(
+                event.holds_personal(),
+                personal != Personal::default(),
+                "{event:?}"
+            );
             assert_eq!(names.is_some(), matches!(event, Event::UserRegistered(_)));
             let text = stripped.payload();
             for clear in ["198.51.100.4", "agent/1", "phone", "alice"] {

@@ -44,18 +44,19 @@ impl RequestId {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Head {
+struct Head<'a> {
     request_id: Option<RequestId>,
     client_request_id: Option<String>,
     actor: Actor,
-    sections: Vec<Section>,
+    #[serde(borrow)]
+    sections: Vec<Section<'a>>,
 }
 
-/// Fields sealed under the data key of one period.
+/// Fields sealed under the data key of one period: read in place from the body, not copied.
 #[derive(Debug, Serialize, Deserialize)]
-struct Section {
+struct Section<'a> {
     period: i64,
-    sealed: Vec<u8>,
+    sealed: &'a [u8],
 }
 
 /// What a request section holds.
@@ -94,7 +95,10 @@ pub fn periods(event: &Event, metadata: &EventMetadata) -> Vec<i64> {
     if matches!(event, Event::UserRegistered(_)) {
         periods.push(ACCOUNT_PERIOD);
     }
-    if !request_fields(&mut event.clone(), metadata).is_empty() {
+    // What `request_fields` would take is there: a section is sealed (without a copy of the
+    // event to take it from).
+    let asked = metadata.ip.is_some() || metadata.user_agent.is_some();
+    if !event.same_client() && (asked || event.holds_personal()) {
         periods.push(period_of(event.occurred_at()));
     }
     periods
@@ -144,15 +148,13 @@ pub fn encode<'k>(
     key: impl Fn(i64) -> Option<&'k DataKey>,
 ) -> Vec<u8> {
     let mut event = event.clone();
-    let mut sections = Vec::new();
+    let mut sealed = Vec::new();
     if let Some(names) = event.take_names()
         && let Some(key) = key(ACCOUNT_PERIOD)
     {
         let plain = postcard::to_allocvec(&names).expect("names serialise");
-        sections.push(Section {
-            period: ACCOUNT_PERIOD,
-            sealed: key.seal(&plain, &place.binding(ACCOUNT_PERIOD)),
-        });
+        let binding = place.binding(ACCOUNT_PERIOD);
+        sealed.push((ACCOUNT_PERIOD, key.seal(&plain, &binding)));
     }
     let fields = request_fields(&mut event, metadata);
     let period = period_of(event.occurred_at());
@@ -160,16 +162,19 @@ pub fn encode<'k>(
         && let Some(key) = key(period)
     {
         let plain = postcard::to_allocvec(&fields).expect("fields serialise");
-        sections.push(Section {
-            period,
-            sealed: key.seal(&plain, &place.binding(period)),
-        });
+        sealed.push((period, key.seal(&plain, &place.binding(period))));
     }
     let head = Head {
         request_id: metadata.request_id.as_deref().map(RequestId::of),
         client_request_id: metadata.client_request_id.clone(),
         actor: metadata.actor,
-        sections,
+        sections: sealed
+            .iter()
+            .map(|(period, sealed)| Section {
+                period: *period,
+                sealed,
+            })
+            .collect(),
     };
     let mut body = vec![FORMAT];
     body.extend(postcard::to_allocvec(&head).expect("the head serialises"));
@@ -226,7 +231,7 @@ pub fn decode<'k>(
     };
     for section in head.sections {
         let plain = match key(section.period) {
-            KeyState::Open(key) => key.open(&section.sealed, &place.binding(section.period)),
+            KeyState::Open(key) => key.open(section.sealed, &place.binding(section.period)),
             KeyState::Gone(why) => {
                 metadata.erased = Some(why.to_owned());
                 None
@@ -390,8 +395,23 @@ mod tests {
                 }),
                 metadata("192.0.2.9"),
             ),
+            // An operator's command: nothing personal, no key.
+            (
+                Event::SessionRevoked(SessionRevoked {
+                    session_id: Uuid::now_v7(),
+                    reason: tokenledger_domain::RevokeReason::Admin,
+                    revoked_at: at(9),
+                }),
+                EventMetadata::default(),
+            ),
         ] {
             let body = encode(&event, &metadata, &place(&event), |p| Some(by_period(p)));
+            // The keys a writer fetches first are exactly those the body is sealed under.
+            assert_eq!(
+                sealed_periods(&body),
+                periods(&event, &metadata),
+                "{event:?}"
+            );
             let text = String::from_utf8_lossy(&body);
             for clear in [
                 "198.51.100",
@@ -424,7 +444,9 @@ mod tests {
         if let Event::TokenRotated(e) = &mut event {
             (e.ip, e.user_agent, e.same_client) = (None, None, true);
         }
-        let body = encode(&event, &metadata("198.51.100.23"), &place(&event), |_| None);
+        let metadata = metadata("198.51.100.23");
+        assert!(periods(&event, &metadata).is_empty(), "no key is fetched");
+        let body = encode(&event, &metadata, &place(&event), |_| None);
         assert!(sealed_periods(&body).is_empty());
         let (read, metadata) = decode(&place(&event), &body, |_| KeyState::Gone("x")).unwrap();
         assert_eq!(
