@@ -70,7 +70,9 @@ fn session_of(event: &Event) -> Option<String> {
         | Event::PasswordChanged(_)
         | Event::UserBlocked(_)
         | Event::UserUnblocked(_)
-        | Event::UserForgotten(_) => None,
+        | Event::UserForgotten(_)
+        | Event::UserImported(_)
+        | Event::PasswordRehashed(_) => None,
     }
 }
 

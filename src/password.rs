@@ -4,6 +4,10 @@
 //! 19 MiB its last hash used for the next one, where a growing blocking pool would leave that
 //! much behind in every thread it ever started.
 //!
+//! Hashes imported from Strapi are bcrypt (`$2a$10$…`, bcryptjs'): they verify here too, and
+//! `Scheme::of` tells the login to replace such a hash by an argon2id one once the password
+//! is proven (`PasswordRehashed`).
+//!
 //! The queue is bounded too (`WAITING_PER_THREAD` jobs a thread): past it a job is refused at
 //! once (`PasswordError::Busy`, a 503 with `Retry-After`), so a flood of logins cannot make a
 //! real user's login wait behind hundreds of others (300 queued took 3.4 s to reach).
@@ -26,6 +30,43 @@ const WAITING_PER_THREAD: usize = 8;
 /// the allocator would keep for the life of an idle server. Its password was random and is
 /// gone; it never matters, since an unknown user's login fails whatever the outcome.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$rHZmS5MycmWgK6ufc3HxJA$bwyi5P+ywggnpe22Jx+nWEJVg2PfXQDm86Qcsi6y8oM";
+
+/// The algorithm a stored hash was made with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Today's: every hash this service makes.
+    Argon2id,
+    /// Strapi's (bcryptjs), verified but replaced at the first login that proves it.
+    Bcrypt,
+}
+
+impl Scheme {
+    /// By the PHC or modular-crypt prefix; anything unrecognised is handed to argon2, which
+    /// refuses it.
+    pub fn of(hash: &str) -> Scheme {
+        if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+            Scheme::Bcrypt
+        } else {
+            Scheme::Argon2id
+        }
+    }
+
+    /// Its name, as `PasswordRehashed::from` records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Argon2id => "argon2id",
+            Scheme::Bcrypt => "bcrypt",
+        }
+    }
+}
+
+/// Whether `password` is the one `hash` was made from, in the hash's own scheme.
+fn matches(password: &str, hash: &str) -> bool {
+    match Scheme::of(hash) {
+        Scheme::Bcrypt => bcrypt::verify(password, hash).unwrap_or(false),
+        Scheme::Argon2id => argon2().verify_password(password.as_bytes(), hash).is_ok(),
+    }
+}
 
 #[derive(Clone)]
 pub struct Passwords {
@@ -137,9 +178,7 @@ impl Passwords {
         let matches = self
             .run(move || {
                 verifications.fetch_add(1, Ordering::Relaxed);
-                argon2()
-                    .verify_password(password.as_bytes(), hash.as_str())
-                    .is_ok()
+                matches(&password, &hash)
             })
             .await?;
         Ok(known && matches)
@@ -189,6 +228,32 @@ mod tests {
         assert!((11..=12).contains(&busy), "{busy} refused");
         assert_eq!(p.verifications(), 20 - busy);
         assert_eq!(p.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_strapi_bcrypt_hash_verifies_its_password_only() {
+        // Ada's hash from the Strapi 5.54 fixture (bcryptjs, cost 10).
+        let ada = "$2a$10$K15Mcbm61OwbPQgy/Qk1Se3/Z0Gdyzo6yHhzhCqg5CJQw5HWLr6S6";
+        assert_eq!(Scheme::of(ada), Scheme::Bcrypt);
+        let p = Passwords::new(1).unwrap();
+        assert!(
+            p.verify("Lovelace-1815".to_owned(), Some(ada.to_owned()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !p.verify("lovelace-1815".to_owned(), Some(ada.to_owned()))
+                .await
+                .unwrap()
+        );
+        let argon = p.hash("Lovelace-1815".to_owned()).await.unwrap();
+        assert_eq!(Scheme::of(&argon), Scheme::Argon2id);
+        // A broken bcrypt string is a wrong password, not a panic.
+        assert!(
+            !p.verify("x".to_owned(), Some("$2a$10$short".to_owned()))
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

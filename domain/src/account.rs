@@ -7,9 +7,10 @@ use crate::events::{Event, UserRegistered};
 
 /// The types of the events that change an `Account`: a reader of the log can skip decoding
 /// every other event.
-pub const ACCOUNT_EVENTS: [&str; 5] = [
+pub const ACCOUNT_EVENTS: [&str; 6] = [
     "UserRegistered",
     "PasswordChanged",
+    "PasswordRehashed",
     "UserBlocked",
     "UserUnblocked",
     "UserForgotten",
@@ -54,6 +55,7 @@ impl Account {
         };
         match event {
             Event::PasswordChanged(e) => account.password_digest = Some(e.password_digest.clone()),
+            Event::PasswordRehashed(e) => account.password_digest = Some(e.password_digest.clone()),
             Event::UserBlocked(_) => account.blocked = true,
             Event::UserUnblocked(_) => account.blocked = false,
             _ => {}

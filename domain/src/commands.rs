@@ -103,9 +103,25 @@ pub struct RecordLoginFailure {
     pub failed_at: Timestamp,
 }
 
+/// A live session of another system, brought in with the one token it accepts (the Strapi
+/// plugin's refresh token, known by the hash of its `secret`). The token keeps the expiry it
+/// had there: its lifetime counts from `created_at`, as does the session's absolute one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportSession {
+    pub session_id: SessionId,
+    pub device_id: String,
+    pub token_id: TokenId,
+    pub token_hash: TokenHash,
+    /// When the other system issued the token.
+    pub created_at: Timestamp,
+    pub lifetimes: Lifetimes,
+    pub client: Client,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     IssueToken(IssueToken),
+    ImportSession(ImportSession),
     RotateToken(RotateToken),
     RevokeSession(RevokeSession),
     ClearSessions(ClearSessions),

@@ -18,6 +18,9 @@ pub enum IssueReason {
     Login,
     Register,
     PasswordChange,
+    /// A live refresh token of another system (the Strapi plugin's), brought in by
+    /// `tokenledger import`: the session's one accepted token is that system's.
+    Imported,
 }
 
 /// Why one session ended.
@@ -184,6 +187,32 @@ pub struct UserUnblocked {
     pub unblocked_at: Timestamp,
 }
 
+/// The users row was brought in from another system (`tokenledger import strapi`), with the
+/// ids it had there; the `UserRegistered` just before it states the row's facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserImported {
+    /// Where from: the system and its database, never a credential (`strapi sqlite
+    /// /srv/strapi/.tmp/data.db`, `strapi postgres db.internal:5432/strapi`).
+    pub source: String,
+    /// When the other system created the row.
+    #[serde(with = "crate::types::instant")]
+    pub created_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
+    pub imported_at: Timestamp,
+}
+
+/// The password hash was replaced by a hash of the same password with today's algorithm
+/// (an imported bcrypt hash by argon2id, at the first login that proved the password): the
+/// user changed nothing. The digest is of the new hash, as in `PasswordChanged`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordRehashed {
+    pub password_digest: String,
+    /// The scheme of the hash replaced (`bcrypt`).
+    pub from: String,
+    #[serde(with = "crate::types::instant")]
+    pub rehashed_at: Timestamp,
+}
+
 /// The user was erased: their users row and data keys are deleted, so every personal field of
 /// their stream reads as erased from then on. The events themselves stay, and the ledger
 /// still covers them.
@@ -207,6 +236,8 @@ pub enum Event {
     UserBlocked(UserBlocked),
     UserUnblocked(UserUnblocked),
     UserForgotten(UserForgotten),
+    UserImported(UserImported),
+    PasswordRehashed(PasswordRehashed),
 }
 
 impl Event {
@@ -224,6 +255,8 @@ impl Event {
             Event::UserBlocked(_) => "UserBlocked",
             Event::UserUnblocked(_) => "UserUnblocked",
             Event::UserForgotten(_) => "UserForgotten",
+            Event::UserImported(_) => "UserImported",
+            Event::PasswordRehashed(_) => "PasswordRehashed",
         }
     }
 
@@ -244,6 +277,8 @@ impl Event {
             Event::UserBlocked(e) => serde_json::to_string(e),
             Event::UserUnblocked(e) => serde_json::to_string(e),
             Event::UserForgotten(e) => serde_json::to_string(e),
+            Event::UserImported(e) => serde_json::to_string(e),
+            Event::PasswordRehashed(e) => serde_json::to_string(e),
         };
         encoded.expect("event payloads always serialise")
     }
@@ -263,6 +298,8 @@ impl Event {
             Event::UserBlocked(e) => e.blocked_at,
             Event::UserUnblocked(e) => e.unblocked_at,
             Event::UserForgotten(e) => e.forgotten_at,
+            Event::UserImported(e) => e.imported_at,
+            Event::PasswordRehashed(e) => e.rehashed_at,
         }
     }
 }

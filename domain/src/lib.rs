@@ -21,13 +21,13 @@ pub use aggregate::{
     DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve, evolve_all,
 };
 pub use commands::{
-    ClearSessions, Client, Command, IssueToken, Lifetimes, Logout, LogoutScope, PresentedToken,
-    RecordLoginFailure, RevokeSession, RotateToken,
+    ClearSessions, Client, Command, ImportSession, IssueToken, Lifetimes, Logout, LogoutScope,
+    PresentedToken, RecordLoginFailure, RevokeSession, RotateToken,
 };
 pub use events::{
-    ClearReason, Event, IssueReason, LoginFailed, PasswordChanged, RefreshTokenReused,
-    RevokeReason, SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
-    UserBlocked, UserForgotten, UserRegistered, UserUnblocked,
+    ClearReason, Event, IssueReason, LoginFailed, PasswordChanged, PasswordRehashed,
+    RefreshTokenReused, RevokeReason, SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed,
+    TokenRotated, UserBlocked, UserForgotten, UserImported, UserRegistered, UserUnblocked,
 };
 pub use personal::{AccountNames, ERASED, Personal};
 pub use schema::{DecodeError, current_version};

@@ -163,6 +163,8 @@ impl Event {
             Event::UserBlocked(e) => postcard::to_allocvec(e),
             Event::UserUnblocked(e) => postcard::to_allocvec(e),
             Event::UserForgotten(e) => postcard::to_allocvec(e),
+            Event::UserImported(e) => postcard::to_allocvec(e),
+            Event::PasswordRehashed(e) => postcard::to_allocvec(e),
         };
         encoded.expect("event payloads always serialise")
     }
@@ -193,6 +195,8 @@ impl Event {
             "UserBlocked" => Event::UserBlocked(parse(event_type, bytes)?),
             "UserUnblocked" => Event::UserUnblocked(parse(event_type, bytes)?),
             "UserForgotten" => Event::UserForgotten(parse(event_type, bytes)?),
+            "UserImported" => Event::UserImported(parse(event_type, bytes)?),
+            "PasswordRehashed" => Event::PasswordRehashed(parse(event_type, bytes)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }

@@ -79,6 +79,8 @@ impl Event {
             "UserBlocked" => Event::UserBlocked(parse(event_type, payload)?),
             "UserUnblocked" => Event::UserUnblocked(parse(event_type, payload)?),
             "UserForgotten" => Event::UserForgotten(parse(event_type, payload)?),
+            "UserImported" => Event::UserImported(parse(event_type, payload)?),
+            "PasswordRehashed" => Event::PasswordRehashed(parse(event_type, payload)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }

@@ -304,6 +304,8 @@ fn reply(
         Command::IssueToken(c) => (Some(c.session_id), true),
         Command::RotateToken(c) => (Some(c.presented.session_id), c.rotation),
         Command::RevokeSession(c) => (Some(c.session_id), false),
+        // The imported session's token is the other system's, which its client holds.
+        Command::ImportSession(c) => (Some(c.session_id), false),
         Command::ClearSessions(_) | Command::Logout(_) | Command::RecordLoginFailure(_) => {
             (None, false)
         }

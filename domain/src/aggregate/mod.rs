@@ -10,11 +10,11 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 
 use crate::commands::{
-    ClearSessions, Client, Command, IssueToken, Lifetimes, Logout, LogoutScope, PresentedToken,
-    RecordLoginFailure, RevokeSession, RotateToken,
+    ClearSessions, Client, Command, ImportSession, IssueToken, Lifetimes, Logout, LogoutScope,
+    PresentedToken, RecordLoginFailure, RevokeSession, RotateToken,
 };
 use crate::events::{
-    ClearReason, Event, LoginFailed, RefreshTokenReused, RevokeReason, SessionRevoked,
+    ClearReason, Event, IssueReason, LoginFailed, RefreshTokenReused, RevokeReason, SessionRevoked,
     SessionsCleared, TokenIssued, TokenRefreshed, TokenRotated,
 };
 use crate::types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};
@@ -43,6 +43,8 @@ pub enum DomainError {
     TokenMismatch,
     #[error("a session with this id exists already")]
     SessionExists,
+    #[error("the token has expired")]
+    Expired,
 }
 
 /// The token a session replaced last, kept for the grace window.
@@ -149,6 +151,7 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     match command {
         Command::IssueToken(cmd) => issue(state, cmd, now, sealer),
+        Command::ImportSession(cmd) => import(state, cmd, now),
         Command::RotateToken(cmd) => rotate(state, cmd, now, sealer),
         Command::RevokeSession(cmd) => revoke(state, cmd, now),
         Command::ClearSessions(cmd) => Ok(clear(state, cmd, now)),
@@ -213,6 +216,39 @@ fn issue(
         user_agent: cmd.client.user_agent.clone(),
     }));
     Ok(events)
+}
+
+/// An imported session starts where the other system left it: its token and absolute
+/// lifetime count from when that system issued it, its idle timeout from now (that system
+/// kept no last use). One whose token has expired already is refused, as is a session that
+/// is here already: importing twice changes nothing.
+fn import(
+    state: &UserSessions,
+    cmd: &ImportSession,
+    now: Timestamp,
+) -> Result<Vec<Event>, DomainError> {
+    if state.sessions.contains_key(&cmd.session_id) {
+        return Err(DomainError::SessionExists);
+    }
+    let absolute_expires_at = later(cmd.created_at, cmd.lifetimes.absolute);
+    let token_expires_at =
+        later(cmd.created_at, cmd.lifetimes.refresh_token).min(absolute_expires_at);
+    if token_expires_at <= now {
+        return Err(DomainError::Expired);
+    }
+    Ok(vec![Event::TokenIssued(TokenIssued {
+        session_id: cmd.session_id,
+        device_id: cmd.device_id.clone(),
+        token_id: cmd.token_id,
+        token_hash: cmd.token_hash,
+        reason: IssueReason::Imported,
+        issued_at: now,
+        token_expires_at,
+        idle_expires_at: later(now, cmd.lifetimes.idle_timeout).min(absolute_expires_at),
+        absolute_expires_at,
+        ip: cmd.client.ip.clone(),
+        user_agent: cmd.client.user_agent.clone(),
+    })])
 }
 
 /// The sessions a new login pushes out: the least recently used (ties by id, the older
@@ -562,7 +598,9 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
         | Event::PasswordChanged(_)
         | Event::UserBlocked(_)
         | Event::UserUnblocked(_)
-        | Event::UserForgotten(_) => {}
+        | Event::UserForgotten(_)
+        | Event::UserImported(_)
+        | Event::PasswordRehashed(_) => {}
     }
     state
 }

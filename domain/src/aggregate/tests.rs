@@ -761,3 +761,107 @@ fn account_events_leave_the_sessions_as_they_are() {
     assert_eq!(evolve_all(h.state.clone(), &account), h.state);
     assert_eq!(account.iter().fold(h.state.clone(), evolve), h.state);
 }
+
+mod imported {
+    use super::*;
+
+    const PLUGIN_HASH: TokenHash = TokenHash([0xAB; 32]);
+
+    /// A Strapi plugin session issued 10 days before `at(0)`.
+    fn import() -> Command {
+        Command::ImportSession(ImportSession {
+            session_id: id(SESSION),
+            device_id: "strapi-plugin".to_owned(),
+            token_id: id(1),
+            token_hash: PLUGIN_HASH,
+            created_at: at(0) - TimeDelta::days(10),
+            lifetimes: lifetimes(),
+            client: client("10.0.0.9"),
+        })
+    }
+
+    fn presented_plugin_token() -> PresentedToken {
+        PresentedToken {
+            user_id: USER,
+            session_id: id(SESSION),
+            token_id: id(1),
+            generation: 0,
+            hash: PLUGIN_HASH,
+        }
+    }
+
+    #[test]
+    fn given_a_live_plugin_token_when_imported_then_its_expiry_counts_from_when_it_was_issued() {
+        let (result, after) = given(&[]).when(import(), at(0));
+        let events = result.unwrap();
+        let [Event::TokenIssued(issued)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(issued.reason, IssueReason::Imported);
+        assert_eq!(issued.token_hash, PLUGIN_HASH);
+        assert_eq!(issued.token_expires_at, at(0) + TimeDelta::days(20));
+        assert_eq!(issued.absolute_expires_at, at(0) + TimeDelta::days(80));
+        assert_eq!(issued.idle_expires_at, at(0) + TimeDelta::days(7));
+        assert_eq!(after.session(&id(SESSION)).unwrap().generation, 0);
+    }
+
+    #[test]
+    fn given_an_imported_session_when_imported_again_then_nothing_is_recorded() {
+        let (result, _) = given(&[(import(), at(0))]).when(import(), at(5));
+        assert_eq!(result, Err(DomainError::SessionExists));
+    }
+
+    #[test]
+    fn given_a_plugin_token_past_its_lifetime_when_imported_then_it_is_refused() {
+        let (result, after) = given(&[]).when(import(), at(0) + TimeDelta::days(20));
+        assert_eq!(result, Err(DomainError::Expired));
+        assert!(after.sessions.is_empty());
+    }
+
+    #[test]
+    fn given_an_imported_session_when_its_plugin_token_refreshes_with_rotation_then_it_moves_to_generation_one()
+     {
+        let h = given(&[(import(), at(0))]);
+        let rotate = |rotation| {
+            Command::RotateToken(RotateToken {
+                presented: presented_plugin_token(),
+                rotation,
+                successor_id: id(2),
+                reuse_grace: TimeDelta::seconds(10),
+                lifetimes: lifetimes(),
+                client: client("10.0.0.9"),
+            })
+        };
+        let (result, after) = h.when(rotate(true), at(60));
+        assert_eq!(types(&result.unwrap()), ["TokenRotated"]);
+        let session = after.session(&id(SESSION)).unwrap();
+        assert_eq!(session.generation, 1);
+        assert_eq!(session.token_hash, FieldSealer.seal(&session.grant(USER)));
+        // Rotation off: the plugin's token keeps serving, as the plugin itself did.
+        let (result, after) = h.when(rotate(false), at(60));
+        assert_eq!(types(&result.unwrap()), ["TokenRefreshed"]);
+        assert_eq!(after.session(&id(SESSION)).unwrap().token_hash, PLUGIN_HASH);
+    }
+
+    #[test]
+    fn given_an_imported_session_rotated_when_the_plugin_token_comes_back_late_then_reuse_ends_it()
+    {
+        let h = given(&[(import(), at(0))]).rotated(at(60), 2);
+        let (result, after) = h.when(
+            Command::RotateToken(RotateToken {
+                presented: presented_plugin_token(),
+                rotation: true,
+                successor_id: id(3),
+                reuse_grace: TimeDelta::seconds(10),
+                lifetimes: lifetimes(),
+                client: client("10.6.6.6"),
+            }),
+            at(600),
+        );
+        assert_eq!(
+            types(&result.unwrap()),
+            ["RefreshTokenReused", "SessionRevoked"]
+        );
+        assert!(after.sessions.is_empty());
+    }
+}
