@@ -231,6 +231,7 @@ fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
         refresh_secret.expose().as_bytes(),
         signing.jwt_expires_in,
     )
+    .map(|tokens| tokens.accepting_strapi_access_tokens(signing.strapi_access_tokens))
     .context("signing keys")
 }
 

@@ -4,6 +4,12 @@
 //! pins both the algorithm and the `typ`: an access token is never accepted as a refresh token
 //! or the reverse, and `alg: none` or an RSA/HMAC confusion cannot get through. Refresh tokens
 //! are signed from a `RefreshGrant` alone, so the same grant always yields the same token.
+//!
+//! Two foreign forms are read too, for a move from Strapi. The refresh-token plugin's
+//! `{userId, secret}` (signed with the same `REFRESH_JWT_SECRET`) names a session imported by
+//! `tokenledger import strapi`, found by its `secret` (`plugin_session`). Strapi's own access
+//! tokens `{id, iat, exp}` (signed with `JWT_SECRET`) are accepted only when
+//! `STRAPI_ACCESS_TOKENS=accept`: they name no session, so nothing here can revoke them.
 
 use std::cell::RefCell;
 
@@ -23,11 +29,67 @@ const REFRESH_TYP: &str = "refresh+jwt";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub id: UserId,
+    /// The nil UUID for a Strapi-made token (`strapi`), which belongs to no session here.
     pub sid: SessionId,
     pub iat: i64,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Made by Strapi (`STRAPI_ACCESS_TOKENS=accept`): valid until it expires, whatever
+    /// happens to sessions here.
+    #[serde(skip)]
+    pub strapi: bool,
+}
+
+/// A Strapi access token's claims.
+#[derive(Deserialize)]
+struct StrapiAccessClaims {
+    id: UserId,
+    iat: i64,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+
+/// The Strapi refresh-token plugin's claims: `secret` is its token row's `document_id`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PluginRefreshClaims {
+    user_id: UserId,
+    secret: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+
+/// What identifies a session imported from the Strapi plugin, all derived from the plugin
+/// token's `secret`, so that the import and a later refresh find the same session without
+/// keeping the secret: only its hash is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PluginSession {
+    pub session_id: SessionId,
+    pub token_id: Uuid,
+    pub hash: TokenHash,
+}
+
+/// The session, token id and hash of the plugin token whose `secret` this is.
+pub fn plugin_session(secret: &str) -> PluginSession {
+    let derived = |label: &str| {
+        let digest = Sha256::new()
+            .chain_update(b"tokenledger strapi-plugin ")
+            .chain_update(label.as_bytes())
+            .chain_update([0])
+            .chain_update(secret.as_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Uuid::new_v8(bytes)
+    };
+    PluginSession {
+        session_id: derived("session"),
+        token_id: derived("token"),
+        hash: hash(secret),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,6 +126,7 @@ pub struct Tokens {
     refresh_check: DecodingKey,
     access_lifetime: TimeDelta,
     validation: Validation,
+    strapi_access: bool,
 }
 
 impl Tokens {
@@ -85,7 +148,14 @@ impl Tokens {
             refresh_check: DecodingKey::from_secret(refresh_secret)?,
             access_lifetime,
             validation,
+            strapi_access: false,
         })
+    }
+
+    /// Accepts Strapi's own access tokens too (`STRAPI_ACCESS_TOKENS=accept`).
+    pub fn accepting_strapi_access_tokens(mut self, accept: bool) -> Tokens {
+        self.strapi_access = accept;
+        self
     }
 
     fn header(typ: &str) -> Header {
@@ -102,20 +172,42 @@ impl Tokens {
             iat,
             exp: iat + self.access_lifetime.num_seconds(),
             nbf: None,
+            strapi: false,
         };
         jsonwebtoken::encode(&Self::header(ACCESS_TYP), &claims, &self.access_key)
             .expect("HS256 signing of plain claims cannot fail")
     }
 
     pub fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, InvalidToken> {
+        let decoded =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.access_check, &self.validation);
+        let claims = match decoded {
+            Ok(data) if data.header.typ.as_deref() == Some(ACCESS_TYP) => data.claims,
+            Ok(_) => return Err(InvalidToken),
+            Err(_) if self.strapi_access => self.decode_strapi_access(token)?,
+            Err(_) => return Err(InvalidToken),
+        };
+        in_time(claims.exp, claims.nbf, now)?;
+        Ok(claims)
+    }
+
+    /// A Strapi access token (`{id, iat, exp}`, `typ` JWT as its library writes it).
+    fn decode_strapi_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
         let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &self.access_check, &self.validation)
+            jsonwebtoken::decode::<StrapiAccessClaims>(token, &self.access_check, &self.validation)
                 .map_err(|_| InvalidToken)?;
         if data.header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(InvalidToken);
         }
-        in_time(data.claims.exp, data.claims.nbf, now)?;
-        Ok(data.claims)
+        let StrapiAccessClaims { id, iat, exp, nbf } = data.claims;
+        Ok(AccessClaims {
+            id,
+            sid: Uuid::nil(),
+            iat,
+            exp,
+            nbf,
+            strapi: true,
+        })
     }
 
     pub fn sign_refresh(&self, grant: &RefreshGrant) -> String {
@@ -155,9 +247,14 @@ impl Tokens {
         &self,
         token: &str,
     ) -> Result<(PresentedToken, i64, Option<i64>), InvalidToken> {
-        let data =
-            jsonwebtoken::decode::<RefreshClaims>(token, &self.refresh_check, &self.validation)
-                .map_err(|_| InvalidToken)?;
+        let data = match jsonwebtoken::decode::<RefreshClaims>(
+            token,
+            &self.refresh_check,
+            &self.validation,
+        ) {
+            Ok(data) => data,
+            Err(_) => return self.decode_plugin_refresh(token),
+        };
         if data.header.typ.as_deref() != Some(REFRESH_TYP) {
             return Err(InvalidToken);
         }
@@ -168,6 +265,35 @@ impl Tokens {
             token_id: claims.jti,
             generation: claims.generation,
             hash: hash(token),
+        };
+        Ok((presented, claims.exp, claims.nbf))
+    }
+}
+
+impl Tokens {
+    /// The Strapi plugin's refresh token, as the session `tokenledger import strapi` made of
+    /// it: generation 0, known by the hash of its `secret` (`plugin_session`).
+    fn decode_plugin_refresh(
+        &self,
+        token: &str,
+    ) -> Result<(PresentedToken, i64, Option<i64>), InvalidToken> {
+        let data = jsonwebtoken::decode::<PluginRefreshClaims>(
+            token,
+            &self.refresh_check,
+            &self.validation,
+        )
+        .map_err(|_| InvalidToken)?;
+        if data.header.typ.as_deref() != Some(ACCESS_TYP) {
+            return Err(InvalidToken);
+        }
+        let claims = data.claims;
+        let session = plugin_session(&claims.secret);
+        let presented = PresentedToken {
+            user_id: claims.user_id,
+            session_id: session.session_id,
+            token_id: session.token_id,
+            generation: 0,
+            hash: session.hash,
         };
         Ok((presented, claims.exp, claims.nbf))
     }

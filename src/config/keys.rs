@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 
 use super::values::{
-    Parsed, boolean, cors_origins, duration, http_url, key, log_format, path, port, proxies,
-    rate_limit, retention, same_site, secret, session_limit, text,
+    Parsed, accept_or_refuse, boolean, cors_origins, duration, http_url, key, log_format, path,
+    port, proxies, rate_limit, retention, same_site, secret, session_limit, text,
 };
 use super::{ConfigError, CorsOrigins, KeyBytes, LogFormat, RateLimit, SameSite, Secret, invalid};
 
@@ -127,6 +127,11 @@ keys! {
         "signs refresh tokens";
     JWT_EXPIRES_IN: TimeDelta = "JWT_EXPIRES_IN", "jwt.expiresIn", Scalar, Value("2h"), duration,
         "access token lifetime";
+    STRAPI_ACCESS_TOKENS: bool = "STRAPI_ACCESS_TOKENS", "jwt.strapiAccessTokens", Text,
+        Value("refuse"), accept_or_refuse,
+        "`accept`: bearer routes also take Strapi's own access tokens (`{id, iat, exp}` signed \
+        with `JWT_SECRET`) until they expire, for a switch-over from Strapi; they cannot be \
+        revoked";
     REFRESH_TOKEN_EXPIRES_IN: TimeDelta = "REFRESH_TOKEN_EXPIRES_IN",
         "refresh.refreshTokenExpiresIn", Scalar, Value("30d"), duration,
         "refresh token lifetime";

@@ -58,6 +58,8 @@ pub struct TokenConfig {
     pub jwt_secret: Option<Secret>,
     pub refresh_secret: Option<Secret>,
     pub jwt_expires_in: TimeDelta,
+    /// `STRAPI_ACCESS_TOKENS=accept`.
+    pub strapi_access_tokens: bool,
     pub request_refresh_on_all: bool,
     pub refresh_token_rotation: bool,
     pub refresh_token_reuse_grace: TimeDelta,
@@ -306,6 +308,15 @@ impl Config {
                     .to_owned(),
             );
         }
+        if tokens.strapi_access_tokens {
+            said.push(
+                "STRAPI_ACCESS_TOKENS=accept: Strapi's own access tokens signed with JWT_SECRET \
+                 are accepted until they expire, and cannot be revoked (a logout, a password \
+                 change or reuse detection does not end them; a block or a deleted user does); \
+                 set it back to refuse once they have expired (JWT_EXPIRES_IN after the switch)"
+                    .to_owned(),
+            );
+        }
         if let Some(retention) = self.privacy.retention
             && retention < self.lifetimes.session_absolute_lifetime
         {
@@ -351,6 +362,7 @@ impl TokenConfig {
             jwt_secret: source.optional(&keys::JWT_SECRET)?,
             refresh_secret: source.optional(&keys::REFRESH_JWT_SECRET)?,
             jwt_expires_in: source.value(&keys::JWT_EXPIRES_IN)?,
+            strapi_access_tokens: source.value(&keys::STRAPI_ACCESS_TOKENS)?,
             request_refresh_on_all: source.value(&keys::REQUEST_REFRESH_ON_ALL)?,
             refresh_token_rotation: source.value(&keys::REFRESH_TOKEN_ROTATION)?,
             refresh_token_reuse_grace: source.value(&keys::REFRESH_TOKEN_REUSE_GRACE)?,

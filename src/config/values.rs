@@ -55,6 +55,15 @@ pub(super) fn boolean(value: &str) -> Parsed<bool> {
     }
 }
 
+/// `STRAPI_ACCESS_TOKENS`: `accept` (true) or `refuse`.
+pub(super) fn accept_or_refuse(value: &str) -> Parsed<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "accept" => Ok(true),
+        "refuse" => Ok(false),
+        other => Err(format!("{other:?} is not accept or refuse")),
+    }
+}
+
 /// Durations as Strapi and the plugin write them: `30d`, `2h`, `15m`, `10s`, `7 days`, `1y`,
 /// or a bare number of seconds.
 pub(super) fn duration(value: &str) -> Parsed<TimeDelta> {

@@ -64,6 +64,12 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     const SCRUB: &'static [&'static str];
     /// The condition a catch-up page adds to `position > ?`.
     const CATCH_UP: &'static str;
+    /// What an insert of a users row with its id given (an import) says between its columns
+    /// and its values, where the database would otherwise refuse to take an id.
+    const GIVEN_ID: &'static str;
+    /// Run after such an insert, so that the next registration's id is above every id
+    /// given (SQLite's `AUTOINCREMENT` does so by itself).
+    const AFTER_GIVEN_IDS: Option<&'static str>;
 
     /// The pool reads go to.
     fn reader(&self) -> &Pool<Self::Db>;

@@ -73,6 +73,9 @@ impl Dialect for PgDatabase {
     const RACING_WRITERS: bool = true;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = false;
     const JSON_PARAMETER: &'static str = "NULLIF(?, '')::json";
+    const GIVEN_ID: &'static str = "OVERRIDING SYSTEM VALUE";
+    const AFTER_GIVEN_IDS: Option<&'static str> =
+        Some("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users))");
     const SCRUB: &'static [&'static str] = &["VACUUM data_keys, users"];
     // Only below the oldest transaction in flight: one that took a lower position but has
     // not committed yet would otherwise be passed over for good.

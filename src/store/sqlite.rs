@@ -167,6 +167,8 @@ impl Dialect for Database {
     const RACING_WRITERS: bool = false;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = true;
     const JSON_PARAMETER: &'static str = "?";
+    const GIVEN_ID: &'static str = "";
+    const AFTER_GIVEN_IDS: Option<&'static str> = None;
     const SCRUB: &'static [&'static str] = &["PRAGMA wal_checkpoint(TRUNCATE)"];
     const CATCH_UP: &'static str = "";
 

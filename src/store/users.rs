@@ -12,8 +12,8 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 use tokenledger_domain::{
-    Event, PasswordChanged, Timestamp, UserBlocked, UserForgotten, UserId, UserRegistered,
-    UserUnblocked,
+    Event, PasswordChanged, PasswordRehashed, Timestamp, UserBlocked, UserForgotten, UserId,
+    UserImported, UserRegistered, UserUnblocked,
 };
 
 use super::EventMetadata;
@@ -40,6 +40,32 @@ pub struct NewUser {
     pub username: String,
     pub email: String,
     pub password_hash: String,
+}
+
+/// A users row of another system, to be brought in as it is there (`tokenledger import`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedUser {
+    pub id: UserId,
+    pub document_id: String,
+    pub username: String,
+    pub email: String,
+    pub provider: String,
+    /// The other system's hash (Strapi's bcrypt), verified at login and replaced then.
+    pub password_hash: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an import of one row did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Import {
+    Added(User),
+    /// The row is here already, with the same id and `documentId`: an earlier import.
+    AlreadyThere,
+    /// Something here is in its way; nothing was written.
+    Conflict(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +190,30 @@ pub trait Users: Send + Sync + 'static {
         metadata: &EventMetadata,
     ) -> Result<User, UserError>;
 
+    /// Replaces a hash of another scheme by one of today's for the same password, if it is
+    /// still `previous`, with its `PasswordRehashed` (the user changed nothing); `NotFound`
+    /// otherwise.
+    async fn rehash(
+        &self,
+        id: UserId,
+        previous: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError>;
+
+    /// Brings in another system's users row with its id, `documentId` and times, and its
+    /// `UserRegistered` then `UserImported` (from `source`), in one transaction; a row
+    /// whose id, `documentId`, username or email is someone else's here is a conflict, and
+    /// left out.
+    async fn import(
+        &self,
+        imported: &ImportedUser,
+        source: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<Import, UserError>;
+
     /// Blocks or unblocks a user, with its `UserBlocked` or `UserUnblocked`; a user already
     /// so is returned as it is, and nothing is written.
     async fn set_blocked(
@@ -243,6 +293,105 @@ where
         created_at: rfc3339(&row.try_get::<String, _>(8)?)?,
         updated_at: rfc3339(&row.try_get::<String, _>(9)?)?,
     })
+}
+
+/// Replaces the password hash if it is still `previous`, with `event` (which says why).
+async fn replace_hash<D: EventTable>(
+    store: &D,
+    id: UserId,
+    previous: &str,
+    hash: &str,
+    event: &Event,
+    metadata: &EventMetadata,
+) -> Result<User, UserError>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    bool: Value<D::Db>,
+    String: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    usize: ColumnIndex<Row<D>>,
+{
+    let sql = format!(
+        "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ? \
+         RETURNING {COLUMNS}"
+    );
+    let mut tx = store.writer().begin_with(D::BEGIN).await?;
+    let row = query::<D>(&sql)
+        .bind(hash)
+        .bind(strapi_time(&event.occurred_at()))
+        .bind(id)
+        .bind(previous)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let changed = row.as_ref().map(user).transpose()?;
+    let changed = changed.ok_or(UserError::NotFound)?;
+    let event = [of_user(id, event)];
+    append_in::<D>(&mut tx, store.chain(), store.keyring(), &event, metadata).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// What keeps `imported` out, read in the import's transaction: the same row imported before,
+/// or a row here holding its id, `documentId`, username or email.
+async fn in_the_way<D: EventTable>(
+    conn: &mut Conn<D>,
+    imported: &ImportedUser,
+) -> Result<Option<Import>, sqlx::Error>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    bool: Value<D::Db>,
+    String: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    usize: ColumnIndex<Row<D>>,
+{
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE id = ? OR document_id = ? OR email IN (?, ?) \
+         OR username IN (?, ?, ?) ORDER BY id"
+    );
+    let email = imported.email.to_lowercase();
+    let rows = query::<D>(&sql)
+        .bind(imported.id)
+        .bind(&imported.document_id)
+        .bind(&email)
+        .bind(imported.username.to_lowercase())
+        .bind(&imported.username)
+        .bind(&imported.email)
+        .bind(&email)
+        .fetch_all(&mut *conn)
+        .await?;
+    let here: Vec<User> = rows.iter().map(user).collect::<Result<_, _>>()?;
+    Ok(conflict_with(imported, &here))
+}
+
+/// The pure half of `in_the_way`: given the rows that share something with `imported`.
+fn conflict_with(imported: &ImportedUser, here: &[User]) -> Option<Import> {
+    let same = |u: &User| u.id == imported.id && u.document_id == imported.document_id;
+    match here {
+        [] => None,
+        [only] if same(only) => Some(Import::AlreadyThere),
+        _ => {
+            let other = here.iter().find(|u| !same(u)).unwrap_or(&here[0]);
+            let what = if other.id == imported.id {
+                format!(
+                    "its id is user {} here (documentId {})",
+                    other.id, other.document_id
+                )
+            } else if other.document_id == imported.document_id {
+                format!("its documentId is user {}'s here", other.id)
+            } else {
+                format!("its username or email is user {}'s here", other.id)
+            };
+            Some(Import::Conflict(what))
+        }
+    }
 }
 
 #[async_trait]
@@ -364,24 +513,74 @@ where
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<User, UserError> {
-        let sql = format!(
-            "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ? \
-             RETURNING {COLUMNS}"
-        );
+        let event = password_changed(hash, now);
+        replace_hash(self, id, previous, hash, &event, metadata).await
+    }
+
+    async fn rehash(
+        &self,
+        id: UserId,
+        previous: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError> {
+        let event = Event::PasswordRehashed(PasswordRehashed {
+            password_digest: password_digest(hash),
+            from: crate::password::Scheme::of(previous).name().to_owned(),
+            rehashed_at: now,
+        });
+        replace_hash(self, id, previous, hash, &event, metadata).await
+    }
+
+    async fn import(
+        &self,
+        imported: &ImportedUser,
+        source: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<Import, UserError> {
         let mut tx = self.writer().begin_with(D::BEGIN).await?;
-        let row = query::<D>(&sql)
-            .bind(hash)
-            .bind(strapi_time(&now))
-            .bind(id)
-            .bind(previous)
-            .fetch_optional(&mut *tx)
+        if let Some(lock) = D::LOCK_USERS {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        if let Some(found) = in_the_way::<D>(&mut tx, imported).await? {
+            return Ok(found);
+        }
+        let insert = format!(
+            "INSERT INTO users (id, document_id, username, email, password_hash, provider, \
+             confirmed, blocked, created_at, updated_at) {} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING {COLUMNS}",
+            D::GIVEN_ID
+        );
+        let row = query::<D>(&insert)
+            .bind(imported.id)
+            .bind(&imported.document_id)
+            .bind(&imported.username)
+            .bind(imported.email.to_lowercase())
+            .bind(&imported.password_hash)
+            .bind(&imported.provider)
+            .bind(imported.confirmed)
+            .bind(imported.blocked)
+            .bind(strapi_time(&imported.created_at))
+            .bind(strapi_time(&imported.updated_at))
+            .fetch_one(&mut *tx)
             .await?;
-        let changed = row.as_ref().map(user).transpose()?;
-        let changed = changed.ok_or(UserError::NotFound)?;
-        let event = [of_user(id, &password_changed(hash, now))];
-        append_in::<D>(&mut tx, self.chain(), self.keyring(), &event, metadata).await?;
+        if let Some(after) = D::AFTER_GIVEN_IDS {
+            sqlx::query(after).execute(&mut *tx).await?;
+        }
+        let added = user(&row)?;
+        let registered = [of_user(added.id, &registration_of(&added, now))];
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &registered, metadata).await?;
+        let from = Event::UserImported(UserImported {
+            source: source.to_owned(),
+            created_at: imported.created_at,
+            imported_at: now,
+        });
+        let from = [of_user(added.id, &from)];
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &from, metadata).await?;
         tx.commit().await?;
-        Ok(changed)
+        Ok(Import::Added(added))
     }
 
     async fn set_blocked(

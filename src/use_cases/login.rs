@@ -4,6 +4,8 @@ use tokenledger_domain::{Command, IssueReason, RecordLoginFailure, UserId};
 
 use super::{Caller, Failure, Services, Started};
 use crate::limits::Account;
+use crate::password::Scheme;
+use crate::store::users::{User, UserError};
 
 /// A login whose fields passed Strapi's checks.
 pub struct Login {
@@ -25,6 +27,10 @@ impl Services {
         );
         self.limits.check_account(account)?;
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        // Kept only for a hash of another scheme, which a proven password replaces.
+        let to_rehash = (hash.as_deref().map(Scheme::of))
+            .is_some_and(|scheme| scheme != Scheme::Argon2id)
+            .then(|| form.password.clone());
         let matches = self.passwords.verify(form.password, hash).await?;
         if !matches {
             self.limits.count_failure(account);
@@ -42,8 +48,49 @@ impl Services {
         if user.blocked {
             return Err(Failure::Blocked);
         }
+        let user = match to_rehash {
+            Some(password) => self.upgrade_hash(user, password, &caller).await?,
+            None => user,
+        };
         self.start_session(caller, user, form.device_id, IssueReason::Login)
             .await
+    }
+
+    /// An imported (bcrypt) hash whose password was just proven is replaced by an argon2id
+    /// one (`PasswordRehashed`). Two first logins at once: one replaces it, the other finds
+    /// the new hash and checks the password against it, so neither is refused.
+    async fn upgrade_hash(
+        &self,
+        user: User,
+        password: String,
+        caller: &Caller,
+    ) -> Result<User, Failure> {
+        let Some(previous) = user.password_hash.clone() else {
+            return Ok(user);
+        };
+        let hash = self.passwords.hash(password.clone()).await?;
+        let now = self.clock.now();
+        match self
+            .users
+            .rehash(user.id, &previous, &hash, now, &caller.metadata)
+            .await
+        {
+            Ok(rehashed) => Ok(rehashed),
+            Err(UserError::NotFound) => {
+                let current = self
+                    .users
+                    .find(user.id)
+                    .await?
+                    .ok_or(Failure::InvalidLogin)?;
+                let hash = current.password_hash.clone();
+                if self.passwords.verify(password, hash).await? {
+                    Ok(current)
+                } else {
+                    Err(Failure::InvalidLogin)
+                }
+            }
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// A wrong password for an existing user goes on its record. It is handed to the user's
