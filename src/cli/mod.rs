@@ -23,6 +23,7 @@ macro_rules! say {
 }
 
 mod forensics;
+mod import;
 mod ledger;
 mod probe;
 mod seed;
@@ -80,6 +81,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Bring in users (and live sessions) from another system.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// A user's event trail (id, email or username): time, event, session, generation, IP,
     /// user agent, actor.
     Audit {
@@ -167,6 +171,22 @@ pub enum LedgerCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A Strapi 5 database's users (ids, documentIds, bcrypt hashes, blocked, confirmed) and
+    /// the refresh-token plugin's live tokens, as sessions that keep working with the plugin's
+    /// JWT (REFRESH_JWT_SECRET must be the Strapi deployment's). Run it before `serve`, or
+    /// restart after it; running it again adds only what is new.
+    Strapi {
+        /// The Strapi database: a SQLite file (read-only) or a `postgres://` URL.
+        #[arg(long)]
+        from: String,
+        /// Say what would be imported, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Add a local user.
     Add {
@@ -243,6 +263,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Command::Ledger(command) => ledger::run(&config, command).await,
+            Command::Import(ImportCommand::Strapi { from, dry_run }) => {
+                import::strapi(&config, &from, dry_run).await
+            }
             Command::Rebuild => forensics::rebuild(&config).await,
             Command::PasswordCost { count } => password_cost(count).await,
             Command::Seed {
@@ -497,6 +520,19 @@ async fn clear_sessions(
     reason: ClearReason,
     metadata: EventMetadata,
 ) -> anyhow::Result<()> {
+    let core = core_for(config, opened)?;
+    let command = DomainCommand::ClearSessions(ClearSessions {
+        reason,
+        device_id: None,
+        keep: None,
+    });
+    execute_once(core, user_id, Execute { command, metadata }).await?;
+    Ok(())
+}
+
+/// What an operator's command decides with, as an actor would: the store, the signing keys
+/// and the clock (`execute_once` loads the whole stream itself).
+fn core_for(config: &Config, opened: &Opened) -> anyhow::Result<Arc<Core>> {
     let (jwt, refresh) = (
         config.tokens.jwt_secret.clone().context("JWT_SECRET")?,
         config
@@ -505,7 +541,7 @@ async fn clear_sessions(
             .clone()
             .context("REFRESH_JWT_SECRET")?,
     );
-    let core = Arc::new(Core {
+    Ok(Arc::new(Core {
         store: opened.events.clone(),
         tokens: Arc::new(Tokens::new(
             jwt.expose().as_bytes(),
@@ -514,16 +550,8 @@ async fn clear_sessions(
         )?),
         projection: Arc::new(RwLock::new(ActiveSessions::new())),
         clock: Arc::new(Clock::system()),
-        // It loads the whole stream itself (`execute_once`).
         shared_log: false,
-    });
-    let command = DomainCommand::ClearSessions(ClearSessions {
-        reason,
-        device_id: None,
-        keep: None,
-    });
-    execute_once(core, user_id, Execute { command, metadata }).await?;
-    Ok(())
+    }))
 }
 
 /// Blocks or unblocks a user (its row and its `UserBlocked` or `UserUnblocked`, one

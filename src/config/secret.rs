@@ -50,11 +50,21 @@ pub fn weakness(secret: &str) -> Option<&'static str> {
         || secret.to_ascii_lowercase().contains("change-me")
     {
         Some("is a well-known default secret")
-    } else if secret.len() < 32 {
+    } else if secret.len() < 32 && !strapi_generated(secret) {
         Some("is shorter than 32 bytes")
     } else {
         None
     }
+}
+
+/// Strapi's own generated secrets are 16 random bytes in base64 (24 characters): 128 bits,
+/// enough for HMAC-SHA256, and the secret a Strapi deployment moving here must keep (its
+/// content servers check our access tokens with it). Base64 of 16 bytes or more passes.
+fn strapi_generated(secret: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(secret)
+        .is_ok_and(|bytes| bytes.len() >= 16 && bytes.iter().any(|b| *b != bytes[0]))
 }
 
 /// A 32-byte key (the ledger's HMAC key, the checkpoint signing seed): 64 hex digits where
@@ -84,6 +94,20 @@ impl KeyBytes {
 
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strapi_generated_secret_is_strong_enough_and_short_text_is_not() {
+        // As create-strapi-app makes JWT_SECRET: 16 random bytes in base64.
+        assert_eq!(weakness("q3Hk0nJ1YbVZ8oW7u2xR6g=="), None);
+        assert!(weakness("peer-refresh-jwt-secret").is_some());
+        assert!(weakness("AAAAAAAAAAAAAAAAAAAAAA==").is_some());
+        assert!(weakness("c2hvcnQ=").is_some());
     }
 }
 

@@ -372,7 +372,7 @@ where
 }
 
 /// The pure half of `in_the_way`: given the rows that share something with `imported`.
-fn conflict_with(imported: &ImportedUser, here: &[User]) -> Option<Import> {
+pub(crate) fn conflict_with(imported: &ImportedUser, here: &[User]) -> Option<Import> {
     let same = |u: &User| u.id == imported.id && u.document_id == imported.document_id;
     match here {
         [] => None,
