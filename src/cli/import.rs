@@ -149,6 +149,48 @@ fn no_plugin(error: &sqlx::Error) -> bool {
     text.contains("no such table") || text.contains("does not exist")
 }
 
+/// The users and plugin tokens of a Strapi database, whichever kind it is.
+async fn rows_of<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    postgres: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Rows>
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    i64: Value<DB>,
+    Option<i64>: Value<DB>,
+    Option<String>: Value<DB>,
+{
+    let users = sqlx::query(sqlx::AssertSqlSafe(users_sql(postgres)))
+        .fetch_all(pool)
+        .await
+        .context("reading up_users")?;
+    let users = users
+        .iter()
+        .map(|r| user_of(r, now))
+        .collect::<Result<_, _>>()?;
+    let tokens = match sqlx::query(sqlx::AssertSqlSafe(tokens_sql(postgres)))
+        .fetch_all(pool)
+        .await
+    {
+        Ok(rows) => Some(
+            rows.iter()
+                .map(|r| token_of(r, now))
+                .collect::<Result<_, _>>()?,
+        ),
+        Err(error) if no_plugin(&error) => None,
+        Err(error) => return Err(error).context("reading refresh-token_token"),
+    };
+    Ok((users, tokens))
+}
+
+type Rows = (
+    Vec<Result<ImportedUser, String>>,
+    Option<Vec<Option<PluginToken>>>,
+);
+
 /// Reads a Strapi database: a SQLite file (opened read-only) or a PostgreSQL URL.
 pub async fn read(
     from: &str,
@@ -156,36 +198,16 @@ pub async fn read(
     left_out: &mut Vec<String>,
 ) -> anyhow::Result<Source> {
     let postgres = from.starts_with("postgres://") || from.starts_with("postgresql://");
-    let (users, tokens, name) = if postgres {
+    let ((users, tokens), name) = if postgres {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect(from)
             .await
             .context("connecting to the Strapi database")?;
-        let users = sqlx::query(sqlx::AssertSqlSafe(users_sql(true)))
-            .fetch_all(&pool)
-            .await;
-        let users = users.context("reading up_users")?;
-        let users: Vec<_> = users
-            .iter()
-            .map(|r| user_of(r, now))
-            .collect::<Result<_, _>>()?;
-        let tokens = match sqlx::query(sqlx::AssertSqlSafe(tokens_sql(true)))
-            .fetch_all(&pool)
-            .await
-        {
-            Ok(rows) => Some(
-                rows.iter()
-                    .map(|r| token_of(r, now))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Err(error) if no_plugin(&error) => None,
-            Err(error) => return Err(error).context("reading refresh-token_token"),
-        };
+        let rows = rows_of(&pool, true, now).await;
         pool.close().await;
         (
-            users,
-            tokens,
+            rows?,
             format!("strapi postgres {}", without_credentials(from)),
         )
     } else {
@@ -198,28 +220,9 @@ pub async fn read(
             .connect_with(options)
             .await
             .with_context(|| format!("opening the Strapi database {path}"))?;
-        let users = sqlx::query(sqlx::AssertSqlSafe(users_sql(false)))
-            .fetch_all(&pool)
-            .await;
-        let users = users.context("reading up_users")?;
-        let users: Vec<_> = users
-            .iter()
-            .map(|r| user_of(r, now))
-            .collect::<Result<_, _>>()?;
-        let tokens = match sqlx::query(sqlx::AssertSqlSafe(tokens_sql(false)))
-            .fetch_all(&pool)
-            .await
-        {
-            Ok(rows) => Some(
-                rows.iter()
-                    .map(|r| token_of(r, now))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Err(error) if no_plugin(&error) => None,
-            Err(error) => return Err(error).context("reading refresh-token_token"),
-        };
+        let rows = rows_of(&pool, false, now).await;
         pool.close().await;
-        (users, tokens, format!("strapi sqlite {path}"))
+        (rows?, format!("strapi sqlite {path}"))
     };
     let mut kept = Vec::with_capacity(users.len());
     for user in users {

@@ -97,6 +97,12 @@ impl KeyBytes {
     }
 }
 
+impl fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyBytes(…)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,11 +114,5 @@ mod tests {
         assert!(weakness("peer-refresh-jwt-secret").is_some());
         assert!(weakness("AAAAAAAAAAAAAAAAAAAAAA==").is_some());
         assert!(weakness("c2hvcnQ=").is_some());
-    }
-}
-
-impl fmt::Debug for KeyBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyBytes(…)")
     }
 }
