@@ -361,45 +361,22 @@ async fn run(
     dry_run: bool,
 ) -> anyhow::Result<Report> {
     let mut report = Report::default();
-    let here = opened.users.all().await?;
-    let metadata = operator();
-    let mut imported = Vec::with_capacity(source.users.len());
-    for user in &source.users {
-        let outcome = if dry_run {
-            dry_import(user, &here)
-        } else {
-            opened
-                .users
-                .import(user, &source.name, now, &metadata)
-                .await?
-        };
-        let takes_sessions = !matches!(outcome, Import::Conflict(_));
-        let (slot, what) = match &outcome {
-            Import::Added(_) => (0, "imported".to_owned()),
-            Import::AlreadyThere => (1, "already imported".to_owned()),
-            Import::Conflict(why) => (2, format!("conflict, left out: {why}")),
-        };
-        report.users[slot] += 1;
-        report
-            .lines
-            .push(format!("user {} ({}): {what}", user.id, user.username));
-        imported.push((user.clone(), takes_sessions));
-    }
+    let imported = import_users(opened, source, now, dry_run, &mut report).await?;
     let Some(tokens) = &source.tokens else {
         report
             .lines
             .push("no refresh-token plugin tables: no sessions to import".to_owned());
         return Ok(report);
     };
-    let lifetimes = Lifetimes {
-        refresh_token: config.lifetimes.refresh_token_expires_in,
-        idle_timeout: config.lifetimes.session_idle_timeout,
-        absolute: config.lifetimes.session_absolute_lifetime,
-    };
     let core = if dry_run {
         None
     } else {
         Some(core_for(config, opened)?)
+    };
+    let lifetimes = Lifetimes {
+        refresh_token: config.lifetimes.refresh_token_expires_in,
+        idle_timeout: config.lifetimes.session_idle_timeout,
+        absolute: config.lifetimes.session_absolute_lifetime,
     };
     for token in tokens {
         let outcome = match token_owner(token, &imported) {
@@ -412,7 +389,7 @@ async fn run(
                 {
                     TokenOutcome::AlreadyThere
                 } else if let Some(core) = &core {
-                    import_session(core.clone(), user_id, command, metadata.clone()).await?
+                    import_session(core.clone(), user_id, command, operator()).await?
                 } else if command.created_at + lifetimes.refresh_token <= now {
                     TokenOutcome::Expired
                 } else {
@@ -433,6 +410,46 @@ async fn run(
         ));
     }
     Ok(report)
+}
+
+/// Imports (or, dry, checks) each user; returns them with whether each may take sessions
+/// (not a conflict).
+async fn import_users(
+    opened: &Opened,
+    source: &Source,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    report: &mut Report,
+) -> anyhow::Result<Vec<(ImportedUser, bool)>> {
+    // Only a dry run reads them all: the import's own transaction checks each row.
+    let here = if dry_run {
+        opened.users.all().await?
+    } else {
+        Vec::new()
+    };
+    let metadata = operator();
+    let mut imported = Vec::with_capacity(source.users.len());
+    for user in &source.users {
+        let outcome = if dry_run {
+            dry_import(user, &here)
+        } else {
+            opened
+                .users
+                .import(user, &source.name, now, &metadata)
+                .await?
+        };
+        let (slot, what) = match &outcome {
+            Import::Added(_) => (0, "imported".to_owned()),
+            Import::AlreadyThere => (1, "already imported".to_owned()),
+            Import::Conflict(why) => (2, format!("conflict, left out: {why}")),
+        };
+        report.users[slot] += 1;
+        report
+            .lines
+            .push(format!("user {} ({}): {what}", user.id, user.username));
+        imported.push((user.clone(), !matches!(outcome, Import::Conflict(_))));
+    }
+    Ok(imported)
 }
 
 /// A dry run's answer for one user, from the users here (as the import's transaction finds

@@ -433,3 +433,63 @@ async fn a_strapi_postgres_database_is_imported_into_postgres() {
     strapi.drop().await;
     ours.drop().await;
 }
+
+#[actix_web::test]
+async fn an_import_reports_conflicts_and_overwrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = fixture_copy(dir.path());
+    let from = from.to_str().unwrap();
+    let mut server = strapi_server(Server::on(BINARY, &dir.path().join("data")));
+    // Someone here already holds id 1 and Ada's email.
+    let added = server.cli(&[
+        "--insecure-dev",
+        "user",
+        "add",
+        "--username",
+        "adele",
+        "--email",
+        "ADA@example.com",
+        "--password",
+        "Adele-Here-2026",
+    ]);
+    assert!(added.status.success());
+    let dry = import(&server, from, &["--dry-run"]);
+    let said = import(&server, from, &[]);
+    for report in [&dry, &said] {
+        assert!(
+            report.contains("user 1 (ada): conflict, left out: its id is user 1 here"),
+            "{report}"
+        );
+        assert!(
+            report.contains("plugin token row 1 of user 1: left out: its user was not imported"),
+            "{report}"
+        );
+        assert!(report.contains("user 2 (grace): imported"), "{report}");
+    }
+    server.start();
+    server.ready().await;
+    let api = server.api();
+    let (status, _) = api
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "ada@example.com", "password": "Lovelace-1815"}),
+        )
+        .await;
+    assert_eq!(status, 400, "Strapi's Ada did not replace the user here");
+    let (status, adele) = api
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "ada@example.com", "password": "Adele-Here-2026"}),
+        )
+        .await;
+    assert_eq!(
+        (status, adele["user"]["username"].clone()),
+        (200, json!("adele"))
+    );
+    assert_eq!(
+        api.refresh(&ada_plugin_token()).await.0,
+        401,
+        "her plugin session was left out"
+    );
+    server.stop_with("TERM").await;
+}
