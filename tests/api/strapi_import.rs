@@ -253,6 +253,11 @@ async fn a_strapi_sqlite_database_is_imported_and_nobody_logs_in_again() {
     let before = sqlite_count(&db, events).await;
     second_import_changes_nothing(&import(&server, from, &[]));
     assert_eq!(sqlite_count(&db, events).await, before, "no event appended");
+    // The imported rows, the rehash and the later registration are all explained by the log.
+    let verified = server.cli(&["--insecure-dev", "verify"]);
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
+    assert!(said.contains("users: 4 rows explained"), "{said}");
 }
 
 #[actix_web::test]
