@@ -231,6 +231,7 @@ fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
         refresh_secret.expose().as_bytes(),
         signing.jwt_expires_in,
     )
+    .map(|tokens| tokens.with_session_mode_claims(config.sessions.refresh_mode()))
     .context("signing keys")
 }
 

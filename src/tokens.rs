@@ -30,6 +30,20 @@ pub struct AccessClaims {
     pub nbf: Option<i64>,
 }
 
+/// An access token as Strapi 5's refresh mode also reads it (`JWT_MANAGEMENT=refresh`): its
+/// verifier wants `type: "access"` and the user id as `userId`, a string (core 5.54.0
+/// dist/services/session-manager.js:379-383, users-permissions dist/server/services/jwt.js:133-138),
+/// so a Strapi server sharing `JWT_SECRET` accepts ours. `id` and `sid` stay ours.
+#[derive(Serialize)]
+struct SessionModeClaims<'a> {
+    #[serde(flatten)]
+    claims: &'a AccessClaims,
+    #[serde(rename = "userId")]
+    user_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct RefreshClaims {
     sub: String,
@@ -64,6 +78,8 @@ pub struct Tokens {
     refresh_check: DecodingKey,
     access_lifetime: TimeDelta,
     validation: Validation,
+    /// Access tokens carry Strapi 5's refresh-mode claims too (`SessionModeClaims`).
+    session_mode_claims: bool,
 }
 
 impl Tokens {
@@ -85,7 +101,14 @@ impl Tokens {
             refresh_check: DecodingKey::from_secret(refresh_secret)?,
             access_lifetime,
             validation,
+            session_mode_claims: false,
         })
+    }
+
+    /// Access tokens also carry Strapi 5's refresh-mode claims (`JWT_MANAGEMENT=refresh`).
+    pub fn with_session_mode_claims(mut self, on: bool) -> Tokens {
+        self.session_mode_claims = on;
+        self
     }
 
     fn header(typ: &str) -> Header {
@@ -103,8 +126,18 @@ impl Tokens {
             exp: iat + self.access_lifetime.num_seconds(),
             nbf: None,
         };
-        jsonwebtoken::encode(&Self::header(ACCESS_TYP), &claims, &self.access_key)
-            .expect("HS256 signing of plain claims cannot fail")
+        let header = Self::header(ACCESS_TYP);
+        let signed = if self.session_mode_claims {
+            let claims = SessionModeClaims {
+                claims: &claims,
+                user_id: user_id.to_string(),
+                kind: "access",
+            };
+            jsonwebtoken::encode(&header, &claims, &self.access_key)
+        } else {
+            jsonwebtoken::encode(&header, &claims, &self.access_key)
+        };
+        signed.expect("HS256 signing of plain claims cannot fail")
     }
 
     pub fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, InvalidToken> {

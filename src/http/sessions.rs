@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokenledger_domain::{Session, SessionId};
 use utoipa::ToSchema;
 
-use super::auth::presented_token;
+use super::auth::{cookie_first, presented_token};
 use super::body::Body;
 use super::errors::{ApiError, BodyRefusals, ErrorBody, ReadUnavailable, WriteUnavailable};
 use super::forms::LogoutRequest;
@@ -49,12 +49,25 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     cookies::refuse_cross_site(&state, &req)?;
     let (scope, from_body) = LogoutRequest::parse(&body)?.into_parts();
+    let refresh_mode = state.config.sessions.refresh_mode();
+    // Strapi's refresh mode reads the cookie first (users-permissions dist/server/controllers/
+    // auth.js:111); the plugin's rules, the body's.
+    let presented = if refresh_mode {
+        cookie_first(&state, &req, from_body)
+    } else {
+        presented_token(&state, &req, from_body)
+    };
     let request = LogoutInput {
         scope,
         access_token: bearer(&req).map(str::to_owned),
-        refresh_token: presented_token(&state, &req, from_body).map(|(token, _)| token),
+        refresh_token: presented.map(|(token, _)| token),
     };
-    state.app.logout(request, caller(&req, &state)).await?;
+    let caller = caller(&req, &state);
+    if refresh_mode {
+        state.app.logout_with_bearer(request, caller).await?;
+    } else {
+        state.app.logout(request, caller).await?;
+    }
     let mut response = HttpResponse::Ok();
     if cookies::requested(&state, &req) || cookies::token(&state, &req).is_some() {
         response.cookie(cookies::expired(&state));
