@@ -9,8 +9,7 @@ use chrono::TimeDelta;
 
 use super::values::{
     Parsed, boolean, cookie_max_age, cors_origins, duration, http_url, jwt_management, key,
-    log_format, path, port, proxies, rate_limit, retention, same_site, secret, session_limit,
-    text,
+    log_format, path, port, proxies, rate_limit, retention, same_site, secret, session_limit, text,
 };
 use super::{
     ConfigError, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit,

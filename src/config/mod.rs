@@ -467,7 +467,9 @@ impl CookieConfig {
             name: source
                 .optional(&keys::COOKIE_NAME)?
                 .unwrap_or_else(|| name.to_owned()),
-            same_site: source.optional(&keys::COOKIE_SAME_SITE)?.unwrap_or(same_site),
+            same_site: source
+                .optional(&keys::COOKIE_SAME_SITE)?
+                .unwrap_or(same_site),
             path: source
                 .optional(&keys::COOKIE_PATH)?
                 .unwrap_or_else(|| path.to_owned()),
@@ -738,6 +740,46 @@ mod tests {
         assert!(error_of(&[("COOKIE_NAME", "bad name;")]).starts_with("COOKIE_NAME"));
         assert!(error_of(&[("COOKIE_DOMAIN", "a;b")]).starts_with("COOKIE_DOMAIN"));
         assert!(error_of(&[("COOKIE_PATH", "relative")]).starts_with("COOKIE_PATH"));
+    }
+
+    #[test]
+    fn refresh_mode_takes_strapis_cookie_unless_the_keys_say_otherwise() {
+        let plugin = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!(plugin.sessions.jwt_management, JwtManagement::LegacySupport);
+        assert_eq!(plugin.sessions.cookie_max_age, CookieMaxAge::Token);
+        let strapi = Config::load(None, &env(&[("JWT_MANAGEMENT", "refresh")]), false).unwrap();
+        assert!(strapi.sessions.refresh_mode());
+        let cookie = &strapi.cookie;
+        assert_eq!(
+            (cookie.name.as_str(), cookie.same_site, cookie.path.as_str()),
+            ("strapi_up_refresh", SameSite::Lax, "/")
+        );
+        assert_eq!(strapi.sessions.cookie_max_age, CookieMaxAge::Session);
+        assert_eq!(strapi.sessions.cookie_secure, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "[jwt]\njwtManagement = \"refresh\"\n[refresh]\ncookieName = \"up\"\n\
+             cookieMaxAge = \"1d\"\ncookieSecure = true\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), &env(&[]), false).unwrap();
+        assert_eq!(
+            (c.cookie.name.as_str(), c.cookie.path.as_str()),
+            ("up", "/")
+        );
+        assert_eq!(
+            c.sessions.cookie_max_age,
+            CookieMaxAge::Fixed(TimeDelta::days(1))
+        );
+        assert_eq!(c.sessions.cookie_secure, Some(true));
+        assert!(error_of(&[("JWT_MANAGEMENT", "Refresh")]).starts_with("JWT_MANAGEMENT:"));
+        assert!(error_of(&[("COOKIE_MAX_AGE", "soon")]).starts_with("COOKIE_MAX_AGE:"));
+        assert!(
+            error_of(&[("COOKIE_SECURE", "false"), ("COOKIE_SAME_SITE", "none")])
+                .starts_with("COOKIE_SECURE (refresh.cookieSecure): cannot be false")
+        );
     }
 
     #[test]

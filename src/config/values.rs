@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
-use super::{CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite, Secret};
+use super::{
+    CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite, Secret,
+};
 
 pub(super) type Parsed<T> = Result<T, String>;
 

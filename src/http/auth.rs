@@ -21,8 +21,9 @@ struct AuthResponse {
     /// The access token, for `Authorization: Bearer`.
     jwt: String,
     user: PublicUser,
-    /// When asked for (`requestRefresh`, `requestRefreshOnAll`, a password change) and not
-    /// delivered in the cookie.
+    /// When asked for (`requestRefresh`, `requestRefreshOnAll`, a password change; with
+    /// `JWT_MANAGEMENT=refresh` every login) and not delivered in the cookie; with
+    /// `JWT_MANAGEMENT=refresh`, a registration's and a password change's always.
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
 }
@@ -31,7 +32,8 @@ struct AuthResponse {
 #[serde(rename_all = "camelCase")]
 struct RefreshResponse {
     jwt: String,
-    /// The rotated token, when rotation is on and it is not delivered in the cookie.
+    /// The rotated token, when rotation is on (with `JWT_MANAGEMENT=refresh`, always on
+    /// `/api/auth/refresh`) and it is not delivered in the cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
 }
@@ -244,7 +246,8 @@ refresh_route!(
     Rules::plugin
 );
 refresh_route!(
-    /// Strapi 5's session refresh: the plugin's rules, or in refresh mode Strapi's.
+    /// Strapi 5's session refresh: the plugin's rules; with `JWT_MANAGEMENT=refresh`,
+    /// Strapi's: the cookie's token before the body's, and always rotated.
     refresh_session,
     "/api/auth/refresh",
     Rules::of

@@ -29,7 +29,7 @@ struct LoggedOut {
     tag = "sessions",
     security(("bearerAuth" = []), ("refreshCookie" = []), ()),
     params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: expire the refresh cookie too")),
-    request_body(description = "`{}` for this session; a refresh token (here or in the cookie) names the session when there is no access token", content(
+    request_body(description = "`{}` for this session; a refresh token (here or in the cookie) names the session when there is no access token (with `JWT_MANAGEMENT=refresh` the access token is required, and a valid refresh token names the session to end)", content(
         (Option<LogoutRequest> = "application/json"),
         (Option<LogoutRequest> = "application/x-www-form-urlencoded"),
     )),
@@ -37,7 +37,7 @@ struct LoggedOut {
         (status = 200, description = "Logged out (also when the session had already ended)", body = LoggedOut,
             headers(("Set-Cookie" = String, description = "Expires the refresh cookie, for cookie clients"))),
         (status = 400, description = "A malformed body, `scope` other than `all`, or an empty `deviceId`", body = ErrorBody),
-        (status = 401, description = "Neither a valid access token nor a refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends)", body = ErrorBody),
+        (status = 401, description = "Neither a valid access token nor a refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends). With `JWT_MANAGEMENT=refresh`: no valid access token", body = ErrorBody),
         BodyRefusals,
         WriteUnavailable,
     )

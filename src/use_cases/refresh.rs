@@ -23,7 +23,11 @@ impl Services {
     }
 
     /// Always rotating: Strapi 5's refresh mode (`JWT_MANAGEMENT=refresh`).
-    pub async fn refresh_rotating(&self, token: &str, caller: Caller) -> Result<Refreshed, Failure> {
+    pub async fn refresh_rotating(
+        &self,
+        token: &str,
+        caller: Caller,
+    ) -> Result<Refreshed, Failure> {
         self.refresh_with(token, caller, true).await
     }
 
