@@ -232,6 +232,7 @@ fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
         signing.jwt_expires_in,
     )
     .map(|tokens| tokens.accepting_strapi_access_tokens(signing.strapi_access_tokens))
+    .map(|tokens| tokens.with_session_mode_claims(config.sessions.refresh_mode()))
     .context("signing keys")
 }
 

@@ -92,6 +92,20 @@ pub fn plugin_session(secret: &str) -> PluginSession {
     }
 }
 
+/// An access token as Strapi 5's refresh mode also reads it (`JWT_MANAGEMENT=refresh`): its
+/// verifier wants `type: "access"` and the user id as `userId`, a string (core 5.54.0
+/// dist/services/session-manager.js:379-383, users-permissions dist/server/services/jwt.js:133-138),
+/// so a Strapi server sharing `JWT_SECRET` accepts ours. `id` and `sid` stay ours.
+#[derive(Serialize)]
+struct SessionModeClaims<'a> {
+    #[serde(flatten)]
+    claims: &'a AccessClaims,
+    #[serde(rename = "userId")]
+    user_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct RefreshClaims {
     sub: String,
@@ -127,6 +141,8 @@ pub struct Tokens {
     access_lifetime: TimeDelta,
     validation: Validation,
     strapi_access: bool,
+    /// Access tokens carry Strapi 5's refresh-mode claims too (`SessionModeClaims`).
+    session_mode_claims: bool,
 }
 
 impl Tokens {
@@ -149,12 +165,19 @@ impl Tokens {
             access_lifetime,
             validation,
             strapi_access: false,
+            session_mode_claims: false,
         })
     }
 
     /// Accepts Strapi's own access tokens too (`STRAPI_ACCESS_TOKENS=accept`).
     pub fn accepting_strapi_access_tokens(mut self, accept: bool) -> Tokens {
         self.strapi_access = accept;
+        self
+    }
+
+    /// Access tokens also carry Strapi 5's refresh-mode claims (`JWT_MANAGEMENT=refresh`).
+    pub fn with_session_mode_claims(mut self, on: bool) -> Tokens {
+        self.session_mode_claims = on;
         self
     }
 
@@ -174,8 +197,18 @@ impl Tokens {
             nbf: None,
             strapi: false,
         };
-        jsonwebtoken::encode(&Self::header(ACCESS_TYP), &claims, &self.access_key)
-            .expect("HS256 signing of plain claims cannot fail")
+        let header = Self::header(ACCESS_TYP);
+        let signed = if self.session_mode_claims {
+            let claims = SessionModeClaims {
+                claims: &claims,
+                user_id: user_id.to_string(),
+                kind: "access",
+            };
+            jsonwebtoken::encode(&header, &claims, &self.access_key)
+        } else {
+            jsonwebtoken::encode(&header, &claims, &self.access_key)
+        };
+        signed.expect("HS256 signing of plain claims cannot fail")
     }
 
     pub fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, InvalidToken> {

@@ -8,10 +8,14 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 
 use super::values::{
-    Parsed, accept_or_refuse, boolean, cors_origins, duration, http_url, key, log_format, path,
-    port, proxies, rate_limit, retention, same_site, secret, session_limit, text,
+    Parsed, accept_or_refuse, boolean, cookie_max_age, cors_origins, duration, http_url,
+    jwt_management, key, log_format, path, port, proxies, rate_limit, retention, same_site, secret,
+    session_limit, text,
 };
-use super::{ConfigError, CorsOrigins, KeyBytes, LogFormat, RateLimit, SameSite, Secret, invalid};
+use super::{
+    ConfigError, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit,
+    SameSite, Secret, invalid,
+};
 
 /// What is known of a key whatever its type.
 #[derive(Debug)]
@@ -132,6 +136,10 @@ keys! {
         "`accept`: bearer routes also take Strapi's own access tokens (`{id, iat, exp}` signed \
         with `JWT_SECRET`) until they expire, for a switch-over from Strapi; they cannot be \
         revoked";
+    JWT_MANAGEMENT: JwtManagement = "JWT_MANAGEMENT", "jwt.jwtManagement", Text,
+        Value("legacy-support"), jwt_management,
+        "`legacy-support` (the refresh-token plugin's rules) or `refresh` (Strapi 5's session \
+        rules on Strapi's routes; see Strapi 5 refresh mode)";
     REFRESH_TOKEN_EXPIRES_IN: TimeDelta = "REFRESH_TOKEN_EXPIRES_IN",
         "refresh.refreshTokenExpiresIn", Scalar, Value("30d"), duration,
         "refresh token lifetime";
@@ -160,13 +168,23 @@ keys! {
     COOKIE_RESPONSE: bool = "COOKIE_RESPONSE", "refresh.cookieResponse", Scalar, Value("false"),
         boolean,
         "refresh tokens in an HttpOnly cookie";
-    COOKIE_NAME: String = "COOKIE_NAME", "refresh.cookieName", Text, Value("refreshToken"), text,
+    COOKIE_NAME: String = "COOKIE_NAME", "refresh.cookieName", Text,
+        Derived("`refreshToken`; `strapi_up_refresh` in refresh mode"), text,
         "the cookie's name";
     COOKIE_SAME_SITE: SameSite = "COOKIE_SAME_SITE", "refresh.cookieSameSite", Text,
-        Value("strict"), same_site,
+        Derived("`strict`; `lax` in refresh mode"), same_site,
         "`strict`, `lax` or `none`";
-    COOKIE_PATH: String = "COOKIE_PATH", "refresh.cookiePath", Text, Value("/api/auth"), text,
+    COOKIE_PATH: String = "COOKIE_PATH", "refresh.cookiePath", Text,
+        Derived("`/api/auth`; `/` in refresh mode"), text,
         "the cookie's path";
+    COOKIE_SECURE: bool = "COOKIE_SECURE", "refresh.cookieSecure", Scalar,
+        Derived("`true` when `PRODUCTION_URL` is `https://…` or `COOKIE_SAME_SITE` is `none`"),
+        boolean,
+        "the cookie's `Secure` flag";
+    COOKIE_MAX_AGE: CookieMaxAge = "COOKIE_MAX_AGE", "refresh.cookieMaxAge", Scalar,
+        Derived("the token's lifetime; `session` in refresh mode"), cookie_max_age,
+        "the cookie's `Max-Age`: a duration, `token` (what is left of the refresh token's \
+        lifetime) or `session` (none: the browser forgets it when it closes)";
     COOKIE_DOMAIN: String = "COOKIE_DOMAIN", "refresh.cookieDomain", Text, Unset, text,
         "the cookie's domain";
     PRODUCTION_URL: String = "PRODUCTION_URL", "server.productionUrl", Text, Unset, text,

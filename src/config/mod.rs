@@ -27,6 +27,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub lifetimes: LifetimeConfig,
     pub cookie: CookieConfig,
+    pub sessions: SessionsConfig,
     pub limits: LimitConfig,
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
@@ -82,6 +83,34 @@ pub struct CookieConfig {
     pub same_site: SameSite,
     pub path: String,
     pub domain: Option<String>,
+}
+
+/// Which rules Strapi's own routes follow, and what the refresh cookie says beyond
+/// `CookieConfig` (Strapi's `sessions.cookie.secure` and `maxAge`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionsConfig {
+    pub jwt_management: JwtManagement,
+    pub cookie_secure: Option<bool>,
+    pub cookie_max_age: CookieMaxAge,
+}
+
+/// Strapi's `jwtManagement`: `legacy-support`, its default, keeps the refresh-token plugin's
+/// rules everywhere; `refresh` gives Strapi 5's session rules to its login, registration,
+/// refresh, logout and password-change routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JwtManagement {
+    LegacySupport,
+    Refresh,
+}
+
+/// How long a browser keeps the refresh cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieMaxAge {
+    /// What is left of the refresh token's lifetime.
+    Token,
+    /// No `Max-Age`: until the browser closes (Strapi's default).
+    Session,
+    Fixed(TimeDelta),
 }
 
 /// How much one client, session or account may ask for; `None` is `off`.
@@ -196,11 +225,13 @@ impl Config {
             None => HashMap::new(),
         };
         let source = Source::new(env, file);
+        let sessions = SessionsConfig::read(&source)?;
         let config = Config {
             server: ServerConfig::read(&source)?,
             tokens: TokenConfig::read(&source)?,
             lifetimes: LifetimeConfig::read(&source)?,
-            cookie: CookieConfig::read(&source)?,
+            cookie: CookieConfig::read(&source, sessions.jwt_management)?,
+            sessions,
             limits: LimitConfig::read(&source)?,
             admin: AdminConfig {
                 api_token: source.optional(&keys::ADMIN_API_TOKEN)?,
@@ -263,6 +294,12 @@ impl Config {
             ));
         }
         self.cookie.validate()?;
+        if self.sessions.cookie_secure == Some(false) && self.cookie.same_site == SameSite::None {
+            return Err(invalid(
+                &keys::COOKIE_SECURE.about.both(),
+                "cannot be false with COOKIE_SAME_SITE=none: browsers drop such a cookie",
+            ));
+        }
         if let Some(token) = &self.admin.api_token
             && !token.expose().bytes().all(|b| b.is_ascii_graphic())
         {
@@ -407,13 +444,47 @@ impl LifetimeConfig {
     }
 }
 
+impl SessionsConfig {
+    fn read(source: &Source) -> Result<SessionsConfig, ConfigError> {
+        let jwt_management = source.value(&keys::JWT_MANAGEMENT)?;
+        // Strapi's cookie has no `maxAge` unless configured (refresh-cookie-options.js:16).
+        let max_age = match jwt_management {
+            JwtManagement::LegacySupport => CookieMaxAge::Token,
+            JwtManagement::Refresh => CookieMaxAge::Session,
+        };
+        Ok(SessionsConfig {
+            jwt_management,
+            cookie_secure: source.optional(&keys::COOKIE_SECURE)?,
+            cookie_max_age: source.optional(&keys::COOKIE_MAX_AGE)?.unwrap_or(max_age),
+        })
+    }
+
+    /// Strapi 5's refresh mode is on.
+    pub fn refresh_mode(&self) -> bool {
+        self.jwt_management == JwtManagement::Refresh
+    }
+}
+
 impl CookieConfig {
-    fn read(source: &Source) -> Result<CookieConfig, ConfigError> {
+    /// The plugin's cookie by default; in refresh mode, Strapi's (`strapi_up_refresh`,
+    /// users-permissions dist/server/controllers/auth.js:67, `SameSite=Lax` and `Path=/`,
+    /// utils/refresh-cookie-options.js:13-14).
+    fn read(source: &Source, mode: JwtManagement) -> Result<CookieConfig, ConfigError> {
+        let (name, same_site, path) = match mode {
+            JwtManagement::LegacySupport => ("refreshToken", SameSite::Strict, "/api/auth"),
+            JwtManagement::Refresh => ("strapi_up_refresh", SameSite::Lax, "/"),
+        };
         Ok(CookieConfig {
             response: source.value(&keys::COOKIE_RESPONSE)?,
-            name: source.value(&keys::COOKIE_NAME)?,
-            same_site: source.value(&keys::COOKIE_SAME_SITE)?,
-            path: source.value(&keys::COOKIE_PATH)?,
+            name: source
+                .optional(&keys::COOKIE_NAME)?
+                .unwrap_or_else(|| name.to_owned()),
+            same_site: source
+                .optional(&keys::COOKIE_SAME_SITE)?
+                .unwrap_or(same_site),
+            path: source
+                .optional(&keys::COOKIE_PATH)?
+                .unwrap_or_else(|| path.to_owned()),
             domain: source.optional(&keys::COOKIE_DOMAIN)?,
         })
     }
@@ -681,6 +752,46 @@ mod tests {
         assert!(error_of(&[("COOKIE_NAME", "bad name;")]).starts_with("COOKIE_NAME"));
         assert!(error_of(&[("COOKIE_DOMAIN", "a;b")]).starts_with("COOKIE_DOMAIN"));
         assert!(error_of(&[("COOKIE_PATH", "relative")]).starts_with("COOKIE_PATH"));
+    }
+
+    #[test]
+    fn refresh_mode_takes_strapis_cookie_unless_the_keys_say_otherwise() {
+        let plugin = Config::load(None, &env(&[]), false).unwrap();
+        assert_eq!(plugin.sessions.jwt_management, JwtManagement::LegacySupport);
+        assert_eq!(plugin.sessions.cookie_max_age, CookieMaxAge::Token);
+        let strapi = Config::load(None, &env(&[("JWT_MANAGEMENT", "refresh")]), false).unwrap();
+        assert!(strapi.sessions.refresh_mode());
+        let cookie = &strapi.cookie;
+        assert_eq!(
+            (cookie.name.as_str(), cookie.same_site, cookie.path.as_str()),
+            ("strapi_up_refresh", SameSite::Lax, "/")
+        );
+        assert_eq!(strapi.sessions.cookie_max_age, CookieMaxAge::Session);
+        assert_eq!(strapi.sessions.cookie_secure, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "[jwt]\njwtManagement = \"refresh\"\n[refresh]\ncookieName = \"up\"\n\
+             cookieMaxAge = \"1d\"\ncookieSecure = true\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), &env(&[]), false).unwrap();
+        assert_eq!(
+            (c.cookie.name.as_str(), c.cookie.path.as_str()),
+            ("up", "/")
+        );
+        assert_eq!(
+            c.sessions.cookie_max_age,
+            CookieMaxAge::Fixed(TimeDelta::days(1))
+        );
+        assert_eq!(c.sessions.cookie_secure, Some(true));
+        assert!(error_of(&[("JWT_MANAGEMENT", "Refresh")]).starts_with("JWT_MANAGEMENT:"));
+        assert!(error_of(&[("COOKIE_MAX_AGE", "soon")]).starts_with("COOKIE_MAX_AGE:"));
+        assert!(
+            error_of(&[("COOKIE_SECURE", "false"), ("COOKIE_SAME_SITE", "none")])
+                .starts_with("COOKIE_SECURE (refresh.cookieSecure): cannot be false")
+        );
     }
 
     #[test]

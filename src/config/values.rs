@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
-use super::{CorsOrigins, KeyBytes, LogFormat, RateLimit, SameSite, Secret};
+use super::{
+    CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite, Secret,
+};
 
 pub(super) type Parsed<T> = Result<T, String>;
 
@@ -181,5 +183,25 @@ pub(super) fn log_format(value: &str) -> Parsed<LogFormat> {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
         other => Err(format!("{other:?} is not text or json")),
+    }
+}
+
+/// Strapi's `jwtManagement`, spelt as Strapi spells it.
+pub(super) fn jwt_management(value: &str) -> Parsed<JwtManagement> {
+    match value.trim() {
+        "legacy-support" => Ok(JwtManagement::LegacySupport),
+        "refresh" => Ok(JwtManagement::Refresh),
+        other => Err(format!("{other:?} is not legacy-support or refresh")),
+    }
+}
+
+/// `token`, `session`, or a duration.
+pub(super) fn cookie_max_age(value: &str) -> Parsed<CookieMaxAge> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "token" => Ok(CookieMaxAge::Token),
+        "session" => Ok(CookieMaxAge::Session),
+        _ => duration(value)
+            .map(CookieMaxAge::Fixed)
+            .map_err(|why| format!("{why}, token or session")),
     }
 }

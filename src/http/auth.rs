@@ -21,8 +21,9 @@ struct AuthResponse {
     /// The access token, for `Authorization: Bearer`.
     jwt: String,
     user: PublicUser,
-    /// When asked for (`requestRefresh`, `requestRefreshOnAll`, a password change) and not
-    /// delivered in the cookie.
+    /// When asked for (`requestRefresh`, `requestRefreshOnAll`, a password change; with
+    /// `JWT_MANAGEMENT=refresh` every login) and not delivered in the cookie; with
+    /// `JWT_MANAGEMENT=refresh`, a registration's and a password change's always.
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
 }
@@ -31,7 +32,8 @@ struct AuthResponse {
 #[serde(rename_all = "camelCase")]
 struct RefreshResponse {
     jwt: String,
-    /// The rotated token, when rotation is on and it is not delivered in the cookie.
+    /// The rotated token, when rotation is on (with `JWT_MANAGEMENT=refresh`, always on
+    /// `/api/auth/refresh`) and it is not delivered in the cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
 }
@@ -43,6 +45,11 @@ enum Delivery {
     Withheld,
     Body,
     Cookie,
+    /// Strapi 5's refresh mode answers registrations and password changes with the token
+    /// in the body whatever the cookie settings (users-permissions dist/server/controllers/
+    /// auth.js:92-96 and 590-594); a client that asked for the cookie gets it there too, or
+    /// its next refresh would find none.
+    BodyAndCookie,
 }
 
 impl Delivery {
@@ -53,6 +60,15 @@ impl Delivery {
             Delivery::Withheld
         } else if cookies::requested(state, req) {
             Delivery::Cookie
+        } else {
+            Delivery::Body
+        }
+    }
+
+    /// Registration and password change in refresh mode: always in the body.
+    fn always_in_body(state: &AppState, req: &HttpRequest) -> Delivery {
+        if cookies::requested(state, req) {
+            Delivery::BodyAndCookie
         } else {
             Delivery::Body
         }
@@ -71,6 +87,10 @@ fn started(state: &AppState, started: Started, delivery: Delivery) -> HttpRespon
         (Delivery::Body, Some((token, _))) => body.refresh_token = Some(token),
         (Delivery::Cookie, Some((token, lifetime))) => {
             response.cookie(cookies::carrying(state, token, lifetime));
+        }
+        (Delivery::BodyAndCookie, Some((token, lifetime))) => {
+            response.cookie(cookies::carrying(state, token.clone(), lifetime));
+            body.refresh_token = Some(token);
         }
         _ => {}
     }
@@ -105,7 +125,11 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     cookies::refuse_cross_site(&state, &req)?;
     let form = RegisterRequest::parse(&body)?;
-    let delivery = Delivery::of(&state, &req, state.config.tokens.request_refresh_on_all);
+    let delivery = if state.config.sessions.refresh_mode() {
+        Delivery::always_in_body(&state, &req)
+    } else {
+        Delivery::of(&state, &req, state.config.tokens.request_refresh_on_all)
+    };
     let session = state.app.register(form, caller(&req, &state)).await?;
     Ok(started(&state, session, delivery))
 }
@@ -144,7 +168,11 @@ pub async fn login(
     let identifier = LoginRequest::identifier(&body)?;
     state.app.limits.check_login(caller.ip, identifier)?;
     let form = LoginRequest::parse(&body)?;
-    let asked = form.asks_for_refresh_token() || state.config.tokens.request_refresh_on_all;
+    // Strapi 5's refresh mode issues one on every login (users-permissions
+    // dist/server/controllers/auth.js:179-183).
+    let asked = form.asks_for_refresh_token()
+        || state.config.tokens.request_refresh_on_all
+        || state.config.sessions.refresh_mode();
     let delivery = Delivery::of(&state, &req, asked);
     let session = state.app.login(form.into_login(), caller).await?;
     Ok(started(&state, session, delivery))
@@ -163,10 +191,22 @@ pub fn presented_token(
     }
 }
 
+/// As `presented_token`, the cookie's first: Strapi's refresh mode reads it so.
+pub fn cookie_first(
+    state: &AppState,
+    req: &HttpRequest,
+    from_body: Option<String>,
+) -> Option<(String, bool)> {
+    match cookies::token(state, req) {
+        Some(token) => Some((token, true)),
+        None => from_body.map(|token| (token, false)),
+    }
+}
+
 /// The two refresh routes, the plugin's and Strapi 5's, with one meaning and one document:
 /// utoipa takes one path a handler, so the handler is written once and named twice.
 macro_rules! refresh_route {
-    ($(#[$doc:meta])* $name:ident, $path:literal) => {
+    ($(#[$doc:meta])* $name:ident, $path:literal, $rules:path) => {
         $(#[$doc])*
         #[utoipa::path(
             post,
@@ -194,7 +234,7 @@ macro_rules! refresh_route {
             req: HttpRequest,
             body: Body,
         ) -> Result<HttpResponse, ApiError> {
-            rotate(&state, &req, &body).await
+            rotate(&state, &req, &body, $rules(&state)).await
         }
     };
 }
@@ -202,24 +242,64 @@ macro_rules! refresh_route {
 refresh_route!(
     /// The refresh-token plugin's refresh.
     refresh,
-    "/api/auth/local/refresh"
+    "/api/auth/local/refresh",
+    Rules::plugin
 );
 refresh_route!(
-    /// Strapi 5's session refresh: the same as the plugin's.
+    /// Strapi 5's session refresh: the plugin's rules; with `JWT_MANAGEMENT=refresh`,
+    /// Strapi's: the cookie's token before the body's, and always rotated.
     refresh_session,
-    "/api/auth/refresh"
+    "/api/auth/refresh",
+    Rules::of
 );
+
+/// Whose rules a route follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    Plugin,
+    /// Strapi 5's refresh mode (`JWT_MANAGEMENT=refresh`).
+    Strapi,
+}
+
+impl Rules {
+    /// The plugin's route keeps the plugin's rules in either mode.
+    fn plugin(_: &AppState) -> Rules {
+        Rules::Plugin
+    }
+
+    /// Strapi's own routes follow the mode.
+    fn of(state: &AppState) -> Rules {
+        if state.config.sessions.refresh_mode() {
+            Rules::Strapi
+        } else {
+            Rules::Plugin
+        }
+    }
+}
 
 async fn rotate(
     state: &AppState,
     req: &HttpRequest,
     body: &Body,
+    rules: Rules,
 ) -> Result<HttpResponse, ApiError> {
     cookies::refuse_cross_site(state, req)?;
     let from_body = RefreshRequest::parse(body).refresh_token();
-    let (token, from_cookie) = presented_token(state, req, from_body)
-        .ok_or_else(|| ApiError::bad_request("Missing refresh token"))?;
-    let refreshed = state.app.refresh(&token, caller(req, state)).await?;
+    let presented = match rules {
+        Rules::Plugin => presented_token(state, req, from_body),
+        // The cookie first, then the body (users-permissions dist/server/controllers/
+        // auth.js:289-292).
+        Rules::Strapi => cookie_first(state, req, from_body),
+    };
+    let (token, from_cookie) =
+        presented.ok_or_else(|| ApiError::bad_request("Missing refresh token"))?;
+    let caller = caller(req, state);
+    let refreshed = match rules {
+        Rules::Plugin => state.app.refresh(&token, caller).await?,
+        // Always rotating, whatever REFRESH_TOKEN_ROTATION says: Strapi's session manager
+        // makes a child token on every refresh (core dist/services/session-manager.js:481-519).
+        Rules::Strapi => state.app.refresh_rotating(&token, caller).await?,
+    };
     // A token from the body next to a cookie may be someone else's (a cross-site form that
     // posts the attacker's token with the victim's cookie): its successor never replaces
     // the cookie, it goes back in the body it came from.
@@ -276,7 +356,9 @@ pub async fn change_password(
         .app
         .change_password(user, claims.sid, form, caller)
         .await?;
-    let delivery = if cookies::requested(&state, &req) {
+    let delivery = if state.config.sessions.refresh_mode() {
+        Delivery::always_in_body(&state, &req)
+    } else if cookies::requested(&state, &req) {
         Delivery::Cookie
     } else {
         Delivery::Body

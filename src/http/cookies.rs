@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 
 use super::AppState;
 use super::errors::ApiError;
-use crate::config::{CorsOrigins, SameSite};
+use crate::config::{CookieMaxAge, CorsOrigins, SameSite};
 
 /// Whether this request asks for cookie delivery itself (Strapi 5's header).
 pub fn asked_by_header(req: &HttpRequest) -> bool {
@@ -36,7 +36,8 @@ fn base(state: &AppState, value: String) -> Cookie<'static> {
         SameSite::Lax => CookieSameSite::Lax,
         SameSite::None => CookieSameSite::None,
     });
-    // Secure follows the public URL, so plain-HTTP development on localhost still works.
+    // Secure follows the public URL, so plain-HTTP development on localhost still works
+    // (Strapi's follows NODE_ENV, refresh-cookie-options.js:9); COOKIE_SECURE says otherwise.
     let https = state
         .config
         .server
@@ -44,18 +45,26 @@ fn base(state: &AppState, value: String) -> Cookie<'static> {
         .as_deref()
         .is_some_and(|url| url.starts_with("https://"));
     // Browsers drop SameSite=None cookies that are not Secure.
-    cookie.set_secure(https || settings.same_site == SameSite::None);
+    let secure = state.config.sessions.cookie_secure;
+    cookie.set_secure(secure.unwrap_or(https || settings.same_site == SameSite::None));
     if let Some(domain) = &settings.domain {
         cookie.set_domain(domain.clone());
     }
     cookie
 }
 
-/// The cookie carrying `token`, living as long as the token.
+/// The cookie carrying `token`, whose lifetime is `lifetime`: the cookie lives as long by
+/// default, or as `COOKIE_MAX_AGE` says (in refresh mode, until the browser closes, as
+/// Strapi's cookie without `maxAge`).
 pub fn carrying(state: &AppState, token: String, lifetime: TimeDelta) -> Cookie<'static> {
     let mut cookie = base(state, token);
+    let max_age = match state.config.sessions.cookie_max_age {
+        CookieMaxAge::Token => lifetime,
+        CookieMaxAge::Fixed(max_age) => max_age,
+        CookieMaxAge::Session => return cookie,
+    };
     // Rounded up: a token issued a few milliseconds ago still shows its full lifetime.
-    let seconds = (lifetime.num_milliseconds().max(0) + 999) / 1000;
+    let seconds = (max_age.num_milliseconds().max(0) + 999) / 1000;
     cookie.set_max_age(CookieDuration::seconds(seconds));
     cookie
 }

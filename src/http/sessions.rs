@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokenledger_domain::{Session, SessionId};
 use utoipa::ToSchema;
 
-use super::auth::presented_token;
+use super::auth::{cookie_first, presented_token};
 use super::body::Body;
 use super::errors::{ApiError, BodyRefusals, ErrorBody, ReadUnavailable, WriteUnavailable};
 use super::forms::LogoutRequest;
@@ -29,7 +29,7 @@ struct LoggedOut {
     tag = "sessions",
     security(("bearerAuth" = []), ("refreshCookie" = []), ()),
     params(("x-strapi-refresh-cookie" = Option<String>, Header, description = "`httpOnly`: expire the refresh cookie too")),
-    request_body(description = "`{}` for this session; a refresh token (here or in the cookie) names the session when there is no access token", content(
+    request_body(description = "`{}` for this session; a refresh token (here or in the cookie) names the session when there is no access token (with `JWT_MANAGEMENT=refresh` the access token is required, and a valid refresh token names the session to end)", content(
         (Option<LogoutRequest> = "application/json"),
         (Option<LogoutRequest> = "application/x-www-form-urlencoded"),
     )),
@@ -37,7 +37,7 @@ struct LoggedOut {
         (status = 200, description = "Logged out (also when the session had already ended)", body = LoggedOut,
             headers(("Set-Cookie" = String, description = "Expires the refresh cookie, for cookie clients"))),
         (status = 400, description = "A malformed body, `scope` other than `all`, or an empty `deviceId`", body = ErrorBody),
-        (status = 401, description = "Neither a valid access token nor a refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends)", body = ErrorBody),
+        (status = 401, description = "Neither a valid access token nor a refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends). With `JWT_MANAGEMENT=refresh`: no valid access token", body = ErrorBody),
         BodyRefusals,
         WriteUnavailable,
     )
@@ -49,12 +49,25 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     cookies::refuse_cross_site(&state, &req)?;
     let (scope, from_body) = LogoutRequest::parse(&body)?.into_parts();
+    let refresh_mode = state.config.sessions.refresh_mode();
+    // Strapi's refresh mode reads the cookie first (users-permissions dist/server/controllers/
+    // auth.js:111); the plugin's rules, the body's.
+    let presented = if refresh_mode {
+        cookie_first(&state, &req, from_body)
+    } else {
+        presented_token(&state, &req, from_body)
+    };
     let request = LogoutInput {
         scope,
         access_token: bearer(&req).map(str::to_owned),
-        refresh_token: presented_token(&state, &req, from_body).map(|(token, _)| token),
+        refresh_token: presented.map(|(token, _)| token),
     };
-    state.app.logout(request, caller(&req, &state)).await?;
+    let caller = caller(&req, &state);
+    if refresh_mode {
+        state.app.logout_with_bearer(request, caller).await?;
+    } else {
+        state.app.logout(request, caller).await?;
+    }
     let mut response = HttpResponse::Ok();
     if cookies::requested(&state, &req) || cookies::token(&state, &req).is_some() {
         response.cookie(cookies::expired(&state));

@@ -85,6 +85,66 @@ impl Services {
         }
     }
 
+    /// Strapi 5's refresh-mode logout (users-permissions 5.54.0 dist/server/controllers/
+    /// auth.js:98-123 and 317-352): the bearer is required (the logout permission is the
+    /// authenticated role's, dist/server/services/users-permissions.js:60); `scope: "all"` ends
+    /// every session, `deviceId` the device's; otherwise a valid refresh token (`refresh_token`:
+    /// the cookie's, else the body's) names the session, and without one the access token's
+    /// session ends. Strapi answers `{ok: true}` whatever happened; so does this, except when
+    /// the store could not take the write. Our reuse detection stays on top: a superseded
+    /// refresh token ends its session (`RefreshTokenReused`), and the access token's too.
+    pub async fn logout_with_bearer(
+        &self,
+        request: LogoutInput,
+        caller: Caller,
+    ) -> Result<(), Failure> {
+        let (user, claims) = self.authenticate(request.access_token.as_deref()).await?;
+        let end = |scope, presented| {
+            Command::Logout(Logout {
+                scope,
+                presented,
+                reuse_grace: self.config.tokens.refresh_token_reuse_grace,
+                client: caller.client.clone(),
+            })
+        };
+        let scope = match request.scope {
+            LogoutWith::Device(device) => LogoutScope::Device(device),
+            LogoutWith::All => LogoutScope::All,
+            LogoutWith::This => {
+                let named = request
+                    .refresh_token
+                    .as_deref()
+                    .and_then(|token| self.tokens.verify_refresh(token, self.clock.now()).ok())
+                    .filter(|token| token.user_id == user.id);
+                if let Some(token) = named {
+                    let this = LogoutScope::Session(token.session_id);
+                    let command = end(this, Some(token));
+                    match self
+                        .registry
+                        .execute(user.id, command, caller.metadata.clone())
+                        .await
+                    {
+                        Ok(executed) if !executed.reuse_detected => return Ok(()),
+                        // Reused, or of an ended session: not a valid token, so the access
+                        // token's session is "this" one (auth.js:109-121).
+                        Ok(_) | Err(ExecuteError::Refused(_)) => {}
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+                LogoutScope::Session(claims.sid)
+            }
+        };
+        match self
+            .registry
+            .execute(user.id, end(scope, None), caller.metadata)
+            .await
+        {
+            // Nothing left to end is a logout done; Strapi swallows its errors (auth.js:336-338).
+            Ok(_) | Err(ExecuteError::Refused(_)) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
     /// As Strapi 5: the refresh token names the session when it is there — a browser whose
     /// access token lapsed can still log out — else the bearer access token's.
     async fn logout_target(&self, request: &LogoutInput) -> Result<Target, Failure> {

@@ -16,7 +16,27 @@ pub struct Refreshed {
 }
 
 impl Services {
+    /// Rotating or not as `REFRESH_TOKEN_ROTATION` says.
     pub async fn refresh(&self, token: &str, caller: Caller) -> Result<Refreshed, Failure> {
+        let rotation = self.config.tokens.refresh_token_rotation;
+        self.refresh_with(token, caller, rotation).await
+    }
+
+    /// Always rotating: Strapi 5's refresh mode (`JWT_MANAGEMENT=refresh`).
+    pub async fn refresh_rotating(
+        &self,
+        token: &str,
+        caller: Caller,
+    ) -> Result<Refreshed, Failure> {
+        self.refresh_with(token, caller, true).await
+    }
+
+    async fn refresh_with(
+        &self,
+        token: &str,
+        caller: Caller,
+        rotation: bool,
+    ) -> Result<Refreshed, Failure> {
         let now = self.clock.now();
         let presented = match self.tokens.verify_refresh(token, now) {
             Ok(presented) => presented,
@@ -41,7 +61,7 @@ impl Services {
         self.limits.check_refresh(session_id)?;
         let command = Command::RotateToken(RotateToken {
             presented,
-            rotation: self.config.tokens.refresh_token_rotation,
+            rotation,
             successor_id: self.ids.new_id(),
             reuse_grace: self.config.tokens.refresh_token_reuse_grace,
             lifetimes: self.lifetimes(),

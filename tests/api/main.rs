@@ -26,6 +26,8 @@ mod operator_hardening;
 mod plugin_regressions;
 mod postgres;
 mod privacy;
+mod real_clients;
+mod refresh_mode;
 mod request_hardening;
 mod restart;
 mod session_scale;
