@@ -498,3 +498,28 @@ async fn an_import_reports_conflicts_and_overwrites_nothing() {
     );
     server.stop_with("TERM").await;
 }
+
+#[actix_web::test]
+async fn with_rotation_off_the_plugins_token_keeps_serving_as_the_plugin_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = fixture_copy(dir.path());
+    let server = strapi_server(Server::on(BINARY, &dir.path().join("data")))
+        .env("REFRESH_TOKEN_ROTATION", "false");
+    import(&server, from.to_str().unwrap(), &[]);
+    let mut server = server.serving().await;
+    let plugin = ada_plugin_token();
+    for _ in 0..2 {
+        let (status, body) = server.api().refresh(&plugin).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.get("refreshToken").is_none(),
+            "only {{jwt}}, as the plugin: {body}"
+        );
+        let (status, me) = server
+            .api()
+            .get_with_bearer("/api/users/me", body["jwt"].as_str().unwrap())
+            .await;
+        assert_eq!((status, me["username"].clone()), (200, json!("ada")));
+    }
+    server.stop_with("TERM").await;
+}
