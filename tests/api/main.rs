@@ -32,5 +32,6 @@ mod session_scale;
 mod sessions;
 mod store;
 mod store_failures;
+mod strapi_frontend;
 mod token_attacks;
 mod users_explained;
