@@ -226,10 +226,10 @@ impl Schema {
         };
         let mut chosen = Vec::new();
         for name in texts.iter().flat_map(|text| text.split(',')) {
-            if let Some(field) = self.field(name.trim(), param)? {
-                if !chosen.contains(&field) {
-                    chosen.push(field);
-                }
+            if let Some(field) = self.field(name.trim(), param)?
+                && !chosen.contains(&field)
+            {
+                chosen.push(field);
             }
         }
         let listed = |item: &Param| matches!(item, Param::Text(t) if !t.contains(','));

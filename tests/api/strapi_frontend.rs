@@ -197,7 +197,10 @@ async fn a_session_without_a_refresh_token_ends_with_its_access_token() {
     let (status, fresh) = app.refresh(kept["refreshToken"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{fresh}");
     let fresh_jwt = fresh["jwt"].as_str().unwrap();
-    assert_eq!(listed(&app, fresh_jwt).await, [refreshed.clone()]);
+    assert_eq!(
+        listed(&app, fresh_jwt).await,
+        std::slice::from_ref(&refreshed)
+    );
     assert_eq!(alive_for_admin(&app, user_id).await, [refreshed]);
     let (status, body) = app
         .get_with_bearer("/api/users/me", plain["jwt"].as_str().unwrap())
