@@ -78,7 +78,7 @@ fn allowed_origin(req: &ServiceRequest) -> Option<HeaderValue> {
 
 /// Whether `origin` may read answers: any with `*`, else one listed (compared as browsers
 /// write origins, in any case).
-pub fn allows(origins: &CorsOrigins, origin: &str) -> bool {
+fn allows(origins: &CorsOrigins, origin: &str) -> bool {
     match origins {
         CorsOrigins::Any => true,
         CorsOrigins::Listed(listed) => listed
