@@ -198,6 +198,10 @@ fn invalid_populate() -> ApiError {
 type Fields = Option<Vec<&'static str>>;
 
 impl Schema {
+    fn is_attribute(&self, name: &str) -> bool {
+        self.scalars.contains(&name) || self.others.contains(&name)
+    }
+
     fn field(&self, name: &str, param: &str) -> Result<Option<&'static str>, ApiError> {
         if name == "id" || name == "documentId" {
             return Ok(None);
@@ -205,8 +209,11 @@ impl Schema {
         if let Some(field) = self.scalars.iter().find(|f| **f == name) {
             return Ok(Some(field));
         }
-        let attribute = self.others.contains(&name);
-        Err(invalid_key(name, attribute.then_some(name), param))
+        Err(invalid_key(
+            name,
+            self.is_attribute(name).then_some(name),
+            param,
+        ))
     }
 
     /// `fields` as Strapi reads it: each name is checked first (a comma list splits), then
@@ -289,17 +296,18 @@ fn dot_paths(texts: &[&str]) -> Result<Option<Fields>, ApiError> {
 /// with a map of its own `fields` (and its relations, never shown, or a `sort`, ignored).
 fn populate_entry(key: &str, value: &Param) -> Result<Option<Fields>, ApiError> {
     if key != "role" {
-        let attribute = USER.scalars.contains(&key) || USER.others.contains(&key);
-        return Err(invalid_key(key, attribute.then_some(key), "populate"));
+        return Err(invalid_key(
+            key,
+            USER.is_attribute(key).then_some(key),
+            "populate",
+        ));
     }
     match value {
         Param::Text(on) if matches!(on.as_str(), "true" | "1" | "*") => Ok(Some(None)),
         Param::Text(off) if matches!(off.as_str(), "false" | "0") => Ok(None),
         // Read as a populate of the role's own: one of its attributes is named at its path.
         Param::Text(other) => {
-            let attribute =
-                ROLE.scalars.contains(&other.as_str()) || ROLE.others.contains(&other.as_str());
-            let path = if attribute {
+            let path = if ROLE.is_attribute(other) {
                 format!("role.{other}")
             } else {
                 "role".to_owned()
