@@ -301,9 +301,11 @@ fn serve(
             // Innermost: the 404 of an encoded operator path still gets every layer's
             // headers, its request id and its `unmatched` count.
             .wrap(from_fn(middleware::operator_paths_as_written))
-            .wrap(middleware::cors(&served))
-            .wrap(middleware::security_headers(&served))
             .wrap(from_fn(middleware::until_ready))
+            // Outside readiness: during start-up a preflight still passes and the 503 can
+            // be read by the page; inside the security headers, which every answer carries.
+            .wrap(from_fn(http::cors::cors))
+            .wrap(middleware::security_headers(&served))
             .wrap(from_fn(middleware::track))
             .wrap(from_fn(middleware::request_id))
             // First, so that every layer and the route see the one path.

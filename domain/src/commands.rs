@@ -24,6 +24,21 @@ pub struct Lifetimes {
     pub absolute: TimeDelta,
 }
 
+impl Lifetimes {
+    /// The lifetimes of a session whose refresh token the client is never given (a
+    /// registration, a login without `requestRefresh`). Nothing can refresh it, so it is of
+    /// use only while its first access token is valid (`access_token`, `jwt.expiresIn`): it
+    /// ends when that token expires, rather than being listed, counted and held for the
+    /// refresh token's lifetime. No lifetime is lengthened (a shorter idle timeout stays).
+    pub fn without_refresh_token(self, access_token: TimeDelta) -> Lifetimes {
+        Lifetimes {
+            refresh_token: self.refresh_token.min(access_token),
+            idle_timeout: self.idle_timeout.min(access_token),
+            absolute: self.absolute.min(access_token),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssueToken {
     pub session_id: SessionId,

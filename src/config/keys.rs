@@ -208,8 +208,9 @@ keys! {
         IPv4 entries also match IPv4-mapped peers";
     CORS_ORIGINS: CorsOrigins = "CORS_ORIGINS", "server.corsOrigins", List, Value("*"),
         cors_origins,
-        "origins allowed to call from a browser, comma-separated; only listed origins may send \
-        the refresh cookie (`credentials`)";
+        "origins allowed to read answers in a browser (with credentials, as Strapi), \
+        comma-separated; the refresh cookie is honoured only from listed origins (or the \
+        service's own)";
     ADMIN_API_TOKEN: Secret = "ADMIN_API_TOKEN", "server.adminApiToken", Text, Unset, secret,
         "enables the admin API (32 bytes or more)";
     LOG_FORMAT: LogFormat = "LOG_FORMAT", "server.logFormat", Text, Value("text"), log_format,

@@ -170,8 +170,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Strapi's default is any origin; naming the front ends' origins also lets browsers send
-/// the refresh cookie (`credentials: 'include'`), which is never allowed to any origin.
+/// Strapi's default is any origin (with credentials, as Strapi); naming the front ends'
+/// origins also lets their pages use the refresh cookie, which no other origin may.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CorsOrigins {
     Any,

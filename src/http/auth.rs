@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use super::body::Body;
 use super::context::{bearer, caller};
-use super::errors::{ApiError, BodyRefusals, ErrorBody, WriteUnavailable};
+use super::errors::{ApiError, BearerBodyRefusals, BodyRefusals, ErrorBody, WriteUnavailable};
 use super::forms::{ChangePasswordRequest, LoginRequest, RefreshRequest, RegisterRequest};
 use super::users::PublicUser;
 use super::{AppState, cookies};
-use crate::use_cases::Started;
+use crate::use_cases::{RefreshDelivery, Started};
 
 /// Strapi's answer to a login, a registration or a password change.
 #[derive(Serialize, ToSchema)]
@@ -75,6 +75,19 @@ impl Delivery {
     }
 }
 
+/// The use case needs to know before it issues the session: one whose refresh token is
+/// withheld ends with its access token.
+impl From<Delivery> for RefreshDelivery {
+    fn from(delivery: Delivery) -> RefreshDelivery {
+        match delivery {
+            Delivery::Withheld => RefreshDelivery::Withheld,
+            Delivery::Body | Delivery::Cookie | Delivery::BodyAndCookie => {
+                RefreshDelivery::Delivered
+            }
+        }
+    }
+}
+
 /// Strapi's `{jwt, user}` for a session begun, with its refresh token where `delivery` says.
 fn started(state: &AppState, started: Started, delivery: Delivery) -> HttpResponse {
     let mut body = AuthResponse {
@@ -130,7 +143,8 @@ pub async fn register(
     } else {
         Delivery::of(&state, &req, state.config.tokens.request_refresh_on_all)
     };
-    let session = state.app.register(form, caller(&req, &state)).await?;
+    let caller = caller(&req, &state);
+    let session = state.app.register(form, caller, delivery.into()).await?;
     Ok(started(&state, session, delivery))
 }
 
@@ -174,7 +188,10 @@ pub async fn login(
         || state.config.tokens.request_refresh_on_all
         || state.config.sessions.refresh_mode();
     let delivery = Delivery::of(&state, &req, asked);
-    let session = state.app.login(form.into_login(), caller).await?;
+    let session = state
+        .app
+        .login(form.into_login(), caller, delivery.into())
+        .await?;
     Ok(started(&state, session, delivery))
 }
 
@@ -336,8 +353,8 @@ async fn rotate(
         (status = 200, description = "Changed: every other session ended; a fresh one with its refresh token", body = AuthResponse,
             headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
         (status = 400, description = "A malformed body, a missing or invalid field, a wrong current password, or an unchanged one", body = ErrorBody),
-        (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
-        BodyRefusals,
+        (status = 401, description = "An access token that is invalid, expired or of an ended session", body = ErrorBody),
+        BearerBodyRefusals,
         (status = 429, description = "Too many attempts from this address, or too many failed password checks of this user", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         WriteUnavailable,

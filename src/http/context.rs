@@ -59,12 +59,13 @@ pub fn caller(req: &HttpRequest, state: &AppState) -> Caller {
     }
 }
 
-/// The bearer token of `Authorization`, if there is one.
+/// The bearer token of `Authorization`, if there is one. Read as Strapi's users-permissions
+/// reads it: the value split at whitespace must be exactly `Bearer <token>` (any case);
+/// anything else is no token at all, so the request is the public role's (a 403), not a bad
+/// token's (a 401).
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    let mut parts = value.split_ascii_whitespace();
+    let (scheme, token) = (parts.next()?, parts.next()?);
+    (scheme.eq_ignore_ascii_case("bearer") && parts.next().is_none()).then_some(token)
 }

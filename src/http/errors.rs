@@ -48,6 +48,12 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "UnauthorizedError", message)
     }
 
+    /// Strapi's answer to a request without a token on a route only the authenticated role
+    /// may use: its public role is refused (`ctx.forbidden()`), a 403, not a 401.
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "ForbiddenError", "Forbidden")
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFoundError", "Not Found")
     }
@@ -233,6 +239,7 @@ impl From<Failure> for ApiError {
             }
             Failure::Taken => ApiError::application("Email or Username are already taken"),
             Failure::InvalidRefreshToken => ApiError::unauthorized("Invalid refresh token"),
+            Failure::NoCredentials => ApiError::forbidden(),
             Failure::MissingCredentials => ApiError::unauthorized("Missing or invalid credentials"),
             Failure::InvalidCredentials => ApiError::unauthorized("Invalid credentials"),
             Failure::WrongCurrentPassword => {
@@ -274,6 +281,20 @@ pub enum BodyRefusals {
         description = "Cookie mode: a cross-site request (`Origin` not allowed)"
     )]
     CrossSite(ErrorBody),
+    #[response(status = 408, description = "The body was not received in time")]
+    Timeout(ErrorBody),
+    #[response(status = 413, description = "The body is over 64 KiB")]
+    TooLarge(ErrorBody),
+}
+
+/// `BodyRefusals` for a route that needs a token: its 403 is also Strapi's answer to none.
+#[derive(utoipa::IntoResponses)]
+pub enum BearerBodyRefusals {
+    #[response(
+        status = 403,
+        description = "No token at all: `Forbidden` (`ForbiddenError`), as Strapi answers its public role; or, in cookie mode, a cross-site request (`Origin` not allowed)"
+    )]
+    Forbidden(ErrorBody),
     #[response(status = 408, description = "The body was not received in time")]
     Timeout(ErrorBody),
     #[response(status = 413, description = "The body is over 64 KiB")]

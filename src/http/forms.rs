@@ -106,9 +106,10 @@ impl LoginRequest {
     pub fn identifier(body: &Body) -> Result<&str, ApiError> {
         let identifier = body.get("identifier").and_then(Value::as_str);
         if identifier.is_some_and(|i| i.chars().count() > MAX_IDENTIFIER_CHARS) {
-            return Err(ApiError::validation(format!(
-                "identifier must be at most {MAX_IDENTIFIER_CHARS} characters"
-            )));
+            let mut checks = Checks::default();
+            let message = format!("identifier must be at most {MAX_IDENTIFIER_CHARS} characters");
+            checks.fail("identifier", message, body.get("identifier"));
+            checks.finish()?;
         }
         Ok(identifier.unwrap_or(""))
     }
@@ -223,20 +224,26 @@ impl LogoutRequest {
     /// `deviceId` is checked whatever the scope, as the document describes the field: a
     /// malformed one is an error, not ignored because `scope` wins.
     pub fn parse(body: &Body) -> Result<LogoutRequest, ApiError> {
+        let mut checks = Checks::default();
         let device_id = match body.get("deviceId") {
             None => None,
             Some(Value::String(device)) if !device.is_empty() => Some(device.clone()),
-            Some(_) => return Err(ApiError::validation("deviceId must be a non-empty string")),
+            Some(other) => {
+                let message = "deviceId must be a non-empty string".to_owned();
+                checks.fail("deviceId", message, Some(other));
+                None
+            }
         };
         let scope = match body.get("scope") {
             None => None,
             Some(Value::String(scope)) if scope == "all" => Some(scope.clone()),
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "scope must be one of the following values: all",
-                ));
+            Some(other) => {
+                let message = "scope must be one of the following values: all".to_owned();
+                checks.fail("scope", message, Some(other));
+                None
             }
         };
+        checks.finish()?;
         Ok(LogoutRequest {
             scope,
             device_id,

@@ -1,6 +1,6 @@
 //! The layers every request passes, outermost first as app.rs wraps them: the API's one
-//! trailing slash, the request's ids and access line, the metrics, readiness, Strapi's
-//! security headers, CORS, and operator paths only as written.
+//! trailing slash, the request's ids and access line, the metrics, Strapi's security headers,
+//! CORS (`cors.rs`), readiness, and operator paths only as written.
 
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use super::AppState;
 use super::context::RequestId;
 use super::errors::ApiError;
 use super::routes::{Unmatched, matching, route_of};
-use crate::config::{Config, CorsOrigins};
+use crate::config::Config;
 use crate::metrics::method_label;
 
 /// `/api/auth/local/` is `/api/auth/local`, as Strapi's router (not `strict`) matches one
@@ -203,31 +203,6 @@ pub fn security_headers(config: &Config) -> actix_web::middleware::DefaultHeader
         ));
     }
     headers
-}
-
-/// CORS as Strapi's `strapi::cors` answers it (its methods, headers and a year's `max-age`),
-/// with one difference: credentials (the refresh cookie) only for origins named in
-/// `CORS_ORIGINS`, never for any origin, which would let every site read the tokens of a
-/// browser's cookie. An origin that is not allowed gets no CORS headers; the browser then
-/// keeps the answer from the page.
-pub fn cors(config: &Config) -> actix_cors::Cors {
-    let cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-        .allowed_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            header::ORIGIN,
-            header::ACCEPT,
-            header::HeaderName::from_static("x-strapi-refresh-cookie"),
-        ])
-        .max_age(31_536_000);
-    match &config.server.cors_origins {
-        CorsOrigins::Any => cors.allow_any_origin(),
-        CorsOrigins::Listed(origins) => origins
-            .iter()
-            .fold(cors, |cors, origin| cors.allowed_origin(origin))
-            .supports_credentials(),
-    }
 }
 
 /// The operators' paths (`/metrics`, `/docs`, `/admin`, the probes, …) exist only as

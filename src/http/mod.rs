@@ -2,9 +2,9 @@
 //! (`crate::use_cases`), and shapes Strapi's answer. By surface: `auth` (register, login,
 //! refresh, change password), `sessions` (logout, list, revoke), `users` (`/api/users/me`),
 //! `admin` and its page. By concern: `routes` (the route table), `middleware` (the layers every
-//! request passes), `context` (who asks), `forms` (the bodies, which are also their schemas),
-//! `errors` (Strapi's error answers), `probes` (health, readiness, metrics), `openapi` (the
-//! document and its page).
+//! request passes), `cors` (Strapi's CORS), `context` (who asks), `forms` (the bodies, which
+//! are also their schemas), `errors` (Strapi's error answers), `probes` (health, readiness,
+//! metrics), `openapi` (the document and its page).
 
 mod admin;
 mod admin_page;
@@ -13,6 +13,7 @@ pub mod body;
 pub mod client_ip;
 mod context;
 mod cookies;
+pub mod cors;
 pub mod errors;
 mod forms;
 mod ledger;
@@ -22,6 +23,7 @@ mod pagination;
 mod probes;
 pub mod routes;
 mod sessions;
+mod user_query;
 mod users;
 mod validation;
 

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::auth::{cookie_first, presented_token};
 use super::body::Body;
-use super::errors::{ApiError, BodyRefusals, ErrorBody, ReadUnavailable, WriteUnavailable};
+use super::errors::{ApiError, BearerBodyRefusals, ErrorBody, ReadUnavailable, WriteUnavailable};
 use super::forms::LogoutRequest;
 use super::pagination::{PageMeta, PageRequest};
 use super::{AppState, bearer, caller, cookies};
@@ -37,8 +37,8 @@ struct LoggedOut {
         (status = 200, description = "Logged out (also when the session had already ended)", body = LoggedOut,
             headers(("Set-Cookie" = String, description = "Expires the refresh cookie, for cookie clients"))),
         (status = 400, description = "A malformed body, `scope` other than `all`, or an empty `deviceId`", body = ErrorBody),
-        (status = 401, description = "Neither a valid access token nor a refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends). With `JWT_MANAGEMENT=refresh`: no valid access token", body = ErrorBody),
-        BodyRefusals,
+        (status = 401, description = "An access token that is invalid, expired or of an ended session, and no usable refresh token; a token of an ended session asking to end others; or `Invalid refresh token`: a superseded refresh token (reuse: its session ends). With `JWT_MANAGEMENT=refresh`: an invalid access token", body = ErrorBody),
+        BearerBodyRefusals,
         WriteUnavailable,
     )
 )]
@@ -169,7 +169,8 @@ struct SessionList {
     responses(
         (status = 200, description = "A page of the live sessions, the current one first on page 1", body = SessionList),
         (status = 400, description = "A `pagination[page]` or `pagination[pageSize]` that is not a whole number above 0, or an unreadable query", body = ErrorBody),
-        (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 401, description = "An access token that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 403, description = "No access token: `Forbidden` (`ForbiddenError`), as Strapi answers its public role", body = ErrorBody),
         ReadUnavailable,
     )
 )]
@@ -210,7 +211,8 @@ struct Empty {}
     params(("id" = String, Path, description = "The session's `id`, as the session list shows it")),
     responses(
         (status = 200, description = "Revoked", body = Revoked),
-        (status = 401, description = "No access token, or one that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 401, description = "An access token that is invalid, expired or of an ended session", body = ErrorBody),
+        (status = 403, description = "No access token: `Forbidden` (`ForbiddenError`), as Strapi answers its public role", body = ErrorBody),
         (status = 404, description = "`Session not found`: no live session of the caller has this id", body = ErrorBody),
         WriteUnavailable,
     )

@@ -17,24 +17,23 @@ impl Checks {
             .push(ApiError::field_error(field, message, value));
     }
 
-    /// A required string (strict: no number or boolean is converted). `secret` fields never
-    /// echo the value back.
+    /// A required string (strict: no number or boolean is converted). Each error carries the
+    /// value sent (`value`, as yup's errors do; none when the field is missing), except for
+    /// `secret` fields: a password is never echoed back, where Strapi echoes it, so that no
+    /// log of answers or error reporter in a front end keeps one.
     pub fn string<'b>(&mut self, body: &'b Body, field: &str, secret: bool) -> Option<&'b str> {
+        let echo = |value: &'b Value| (!secret).then_some(value);
         match body.get(field) {
             None => self.fail(field, format!("{field} is a required field"), None),
-            Some(Value::String(s)) if s.is_empty() => {
-                self.fail(field, format!("{field} is a required field"), None)
+            Some(empty @ Value::String(s)) if s.is_empty() => {
+                self.fail(field, format!("{field} is a required field"), echo(empty))
             }
             Some(Value::String(s)) => return Some(s),
+            // Strapi 5's yup words `null` alike, with no hint about `.nullable()`.
             Some(other) => {
-                let mut message =
+                let message =
                     format!("{field} must be a `string` type, but the final value was: `{other}`.");
-                if other.is_null() {
-                    message.push_str(
-                        "\n If \"null\" is intended as an empty value be sure to mark the schema as `.nullable()`",
-                    );
-                }
-                self.fail(field, message, (!secret).then_some(other));
+                self.fail(field, message, echo(other));
             }
         }
         None
@@ -114,6 +113,31 @@ mod tests {
         );
         assert_eq!(errors[0]["value"], 123);
         assert!(errors[1].get("value").is_none());
+    }
+
+    #[test]
+    fn an_empty_field_echoes_its_value_unless_it_is_secret() {
+        let b = body(json!({"identifier": "", "password": ""}));
+        let mut checks = Checks::default();
+        checks.string(&b, "identifier", false);
+        checks.string(&b, "password", true);
+        checks.string(&b, "missing", false);
+        let error = checks.finish().unwrap_err();
+        let errors = &error.details["errors"];
+        assert_eq!(
+            errors[0],
+            json!({"path": ["identifier"], "message": "identifier is a required field",
+                "name": "ValidationError", "value": ""})
+        );
+        assert_eq!(
+            errors[1],
+            json!({"path": ["password"], "message": "password is a required field",
+                "name": "ValidationError"})
+        );
+        assert!(
+            errors[2].get("value").is_none(),
+            "a missing field has no value"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use tokenledger_domain::{ClearReason, ClearSessions, Command, IssueReason, SessionId};
 
-use super::{Caller, Failure, Services, Started};
+use super::{Caller, Failure, RefreshDelivery, Services, Started};
 use crate::limits::Account;
 use crate::rules::rule_violations;
 use crate::store::users::{User, UserError};
@@ -67,7 +67,15 @@ impl Services {
         self.registry
             .execute(user.id, clear, caller.metadata.clone())
             .await?;
-        self.start_session(caller, user, device_id, IssueReason::PasswordChange)
-            .await
+        // A password change always hands over the new session's refresh token.
+        let delivered = RefreshDelivery::Delivered;
+        self.start_session(
+            caller,
+            user,
+            device_id,
+            IssueReason::PasswordChange,
+            delivered,
+        )
+        .await
     }
 }

@@ -2,7 +2,7 @@
 
 use tokenledger_domain::{Command, IssueReason, RecordLoginFailure, UserId};
 
-use super::{Caller, Failure, Services, Started};
+use super::{Caller, Failure, RefreshDelivery, Services, Started};
 use crate::limits::Account;
 use crate::password::Scheme;
 use crate::store::users::{User, UserError};
@@ -19,7 +19,12 @@ impl Services {
     /// The attempt has been counted against the address limits already (`http`, as Strapi's
     /// rate-limit middleware counts it before the body is checked); the account's failures
     /// are counted here.
-    pub async fn login(&self, form: Login, caller: Caller) -> Result<Started, Failure> {
+    pub async fn login(
+        &self,
+        form: Login,
+        caller: Caller,
+        delivery: RefreshDelivery,
+    ) -> Result<Started, Failure> {
         let user = self.users.find_by_identifier(&form.identifier).await?;
         let account = user.as_ref().map_or_else(
             || Account::unknown(&form.identifier),
@@ -52,7 +57,7 @@ impl Services {
             Some(password) => self.upgrade_hash(user, password, &caller).await?,
             None => user,
         };
-        self.start_session(caller, user, form.device_id, IssueReason::Login)
+        self.start_session(caller, user, form.device_id, IssueReason::Login, delivery)
             .await
     }
 

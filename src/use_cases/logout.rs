@@ -179,6 +179,7 @@ impl Services {
                 bearer,
             }),
             Some(Err(failure)) => Err(failure),
+            None if request.refresh_token.is_none() => Err(Failure::NoCredentials),
             None => Err(Failure::MissingCredentials),
         }
     }

@@ -64,11 +64,22 @@ pub struct Caller {
     pub metadata: EventMetadata,
 }
 
+/// Whether the client is given the refresh token of a session being started: known before
+/// the session is issued, because a session whose refresh token nobody holds lasts only as
+/// long as its access token (`Lifetimes::without_refresh_token`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshDelivery {
+    /// In the answer's body or its cookie.
+    Delivered,
+    /// Not asked for (a registration, a login without `requestRefresh`).
+    Withheld,
+}
+
 /// A session begun (login, registration, password change).
 pub struct Started {
     pub user: User,
     pub access_token: String,
-    /// The session's refresh token and how long it lasts.
+    /// The session's refresh token and how long it lasts; `None` when it is withheld.
     pub refresh_token: Option<(String, TimeDelta)>,
 }
 
@@ -85,7 +96,12 @@ pub enum Failure {
     /// A refresh token that is forged, expired, superseded, or of an ended session.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
-    /// No usable access token (nor refresh token where one would do).
+    /// No token at all (nor a refresh token where one would do): Strapi's public role asking
+    /// for a route only the authenticated role may use.
+    #[error("no credentials")]
+    NoCredentials,
+    /// A token that is not a usable access token (forged, expired, of an ended session), or
+    /// a refresh token that cannot stand in for one.
     #[error("missing or invalid credentials")]
     MissingCredentials,
     /// A valid token whose user is blocked or gone.
@@ -185,6 +201,17 @@ impl Services {
             refresh_token: self.config.lifetimes.refresh_token_expires_in,
             idle_timeout: self.config.lifetimes.session_idle_timeout,
             absolute: self.config.lifetimes.session_absolute_lifetime,
+        }
+    }
+
+    /// The lifetimes of a session being started, which depend on whether its refresh token
+    /// reaches the client.
+    fn lifetimes_of_new_session(&self, delivery: RefreshDelivery) -> Lifetimes {
+        match delivery {
+            RefreshDelivery::Delivered => self.lifetimes(),
+            RefreshDelivery::Withheld => self
+                .lifetimes()
+                .without_refresh_token(self.config.tokens.jwt_expires_in),
         }
     }
 }

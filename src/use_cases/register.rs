@@ -2,7 +2,7 @@
 
 use tokenledger_domain::IssueReason;
 
-use super::{Caller, Failure, Services, Started};
+use super::{Caller, Failure, RefreshDelivery, Services, Started};
 use crate::store::users::NewUser;
 
 /// A registration whose fields passed Strapi's checks.
@@ -13,7 +13,12 @@ pub struct Register {
 }
 
 impl Services {
-    pub async fn register(&self, form: Register, caller: Caller) -> Result<Started, Failure> {
+    pub async fn register(
+        &self,
+        form: Register,
+        caller: Caller,
+        delivery: RefreshDelivery,
+    ) -> Result<Started, Failure> {
         self.limits.check_login(caller.ip, &form.email)?;
         let password_hash = self.passwords.hash(form.password).await?;
         let new_user = NewUser {
@@ -25,7 +30,7 @@ impl Services {
             .users
             .create(new_user, self.clock.now(), &caller.metadata)
             .await?;
-        self.start_session(caller, user, None, IssueReason::Register)
+        self.start_session(caller, user, None, IssueReason::Register, delivery)
             .await
     }
 }

@@ -13,7 +13,7 @@ impl Services {
         &self,
         access_token: Option<&str>,
     ) -> Result<(User, AccessClaims), Failure> {
-        let token = access_token.ok_or(Failure::MissingCredentials)?;
+        let token = access_token.ok_or(Failure::NoCredentials)?;
         let claims = self
             .tokens
             .verify_access(token, self.clock.now())

@@ -5,18 +5,20 @@ use tokenledger_domain::{
     Command, DomainError, IssueReason, IssueToken, RevokeReason, RevokeSession,
 };
 
-use super::{Caller, Failure, Services, Started};
+use super::{Caller, Failure, RefreshDelivery, Services, Started};
 use crate::actors::ExecuteError;
 use crate::store::users::User;
 
 impl Services {
-    /// Issues a session (and its refresh token) to `user`, on `device_id` or a new device.
+    /// Issues a session (and its refresh token, when `delivery` says the client gets it) to
+    /// `user`, on `device_id` or a new device.
     pub(super) async fn start_session(
         &self,
         caller: Caller,
         user: User,
         device_id: Option<String>,
         reason: IssueReason,
+        delivery: RefreshDelivery,
     ) -> Result<Started, Failure> {
         let session_id = self.ids.new_id();
         let command = Command::IssueToken(IssueToken {
@@ -24,7 +26,7 @@ impl Services {
             device_id: device_id.unwrap_or_else(|| self.ids.new_id().to_string()),
             token_id: self.ids.new_id(),
             reason,
-            lifetimes: self.lifetimes(),
+            lifetimes: self.lifetimes_of_new_session(delivery),
             max_sessions: self.max_sessions(),
             client: caller.client.clone(),
         });
@@ -34,8 +36,10 @@ impl Services {
             .await?;
         self.refuse_if_superseded(&user, session_id, caller).await?;
         let now = self.clock.now();
-        let refresh_token = match (executed.refresh_token, executed.session) {
-            (Some(token), Some(session)) => Some((token, session.token_expires_at - now)),
+        let refresh_token = match (delivery, executed.refresh_token, executed.session) {
+            (RefreshDelivery::Delivered, Some(token), Some(session)) => {
+                Some((token, session.token_expires_at - now))
+            }
             _ => None,
         };
         Ok(Started {

@@ -34,6 +34,7 @@ mod session_scale;
 mod sessions;
 mod store;
 mod store_failures;
+mod strapi_frontend;
 mod strapi_import;
 mod token_attacks;
 mod users_explained;

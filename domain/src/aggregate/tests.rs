@@ -149,6 +149,58 @@ fn login_starts_a_session_at_generation_zero_with_the_sealed_token() {
     assert_eq!(session.token_expires_at, at(0) + TimeDelta::days(30));
 }
 
+/// A login whose refresh token the client is not given: its lifetimes are the access
+/// token's (2 hours here).
+fn login_without_refresh_token(idle_timeout: TimeDelta) -> Command {
+    let mut lifetimes = lifetimes();
+    lifetimes.idle_timeout = idle_timeout;
+    Command::IssueToken(IssueToken {
+        lifetimes: lifetimes.without_refresh_token(TimeDelta::hours(2)),
+        ..match login() {
+            Command::IssueToken(issue) => issue,
+            _ => unreachable!("login() issues a token"),
+        }
+    })
+}
+
+#[test]
+fn a_session_without_a_refresh_token_lasts_as_long_as_its_access_token() {
+    let (result, after) = given(&[]).when(login_without_refresh_token(TimeDelta::days(7)), at(0));
+    let issued = match &result.unwrap()[..] {
+        [Event::TokenIssued(issued)] => issued.clone(),
+        other => panic!("expected one TokenIssued, got {other:?}"),
+    };
+    let ends = at(0) + TimeDelta::hours(2);
+    assert_eq!(issued.token_expires_at, ends);
+    assert_eq!(issued.idle_expires_at, ends);
+    assert_eq!(issued.absolute_expires_at, ends);
+    let session = after.session(&id(SESSION)).unwrap();
+    assert_eq!(session.expires_at(), ends);
+    assert!(!session.is_expired(ends - TimeDelta::seconds(1)));
+    assert!(session.is_expired(ends));
+}
+
+#[test]
+fn a_session_without_a_refresh_token_keeps_a_shorter_idle_timeout() {
+    let fifteen_minutes = TimeDelta::minutes(15);
+    let (result, after) = given(&[]).when(login_without_refresh_token(fifteen_minutes), at(0));
+    assert_eq!(types(&result.unwrap()), ["TokenIssued"]);
+    let session = after.session(&id(SESSION)).unwrap();
+    assert_eq!(session.expires_at(), at(0) + fifteen_minutes);
+    assert_eq!(session.absolute_expires_at, at(0) + TimeDelta::hours(2));
+}
+
+#[test]
+fn a_session_without_a_refresh_token_is_recorded_as_expired_once_its_access_token_is() {
+    let h = given(&[(login_without_refresh_token(TimeDelta::days(7)), at(0))]);
+    let (result, after) = h.when(refresh(&h.state, 0, true, 2), at(2 * 3600));
+    match &result.unwrap()[..] {
+        [Event::SessionRevoked(e)] => assert_eq!(e.reason, RevokeReason::Expired),
+        other => panic!("expected one SessionRevoked, got {other:?}"),
+    }
+    assert!(after.sessions.is_empty());
+}
+
 #[test]
 fn rotation_on_mints_the_next_generation_and_remembers_the_previous() {
     let h = given(&[(login(), at(0))]);

@@ -19,7 +19,8 @@ pub use metrics::Samples;
 pub use postgres::{FreshSchema, fresh_postgres_url, on_fresh_schema, postgres_url};
 pub use server::Server;
 pub use strapi::{
-    assert_error, assert_invalid_refresh_token, assert_rate_limited, assert_unauthorized,
+    assert_error, assert_forbidden, assert_invalid_refresh_token, assert_rate_limited,
+    assert_unauthorized,
 };
 
 /// The signing secrets every test server runs with (strong enough to be accepted).

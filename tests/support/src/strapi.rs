@@ -1,5 +1,6 @@
 //! Strapi's error body, `{"data": null, "error": {"status", "name", "message", "details"}}`,
-//! asserted as clients parse it, and the answers many tests meet: the two 401s and the 429.
+//! asserted as clients parse it, and the answers many tests meet: the two 401s, the 403 of a
+//! request without a token, and the 429.
 
 use serde_json::Value;
 
@@ -26,7 +27,7 @@ pub fn assert_invalid_refresh_token(status: u16, body: &Value) {
     );
 }
 
-/// A bearer route refused: no token, a bad access token, or a wrong admin token.
+/// A bearer route refused: a bad access token, or a missing or wrong admin token.
 #[track_caller]
 pub fn assert_unauthorized(status: u16, body: &Value) {
     assert_error(
@@ -35,6 +36,19 @@ pub fn assert_unauthorized(status: u16, body: &Value) {
         401,
         "UnauthorizedError",
         "Missing or invalid credentials",
+    );
+}
+
+/// A bearer route asked without any token: Strapi's public role is refused with
+/// `ctx.forbidden()`, whose body is exactly this.
+#[track_caller]
+pub fn assert_forbidden(status: u16, body: &Value) {
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        *body,
+        serde_json::json!({"data": null, "error": {
+            "status": 403, "name": "ForbiddenError", "message": "Forbidden", "details": {}
+        }})
     );
 }
 
