@@ -66,11 +66,12 @@ fn flag(column: &str) -> String {
 fn users_sql(postgres: bool) -> String {
     format!(
         "SELECT CAST(id AS BIGINT), document_id, username, email, provider, password, {}, {}, \
-         {}, {} FROM up_users ORDER BY id",
+         {}, {}, {} FROM up_users ORDER BY id",
         flag("confirmed"),
         flag("blocked"),
         millis("created_at", postgres),
         millis("updated_at", postgres),
+        millis("published_at", postgres),
     )
 }
 
@@ -121,6 +122,9 @@ where
         blocked: row.try_get::<i64, _>(7)? != 0,
         created_at: time(row.try_get(8)?, now),
         updated_at: time(row.try_get(9)?, now),
+        published_at: row
+            .try_get::<Option<i64>, _>(10)?
+            .and_then(DateTime::from_timestamp_millis),
     }))
 }
 
@@ -479,6 +483,7 @@ fn dry_import(user: &ImportedUser, here: &[User]) -> Import {
         blocked: user.blocked,
         created_at: user.created_at,
         updated_at: user.updated_at,
+        published_at: user.published_at,
     }))
 }
 
@@ -526,6 +531,7 @@ mod tests {
             blocked,
             created_at: at,
             updated_at: at,
+            published_at: None,
         }
     }
 

@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody, ReadUnavailable, WriteUnavailable};
 use super::pagination::{PageRequest, Pagination};
+use super::public_user::PublicUser;
 use super::sessions::SessionSummary;
-use super::users::PublicUser;
 use super::{AppState, bearer, caller};
 use crate::audit::AuditEntry;
 use crate::rules::USERNAME_MAX;

@@ -10,7 +10,7 @@ use super::body::Body;
 use super::context::{bearer, caller};
 use super::errors::{ApiError, BearerBodyRefusals, BodyRefusals, ErrorBody, WriteUnavailable};
 use super::forms::{ChangePasswordRequest, LoginRequest, RefreshRequest, RegisterRequest};
-use super::users::PublicUser;
+use super::public_user::PublicUser;
 use super::{AppState, cookies};
 use crate::use_cases::{RefreshDelivery, Started};
 

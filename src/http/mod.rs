@@ -21,6 +21,7 @@ pub mod middleware;
 pub mod openapi;
 mod pagination;
 mod probes;
+mod public_user;
 pub mod routes;
 mod sessions;
 mod user_query;

@@ -15,7 +15,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::users::PublicUser;
+use super::public_user::PublicUser;
 use crate::store::users::{User, strapi_time};
 
 /// A query parameter as `qs` builds it.

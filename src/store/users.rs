@@ -33,6 +33,15 @@ pub struct User {
     pub blocked: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set for an imported user (Strapi's own); `None`: the same as `created_at`.
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// Strapi's `publishedAt`: a user is published when it is created.
+    pub fn published_at(&self) -> DateTime<Utc> {
+        self.published_at.unwrap_or(self.created_at)
+    }
 }
 
 /// A user about to be created; the email is lower-cased here, as Strapi stores it.
@@ -56,6 +65,7 @@ pub struct ImportedUser {
     pub blocked: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 /// What an import of one row did.
@@ -78,7 +88,7 @@ pub enum UserError {
     Database(#[from] sqlx::Error),
 }
 
-pub(crate) const COLUMNS: &str = "id, document_id, username, email, password_hash, provider, confirmed, blocked, created_at, updated_at";
+pub(crate) const COLUMNS: &str = "id, document_id, username, email, password_hash, provider, confirmed, blocked, created_at, updated_at, published_at";
 
 /// Strapi's document ids: 24 characters, a letter then letters and digits.
 fn document_id() -> String {
@@ -292,10 +302,15 @@ where
         blocked: row.try_get(7)?,
         created_at: rfc3339(&row.try_get::<String, _>(8)?)?,
         updated_at: rfc3339(&row.try_get::<String, _>(9)?)?,
+        published_at: (row.try_get::<Option<String>, _>(10)?)
+            .as_deref()
+            .map(rfc3339)
+            .transpose()?,
     })
 }
 
-/// Replaces the password hash if it is still `previous`, with `event` (which says why).
+/// Replaces the password hash if it is still `previous`, with `event` (which says why). A
+/// rehash leaves `updated_at` as it was: to the user and to Strapi nothing changed.
 async fn replace_hash<D: EventTable>(
     store: &D,
     id: UserId,
@@ -315,14 +330,21 @@ where
     Option<String>: Value<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
+    let updated = match event {
+        Event::PasswordRehashed(_) => "updated_at",
+        _ => "?",
+    };
     let sql = format!(
-        "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ? AND password_hash = ? \
-         RETURNING {COLUMNS}"
+        "UPDATE users SET password_hash = ?, updated_at = {updated} WHERE id = ? \
+         AND password_hash = ? RETURNING {COLUMNS}"
     );
+    let stamp = strapi_time(&event.occurred_at());
     let mut tx = store.writer().begin_with(D::BEGIN).await?;
-    let row = query::<D>(&sql)
-        .bind(hash)
-        .bind(strapi_time(&event.occurred_at()))
+    let mut update = query::<D>(&sql).bind(hash);
+    if updated == "?" {
+        update = update.bind(stamp);
+    }
+    let row = update
         .bind(id)
         .bind(previous)
         .fetch_optional(&mut *tx)
@@ -549,8 +571,8 @@ where
         }
         let insert = format!(
             "INSERT INTO users (id, document_id, username, email, password_hash, provider, \
-             confirmed, blocked, created_at, updated_at) {} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             RETURNING {COLUMNS}",
+             confirmed, blocked, created_at, updated_at, published_at) {} \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}",
             D::GIVEN_ID
         );
         let row = query::<D>(&insert)
@@ -564,6 +586,7 @@ where
             .bind(imported.blocked)
             .bind(strapi_time(&imported.created_at))
             .bind(strapi_time(&imported.updated_at))
+            .bind(imported.published_at.as_ref().map(strapi_time))
             .fetch_one(&mut *tx)
             .await?;
         if let Some(after) = D::AFTER_GIVEN_IDS {

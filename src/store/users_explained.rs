@@ -217,6 +217,7 @@ mod tests {
             blocked: false,
             created_at: at(0),
             updated_at: at(0),
+            published_at: None,
         }
     }
 

@@ -354,7 +354,7 @@ async fn strapi_tables_on_postgres(schema: &FreshSchema) {
     let url = format!("sqlite://{}?mode=ro", fixture().display());
     let lite = sqlx::SqlitePool::connect(&url).await.unwrap();
     let users = sqlx::query(
-        "SELECT id, document_id, username, email, provider, password, confirmed, blocked, created_at, updated_at FROM up_users",
+        "SELECT id, document_id, username, email, provider, password, confirmed, blocked, created_at, updated_at, published_at FROM up_users",
     )
     .fetch_all(&lite)
     .await
@@ -362,7 +362,9 @@ async fn strapi_tables_on_postgres(schema: &FreshSchema) {
     for u in users {
         sqlx::query(
             "INSERT INTO up_users (id, document_id, username, email, provider, password, confirmed, blocked, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9 / 1000.0), to_timestamp($10 / 1000.0))",
+             created_at, updated_at, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             to_timestamp($9 / 1000.0) AT TIME ZONE 'UTC', to_timestamp($10 / 1000.0) AT TIME ZONE 'UTC', \
+             to_timestamp($11 / 1000.0) AT TIME ZONE 'UTC')",
         )
         .bind(u.get::<i64, _>(0) as i32)
         .bind(u.get::<String, _>(1))
@@ -374,6 +376,7 @@ async fn strapi_tables_on_postgres(schema: &FreshSchema) {
         .bind(u.get::<bool, _>(7))
         .bind(u.get::<i64, _>(8) as f64)
         .bind(u.get::<i64, _>(9) as f64)
+        .bind(u.get::<i64, _>(10) as f64)
         .execute(&pg)
         .await
         .unwrap();
@@ -389,7 +392,7 @@ async fn strapi_tables_on_postgres(schema: &FreshSchema) {
         let id = t.get::<i64, _>(0) as i32;
         sqlx::query(
             "INSERT INTO \"refresh-token_token\" (id, document_id, ip_address, created_at) \
-             VALUES ($1, $2, $3, to_timestamp($4 / 1000.0))",
+             VALUES ($1, $2, $3, to_timestamp($4 / 1000.0) AT TIME ZONE 'UTC')",
         )
         .bind(id)
         .bind(t.get::<String, _>(1))
