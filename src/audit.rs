@@ -72,13 +72,19 @@ fn session_of(event: &Event) -> Option<String> {
         | Event::UserUnblocked(_)
         | Event::UserForgotten(_)
         | Event::UserImported(_)
-        | Event::PasswordRehashed(_) => None,
+        | Event::PasswordRehashed(_)
+        | Event::PasswordResetRequested(_)
+        | Event::PasswordReset(_)
+        | Event::EmailConfirmationRequested(_)
+        | Event::EmailConfirmed(_)
+        | Event::EmailSent(_)
+        | Event::EmailFailed(_) => None,
     }
 }
 
-/// Cuts every `token_hash` and `password_digest` in a payload to its prefix.
+/// Cuts every `token_hash`, `password_digest` and `code_digest` in a payload to its prefix.
 fn redact(mut payload: Value) -> Value {
-    for key in ["token_hash", "password_digest"] {
+    for key in ["token_hash", "password_digest", "code_digest"] {
         if let Some(hash) = payload.get_mut(key)
             && let Some(text) = hash.as_str()
         {

@@ -7,10 +7,12 @@ use crate::events::{Event, UserRegistered};
 
 /// The types of the events that change an `Account`: a reader of the log can skip decoding
 /// every other event.
-pub const ACCOUNT_EVENTS: [&str; 6] = [
+pub const ACCOUNT_EVENTS: [&str; 8] = [
     "UserRegistered",
     "PasswordChanged",
     "PasswordRehashed",
+    "PasswordReset",
+    "EmailConfirmed",
     "UserBlocked",
     "UserUnblocked",
     "UserForgotten",
@@ -56,6 +58,8 @@ impl Account {
         match event {
             Event::PasswordChanged(e) => account.password_digest = Some(e.password_digest.clone()),
             Event::PasswordRehashed(e) => account.password_digest = Some(e.password_digest.clone()),
+            Event::PasswordReset(e) => account.password_digest = Some(e.password_digest.clone()),
+            Event::EmailConfirmed(_) => account.confirmed = true,
             Event::UserBlocked(_) => account.blocked = true,
             Event::UserUnblocked(_) => account.blocked = false,
             _ => {}
@@ -104,6 +108,38 @@ mod tests {
             blocked: false,
             password_digest: Some("aa".repeat(32)),
         }
+    }
+
+    #[test]
+    fn given_a_registration_when_reset_rehashed_or_confirmed_then_the_row_follows() {
+        let mut unconfirmed = registered();
+        if let Event::UserRegistered(e) = &mut unconfirmed {
+            e.confirmed = false;
+        }
+        let rehashed = Event::PasswordRehashed(crate::events::PasswordRehashed {
+            password_digest: "cc".repeat(32),
+            from: "bcrypt".into(),
+            rehashed_at: at(1),
+        });
+        let confirmed = Event::EmailConfirmed(crate::events::EmailConfirmed {
+            code_id: uuid::Uuid::from_u128(1),
+            confirmed_at: at(2),
+        });
+        let reset = Event::PasswordReset(crate::events::PasswordReset {
+            code_id: uuid::Uuid::from_u128(2),
+            password_digest: "dd".repeat(32),
+            reset_at: at(3),
+        });
+        let account = Account::fold([&unconfirmed, &rehashed]).unwrap();
+        assert_eq!(
+            (account.password_digest, account.confirmed),
+            (Some("cc".repeat(32)), false)
+        );
+        let account = Account::fold([&unconfirmed, &rehashed, &confirmed, &reset]).unwrap();
+        assert_eq!(
+            (account.password_digest, account.confirmed),
+            (Some("dd".repeat(32)), true)
+        );
     }
 
     #[test]

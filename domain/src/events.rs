@@ -213,6 +213,86 @@ pub struct PasswordRehashed {
     pub rehashed_at: Timestamp,
 }
 
+/// Which email a code goes out in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailKind {
+    /// "Forgot password?": a link to the front end's reset page with the code.
+    ResetPassword,
+    /// The sign-up confirmation: a link to `/api/auth/email-confirmation` with the code.
+    EmailConfirmation,
+}
+
+/// A password reset was asked for. The code itself is never stored: the mailer derives it
+/// from `code_id` with a key the database never sees, and the log keeps its SHA-256, which a
+/// reset must match before `expires_at`. A later request supersedes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    pub code_id: uuid::Uuid,
+    /// Lowercase hex SHA-256 of the code.
+    pub code_digest: String,
+    #[serde(with = "crate::types::instant")]
+    pub expires_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
+    pub requested_at: Timestamp,
+}
+
+/// The password was replaced through the reset code `code_id`, which is spent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordReset {
+    pub code_id: uuid::Uuid,
+    /// Lowercase hex SHA-256 of the new password hash (see `UserRegistered`).
+    pub password_digest: String,
+    #[serde(with = "crate::types::instant")]
+    pub reset_at: Timestamp,
+}
+
+/// A confirmation of the account's email was asked for (at registration, or again); the code
+/// as in `PasswordResetRequested`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailConfirmationRequested {
+    pub code_id: uuid::Uuid,
+    pub code_digest: String,
+    #[serde(with = "crate::types::instant")]
+    pub expires_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
+    pub requested_at: Timestamp,
+}
+
+/// The email was confirmed with the code `code_id`, which is spent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailConfirmed {
+    pub code_id: uuid::Uuid,
+    #[serde(with = "crate::types::instant")]
+    pub confirmed_at: Timestamp,
+}
+
+/// The mailer handed the email of code `code_id` to the SMTP server, which accepted it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailSent {
+    pub code_id: uuid::Uuid,
+    pub kind: EmailKind,
+    /// Derived from the code's id: a resend carries the same one, so that it is recognised.
+    pub message_id: String,
+    pub attempt: u32,
+    #[serde(with = "crate::types::instant")]
+    pub sent_at: Timestamp,
+}
+
+/// An attempt to send the email of code `code_id` failed; `retry_at` when the mailer tries
+/// again, `None` when it gave up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailFailed {
+    pub code_id: uuid::Uuid,
+    pub kind: EmailKind,
+    pub attempt: u32,
+    pub error: String,
+    #[serde(default, with = "crate::types::optional_instant")]
+    pub retry_at: Option<Timestamp>,
+    #[serde(with = "crate::types::instant")]
+    pub failed_at: Timestamp,
+}
+
 /// The user was erased: their users row and data keys are deleted, so every personal field of
 /// their stream reads as erased from then on. The events themselves stay, and the ledger
 /// still covers them.
@@ -238,6 +318,12 @@ pub enum Event {
     UserForgotten(UserForgotten),
     UserImported(UserImported),
     PasswordRehashed(PasswordRehashed),
+    PasswordResetRequested(PasswordResetRequested),
+    PasswordReset(PasswordReset),
+    EmailConfirmationRequested(EmailConfirmationRequested),
+    EmailConfirmed(EmailConfirmed),
+    EmailSent(EmailSent),
+    EmailFailed(EmailFailed),
 }
 
 impl Event {
@@ -257,6 +343,12 @@ impl Event {
             Event::UserForgotten(_) => "UserForgotten",
             Event::UserImported(_) => "UserImported",
             Event::PasswordRehashed(_) => "PasswordRehashed",
+            Event::PasswordResetRequested(_) => "PasswordResetRequested",
+            Event::PasswordReset(_) => "PasswordReset",
+            Event::EmailConfirmationRequested(_) => "EmailConfirmationRequested",
+            Event::EmailConfirmed(_) => "EmailConfirmed",
+            Event::EmailSent(_) => "EmailSent",
+            Event::EmailFailed(_) => "EmailFailed",
         }
     }
 
@@ -279,6 +371,12 @@ impl Event {
             Event::UserForgotten(e) => serde_json::to_string(e),
             Event::UserImported(e) => serde_json::to_string(e),
             Event::PasswordRehashed(e) => serde_json::to_string(e),
+            Event::PasswordResetRequested(e) => serde_json::to_string(e),
+            Event::PasswordReset(e) => serde_json::to_string(e),
+            Event::EmailConfirmationRequested(e) => serde_json::to_string(e),
+            Event::EmailConfirmed(e) => serde_json::to_string(e),
+            Event::EmailSent(e) => serde_json::to_string(e),
+            Event::EmailFailed(e) => serde_json::to_string(e),
         };
         encoded.expect("event payloads always serialise")
     }
@@ -300,6 +398,12 @@ impl Event {
             Event::UserForgotten(e) => e.forgotten_at,
             Event::UserImported(e) => e.imported_at,
             Event::PasswordRehashed(e) => e.rehashed_at,
+            Event::PasswordResetRequested(e) => e.requested_at,
+            Event::PasswordReset(e) => e.reset_at,
+            Event::EmailConfirmationRequested(e) => e.requested_at,
+            Event::EmailConfirmed(e) => e.confirmed_at,
+            Event::EmailSent(e) => e.sent_at,
+            Event::EmailFailed(e) => e.failed_at,
         }
     }
 }

@@ -165,6 +165,12 @@ impl Event {
             Event::UserForgotten(e) => postcard::to_allocvec(e),
             Event::UserImported(e) => postcard::to_allocvec(e),
             Event::PasswordRehashed(e) => postcard::to_allocvec(e),
+            Event::PasswordResetRequested(e) => postcard::to_allocvec(e),
+            Event::PasswordReset(e) => postcard::to_allocvec(e),
+            Event::EmailConfirmationRequested(e) => postcard::to_allocvec(e),
+            Event::EmailConfirmed(e) => postcard::to_allocvec(e),
+            Event::EmailSent(e) => postcard::to_allocvec(e),
+            Event::EmailFailed(e) => postcard::to_allocvec(e),
         };
         encoded.expect("event payloads always serialise")
     }
@@ -197,6 +203,14 @@ impl Event {
             "UserForgotten" => Event::UserForgotten(parse(event_type, bytes)?),
             "UserImported" => Event::UserImported(parse(event_type, bytes)?),
             "PasswordRehashed" => Event::PasswordRehashed(parse(event_type, bytes)?),
+            "PasswordResetRequested" => Event::PasswordResetRequested(parse(event_type, bytes)?),
+            "PasswordReset" => Event::PasswordReset(parse(event_type, bytes)?),
+            "EmailConfirmationRequested" => {
+                Event::EmailConfirmationRequested(parse(event_type, bytes)?)
+            }
+            "EmailConfirmed" => Event::EmailConfirmed(parse(event_type, bytes)?),
+            "EmailSent" => Event::EmailSent(parse(event_type, bytes)?),
+            "EmailFailed" => Event::EmailFailed(parse(event_type, bytes)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }

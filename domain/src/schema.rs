@@ -81,6 +81,14 @@ impl Event {
             "UserForgotten" => Event::UserForgotten(parse(event_type, payload)?),
             "UserImported" => Event::UserImported(parse(event_type, payload)?),
             "PasswordRehashed" => Event::PasswordRehashed(parse(event_type, payload)?),
+            "PasswordResetRequested" => Event::PasswordResetRequested(parse(event_type, payload)?),
+            "PasswordReset" => Event::PasswordReset(parse(event_type, payload)?),
+            "EmailConfirmationRequested" => {
+                Event::EmailConfirmationRequested(parse(event_type, payload)?)
+            }
+            "EmailConfirmed" => Event::EmailConfirmed(parse(event_type, payload)?),
+            "EmailSent" => Event::EmailSent(parse(event_type, payload)?),
+            "EmailFailed" => Event::EmailFailed(parse(event_type, payload)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }

@@ -108,6 +108,29 @@ pub mod instant {
     }
 }
 
+/// An `Option<Timestamp>` field, each instant as `instant` writes it.
+pub mod optional_instant {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Timestamp;
+
+    #[derive(Serialize, Deserialize)]
+    struct At(#[serde(with = "super::instant")] Timestamp);
+
+    pub fn serialize<S: Serializer>(
+        at: &Option<Timestamp>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        at.map(At).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Timestamp>, D::Error> {
+        Ok(Option::<At>::deserialize(deserializer)?.map(|At(at)| at))
+    }
+}
+
 /// The claims of one refresh token, all derived from the events of its session, so the same
 /// grant always signs to the same token: that is what lets the grace window hand out the
 /// identical successor again without storing it.

@@ -24,7 +24,7 @@ use crate::store::users::User;
 use crate::use_cases::{Failure, Trail, TrailQuery};
 
 const PAGE: usize = 100;
-const EVENT_TYPES: [&str; 14] = [
+const EVENT_TYPES: [&str; 20] = [
     "TokenIssued",
     "TokenRotated",
     "TokenRefreshed",
@@ -39,6 +39,12 @@ const EVENT_TYPES: [&str; 14] = [
     "UserForgotten",
     "UserImported",
     "PasswordRehashed",
+    "PasswordResetRequested",
+    "PasswordReset",
+    "EmailConfirmationRequested",
+    "EmailConfirmed",
+    "EmailSent",
+    "EmailFailed",
 ];
 const MAX_PAGE: usize = 1000;
 const USERS_PAGE: u32 = 20;
@@ -228,7 +234,7 @@ struct TrailPage {
         ("id" = String, Path, example = "1", description = "The user's id"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only events recorded at or after this RFC 3339 time"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only events recorded at or before this RFC 3339 time"),
-        ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed, UserRegistered, PasswordChanged, UserBlocked, UserUnblocked, UserForgotten, UserImported, PasswordRehashed"),
+        ("type" = Option<String>, Query, description = "Comma-separated event types: TokenIssued, TokenRotated, TokenRefreshed, RefreshTokenReused, SessionRevoked, SessionsCleared, LoginFailed, UserRegistered, PasswordChanged, UserBlocked, UserUnblocked, UserForgotten, UserImported, PasswordRehashed, PasswordResetRequested, PasswordReset, EmailConfirmationRequested, EmailConfirmed, EmailSent, EmailFailed"),
         ("after" = Option<i64>, Query, description = "Only events after this log position (a page's `meta.next`)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 100 by default"),
     ),

@@ -600,7 +600,13 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
         | Event::UserUnblocked(_)
         | Event::UserForgotten(_)
         | Event::UserImported(_)
-        | Event::PasswordRehashed(_) => {}
+        | Event::PasswordRehashed(_)
+        | Event::PasswordResetRequested(_)
+        | Event::PasswordReset(_)
+        | Event::EmailConfirmationRequested(_)
+        | Event::EmailConfirmed(_)
+        | Event::EmailSent(_)
+        | Event::EmailFailed(_) => {}
     }
     state
 }
