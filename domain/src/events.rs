@@ -21,6 +21,8 @@ pub enum IssueReason {
     /// A live refresh token of another system (the Strapi plugin's), brought in by
     /// `tokenledger import`: the session's one accepted token is that system's.
     Imported,
+    /// The session a password reset starts, as Strapi answers a reset with a login.
+    PasswordReset,
 }
 
 /// Why one session ended.
@@ -50,6 +52,8 @@ pub enum ClearReason {
     Blocked,
     /// The user was forgotten (erased): every session ends before its data key is deleted.
     Forgotten,
+    /// The password was reset with an emailed code: whoever held a session may be the reason.
+    PasswordReset,
 }
 
 /// A session starts with its generation-0 refresh token.

@@ -25,9 +25,11 @@ pub use commands::{
     PresentedToken, RecordLoginFailure, RevokeSession, RotateToken,
 };
 pub use events::{
-    ClearReason, Event, IssueReason, LoginFailed, PasswordChanged, PasswordRehashed,
-    RefreshTokenReused, RevokeReason, SessionRevoked, SessionsCleared, TokenIssued, TokenRefreshed,
-    TokenRotated, UserBlocked, UserForgotten, UserImported, UserRegistered, UserUnblocked,
+    ClearReason, EmailConfirmationRequested, EmailConfirmed, EmailFailed, EmailKind, EmailSent,
+    Event, IssueReason, LoginFailed, PasswordChanged, PasswordRehashed, PasswordReset,
+    PasswordResetRequested, RefreshTokenReused, RevokeReason, SessionRevoked, SessionsCleared,
+    TokenIssued, TokenRefreshed, TokenRotated, UserBlocked, UserForgotten, UserImported,
+    UserRegistered, UserUnblocked,
 };
 pub use personal::{AccountNames, ERASED, Personal};
 pub use schema::{DecodeError, current_version};

@@ -162,6 +162,27 @@ keys! {
     SESSION_ABSOLUTE_LIFETIME: TimeDelta = "SESSION_ABSOLUTE_LIFETIME",
         "refresh.sessionAbsoluteLifetime", Scalar, Value("90d"), duration,
         "no session outlives login + this";
+    ALLOW_REGISTER: bool = "ALLOW_REGISTER", "advanced.allow_register", Scalar, Value("true"),
+        boolean,
+        "new users may register (Strapi's setting); `false` answers `Register action is \
+        currently disabled`";
+    EMAIL_CONFIRMATION: bool = "EMAIL_CONFIRMATION", "advanced.email_confirmation", Scalar,
+        Value("false"), boolean,
+        "a registration is unconfirmed until its emailed link is followed, and unconfirmed users \
+        cannot log in (Strapi's setting)";
+    EMAIL_CONFIRMATION_REDIRECTION: String = "EMAIL_CONFIRMATION_REDIRECTION",
+        "advanced.email_confirmation_redirection", Text, Value("/"), text,
+        "where a followed confirmation link redirects (Strapi's setting)";
+    EMAIL_RESET_PASSWORD: String = "EMAIL_RESET_PASSWORD", "advanced.email_reset_password", Text,
+        Unset, text,
+        "the front end's reset-password page: the emailed link is it with `?code=…` (Strapi's \
+        setting)";
+    RESET_PASSWORD_CODE_LIFETIME: TimeDelta = "RESET_PASSWORD_CODE_LIFETIME",
+        "advanced.resetPasswordCodeLifetime", Scalar, Value("1h"), duration,
+        "how long a reset-password code works (Strapi's never expire)";
+    EMAIL_CONFIRMATION_CODE_LIFETIME: TimeDelta = "EMAIL_CONFIRMATION_CODE_LIFETIME",
+        "advanced.emailConfirmationCodeLifetime", Scalar, Value("7d"), duration,
+        "how long an email-confirmation code works (Strapi's never expire)";
     ACTOR_IDLE_TIMEOUT: TimeDelta = "ACTOR_IDLE_TIMEOUT", "server.actorIdleTimeout", Scalar,
         Value("5m"), duration,
         "an idle user's actor is stopped";

@@ -33,8 +33,21 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub ledger: LedgerConfig,
     pub privacy: PrivacyConfig,
+    pub accounts: AccountConfig,
     /// Allows weak secrets, for local experiments only.
     pub insecure_dev: bool,
+}
+
+/// Strapi's advanced settings of accounts: sign-up, email confirmation, password reset.
+#[derive(Clone, Debug)]
+pub struct AccountConfig {
+    pub allow_register: bool,
+    pub email_confirmation: bool,
+    pub email_confirmation_redirection: String,
+    /// The front end's reset page; `None`: no reset link can be made.
+    pub email_reset_password: Option<String>,
+    pub reset_code_lifetime: TimeDelta,
+    pub confirmation_code_lifetime: TimeDelta,
 }
 
 /// Where the service listens, what it stores where, and whom it believes.
@@ -247,6 +260,16 @@ impl Config {
                     &keys::PERSONAL_DATA_KEY_FILE,
                 )?,
                 retention: source.value(&keys::PERSONAL_DATA_RETENTION)?,
+            },
+            accounts: AccountConfig {
+                allow_register: source.value(&keys::ALLOW_REGISTER)?,
+                email_confirmation: source.value(&keys::EMAIL_CONFIRMATION)?,
+                email_confirmation_redirection: source
+                    .value(&keys::EMAIL_CONFIRMATION_REDIRECTION)?,
+                email_reset_password: source.optional(&keys::EMAIL_RESET_PASSWORD)?,
+                reset_code_lifetime: source.value(&keys::RESET_PASSWORD_CODE_LIFETIME)?,
+                confirmation_code_lifetime: source
+                    .value(&keys::EMAIL_CONFIRMATION_CODE_LIFETIME)?,
             },
             insecure_dev,
         };

@@ -12,8 +12,9 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 use tokenledger_domain::{
-    Event, PasswordChanged, PasswordRehashed, Timestamp, UserBlocked, UserForgotten, UserId,
-    UserImported, UserRegistered, UserUnblocked,
+    EmailConfirmationRequested, EmailConfirmed, EmailKind, Event, PasswordChanged,
+    PasswordRehashed, PasswordReset, PasswordResetRequested, Timestamp, UserBlocked, UserForgotten,
+    UserId, UserImported, UserRegistered, UserUnblocked,
 };
 
 use super::EventMetadata;
@@ -49,6 +50,15 @@ pub struct NewUser {
     pub username: String,
     pub email: String,
     pub password_hash: String,
+}
+
+/// A new code for an email (a password reset's or an email confirmation's): its id, from
+/// which the mailer derives it, and its SHA-256, all that is stored of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCode {
+    pub code_id: uuid::Uuid,
+    pub digest: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A users row of another system, to be brought in as it is there (`tokenledger import`).
@@ -223,6 +233,47 @@ pub trait Users: Send + Sync + 'static {
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<Import, UserError>;
+
+    /// Registers a local user as `create` does, unconfirmed, with the code that confirms its
+    /// email (`EmailConfirmationRequested` after its `UserRegistered`, one transaction).
+    async fn create_unconfirmed(
+        &self,
+        new: NewUser,
+        code: &NewCode,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError>;
+
+    /// Gives the user a new code of `kind`, replacing any it held, with its
+    /// `PasswordResetRequested` or `EmailConfirmationRequested`.
+    async fn request_code(
+        &self,
+        id: UserId,
+        kind: EmailKind,
+        code: &NewCode,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<(), UserError>;
+
+    /// Spends the live reset code whose SHA-256 is `digest`: the password hash becomes
+    /// `hash`, with `PasswordReset`. `NotFound` when no live code has it (unknown, spent,
+    /// superseded or expired).
+    async fn reset_password(
+        &self,
+        digest: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError>;
+
+    /// Spends the live confirmation code whose SHA-256 is `digest`: the user is confirmed,
+    /// with `EmailConfirmed`. `NotFound` as `reset_password`.
+    async fn confirm_email(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError>;
 
     /// Blocks or unblocks a user, with its `UserBlocked` or `UserUnblocked`; a user already
     /// so is returned as it is, and nothing is written.
@@ -416,6 +467,101 @@ pub(crate) fn conflict_with(imported: &ImportedUser, here: &[User]) -> Option<Im
     }
 }
 
+/// The columns of a code of `kind`: `<prefix>_code_id`, `_digest`, `_expires_at`.
+fn code_columns(kind: EmailKind) -> &'static str {
+    match kind {
+        EmailKind::ResetPassword => "reset",
+        EmailKind::EmailConfirmation => "confirmation",
+    }
+}
+
+/// The event of a new code of `kind`.
+fn code_requested(kind: EmailKind, code: &NewCode, now: DateTime<Utc>) -> Event {
+    match kind {
+        EmailKind::ResetPassword => Event::PasswordResetRequested(PasswordResetRequested {
+            code_id: code.code_id,
+            code_digest: code.digest.clone(),
+            expires_at: code.expires_at,
+            requested_at: now,
+        }),
+        EmailKind::EmailConfirmation => {
+            Event::EmailConfirmationRequested(EmailConfirmationRequested {
+                code_id: code.code_id,
+                code_digest: code.digest.clone(),
+                expires_at: code.expires_at,
+                requested_at: now,
+            })
+        }
+    }
+}
+
+type Spent<D> = (User, sqlx::Transaction<'static, <D as Dialect>::Db>);
+
+/// Clears the live code of `kind` whose digest is `digest` (and sets the password hash to
+/// `hash`, or confirms the user), in a transaction left open for the event; with the code's
+/// id. The update's own condition makes the code single-use: of two uses, one clears it.
+async fn spend_code<D: EventTable>(
+    store: &D,
+    kind: EmailKind,
+    digest: &str,
+    hash: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Spent<D>, uuid::Uuid), UserError>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    bool: Value<D::Db>,
+    String: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    usize: ColumnIndex<Row<D>>,
+{
+    let prefix = code_columns(kind);
+    let stamp = strapi_time(&now);
+    let mut tx = store.writer().begin_with(D::BEGIN).await?;
+    let find = format!(
+        "SELECT {prefix}_code_id FROM users WHERE {prefix}_code_digest = ? \
+         AND {prefix}_code_expires_at > ?"
+    );
+    let found = query::<D>(&find)
+        .bind(digest)
+        .bind(&stamp)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let code_id: Option<String> = match &found {
+        Some(row) => sqlx::Row::try_get(row, 0)?,
+        None => None,
+    };
+    let code_id = code_id
+        .and_then(|id| id.parse::<uuid::Uuid>().ok())
+        .ok_or(UserError::NotFound)?;
+    let change = match hash {
+        Some(_) => "password_hash = ?, updated_at = ?",
+        None => "confirmed = TRUE, updated_at = ?",
+    };
+    let update = format!(
+        "UPDATE users SET {change}, {prefix}_code_id = NULL, {prefix}_code_digest = NULL, \
+         {prefix}_code_expires_at = NULL WHERE {prefix}_code_digest = ? RETURNING {COLUMNS}"
+    );
+    let mut spend = query::<D>(&update);
+    if let Some(hash) = hash {
+        spend = spend.bind(hash);
+    }
+    let row = spend
+        .bind(&stamp)
+        .bind(digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let changed = row
+        .as_ref()
+        .map(user)
+        .transpose()?
+        .ok_or(UserError::NotFound)?;
+    Ok(((changed, tx), code_id))
+}
+
 #[async_trait]
 impl<D: EventTable> Users for D
 where
@@ -604,6 +750,137 @@ where
         append_in::<D>(&mut tx, self.chain(), self.keyring(), &from, metadata).await?;
         tx.commit().await?;
         Ok(Import::Added(added))
+    }
+
+    async fn create_unconfirmed(
+        &self,
+        new: NewUser,
+        code: &NewCode,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError> {
+        let mut tx = self.writer().begin_with(D::BEGIN).await?;
+        if let Some(lock) = D::LOCK_USERS {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        if taken::<D>(&mut tx, &new).await? {
+            return Err(UserError::Taken);
+        }
+        let insert = format!(
+            "INSERT INTO users (document_id, username, email, password_hash, provider, confirmed, \
+             blocked, created_at, updated_at, confirmation_code_id, confirmation_code_digest, \
+             confirmation_code_expires_at) VALUES (?, ?, ?, ?, 'local', FALSE, FALSE, ?, ?, ?, ?, ?) \
+             RETURNING {COLUMNS}"
+        );
+        let stamp = strapi_time(&now);
+        let row = query::<D>(&insert)
+            .bind(document_id())
+            .bind(&new.username)
+            .bind(new.email.to_lowercase())
+            .bind(&new.password_hash)
+            .bind(&stamp)
+            .bind(&stamp)
+            .bind(code.code_id.to_string())
+            .bind(&code.digest)
+            .bind(strapi_time(&code.expires_at))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Taken,
+                other => other.into(),
+            })?;
+        let created = user(&row)?;
+        let registered = [of_user(created.id, &registration_of(&created, now))];
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &registered, metadata).await?;
+        let requested = [of_user(
+            created.id,
+            &code_requested(EmailKind::EmailConfirmation, code, now),
+        )];
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &requested, metadata).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn request_code(
+        &self,
+        id: UserId,
+        kind: EmailKind,
+        code: &NewCode,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<(), UserError> {
+        let prefix = code_columns(kind);
+        let sql = format!(
+            "UPDATE users SET {prefix}_code_id = ?, {prefix}_code_digest = ?, \
+             {prefix}_code_expires_at = ? WHERE id = ? RETURNING id"
+        );
+        let mut tx = self.writer().begin_with(D::BEGIN).await?;
+        let row = query::<D>(&sql)
+            .bind(code.code_id.to_string())
+            .bind(&code.digest)
+            .bind(strapi_time(&code.expires_at))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if row.is_none() {
+            return Err(UserError::NotFound);
+        }
+        let event = [of_user(id, &code_requested(kind, code, now))];
+        append_in::<D>(&mut tx, self.chain(), self.keyring(), &event, metadata).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reset_password(
+        &self,
+        digest: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError> {
+        let (spent, code_id) =
+            spend_code::<D>(self, EmailKind::ResetPassword, digest, Some(hash), now).await?;
+        let (changed, mut tx) = spent;
+        let event = Event::PasswordReset(PasswordReset {
+            code_id,
+            password_digest: password_digest(hash),
+            reset_at: now,
+        });
+        append_in::<D>(
+            &mut tx,
+            self.chain(),
+            self.keyring(),
+            &[of_user(changed.id, &event)],
+            metadata,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn confirm_email(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<User, UserError> {
+        let (spent, code_id) =
+            spend_code::<D>(self, EmailKind::EmailConfirmation, digest, None, now).await?;
+        let (changed, mut tx) = spent;
+        let event = Event::EmailConfirmed(EmailConfirmed {
+            code_id,
+            confirmed_at: now,
+        });
+        append_in::<D>(
+            &mut tx,
+            self.chain(),
+            self.keyring(),
+            &[of_user(changed.id, &event)],
+            metadata,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn set_blocked(
