@@ -20,6 +20,7 @@ use crate::http::{self, AppState, middleware};
 use crate::ids::Ids;
 use crate::ledger::checkpoints::{Checkpointer, signing_key};
 use crate::limits::RateLimits;
+use crate::mailer::Mailer;
 use crate::password::Passwords;
 use crate::retention;
 use crate::store;
@@ -37,7 +38,8 @@ pub struct Application {
     store: Arc<dyn EventStore>,
     arbiters: Vec<Arbiter>,
     state: web::Data<AppState>,
-    /// The catch-up reader and the rate limiters' clean-up, stopped with the server.
+    /// The catch-up reader, the mailer and the rate limiters' clean-up, stopped with the
+    /// server.
     background: Vec<tokio::task::JoinHandle<()>>,
     /// Held while serving; see `lock_for_serving`.
     _lock: Option<std::fs::File>,
@@ -64,6 +66,15 @@ impl Application {
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let shared = Arc::new(config.clone());
         let app = services(shared.clone(), &opened, tokens, &arbiters, cores)?;
+        // Before serving: a template file or email setting that is wrong stops the start.
+        let mailer = Mailer::new(
+            &config,
+            opened.mail.clone(),
+            opened.users.clone(),
+            app.clock.clone(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("the mailer")?;
         let (store, projection) = (app.store.clone(), app.projection.clone());
         let catch_up = Arc::new(catch_up::Progress::default());
         let ledger = Arc::new(checkpointer(&config, &opened)?);
@@ -109,6 +120,9 @@ impl Application {
                 Some(following),
                 Some(forget_idle_limits(state.clone())),
                 Some(ledger.spawn(interval)),
+                Some(actix_web::rt::spawn(
+                    mailer.run(state.app.mail.clone(), opened.postgres.clone()),
+                )),
                 config.privacy.retention.map(|retention| {
                     retention::spawn(opened.personal.clone(), state.app.clock.clone(), retention)
                 }),
@@ -280,6 +294,7 @@ fn services(
         personal: opened.personal.clone(),
         shared_log,
         config,
+        mail: crate::mailer::Wake::default(),
     })
 }
 

@@ -129,22 +129,7 @@ pub async fn follow(
     postgres: Option<sqlx::PgPool>,
     progress: Arc<Progress>,
 ) {
-    let mut listener = match postgres {
-        Some(pool) => match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen("tokenledger_events").await {
-                Ok(()) => Some(listener),
-                Err(error) => {
-                    tracing::warn!(%error, "LISTEN failed; following the log by polling");
-                    None
-                }
-            },
-            Err(error) => {
-                tracing::warn!(%error, "LISTEN failed; following the log by polling");
-                None
-            }
-        },
-        None => None,
-    };
+    let mut listener = listen(postgres).await;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -171,6 +156,22 @@ pub async fn follow(
             Err(error) => tracing::warn!(%error, "catching up with the log failed; retrying"),
         }
     }
+}
+
+/// A listener of PostgreSQL's announcements of new events (`LISTEN tokenledger_events`, sent
+/// by a trigger on every insert), where a pool is given and the `LISTEN` works.
+pub async fn listen(postgres: Option<sqlx::PgPool>) -> Option<sqlx::postgres::PgListener> {
+    let pool = postgres?;
+    let listening = match sqlx::postgres::PgListener::connect_with(&pool).await {
+        Ok(mut listener) => listener
+            .listen("tokenledger_events")
+            .await
+            .map(|()| listener),
+        Err(error) => Err(error),
+    };
+    listening
+        .inspect_err(|error| tracing::warn!(%error, "LISTEN failed; following the log by polling"))
+        .ok()
 }
 
 /// How many events after `after_position` the projection has not folded: the lag of a running

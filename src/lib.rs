@@ -15,6 +15,7 @@ pub mod http;
 pub mod ids;
 pub mod ledger;
 pub mod limits;
+pub mod mailer;
 pub mod metrics;
 pub mod password;
 pub mod private_files;

@@ -12,9 +12,10 @@ use super::values::{
     jwt_management, key, log_format, path, port, proxies, rate_limit, retention, same_site, secret,
     session_limit, text,
 };
+use super::values::{attempts, mailbox, smtp_security};
 use super::{
     ConfigError, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit,
-    SameSite, Secret, invalid,
+    SameSite, Secret, SmtpSecurity, invalid,
 };
 
 /// What is known of a key whatever its type.
@@ -270,6 +271,42 @@ keys! {
         Scalar, Value("off"), retention,
         "how long personal fields stay readable, e.g. `90d`: the data keys of calendar months \
         that ended longer ago are deleted, and their fields read as `erased`; `off` keeps them";
+    // The mailer (issue 19): how reset and confirmation emails leave.
+    SMTP_HOST: String = "SMTP_HOST", "smtp.host", Text, Unset, text,
+        "the SMTP server the reset and confirmation emails go through; unset, each email's link \
+        is logged at `info` instead (development only: refused with an `https` `PRODUCTION_URL`)";
+    SMTP_PORT: u16 = "SMTP_PORT", "smtp.port", Scalar,
+        Derived("`587`; `465` with `SMTP_SECURITY=tls`, `25` with `none`"), port,
+        "the SMTP server's port";
+    SMTP_SECURITY: SmtpSecurity = "SMTP_SECURITY", "smtp.security", Text, Value("starttls"),
+        smtp_security,
+        "`starttls` (required, not opportunistic), `tls` (TLS from the first byte) or `none` \
+        (plain text: a relay on the same host or network only)";
+    SMTP_USERNAME: String = "SMTP_USERNAME", "smtp.username", Text, Unset, text,
+        "the SMTP login, if the server asks for one";
+    SMTP_PASSWORD: Secret = "SMTP_PASSWORD", "smtp.password", Text, Unset, secret,
+        "the SMTP password";
+    SMTP_TIMEOUT: TimeDelta = "SMTP_TIMEOUT", "smtp.timeout", Scalar, Value("10s"), duration,
+        "how long one SMTP exchange may take before the attempt counts as failed";
+    EMAIL_FROM: String = "EMAIL_FROM", "email.from", Text,
+        Derived("`no-reply@` the host of `PRODUCTION_URL` (`localhost` without it)"), mailbox,
+        "the sender, `name <address>` or `address` (Strapi's `from`); its domain ends each \
+        `Message-ID`";
+    EMAIL_REPLY_TO: String = "EMAIL_REPLY_TO", "email.replyTo", Text, Unset, mailbox,
+        "where replies go (Strapi's `response_email`)";
+    EMAIL_RESET_PASSWORD_TEMPLATE: PathBuf = "EMAIL_RESET_PASSWORD_TEMPLATE",
+        "email.resetPasswordTemplate", Text, Derived("Strapi's text"), path,
+        "a TOML file with the reset email's `subject`, `text` and `html` (see Emails)";
+    EMAIL_CONFIRMATION_TEMPLATE: PathBuf = "EMAIL_CONFIRMATION_TEMPLATE",
+        "email.confirmationTemplate", Text, Derived("Strapi's text"), path,
+        "the same for the email-confirmation email";
+    EMAIL_MAX_ATTEMPTS: u32 = "EMAIL_MAX_ATTEMPTS", "email.maxAttempts", Scalar, Value("8"),
+        attempts,
+        "tries at sending one email before the mailer gives up (`EmailFailed` without \
+        `retry_at`)";
+    EMAIL_RETRY_DELAY: TimeDelta = "EMAIL_RETRY_DELAY", "email.retryDelay", Scalar,
+        Value("30s"), duration,
+        "the wait after a failed try, doubled after each one, at most an hour";
 }
 
 /// Where values come from: the environment, then the file.

@@ -34,6 +34,7 @@ pub struct Config {
     pub ledger: LedgerConfig,
     pub privacy: PrivacyConfig,
     pub accounts: AccountConfig,
+    pub email: EmailConfig,
     /// Allows weak secrets, for local experiments only.
     pub insecure_dev: bool,
 }
@@ -48,6 +49,43 @@ pub struct AccountConfig {
     pub email_reset_password: Option<String>,
     pub reset_code_lifetime: TimeDelta,
     pub confirmation_code_lifetime: TimeDelta,
+}
+
+/// How the mailer sends the reset and confirmation emails.
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    /// `None`: nothing is sent, each email's link is logged (development only).
+    pub smtp: Option<SmtpConfig>,
+    /// The sender's mailbox, `name <address>` or `address`.
+    pub from: String,
+    pub reply_to: Option<String>,
+    pub reset_password_template: Option<PathBuf>,
+    pub confirmation_template: Option<PathBuf>,
+    pub max_attempts: u32,
+    /// The wait after the first failed try; doubled after each.
+    pub retry_delay: TimeDelta,
+}
+
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Both or neither (checked at load).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout: TimeDelta,
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain text, then `STARTTLS`, which the server must offer.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// Plain text throughout.
+    None,
 }
 
 /// Where the service listens, what it stores where, and whom it believes.
@@ -271,6 +309,7 @@ impl Config {
                 confirmation_code_lifetime: source
                     .value(&keys::EMAIL_CONFIRMATION_CODE_LIFETIME)?,
             },
+            email: EmailConfig::read(&source)?,
             insecure_dev,
         };
         config.validate()?;
@@ -317,6 +356,7 @@ impl Config {
             ));
         }
         self.cookie.validate()?;
+        self.email.validate(&self.server)?;
         if self.sessions.cookie_secure == Some(false) && self.cookie.same_site == SameSite::None {
             return Err(invalid(
                 &keys::COOKIE_SECURE.about.both(),
@@ -414,6 +454,96 @@ impl ServerConfig {
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// Where clients reach the service: `PRODUCTION_URL`, else `http://HOST:PORT`; no
+    /// trailing slash. Emailed links to the service start with it.
+    pub fn public_url(&self) -> String {
+        match &self.production_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind_address()),
+        }
+    }
+
+    /// Whether the service is served over https (`PRODUCTION_URL`).
+    pub fn is_https(&self) -> bool {
+        self.production_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+    }
+}
+
+impl EmailConfig {
+    fn read(source: &Source) -> Result<EmailConfig, ConfigError> {
+        let smtp = match source.optional(&keys::SMTP_HOST)? {
+            None => None,
+            Some(host) => {
+                let security = source.value(&keys::SMTP_SECURITY)?;
+                let port = match security {
+                    SmtpSecurity::StartTls => 587,
+                    SmtpSecurity::Tls => 465,
+                    SmtpSecurity::None => 25,
+                };
+                Some(SmtpConfig {
+                    host,
+                    port: source.optional(&keys::SMTP_PORT)?.unwrap_or(port),
+                    security,
+                    username: source.optional(&keys::SMTP_USERNAME)?,
+                    password: source.optional(&keys::SMTP_PASSWORD)?,
+                    timeout: source.value(&keys::SMTP_TIMEOUT)?,
+                })
+            }
+        };
+        let from = match source.optional(&keys::EMAIL_FROM)? {
+            Some(from) => from,
+            None => format!("no-reply@{}", default_sender_domain(source)?),
+        };
+        Ok(EmailConfig {
+            smtp,
+            from,
+            reply_to: source.optional(&keys::EMAIL_REPLY_TO)?,
+            reset_password_template: source.optional(&keys::EMAIL_RESET_PASSWORD_TEMPLATE)?,
+            confirmation_template: source.optional(&keys::EMAIL_CONFIRMATION_TEMPLATE)?,
+            max_attempts: source.value(&keys::EMAIL_MAX_ATTEMPTS)?,
+            retry_delay: source.value(&keys::EMAIL_RETRY_DELAY)?,
+        })
+    }
+
+    /// Links in the log are for development: a service on https must send its emails. A
+    /// login without a password (or the reverse) is a half-made setting.
+    fn validate(&self, server: &ServerConfig) -> Result<(), ConfigError> {
+        match &self.smtp {
+            None if server.is_https() => Err(invalid(
+                keys::SMTP_HOST.about.env,
+                "must be set when PRODUCTION_URL is https://…: without it the reset and \
+                 confirmation emails are not sent, only logged; set SMTP_HOST (and SMTP_PORT, \
+                 SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD, EMAIL_FROM)",
+            )),
+            Some(smtp) if smtp.username.is_some() != smtp.password.is_some() => Err(invalid(
+                keys::SMTP_USERNAME.about.env,
+                "SMTP_USERNAME and SMTP_PASSWORD go together: set both or neither",
+            )),
+            Some(smtp) if smtp.timeout <= TimeDelta::zero() => Err(invalid(
+                keys::SMTP_TIMEOUT.about.env,
+                "must be longer than zero",
+            )),
+            _ if self.retry_delay <= TimeDelta::zero() => Err(invalid(
+                keys::EMAIL_RETRY_DELAY.about.env,
+                "must be longer than zero",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The host of `PRODUCTION_URL`, or `localhost`: the default sender's domain.
+fn default_sender_domain(source: &Source) -> Result<String, ConfigError> {
+    let url = source.optional(&keys::PRODUCTION_URL)?;
+    let host = url
+        .as_deref()
+        .and_then(|url| url.split_once("://"))
+        .map(|(_, rest)| rest.split(['/', ':', '?', '#']).next().unwrap_or(""))
+        .filter(|host| !host.is_empty());
+    Ok(host.unwrap_or("localhost").to_owned())
 }
 
 impl TokenConfig {
@@ -890,9 +1020,66 @@ mod tests {
             .to_string();
         assert!(
             err.contains(
-                "unknown field `sever`, expected one of `jwt`, `ledger`, `privacy`, `refresh`, `server`"
+                "unknown field `sever`, expected one of `advanced`, `email`, `jwt`, `ledger`, `privacy`, `refresh`, `server`, `smtp`"
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn without_smtp_emails_are_logged_except_on_https() {
+        let dev = Config::load(None, &env(&[]), false).unwrap();
+        assert!(dev.email.smtp.is_none());
+        assert_eq!(dev.email.from, "no-reply@localhost");
+        assert_eq!(dev.server.public_url(), "http://127.0.0.1:1337");
+        let https = [("PRODUCTION_URL", "https://auth.example.com/")];
+        let error = error_of(&https);
+        assert!(
+            error.starts_with("SMTP_HOST: must be set when PRODUCTION_URL is https://")
+                && error.contains("SMTP_PASSWORD"),
+            "{error}"
+        );
+        let sent = Config::load(
+            None,
+            &env(&[https[0], ("SMTP_HOST", "smtp.example.com")]),
+            false,
+        )
+        .unwrap();
+        let smtp = sent.email.smtp.unwrap();
+        assert_eq!((smtp.port, smtp.security), (587, SmtpSecurity::StartTls));
+        assert_eq!(smtp.timeout, TimeDelta::seconds(10));
+        assert_eq!(sent.email.from, "no-reply@auth.example.com");
+        assert_eq!(sent.server.public_url(), "https://auth.example.com");
+        assert_eq!(
+            (sent.email.max_attempts, sent.email.retry_delay),
+            (8, TimeDelta::seconds(30))
+        );
+    }
+
+    #[test]
+    fn smtp_settings_are_checked_at_load() {
+        let host = ("SMTP_HOST", "mail");
+        let tls = Config::load(None, &env(&[host, ("SMTP_SECURITY", "TLS")]), false).unwrap();
+        assert_eq!(tls.email.smtp.unwrap().port, 465);
+        let plain = Config::load(None, &env(&[host, ("SMTP_SECURITY", "none")]), false).unwrap();
+        assert_eq!(plain.email.smtp.unwrap().port, 25);
+        assert!(error_of(&[host, ("SMTP_SECURITY", "ssl")]).starts_with("SMTP_SECURITY:"));
+        assert!(
+            error_of(&[host, ("SMTP_USERNAME", "ann")])
+                .starts_with("SMTP_USERNAME: SMTP_USERNAME and")
+        );
+        assert!(error_of(&[("EMAIL_FROM", "not an address")]).starts_with("EMAIL_FROM:"));
+        assert!(error_of(&[("EMAIL_REPLY_TO", "a@")]).starts_with("EMAIL_REPLY_TO:"));
+        assert!(error_of(&[("EMAIL_MAX_ATTEMPTS", "0")]).starts_with("EMAIL_MAX_ATTEMPTS:"));
+        let named = Config::load(
+            None,
+            &env(&[("EMAIL_FROM", "Administration Panel <no-reply@example.com>")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            named.email.from,
+            "Administration Panel <no-reply@example.com>"
         );
     }
 

@@ -7,6 +7,7 @@ use chrono::TimeDelta;
 
 use super::{
     CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite, Secret,
+    SmtpSecurity,
 };
 
 pub(super) type Parsed<T> = Result<T, String>;
@@ -203,5 +204,31 @@ pub(super) fn cookie_max_age(value: &str) -> Parsed<CookieMaxAge> {
         _ => duration(value)
             .map(CookieMaxAge::Fixed)
             .map_err(|why| format!("{why}, token or session")),
+    }
+}
+
+/// `SMTP_SECURITY`.
+pub(super) fn smtp_security(value: &str) -> Parsed<SmtpSecurity> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "starttls" => Ok(SmtpSecurity::StartTls),
+        "tls" => Ok(SmtpSecurity::Tls),
+        "none" => Ok(SmtpSecurity::None),
+        other => Err(format!("{other:?} is not starttls, tls or none")),
+    }
+}
+
+/// A mailbox as an email header writes it: `Name <address>` or `address`.
+pub(super) fn mailbox(value: &str) -> Parsed<String> {
+    let text = value.trim();
+    text.parse::<lettre::message::Mailbox>()
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{text:?} is not an email address or `name <address>` ({e})"))
+}
+
+/// A positive number of tries.
+pub(super) fn attempts(value: &str) -> Parsed<u32> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{value:?} is not a positive number")),
     }
 }

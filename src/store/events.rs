@@ -118,7 +118,7 @@ pub(crate) fn recorded_columns<D: Dialect>() -> String {
 }
 
 /// What folding needs of an event, in the order `EventTable::payload` reads them.
-fn payload_columns<D: Dialect>() -> String {
+pub(crate) fn payload_columns<D: Dialect>() -> String {
     format!(
         "position, stream_id, stream_version, event_type, schema_version, \
          {} AS payload, body",

@@ -13,6 +13,7 @@ pub mod dialect;
 pub mod events;
 pub mod keyring;
 pub mod ledger;
+pub mod mail_log;
 pub mod postgres;
 pub mod sealed;
 pub mod sqlite;
@@ -319,6 +320,8 @@ pub struct Opened {
     pub users: users::UserStore,
     pub ledger: Arc<dyn LedgerStore>,
     pub personal: Arc<dyn data_keys::PersonalData>,
+    /// What the mailer reads and appends.
+    pub mail: Arc<dyn mail_log::MailLog>,
     /// What opening did to a log written before the ledger key.
     pub upgrade: Upgrade,
     /// Set on PostgreSQL: the pool, for a `LISTEN` on new events.
@@ -342,6 +345,7 @@ pub async fn open(
                 users: Arc::new(db.clone()),
                 ledger: Arc::new(db.clone()),
                 personal: Arc::new(db.clone()),
+                mail: Arc::new(db.clone()),
                 postgres: Some(db.pool),
             });
         }
@@ -357,7 +361,8 @@ pub async fn open(
         events: Arc::new(sqlite::SqliteEventStore::start(db.clone())),
         users: Arc::new(db.clone()),
         ledger: Arc::new(db.clone()),
-        personal: Arc::new(db),
+        personal: Arc::new(db.clone()),
+        mail: Arc::new(db),
         postgres: None,
     })
 }

@@ -54,6 +54,8 @@ pub struct Services {
     /// Other instances write to the same log (PostgreSQL): a session this instance has not
     /// seen yet may be another's newest, so the user's stream is read before "unknown" counts.
     pub shared_log: bool,
+    /// Wakes the mailer after a request for an email is appended (`mailer::Wake`).
+    pub mail: crate::mailer::Wake,
 }
 
 /// Who asks: where from, and what goes on record with the events the request causes.

@@ -137,6 +137,7 @@ async fn cookie_attributes_follow_the_configuration() {
     let app = spawn_app_with(&[
         ("COOKIE_RESPONSE", "true"),
         ("PRODUCTION_URL", "https://auth.example.com"),
+        ("SMTP_HOST", "127.0.0.1"),
         ("COOKIE_NAME", "rt"),
         ("COOKIE_SAME_SITE", "lax"),
         ("COOKIE_DOMAIN", "example.com"),

@@ -61,7 +61,12 @@ async fn token_answers_and_errors_carry_the_security_headers_and_no_hsts_over_ht
 
 #[actix_web::test]
 async fn an_https_production_url_adds_hsts() {
-    let app = spawn_app_with(&[("PRODUCTION_URL", "https://auth.example.com")]).await;
+    // An https service must send its emails (nothing is sent here: no email is asked for).
+    let app = spawn_app_with(&[
+        ("PRODUCTION_URL", "https://auth.example.com"),
+        ("SMTP_HOST", "127.0.0.1"),
+    ])
+    .await;
     let health = app.client.get(app.url("/_health")).send().await.unwrap();
     assert_eq!(
         health
