@@ -223,8 +223,9 @@ mod tests {
         ] {
             assert!(text.contains(header), "{header} in {text}");
         }
+        // Quoted-printable: `=` is written `=3D`.
         assert!(
-            text.contains("https://app.example.com/reset?code=c0de"),
+            text.contains("https://app.example.com/reset?code=3Dc0de"),
             "{text}"
         );
     }
