@@ -67,7 +67,7 @@ impl Application {
         let shared = Arc::new(config.clone());
         let app = services(shared.clone(), &opened, tokens, &arbiters, cores)?;
         // Before serving: a template file or email setting that is wrong stops the start.
-        let mailer = Mailer::new(
+        let mut mailer = Mailer::new(
             &config,
             opened.mail.clone(),
             opened.users.clone(),
@@ -88,6 +88,7 @@ impl Application {
         // Bound and serving before the log is folded, so that orchestrators see the instance
         // start (`/_health`) and wait on `/_ready`; `until_ready` refuses the rest meanwhile.
         let (port, handle, serving) = serve(&config, state.clone(), cores)?;
+        mailer.serving_on(&config.server, port);
         tracing::info!(port, "listening; rebuilding the projections from the log");
         let position = match rebuild(&state).await {
             Ok(position) => position,

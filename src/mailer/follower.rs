@@ -16,7 +16,7 @@ use super::smtp::{Delivery, Failure};
 use super::{POLL, Wake};
 use crate::catch_up;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::email_codes::CodeKey;
 use crate::store::mail_log::{MAIL_EVENTS, MailLog};
 use crate::store::users::UserStore;
@@ -77,6 +77,11 @@ impl Mailer {
                 max_attempts: config.email.max_attempts,
             },
         })
+    }
+
+    /// See `Letters::serving_on`.
+    pub fn serving_on(&mut self, server: &ServerConfig, port: u16) {
+        self.letters.serving_on(server, port);
     }
 
     /// Runs until the task is aborted.

@@ -9,7 +9,7 @@ use tokenledger_domain::EmailKind;
 use uuid::Uuid;
 
 use super::templates::{Rendered, Template, Variables};
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::store::users::{User, strapi_time};
 
 /// What every email shares, read from the configuration once.
@@ -73,6 +73,14 @@ impl Letters {
             reset_page: config.accounts.email_reset_password.clone(),
             server_url: config.server.public_url(),
         })
+    }
+
+    /// The service's URL once it listens: without `PRODUCTION_URL`, `PORT=0` (tests) is
+    /// known only then.
+    pub fn serving_on(&mut self, server: &ServerConfig, port: u16) {
+        if server.production_url.is_none() {
+            self.server_url = format!("http://{}:{port}", server.host);
+        }
     }
 
     /// `<code id@sender's domain>`.

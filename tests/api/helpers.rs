@@ -110,6 +110,14 @@ impl TestApp {
         start(self.dir, self.env).await
     }
 
+    /// As `restart`, with these environment overrides from then on.
+    pub async fn restart_with(mut self, overrides: &[(&str, &str)]) -> TestApp {
+        for (k, v) in overrides {
+            self.env.insert(k.to_string(), v.to_string());
+        }
+        self.restart().await
+    }
+
     /// Stops the server gracefully and waits for it. Tests on PostgreSQL end with this: its
     /// pools and listener must be dropped while the runtime still runs.
     pub async fn stop(self) {

@@ -20,6 +20,7 @@ mod ledger_independent;
 mod ledger_service;
 mod limits;
 mod logs;
+mod mailer;
 mod openapi;
 mod operations;
 mod operator_hardening;

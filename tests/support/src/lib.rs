@@ -1,7 +1,7 @@
 //! What the `api` and `crash` test binaries share, so that each thing a test needs is written
 //! once: the `tokenledger` binary as a child process (`Server`), an HTTP client of the API
-//! (`Api`), a JWT's claims, a fresh PostgreSQL schema a test, Strapi's error body, and a
-//! `/metrics` scrape.
+//! (`Api`), a JWT's claims, a fresh PostgreSQL schema a test, Strapi's error body, a
+//! `/metrics` scrape, and a real SMTP server that keeps what it is sent.
 //!
 //! It talks to the server only as a client does (HTTP, the command line, its log), so it
 //! depends on nothing inside `tokenledger` and survives any rework of its modules.
@@ -11,6 +11,7 @@ mod claims;
 mod metrics;
 mod postgres;
 mod server;
+mod smtp;
 mod strapi;
 
 pub use api::Api;
@@ -18,6 +19,7 @@ pub use claims::claims;
 pub use metrics::Samples;
 pub use postgres::{FreshSchema, fresh_postgres_url, on_fresh_schema, postgres_url};
 pub use server::Server;
+pub use smtp::{SmtpServer, free_port};
 pub use strapi::{
     assert_error, assert_forbidden, assert_invalid_refresh_token, assert_rate_limited,
     assert_unauthorized,
