@@ -8,7 +8,7 @@ fn load(path: &str) -> String {
 }
 
 #[test]
-fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
+fn the_compose_file_runs_postgres_two_instances_a_load_balancer_and_a_mail_catcher() {
     let docs = YamlLoader::load_from_str(&load("docker-compose.yml")).expect("valid YAML");
     let services = &docs[0]["services"];
     assert!(
@@ -46,6 +46,20 @@ fn the_compose_file_runs_postgres_two_instances_and_a_load_balancer() {
         YamlLoader::load_from_str(r#"["CMD", "tokenledger", "probe"]"#).unwrap()[0],
         "healthy once ready, asked by the binary (the image has no curl)"
     );
+    // The emails go to the mail catcher, whose inbox is published (README, Emails).
+    assert!(
+        services["mailpit"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("axllent/mailpit")
+    );
+    assert_eq!(
+        services["mailpit"]["ports"][0],
+        Yaml::String("8025:8025".into())
+    );
+    assert_eq!(env["SMTP_HOST"].as_str(), Some("mailpit"));
+    assert_eq!(env["SMTP_PORT"].as_str(), Some("1025"));
+    assert_eq!(env["SMTP_SECURITY"].as_str(), Some("none"));
     let balancer = &services["loadbalancer"];
     assert_eq!(
         balancer["depends_on"]["tokenledger"]["condition"].as_str(),
