@@ -22,6 +22,7 @@
 
 mod client;
 mod forensics;
+mod mailer;
 mod server;
 mod shutdown;
 
