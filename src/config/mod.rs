@@ -1081,6 +1081,22 @@ mod tests {
             named.email.from,
             "Administration Panel <no-reply@example.com>"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "[smtp]\nhost = \"mail.example.com\"\nport = 2525\nusername = \"ann\"\n\
+             password = \"pw\"\n[email]\nfrom = \"a@example.com\"\nmaxAttempts = 3\n",
+        )
+        .unwrap();
+        let file = Config::load(Some(&path), &env(&[]), false).unwrap();
+        let smtp = file.email.smtp.unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("mail.example.com", 2525));
+        assert_eq!(smtp.password.unwrap().expose(), "pw");
+        assert_eq!(
+            (file.email.from.as_str(), file.email.max_attempts),
+            ("a@example.com", 3)
+        );
     }
 
     #[test]
