@@ -278,6 +278,14 @@ fn services(
         ),
         store,
         personal: opened.personal.clone(),
+        code_key: crate::email_codes::CodeKey::derive(
+            config
+                .privacy
+                .key
+                .as_ref()
+                .context("PERSONAL_DATA_KEY is not set")?
+                .expose(),
+        ),
         shared_log,
         config,
     })

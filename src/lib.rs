@@ -10,6 +10,7 @@ pub mod catch_up;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod email_codes;
 pub mod http;
 pub mod ids;
 pub mod ledger;
