@@ -484,6 +484,8 @@ fn dry_import(user: &ImportedUser, here: &[User]) -> Import {
         created_at: user.created_at,
         updated_at: user.updated_at,
         published_at: user.published_at,
+        reset_code: None,
+        confirmation_code: None,
     }))
 }
 

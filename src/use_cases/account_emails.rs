@@ -4,7 +4,7 @@
 //! code is derived with a key the database never sees: 256 bits), single use, expiring, and a
 //! new request of the same kind supersedes the last.
 
-use chrono::TimeDelta;
+use chrono::{SubsecRound, TimeDelta};
 use tokenledger_domain::{ClearReason, ClearSessions, Command, EmailKind, IssueReason};
 
 use super::{Caller, Failure, RefreshDelivery, Services, Started};
@@ -19,13 +19,14 @@ pub struct ResetPassword {
 }
 
 impl Services {
-    /// A new code, lasting `lifetime`.
+    /// A new code, lasting `lifetime`; its expiry in whole milliseconds, as the users row
+    /// keeps times, so that the row and the log say the same (`verify`).
     pub(super) fn new_code(&self, lifetime: TimeDelta) -> NewCode {
         let code_id = self.ids.new_id();
         NewCode {
             code_id,
             digest: digest(&self.code_key.code(code_id)),
-            expires_at: self.clock.now() + lifetime,
+            expires_at: (self.clock.now() + lifetime).trunc_subsecs(3),
         }
     }
 

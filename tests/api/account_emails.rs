@@ -134,6 +134,64 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code_once_and_every_sess
     }
     let cleared = app.payloads(id, "SessionsCleared").await;
     assert_eq!(cleared.last().unwrap()["reason"], "password_reset");
+    verify_explains_every_row(&app, 1).await;
+}
+
+/// `verify` finds every users row what the log says, codes included.
+async fn verify_explains_every_row(app: &TestApp, rows: usize) {
+    let output = app.cli(&["verify"]);
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(&format!("users: {rows} rows explained")),
+        "{said}"
+    );
+}
+
+#[actix_web::test]
+async fn a_reset_code_written_with_sql_is_named_by_verify() {
+    let app = spawn_app_with(&[]).await;
+    let id = app.register("eve").await["user"]["id"].as_i64().unwrap();
+    assert_eq!(
+        app.post(
+            "/api/auth/forgot-password",
+            json!({"email": "eve@example.com"})
+        )
+        .await
+        .0,
+        200
+    );
+    code_of(&app, id, "PasswordResetRequested", 0).await;
+    verify_explains_every_row(&app, 1).await;
+    // An insider with the database but not the keys plants a code of their own.
+    let db = app.dir.path().join("tokenledger.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET reset_code_digest = ? WHERE id = ?")
+        .bind(tokenledger::email_codes::digest("insider"))
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let output = app.cli(&["verify"]);
+    assert!(!output.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "users row {id}: reset_code is not what the log records"
+        )),
+        "{said}"
+    );
 }
 
 #[actix_web::test]
