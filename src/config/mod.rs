@@ -890,7 +890,7 @@ mod tests {
             .to_string();
         assert!(
             err.contains(
-                "unknown field `sever`, expected one of `jwt`, `ledger`, `privacy`, `refresh`, `server`"
+                "unknown field `sever`, expected one of `advanced`, `jwt`, `ledger`, `privacy`, `refresh`, `server`"
             ),
             "{err}"
         );

@@ -85,7 +85,7 @@ pub struct ImportedUser {
 /// What an import of one row did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Import {
-    Added(User),
+    Added,
     /// The row is here already, with the same id and `documentId`: an earlier import.
     AlreadyThere,
     /// Something here is in its way; nothing was written.
@@ -772,7 +772,7 @@ where
         let from = [of_user(added.id, &from)];
         append_in::<D>(&mut tx, self.chain(), self.keyring(), &from, metadata).await?;
         tx.commit().await?;
-        Ok(Import::Added(added))
+        Ok(Import::Added)
     }
 
     async fn create_unconfirmed(
