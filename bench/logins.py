@@ -6,6 +6,11 @@
         Pairs of (wrong password for a real user, unknown user), in random order within each
         pair, on one keep-alive connection; medians and a rank-sum z (|z| > 3: tells apart).
 
+    bench/logins.py forgot [--server PATH] [--pairs 500]
+        Issue 19: does forgot-password tell an existing email from an unknown one by its
+        timing? Pairs of (a user's email, an unknown email), in random order within each pair,
+        on one keep-alive connection; medians and a rank-sum z, as `timing`.
+
     bench/logins.py flood [--server PATH] [--seconds 20] [--flooders 16] [--env K=V ...]
                           [--wrk CONNECTIONS] [--flood-nice N] [--flood-cpus LIST]
         Item 6: a flood of logins with random identifiers from 127.0.0.1 while real users log
@@ -178,6 +183,41 @@ def timing(args):
         stop(process, data)
 
 
+def forgot(args):
+    env = {"LOGIN_RATE_LIMIT": "off", "LOGIN_IP_RATE_LIMIT": "off"}
+    env.update(args.env)
+    process, port, data = start(args.server, env)
+    try:
+        register(port, "known")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        known, unknown = [], []
+        attempts = [("known@example.com", known), ("nobody@example.com", unknown)]
+        for n in range(args.pairs + 20):
+            random.shuffle(attempts)
+            for email, into in attempts:
+                started = time.perf_counter()
+                status, body = request(
+                    port, "POST", "/api/auth/forgot-password", {"email": email}, connection=connection
+                )
+                elapsed = (time.perf_counter() - started) * 1000
+                assert status == 200 and json.loads(body) == {"ok": True}, body
+                if n >= 20:  # the first pairs warm up
+                    into.append(elapsed)
+        print(
+            json.dumps(
+                {
+                    "pairs": args.pairs,
+                    "existing_email_median_ms": round(statistics.median(known), 3),
+                    "unknown_email_median_ms": round(statistics.median(unknown), 3),
+                    "difference_ms": round(statistics.median(known) - statistics.median(unknown), 3),
+                    "rank_sum_z": round(rank_sum_z(known, unknown), 2),
+                }
+            )
+        )
+    finally:
+        stop(process, data)
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
@@ -257,7 +297,7 @@ def flood(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["timing", "flood"])
+    parser.add_argument("mode", choices=["timing", "forgot", "flood"])
     parser.add_argument("--server", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "tokenledger"))
     parser.add_argument("--pairs", type=int, default=800)
     parser.add_argument("--seconds", type=int, default=20)
@@ -268,7 +308,7 @@ def main():
     parser.add_argument("--env", action="append", default=[], type=lambda kv: tuple(kv.split("=", 1)))
     args = parser.parse_args()
     args.env = dict(args.env)
-    {"timing": timing, "flood": flood}[args.mode](args)
+    {"timing": timing, "forgot": forgot, "flood": flood}[args.mode](args)
 
 
 if __name__ == "__main__":

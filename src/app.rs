@@ -293,6 +293,14 @@ fn services(
         ),
         store,
         personal: opened.personal.clone(),
+        code_key: crate::email_codes::CodeKey::derive(
+            config
+                .privacy
+                .key
+                .as_ref()
+                .context("PERSONAL_DATA_KEY is not set")?
+                .expose(),
+        ),
         shared_log,
         config,
         mail: crate::mailer::Wake::default(),

@@ -4,14 +4,24 @@
 //! same stream leave it as it is.
 
 use crate::events::{Event, UserRegistered};
+use crate::types::Timestamp;
+
+/// A live code of an account email, as the users row holds it: its digest and expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingCode {
+    pub digest: String,
+    pub expires_at: Timestamp,
+}
 
 /// The types of the events that change an `Account`: a reader of the log can skip decoding
 /// every other event.
-pub const ACCOUNT_EVENTS: [&str; 8] = [
+pub const ACCOUNT_EVENTS: [&str; 10] = [
     "UserRegistered",
     "PasswordChanged",
     "PasswordRehashed",
+    "PasswordResetRequested",
     "PasswordReset",
+    "EmailConfirmationRequested",
     "EmailConfirmed",
     "UserBlocked",
     "UserUnblocked",
@@ -29,6 +39,10 @@ pub struct Account {
     pub blocked: bool,
     /// Lowercase hex SHA-256 of the current password hash (see `UserRegistered`).
     pub password_digest: Option<String>,
+    /// The live reset-password code, if any (a new request replaces it, a reset spends it).
+    pub reset_code: Option<PendingCode>,
+    /// The live email-confirmation code, if any.
+    pub confirmation_code: Option<PendingCode>,
 }
 
 impl Account {
@@ -41,6 +55,8 @@ impl Account {
             confirmed: e.confirmed,
             blocked: e.blocked,
             password_digest: e.password_digest.clone(),
+            reset_code: None,
+            confirmation_code: None,
         }
     }
 
@@ -58,8 +74,26 @@ impl Account {
         match event {
             Event::PasswordChanged(e) => account.password_digest = Some(e.password_digest.clone()),
             Event::PasswordRehashed(e) => account.password_digest = Some(e.password_digest.clone()),
-            Event::PasswordReset(e) => account.password_digest = Some(e.password_digest.clone()),
-            Event::EmailConfirmed(_) => account.confirmed = true,
+            Event::PasswordResetRequested(e) => {
+                account.reset_code = Some(PendingCode {
+                    digest: e.code_digest.clone(),
+                    expires_at: e.expires_at,
+                })
+            }
+            Event::PasswordReset(e) => {
+                account.password_digest = Some(e.password_digest.clone());
+                account.reset_code = None;
+            }
+            Event::EmailConfirmationRequested(e) => {
+                account.confirmation_code = Some(PendingCode {
+                    digest: e.code_digest.clone(),
+                    expires_at: e.expires_at,
+                })
+            }
+            Event::EmailConfirmed(_) => {
+                account.confirmed = true;
+                account.confirmation_code = None;
+            }
             Event::UserBlocked(_) => account.blocked = true,
             Event::UserUnblocked(_) => account.blocked = false,
             _ => {}
@@ -107,6 +141,8 @@ mod tests {
             confirmed: true,
             blocked: false,
             password_digest: Some("aa".repeat(32)),
+            reset_code: None,
+            confirmation_code: None,
         }
     }
 

@@ -16,7 +16,7 @@ mod personal;
 mod schema;
 mod types;
 
-pub use account::{ACCOUNT_EVENTS, Account};
+pub use account::{ACCOUNT_EVENTS, Account, PendingCode};
 pub use aggregate::{
     DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve, evolve_all,
 };

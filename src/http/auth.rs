@@ -8,11 +8,16 @@ use utoipa::ToSchema;
 
 use super::body::Body;
 use super::context::{bearer, caller};
-use super::errors::{ApiError, BearerBodyRefusals, BodyRefusals, ErrorBody, WriteUnavailable};
-use super::forms::{ChangePasswordRequest, LoginRequest, RefreshRequest, RegisterRequest};
+use super::errors::{
+    ApiError, BearerBodyRefusals, BodyRefusals, ErrorBody, ReadUnavailable, WriteUnavailable,
+};
+use super::forms::{
+    ChangePasswordRequest, EmailRequest, LoginRequest, RefreshRequest, RegisterRequest,
+    ResetPasswordRequest,
+};
 use super::public_user::PublicUser;
 use super::{AppState, cookies};
-use crate::use_cases::{RefreshDelivery, Started};
+use crate::use_cases::{RefreshDelivery, Registered, Started};
 
 /// Strapi's answer to a login, a registration or a password change.
 #[derive(Serialize, ToSchema)]
@@ -121,7 +126,7 @@ fn started(state: &AppState, started: Started, delivery: Delivery) -> HttpRespon
         (RegisterRequest = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "Registered and logged in", body = AuthResponse,
+        (status = 200, description = "Registered and logged in; with `EMAIL_CONFIRMATION=true`, `{user}` alone (unconfirmed, not logged in: the confirmation email goes out)", body = AuthResponse,
             headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
         (status = 400, description = "A malformed body, an unknown or invalid field (`ValidationError`), or a taken email or username (`ApplicationError`)", body = ErrorBody),
         (status = 401, description = "The user was deleted while its session was being started", body = ErrorBody),
@@ -144,8 +149,13 @@ pub async fn register(
         Delivery::of(&state, &req, state.config.tokens.request_refresh_on_all)
     };
     let caller = caller(&req, &state);
-    let session = state.app.register(form, caller, delivery.into()).await?;
-    Ok(started(&state, session, delivery))
+    match state.app.register(form, caller, delivery.into()).await? {
+        Registered::LoggedIn(session) => Ok(started(&state, session, delivery)),
+        // Strapi's answer with email confirmation on: the user alone, no token.
+        Registered::Unconfirmed(user) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "user": PublicUser::of(&user) })))
+        }
+    }
 }
 
 /// Strapi's login.
@@ -381,4 +391,149 @@ pub async fn change_password(
         Delivery::Body
     };
     Ok(started(&state, session, delivery))
+}
+
+/// Strapi's forgot-password: `{ok: true}`, the same answer whether or not the email is a
+/// user's. A user's gets a reset code, emailed by the mailer.
+#[utoipa::path(
+    post,
+    path = "/api/auth/forgot-password",
+    tag = "auth",
+    request_body(content(
+        (EmailRequest = "application/json"),
+        (EmailRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"ok\": true}`, whether or not the email is a user's", body = Object, example = json!({"ok": true})),
+        (status = 400, description = "A malformed body, or a missing or invalid email (`ValidationError`)", body = ErrorBody),
+        BodyRefusals,
+        (status = 429, description = "Too many requests from this address (for this email, or for any)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        ReadUnavailable,
+    )
+)]
+pub async fn forgot_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let email = EmailRequest::parse(&body)?;
+    state
+        .app
+        .forgot_password(&email, caller(&req, &state))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": true })))
+}
+
+/// Strapi's reset-password: the emailed code and a new password; every session of the user
+/// ends (`SessionsCleared{password_reset}`) and a new one begins, with a refresh token by the
+/// login's rules.
+#[utoipa::path(
+    post,
+    path = "/api/auth/reset-password",
+    tag = "auth",
+    request_body(content(
+        (ResetPasswordRequest = "application/json"),
+        (ResetPasswordRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Reset: every other session ended; logged in", body = AuthResponse,
+            headers(("Set-Cookie" = String, description = "The refresh token, in cookie mode"))),
+        (status = 400, description = "A malformed body, a missing or invalid field, passwords that differ, or `Incorrect code provided` (unknown, used, superseded or expired)", body = ErrorBody),
+        BodyRefusals,
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteUnavailable,
+    )
+)]
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    cookies::refuse_cross_site(&state, &req)?;
+    let (reset, asked) = ResetPasswordRequest::parse(&body)?;
+    let asked =
+        asked || state.config.tokens.request_refresh_on_all || state.config.sessions.refresh_mode();
+    let delivery = Delivery::of(&state, &req, asked);
+    let session = state
+        .app
+        .reset_password(reset, caller(&req, &state), delivery.into())
+        .await?;
+    Ok(started(&state, session, delivery))
+}
+
+/// Strapi's send-email-confirmation: `{email, sent: true}`; the mailer sends the link.
+#[utoipa::path(
+    post,
+    path = "/api/auth/send-email-confirmation",
+    tag = "auth",
+    request_body(content(
+        (EmailRequest = "application/json"),
+        (EmailRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{email, sent: true}`, an unknown email too", body = Object, example = json!({"email": "ada@example.com", "sent": true})),
+        (status = 400, description = "A malformed body, a missing or invalid email (`ValidationError`); `Already confirmed` or `User blocked` (`ApplicationError`)", body = ErrorBody),
+        BodyRefusals,
+        (status = 429, description = "Too many requests from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteUnavailable,
+    )
+)]
+pub async fn send_email_confirmation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let email = EmailRequest::parse(&body)?;
+    let email = state
+        .app
+        .send_email_confirmation(&email, caller(&req, &state))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "email": email, "sent": true })))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct Confirmation {
+    /// The code of the emailed link.
+    confirmation: Option<String>,
+}
+
+/// Strapi's email-confirmation link: confirms the user and redirects to
+/// `EMAIL_CONFIRMATION_REDIRECTION`.
+#[utoipa::path(
+    get,
+    path = "/api/auth/email-confirmation",
+    tag = "auth",
+    params(Confirmation),
+    responses(
+        (status = 302, description = "Confirmed: to `EMAIL_CONFIRMATION_REDIRECTION`",
+            headers(("Location" = String, description = "EMAIL_CONFIRMATION_REDIRECTION"))),
+        (status = 400, description = "No `confirmation`, or `Invalid token` (unknown, used, superseded or expired)", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        WriteUnavailable,
+    )
+)]
+pub async fn email_confirmation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<Confirmation>,
+) -> Result<HttpResponse, ApiError> {
+    let code = match query.into_inner().confirmation {
+        Some(code) if !code.is_empty() => code,
+        _ => {
+            return Err(ApiError::invalid_fields(vec![ApiError::field_error(
+                "confirmation",
+                "confirmation is a required field".to_owned(),
+                None,
+            )]));
+        }
+    };
+    state.app.confirm_email(&code, caller(&req, &state)).await?;
+    let to = &state.config.accounts.email_confirmation_redirection;
+    Ok(HttpResponse::Found()
+        .insert_header((actix_web::http::header::LOCATION, to.as_str()))
+        .finish())
 }

@@ -254,6 +254,16 @@ impl From<Failure> for ApiError {
                     .map(|message| ApiError::field_error("password", message, None))
                     .collect(),
             ),
+            Failure::IncorrectCode => ApiError::validation("Incorrect code provided"),
+            Failure::InvalidConfirmation => ApiError::validation("Invalid token"),
+            Failure::RegistrationClosed => {
+                ApiError::application("Register action is currently disabled")
+            }
+            Failure::EmailNotConfirmed => {
+                ApiError::application("Your account email is not confirmed")
+            }
+            Failure::AlreadyConfirmed => ApiError::application("Already confirmed"),
+            Failure::UserBlocked => ApiError::application("User blocked"),
             Failure::SessionNotFound => ApiError::not_found_message("Session not found"),
             Failure::UserNotFound => ApiError::not_found_message("User not found"),
             Failure::Limited(limited) => ApiError::rate_limited(limited),

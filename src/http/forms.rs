@@ -261,3 +261,66 @@ impl LogoutRequest {
         (with, self.refresh_token)
     }
 }
+
+/// `POST /api/auth/forgot-password` and `POST /api/auth/send-email-confirmation`.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "the body as the OpenAPI document shows it; `parse` reads it"
+)]
+pub struct EmailRequest {
+    #[schema(format = Email)]
+    email: String,
+}
+
+impl EmailRequest {
+    /// yup's `email().required()`.
+    pub fn parse(body: &Body) -> Result<String, ApiError> {
+        let mut checks = Checks::default();
+        let email = checks.string(body, "email", false);
+        if let Some(email) = email {
+            let valid = is_valid_email(email);
+            checks.require(valid, "email", "email must be a valid email", Some(email));
+        }
+        Ok(checks.finish_with(email)?.to_owned())
+    }
+}
+
+/// `POST /api/auth/reset-password`: the emailed code and the new password, twice.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "the body as the OpenAPI document shows it; `parse` reads it"
+)]
+#[schema(rename_all = "camelCase")]
+pub struct ResetPasswordRequest {
+    #[schema(min_length = 1)]
+    code: String,
+    #[schema(min_length = 6, max_length = 72)]
+    password: String,
+    /// Equal to `password`.
+    #[schema(min_length = 1)]
+    password_confirmation: String,
+    /// Ask for a refresh token too, as at login.
+    request_refresh: Option<bool>,
+}
+
+impl ResetPasswordRequest {
+    /// The reset, and whether a refresh token was asked for.
+    pub fn parse(body: &Body) -> Result<(crate::use_cases::ResetPassword, bool), ApiError> {
+        let mut checks = Checks::default();
+        let code = checks.string(body, "code", true);
+        let password = checks.string(body, "password", true);
+        let confirmation = checks.string(body, "passwordConfirmation", true);
+        if let (Some(password), Some(confirmation)) = (password, confirmation) {
+            let same = password == confirmation;
+            checks.require(same, "passwordConfirmation", "Passwords do not match", None);
+        }
+        let ((code, password), _) = checks.finish_with(code.zip(password).zip(confirmation))?;
+        let reset = crate::use_cases::ResetPassword {
+            code: code.to_owned(),
+            password: password.to_owned(),
+        };
+        Ok((reset, truthy(body.get("requestRefresh"))))
+    }
+}

@@ -48,6 +48,26 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: Method::POST,
+        path: "/api/auth/forgot-password",
+        handler: || web::to(auth::forgot_password),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/reset-password",
+        handler: || web::to(auth::reset_password),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/send-email-confirmation",
+        handler: || web::to(auth::send_email_confirmation),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/api/auth/email-confirmation",
+        handler: || web::to(auth::email_confirmation),
+    },
+    Endpoint {
+        method: Method::POST,
         path: "/api/auth/logout",
         handler: || web::to(sessions::logout),
     },

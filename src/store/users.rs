@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 use tokenledger_domain::{
     EmailConfirmationRequested, EmailConfirmed, EmailKind, Event, PasswordChanged,
-    PasswordRehashed, PasswordReset, PasswordResetRequested, Timestamp, UserBlocked, UserForgotten,
-    UserId, UserImported, UserRegistered, UserUnblocked,
+    PasswordRehashed, PasswordReset, PasswordResetRequested, PendingCode, Timestamp, UserBlocked,
+    UserForgotten, UserId, UserImported, UserRegistered, UserUnblocked,
 };
 
 use super::EventMetadata;
@@ -36,6 +36,10 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
     /// Set for an imported user (Strapi's own); `None`: the same as `created_at`.
     pub published_at: Option<DateTime<Utc>>,
+    /// The live reset-password code (its digest and expiry), if any.
+    pub reset_code: Option<PendingCode>,
+    /// The live email-confirmation code, if any.
+    pub confirmation_code: Option<PendingCode>,
 }
 
 impl User {
@@ -81,7 +85,7 @@ pub struct ImportedUser {
 /// What an import of one row did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Import {
-    Added(User),
+    Added,
     /// The row is here already, with the same id and `documentId`: an earlier import.
     AlreadyThere,
     /// Something here is in its way; nothing was written.
@@ -98,7 +102,7 @@ pub enum UserError {
     Database(#[from] sqlx::Error),
 }
 
-pub(crate) const COLUMNS: &str = "id, document_id, username, email, password_hash, provider, confirmed, blocked, created_at, updated_at, published_at";
+pub(crate) const COLUMNS: &str = "id, document_id, username, email, password_hash, provider, confirmed, blocked, created_at, updated_at, published_at, reset_code_digest, reset_code_expires_at, confirmation_code_digest, confirmation_code_expires_at";
 
 /// Strapi's document ids: 24 characters, a letter then letters and digits.
 fn document_id() -> String {
@@ -357,6 +361,25 @@ where
             .as_deref()
             .map(rfc3339)
             .transpose()?,
+        reset_code: pending_code(row, 11)?,
+        confirmation_code: pending_code(row, 13)?,
+    })
+}
+
+/// The code whose digest is column `at` and whose expiry the next, if there is one.
+fn pending_code<R: sqlx::Row>(row: &R, at: usize) -> Result<Option<PendingCode>, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+    Option<String>: Value<R::Database>,
+{
+    let digest: Option<String> = row.try_get(at)?;
+    let expires: Option<String> = row.try_get(at + 1)?;
+    Ok(match (digest, expires) {
+        (Some(digest), Some(expires)) => Some(PendingCode {
+            digest,
+            expires_at: rfc3339(&expires)?,
+        }),
+        _ => None,
     })
 }
 
@@ -749,7 +772,7 @@ where
         let from = [of_user(added.id, &from)];
         append_in::<D>(&mut tx, self.chain(), self.keyring(), &from, metadata).await?;
         tx.commit().await?;
-        Ok(Import::Added(added))
+        Ok(Import::Added)
     }
 
     async fn create_unconfirmed(

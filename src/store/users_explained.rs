@@ -67,6 +67,11 @@ pub fn unexplained(row: &User, account: Option<&Account>) -> Vec<Unexplained> {
         ("confirmed", row.confirmed == account.confirmed),
         ("blocked", row.blocked == account.blocked),
         ("password_hash", digest == account.password_digest),
+        ("reset_code", row.reset_code == account.reset_code),
+        (
+            "confirmation_code",
+            row.confirmation_code == account.confirmation_code,
+        ),
     ]
     .into_iter()
     .filter(|(_, same)| !same)
@@ -218,6 +223,8 @@ mod tests {
             created_at: at(0),
             updated_at: at(0),
             published_at: None,
+            reset_code: None,
+            confirmation_code: None,
         }
     }
 

@@ -50,6 +50,10 @@ impl Services {
             }
             None => return Err(Failure::InvalidLogin),
         };
+        // Strapi's order: an unconfirmed email first, then a block.
+        if self.config.accounts.email_confirmation && !user.confirmed {
+            return Err(Failure::EmailNotConfirmed);
+        }
         if user.blocked {
             return Err(Failure::Blocked);
         }

@@ -4,6 +4,7 @@
 //! projection and the store, and returns a typed outcome or a `Failure`; `http` shapes both
 //! into Strapi's answers. Time and ids come from the injected `Clock` and `Ids`.
 
+mod account_emails;
 mod admin;
 mod change_password;
 mod login;
@@ -30,12 +31,13 @@ use crate::store::users::{User, UserError, UserStore};
 use crate::store::{EventMetadata, EventStore, StoreError};
 use crate::tokens::Tokens;
 
+pub use account_emails::ResetPassword;
 pub use admin::{Trail, TrailQuery};
 pub use change_password::ChangePassword;
 pub use login::Login;
 pub use logout::{LogoutInput, LogoutWith};
 pub use refresh::Refreshed;
-pub use register::Register;
+pub use register::{Register, Registered};
 
 /// Everything the use cases work with, built once by `app::Application`.
 pub struct Services {
@@ -49,6 +51,8 @@ pub struct Services {
     pub ids: Arc<Ids>,
     pub limits: RateLimits,
     pub store: Arc<dyn EventStore>,
+    /// Derives the codes of account emails (`email_codes`).
+    pub code_key: crate::email_codes::CodeKey,
     /// The data keys, for retention.
     pub personal: Arc<dyn crate::store::data_keys::PersonalData>,
     /// Other instances write to the same log (PostgreSQL): a session this instance has not
@@ -116,6 +120,23 @@ pub enum Failure {
     /// The new password breaks Strapi's rules (each message says which).
     #[error("{}", .0.join("; "))]
     PasswordRules(Vec<String>),
+    /// A reset-password code that is unknown, spent, superseded or expired.
+    #[error("incorrect code")]
+    IncorrectCode,
+    /// An email-confirmation code that is unknown, spent, superseded or expired.
+    #[error("invalid confirmation token")]
+    InvalidConfirmation,
+    /// `ALLOW_REGISTER=false`.
+    #[error("registration is closed")]
+    RegistrationClosed,
+    /// `EMAIL_CONFIRMATION=true` and the user has not followed the link yet.
+    #[error("the email is not confirmed")]
+    EmailNotConfirmed,
+    #[error("the email is confirmed already")]
+    AlreadyConfirmed,
+    /// A blocked user asked for a confirmation email (Strapi's wording differs from login's).
+    #[error("the user is blocked")]
+    UserBlocked,
     #[error("no such session")]
     SessionNotFound,
     #[error("no such user")]

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP, one SQLite file per test. One test
 //! binary, so the crate links once.
 
+mod account_emails;
 mod actors;
 mod admin_users;
 mod audit;

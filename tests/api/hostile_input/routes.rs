@@ -23,6 +23,10 @@ pub(super) enum Route {
     LocalRefresh,
     Refresh,
     ChangePassword,
+    ForgotPassword,
+    ResetPassword,
+    SendEmailConfirmation,
+    EmailConfirmation,
     Logout,
     Sessions,
     RevokeSession,
@@ -40,12 +44,16 @@ pub(super) enum Route {
     Health,
 }
 
-const ROUTES: [Route; 20] = [
+const ROUTES: [Route; 24] = [
     Route::Register,
     Route::Login,
     Route::LocalRefresh,
     Route::Refresh,
     Route::ChangePassword,
+    Route::ForgotPassword,
+    Route::ResetPassword,
+    Route::SendEmailConfirmation,
+    Route::EmailConfirmation,
     Route::Logout,
     Route::Sessions,
     Route::RevokeSession,
@@ -68,6 +76,7 @@ impl Route {
         match self {
             Route::Sessions
             | Route::Me
+            | Route::EmailConfirmation
             | Route::AdminUsers
             | Route::AdminEvents
             | Route::AdminSessions
@@ -87,6 +96,10 @@ impl Route {
             Route::LocalRefresh => "/api/auth/local/refresh",
             Route::Refresh => "/api/auth/refresh",
             Route::ChangePassword => "/api/auth/change-password",
+            Route::ForgotPassword => "/api/auth/forgot-password",
+            Route::ResetPassword => "/api/auth/reset-password",
+            Route::SendEmailConfirmation => "/api/auth/send-email-confirmation",
+            Route::EmailConfirmation => "/api/auth/email-confirmation",
             Route::Logout => "/api/auth/logout",
             Route::Sessions => "/api/auth/sessions",
             Route::RevokeSession => "/api/auth/sessions/:id",
@@ -134,6 +147,9 @@ impl Route {
                 | Route::LocalRefresh
                 | Route::Refresh
                 | Route::ChangePassword
+                | Route::ForgotPassword
+                | Route::ResetPassword
+                | Route::SendEmailConfirmation
                 | Route::Logout
         )
     }
@@ -566,6 +582,22 @@ impl Generator<'_> {
             // fixture's password (the server refuses it after checking the current one).
             Route::ChangePassword => vec![
                 ("currentPassword".into(), s("password123")),
+                ("password".into(), s("password123")),
+                ("passwordConfirmation".into(), s("password123")),
+            ],
+            Route::ForgotPassword | Route::SendEmailConfirmation => {
+                let email = match self.rng.random_range(0..2) {
+                    0 => account.email.to_uppercase(),
+                    _ => format!("nobody{}@example.com", self.rng.random::<u32>()),
+                };
+                vec![("email".into(), s(&email))]
+            }
+            // A code that is no one's: the shape is valid, the answer `Incorrect code provided`.
+            Route::ResetPassword => vec![
+                (
+                    "code".into(),
+                    s(&format!("{:064x}", self.rng.random::<u128>())),
+                ),
                 ("password".into(), s("password123")),
                 ("passwordConfirmation".into(), s("password123")),
             ],
