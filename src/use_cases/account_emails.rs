@@ -47,7 +47,7 @@ impl Services {
             return Ok(());
         };
         let code = self.new_code(self.config.accounts.reset_code_lifetime);
-        let (users, now) = (self.users.clone(), self.clock.now());
+        let (users, now, mail) = (self.users.clone(), self.clock.now(), self.mail.clone());
         tokio::spawn(async move {
             let recorded = users
                 .request_code(
@@ -58,8 +58,11 @@ impl Services {
                     &caller.metadata,
                 )
                 .await;
-            if let Err(error) = recorded {
-                tracing::warn!(%error, user = user.id, "could not record a reset-password code");
+            match recorded {
+                Ok(()) => mail.wake(),
+                Err(error) => {
+                    tracing::warn!(%error, user = user.id, "could not record a reset-password code")
+                }
             }
         });
         Ok(())
@@ -136,6 +139,7 @@ impl Services {
                 &caller.metadata,
             )
             .await?;
+        self.mail.wake();
         Ok(user.email)
     }
 

@@ -43,6 +43,7 @@ impl Services {
             let user = (self.users)
                 .create_unconfirmed(new_user, &code, now, &caller.metadata)
                 .await?;
+            self.mail.wake();
             return Ok(Registered::Unconfirmed(user));
         }
         let user = self.users.create(new_user, now, &caller.metadata).await?;

@@ -2,13 +2,14 @@
 //! requested email arrives once, with its headers and a code whose digest is the logged one;
 //! a server that is not there yet gets it after a retry; a superseded code is never sent; and
 //! two PostgreSQL instances send fifty emails once each. Requests are appended as the use
-//! cases append them (`Users::request_code`), then the mailer is woken.
+//! cases append them (`Users::request_code`), then the mailer is woken; and end to end, the
+//! emailed links of forgot-password and of a registration to confirm do their work.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{PERSONAL_DATA_KEY, SmtpServer, free_port, fresh_postgres_url};
 use tokenledger::email_codes::{CodeKey, digest};
 use tokenledger::store::EventMetadata;
@@ -257,4 +258,78 @@ async fn two_postgres_instances_send_fifty_emails_once_each() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+#[actix_web::test]
+async fn forgot_password_emails_a_link_whose_code_resets_the_password() {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let app = spawn(&smtp_on(&smtp.port.to_string()), &[]).await;
+    app.register("eve").await;
+    let forgot =
+        |email: &'static str| app.post("/api/auth/forgot-password", json!({ "email": email }));
+    assert_eq!(forgot("nobody@example.com").await.0, 200);
+    assert_eq!(forgot("eve@example.com").await.0, 200);
+    let messages = smtp.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(header(&messages[0], "To"), "eve@example.com");
+    let code = code_in(&messages[0], "code");
+    let (status, body) = app
+        .post(
+            "/api/auth/reset-password",
+            json!({"code": code, "password": "a-new-password", "passwordConfirmation": "a-new-password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "eve", "password": "a-new-password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "the new password logs in");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.messages().len(), 1, "the unknown email got none");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_registration_to_confirm_emails_the_link_that_confirms_it() {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let app = spawn(
+        &smtp_on(&smtp.port.to_string()),
+        &[("EMAIL_CONFIRMATION", "true")],
+    )
+    .await;
+    let (status, body) = app
+        .post(
+            "/api/auth/local/register",
+            json!({"username": "fay", "email": "fay@example.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let login = json!({"identifier": "fay", "password": "password123"});
+    assert_eq!(
+        app.post("/api/auth/local", login.clone()).await.0,
+        400,
+        "not yet confirmed"
+    );
+    let messages = smtp.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(header(&messages[0], "Subject"), "Account confirmation");
+    let code = code_in(&messages[0], "confirmation");
+    let link = app.url(&format!("/api/auth/email-confirmation?confirmation={code}"));
+    let followed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(link)
+        .send()
+        .await
+        .unwrap();
+    assert!(followed.status().is_redirection(), "{}", followed.status());
+    assert_eq!(app.post("/api/auth/local", login).await.0, 200, "confirmed");
+    app.stop().await;
 }
