@@ -198,6 +198,8 @@ mod tests {
             created_at: now,
             updated_at: now,
             published_at: None,
+            reset_code: None,
+            confirmation_code: None,
         }
     }
 
