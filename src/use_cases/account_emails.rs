@@ -4,13 +4,18 @@
 //! code is derived with a key the database never sees: 256 bits), single use, expiring, and a
 //! new request of the same kind supersedes the last.
 
+use std::sync::Arc;
+
 use chrono::{SubsecRound, TimeDelta};
 use tokenledger_domain::{ClearReason, ClearSessions, Command, EmailKind, IssueReason};
 
 use super::{Caller, Failure, RefreshDelivery, Services, Started};
-use crate::email_codes::digest;
+use crate::clock::Clock;
+use crate::email_codes::{CodeKey, digest};
+use crate::ids::Ids;
+use crate::mailer::Wake;
 use crate::rules::rule_violations;
-use crate::store::users::{NewCode, User, UserError};
+use crate::store::users::{NewCode, User, UserError, UserStore};
 
 /// A reset-password request whose fields passed Strapi's checks (the confirmation matched).
 pub struct ResetPassword {
@@ -18,14 +23,24 @@ pub struct ResetPassword {
     pub password: String,
 }
 
-impl Services {
+/// What makes and records codes, apart from the rest of the services: forgot-password hands
+/// it to a task of its own.
+struct Codes {
+    users: UserStore,
+    clock: Arc<Clock>,
+    ids: Arc<Ids>,
+    key: CodeKey,
+    mail: Wake,
+}
+
+impl Codes {
     /// A new code, lasting `lifetime`; its expiry in whole milliseconds, as the users row
     /// keeps times, so that the row and the log say the same (`verify`).
-    pub(super) fn new_code(&self, lifetime: TimeDelta) -> NewCode {
+    fn new_code(&self, lifetime: TimeDelta) -> NewCode {
         let code_id = self.ids.new_id();
         NewCode {
             code_id,
-            digest: digest(&self.code_key.code(code_id)),
+            digest: digest(&self.key.code(code_id)),
             expires_at: (self.clock.now() + lifetime).trunc_subsecs(3),
         }
     }
@@ -37,32 +52,61 @@ impl Services {
         Ok(user.filter(|u| u.email == lower))
     }
 
-    /// Strapi's forgot-password: the same answer, `{ok: true}`, whether or not the email is a
-    /// user's (or a blocked one's). The code is recorded after the answer, so that no durable
-    /// write tells an existing email from an unknown one by the answer's time; the answer
-    /// acknowledges nothing, and a code lost to a crash in between is asked for again.
-    pub async fn forgot_password(&self, email: &str, caller: Caller) -> Result<(), Failure> {
-        self.limits.check_login(caller.ip, email)?;
+    /// A reset code for `email`'s user, unless there is none or it is blocked.
+    async fn record_reset(
+        &self,
+        email: &str,
+        lifetime: TimeDelta,
+        caller: Caller,
+    ) -> Result<(), Failure> {
         let Some(user) = self.by_email(email).await?.filter(|u| !u.blocked) else {
             return Ok(());
         };
-        let code = self.new_code(self.config.accounts.reset_code_lifetime);
-        let (users, now, mail) = (self.users.clone(), self.clock.now(), self.mail.clone());
+        let code = self.new_code(lifetime);
+        let now = self.clock.now();
+        self.users
+            .request_code(
+                user.id,
+                EmailKind::ResetPassword,
+                &code,
+                now,
+                &caller.metadata,
+            )
+            .await?;
+        self.mail.wake();
+        Ok(())
+    }
+}
+
+impl Services {
+    fn codes(&self) -> Codes {
+        Codes {
+            users: self.users.clone(),
+            clock: self.clock.clone(),
+            ids: self.ids.clone(),
+            key: self.code_key.clone(),
+            mail: self.mail.clone(),
+        }
+    }
+
+    /// A new code, lasting `lifetime`.
+    pub(super) fn new_code(&self, lifetime: TimeDelta) -> NewCode {
+        self.codes().new_code(lifetime)
+    }
+
+    /// Strapi's forgot-password: the same answer, `{ok: true}`, whether or not the email is a
+    /// user's (or a blocked one's). Everything after the limits runs after the answer (the
+    /// lookup of the email, the code, its durable write), so that the answer's time cannot tell
+    /// an existing email from an unknown one; it acknowledges nothing, and a code lost to a
+    /// crash in that instant is asked for again.
+    pub async fn forgot_password(&self, email: &str, caller: Caller) -> Result<(), Failure> {
+        self.limits.check_login(caller.ip, email)?;
+        let codes = self.codes();
+        let lifetime = self.config.accounts.reset_code_lifetime;
+        let email = email.to_owned();
         tokio::spawn(async move {
-            let recorded = users
-                .request_code(
-                    user.id,
-                    EmailKind::ResetPassword,
-                    &code,
-                    now,
-                    &caller.metadata,
-                )
-                .await;
-            match recorded {
-                Ok(()) => mail.wake(),
-                Err(error) => {
-                    tracing::warn!(%error, user = user.id, "could not record a reset-password code")
-                }
+            if let Err(error) = codes.record_reset(&email, lifetime, caller).await {
+                tracing::warn!(%error, "could not record a reset-password code");
             }
         });
         Ok(())
@@ -120,7 +164,7 @@ impl Services {
         caller: Caller,
     ) -> Result<String, Failure> {
         self.limits.check_login(caller.ip, email)?;
-        let Some(user) = self.by_email(email).await? else {
+        let Some(user) = self.codes().by_email(email).await? else {
             return Ok(email.to_owned());
         };
         if user.confirmed {
@@ -139,7 +183,6 @@ impl Services {
                 &caller.metadata,
             )
             .await?;
-        self.mail.wake();
         Ok(user.email)
     }
 
