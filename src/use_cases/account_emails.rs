@@ -183,6 +183,7 @@ impl Services {
                 &caller.metadata,
             )
             .await?;
+        self.mail.wake();
         Ok(user.email)
     }
 
