@@ -290,7 +290,8 @@ fn services(
             limits.login_ip,
             limits.refresh,
             limits.account_failures,
-        ),
+        )
+        .with_email_limit(limits.email),
         store,
         personal: opened.personal.clone(),
         code_key: crate::email_codes::CodeKey::derive(

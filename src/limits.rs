@@ -51,6 +51,8 @@ pub struct RateLimits {
     login_ip: Option<Limiter>,
     refresh: Option<Limiter>,
     account_failures: Option<FailureThrottle>,
+    /// Account emails asked for one address, whatever the client's (`EMAIL_RATE_LIMIT`).
+    email: Option<Limiter>,
 }
 
 /// Whose failed logins count together: a known user's, whichever identifier named them, or
@@ -113,7 +115,24 @@ impl RateLimits {
             login_ip: limiter(login_ip),
             refresh: limiter(refresh),
             account_failures: account_failures.and_then(FailureThrottle::new),
+            email: None,
         }
+    }
+
+    /// With a limit on the account emails one address may be sent (`EMAIL_RATE_LIMIT`).
+    pub fn with_email_limit(mut self, email: Option<RateLimit>) -> RateLimits {
+        self.email = limiter(email);
+        self
+    }
+
+    /// One request for an account email to `email` (forgot-password, send-email-confirmation),
+    /// counted whether or not the address is a user's, so that a 429 says nothing of that:
+    /// from however many addresses they come, an inbox gets a bounded number of emails.
+    pub fn check_email(&self, email: &str) -> Result<(), Limited> {
+        check(
+            &self.email,
+            &Key::of(&[b"email", email.to_lowercase().as_bytes()]),
+        )
     }
 
     /// One login or registration attempt for `identifier` from `ip`: counted against the
@@ -153,7 +172,7 @@ impl RateLimits {
     /// Drops the state of keys that are back to a full allowance, so memory follows the
     /// number of recently active clients, not of all clients ever seen.
     pub fn forget_idle(&self) {
-        for limiter in [&self.login, &self.login_ip, &self.refresh]
+        for limiter in [&self.login, &self.login_ip, &self.refresh, &self.email]
             .into_iter()
             .flatten()
         {

@@ -221,6 +221,9 @@ keys! {
         "server.loginAccountFailureLimit", Text, Value("20/1h"), rate_limit,
         "failed logins per account (or unknown identifier), whatever the address; past it \
         every login of the account is a 429; or `off`";
+    EMAIL_RATE_LIMIT: Option<RateLimit> = "EMAIL_RATE_LIMIT", "server.emailRateLimit", Text,
+        Value("5/1h"), rate_limit,
+        "reset-password and confirmation emails asked for one address, from any client, or `off`";
     REFRESH_RATE_LIMIT: Option<RateLimit> = "REFRESH_RATE_LIMIT", "server.refreshRateLimit", Text,
         Value("30/60s"), rate_limit,
         "per session, or `off`";

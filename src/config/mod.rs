@@ -175,6 +175,8 @@ pub struct LimitConfig {
     pub account_failures: Option<RateLimit>,
     /// Per session.
     pub refresh: Option<RateLimit>,
+    /// Account emails per address, whatever the client.
+    pub email: Option<RateLimit>,
     /// How many sessions one user may hold; a login beyond it ends the least recently used.
     pub max_sessions_per_user: Option<u32>,
 }
@@ -726,6 +728,7 @@ impl LimitConfig {
             login_ip: source.value(&keys::LOGIN_IP_RATE_LIMIT)?,
             account_failures: source.value(&keys::LOGIN_ACCOUNT_FAILURE_LIMIT)?,
             refresh: source.value(&keys::REFRESH_RATE_LIMIT)?,
+            email: source.value(&keys::EMAIL_RATE_LIMIT)?,
             max_sessions_per_user: source.value(&keys::MAX_SESSIONS_PER_USER)?,
         })
     }

@@ -101,6 +101,7 @@ impl Services {
     /// crash in that instant is asked for again.
     pub async fn forgot_password(&self, email: &str, caller: Caller) -> Result<(), Failure> {
         self.limits.check_login(caller.ip, email)?;
+        self.limits.check_email(email)?;
         let codes = self.codes();
         let lifetime = self.config.accounts.reset_code_lifetime;
         let email = email.to_owned();
@@ -164,6 +165,7 @@ impl Services {
         caller: Caller,
     ) -> Result<String, Failure> {
         self.limits.check_login(caller.ip, email)?;
+        self.limits.check_email(email)?;
         let Some(user) = self.codes().by_email(email).await? else {
             return Ok(email.to_owned());
         };

@@ -368,3 +368,36 @@ async fn closing_sign_up_refuses_registrations_as_strapi() {
         "Register action is currently disabled",
     );
 }
+
+#[actix_web::test]
+async fn an_inbox_gets_a_bounded_number_of_emails_from_any_number_of_clients() {
+    let app = spawn_app_with(&[
+        ("EMAIL_RATE_LIMIT", "3/1h"),
+        ("LOGIN_RATE_LIMIT", "off"),
+        ("LOGIN_IP_RATE_LIMIT", "off"),
+    ])
+    .await;
+    app.register("zoe").await;
+    for email in ["zoe@example.com", "nobody@example.com"] {
+        for _ in 0..3 {
+            let (status, body) = app
+                .post("/api/auth/forgot-password", json!({ "email": email }))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (status, body) = app
+            .post(
+                "/api/auth/forgot-password",
+                json!({ "email": email.to_uppercase() }),
+            )
+            .await;
+        assert_eq!(status, 429, "the fourth for {email}, known or not: {body}");
+    }
+    let (status, _) = app
+        .post(
+            "/api/auth/send-email-confirmation",
+            json!({"email": "zoe@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 429, "one budget for both kinds of email");
+}
