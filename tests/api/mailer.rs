@@ -267,6 +267,10 @@ async fn forgot_password_emails_a_link_whose_code_resets_the_password() {
     };
     let app = spawn(&smtp_on(&smtp.port.to_string()), &[]).await;
     app.register("eve").await;
+    let old_session = app.login("eve").await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let forgot =
         |email: &'static str| app.post("/api/auth/forgot-password", json!({ "email": email }));
     assert_eq!(forgot("nobody@example.com").await.0, 200);
@@ -289,8 +293,30 @@ async fn forgot_password_emails_a_link_whose_code_resets_the_password() {
         )
         .await;
     assert_eq!(status, 200, "the new password logs in");
+    let old = json!({"identifier": "eve", "password": "password123"});
+    assert_eq!(
+        app.post("/api/auth/local", old).await.0,
+        400,
+        "the old password"
+    );
+    assert_eq!(app.refresh(&old_session).await.0, 401, "an old session");
+    let again = json!({"code": code, "password": "third-password", "passwordConfirmation": "third-password"});
+    assert_eq!(
+        app.post("/api/auth/reset-password", again).await.0,
+        400,
+        "used once"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(smtp.messages().len(), 1, "the unknown email got none");
+
+    // A code past its lifetime (1 hour by default), on the injected clock.
+    assert_eq!(forgot("eve@example.com").await.0, 200);
+    let messages = smtp.wait_for(2, Duration::from_secs(20)).await;
+    let late = code_in(&messages[1], "code");
+    app.advance(chrono::TimeDelta::minutes(61));
+    let expired = json!({"code": late, "password": "third-password", "passwordConfirmation": "third-password"});
+    let (status, body) = app.post("/api/auth/reset-password", expired).await;
+    assert_eq!(status, 400, "expired: {body}");
     app.stop().await;
 }
 
