@@ -75,7 +75,7 @@ impl Application {
         )
         .map_err(anyhow::Error::msg)
         .context("the mailer")?;
-        let (store, projection) = (app.store.clone(), app.projection.clone());
+        let store = app.store.clone();
         let catch_up = Arc::new(catch_up::Progress::default());
         let ledger = Arc::new(checkpointer(&config, &opened)?);
         let state = web::Data::new(AppState {
@@ -98,39 +98,15 @@ impl Application {
                 return Err(error).context("replaying the event log");
             }
         };
-        let following = actix_web::rt::spawn(catch_up::follow(
-            store.clone(),
-            projection,
-            position,
-            Duration::from_secs(1),
-            opened.postgres.clone(),
-            catch_up,
-        ));
-        let interval = config
-            .ledger
-            .checkpoint_interval
-            .to_std()
-            .unwrap_or(Duration::from_secs(10));
+        let background =
+            background_tasks(&config, &opened, &state, position, catch_up, ledger, mailer);
         Ok(Application {
             port,
             handle,
             serving,
             store,
             arbiters,
-            background: [
-                Some(following),
-                Some(forget_idle_limits(state.clone())),
-                Some(ledger.spawn(interval)),
-                Some(actix_web::rt::spawn(
-                    mailer.run(state.app.mail.clone(), opened.postgres.clone()),
-                )),
-                config.privacy.retention.map(|retention| {
-                    retention::spawn(opened.personal.clone(), state.app.clock.clone(), retention)
-                }),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            background,
             state,
             _lock: lock,
         })
@@ -368,6 +344,46 @@ async fn rebuild(state: &AppState) -> Result<i64, crate::store::StoreError> {
 }
 
 /// Every minute, the rate limiters drop the keys that are back to a full allowance.
+/// What runs beside the server until it stops: the log's follower, the limits' sweep, the
+/// checkpoints, the mailer and, when configured, retention.
+fn background_tasks(
+    config: &Config,
+    opened: &store::Opened,
+    state: &web::Data<AppState>,
+    position: i64,
+    catch_up: Arc<catch_up::Progress>,
+    ledger: Arc<crate::ledger::checkpoints::Checkpointer>,
+    mailer: Mailer,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let following = actix_web::rt::spawn(catch_up::follow(
+        state.app.store.clone(),
+        state.app.projection.clone(),
+        position,
+        Duration::from_secs(1),
+        opened.postgres.clone(),
+        catch_up,
+    ));
+    let interval = config
+        .ledger
+        .checkpoint_interval
+        .to_std()
+        .unwrap_or(Duration::from_secs(10));
+    [
+        Some(following),
+        Some(forget_idle_limits(state.clone())),
+        Some(ledger.spawn(interval)),
+        Some(actix_web::rt::spawn(
+            mailer.run(state.app.mail.clone(), opened.postgres.clone()),
+        )),
+        config.privacy.retention.map(|retention| {
+            retention::spawn(opened.personal.clone(), state.app.clock.clone(), retention)
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 fn forget_idle_limits(state: web::Data<AppState>) -> tokio::task::JoinHandle<()> {
     actix_web::rt::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(60));
