@@ -518,18 +518,19 @@ fn code_requested(kind: EmailKind, code: &NewCode, now: DateTime<Utc>) -> Event 
     }
 }
 
-type Spent<D> = (User, sqlx::Transaction<'static, <D as Dialect>::Db>);
-
 /// Clears the live code of `kind` whose digest is `digest` (and sets the password hash to
-/// `hash`, or confirms the user), in a transaction left open for the event; with the code's
-/// id. The update's own condition makes the code single-use: of two uses, one clears it.
+/// `hash`, or confirms the user), with the event `event` makes of the code's id, in one
+/// transaction. The update's own condition makes the code single-use: of two uses, one
+/// clears it.
 async fn spend_code<D: EventTable>(
     store: &D,
     kind: EmailKind,
     digest: &str,
     hash: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(Spent<D>, uuid::Uuid), UserError>
+    event: impl FnOnce(uuid::Uuid) -> Event + Send,
+    metadata: &EventMetadata,
+) -> Result<User, UserError>
 where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     <D::Db as Database>::Arguments: IntoArguments<D::Db>,
@@ -582,7 +583,10 @@ where
         .map(user)
         .transpose()?
         .ok_or(UserError::NotFound)?;
-    Ok(((changed, tx), code_id))
+    let spent = [of_user(changed.id, &event(code_id))];
+    append_in::<D>(&mut tx, store.chain(), store.keyring(), &spent, metadata).await?;
+    tx.commit().await?;
+    Ok(changed)
 }
 
 #[async_trait]
@@ -861,24 +865,23 @@ where
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<User, UserError> {
-        let (spent, code_id) =
-            spend_code::<D>(self, EmailKind::ResetPassword, digest, Some(hash), now).await?;
-        let (changed, mut tx) = spent;
-        let event = Event::PasswordReset(PasswordReset {
-            code_id,
-            password_digest: password_digest(hash),
-            reset_at: now,
-        });
-        append_in::<D>(
-            &mut tx,
-            self.chain(),
-            self.keyring(),
-            &[of_user(changed.id, &event)],
+        let event = |code_id| {
+            Event::PasswordReset(PasswordReset {
+                code_id,
+                password_digest: password_digest(hash),
+                reset_at: now,
+            })
+        };
+        spend_code::<D>(
+            self,
+            EmailKind::ResetPassword,
+            digest,
+            Some(hash),
+            now,
+            event,
             metadata,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(changed)
+        .await
     }
 
     async fn confirm_email(
@@ -887,23 +890,22 @@ where
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<User, UserError> {
-        let (spent, code_id) =
-            spend_code::<D>(self, EmailKind::EmailConfirmation, digest, None, now).await?;
-        let (changed, mut tx) = spent;
-        let event = Event::EmailConfirmed(EmailConfirmed {
-            code_id,
-            confirmed_at: now,
-        });
-        append_in::<D>(
-            &mut tx,
-            self.chain(),
-            self.keyring(),
-            &[of_user(changed.id, &event)],
+        let event = |code_id| {
+            Event::EmailConfirmed(EmailConfirmed {
+                code_id,
+                confirmed_at: now,
+            })
+        };
+        spend_code::<D>(
+            self,
+            EmailKind::EmailConfirmation,
+            digest,
+            None,
+            now,
+            event,
             metadata,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(changed)
+        .await
     }
 
     async fn set_blocked(

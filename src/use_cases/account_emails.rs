@@ -14,7 +14,6 @@ use crate::clock::Clock;
 use crate::email_codes::{CodeKey, digest};
 use crate::ids::Ids;
 use crate::mailer::Wake;
-use crate::rules::rule_violations;
 use crate::store::users::{NewCode, User, UserError, UserStore};
 
 /// A reset-password request whose fields passed Strapi's checks (the confirmation matched).
@@ -124,14 +123,7 @@ impl Services {
     ) -> Result<Started, Failure> {
         // Codes are 256 bits, beyond guessing; the limit keeps a flood off the hasher.
         self.limits.check_login(caller.ip, "reset-password")?;
-        let broken: Vec<String> = rule_violations("", "", &form.password)
-            .into_iter()
-            .filter(|(field, _)| *field == "password")
-            .map(|(_, message)| message)
-            .collect();
-        if !broken.is_empty() {
-            return Err(Failure::PasswordRules(broken));
-        }
+        super::password_rules("", "", &form.password)?;
         let hash = self.passwords.hash(form.password).await?;
         let now = self.clock.now();
         let user = match self

@@ -5,7 +5,6 @@ use tokenledger_domain::{ClearReason, ClearSessions, Command, IssueReason, Sessi
 
 use super::{Caller, Failure, RefreshDelivery, Services, Started};
 use crate::limits::Account;
-use crate::rules::rule_violations;
 use crate::store::users::{User, UserError};
 
 /// A change whose fields passed Strapi's checks (the confirmation matched).
@@ -36,14 +35,7 @@ impl Services {
         if form.current == form.password {
             return Err(Failure::UnchangedPassword);
         }
-        let broken: Vec<String> = rule_violations(&user.username, &user.email, &form.password)
-            .into_iter()
-            .filter(|(field, _)| *field == "password")
-            .map(|(_, message)| message)
-            .collect();
-        if !broken.is_empty() {
-            return Err(Failure::PasswordRules(broken));
-        }
+        super::password_rules(&user.username, &user.email, &form.password)?;
         let hash = self.passwords.hash(form.password).await?;
         // Compare-and-set: of two changes made with the same current password, one wins.
         let previous = user.password_hash.as_deref().unwrap_or_default();

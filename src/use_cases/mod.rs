@@ -199,6 +199,20 @@ impl From<PasswordError> for Failure {
     }
 }
 
+/// Strapi's rules for a new password (its other fields' rules are for registration).
+fn password_rules(username: &str, email: &str, password: &str) -> Result<(), Failure> {
+    let broken: Vec<String> = crate::rules::rule_violations(username, email, password)
+        .into_iter()
+        .filter(|(field, _)| *field == "password")
+        .map(|(_, message)| message)
+        .collect();
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::PasswordRules(broken))
+    }
+}
+
 impl Services {
     /// The projection every request shares. A panic while it was held leaves it as the
     /// last complete fold step left it, which is still the truth of the log.
