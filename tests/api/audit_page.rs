@@ -181,7 +181,26 @@ async fn investigated_history(app: &TestApp) -> i64 {
     let next = rotate_as(app, PHONE, text(&tablet["refreshToken"])).await;
     minutes(15);
     rotate_as(app, PHONE, &next).await;
-    minutes(10);
+    minutes(5);
+    // "Forgot password?": its code is recorded just after the answer.
+    let (status, _) = post_as(
+        app,
+        LAPTOP,
+        "/api/auth/forgot-password",
+        None,
+        json!({"email": "iris@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.payloads(id, "PasswordResetRequested").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no PasswordResetRequested"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    minutes(5);
 
     let types = app.event_types(id).await;
     for expected in [
@@ -190,6 +209,7 @@ async fn investigated_history(app: &TestApp) -> i64 {
         "SessionRevoked",
         "SessionsCleared",
         "LoginFailed",
+        "PasswordResetRequested",
     ] {
         assert!(types.iter().any(|t| t == expected), "{expected}: {types:?}");
     }

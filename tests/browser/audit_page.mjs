@@ -100,6 +100,12 @@ try {
   const reuses = await count('[data-kind="reuse"]');
   check(reuses >= 1, `reuse marks are drawn (${reuses})`);
   check(await page.locator('#legend li').count() >= 6, 'a legend explains the marks');
+  const resets = await count('[data-kind="reset-requested"]');
+  check(resets === 1, `the reset request is marked (${resets})`);
+  await page.locator('#timeline svg [data-kind="reset-requested"]').hover();
+  const resetTip = await page.locator('#tooltip').innerText();
+  check(resetTip.includes('Password reset asked for') && resetTip.includes('Code digest'),
+    'hovering the reset mark names it and its code digest');
 
   // Hovering shows where each session came from.
   const tips = [];

@@ -252,6 +252,14 @@
     PasswordChanged: 'password-changed',
     UserBlocked: 'blocked',
     UserUnblocked: 'unblocked',
+    UserImported: 'imported',
+    PasswordRehashed: 'password-rehashed',
+    PasswordResetRequested: 'reset-requested',
+    PasswordReset: 'password-reset',
+    EmailConfirmationRequested: 'confirmation-requested',
+    EmailConfirmed: 'email-confirmed',
+    EmailSent: 'email-sent',
+    EmailFailed: 'email-failed',
   };
 
   /**
@@ -402,7 +410,34 @@
       (px, y) => svg('rect', { class: 'blocked', x: px - 6, y: y - 6, width: 12, height: 12 })],
     unblocked: ['Unblocked', () => [],
       (px, y) => svg('rect', { class: 'unblocked', x: px - 5, y: y - 5, width: 10, height: 10 })],
+    imported: ['Imported', (p) => [['Source', p.source ?? '–'], ['Created there', p.created_at ?? '–']],
+      (px, y) => svg('circle', { class: 'registered', cx: px, cy: y, r: 6 })],
+    'password-rehashed': ['Password rehashed (same password)', (p) => [['From', p.from ?? '–'],
+      ['Password digest', p.password_digest ?? '–']], diamond],
+    'reset-requested': ['Password reset asked for', codeRows, emailMark],
+    'password-reset': ['Password reset with an emailed code', (p) => [['Password digest', p.password_digest ?? '–']],
+      diamond],
+    'confirmation-requested': ['Email confirmation asked for', codeRows, emailMark],
+    'email-confirmed': ['Email confirmed', () => [], emailMark],
+    'email-sent': ['Email sent', (p) => [['Kind', p.kind ?? '–'], ['Message-ID', p.message_id ?? '–'],
+      ['Attempt', String(p.attempt ?? '–')]], emailMark],
+    'email-failed': ['Email not sent', (p) => [['Kind', p.kind ?? '–'], ['Error', p.error ?? '–'],
+      ['Retry at', p.retry_at ?? 'gave up']],
+      (px, y) => svg('path', { class: 'failed', d: `M${px} ${y - 7} L${px + 7} ${y + 6} L${px - 7} ${y + 6} Z` })],
   };
+
+  /** A code's tip rows: its digest (first digits) and expiry. */
+  function codeRows(p) {
+    return [['Code digest', p.code_digest ?? '–'], ['Expires', p.expires_at ?? '–']];
+  }
+
+  function diamond(px, y) {
+    return svg('path', { class: 'password-changed', d: `M${px} ${y - 7} L${px + 7} ${y} L${px} ${y + 7} L${px - 7} ${y} Z` });
+  }
+
+  function emailMark(px, y) {
+    return svg('rect', { class: 'unblocked', x: px - 5, y: y - 4, width: 10, height: 8 });
+  }
 
   function accountMark(mark, px, y) {
     const [title, rows, shape] = ACCOUNT_MARKS[mark.kind];
