@@ -8,7 +8,7 @@
 //! import again adds only what is new: a user imported before, a session issued before (even
 //! one ended since), a conflict with a user of this service, are each reported and left.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use super::{core_for, operator};
 use crate::actors::{Execute, ExecuteError, execute_once};
 use crate::config::Config;
 use crate::store::dialect::Value;
-use crate::store::users::{Import, ImportedUser, User, conflict_with};
+use crate::store::users::{Import, ImportedUser};
 use crate::store::{self, Opened, StoreKeys, ledger::Upgrading, stream_of};
 use crate::terminal::printable;
 use crate::tokens::plugin_session;
@@ -261,15 +261,31 @@ pub enum TokenOutcome {
 
 /// The pure part of a token's fate before any write: whose it is, and whether that user
 /// takes sessions.
-pub fn token_owner(
-    token: &PluginToken,
-    imported: &[(ImportedUser, bool)],
-) -> Result<UserId, TokenOutcome> {
-    match imported.iter().find(|(user, _)| user.id == token.user_id) {
-        None => Err(TokenOutcome::UserLeftOut("its user was not imported")),
-        Some((_, false)) => Err(TokenOutcome::UserLeftOut("its user was not imported")),
-        Some((user, true)) if user.blocked => Err(TokenOutcome::UserLeftOut("its user is blocked")),
-        Some((user, true)) => Ok(user.id),
+pub fn token_owner(token: &PluginToken, users: &Owners) -> Result<UserId, TokenOutcome> {
+    match users.get(&token.user_id) {
+        Some(Owner::TakesSessions) => Ok(token.user_id),
+        Some(Owner::Blocked) => Err(TokenOutcome::UserLeftOut("its user is blocked")),
+        Some(Owner::LeftOut) | None => Err(TokenOutcome::UserLeftOut("its user was not imported")),
+    }
+}
+
+/// What an imported (or conflicting) user is to its plugin tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    TakesSessions,
+    Blocked,
+    /// A conflict: the user was not imported.
+    LeftOut,
+}
+
+/// The Strapi users by id, as their tokens find them.
+pub type Owners = HashMap<UserId, Owner>;
+
+fn owner(user: &ImportedUser, imported: bool) -> Owner {
+    match (imported, user.blocked) {
+        (false, _) => Owner::LeftOut,
+        (true, true) => Owner::Blocked,
+        (true, false) => Owner::TakesSessions,
     }
 }
 
@@ -382,15 +398,17 @@ async fn run(
         idle_timeout: config.lifetimes.session_idle_timeout,
         absolute: config.lifetimes.session_absolute_lifetime,
     };
+    // Each user's stream is read once, however many tokens the user had.
+    let mut issued: HashMap<UserId, HashSet<uuid::Uuid>> = HashMap::new();
     for token in tokens {
         let outcome = match token_owner(token, &imported) {
             Err(outcome) => outcome,
             Ok(user_id) => {
                 let command = session_command(token, lifetimes);
-                if sessions_ever(opened, user_id)
-                    .await?
-                    .contains(&command.session_id)
-                {
+                if let std::collections::hash_map::Entry::Vacant(slot) = issued.entry(user_id) {
+                    slot.insert(sessions_ever(opened, user_id).await?);
+                }
+                if issued[&user_id].contains(&command.session_id) {
                     TokenOutcome::AlreadyThere
                 } else if let Some(core) = &core {
                     import_session(core.clone(), user_id, command, operator()).await?
@@ -424,18 +442,12 @@ async fn import_users(
     now: DateTime<Utc>,
     dry_run: bool,
     report: &mut Report,
-) -> anyhow::Result<Vec<(ImportedUser, bool)>> {
-    // Only a dry run reads them all: the import's own transaction checks each row.
-    let here = if dry_run {
-        opened.users.all().await?
-    } else {
-        Vec::new()
-    };
+) -> anyhow::Result<Owners> {
     let metadata = operator();
-    let mut imported = Vec::with_capacity(source.users.len());
+    let mut imported = Owners::with_capacity(source.users.len());
     for user in &source.users {
         let outcome = if dry_run {
-            dry_import(user, &here)
+            opened.users.import_check(user).await?
         } else {
             opened
                 .users
@@ -451,28 +463,12 @@ async fn import_users(
         report
             .lines
             .push(format!("user {} ({}): {what}", user.id, user.username));
-        imported.push((user.clone(), !matches!(outcome, Import::Conflict(_))));
+        imported.insert(
+            user.id,
+            owner(user, !matches!(outcome, Import::Conflict(_))),
+        );
     }
     Ok(imported)
-}
-
-/// A dry run's answer for one user, from the users here (as the import's transaction finds
-/// them: by id, `documentId`, username or email).
-fn dry_import(user: &ImportedUser, here: &[User]) -> Import {
-    let email = user.email.to_lowercase();
-    let sharing: Vec<User> = here
-        .iter()
-        .filter(|u| {
-            u.id == user.id
-                || u.document_id == user.document_id
-                || u.email == email
-                || u.email == user.username.to_lowercase()
-                || [user.username.as_str(), user.email.as_str(), email.as_str()]
-                    .contains(&u.username.as_str())
-        })
-        .cloned()
-        .collect();
-    conflict_with(user, &sharing).unwrap_or(Import::Added)
 }
 
 async fn import_session(
@@ -535,11 +531,13 @@ mod tests {
 
     #[test]
     fn given_tokens_when_their_users_were_left_out_or_blocked_then_they_are_not_imported() {
-        assert_eq!(token_owner(&token(1), &[(ada(false), true)]), Ok(1));
-        assert!(token_owner(&token(2), &[(ada(false), true)]).is_err());
-        assert!(token_owner(&token(1), &[(ada(false), false)]).is_err());
+        let users =
+            |user: ImportedUser, imported| Owners::from([(user.id, owner(&user, imported))]);
+        assert_eq!(token_owner(&token(1), &users(ada(false), true)), Ok(1));
+        assert!(token_owner(&token(2), &users(ada(false), true)).is_err());
+        assert!(token_owner(&token(1), &users(ada(false), false)).is_err());
         assert_eq!(
-            token_owner(&token(1), &[(ada(true), true)]),
+            token_owner(&token(1), &users(ada(true), true)),
             Err(TokenOutcome::UserLeftOut("its user is blocked"))
         );
     }
@@ -566,34 +564,5 @@ mod tests {
             plugin_session("rxgaqo3wz0s8ghv7mphn2op4").session_id
         );
         assert_eq!(command.created_at, token(1).created_at);
-    }
-
-    #[test]
-    fn given_users_here_when_dry_run_then_conflicts_are_found_as_the_import_finds_them() {
-        assert_eq!(dry_import(&ada(false), &[]), Import::Added);
-        let mut here = User {
-            id: 1,
-            document_id: "k8j7ju2dajihatvv8j0nrfho".into(),
-            username: "ada".into(),
-            email: "ada@example.com".into(),
-            password_hash: None,
-            provider: "local".into(),
-            confirmed: true,
-            blocked: false,
-            created_at: ada(false).created_at,
-            updated_at: ada(false).updated_at,
-            published_at: None,
-            reset_code: None,
-            confirmation_code: None,
-        };
-        assert_eq!(
-            dry_import(&ada(false), std::slice::from_ref(&here)),
-            Import::AlreadyThere
-        );
-        here.id = 9;
-        assert!(matches!(
-            dry_import(&ada(false), &[here]),
-            Import::Conflict(_)
-        ));
     }
 }

@@ -279,6 +279,10 @@ pub trait Users: Send + Sync + 'static {
         metadata: &EventMetadata,
     ) -> Result<User, UserError>;
 
+    /// What `import` would do with `imported`, found as its transaction finds it, with
+    /// nothing written (`import strapi --dry-run`).
+    async fn import_check(&self, imported: &ImportedUser) -> Result<Import, UserError>;
+
     /// Blocks or unblocks a user, with its `UserBlocked` or `UserUnblocked`; a user already
     /// so is returned as it is, and nothing is written.
     async fn set_blocked(
@@ -468,7 +472,7 @@ where
 }
 
 /// The pure half of `in_the_way`: given the rows that share something with `imported`.
-pub(crate) fn conflict_with(imported: &ImportedUser, here: &[User]) -> Option<Import> {
+fn conflict_with(imported: &ImportedUser, here: &[User]) -> Option<Import> {
     let same = |u: &User| u.id == imported.id && u.document_id == imported.document_id;
     match here {
         [] => None,
@@ -516,6 +520,84 @@ fn code_requested(kind: EmailKind, code: &NewCode, now: DateTime<Utc>) -> Event 
             })
         }
     }
+}
+
+/// A local user's row and its `UserRegistered`, unless its email or username is taken (see
+/// `Users::create`); with `confirmation`, unconfirmed and holding that code, whose
+/// `EmailConfirmationRequested` follows in the same transaction.
+async fn register<D: EventTable>(
+    store: &D,
+    new: NewUser,
+    confirmation: Option<&NewCode>,
+    now: DateTime<Utc>,
+    metadata: &EventMetadata,
+) -> Result<User, UserError>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    i64: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    bool: Value<D::Db>,
+    String: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    usize: ColumnIndex<Row<D>>,
+{
+    let mut tx = store.writer().begin_with(D::BEGIN).await?;
+    if let Some(lock) = D::LOCK_USERS {
+        sqlx::query(lock).execute(&mut *tx).await?;
+    }
+    if taken::<D>(&mut tx, &new).await? {
+        return Err(UserError::Taken);
+    }
+    let insert = format!(
+        "INSERT INTO users (document_id, username, email, password_hash, provider, confirmed, \
+         blocked, created_at, updated_at, confirmation_code_id, confirmation_code_digest, \
+         confirmation_code_expires_at) VALUES (?, ?, ?, ?, 'local', ?, FALSE, ?, ?, ?, ?, ?) \
+         RETURNING {COLUMNS}"
+    );
+    let stamp = strapi_time(&now);
+    let row = query::<D>(&insert)
+        .bind(document_id())
+        .bind(&new.username)
+        .bind(new.email.to_lowercase())
+        .bind(&new.password_hash)
+        .bind(confirmation.is_none())
+        .bind(&stamp)
+        .bind(&stamp)
+        .bind(confirmation.map(|code| code.code_id.to_string()))
+        .bind(confirmation.map(|code| code.digest.clone()))
+        .bind(confirmation.map(|code| strapi_time(&code.expires_at)))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Taken,
+            other => other.into(),
+        })?;
+    let created = user(&row)?;
+    let registered = [of_user(created.id, &registration_of(&created, now))];
+    append_in::<D>(
+        &mut tx,
+        store.chain(),
+        store.keyring(),
+        &registered,
+        metadata,
+    )
+    .await?;
+    if let Some(code) = confirmation {
+        let requested = code_requested(EmailKind::EmailConfirmation, code, now);
+        let requested = [of_user(created.id, &requested)];
+        append_in::<D>(
+            &mut tx,
+            store.chain(),
+            store.keyring(),
+            &requested,
+            metadata,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(created)
 }
 
 /// Clears the live code of `kind` whose digest is `digest` (and sets the password hash to
@@ -608,37 +690,7 @@ where
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<User, UserError> {
-        let mut tx = self.writer().begin_with(D::BEGIN).await?;
-        if let Some(lock) = D::LOCK_USERS {
-            sqlx::query(lock).execute(&mut *tx).await?;
-        }
-        if taken::<D>(&mut tx, &new).await? {
-            return Err(UserError::Taken);
-        }
-        let insert = format!(
-            "INSERT INTO users (document_id, username, email, password_hash, provider, confirmed, \
-             blocked, created_at, updated_at) VALUES (?, ?, ?, ?, 'local', TRUE, FALSE, ?, ?) \
-             RETURNING {COLUMNS}"
-        );
-        let stamp = strapi_time(&now);
-        let row = query::<D>(&insert)
-            .bind(document_id())
-            .bind(&new.username)
-            .bind(new.email.to_lowercase())
-            .bind(&new.password_hash)
-            .bind(&stamp)
-            .bind(&stamp)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| match e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Taken,
-                other => other.into(),
-            })?;
-        let created = user(&row)?;
-        let registered = [of_user(created.id, &registration_of(&created, now))];
-        append_in::<D>(&mut tx, self.chain(), self.keyring(), &registered, metadata).await?;
-        tx.commit().await?;
-        Ok(created)
+        register::<D>(self, new, None, now, metadata).await
     }
 
     async fn create_many(
@@ -786,46 +838,13 @@ where
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<User, UserError> {
-        let mut tx = self.writer().begin_with(D::BEGIN).await?;
-        if let Some(lock) = D::LOCK_USERS {
-            sqlx::query(lock).execute(&mut *tx).await?;
-        }
-        if taken::<D>(&mut tx, &new).await? {
-            return Err(UserError::Taken);
-        }
-        let insert = format!(
-            "INSERT INTO users (document_id, username, email, password_hash, provider, confirmed, \
-             blocked, created_at, updated_at, confirmation_code_id, confirmation_code_digest, \
-             confirmation_code_expires_at) VALUES (?, ?, ?, ?, 'local', FALSE, FALSE, ?, ?, ?, ?, ?) \
-             RETURNING {COLUMNS}"
-        );
-        let stamp = strapi_time(&now);
-        let row = query::<D>(&insert)
-            .bind(document_id())
-            .bind(&new.username)
-            .bind(new.email.to_lowercase())
-            .bind(&new.password_hash)
-            .bind(&stamp)
-            .bind(&stamp)
-            .bind(code.code_id.to_string())
-            .bind(&code.digest)
-            .bind(strapi_time(&code.expires_at))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| match e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Taken,
-                other => other.into(),
-            })?;
-        let created = user(&row)?;
-        let registered = [of_user(created.id, &registration_of(&created, now))];
-        append_in::<D>(&mut tx, self.chain(), self.keyring(), &registered, metadata).await?;
-        let requested = [of_user(
-            created.id,
-            &code_requested(EmailKind::EmailConfirmation, code, now),
-        )];
-        append_in::<D>(&mut tx, self.chain(), self.keyring(), &requested, metadata).await?;
-        tx.commit().await?;
-        Ok(created)
+        register::<D>(self, new, Some(code), now, metadata).await
+    }
+
+    async fn import_check(&self, imported: &ImportedUser) -> Result<Import, UserError> {
+        let mut conn = self.reader().acquire().await?;
+        let found = in_the_way::<D>(&mut conn, imported).await?;
+        Ok(found.unwrap_or(Import::Added))
     }
 
     async fn request_code(
@@ -1033,5 +1052,60 @@ where
             .fetch_optional(self.reader())
             .await?;
         Ok(row.as_ref().map(user).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ada() -> ImportedUser {
+        let at = DateTime::from_timestamp_millis(1_796_237_765_143).unwrap();
+        ImportedUser {
+            id: 1,
+            document_id: "k8j7ju2dajihatvv8j0nrfho".into(),
+            username: "ada".into(),
+            email: "ada@example.com".into(),
+            provider: "local".into(),
+            password_hash: None,
+            confirmed: true,
+            blocked: false,
+            created_at: at,
+            updated_at: at,
+            published_at: None,
+        }
+    }
+
+    fn row_of(imported: &ImportedUser) -> User {
+        User {
+            id: imported.id,
+            document_id: imported.document_id.clone(),
+            username: imported.username.clone(),
+            email: imported.email.clone(),
+            password_hash: None,
+            provider: imported.provider.clone(),
+            confirmed: true,
+            blocked: false,
+            created_at: imported.created_at,
+            updated_at: imported.updated_at,
+            published_at: None,
+            reset_code: None,
+            confirmation_code: None,
+        }
+    }
+
+    #[test]
+    fn given_the_rows_sharing_something_with_an_import_then_it_is_new_there_or_in_conflict() {
+        assert_eq!(conflict_with(&ada(), &[]), None);
+        let mut here = row_of(&ada());
+        assert_eq!(
+            conflict_with(&ada(), std::slice::from_ref(&here)),
+            Some(Import::AlreadyThere)
+        );
+        here.id = 9;
+        assert!(matches!(
+            conflict_with(&ada(), &[here]),
+            Some(Import::Conflict(_))
+        ));
     }
 }
