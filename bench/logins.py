@@ -144,6 +144,34 @@ def wrk_statuses(report):
     return {"requests": requests, "refused": int(refused.group(1)) if refused else 0, "per_second": float(rate)}
 
 
+def interleaved(pairs, attempts, send):
+    """`pairs` rounds (after 20 warm-up rounds) of each of `attempts` (a label and the list its
+    times go to), in random order within each round; `send(label, n)` makes one request."""
+    for n in range(pairs + 20):
+        random.shuffle(attempts)
+        for label, into in attempts:
+            started = time.perf_counter()
+            send(label, n)
+            elapsed = (time.perf_counter() - started) * 1000
+            if n >= 20:  # the first rounds warm up
+                into.append(elapsed)
+
+
+def compared(pairs, names, a, b):
+    """Medians of two timings, their difference and the rank-sum z, as one JSON line."""
+    print(
+        json.dumps(
+            {
+                "pairs": pairs,
+                f"{names[0]}_median_ms": round(statistics.median(a), 3),
+                f"{names[1]}_median_ms": round(statistics.median(b), 3),
+                "difference_ms": round(statistics.median(a) - statistics.median(b), 3),
+                "rank_sum_z": round(rank_sum_z(a, b), 2),
+            }
+        )
+    )
+
+
 def timing(args):
     env = {"LOGIN_RATE_LIMIT": "off", "LOGIN_IP_RATE_LIMIT": "off", "LOGIN_ACCOUNT_FAILURE_LIMIT": "off"}
     env.update(args.env)
@@ -152,68 +180,34 @@ def timing(args):
         register(port, "known")
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         known, unknown = [], []
-        attempts = [("known", known), ("nobody", unknown)]
-        for n in range(args.pairs + 20):
-            random.shuffle(attempts)
-            for identifier, into in attempts:
-                started = time.perf_counter()
-                status, body = request(
-                    port,
-                    "POST",
-                    "/api/auth/local",
-                    {"identifier": identifier, "password": f"wrong-{n}"},
-                    connection=connection,
-                )
-                elapsed = (time.perf_counter() - started) * 1000
-                assert status == 400, body
-                if n >= 20:  # the first pairs warm up
-                    into.append(elapsed)
-        print(
-            json.dumps(
-                {
-                    "pairs": args.pairs,
-                    "wrong_password_median_ms": round(statistics.median(known), 3),
-                    "unknown_user_median_ms": round(statistics.median(unknown), 3),
-                    "difference_ms": round(statistics.median(known) - statistics.median(unknown), 3),
-                    "rank_sum_z": round(rank_sum_z(known, unknown), 2),
-                }
-            )
-        )
+
+        def send(identifier, n):
+            body = {"identifier": identifier, "password": f"wrong-{n}"}
+            status, answer = request(port, "POST", "/api/auth/local", body, connection=connection)
+            assert status == 400, answer
+
+        interleaved(args.pairs, [("known", known), ("nobody", unknown)], send)
+        compared(args.pairs, ("wrong_password", "unknown_user"), known, unknown)
     finally:
         stop(process, data)
 
 
 def forgot(args):
-    env = {"LOGIN_RATE_LIMIT": "off", "LOGIN_IP_RATE_LIMIT": "off"}
+    env = {"LOGIN_RATE_LIMIT": "off", "LOGIN_IP_RATE_LIMIT": "off", "EMAIL_RATE_LIMIT": "off"}
     env.update(args.env)
     process, port, data = start(args.server, env)
     try:
         register(port, "known")
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         known, unknown = [], []
-        attempts = [("known@example.com", known), ("nobody@example.com", unknown)]
-        for n in range(args.pairs + 20):
-            random.shuffle(attempts)
-            for email, into in attempts:
-                started = time.perf_counter()
-                status, body = request(
-                    port, "POST", "/api/auth/forgot-password", {"email": email}, connection=connection
-                )
-                elapsed = (time.perf_counter() - started) * 1000
-                assert status == 200 and json.loads(body) == {"ok": True}, body
-                if n >= 20:  # the first pairs warm up
-                    into.append(elapsed)
-        print(
-            json.dumps(
-                {
-                    "pairs": args.pairs,
-                    "existing_email_median_ms": round(statistics.median(known), 3),
-                    "unknown_email_median_ms": round(statistics.median(unknown), 3),
-                    "difference_ms": round(statistics.median(known) - statistics.median(unknown), 3),
-                    "rank_sum_z": round(rank_sum_z(known, unknown), 2),
-                }
-            )
-        )
+
+        def send(email, _n):
+            body = {"email": email}
+            status, answer = request(port, "POST", "/api/auth/forgot-password", body, connection=connection)
+            assert status == 200 and json.loads(answer) == {"ok": True}, answer
+
+        interleaved(args.pairs, [("known@example.com", known), ("nobody@example.com", unknown)], send)
+        compared(args.pairs, ("existing_email", "unknown_email"), known, unknown)
     finally:
         stop(process, data)
 
