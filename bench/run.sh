@@ -4,6 +4,10 @@
 #
 #   bench/run.sh [runs] [connections] [seconds]      (defaults: 3 runs, 64 connections, 10 s)
 #
+# BENCH_USERS=N: the refresh scenarios' connections share N users (default: one each).
+# BENCH_SCENARIOS="health refresh …": only these (default: all). `one-user` is 72 connections
+# of a single user, each its own session, rotating (one user's sessions at once).
+#
 # Prints one JSON line per run, `{"scenario":…,"run":…,"report":<loadgen --json>}`, and a summary
 # of medians on stderr. Needs python3 for the summary only.
 set -euo pipefail
@@ -44,36 +48,49 @@ stop_server() {
     rm -rf "$data"
 }
 
-run() { # scenario rotation [loadgen args]
-    local scenario=$1 rotation=$2
-    shift 2
+run() { # name scenario rotation [loadgen args]
+    local name=$1 scenario=$2 rotation=$3
+    shift 3
+    wanted "$name" || return 0
     start_server "$rotation"
     report=$("$loadgen" --base-url "http://127.0.0.1:$port" --scenario "$scenario" \
-        --connections "$connections" --duration "${seconds}s" --warmup 2s --json "$@" 2>/dev/null)
-    echo "{\"scenario\":\"$scenario\",\"run\":$r,\"report\":$report}" | tee -a "$out"
+        --duration "${seconds}s" --warmup 2s --json "$@" 2>/dev/null)
+    echo "{\"scenario\":\"$name\",\"run\":$r,\"report\":$report}" | tee -a "$out"
     stop_server
 }
 
-for r in $(seq "$runs"); do
-    run health false
-    run refresh false
-    run refresh-rotate true
-    run login false
-    # Refreshes while a login flood runs on the same server.
+users=()
+[ -n "${BENCH_USERS:-}" ] && users=(--users "$BENCH_USERS")
+wanted() { [ -z "${BENCH_SCENARIOS:-}" ] || [[ " $BENCH_SCENARIOS " == *" $1 "* ]]; }
+
+flood_run() { # refreshes while a login flood runs on the same server
     start_server false
     "$loadgen" --base-url "http://127.0.0.1:$port" --scenario login --connections 16 \
         --duration 600s --warmup 0s --json >/dev/null 2>&1 &
     flood=$!
     sleep 3 # its users registered, the flood running
     report=$("$loadgen" --base-url "http://127.0.0.1:$port" --scenario refresh \
-        --connections "$connections" --duration "${seconds}s" --warmup 2s --json 2>/dev/null)
+        --connections "$connections" "${users[@]}" --duration "${seconds}s" --warmup 2s --json 2>/dev/null)
     echo "{\"scenario\":\"refresh-under-login-flood\",\"run\":$r,\"report\":$report}" | tee -a "$out"
     kill "$flood"
     wait "$flood" || true
     stop_server
+}
+
+password_cost() {
     data=$(mktemp -d)
     echo "{\"scenario\":\"password-cost\",\"run\":$r,\"report\":$(DATA_DIR=$data "$built/tokenledger" password-cost 2>/dev/null)}" | tee -a "$out"
     rm -rf "$data"
+}
+
+for r in $(seq "$runs"); do
+    run health health false --connections "$connections"
+    run refresh refresh false --connections "$connections" "${users[@]}"
+    run refresh-rotate refresh-rotate true --connections "$connections" "${users[@]}"
+    run one-user refresh-rotate true --connections 72 --users 1
+    run login login false --connections "$connections"
+    if wanted refresh-under-login-flood; then flood_run; fi
+    if wanted password-cost; then password_cost; fi
 done
 
 python3 - "$out" <<'EOF' >&2

@@ -85,6 +85,7 @@ fn user(tokens: &Tokens, mut now: Timestamp) -> (UserSessions, String, Timestamp
             token_id: v7(now),
             reason: IssueReason::Login,
             lifetimes: lifetimes(),
+            activity_resolution: TimeDelta::zero(),
             max_sessions: None,
             client: client(),
         });
@@ -102,6 +103,7 @@ fn user(tokens: &Tokens, mut now: Timestamp) -> (UserSessions, String, Timestamp
             successor_id: v7(now),
             reuse_grace: TimeDelta::seconds(10),
             lifetimes: lifetimes(),
+            activity_resolution: TimeDelta::zero(),
             client: client(),
         });
         run(&mut state, &rotate, now);
@@ -160,6 +162,7 @@ fn benches(c: &mut Criterion) {
                 successor_id: v7(now),
                 reuse_grace: TimeDelta::seconds(10),
                 lifetimes: lifetimes(),
+                activity_resolution: TimeDelta::zero(),
                 client: client(),
             });
             let events = decide(black_box(&state), &rotate, now, &sealer).expect("decides");
@@ -188,6 +191,7 @@ fn benches(c: &mut Criterion) {
         successor_id: v7(now),
         reuse_grace: TimeDelta::seconds(10),
         lifetimes: lifetimes(),
+        activity_resolution: TimeDelta::zero(),
         client: client(),
     });
     let rotated = decide(&state, &rotate, now, &RecordingSealer::new(&tokens))

@@ -153,6 +153,7 @@ fn refresh_command(
         successor_id,
         reuse_grace: TimeDelta::seconds(10),
         lifetimes: lifetimes(),
+        activity_resolution: TimeDelta::zero(),
         client,
     })
 }

@@ -66,13 +66,18 @@ pub struct PresentedToken {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotateToken {
     pub presented: PresentedToken,
-    /// Off: the same refresh token keeps working and each use is recorded as `TokenRefreshed`.
+    /// Off: the same refresh token keeps working and its use is recorded as `TokenRefreshed`
+    /// (see `activity_resolution`).
     pub rotation: bool,
     /// The id of the successor token, used only if a new generation is minted.
     pub successor_id: TokenId,
     /// How long the immediately previous token still yields the same successor.
     pub reuse_grace: TimeDelta,
     pub lifetimes: Lifetimes,
+    /// Rotation off: a use from the client the session was last used from is recorded only
+    /// if the last recorded use is at least this old (`SESSION_ACTIVITY_RESOLUTION`); zero
+    /// records every use. A use from another client is always recorded.
+    pub activity_resolution: TimeDelta,
     pub client: Client,
 }
 

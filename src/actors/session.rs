@@ -14,7 +14,7 @@ use actix::prelude::*;
 use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve_all};
 
 use super::{Core, ExecuteError, Executed, Registry};
-use crate::store::{EventMetadata, NewEvent, RecordedEvent, StoreError, stream_of};
+use crate::store::{EventMetadata, NewEvent, RecordedEvent, StoreError, stream_of, writable};
 use crate::tokens::RecordingSealer;
 
 /// How often a conflicting append is decided again before giving up.
@@ -34,6 +34,8 @@ impl Message for Execute {
 struct Folded {
     state: UserSessions,
     version: i64,
+    /// Loaded from the store just now, for the command at hand: nothing to look up again.
+    fresh: bool,
 }
 
 /// Up to this many events the projection lacks, it folds them itself; beyond, it takes a
@@ -150,6 +152,7 @@ impl SessionActor {
             folded: Folded {
                 state: UserSessions::new(user_id),
                 version: 0,
+                fresh: false,
             },
             failed: None,
             idle_timeout,
@@ -168,7 +171,7 @@ impl Actor for SessionActor {
         ctx.wait(
             async move { core.store.read_stream(&stream, 0).await }.into_actor(self).map(
                 |loaded, actor, _| match loaded.and_then(|events| actor.folded.fold(&events, &actor.core)) {
-                    Ok(()) => {}
+                    Ok(()) => actor.folded.fresh = true,
                     Err(error) => {
                         tracing::error!(user = actor.user_id, %error, "loading the session stream failed");
                         actor.failed = Some(Arc::new(error));
@@ -228,6 +231,7 @@ pub async fn execute_once(
     let mut folded = Folded {
         state: UserSessions::new(user_id),
         version: 0,
+        fresh: true,
     };
     let loaded = core.store.read_stream(&stream_of(user_id), 0).await?;
     folded.fold(&loaded, &core)?;
@@ -241,6 +245,7 @@ async fn execute(
     msg: Execute,
 ) -> (Folded, Result<Executed, ExecuteError>) {
     let stream = stream_of(user_id);
+    let fresh = std::mem::take(&mut folded.fresh);
     if core.shared_log {
         // A refusal or a no-op appends nothing, so no conflict would ever tell this actor
         // that another instance moved the stream on: look first.
@@ -255,6 +260,22 @@ async fn execute(
             Ok(events) => events,
             Err(refusal) => return (folded, Err(refusal.into())),
         };
+        if events.is_empty() && !core.shared_log && !fresh {
+            // Nothing to write, so no conflict would tell this actor that another process
+            // (the CLI, on the same SQLite file) moved the stream on: look before answering;
+            // and a store that refuses writes answers nothing it would have recorded.
+            if let Err(error) = writable(core.store.as_ref()) {
+                return (folded, Err(error.into()));
+            }
+            match core.store.read_stream(&stream, folded.version).await {
+                Ok(tail) if tail.is_empty() => {}
+                Ok(tail) => match folded.fold(&tail, &core) {
+                    Ok(()) => continue,
+                    Err(error) => return (folded, Err(error.into())),
+                },
+                Err(error) => return (folded, Err(error.into())),
+            }
+        }
         let reuse_detected = events
             .iter()
             .any(|event| matches!(event, Event::RefreshTokenReused(_)));

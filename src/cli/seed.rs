@@ -349,6 +349,7 @@ fn next_command(
             successor_id: uuid_at(now),
             reuse_grace: TimeDelta::seconds(10),
             lifetimes,
+            activity_resolution: TimeDelta::zero(),
             client,
         })
     }

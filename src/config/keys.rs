@@ -163,6 +163,12 @@ keys! {
     SESSION_ABSOLUTE_LIFETIME: TimeDelta = "SESSION_ABSOLUTE_LIFETIME",
         "refresh.sessionAbsoluteLifetime", Scalar, Value("90d"), duration,
         "no session outlives login + this";
+    SESSION_ACTIVITY_RESOLUTION: TimeDelta = "SESSION_ACTIVITY_RESOLUTION",
+        "refresh.sessionActivityResolution", Scalar, Value("60s"), duration,
+        "with rotation off, a refresh from the session's last client is recorded \
+        (`TokenRefreshed`) only if the last recorded use is this old; one from another IP or \
+        user agent always is; the idle timeout is exact to this; never more than a tenth of `SESSION_IDLE_TIMEOUT`; \
+        `0s` records every refresh";
     ALLOW_REGISTER: bool = "ALLOW_REGISTER", "advanced.allow_register", Scalar, Value("true"),
         boolean,
         "new users may register (Strapi's setting); `false` answers `Register action is \

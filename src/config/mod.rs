@@ -123,6 +123,7 @@ pub struct LifetimeConfig {
     pub refresh_token_expires_in: TimeDelta,
     pub session_idle_timeout: TimeDelta,
     pub session_absolute_lifetime: TimeDelta,
+    pub session_activity_resolution: TimeDelta,
 }
 
 /// The refresh-token cookie of cookie mode.
@@ -565,12 +566,17 @@ impl TokenConfig {
 impl LifetimeConfig {
     fn read(source: &Source) -> Result<LifetimeConfig, ConfigError> {
         let refresh_token_expires_in = source.value(&keys::REFRESH_TOKEN_EXPIRES_IN)?;
+        let session_idle_timeout = source
+            .optional(&keys::SESSION_IDLE_TIMEOUT)?
+            .unwrap_or(refresh_token_expires_in);
         Ok(LifetimeConfig {
             refresh_token_expires_in,
-            session_idle_timeout: source
-                .optional(&keys::SESSION_IDLE_TIMEOUT)?
-                .unwrap_or(refresh_token_expires_in),
+            session_idle_timeout,
             session_absolute_lifetime: source.value(&keys::SESSION_ABSOLUTE_LIFETIME)?,
+            // A session in use must never idle out between two recorded uses.
+            session_activity_resolution: source
+                .value::<TimeDelta>(&keys::SESSION_ACTIVITY_RESOLUTION)?
+                .min(session_idle_timeout / 10),
         })
     }
 

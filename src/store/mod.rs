@@ -191,6 +191,19 @@ pub enum StoreError {
     Keys(String),
 }
 
+/// Whether `store` takes writes: a SQLite file deleted or replaced under the server does not
+/// (the same error its appends get), without a system call.
+pub fn writable(store: &dyn EventStore) -> Result<(), StoreError> {
+    match store.detached() {
+        Some(why) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            why.to_owned(),
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::Database(Arc::new(error))

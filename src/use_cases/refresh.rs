@@ -52,12 +52,9 @@ impl Services {
         if !(owned || self.session_is_live(user_id, &session_id).await?) {
             return Err(Failure::InvalidRefreshToken);
         }
-        // `tokenledger user block` ends the sessions itself, but a row deleted or blocked
-        // straight in the users table (as Strapi's admin panel does) must end them too.
-        match self.users.find(user_id).await? {
-            Some(user) if !user.blocked => {}
-            _ => return Err(Failure::InvalidRefreshToken),
-        }
+        // No read of the users table: a block or a deletion goes through the user's stream
+        // (`UserBlocked` or `UserForgotten`, then `SessionsCleared`), so the projection and the
+        // actor already know the sessions ended.
         self.limits.check_refresh(session_id)?;
         let command = Command::RotateToken(RotateToken {
             presented,
@@ -65,6 +62,7 @@ impl Services {
             successor_id: self.ids.new_id(),
             reuse_grace: self.config.tokens.refresh_token_reuse_grace,
             lifetimes: self.lifetimes(),
+            activity_resolution: self.config.lifetimes.session_activity_resolution,
             client: caller.client,
         });
         let executed = match self

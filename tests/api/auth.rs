@@ -1,7 +1,9 @@
 //! Register, login and refresh as a Strapi front end uses them.
 
 use serde_json::json;
-use support::{assert_error, assert_forbidden, assert_invalid_refresh_token, assert_unauthorized};
+use support::{
+    Api, assert_error, assert_forbidden, assert_invalid_refresh_token, assert_unauthorized,
+};
 
 use crate::helpers::{spawn_app, spawn_app_with};
 
@@ -297,6 +299,53 @@ async fn with_rotation_off_the_same_refresh_token_keeps_working() {
             .get_with_bearer("/api/users/me", body["jwt"].as_str().unwrap())
             .await;
         assert_eq!(status, 200);
+    }
+    // From the session's last client within SESSION_ACTIVITY_RESOLUTION (60s) of the last
+    // recorded use: answered with no durable write.
+    assert_eq!(
+        app.event_types(id).await,
+        ["UserRegistered", "TokenIssued", "TokenIssued"]
+    );
+
+    // A minute on, the next use is recorded; and one from another client always is.
+    app.advance(chrono::TimeDelta::seconds(61));
+    assert_eq!(app.refresh(&token).await.0, 200);
+    assert_eq!(app.refresh(&token).await.0, 200);
+    let (status, body) = Api::send(
+        app.api
+            .client
+            .post(app.api.url("/api/auth/local/refresh"))
+            .header("user-agent", "another-browser/1.0")
+            .json(&json!({ "refreshToken": token })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.event_types(id).await,
+        [
+            "UserRegistered",
+            "TokenIssued",
+            "TokenIssued",
+            "TokenRefreshed",
+            "TokenRefreshed"
+        ]
+    );
+    let last = app.payloads(id, "TokenRefreshed").await;
+    assert_eq!(last[0]["same_client"], true, "{last:?}");
+    assert_eq!(last[1]["same_client"], false, "{last:?}");
+}
+
+#[actix_web::test]
+async fn with_an_activity_resolution_of_zero_every_refresh_is_recorded() {
+    let app = spawn_app_with(&[("SESSION_ACTIVITY_RESOLUTION", "0s")]).await;
+    let id = app.register("ivo").await["user"]["id"].as_i64().unwrap();
+    let token = app.login("ivo").await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.refresh(&token).await.0, 200);
     }
     assert_eq!(
         app.event_types(id).await,

@@ -48,9 +48,16 @@ async fn some_traffic(api: &Api, name: &str) {
     for _ in 0..3 {
         let login = api.login(name).await;
         let token = login["refreshToken"].as_str().unwrap().to_owned();
-        let (status, _) = api
-            .post("/api/auth/refresh", json!({"refreshToken": token}))
-            .await;
+        // From another client than the login's, so that each refresh is an event: one from
+        // the login's client within SESSION_ACTIVITY_RESOLUTION would write nothing.
+        let (status, _) = Api::send(
+            api.client
+                .post(api.url("/api/auth/refresh"))
+                .header("user-agent", "ledger-test/refresh")
+                .json(&json!({"refreshToken": token})),
+        )
+        .await
+        .unwrap();
         assert_eq!(status, 200);
     }
 }

@@ -4,7 +4,8 @@
 //!   `token_attacks::a_token_whose_subject_and_session_belong_to_different_users_is_refused`;
 //! - concurrent rotations forking a session:
 //!   `concurrency::fifty_concurrent_rotations_of_one_token_yield_one_successor`;
-//! - a user blocked through tokenledger: `limits::a_blocked_user_is_logged_out_everywhere_and_cannot_log_in`;
+//! - a user blocked through tokenledger: `limits::a_blocked_user_is_logged_out_everywhere_and_cannot_log_in`
+//!   and `a_user_blocked_through_the_service_cannot_refresh_and_unblocked_logs_in_again` below;
 //! - a `Secure` cookie over plain HTTP behind a TLS proxy (the plugin answers 500):
 //!   `cookies::cookie_attributes_follow_the_configuration`.
 
@@ -39,29 +40,34 @@ async fn sql(app: &TestApp, statement: &'static str, id: i64) {
 }
 
 #[actix_web::test]
-async fn a_refresh_for_a_user_deleted_from_the_users_table_is_refused() {
-    let app = spawn_app().await;
-    let (id, token) = user_with_token(&app, "gone").await;
-    sql(&app, "DELETE FROM users WHERE id = ?", id).await;
-    let (status, body) = app.refresh(&token).await;
-    assert_invalid_refresh_token(status, &body);
-}
-
-#[actix_web::test]
-async fn a_refresh_for_a_user_blocked_in_the_users_table_is_refused() {
-    // Blocked behind tokenledger's back (no `SessionsCleared` on record): the refresh still
-    // looks at the user, as login and `/api/users/me` do.
+async fn a_users_row_edited_with_sql_ends_no_session_and_verify_names_it() {
+    // A refresh no longer reads the users row (issue 20): blocking and deleting go through
+    // the user's stream, which ends the sessions. A block made straight in the table, as
+    // Strapi's admin panel would, is an edit behind the log: `verify` names it.
     let app = spawn_app().await;
     let (id, token) = user_with_token(&app, "barred").await;
     sql(&app, "UPDATE users SET blocked = 1 WHERE id = ?", id).await;
+    assert_eq!(app.refresh(&token).await.0, 200);
+    let verified = app.cli(&["verify"]);
+    assert!(!verified.status.success(), "{verified:?}");
+    let said = String::from_utf8_lossy(&verified.stdout).to_string()
+        + &String::from_utf8_lossy(&verified.stderr);
+    assert!(said.contains(&format!("users row {id}")), "{said}");
+}
+
+#[actix_web::test]
+async fn a_user_blocked_through_the_service_cannot_refresh_and_unblocked_logs_in_again() {
+    let app = spawn_app().await;
+    let (_, token) = user_with_token(&app, "held").await;
+    let blocked = app.cli(&["user", "block", "held"]);
+    assert!(blocked.status.success(), "{blocked:?}");
     let (status, body) = app.refresh(&token).await;
     assert_invalid_refresh_token(status, &body);
-    sql(&app, "UPDATE users SET blocked = 0 WHERE id = ?", id).await;
-    assert_eq!(
-        app.refresh(&token).await.0,
-        200,
-        "unblocked, it works again"
-    );
+    let unblocked = app.cli(&["user", "unblock", "held"]);
+    assert!(unblocked.status.success(), "{unblocked:?}");
+    let (status, body) = app.refresh(&token).await;
+    assert_invalid_refresh_token(status, &body);
+    assert_eq!(app.login("held").await["user"]["username"], "held");
 }
 
 fn lifetime_of(token: &str) -> i64 {

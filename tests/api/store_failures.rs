@@ -161,7 +161,13 @@ impl Drop for Immutable {
 
 #[actix_web::test]
 async fn a_read_only_database_is_a_503_and_the_service_recovers() {
-    let app = spawn_app_with(&[("REFRESH_RATE_LIMIT", "off"), ("LOGIN_RATE_LIMIT", "off")]).await;
+    let app = spawn_app_with(&[
+        ("REFRESH_RATE_LIMIT", "off"),
+        ("LOGIN_RATE_LIMIT", "off"),
+        // Every refresh is a write here: within the resolution one would need none.
+        ("SESSION_ACTIVITY_RESOLUTION", "0s"),
+    ])
+    .await;
     let (id, token) = app.user_with_token("frozen").await;
     assert_eq!(app.refresh(&token).await.0, 200);
     let mut acknowledged = 1;
@@ -203,6 +209,8 @@ async fn a_full_disk_is_a_503_and_the_service_recovers() {
         ("DATA_DIR", data.as_str()),
         ("REFRESH_RATE_LIMIT", "off"),
         ("LOGIN_RATE_LIMIT", "off"),
+        // Every refresh is a write here: within the resolution one would need none.
+        ("SESSION_ACTIVITY_RESOLUTION", "0s"),
     ])
     .await;
     let (id, token) = app.user_with_token("disk").await;
@@ -321,6 +329,8 @@ async fn postgres_going_away_is_a_503_and_the_service_recovers() {
         ("DATABASE_URL", through.as_str()),
         ("REFRESH_RATE_LIMIT", "off"),
         ("LOGIN_RATE_LIMIT", "off"),
+        // Every refresh is a write here: within the resolution one would need none.
+        ("SESSION_ACTIVITY_RESOLUTION", "0s"),
     ])
     .await;
     let (id, token) = app.user_with_token("pia").await;

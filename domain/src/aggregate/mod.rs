@@ -363,6 +363,11 @@ fn rotate(
         }
         Presentation::Current => {
             let (ip, user_agent, same_client) = seen(session, &cmd.client);
+            // A use that would tell an investigator nothing new costs no durable write: the
+            // idle expiry then slides at this resolution, and the token stays the same.
+            if same_client && now < later(session.last_used_at, cmd.activity_resolution) {
+                return Ok(Vec::new());
+            }
             Ok(vec![Event::TokenRefreshed(TokenRefreshed {
                 session_id: session.id,
                 generation: session.generation,

@@ -88,6 +88,7 @@ fn refresh(state: &UserSessions, generation: u32, rotation: bool, successor: u12
         successor_id: id(successor),
         reuse_grace: TimeDelta::seconds(10),
         lifetimes: lifetimes(),
+        activity_resolution: TimeDelta::zero(),
         client: client("10.0.0.2"),
     })
 }
@@ -881,6 +882,7 @@ mod imported {
                 successor_id: id(2),
                 reuse_grace: TimeDelta::seconds(10),
                 lifetimes: lifetimes(),
+                activity_resolution: TimeDelta::zero(),
                 client: client("10.0.0.9"),
             })
         };
@@ -906,6 +908,7 @@ mod imported {
                 successor_id: id(3),
                 reuse_grace: TimeDelta::seconds(10),
                 lifetimes: lifetimes(),
+                activity_resolution: TimeDelta::zero(),
                 client: client("10.6.6.6"),
             }),
             at(600),
@@ -915,5 +918,92 @@ mod imported {
             ["RefreshTokenReused", "SessionRevoked"]
         );
         assert!(after.sessions.is_empty());
+    }
+}
+
+/// Rotation off: a use from the session's last client is recorded at most once per
+/// `activity_resolution`; one from another client always is.
+mod recorded_use {
+    use super::*;
+
+    fn refresh_within(state: &UserSessions, resolution: TimeDelta, ip: &str) -> Command {
+        match refresh(state, 0, false, 2) {
+            Command::RotateToken(rotate) => Command::RotateToken(RotateToken {
+                activity_resolution: resolution,
+                client: client(ip),
+                ..rotate
+            }),
+            _ => unreachable!("refresh() rotates"),
+        }
+    }
+
+    #[test]
+    fn given_a_recent_use_from_the_same_client_when_refreshed_then_nothing_is_recorded() {
+        // Given: logged in from 10.0.0.1 at 0.
+        let h = given(&[(login(), at(0))]);
+        // When: refreshed from the same client 59 s later, with a resolution of 60 s.
+        let (result, after) = h.when(
+            refresh_within(&h.state, TimeDelta::seconds(60), "10.0.0.1"),
+            at(59),
+        );
+        // Then: no event, and the session is as it was.
+        assert_eq!(result, Ok(Vec::new()));
+        assert_eq!(after, h.state);
+    }
+
+    #[test]
+    fn given_a_use_a_resolution_ago_when_refreshed_then_it_is_recorded_and_the_idle_expiry_slides()
+    {
+        let h = given(&[(login(), at(0))]);
+        let (result, after) = h.when(
+            refresh_within(&h.state, TimeDelta::seconds(60), "10.0.0.1"),
+            at(60),
+        );
+        assert_eq!(types(&result.unwrap()), ["TokenRefreshed"]);
+        let session = after.session(&id(SESSION)).unwrap();
+        assert_eq!(session.last_used_at, at(60));
+        assert_eq!(session.idle_expires_at, at(60) + TimeDelta::days(7));
+    }
+
+    #[test]
+    fn given_a_recent_use_when_refreshed_from_another_client_then_it_is_recorded_at_once() {
+        let h = given(&[(login(), at(0))]);
+        let (result, after) = h.when(
+            refresh_within(&h.state, TimeDelta::seconds(60), "10.0.0.9"),
+            at(1),
+        );
+        match &result.unwrap()[..] {
+            [Event::TokenRefreshed(refreshed)] => {
+                assert!(!refreshed.same_client);
+                assert_eq!(refreshed.ip.as_deref(), Some("10.0.0.9"));
+            }
+            other => panic!("expected one TokenRefreshed, got {other:?}"),
+        }
+        let session = after.session(&id(SESSION)).unwrap();
+        assert_eq!(session.last_ip.as_deref(), Some("10.0.0.9"));
+    }
+
+    #[test]
+    fn given_a_resolution_of_zero_when_refreshed_at_once_then_every_use_is_recorded() {
+        let h = given(&[(login(), at(0))]);
+        let (result, _) = h.when(
+            refresh_within(&h.state, TimeDelta::zero(), "10.0.0.1"),
+            at(0),
+        );
+        assert_eq!(types(&result.unwrap()), ["TokenRefreshed"]);
+    }
+
+    #[test]
+    fn given_rotation_on_when_refreshed_within_the_resolution_then_it_still_rotates() {
+        let h = given(&[(login(), at(0))]);
+        let rotate = match refresh_within(&h.state, TimeDelta::seconds(60), "10.0.0.1") {
+            Command::RotateToken(r) => Command::RotateToken(RotateToken {
+                rotation: true,
+                ..r
+            }),
+            _ => unreachable!(),
+        };
+        let (result, _) = h.when(rotate, at(1));
+        assert_eq!(types(&result.unwrap()), ["TokenRotated"]);
     }
 }
