@@ -5,6 +5,8 @@ same binary (BENCHMARKS.md). Stdlib only; needs valgrind.
 
     bench/instructions.py --server PATH [--requests 200,1200] [--scenario health|refresh|refresh-rotate]
 
+With CALLGRIND_KEEP=DIR, each run's callgrind output is kept there as <scenario>-<N>.callgrind.
+
 The server runs under `valgrind --tool=callgrind` on a new data folder with the bench secrets
 and every limit off (as bench/run.sh). For each count N, one fresh server answers N requests
 of the scenario on one keep-alive connection (after its setup: one registration and one login
@@ -90,6 +92,12 @@ def total_instructions(server, scenario, n, port):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait()
+    keep = os.environ.get("CALLGRIND_KEEP")
+    if keep:
+        # The raw counts of this run, for callgrind_annotate: where a request's instructions go.
+        os.makedirs(keep, exist_ok=True)
+        for path in glob.glob(out + ".*"):
+            shutil.copy(path, os.path.join(keep, f"{scenario}-{n}.callgrind"))
     totals = 0
     for path in glob.glob(out + ".*"):
         for line in open(path):
