@@ -134,7 +134,8 @@ mod tests {
     }
 
     #[test]
-    fn given_appends_in_flight_when_the_later_lands_first_then_nothing_is_answered_until_the_earlier_has() {
+    fn given_appends_in_flight_when_the_later_lands_first_then_nothing_is_answered_until_the_earlier_has()
+     {
         let mut queue = Queue::default();
         let first = queue.push_append("first");
         let second = queue.push_append("second");

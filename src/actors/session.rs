@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
 use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve_all};
+use tokio::sync::oneshot;
 
 use super::pipeline::{InOrder, Next};
 use super::{Core, ExecuteError, Executed, Registry};
@@ -338,7 +338,12 @@ impl SessionActor {
         let submitted = (!events.is_empty()).then(|| self.submit(&events, &queued.msg.metadata));
         let events: Vec<(i64, Event)> = (self.folded.version + 1..).zip(events).collect();
         self.folded.evolve(&events);
-        let mut answer = reply(self.user_id, &self.folded.state, &queued.msg.command, &sealer);
+        let mut answer = reply(
+            self.user_id,
+            &self.folded.state,
+            &queued.msg.command,
+            &sealer,
+        );
         answer.reuse_detected = reuse_detected;
         let Some(submitted) = submitted else {
             self.pending.push(Decided {
@@ -353,11 +358,16 @@ impl SessionActor {
             answer: Ok(answer),
             append: Some((events, submitted.landing.clone())),
         });
-        ctx.spawn(submitted.outcome().into_actor(self).map(move |outcome, actor, ctx| {
-            if actor.pending.landed(seq, outcome) {
-                actor.answer_ready(ctx);
-            }
-        }));
+        ctx.spawn(
+            submitted
+                .outcome()
+                .into_actor(self)
+                .map(move |outcome, actor, ctx| {
+                    if actor.pending.landed(seq, outcome) {
+                        actor.answer_ready(ctx);
+                    }
+                }),
+        );
     }
 
     /// Submits `events` at the version the state has reached, after the newest append still

@@ -308,9 +308,10 @@ pub fn plan(
     batch
         .iter()
         .map(|request| {
-            let followed = request.after.as_ref().is_none_or(|after| {
-                after.landed() || planned.contains(&Arc::as_ptr(after))
-            });
+            let followed = request
+                .after
+                .as_ref()
+                .is_none_or(|after| after.landed() || planned.contains(&Arc::as_ptr(after)));
             if !followed {
                 return Err(StoreError::Abandoned {
                     stream: request.stream.clone(),
@@ -486,7 +487,15 @@ mod tests {
         let second = request(1, Some(&first));
         let batch = [first, second];
 
-        let plan = plan(&Sealing { chain: &chain, keys: &keys }, &batch, Heads::new(), &recording_time());
+        let plan = plan(
+            &Sealing {
+                chain: &chain,
+                keys: &keys,
+            },
+            &batch,
+            Heads::new(),
+            &recording_time(),
+        );
 
         assert_eq!(versions(&plan), vec![Ok(1), Ok(2)]);
     }
@@ -501,10 +510,24 @@ mod tests {
         let second = request(1, Some(&first));
         let batch = [first, second];
 
-        let plan = plan(&Sealing { chain: &chain, keys: &keys }, &batch, heads, &recording_time());
+        let plan = plan(
+            &Sealing {
+                chain: &chain,
+                keys: &keys,
+            },
+            &batch,
+            heads,
+            &recording_time(),
+        );
 
-        assert!(matches!(plan[0], Err(StoreError::Conflict { actual: 1, .. })));
-        assert!(matches!(plan[1], Err(StoreError::Abandoned { expected: 1, .. })));
+        assert!(matches!(
+            plan[0],
+            Err(StoreError::Conflict { actual: 1, .. })
+        ));
+        assert!(matches!(
+            plan[1],
+            Err(StoreError::Abandoned { expected: 1, .. })
+        ));
     }
 
     #[test]
@@ -515,7 +538,15 @@ mod tests {
         let batch = [request(1, Some(&first))];
         let heads = Heads::from([("user-1".to_owned(), (1, vec![1]))]);
 
-        let plan = plan(&Sealing { chain: &chain, keys: &keys }, &batch, heads, &recording_time());
+        let plan = plan(
+            &Sealing {
+                chain: &chain,
+                keys: &keys,
+            },
+            &batch,
+            heads,
+            &recording_time(),
+        );
 
         assert_eq!(versions(&plan), vec![Ok(2)]);
     }
@@ -530,13 +561,17 @@ mod tests {
                 return Err(sqlx::Error::PoolTimedOut);
             }
             let (chain, keys) = sealing_parts();
-            let sealing = Sealing { chain: &chain, keys: &keys };
+            let sealing = Sealing {
+                chain: &chain,
+                keys: &keys,
+            };
             Ok(plan(&sealing, batch, Heads::new(), &recording_time()))
         }
     }
 
     #[tokio::test]
-    async fn given_a_failed_batch_then_an_append_following_one_of_it_is_abandoned_and_a_fresh_one_written() {
+    async fn given_a_failed_batch_then_an_append_following_one_of_it_is_abandoned_and_a_fresh_one_written()
+     {
         let appender = Appender::start(FailsOnce(AtomicBool::new(false)), Arc::default());
         let metadata = EventMetadata::default();
         let failed = appender.submit("user-1", 0, vec![], &metadata, None);
@@ -548,7 +583,10 @@ mod tests {
         let fresh = appender.submit("user-1", 0, vec![], &metadata, None);
         let fresh_landing = fresh.landing.clone();
 
-        assert!(matches!(follower.outcome().await, Err(StoreError::Abandoned { .. })));
+        assert!(matches!(
+            follower.outcome().await,
+            Err(StoreError::Abandoned { .. })
+        ));
         assert!(fresh.outcome().await.is_ok());
         assert!(fresh_landing.landed());
         appender.close().await;

@@ -13,8 +13,8 @@ use futures::stream::BoxStream;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
 use super::appender::{
-    AppendRequest, Appender, BatchWriter, Heads, Landing, Outcome, ROWS_PER_INSERT, Sealing, insert_sql,
-    Submitted, place, plan, recording_time, slots, streams, to_insert,
+    AppendRequest, Appender, BatchWriter, Heads, Landing, Outcome, ROWS_PER_INSERT, Sealing,
+    Submitted, insert_sql, place, plan, recording_time, slots, streams, to_insert,
 };
 use super::chain::ChainKey;
 use super::data_keys::{KeyTable, Revealable, reveal};

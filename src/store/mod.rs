@@ -31,11 +31,11 @@ use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 use crate::config::{DatabaseUrl, KeyBytes};
 use crate::store::ledger::{LedgerStore, Upgrade, Upgrading};
 
+pub use appender::{Landing, Submitted};
 pub use chain::{
     Broken, ChainKey, ChainVerifier, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, chain_hash,
     is_seal, with_hashed,
 };
-pub use appender::{Landing, Submitted};
 pub use users::{password_digest, registration_of};
 
 /// Who caused an event.

@@ -192,7 +192,11 @@ async fn one_users_sessions_rotating_at_once_survive_an_injected_append_failure(
     let refused = progress.refused.load(Ordering::SeqCst);
     assert!(refused > 0, "the injected failure refused no rotation");
     let logged = token_chains(&app, id).await;
-    assert_eq!(logged.len(), SESSIONS + 1, "the registration's session and the logins'");
+    assert_eq!(
+        logged.len(),
+        SESSIONS + 1,
+        "the registration's session and the logins'"
+    );
     for chain in &chains {
         let hashes: Vec<[u8; 32]> = chain.iter().map(|t| hash(t).0).collect();
         let in_log = logged
