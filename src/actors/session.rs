@@ -189,8 +189,13 @@ impl Queued {
 struct Decided {
     queued: Queued,
     answer: Result<Executed, ExecuteError>,
-    /// The events it appends, with the versions they take, and whether they landed.
-    append: Option<(Vec<(i64, Event)>, Arc<Landing>)>,
+    append: Option<Appended>,
+}
+
+/// What a command appends: its events, with the versions they take, and whether they landed.
+struct Appended {
+    events: Vec<(i64, Event)>,
+    landing: Arc<Landing>,
 }
 
 pub struct SessionActor {
@@ -356,7 +361,10 @@ impl SessionActor {
         let seq = self.pending.push_append(Decided {
             queued,
             answer: Ok(answer),
-            append: Some((events, submitted.landing.clone())),
+            append: Some(Appended {
+                events,
+                landing: submitted.landing.clone(),
+            }),
         });
         ctx.spawn(
             submitted
@@ -377,7 +385,7 @@ impl SessionActor {
             .pending
             .last_append()
             .and_then(|decided| decided.append.as_ref())
-            .map(|(_, landing)| landing.clone());
+            .map(|append| append.landing.clone());
         self.core.store.submit(
             &stream_of(self.user_id),
             self.folded.version,
@@ -393,15 +401,18 @@ impl SessionActor {
             match next {
                 Next::Answer(decided) => decided.queued.answer(decided.answer),
                 Next::Written(decided, recorded) => {
-                    if let Some((events, _)) = &decided.append {
-                        let events: Vec<(i64, Event)> = recorded
-                            .iter()
-                            .map(|record| record.stream_version)
-                            .zip(events.iter().map(|(_, event)| event.clone()))
-                            .collect();
+                    if let Some(append) = &decided.append {
+                        // Written at the versions it was decided for: the store checked the
+                        // expected version.
+                        debug_assert!(
+                            recorded
+                                .iter()
+                                .map(|record| record.stream_version)
+                                .eq(append.events.iter().map(|(version, _)| *version))
+                        );
                         let durable = self.pending.last_append().is_none();
                         let state = durable.then_some(&self.folded.state);
-                        publish(&self.core, self.user_id, &events, state);
+                        publish(&self.core, self.user_id, &append.events, state);
                     }
                     decided.queued.answer(decided.answer);
                 }
