@@ -11,6 +11,9 @@
 
 use std::collections::VecDeque;
 
+/// How many entries an empty queue keeps room for.
+const KEPT: usize = 4;
+
 /// Commands decided and not answered yet, oldest first. `T` is a decided command, `R` what
 /// a written append answers, `E` what a failed one does.
 pub struct InOrder<T, R, E> {
@@ -103,6 +106,10 @@ impl<T, R, E> InOrder<T, R, E> {
             }
         }
         let entry = self.queue.pop_front()?;
+        if self.queue.is_empty() && self.queue.capacity() > KEPT {
+            // A burst of one user's requests is over: an idle actor keeps little.
+            self.queue.shrink_to(KEPT);
+        }
         Some(match entry.wait {
             Wait::Landed(Ok(written)) => Next::Written(entry.item, written),
             _ => Next::Answer(entry.item),
