@@ -120,6 +120,13 @@ impl ActiveSessions {
         std::mem::replace(&mut entry.sessions, sessions)
     }
 
+    /// A copy of a user's entry: the fold of their stream and the version it reached, or
+    /// `None` for a user not seen. Where a starting actor begins, reading only the tail.
+    pub fn user(&self, user_id: UserId) -> Option<(i64, UserSessions)> {
+        let entry = self.users.get(&user_id)?;
+        Some((entry.version, entry.sessions.clone()))
+    }
+
     /// The stream version folded so far for a user (0 for none).
     pub fn version(&self, user_id: UserId) -> i64 {
         self.users.get(&user_id).map_or(0, |entry| entry.version)
@@ -338,6 +345,19 @@ mod tests {
         assert!(p.apply(1, 2, &cleared));
         assert!(p.is_empty());
         assert_eq!(p.version(1), 2);
+    }
+
+    #[test]
+    fn given_a_folded_user_then_a_copy_of_the_entry_is_the_fold_and_its_version() {
+        let mut p = ActiveSessions::new();
+        assert!(p.user(1).is_none(), "a user not seen has no entry");
+        let events = [issued(10, 0), issued(11, 1)];
+        p.apply_all(1, events.iter().enumerate().map(|(i, e)| (i as i64 + 1, e)));
+
+        let (version, sessions) = p.user(1).expect("an entry");
+
+        assert_eq!(version, 2);
+        assert_eq!(sessions, folded(1, &events));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Actors: one `SessionActor` per user with recent activity decides every change to that
-//! user's sessions, one command at a time; the `Registry` finds or starts it.
+//! user's sessions, one command at a time, and answers them in order once durable
+//! (`pipeline`); the `Registry` finds or starts it.
 
+mod pipeline;
 mod registry;
 mod session;
 
@@ -48,6 +50,10 @@ pub enum ExecuteError {
     /// The actor could not load its stream: it answers with that error, kept whole, and stops.
     #[error("loading the session stream failed: {0}")]
     Load(#[source] Arc<StoreError>),
+    /// The command's append, or an append it was decided after, failed: nothing of it was
+    /// recorded. The failed append's error, shared by every command that followed it.
+    #[error("not recorded: {0}")]
+    NotRecorded(#[source] Arc<StoreError>),
     #[error("the stream kept changing under the actor ({0} attempts)")]
     TooManyConflicts(usize),
     #[error("the session actor is unavailable")]

@@ -1,9 +1,16 @@
 //! `SessionActor`: the single writer of one user's stream.
 //!
-//! It holds the folded state and the stream version, and handles each command as one atomic
-//! step — decide, append, fold, update the projection, answer — with `AtomicResponse`, so no
-//! second command of the same user is decided before the first one's append has returned. A
-//! version conflict (another instance wrote first) reloads the stream tail and decides again.
+//! It decides each command on the state its earlier commands will leave — their appends
+//! submitted but perhaps not durable yet — and submits the command's append at once, with
+//! the version that follows theirs, so one user's many sessions share group commits instead
+//! of each waiting for the previous write. It answers in order, each command only once its
+//! own append (if any) and every earlier one are durable (`pipeline`), and only durable events
+//! reach the projection. An append that fails takes along every append submitted after it
+//! (the appender writes none whose predecessor did not land, see `Landing`): the actor drops
+//! its state, reloads it from the projection (which holds exactly what is durable) and the
+//! stream's tail, and fails those commands — or, when another writer took the version (a
+//! conflict), decides them again, a bounded number of times.
+//!
 //! Folding happens outside the projection's lock; the projection then takes only what it
 //! lacks, so a user with many sessions never holds up the others' requests.
 
@@ -12,9 +19,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokenledger_domain::{Command, Event, UserId, UserSessions, decide, evolve_all};
+use tokio::sync::oneshot;
 
+use super::pipeline::{InOrder, Next};
 use super::{Core, ExecuteError, Executed, Registry};
-use crate::store::{EventMetadata, NewEvent, RecordedEvent, StoreError, stream_of, writable};
+use crate::store::{
+    EventMetadata, Landing, NewEvent, RecordedEvent, StoreError, Submitted, stream_of, writable,
+};
 use crate::tokens::RecordingSealer;
 
 /// How often a conflicting append is decided again before giving up.
@@ -34,7 +45,7 @@ impl Message for Execute {
 struct Folded {
     state: UserSessions,
     version: i64,
-    /// Loaded from the store just now, for the command at hand: nothing to look up again.
+    /// Read from the store just now, for the command at hand: nothing to look up again.
     fresh: bool,
 }
 
@@ -52,10 +63,9 @@ fn sessions_touched(event: &Event) -> usize {
 }
 
 impl Folded {
-    /// Folds recorded events of the stream into the state, outside any lock, then brings the
+    /// Folds durable events of the stream into the state, outside any lock, then brings the
     /// projection up to the same version. Events decoded before a corrupt one stay folded.
     fn fold(&mut self, recorded: &[RecordedEvent], core: &Core) -> Result<(), StoreError> {
-        let start = self.version;
         let mut events = Vec::with_capacity(recorded.len());
         let mut corrupt = None;
         for record in recorded {
@@ -72,7 +82,7 @@ impl Folded {
         }
         if !events.is_empty() {
             self.evolve(&events);
-            self.publish(start, &events, core);
+            publish(core, self.state.user_id, &events, Some(&self.state));
         }
         corrupt.map_or(Ok(()), Err)
     }
@@ -86,51 +96,118 @@ impl Folded {
             self.version = *version;
         }
     }
+}
 
-    /// Brings the projection's entry for this user up to `self.version`, which `events`
-    /// (versions `start + 1 ..= self.version`) just reached. The projection is shared by every
-    /// request, so its write lock is held only for the cheaper of two things: folding the few
-    /// events it lacks, or swapping in a copy of the actor's state made before taking the lock
-    /// — when it lacks many events (an actor that loaded a long stream the projection has not
-    /// seen), or when they would touch more sessions than the copy holds (a clear of
-    /// thousands, whose ended sessions are then freed after the lock is released). Either way
-    /// it never skips a version another writer appended and this actor loaded.
-    fn publish(&self, start: i64, events: &[(i64, Event)], core: &Core) {
-        let user_id = self.state.user_id;
-        let seen = core
-            .projection
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .version(user_id);
-        if seen >= self.version {
-            return;
-        }
-        let lacking = || events.iter().filter(|(version, _)| *version > seen);
-        let touched: usize = lacking().map(|(_, event)| sessions_touched(event)).sum();
-        let swap =
-            seen < start || lacking().count() > FOLD_AT_MOST || touched > self.state.sessions.len();
-        let copy = swap.then(|| self.state.clone());
-        let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
-        let unused = match copy {
-            Some(copy) => Some(projection.catch_up_user(self.version, copy)),
-            None => {
-                // `seen >= start` and versions only grow: whatever the projection lacks now
-                // is among `events`.
-                projection.apply_all(user_id, events.iter().map(|(v, event)| (*v, event)));
-                None
-            }
-        };
-        drop(projection);
-        // The replaced sessions are freed here, after the lock is released.
-        drop(unused);
+/// Where an actor starts, and starts again after a failed append: a copy of the
+/// projection's entry for the user — every durable event this process has seen, and only
+/// those — and the stream's tail after it, folded (and handed on to the projection).
+async fn load(core: &Core, user_id: UserId) -> Result<Folded, StoreError> {
+    let copy = core
+        .projection
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .user(user_id);
+    let (version, state) = copy.unwrap_or_else(|| (0, UserSessions::new(user_id)));
+    let mut folded = Folded {
+        state,
+        version,
+        fresh: true,
+    };
+    let tail = core
+        .store
+        .read_stream(&stream_of(user_id), folded.version)
+        .await?;
+    folded.fold(&tail, core)?;
+    Ok(folded)
+}
+
+/// Brings the projection's entry for the user up to the end of `events`, durable events
+/// of versions `start + 1 ..`, where `durable` is the actor's state at that end if it holds
+/// no later (pending) events. The projection is shared by every request, so its write lock
+/// is held only for the cheaper of two things: folding the few events it lacks, or swapping
+/// in a copy of the actor's state made before taking the lock — when it lacks many events (an
+/// actor that loaded a long stream the projection has not seen), or when they would touch
+/// more sessions than the copy holds (a clear of thousands, whose ended sessions are then
+/// freed after the lock is released). A copy is taken only of a durable state; a projection
+/// that lacks events before `start` while the actor's state runs ahead is left behind until
+/// the actor's appends are all durable. Either way it never skips a version another writer
+/// appended and this actor loaded.
+fn publish(core: &Core, user_id: UserId, events: &[(i64, Event)], durable: Option<&UserSessions>) {
+    let (Some((first, _)), Some((end, _))) = (events.first(), events.last()) else {
+        return;
+    };
+    let (start, end) = (first - 1, *end);
+    let seen = core
+        .projection
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .version(user_id);
+    if seen >= end {
+        return;
     }
+    let lacking = || events.iter().filter(|(version, _)| *version > seen);
+    let touched: usize = lacking().map(|(_, event)| sessions_touched(event)).sum();
+    let swap = seen < start
+        || lacking().count() > FOLD_AT_MOST
+        || durable.is_some_and(|state| touched > state.sessions.len());
+    let copy = durable.filter(|_| swap).cloned();
+    if copy.is_none() && seen < start {
+        // Events before `start` are missing and the actor's state runs ahead of `end`: the
+        // projection takes a copy once the actor's appends are all durable.
+        return;
+    }
+    let mut projection = core.projection.write().unwrap_or_else(|p| p.into_inner());
+    let unused = match copy {
+        Some(copy) => Some(projection.catch_up_user(end, copy)),
+        None => {
+            // `seen >= start` and versions only grow: whatever the projection lacks now
+            // is among `events`.
+            projection.apply_all(user_id, events.iter().map(|(v, event)| (*v, event)));
+            None
+        }
+    };
+    drop(projection);
+    // The replaced sessions are freed here, after the lock is released.
+    drop(unused);
+}
+
+/// A command not decided yet (or to decide again), and where its answer goes.
+struct Queued {
+    msg: Execute,
+    /// How many times it was decided before, each undone by a conflict.
+    attempts: usize,
+    reply: oneshot::Sender<Result<Executed, ExecuteError>>,
+}
+
+impl Queued {
+    fn answer(self, answer: Result<Executed, ExecuteError>) {
+        // The requester may have gone away; the command stands either way.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// A command decided: its answer, given once it is its turn and what it appended is durable.
+struct Decided {
+    queued: Queued,
+    answer: Result<Executed, ExecuteError>,
+    append: Option<Appended>,
+}
+
+/// What a command appends: its events, with the versions they take, and whether they landed.
+struct Appended {
+    events: Vec<(i64, Event)>,
+    landing: Arc<Landing>,
 }
 
 pub struct SessionActor {
     user_id: UserId,
     core: Arc<Core>,
     registry: Registry,
+    /// The state after every decided command's events, durable or not: durable when no
+    /// queued command appends.
     folded: Folded,
+    /// Decided commands not answered yet, in order.
+    pending: InOrder<Decided, Vec<RecordedEvent>, StoreError>,
     /// Set when loading the stream failed: the actor answers with it and stops, so the next
     /// command starts a fresh actor that loads again.
     failed: Option<Arc<StoreError>>,
@@ -154,6 +231,7 @@ impl SessionActor {
                 version: 0,
                 fresh: false,
             },
+            pending: InOrder::default(),
             failed: None,
             idle_timeout,
             last_active: Instant::now(),
@@ -167,11 +245,11 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Load before any message is handled: `wait` holds the mailbox until it is done.
         let core = self.core.clone();
-        let stream = stream_of(self.user_id);
+        let user_id = self.user_id;
         ctx.wait(
-            async move { core.store.read_stream(&stream, 0).await }.into_actor(self).map(
-                |loaded, actor, _| match loaded.and_then(|events| actor.folded.fold(&events, &actor.core)) {
-                    Ok(()) => actor.folded.fresh = true,
+            async move { load(&core, user_id).await }.into_actor(self).map(
+                |loaded, actor, _| match loaded {
+                    Ok(folded) => actor.folded = folded,
                     Err(error) => {
                         tracing::error!(user = actor.user_id, %error, "loading the session stream failed");
                         actor.failed = Some(Arc::new(error));
@@ -181,7 +259,7 @@ impl Actor for SessionActor {
         );
         let check = (self.idle_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(check, |actor, ctx| {
-            if actor.last_active.elapsed() >= actor.idle_timeout {
+            if actor.last_active.elapsed() >= actor.idle_timeout && actor.pending.is_empty() {
                 actor.passivate(ctx);
             }
         });
@@ -197,26 +275,205 @@ impl SessionActor {
 }
 
 impl Handler<Execute> for SessionActor {
-    type Result = AtomicResponse<Self, Result<Executed, ExecuteError>>;
+    type Result = ResponseFuture<Result<Executed, ExecuteError>>;
 
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
         if let Some(error) = self.failed.clone() {
             self.passivate(ctx);
-            return AtomicResponse::new(Box::pin(fut::ready(Err(ExecuteError::Load(error)))));
+            return Box::pin(async move { Err(ExecuteError::Load(error)) });
         }
-        // The state moves into the future and back: no other message runs in between.
-        let folded = std::mem::take(&mut self.folded);
+        let (reply, answer) = oneshot::channel();
+        let queued = Queued {
+            msg,
+            attempts: 0,
+            reply,
+        };
+        if self.core.shared_log && self.pending.is_empty() {
+            self.catch_up_then_decide(queued, ctx);
+        } else {
+            self.decide(queued, ctx);
+        }
+        Box::pin(async move { answer.await.unwrap_or(Err(ExecuteError::Unavailable)) })
+    }
+}
+
+impl SessionActor {
+    /// Other writers append to the stream too (other instances; on SQLite, the CLI): a refusal
+    /// or a no-op appends nothing, so no conflict would ever tell this actor that one moved
+    /// the stream on. With appends of its own in flight there is no need — the first of them
+    /// to meet another writer's events fails as a conflict, and every command behind it is
+    /// decided again.
+    fn catch_up_then_decide(&mut self, queued: Queued, ctx: &mut Context<Self>) {
+        let core = self.core.clone();
+        let (stream, after) = (stream_of(self.user_id), self.folded.version);
+        ctx.wait(
+            async move { core.store.read_stream(&stream, after).await }
+                .into_actor(self)
+                .map(|tail, actor, ctx| {
+                    match tail.and_then(|events| actor.folded.fold(&events, &actor.core)) {
+                        Ok(()) => {
+                            actor.folded.fresh = true;
+                            actor.decide(queued, ctx)
+                        }
+                        Err(error) => queued.answer(Err(error.into())),
+                    }
+                }),
+        );
+    }
+
+    /// Decides `queued` on the state every earlier command leaves, submits its append (if
+    /// any) behind theirs, and queues its answer.
+    fn decide(&mut self, queued: Queued, ctx: &mut Context<Self>) {
+        let fresh = std::mem::take(&mut self.folded.fresh);
+        let sealer = RecordingSealer::new(&self.core.tokens);
+        let decided = decide(
+            &self.folded.state,
+            &queued.msg.command,
+            self.core.clock.now(),
+            &sealer,
+        );
+        let events = match decided {
+            Ok(events) => events,
+            Err(refusal) => {
+                self.pending.push(Decided {
+                    queued,
+                    answer: Err(refusal.into()),
+                    append: None,
+                });
+                return self.answer_ready(ctx);
+            }
+        };
+        if events.is_empty() && self.pending.last_append().is_none() {
+            if let Err(error) = writable(self.core.store.as_ref()) {
+                // A store that refuses writes answers nothing it would have recorded.
+                self.pending.push(Decided {
+                    queued,
+                    answer: Err(error.into()),
+                    append: None,
+                });
+                return self.answer_ready(ctx);
+            }
+            if !fresh {
+                // No conflict would tell this actor that another writer (another instance;
+                // on SQLite, the CLI) moved the stream on: it looks before answering.
+                return self.catch_up_then_decide(queued, ctx);
+            }
+        }
+        let reuse_detected = events
+            .iter()
+            .any(|event| matches!(event, Event::RefreshTokenReused(_)));
+        let submitted = (!events.is_empty()).then(|| self.submit(&events, &queued.msg.metadata));
+        let events: Vec<(i64, Event)> = (self.folded.version + 1..).zip(events).collect();
+        self.folded.evolve(&events);
+        let mut answer = reply(
+            self.user_id,
+            &self.folded.state,
+            &queued.msg.command,
+            &sealer,
+        );
+        answer.reuse_detected = reuse_detected;
+        let Some(submitted) = submitted else {
+            self.pending.push(Decided {
+                queued,
+                answer: Ok(answer),
+                append: None,
+            });
+            return self.answer_ready(ctx);
+        };
+        let seq = self.pending.push_append(Decided {
+            queued,
+            answer: Ok(answer),
+            append: Some(Appended {
+                events,
+                landing: submitted.landing.clone(),
+            }),
+        });
+        ctx.spawn(
+            submitted
+                .outcome()
+                .into_actor(self)
+                .map(move |outcome, actor, ctx| {
+                    if actor.pending.landed(seq, outcome) {
+                        actor.answer_ready(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Submits `events` at the version the state has reached, after the newest append still
+    /// queued: written only if that one is.
+    fn submit(&self, events: &[Event], metadata: &EventMetadata) -> Submitted {
+        let after = self
+            .pending
+            .last_append()
+            .and_then(|decided| decided.append.as_ref())
+            .map(|append| append.landing.clone());
+        self.core.store.submit(
+            &stream_of(self.user_id),
+            self.folded.version,
+            events.iter().map(NewEvent::from).collect(),
+            metadata,
+            after,
+        )
+    }
+
+    /// Answers every command whose turn has come, handing what they wrote to the projection.
+    fn answer_ready(&mut self, ctx: &mut Context<Self>) {
+        while let Some(next) = self.pending.next() {
+            match next {
+                Next::Answer(decided) => decided.queued.answer(decided.answer),
+                Next::Written(decided, recorded) => {
+                    if let Some(append) = &decided.append {
+                        // Written at the versions it was decided for: the store checked the
+                        // expected version.
+                        debug_assert!(
+                            recorded
+                                .iter()
+                                .map(|record| record.stream_version)
+                                .eq(append.events.iter().map(|(version, _)| *version))
+                        );
+                        let durable = self.pending.last_append().is_none();
+                        let state = durable.then_some(&self.folded.state);
+                        publish(&self.core, self.user_id, &append.events, state);
+                    }
+                    decided.queued.answer(decided.answer);
+                }
+                Next::Failed { error, items } => return self.recover(error, items, ctx),
+            }
+        }
+    }
+
+    /// An append failed: the state held its events and every later command's, none of which
+    /// will be written. Reloads what is durable, then decides those commands again after a
+    /// conflict (another writer took the version), or fails them.
+    fn recover(&mut self, error: StoreError, items: Vec<Decided>, ctx: &mut Context<Self>) {
+        let conflict = matches!(error, StoreError::Conflict { .. });
+        let error = Arc::new(error);
         let core = self.core.clone();
         let user_id = self.user_id;
-        AtomicResponse::new(Box::pin(
-            execute(core, user_id, folded, msg).into_actor(self).map(
-                |(folded, result), actor, _| {
-                    actor.folded = folded;
-                    result
-                },
-            ),
-        ))
+        ctx.wait(async move { load(&core, user_id).await }.into_actor(self).map(
+            move |loaded, actor, ctx| {
+                match loaded {
+                    Ok(folded) => actor.folded = folded,
+                    Err(load_error) => {
+                        tracing::error!(user = user_id, %load_error, "reloading the session stream failed");
+                        actor.failed = Some(Arc::new(load_error));
+                    }
+                }
+                for decided in items {
+                    let mut queued = decided.queued;
+                    if actor.failed.is_some() || !conflict {
+                        queued.answer(Err(ExecuteError::NotRecorded(error.clone())));
+                    } else if queued.attempts + 1 >= MAX_ATTEMPTS {
+                        queued.answer(Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS)));
+                    } else {
+                        queued.attempts += 1;
+                        actor.decide(queued, ctx);
+                    }
+                }
+            },
+        ));
     }
 }
 
@@ -231,51 +488,14 @@ pub async fn execute_once(
     let mut folded = Folded {
         state: UserSessions::new(user_id),
         version: 0,
-        fresh: true,
+        fresh: false,
     };
-    let loaded = core.store.read_stream(&stream_of(user_id), 0).await?;
-    folded.fold(&loaded, &core)?;
-    execute(core, user_id, folded, msg).await.1
-}
-
-async fn execute(
-    core: Arc<Core>,
-    user_id: UserId,
-    mut folded: Folded,
-    msg: Execute,
-) -> (Folded, Result<Executed, ExecuteError>) {
     let stream = stream_of(user_id);
-    let fresh = std::mem::take(&mut folded.fresh);
-    if core.shared_log {
-        // A refusal or a no-op appends nothing, so no conflict would ever tell this actor
-        // that another instance moved the stream on: look first.
-        let tail = core.store.read_stream(&stream, folded.version).await;
-        if let Err(error) = tail.and_then(|events| folded.fold(&events, &core)) {
-            return (folded, Err(error.into()));
-        }
-    }
     for _ in 0..MAX_ATTEMPTS {
+        let tail = core.store.read_stream(&stream, folded.version).await?;
+        folded.fold(&tail, &core)?;
         let sealer = RecordingSealer::new(&core.tokens);
-        let events = match decide(&folded.state, &msg.command, core.clock.now(), &sealer) {
-            Ok(events) => events,
-            Err(refusal) => return (folded, Err(refusal.into())),
-        };
-        if events.is_empty() && !core.shared_log && !fresh {
-            // Nothing to write, so no conflict would tell this actor that another process
-            // (the CLI, on the same SQLite file) moved the stream on: look before answering;
-            // and a store that refuses writes answers nothing it would have recorded.
-            if let Err(error) = writable(core.store.as_ref()) {
-                return (folded, Err(error.into()));
-            }
-            match core.store.read_stream(&stream, folded.version).await {
-                Ok(tail) if tail.is_empty() => {}
-                Ok(tail) => match folded.fold(&tail, &core) {
-                    Ok(()) => continue,
-                    Err(error) => return (folded, Err(error.into())),
-                },
-                Err(error) => return (folded, Err(error.into())),
-            }
-        }
+        let events = decide(&folded.state, &msg.command, core.clock.now(), &sealer)?;
         let reuse_detected = events
             .iter()
             .any(|event| matches!(event, Event::RefreshTokenReused(_)));
@@ -287,30 +507,23 @@ async fn execute(
                 .await
             {
                 Ok(recorded) => {
-                    let start = folded.version;
                     let events: Vec<(i64, Event)> = recorded
                         .iter()
                         .map(|record| record.stream_version)
                         .zip(events)
                         .collect();
                     folded.evolve(&events);
-                    folded.publish(start, &events, &core);
+                    publish(&core, user_id, &events, Some(&folded.state));
                 }
-                Err(StoreError::Conflict { .. }) => {
-                    let tail = core.store.read_stream(&stream, folded.version).await;
-                    if let Err(error) = tail.and_then(|events| folded.fold(&events, &core)) {
-                        return (folded, Err(error.into()));
-                    }
-                    continue;
-                }
-                Err(error) => return (folded, Err(error.into())),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
             }
         }
         let mut reply = reply(user_id, &folded.state, &msg.command, &sealer);
         reply.reuse_detected = reuse_detected;
-        return (folded, Ok(reply));
+        return Ok(reply);
     }
-    (folded, Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS)))
+    Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS))
 }
 
 /// What the caller learns: the session the command was about, and its refresh token when the

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,7 +25,46 @@ pub struct AppendRequest {
     pub expected_version: i64,
     pub events: Vec<NewEvent>,
     pub metadata: EventMetadata,
+    /// Set once this append is written.
+    landing: Arc<Landing>,
+    /// An earlier append of the same stream whose events this one was decided on: this one
+    /// is written only if that one was (see `plan`).
+    after: Option<Arc<Landing>>,
     reply: oneshot::Sender<Outcome>,
+}
+
+/// Whether an append was written: set by the appender once the append's batch has
+/// committed, before any append of the batch is answered. A submitter that decides its next
+/// append on the events of one still in flight names it as that append's `after`, so that a
+/// failed append takes every append decided on it down with it, even when the stream's
+/// head would let a later one through (another instance wrote the failed one's version).
+#[derive(Debug, Default)]
+pub struct Landing(AtomicBool);
+
+impl Landing {
+    pub fn landed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// An append queued with `Appender::submit`: its landing, and its answer to await.
+pub struct Submitted {
+    pub landing: Arc<Landing>,
+    answer: Option<oneshot::Receiver<Outcome>>,
+}
+
+impl Submitted {
+    /// The append's outcome, once its batch has committed (or failed).
+    pub async fn outcome(self) -> Outcome {
+        match self.answer {
+            Some(answer) => answer.await.map_err(|_| StoreError::Closed)?,
+            None => Err(StoreError::Closed),
+        }
+    }
 }
 
 impl AppendRequest {
@@ -43,6 +83,8 @@ impl AppendRequest {
             expected_version,
             events,
             metadata,
+            landing: Arc::default(),
+            after: None,
             reply,
         }
     }
@@ -63,14 +105,16 @@ enum Message {
     Close(oneshot::Sender<()>),
 }
 
+/// The queue is unbounded so that `submit` queues at once, in call order: every append in it
+/// has a caller awaiting its answer (an HTTP request, or a spawned task), which bounds it.
 pub struct Appender {
-    inbox: mpsc::Sender<Message>,
+    inbox: mpsc::UnboundedSender<Message>,
 }
 
 impl Appender {
     /// Starts the appender task on the current tokio runtime.
     pub fn start(writer: impl BatchWriter, stats: Arc<StoreStats>) -> Appender {
-        let (inbox, messages) = mpsc::channel(4 * MAX_BATCH);
+        let (inbox, messages) = mpsc::unbounded_channel();
         tokio::spawn(run(writer, messages, stats));
         Appender { inbox }
     }
@@ -82,31 +126,53 @@ impl Appender {
         events: Vec<NewEvent>,
         metadata: &EventMetadata,
     ) -> Outcome {
+        self.submit(stream, expected_version, events, metadata, None)
+            .outcome()
+            .await
+    }
+
+    /// Queues an append now, behind every append queued before this call, without waiting
+    /// for its answer. With `after`, it is written only if that earlier append was.
+    pub fn submit(
+        &self,
+        stream: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: &EventMetadata,
+        after: Option<Arc<Landing>>,
+    ) -> Submitted {
         let (reply, answer) = oneshot::channel();
+        let landing = Arc::new(Landing::default());
         let request = AppendRequest {
             stream: stream.to_owned(),
             expected_version,
             events,
             metadata: metadata.clone(),
+            landing: landing.clone(),
+            after,
             reply,
         };
-        self.inbox
-            .send(Message::Append(request))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let queued = self.inbox.send(Message::Append(request)).is_ok();
+        Submitted {
+            landing,
+            answer: queued.then_some(answer),
+        }
     }
 
     /// Writes what is queued, then stops the task.
     pub async fn close(&self) {
         let (done, finished) = oneshot::channel();
-        if self.inbox.send(Message::Close(done)).await.is_ok() {
+        if self.inbox.send(Message::Close(done)).is_ok() {
             let _ = finished.await;
         }
     }
 }
 
-async fn run(writer: impl BatchWriter, mut inbox: mpsc::Receiver<Message>, stats: Arc<StoreStats>) {
+async fn run(
+    writer: impl BatchWriter,
+    mut inbox: mpsc::UnboundedReceiver<Message>,
+    stats: Arc<StoreStats>,
+) {
     let mut closing: Option<oneshot::Sender<()>> = None;
     while let Some(first) = inbox.recv().await {
         let mut batch = Vec::new();
@@ -163,6 +229,13 @@ async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &St
                     .filter(|(_, outcome)| outcome.is_ok())
                     .flat_map(|(request, _)| &request.events),
             );
+            // All landings first: a later append of this batch's streams may be answered
+            // (and its successor submitted) as soon as the first reply goes out.
+            for (request, outcome) in batch.iter().zip(&outcomes) {
+                if outcome.is_ok() {
+                    request.landing.set();
+                }
+            }
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
             }
@@ -222,17 +295,29 @@ pub struct Sealing<'a> {
 
 /// Checks every append of a batch against its stream's head, in order (an append earlier in
 /// the batch moves the head for a later one), and chains the events of those that match. A
-/// stream missing from `heads` has no events yet. Positions are filled in by `place` once the
-/// events are inserted.
+/// stream missing from `heads` has no events yet. An append that follows another (`after`)
+/// is written only if that one was written by an earlier batch or is planned in this one.
+/// Positions are filled in by `place` once the events are inserted.
 pub fn plan(
     sealing: &Sealing,
     batch: &[AppendRequest],
     mut heads: Heads,
     recorded: &(DateTime<Utc>, String),
 ) -> Vec<Outcome> {
+    let mut planned: HashSet<*const Landing> = HashSet::new();
     batch
         .iter()
         .map(|request| {
+            let followed = request
+                .after
+                .as_ref()
+                .is_none_or(|after| after.landed() || planned.contains(&Arc::as_ptr(after)));
+            if !followed {
+                return Err(StoreError::Abandoned {
+                    stream: request.stream.clone(),
+                    expected: request.expected_version,
+                });
+            }
             let head = heads
                 .entry(request.stream.clone())
                 .or_insert_with(|| (0, GENESIS.to_vec()));
@@ -247,6 +332,7 @@ pub fn plan(
             if let Some(last) = written.last() {
                 *head = (last.stream_version, last.hash.clone());
             }
+            planned.insert(Arc::as_ptr(&request.landing));
             Ok(written)
         })
         .collect()
@@ -360,6 +446,150 @@ mod tests {
         async fn write(&self, _: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
             Err(sqlx::Error::PoolTimedOut)
         }
+    }
+
+    fn sealing_parts() -> (ChainKey, BatchKeys) {
+        let keys = BatchKeys {
+            keys: HashMap::new(),
+            made: Vec::new(),
+        };
+        (ChainKey::new(&crate::config::KeyBytes::new([7; 32])), keys)
+    }
+
+    fn request(expected_version: i64, after: Option<&AppendRequest>) -> AppendRequest {
+        let mut request = AppendRequest::unanswered(
+            "user-1".to_owned(),
+            expected_version,
+            vec![NewEvent {
+                event_type: "Noted",
+                schema_version: 1,
+                content: NewContent::Json("{}".to_owned()),
+            }],
+            EventMetadata::default(),
+        );
+        request.after = after.map(|a| a.landing.clone());
+        request
+    }
+
+    fn versions(plan: &[Outcome]) -> Vec<Result<i64, String>> {
+        plan.iter()
+            .map(|o| match o {
+                Ok(events) => Ok(events.last().map_or(0, |e| e.stream_version)),
+                Err(e) => Err(e.to_string()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn given_an_append_following_one_earlier_in_the_batch_then_both_are_written_in_turn() {
+        let (chain, keys) = sealing_parts();
+        let first = request(0, None);
+        let second = request(1, Some(&first));
+        let batch = [first, second];
+
+        let plan = plan(
+            &Sealing {
+                chain: &chain,
+                keys: &keys,
+            },
+            &batch,
+            Heads::new(),
+            &recording_time(),
+        );
+
+        assert_eq!(versions(&plan), vec![Ok(1), Ok(2)]);
+    }
+
+    #[test]
+    fn given_a_conflicting_append_then_the_one_following_it_is_abandoned_though_the_head_fits() {
+        let (chain, keys) = sealing_parts();
+        // Another writer took version 1: the first append conflicts, and the second, decided
+        // on the first's events, would fit the head if only versions were checked.
+        let heads = Heads::from([("user-1".to_owned(), (1, vec![1]))]);
+        let first = request(0, None);
+        let second = request(1, Some(&first));
+        let batch = [first, second];
+
+        let plan = plan(
+            &Sealing {
+                chain: &chain,
+                keys: &keys,
+            },
+            &batch,
+            heads,
+            &recording_time(),
+        );
+
+        assert!(matches!(
+            plan[0],
+            Err(StoreError::Conflict { actual: 1, .. })
+        ));
+        assert!(matches!(
+            plan[1],
+            Err(StoreError::Abandoned { expected: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn given_an_append_following_one_that_landed_in_an_earlier_batch_then_it_is_written() {
+        let (chain, keys) = sealing_parts();
+        let first = request(0, None);
+        first.landing.set();
+        let batch = [request(1, Some(&first))];
+        let heads = Heads::from([("user-1".to_owned(), (1, vec![1]))]);
+
+        let plan = plan(
+            &Sealing {
+                chain: &chain,
+                keys: &keys,
+            },
+            &batch,
+            heads,
+            &recording_time(),
+        );
+
+        assert_eq!(versions(&plan), vec![Ok(2)]);
+    }
+
+    /// Fails its first batch, then writes every batch on an empty log, as `plan` says.
+    struct FailsOnce(AtomicBool);
+
+    #[async_trait]
+    impl BatchWriter for FailsOnce {
+        async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+            if !self.0.swap(true, Ordering::SeqCst) {
+                return Err(sqlx::Error::PoolTimedOut);
+            }
+            let (chain, keys) = sealing_parts();
+            let sealing = Sealing {
+                chain: &chain,
+                keys: &keys,
+            };
+            Ok(plan(&sealing, batch, Heads::new(), &recording_time()))
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_failed_batch_then_an_append_following_one_of_it_is_abandoned_and_a_fresh_one_written()
+     {
+        let appender = Appender::start(FailsOnce(AtomicBool::new(false)), Arc::default());
+        let metadata = EventMetadata::default();
+        let failed = appender.submit("user-1", 0, vec![], &metadata, None);
+        let landing = failed.landing.clone();
+        assert!(failed.outcome().await.is_err(), "the first batch fails");
+        assert!(!landing.landed());
+
+        let follower = appender.submit("user-1", 1, vec![], &metadata, Some(landing));
+        let fresh = appender.submit("user-1", 0, vec![], &metadata, None);
+        let fresh_landing = fresh.landing.clone();
+
+        assert!(matches!(
+            follower.outcome().await,
+            Err(StoreError::Abandoned { .. })
+        ));
+        assert!(fresh.outcome().await.is_ok());
+        assert!(fresh_landing.landed());
+        appender.close().await;
     }
 
     #[tokio::test]

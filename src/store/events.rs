@@ -13,8 +13,8 @@ use futures::stream::BoxStream;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
 use super::appender::{
-    AppendRequest, Appender, BatchWriter, Heads, Outcome, ROWS_PER_INSERT, Sealing, insert_sql,
-    place, plan, recording_time, slots, streams, to_insert,
+    AppendRequest, Appender, BatchWriter, Heads, Landing, Outcome, ROWS_PER_INSERT, Sealing,
+    Submitted, insert_sql, place, plan, recording_time, slots, streams, to_insert,
 };
 use super::chain::ChainKey;
 use super::data_keys::{KeyTable, Revealable, reveal};
@@ -439,6 +439,19 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         self.appender
             .append(stream, expected_version, events, metadata)
             .await
+    }
+
+    fn submit(
+        &self,
+        stream: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: &EventMetadata,
+        after: Option<Arc<Landing>>,
+    ) -> Submitted {
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
+        self.appender
+            .submit(stream, expected_version, events, metadata, after)
     }
 
     async fn read_stream(

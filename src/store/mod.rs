@@ -31,6 +31,7 @@ use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 use crate::config::{DatabaseUrl, KeyBytes};
 use crate::store::ledger::{LedgerStore, Upgrade, Upgrading};
 
+pub use appender::{Landing, Submitted};
 pub use chain::{
     Broken, ChainKey, ChainVerifier, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, chain_hash,
     is_seal, with_hashed,
@@ -179,6 +180,10 @@ pub enum StoreError {
         expected: i64,
         actual: i64,
     },
+    /// The append followed another of the same stream (`Appender::submit`'s `after`) that
+    /// was not written, so it was not written either.
+    #[error("stream {stream}: the append at version {expected} followed one that was not written")]
+    Abandoned { stream: String, expected: i64 },
     #[error("the event store is shut down")]
     Closed,
     /// Shared: a failed group commit hands the one error to every append of its batch.
@@ -463,6 +468,20 @@ pub trait EventStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
         metadata: &EventMetadata,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Queues an append as `append` does, at once and behind every append queued before this
+    /// call, and returns without waiting for its answer (`Submitted::outcome`). With `after`
+    /// (the landing of an earlier append of the same stream, still in flight, whose events
+    /// this one was decided on), it is written only if that one is; otherwise it fails as
+    /// `Abandoned`.
+    fn submit(
+        &self,
+        stream: &str,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+        metadata: &EventMetadata,
+        after: Option<Arc<Landing>>,
+    ) -> Submitted;
 
     /// The events of `stream` with a version above `after_version`, in order.
     async fn read_stream(
