@@ -131,6 +131,52 @@ pub mod optional_instant {
     }
 }
 
+/// An `Option<Arc<str>>` field (a session's shared IP and user agent texts): the text as a
+/// string in both encodings, read back with one allocation (the `Arc` itself), borrowing the
+/// input where the format allows. Sharing equal texts again is the reader's business (the
+/// projection's `Texts`).
+pub mod shared_text {
+    use std::sync::Arc;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        text: &Option<Arc<str>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        text.as_deref().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Arc<str>>, D::Error> {
+        Ok(Option::<Text>::deserialize(deserializer)?.map(|Text(text)| text))
+    }
+
+    struct Text(Arc<str>);
+
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+            deserializer.deserialize_str(TextVisitor)
+        }
+    }
+
+    struct TextVisitor;
+
+    impl Visitor<'_> for TextVisitor {
+        type Value = Text;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Text, E> {
+            Ok(Text(Arc::from(text)))
+        }
+    }
+}
+
 /// The claims of one refresh token, all derived from the events of its session, so the same
 /// grant always signs to the same token: that is what lets the grace window hand out the
 /// identical successor again without storing it.
