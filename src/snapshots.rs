@@ -387,3 +387,115 @@ impl Snapshots {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta};
+    use tokenledger_domain::{Event, IssueReason, TokenHash, TokenIssued};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn key(byte: u8) -> SnapshotKey {
+        SnapshotKey::derive(&KeyBytes::new([byte; 32]))
+    }
+
+    fn projection(users: i64) -> RwLock<ActiveSessions> {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut p = ActiveSessions::new();
+        for user in 1..=users {
+            let login = Event::TokenIssued(TokenIssued {
+                session_id: Uuid::from_u128(user as u128),
+                device_id: "phone".into(),
+                token_id: Uuid::from_u128(1000 + user as u128),
+                token_hash: TokenHash([3; 32]),
+                reason: IssueReason::Login,
+                issued_at: at,
+                token_expires_at: at + TimeDelta::days(30),
+                idle_expires_at: at + TimeDelta::days(30),
+                absolute_expires_at: at + TimeDelta::days(90),
+                ip: Some("10.1.2.3".into()),
+                user_agent: Some("curl/8".into()),
+            });
+            p.apply(user, 1, &login);
+        }
+        RwLock::new(p)
+    }
+
+    #[test]
+    fn given_chunks_when_framed_then_unframed_they_come_back_and_a_cut_body_is_refused() {
+        let chunks = vec![b"one".to_vec(), Vec::new(), b"three".to_vec()];
+        let body = frame(&chunks);
+        let back: Vec<Vec<u8>> = unframe(&body).unwrap().iter().map(|c| c.to_vec()).collect();
+        assert_eq!(back, chunks);
+        for cut in [0, 7, 12, body.len() - 1] {
+            assert!(
+                matches!(unframe(&body[..cut]), Err(Refused::Body(_))),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(unframe(&longer).is_err(), "bytes after the last chunk");
+    }
+
+    #[test]
+    fn given_a_body_when_any_byte_flips_then_its_digest_changes() {
+        let body: Vec<u8> = (0..(DIGEST_PIECE * 2 + 100)).map(|i| i as u8).collect();
+        let digest = body_digest(&body);
+        assert_eq!(body_digest(&body), digest);
+        for at in [0, DIGEST_PIECE, body.len() - 1] {
+            let mut flipped = body.clone();
+            flipped[at] ^= 1;
+            assert_ne!(body_digest(&flipped), digest, "byte {at}");
+        }
+        assert_ne!(body_digest(&body[..body.len() - 1]), digest);
+    }
+
+    #[test]
+    fn given_a_sealed_snapshot_then_it_verifies_and_opens_to_the_same_projection() {
+        let folded = projection(5000);
+        let snapshot = seal(&key(1), &folded, 42, 40, [9; 32]);
+        assert!(key(1).verifies(&snapshot));
+        assert_eq!((snapshot.users, snapshot.sessions), (5000, 5000));
+        let opened = open_body(&snapshot).unwrap();
+        assert_eq!(opened.digest(), folded.read().unwrap().digest());
+    }
+
+    #[test]
+    fn given_a_sealed_snapshot_when_its_header_changes_or_another_key_checks_then_it_fails() {
+        let snapshot = seal(&key(1), &projection(3), 42, 40, [9; 32]);
+        assert!(!key(2).verifies(&snapshot), "another server's key");
+        let altered: [fn(&mut StoredSnapshot); 5] = [
+            |s| s.position += 1,
+            |s| s.tree_size -= 1,
+            |s| s.tree_root[0] ^= 1,
+            |s| s.sessions += 1,
+            |s| s.authenticator[31] ^= 1,
+        ];
+        for (n, alter) in altered.iter().enumerate() {
+            let mut changed = snapshot.clone();
+            alter(&mut changed);
+            assert!(!key(1).verifies(&changed), "alteration {n}");
+        }
+    }
+
+    #[test]
+    fn given_a_flipped_body_byte_then_opening_refuses_it_for_its_digest() {
+        let mut snapshot = seal(&key(1), &projection(3), 42, 40, [9; 32]);
+        let middle = snapshot.body.len() / 2;
+        snapshot.body[middle] ^= 0x40;
+        assert!(key(1).verifies(&snapshot), "the header is intact");
+        assert_eq!(open_body(&snapshot).unwrap_err(), Refused::Digest);
+    }
+
+    #[test]
+    fn given_a_forged_body_with_its_own_digest_then_the_authenticator_refuses_it() {
+        let genuine = seal(&key(1), &projection(3), 42, 40, [9; 32]);
+        let mut forged = seal(&key(7), &projection(1), 42, 40, [9; 32]);
+        assert!(open_body(&forged).is_ok(), "a well-made body");
+        assert!(!key(1).verifies(&forged));
+        forged.authenticator = genuine.authenticator.clone();
+        assert!(!key(1).verifies(&forged), "nor with the genuine one's");
+    }
+}

@@ -179,3 +179,162 @@ pub fn decode_chunks(chunks: &[&[u8]], threads: usize) -> Result<ActiveSessions,
     }
     ActiveSessions::from_entries(parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, TimeDelta};
+    use tokenledger_domain::{
+        Event, IssueReason, RevokeReason, SessionRevoked, Timestamp, TokenHash, TokenIssued,
+        TokenRotated,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        DateTime::from_timestamp(1_800_000_000 + s, 123_456_789).unwrap()
+    }
+
+    fn login(session: u128, agent: &str, ip: &str) -> Event {
+        Event::TokenIssued(TokenIssued {
+            session_id: Uuid::from_u128(session),
+            device_id: format!("device-{session}"),
+            token_id: Uuid::from_u128(session + 1000),
+            token_hash: TokenHash([7; 32]),
+            reason: IssueReason::Login,
+            issued_at: at(0),
+            token_expires_at: at(0) + TimeDelta::days(30),
+            idle_expires_at: at(0) + TimeDelta::days(30),
+            absolute_expires_at: at(0) + TimeDelta::days(90),
+            ip: Some(ip.to_owned()),
+            user_agent: Some(agent.to_owned()),
+        })
+    }
+
+    fn rotated(session: u128) -> Event {
+        Event::TokenRotated(TokenRotated {
+            session_id: Uuid::from_u128(session),
+            generation: 1,
+            token_id: Uuid::from_u128(session + 2000),
+            token_hash: TokenHash([8; 32]),
+            rotated_at: at(5),
+            token_expires_at: at(5) + TimeDelta::days(30),
+            idle_expires_at: at(5) + TimeDelta::days(30),
+            ip: Some("10.0.0.9".to_owned()),
+            user_agent: Some("Agent B".to_owned()),
+            same_client: false,
+        })
+    }
+
+    /// Three users: logins from two agents, a rotation from elsewhere, a logout.
+    fn folded() -> ActiveSessions {
+        let mut p = ActiveSessions::new();
+        p.apply(1, 1, &login(10, "Agent A", "10.0.0.1"));
+        p.apply(1, 2, &login(11, "Agent B", "10.0.0.2"));
+        p.apply(1, 3, &rotated(11));
+        p.apply(2, 1, &login(20, "Agent A", "10.0.0.3"));
+        p.apply(3, 1, &login(30, "Agent A", "10.0.0.4"));
+        let logout = Event::SessionRevoked(SessionRevoked {
+            session_id: Uuid::from_u128(30),
+            reason: RevokeReason::Logout,
+            revoked_at: at(9),
+        });
+        p.apply(3, 2, &logout);
+        p
+    }
+
+    fn encoded(p: &ActiveSessions, per_chunk: usize) -> Vec<Vec<u8>> {
+        p.user_ids()
+            .chunks(per_chunk)
+            .map(|ids| p.encode_users(ids).0)
+            .collect()
+    }
+
+    #[test]
+    fn given_a_folded_projection_when_encoded_and_decoded_then_it_is_the_same() {
+        let p = folded();
+        let chunks = encoded(&p, 2);
+        let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+
+        let back = decode_chunks(&slices, 2).unwrap();
+
+        assert_eq!(back.digest(), p.digest());
+        assert_eq!((back.len(), back.version(1), back.version(3)), (3, 3, 2));
+        for (user, session) in [(1, 10), (1, 11), (2, 20)] {
+            let id = Uuid::from_u128(session);
+            assert_eq!(
+                back.get(user, &id),
+                p.get(user, &id),
+                "user {user} session {session}"
+            );
+        }
+        assert!(back.get(3, &Uuid::from_u128(30)).is_none());
+    }
+
+    #[test]
+    fn given_a_decoded_projection_then_equal_texts_are_one_copy_again() {
+        let chunks = encoded(&folded(), 1);
+        let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+
+        let back = decode_chunks(&slices, 2).unwrap();
+
+        let one = back.get(1, &Uuid::from_u128(10)).unwrap().session;
+        let two = back.get(2, &Uuid::from_u128(20)).unwrap().session;
+        let (a, b) = (one.login_user_agent.unwrap(), two.last_user_agent.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one copy of Agent A across users");
+        assert!(Arc::ptr_eq(
+            two.login_ip.as_ref().unwrap(),
+            two.last_ip.as_ref().unwrap()
+        ));
+        let rotated = back.get(1, &Uuid::from_u128(11)).unwrap().session;
+        assert_eq!(rotated.last_ip.as_deref(), Some("10.0.0.9"));
+        assert_eq!(rotated.generation, 1);
+    }
+
+    #[test]
+    fn given_two_projections_that_differ_in_one_version_then_their_digests_differ() {
+        let mut other = folded();
+        other.apply(2, 5, &login(21, "Agent A", "10.0.0.3"));
+        let mut again = folded();
+        assert_eq!(again.digest(), folded().digest(), "deterministic");
+        again.apply(2, 5, &login(21, "Agent A", "10.0.0.3"));
+        assert_eq!(again.digest(), other.digest());
+        assert_ne!(other.digest(), folded().digest());
+    }
+
+    #[test]
+    fn given_a_garbled_chunk_or_a_user_twice_then_decoding_refuses() {
+        let p = folded();
+        let mut chunks = encoded(&p, 3);
+        let whole = chunks[0].clone();
+        chunks[0].truncate(whole.len() / 2);
+        let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        assert!(matches!(
+            decode_chunks(&slices, 1),
+            Err(SnapshotError::Chunk { index: 0, .. })
+        ));
+
+        let twice = [whole.as_slice(), whole.as_slice()];
+        assert_eq!(
+            decode_chunks(&twice, 2).unwrap_err(),
+            SnapshotError::Duplicate(1)
+        );
+    }
+
+    #[test]
+    fn given_sessions_out_of_id_order_then_decoding_refuses() {
+        let p = folded();
+        let mut sessions: Vec<Session> = p.users[&1].sessions.sessions.values().cloned().collect();
+        sessions.reverse();
+        let in_order = postcard::to_allocvec(&(1u8, 3i64, 1i64, &sessions[..1])).unwrap();
+        assert_eq!(decode_chunks(&[in_order.as_slice()], 1).unwrap().len(), 1);
+
+        let bytes = postcard::to_allocvec(&(1u8, 3i64, 1i64, sessions)).unwrap();
+        assert!(matches!(
+            decode_chunks(&[bytes.as_slice()], 1),
+            Err(SnapshotError::Chunk { index: 0, .. })
+        ));
+    }
+}
