@@ -81,12 +81,7 @@ impl Application {
         .map_err(anyhow::Error::msg)
         .context("the mailer")?;
         let store = app.store.clone();
-        let snapshots = Snapshots {
-            events: opened.events.clone(),
-            ledger: opened.ledger.clone(),
-            kept: opened.snapshots.clone(),
-            key: SnapshotKey::derive(&keys.ledger),
-        };
+        let snapshots = snapshots_of(&opened, &keys);
         let catch_up = Arc::new(catch_up::Progress::default());
         let ledger = Arc::new(checkpointer(&config, &opened)?);
         let state = web::Data::new(AppState {
@@ -405,6 +400,16 @@ async fn rebuild(
         }
     );
     Ok((position.max(from), from))
+}
+
+/// Where the projection's snapshots are kept, and their key (derived from the ledger key).
+fn snapshots_of(opened: &store::Opened, keys: &store::StoreKeys) -> Snapshots {
+    Snapshots {
+        events: opened.events.clone(),
+        ledger: opened.ledger.clone(),
+        kept: opened.snapshots.clone(),
+        key: SnapshotKey::derive(&keys.ledger),
+    }
 }
 
 /// Every minute, a snapshot when at least `interval` events were appended since the last.
