@@ -4,12 +4,15 @@
 //!
 //! A body is a list of chunks, each the postcard encoding of some users' entries (stream
 //! version and `UserSessions`, derived from the domain's types, so a field added there is
-//! written here too). Chunks are encoded in batches of users under short read locks, and
-//! decoded in parallel; the texts are shared again as they are loaded, as a fold shares them.
+//! written here too), after the table of the texts they name. Chunks are encoded in batches
+//! of users under short read locks, and decoded in parallel.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokenledger_domain::{Session, Sessions, UserId, UserSessions};
+use std::collections::hash_map::Entry as HashEntry;
+use std::sync::Arc;
+
+use tokenledger_domain::{UserId, UserSessions, shared_text};
 
 use crate::ActiveSessions;
 use crate::active_sessions::UserEntry;
@@ -74,7 +77,10 @@ impl ActiveSessions {
             })
             .collect();
         let sessions = entries.iter().map(|e| e.sessions.sessions.len()).sum();
-        let bytes = postcard::to_allocvec(&entries).expect("a projection always encodes");
+        let (written, table) = shared_text::write_with_table(|| postcard::to_allocvec(&entries));
+        let texts: Vec<&str> = table.iter().map(|text| &**text).collect();
+        let mut bytes = postcard::to_allocvec(&texts).expect("texts always encode");
+        bytes.extend(written.expect("a projection always encodes"));
         (bytes, sessions)
     }
 
@@ -89,66 +95,37 @@ impl ActiveSessions {
         hasher.finalize().into()
     }
 
-    /// A projection of decoded entries, their texts shared as a fold shares them.
+    /// A projection of decoded entries (their texts shared already, a chunk's by all its
+    /// sessions: see `decode_chunk`).
     fn from_entries(parts: Vec<Vec<Entry>>) -> Result<ActiveSessions, SnapshotError> {
         let mut projection = ActiveSessions::new();
         projection
             .users
             .reserve(parts.iter().map(Vec::len).sum::<usize>());
-        for entry in parts.into_iter().flatten() {
-            let Entry {
-                version,
-                mut sessions,
-            } = entry;
+        for Entry { version, sessions } in parts.into_iter().flatten() {
             let user_id = sessions.user_id;
-            if projection.users.contains_key(&user_id) {
-                return Err(SnapshotError::Duplicate(user_id));
-            }
-            let texts = &mut projection.texts;
-            each_session(&mut sessions, |session| texts.share(session));
             projection.live += sessions.sessions.len();
-            projection
-                .users
-                .insert(user_id, UserEntry { version, sessions });
+            match projection.users.entry(user_id) {
+                HashEntry::Occupied(_) => return Err(SnapshotError::Duplicate(user_id)),
+                HashEntry::Vacant(vacant) => vacant.insert(UserEntry { version, sessions }),
+            };
         }
         Ok(projection)
     }
 }
 
-/// `change` applied to each of a user's sessions, in place: their order (by id) is unchanged.
-fn each_session(user: &mut UserSessions, mut change: impl FnMut(&mut Session)) {
-    let sessions: Vec<Session> = std::mem::take(&mut user.sessions)
-        .into_values()
-        .map(|mut session| {
-            change(&mut session);
-            session
-        })
-        .collect();
-    user.sessions = Sessions::try_from(sessions).expect("the ids keep their order");
-}
-
-/// A session's last IP and agent share the login's copy when equal, as `evolve` leaves them.
-fn share_within(session: &mut Session) {
-    if session.last_ip.is_some() && session.last_ip == session.login_ip {
-        session.last_ip.clone_from(&session.login_ip);
-    }
-    if session.last_user_agent.is_some() && session.last_user_agent == session.login_user_agent {
-        session
-            .last_user_agent
-            .clone_from(&session.login_user_agent);
-    }
-}
-
+/// A chunk: the table of its texts, then its entries, each text an index into the table
+/// (`shared_text`), so that every session of the chunk that names a text shares one copy, as
+/// a fold shares user agents (and a session's login and last IP). A text in several chunks is
+/// one copy a chunk: a few hundred copies of the few agents of a million sessions.
 fn decode_chunk(index: usize, chunk: &[u8]) -> Result<Vec<Entry>, SnapshotError> {
-    let mut entries: Vec<Entry> =
-        postcard::from_bytes(chunk).map_err(|e| SnapshotError::Chunk {
-            index,
-            reason: e.to_string(),
-        })?;
-    for entry in &mut entries {
-        each_session(&mut entry.sessions, share_within);
-    }
-    Ok(entries)
+    let refused = |e: postcard::Error| SnapshotError::Chunk {
+        index,
+        reason: e.to_string(),
+    };
+    let (texts, rest): (Vec<&str>, &[u8]) = postcard::take_from_bytes(chunk).map_err(refused)?;
+    let table: Vec<Arc<str>> = texts.into_iter().map(Arc::from).collect();
+    shared_text::read_with_table(table, || postcard::from_bytes(rest)).map_err(refused)
 }
 
 /// The projection a snapshot's chunks hold, decoded on up to `threads` threads.
@@ -182,14 +159,14 @@ pub fn decode_chunks(chunks: &[&[u8]], threads: usize) -> Result<ActiveSessions,
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use chrono::{DateTime, TimeDelta};
     use tokenledger_domain::{
         Event, IssueReason, RevokeReason, SessionRevoked, Timestamp, TokenHash, TokenIssued,
         TokenRotated,
     };
     use uuid::Uuid;
+
+    use tokenledger_domain::Session;
 
     use super::*;
 
@@ -275,7 +252,7 @@ mod tests {
 
     #[test]
     fn given_a_decoded_projection_then_equal_texts_are_one_copy_again() {
-        let chunks = encoded(&folded(), 1);
+        let chunks = encoded(&folded(), 3);
         let slices: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
 
         let back = decode_chunks(&slices, 2).unwrap();
@@ -283,7 +260,10 @@ mod tests {
         let one = back.get(1, &Uuid::from_u128(10)).unwrap().session;
         let two = back.get(2, &Uuid::from_u128(20)).unwrap().session;
         let (a, b) = (one.login_user_agent.unwrap(), two.last_user_agent.unwrap());
-        assert!(Arc::ptr_eq(&a, &b), "one copy of Agent A across users");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "one copy of Agent A across the chunk's users"
+        );
         assert!(Arc::ptr_eq(
             two.login_ip.as_ref().unwrap(),
             two.last_ip.as_ref().unwrap()
@@ -328,10 +308,19 @@ mod tests {
         let p = folded();
         let mut sessions: Vec<Session> = p.users[&1].sessions.sessions.values().cloned().collect();
         sessions.reverse();
-        let in_order = postcard::to_allocvec(&(1u8, 3i64, 1i64, &sessions[..1])).unwrap();
+        let chunk_of = |sessions: &[Session]| {
+            let (entries, table) = shared_text::write_with_table(|| {
+                postcard::to_allocvec(&(1u8, 3i64, 1i64, sessions)).unwrap()
+            });
+            let texts: Vec<&str> = table.iter().map(|text| &**text).collect();
+            let mut chunk = postcard::to_allocvec(&texts).unwrap();
+            chunk.extend(entries);
+            chunk
+        };
+        let in_order = chunk_of(&sessions[..1]);
         assert_eq!(decode_chunks(&[in_order.as_slice()], 1).unwrap().len(), 1);
 
-        let bytes = postcard::to_allocvec(&(1u8, 3i64, 1i64, sessions)).unwrap();
+        let bytes = chunk_of(&sessions);
         assert!(matches!(
             decode_chunks(&[bytes.as_slice()], 1),
             Err(SnapshotError::Chunk { index: 0, .. })
