@@ -361,6 +361,10 @@ async fn rebuild(
                 snapshot = loaded.position,
                 users = loaded.users,
                 sessions = loaded.sessions,
+                bytes = loaded.bytes,
+                read_ms = loaded.read.as_millis() as u64,
+                checked_ms = loaded.checked.as_millis() as u64,
+                decoded_ms = loaded.decoded.as_millis() as u64,
                 elapsed_ms = loaded.elapsed.as_millis() as u64,
                 "snapshot loaded; folding the log after it"
             );
@@ -379,18 +383,11 @@ async fn rebuild(
     progress.advance(from);
     let (position, events) =
         catch_up::fold_into(store, projection, from, &mut |_, at| progress.advance(at)).await?;
-    let digest = hex::encode(
-        projection
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .digest(),
-    );
     progress.set_ready();
     tracing::info!(
         events,
         sessions = state.app.projection().len(),
         snapshot = from,
-        digest,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "projections rebuilt from {}; ready",
         if from > 0 {
@@ -399,7 +396,26 @@ async fn rebuild(
             "the whole log"
         }
     );
+    log_digest(state.app.projection.clone(), position.max(from));
     Ok((position.max(from), from))
+}
+
+/// Logs the projection's digest (see `ActiveSessions::digest`), worked out off the start-up's
+/// path: a batch of users at a time under the read lock, on a blocking thread. A test compares
+/// it with `tokenledger rebuild`'s; requests served meanwhile may change it.
+fn log_digest(projection: Arc<RwLock<ActiveSessions>>, position: i64) {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let digest = hex::encode(ActiveSessions::digest_in_batches(|| {
+            projection.read().unwrap_or_else(|p| p.into_inner())
+        }));
+        tracing::info!(
+            digest,
+            position,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "projection digest"
+        );
+    });
 }
 
 /// Where the projection's snapshots are kept, and their key (derived from the ledger key).

@@ -239,8 +239,17 @@ pub struct Loaded {
     pub position: i64,
     pub users: i64,
     pub sessions: i64,
+    /// The body's size, and the time to read it, to check the header and the log's
+    /// commitment, and to check the digest and decode: together `elapsed`.
+    pub bytes: usize,
+    pub read: Duration,
+    pub checked: Duration,
+    pub decoded: Duration,
     pub elapsed: Duration,
 }
+
+/// A projection opened, with the time each step took.
+type Opened = (ActiveSessions, Duration, Duration);
 
 /// What making and loading snapshots needs: the log, its ledger, where snapshots are kept,
 /// and the key.
@@ -300,14 +309,19 @@ impl Snapshots {
             let Some(snapshot) = self.kept.snapshot_at(position).await? else {
                 continue;
             };
-            let (users, sessions) = (snapshot.users, snapshot.sessions);
+            let read = started.elapsed();
+            let (users, sessions, bytes) = (snapshot.users, snapshot.sessions, snapshot.body.len());
             match self.open(snapshot, head).await? {
-                Ok(projection) => {
+                Ok((projection, checked, decoded)) => {
                     return Ok(Some(Loaded {
                         projection,
                         position,
                         users,
                         sessions,
+                        bytes,
+                        read,
+                        checked,
+                        decoded,
                         elapsed: started.elapsed(),
                     }));
                 }
@@ -327,7 +341,8 @@ impl Snapshots {
         &self,
         snapshot: StoredSnapshot,
         head: i64,
-    ) -> Result<Result<ActiveSessions, Refused>, StoreError> {
+    ) -> Result<Result<Opened, Refused>, StoreError> {
+        let started = Instant::now();
         if snapshot.position > head {
             return Ok(Err(Refused::BeyondLog {
                 position: snapshot.position,
@@ -340,9 +355,11 @@ impl Snapshots {
         if let Err(refused) = self.committed(&snapshot).await? {
             return Ok(Err(refused));
         }
-        tokio::task::spawn_blocking(move || open_body(&snapshot))
+        let checked = started.elapsed();
+        let opened = tokio::task::spawn_blocking(move || open_body(&snapshot))
             .await
-            .map_err(|_| StoreError::Closed)
+            .map_err(|_| StoreError::Closed)?;
+        Ok(opened.map(|projection| (projection, checked, started.elapsed() - checked)))
     }
 
     /// Whether the log's tree has the snapshot's root at its size, with the event at its

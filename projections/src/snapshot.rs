@@ -87,10 +87,18 @@ impl ActiveSessions {
     /// SHA-256 over every user in id order, each with its stream version and sessions as a
     /// snapshot encodes them: equal for equal content, however it was reached.
     pub fn digest(&self) -> Digest {
+        Self::digest_in_batches(|| self)
+    }
+
+    /// `digest` of the projection `read` gives, read again for each batch of users: behind
+    /// a lock, held a batch at a time.
+    pub fn digest_in_batches<P: std::ops::Deref<Target = ActiveSessions>>(
+        read: impl Fn() -> P,
+    ) -> Digest {
         let mut hasher = Sha256::new();
         hasher.update(b"tokenledger active sessions v1\n");
-        for ids in self.user_ids().chunks(4096) {
-            hasher.update(self.encode_users(ids).0);
+        for ids in read().user_ids().chunks(4096) {
+            hasher.update(read().encode_users(ids).0);
         }
         hasher.finalize().into()
     }
