@@ -145,9 +145,11 @@ pub mod shared_text {
     use serde::de::{self, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+    /// The table being written: each text's index, and the texts in index order.
+    type Writing = (HashMap<Arc<str>, u32>, Vec<Arc<str>>);
+
     thread_local! {
-        static WRITING: RefCell<Option<(HashMap<Arc<str>, u32>, Vec<Arc<str>>)>> =
-            const { RefCell::new(None) };
+        static WRITING: RefCell<Option<Writing>> = const { RefCell::new(None) };
         static READING: RefCell<Option<Vec<Arc<str>>>> = const { RefCell::new(None) };
     }
 
