@@ -424,7 +424,7 @@ fn snapshots_of(opened: &store::Opened, keys: &store::StoreKeys) -> Snapshots {
         events: opened.events.clone(),
         ledger: opened.ledger.clone(),
         kept: opened.snapshots.clone(),
-        key: SnapshotKey::derive(&keys.ledger),
+        key: SnapshotKey::derive(&keys.ledger, &keys.personal),
     }
 }
 

@@ -13,7 +13,10 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{KeyInit, Mac};
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokenledger_projections::{ActiveSessions, SnapshotError, decode_chunks};
 
@@ -36,24 +39,72 @@ const MAGIC: &[u8; 8] = b"TLSNAP01";
 /// The bytes of a body hashed together before their hashes are (see `body_digest`).
 const DIGEST_PIECE: usize = 8 << 20;
 
-/// The key of snapshots' authenticators: HMAC-SHA256 keyed with HMAC(ledger key, a label).
+/// The keys of snapshots, both derived from keys the database never holds: the HMAC of their
+/// authenticators from the ledger key, and the cipher of their chunks (which hold IPs, user
+/// agents and device names, as sealed in the log) from `PERSONAL_DATA_KEY`.
 #[derive(Clone)]
-pub struct SnapshotKey(hmac::Hmac<Sha256>);
+pub struct SnapshotKey {
+    mac: hmac::Hmac<Sha256>,
+    cipher: XChaCha20Poly1305,
+}
+
+/// HMAC-SHA256(key, label): a key of its own for one use of `key`.
+fn derived(key: &KeyBytes, label: &[u8]) -> [u8; 32] {
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes keys of any length");
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
 
 impl SnapshotKey {
-    pub fn derive(ledger_key: &KeyBytes) -> SnapshotKey {
-        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(ledger_key.expose())
-            .expect("HMAC takes keys of any length");
-        mac.update(b"tokenledger projection snapshot key v1");
-        let derived = mac.finalize().into_bytes();
-        SnapshotKey(
-            hmac::Hmac::<Sha256>::new_from_slice(&derived).expect("HMAC takes keys of any length"),
-        )
+    pub fn derive(ledger_key: &KeyBytes, personal_data_key: &KeyBytes) -> SnapshotKey {
+        let mac_key = derived(ledger_key, b"tokenledger projection snapshot key v1");
+        let cipher_key = derived(
+            personal_data_key,
+            b"tokenledger projection snapshot cipher v1",
+        );
+        SnapshotKey {
+            mac: hmac::Hmac::<Sha256>::new_from_slice(&mac_key)
+                .expect("HMAC takes keys of any length"),
+            cipher: XChaCha20Poly1305::new(&cipher_key.into()),
+        }
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag` of chunk `index`.
+    fn encrypt(&self, index: usize, chunk: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = (index as u64).to_be_bytes();
+        let sealed = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: chunk,
+                    aad: &aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 takes any chunk");
+        [&nonce[..], &sealed].concat()
+    }
+
+    fn decrypt(&self, index: usize, sealed: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, ciphertext) = sealed.split_first_chunk::<24>()?;
+        let aad = (index as u64).to_be_bytes();
+        self.cipher
+            .decrypt(
+                &XNonce::from(*nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .ok()
     }
 
     /// The authenticator of a snapshot's header.
     fn authenticate(&self, snapshot: &StoredSnapshot) -> Vec<u8> {
-        let mut mac = self.0.clone();
+        let mut mac = self.mac.clone();
         mac.update(b"tokenledger projection snapshot v1\n");
         for number in [
             snapshot.position,
@@ -97,6 +148,8 @@ pub enum Refused {
     Commitment(String),
     #[error("its body does not decode: {0}")]
     Body(String),
+    #[error("chunk {0} does not open with this server's PERSONAL_DATA_KEY")]
+    Sealed(usize),
 }
 
 /// A body: `MAGIC`, the count of chunks (u32), then each chunk's length (u64) and bytes.
@@ -190,10 +243,11 @@ pub fn seal(
     let mut sessions = 0;
     let chunks: Vec<Vec<u8>> = ids
         .chunks(USERS_PER_CHUNK)
-        .map(|batch| {
+        .enumerate()
+        .map(|(index, batch)| {
             let (bytes, held) = read().encode_users(batch);
             sessions += held;
-            bytes
+            key.encrypt(index, &bytes)
         })
         .collect();
     let body = frame(&chunks);
@@ -213,12 +267,43 @@ pub fn seal(
 
 /// The projection in a snapshot whose header verified and which the log commits to: its
 /// body's digest checked, then decoded on every core.
-pub fn open_body(snapshot: &StoredSnapshot) -> Result<ActiveSessions, Refused> {
+pub fn open_body(key: &SnapshotKey, snapshot: &StoredSnapshot) -> Result<ActiveSessions, Refused> {
     if body_digest(&snapshot.body) != snapshot.body_digest {
         return Err(Refused::Digest);
     }
-    let chunks = unframe(&snapshot.body)?;
+    let chunks = decrypt_all(key, &unframe(&snapshot.body)?)?;
+    let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
     decode_chunks(&chunks, cores()).map_err(|e: SnapshotError| Refused::Body(e.to_string()))
+}
+
+/// The chunks decrypted, on every core.
+fn decrypt_all(key: &SnapshotKey, sealed: &[&[u8]]) -> Result<Vec<Vec<u8>>, Refused> {
+    let per_thread = sealed.len().div_ceil(cores()).max(1);
+    let opened: Vec<Result<Vec<Vec<u8>>, Refused>> = std::thread::scope(|scope| {
+        let running: Vec<_> = sealed
+            .chunks(per_thread)
+            .enumerate()
+            .map(|(t, mine)| {
+                scope.spawn(move || {
+                    (mine.iter().enumerate())
+                        .map(|(i, chunk)| {
+                            let index = t * per_thread + i;
+                            key.decrypt(index, chunk).ok_or(Refused::Sealed(index))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| t.join().expect("decrypting does not panic"))
+            .collect()
+    });
+    let mut chunks = Vec::with_capacity(sealed.len());
+    for part in opened {
+        chunks.extend(part?);
+    }
+    Ok(chunks)
 }
 
 /// A snapshot made.
@@ -356,7 +441,8 @@ impl Snapshots {
             return Ok(Err(refused));
         }
         let checked = started.elapsed();
-        let opened = tokio::task::spawn_blocking(move || open_body(&snapshot))
+        let key = self.key.clone();
+        let opened = tokio::task::spawn_blocking(move || open_body(&key, &snapshot))
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(opened.map(|projection| (projection, checked, started.elapsed() - checked)))
@@ -414,7 +500,7 @@ mod tests {
     use super::*;
 
     fn key(byte: u8) -> SnapshotKey {
-        SnapshotKey::derive(&KeyBytes::new([byte; 32]))
+        SnapshotKey::derive(&KeyBytes::new([byte; 32]), &KeyBytes::new([byte; 32]))
     }
 
     fn projection(users: i64) -> RwLock<ActiveSessions> {
@@ -475,7 +561,7 @@ mod tests {
         let snapshot = seal(&key(1), &folded, 42, 40, [9; 32]);
         assert!(key(1).verifies(&snapshot));
         assert_eq!((snapshot.users, snapshot.sessions), (5000, 5000));
-        let opened = open_body(&snapshot).unwrap();
+        let opened = open_body(&key(1), &snapshot).unwrap();
         assert_eq!(opened.digest(), folded.read().unwrap().digest());
     }
 
@@ -503,16 +589,34 @@ mod tests {
         let middle = snapshot.body.len() / 2;
         snapshot.body[middle] ^= 0x40;
         assert!(key(1).verifies(&snapshot), "the header is intact");
-        assert_eq!(open_body(&snapshot).unwrap_err(), Refused::Digest);
+        assert_eq!(open_body(&key(1), &snapshot).unwrap_err(), Refused::Digest);
     }
 
     #[test]
     fn given_a_forged_body_with_its_own_digest_then_the_authenticator_refuses_it() {
         let genuine = seal(&key(1), &projection(3), 42, 40, [9; 32]);
         let mut forged = seal(&key(7), &projection(1), 42, 40, [9; 32]);
-        assert!(open_body(&forged).is_ok(), "a well-made body");
+        assert!(open_body(&key(7), &forged).is_ok(), "a well-made body");
         assert!(!key(1).verifies(&forged));
         forged.authenticator = genuine.authenticator.clone();
         assert!(!key(1).verifies(&forged), "nor with the genuine one's");
+    }
+
+    #[test]
+    fn given_a_sealed_snapshot_then_its_personal_fields_are_encrypted_under_the_personal_key() {
+        let snapshot = seal(&key(1), &projection(3), 42, 40, [9; 32]);
+        let body = String::from_utf8_lossy(&snapshot.body);
+        assert!(!body.contains("curl/8") && !body.contains("10.1.2.3") && !body.contains("phone"));
+
+        let other_personal_key =
+            SnapshotKey::derive(&KeyBytes::new([1; 32]), &KeyBytes::new([2; 32]));
+        assert!(
+            other_personal_key.verifies(&snapshot),
+            "the same ledger key"
+        );
+        assert_eq!(
+            open_body(&other_personal_key, &snapshot).unwrap_err(),
+            Refused::Sealed(0)
+        );
     }
 }

@@ -9,6 +9,7 @@ use super::forensics::{ledger_key, open};
 use crate::catch_up::fold_into;
 use crate::config::Config;
 use crate::snapshots::{SnapshotKey, Snapshots};
+use crate::store::StoreKeys;
 
 pub async fn snapshot(config: &Config) -> anyhow::Result<()> {
     let opened = open(config).await?;
@@ -16,7 +17,7 @@ pub async fn snapshot(config: &Config) -> anyhow::Result<()> {
         events: opened.events.clone(),
         ledger: opened.ledger.clone(),
         kept: opened.snapshots.clone(),
-        key: SnapshotKey::derive(ledger_key(config)?),
+        key: SnapshotKey::derive(ledger_key(config)?, &StoreKeys::of(config)?.personal),
     };
     let projection = Arc::new(RwLock::new(ActiveSessions::new()));
     let from = match snapshots.load_newest().await? {
