@@ -470,7 +470,16 @@ async fn snapshot_at_stop(snapshots: &Snapshots, state: &AppState, last: &Atomic
 /// start folds a longer tail, nothing more).
 async fn take_snapshot(snapshots: &Snapshots, state: &AppState, last: &AtomicI64, why: &str) {
     let folded = state.catch_up.position();
-    match snapshots.take(&state.app.projection, folded).await {
+    let mut taken = snapshots.take(&state.app.projection, folded).await;
+    // At a stop, a PostgreSQL connection a stopped worker's runtime had opened fails its
+    // query (`Application::stop_on_signals`); the pool opens others on this one.
+    for _ in 0..8 {
+        if !matches!(taken, Err(crate::store::StoreError::Database(_))) {
+            break;
+        }
+        taken = snapshots.take(&state.app.projection, folded).await;
+    }
+    match taken {
         Ok(Some(taken)) => {
             last.fetch_max(taken.position, Ordering::AcqRel);
             tracing::info!(

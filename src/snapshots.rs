@@ -356,7 +356,7 @@ impl Snapshots {
         folded_through: i64,
     ) -> Result<Option<Taken>, StoreError> {
         let started = Instant::now();
-        let tree = self.ledger.extend(&mut |_| {}).await?;
+        let tree = self.settled_tree().await?;
         if tree.size == 0 {
             return Ok(None);
         }
@@ -384,6 +384,22 @@ impl Snapshots {
             bytes: snapshot.body.len(),
             elapsed: started.elapsed(),
         }))
+    }
+
+    /// The tree extended over the log as it is now: on PostgreSQL, where the tree takes only
+    /// events below the catch-up horizon, after waiting up to two seconds for the
+    /// transactions in flight that hold the horizon back.
+    async fn settled_tree(&self) -> Result<crate::store::ledger::TreeHead, StoreError> {
+        let head = self.events.head().await?;
+        let mut tree = self.ledger.extend(&mut |_| {}).await?;
+        for _ in 0..40 {
+            if tree.last_position >= head {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tree = self.ledger.extend(&mut |_| {}).await?;
+        }
+        Ok(tree)
     }
 
     /// The newest snapshot that verifies, decoded; each refused one is logged with why.

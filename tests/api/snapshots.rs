@@ -267,6 +267,24 @@ async fn snapshot_and_tail_equal_a_full_fold(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );
+
+    // Forgetting a user drops the snapshots, which hold its sessions' personal fields under
+    // the master key rather than the user's: the next start folds the whole log.
+    stop_with_snapshot(&mut server).await;
+    let forgot = server.cli(&["user", "forget", "b-1"]);
+    assert!(
+        forgot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    server.start();
+    server.ready().await;
+    let rebuilt = last_line(&server, "projections rebuilt");
+    assert_eq!(rebuilt["fields"]["snapshot"], 0, "{rebuilt}");
+    assert_eq!(
+        last_line(&server, "no snapshot")["fields"]["message"],
+        "no snapshot to start from: folding the whole log"
+    );
     server.stop_with("TERM").await;
     database.drop().await;
 }
