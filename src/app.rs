@@ -2,6 +2,7 @@
 //! HTTP — binds its port, and runs until stopped. Tests start it on port 0.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::limits::RateLimits;
 use crate::mailer::Mailer;
 use crate::password::Passwords;
 use crate::retention;
+use crate::snapshots::{SnapshotKey, Snapshots};
 use crate::store;
 use crate::store::EventStore;
 use crate::store::ledger::Upgrading;
@@ -43,6 +45,9 @@ pub struct Application {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// Held while serving; see `lock_for_serving`.
     _lock: Option<std::fs::File>,
+    /// Where the projection's snapshots are made, and the position of the newest (0: none).
+    snapshots: Snapshots,
+    last_snapshot: Arc<AtomicI64>,
 }
 
 impl Application {
@@ -76,6 +81,7 @@ impl Application {
         .map_err(anyhow::Error::msg)
         .context("the mailer")?;
         let store = app.store.clone();
+        let snapshots = snapshots_of(&opened, &keys);
         let catch_up = Arc::new(catch_up::Progress::default());
         let ledger = Arc::new(checkpointer(&config, &opened)?);
         let state = web::Data::new(AppState {
@@ -90,16 +96,25 @@ impl Application {
         let (port, handle, serving) = serve(&config, state.clone(), cores)?;
         mailer.serving_on(&config.server, port);
         tracing::info!(port, "listening; rebuilding the projections from the log");
-        let position = match rebuild(&state).await {
-            Ok(position) => position,
+        let (position, from_snapshot) = match rebuild(&state, &snapshots).await {
+            Ok(reached) => reached,
             Err(error) => {
                 handle.stop(false).await;
                 let _ = serving.await;
                 return Err(error).context("replaying the event log");
             }
         };
-        let background =
+        let last_snapshot = Arc::new(AtomicI64::new(from_snapshot));
+        let mut background =
             background_tasks(&config, &opened, &state, position, catch_up, ledger, mailer);
+        if config.server.snapshot_interval > 0 {
+            background.push(snapshot_periodically(
+                snapshots.clone(),
+                state.clone(),
+                last_snapshot.clone(),
+                config.server.snapshot_interval,
+            ));
+        }
         Ok(Application {
             port,
             handle,
@@ -109,6 +124,8 @@ impl Application {
             background,
             state,
             _lock: lock,
+            snapshots,
+            last_snapshot,
         })
     }
 
@@ -180,6 +197,9 @@ impl Application {
         }
         for arbiter in self.arbiters {
             let _ = tokio::task::spawn_blocking(move || arbiter.join()).await;
+        }
+        if self.state.config.server.snapshot_interval > 0 && self.state.catch_up.is_ready() {
+            snapshot_at_stop(&self.snapshots, &self.state, &self.last_snapshot).await;
         }
         self.store.close().await;
         tracing::info!("stopped: the appender flushed and the store closed");
@@ -325,22 +345,157 @@ fn serve(
     Ok((port, handle, actix_web::rt::spawn(server)))
 }
 
-/// Folds the whole log into the projection, then says the instance is ready; the position
-/// reached, from which `catch_up::follow` goes on.
-async fn rebuild(state: &AppState) -> Result<i64, crate::store::StoreError> {
+/// Loads the newest snapshot of the projection that verifies (see `crate::snapshots`) and
+/// folds the log after it, or the whole log when none does; then says the instance is ready.
+/// The position reached, from which `catch_up::follow` goes on, and the snapshot's (0: none).
+async fn rebuild(
+    state: &AppState,
+    snapshots: &Snapshots,
+) -> Result<(i64, i64), crate::store::StoreError> {
     let started = std::time::Instant::now();
     let (store, projection) = (state.app.store.as_ref(), &state.app.projection);
     let progress = &state.catch_up;
+    let from = match snapshots.load_newest().await {
+        Ok(Some(loaded)) => {
+            tracing::info!(
+                snapshot = loaded.position,
+                users = loaded.users,
+                sessions = loaded.sessions,
+                bytes = loaded.bytes,
+                read_ms = loaded.read.as_millis() as u64,
+                checked_ms = loaded.checked.as_millis() as u64,
+                decoded_ms = loaded.decoded.as_millis() as u64,
+                elapsed_ms = loaded.elapsed.as_millis() as u64,
+                "snapshot loaded; folding the log after it"
+            );
+            *projection.write().unwrap_or_else(|p| p.into_inner()) = loaded.projection;
+            loaded.position
+        }
+        Ok(None) => {
+            tracing::info!("no snapshot to start from: folding the whole log");
+            0
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reading the snapshots failed: folding the whole log");
+            0
+        }
+    };
+    progress.advance(from);
     let (position, events) =
-        catch_up::fold_into(store, projection, 0, &mut |_, at| progress.advance(at)).await?;
+        catch_up::fold_into(store, projection, from, &mut |_, at| progress.advance(at)).await?;
     progress.set_ready();
     tracing::info!(
         events,
         sessions = state.app.projection().len(),
+        snapshot = from,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "projections rebuilt from the log; ready"
+        "projections rebuilt from {}; ready",
+        if from > 0 {
+            "a snapshot and the log after it"
+        } else {
+            "the whole log"
+        }
     );
-    Ok(position)
+    log_digest(state.app.projection.clone(), position.max(from));
+    Ok((position.max(from), from))
+}
+
+/// Logs the projection's digest (see `ActiveSessions::digest`), worked out off the start-up's
+/// path: a batch of users at a time under the read lock, on a blocking thread. A test compares
+/// it with `tokenledger rebuild`'s; requests served meanwhile may change it.
+fn log_digest(projection: Arc<RwLock<ActiveSessions>>, position: i64) {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let digest = hex::encode(ActiveSessions::digest_in_batches(|| {
+            projection.read().unwrap_or_else(|p| p.into_inner())
+        }));
+        tracing::info!(
+            digest,
+            position,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "projection digest"
+        );
+    });
+}
+
+/// Where the projection's snapshots are kept, and their key (derived from the ledger key).
+fn snapshots_of(opened: &store::Opened, keys: &store::StoreKeys) -> Snapshots {
+    Snapshots {
+        events: opened.events.clone(),
+        ledger: opened.ledger.clone(),
+        kept: opened.snapshots.clone(),
+        key: SnapshotKey::derive(&keys.ledger, &keys.personal),
+    }
+}
+
+/// Every minute, a snapshot when at least `interval` events were appended since the last.
+fn snapshot_periodically(
+    snapshots: Snapshots,
+    state: web::Data<AppState>,
+    last: Arc<AtomicI64>,
+    interval: u64,
+) -> tokio::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let grown = match snapshots.events.head().await {
+                Ok(head) => head.saturating_sub(last.load(Ordering::Acquire)),
+                Err(error) => {
+                    tracing::warn!(%error, "reading the log's head for a snapshot failed");
+                    continue;
+                }
+            };
+            if grown >= interval as i64 {
+                take_snapshot(&snapshots, &state, &last, "periodic").await;
+            }
+        }
+    })
+}
+
+/// At a graceful stop, a snapshot unless the newest is of the log's end already.
+async fn snapshot_at_stop(snapshots: &Snapshots, state: &AppState, last: &AtomicI64) {
+    match snapshots.events.head().await {
+        Ok(head) if head > last.load(Ordering::Acquire) => {
+            take_snapshot(snapshots, state, last, "stop").await;
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "no snapshot at stop: reading the log failed"),
+    }
+}
+
+/// Makes a snapshot of the running projection and logs it (a failure is logged: the next
+/// start folds a longer tail, nothing more).
+async fn take_snapshot(snapshots: &Snapshots, state: &AppState, last: &AtomicI64, why: &str) {
+    let folded = state.catch_up.position();
+    let mut taken = snapshots.take(&state.app.projection, folded).await;
+    // At a stop, a PostgreSQL connection a stopped worker's runtime had opened fails its
+    // query (`Application::stop_on_signals`); the pool opens others on this one.
+    for _ in 0..8 {
+        if !matches!(taken, Err(crate::store::StoreError::Database(_))) {
+            break;
+        }
+        taken = snapshots.take(&state.app.projection, folded).await;
+    }
+    match taken {
+        Ok(Some(taken)) => {
+            last.fetch_max(taken.position, Ordering::AcqRel);
+            tracing::info!(
+                why,
+                position = taken.position,
+                tree_size = taken.tree_size,
+                users = taken.users,
+                sessions = taken.sessions,
+                bytes = taken.bytes,
+                elapsed_ms = taken.elapsed.as_millis() as u64,
+                "snapshot of the projections stored"
+            );
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, why, "making a snapshot failed"),
+    }
 }
 
 /// Every minute, the rate limiters drop the keys that are back to a full allowance.

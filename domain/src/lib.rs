@@ -33,4 +33,4 @@ pub use events::{
 };
 pub use personal::{AccountNames, ERASED, Personal};
 pub use schema::{DecodeError, current_version};
-pub use types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};
+pub use types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId, shared_text};

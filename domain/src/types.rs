@@ -131,6 +131,118 @@ pub mod optional_instant {
     }
 }
 
+/// An `Option<Arc<str>>` field (a session's shared IP and user agent texts): the text as a
+/// string, read back with one allocation (the `Arc` itself); or, inside `write_with_table` and
+/// `read_with_table` (the projection's snapshots), the index of the text in a table of the
+/// texts written, so that a text shared by a thousand sessions is written once and read back
+/// as one shared copy. The table is this thread's while the closure runs: `serde` gives a
+/// field no context of its own, and the encoding stays derived from the types.
+pub mod shared_text {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// The table being written: each text's index, and the texts in index order.
+    type Writing = (HashMap<Arc<str>, u32>, Vec<Arc<str>>);
+
+    thread_local! {
+        static WRITING: RefCell<Option<Writing>> = const { RefCell::new(None) };
+        static READING: RefCell<Option<Vec<Arc<str>>>> = const { RefCell::new(None) };
+    }
+
+    /// Clears this thread's table when the closure ends, even by a panic.
+    struct Reset;
+
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            WRITING.with(|w| w.borrow_mut().take());
+            READING.with(|r| r.borrow_mut().take());
+        }
+    }
+
+    /// Runs `write` with texts written as indexes into a table; returns its result and the
+    /// table, in index order.
+    pub fn write_with_table<T>(write: impl FnOnce() -> T) -> (T, Vec<Arc<str>>) {
+        let _reset = Reset;
+        WRITING.with(|w| *w.borrow_mut() = Some(Default::default()));
+        let written = write();
+        let table = WRITING.with(|w| w.borrow_mut().take().map(|(_, t)| t).unwrap_or_default());
+        (written, table)
+    }
+
+    /// Runs `read` with texts read as indexes into `table`, as `write_with_table` made it.
+    pub fn read_with_table<T>(table: Vec<Arc<str>>, read: impl FnOnce() -> T) -> T {
+        let _reset = Reset;
+        READING.with(|r| *r.borrow_mut() = Some(table));
+        read()
+    }
+
+    /// The index of `text` in the table being written, if one is.
+    fn index_of(text: &Arc<str>) -> Option<u32> {
+        WRITING.with(|w| {
+            let mut writing = w.borrow_mut();
+            let (indexes, table) = writing.as_mut()?;
+            Some(*indexes.entry(text.clone()).or_insert_with(|| {
+                table.push(text.clone());
+                table.len() as u32 - 1
+            }))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(
+        text: &Option<Arc<str>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let tabled = WRITING.with(|w| w.borrow().is_some()) && !serializer.is_human_readable();
+        match text {
+            Some(text) if tabled => index_of(text).serialize(serializer),
+            None if tabled => None::<u32>.serialize(serializer),
+            _ => text.as_deref().serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Arc<str>>, D::Error> {
+        let tabled = READING.with(|r| r.borrow().is_some()) && !deserializer.is_human_readable();
+        if !tabled {
+            return Ok(Option::<Text>::deserialize(deserializer)?.map(|Text(text)| text));
+        }
+        let Some(index) = Option::<u32>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        READING
+            .with(|r| r.borrow().as_ref()?.get(index as usize).cloned())
+            .map(Some)
+            .ok_or_else(|| de::Error::custom("a text index beyond the table"))
+    }
+
+    struct Text(Arc<str>);
+
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+            deserializer.deserialize_str(TextVisitor)
+        }
+    }
+
+    struct TextVisitor;
+
+    impl Visitor<'_> for TextVisitor {
+        type Value = Text;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Text, E> {
+            Ok(Text(Arc::from(text)))
+        }
+    }
+}
+
 /// The claims of one refresh token, all derived from the events of its session, so the same
 /// grant always signs to the same token: that is what lets the grace window hand out the
 /// identical successor again without storing it.

@@ -25,19 +25,19 @@ pub struct SessionView {
 }
 
 #[derive(Clone, Debug, Default)]
-struct UserEntry {
+pub(crate) struct UserEntry {
     /// The last stream version folded in; older or repeated events are skipped, so the
     /// appender and a catch-up reader may both deliver the same event.
-    version: i64,
-    sessions: UserSessions,
+    pub(crate) version: i64,
+    pub(crate) sessions: UserSessions,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct ActiveSessions {
-    users: HashMap<UserId, UserEntry>,
+    pub(crate) users: HashMap<UserId, UserEntry>,
     /// How many sessions are live, over all users.
-    live: usize,
-    texts: Texts,
+    pub(crate) live: usize,
+    pub(crate) texts: Texts,
 }
 
 impl ActiveSessions {
@@ -237,13 +237,13 @@ fn touched(event: &Event) -> Option<SessionId> {
 /// One copy of each user agent, shared by every session that names it. Texts no
 /// session names any more are dropped whenever the set has doubled since the last sweep.
 #[derive(Clone, Debug, Default)]
-struct Texts {
+pub(crate) struct Texts {
     set: HashSet<Arc<str>>,
     swept_at: usize,
 }
 
 impl Texts {
-    fn share(&mut self, session: &mut Session) {
+    pub(crate) fn share(&mut self, session: &mut Session) {
         // User agents repeat across millions of sessions; IPs mostly do not (a session's
         // login and last IP already share one copy), and keeping each in the set would cost
         // more than it saves.

@@ -5,6 +5,8 @@
 
 mod active_sessions;
 mod replay;
+mod snapshot;
 
 pub use active_sessions::{ActiveSessions, SessionView};
 pub use replay::sessions_alive_at;
+pub use snapshot::{Digest, SnapshotError, decode_chunks};

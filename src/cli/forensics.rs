@@ -315,13 +315,17 @@ pub async fn rebuild(config: &Config) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let live = projection.read().unwrap_or_else(|p| p.into_inner()).len();
     let seconds = started.elapsed().as_secs_f64();
+    let (live, digest) = {
+        let folded = projection.read().unwrap_or_else(|p| p.into_inner());
+        (folded.len(), hex::encode(folded.digest()))
+    };
     say!(
         "rebuilt: {folded} events, {live} live sessions in {:.3} s ({:.0} events/s)",
         seconds,
         folded as f64 / seconds.max(1e-9)
     );
+    say!("digest: {digest}");
     store.close().await;
     Ok(())
 }

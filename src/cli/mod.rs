@@ -27,6 +27,7 @@ mod import;
 mod ledger;
 mod probe;
 mod seed;
+mod snapshot;
 
 use std::sync::{Arc, RwLock};
 
@@ -120,8 +121,12 @@ pub enum Command {
     /// The ledger: its verifier key, checkpoints and proofs.
     #[command(subcommand)]
     Ledger(LedgerCommand),
-    /// Refold every projection from the first event, timed.
+    /// Refold every projection from the first event, timed (snapshots are not used), and
+    /// print the projection's digest.
     Rebuild,
+    /// Store a snapshot of the sessions projection (from the newest snapshot that verifies
+    /// and the log after it), which the next start loads instead of folding the whole log.
+    Snapshot,
     /// How long one password verification takes on this machine (argon2id with the service's
     /// parameters): the bound on logins a second is cores ÷ this.
     PasswordCost {
@@ -267,6 +272,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 import::strapi(&config, &from, dry_run).await
             }
             Command::Rebuild => forensics::rebuild(&config).await,
+            Command::Snapshot => snapshot::snapshot(&config).await,
             Command::PasswordCost { count } => password_cost(count).await,
             Command::Seed {
                 users,

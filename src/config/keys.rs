@@ -10,7 +10,7 @@ use chrono::TimeDelta;
 use super::values::{
     Parsed, accept_or_refuse, boolean, cookie_max_age, cors_origins, duration, http_url,
     jwt_management, key, log_format, path, port, proxies, rate_limit, retention, same_site, secret,
-    session_limit, text,
+    session_limit, snapshot_interval, text,
 };
 use super::values::{attempts, mailbox, smtp_security};
 use super::{
@@ -193,6 +193,11 @@ keys! {
     ACTOR_IDLE_TIMEOUT: TimeDelta = "ACTOR_IDLE_TIMEOUT", "server.actorIdleTimeout", Scalar,
         Value("5m"), duration,
         "an idle user's actor is stopped";
+    SNAPSHOT_INTERVAL: u64 = "SNAPSHOT_INTERVAL", "server.snapshotInterval", Scalar,
+        Value("100000"), snapshot_interval,
+        "a snapshot of the sessions projection is stored when at least this many events were \
+        appended since the last one (checked every minute), and at a graceful stop; a start \
+        loads the newest that verifies and folds only the events after it; `off` makes none";
     COOKIE_RESPONSE: bool = "COOKIE_RESPONSE", "refresh.cookieResponse", Scalar, Value("false"),
         boolean,
         "refresh tokens in an HttpOnly cookie";

@@ -97,6 +97,9 @@ pub struct ServerConfig {
     pub database_url: DatabaseUrl,
     pub production_url: Option<String>,
     pub actor_idle_timeout: TimeDelta,
+    /// Events appended since the last snapshot of the projection that make the next one;
+    /// 0 (`off`): no snapshot is made, periodically or at stop (see `crate::snapshots`).
+    pub snapshot_interval: u64,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Which web origins may call the API from a browser.
@@ -449,6 +452,7 @@ impl ServerConfig {
             database_url,
             production_url: source.optional(&keys::PRODUCTION_URL)?,
             actor_idle_timeout: source.value(&keys::ACTOR_IDLE_TIMEOUT)?,
+            snapshot_interval: source.value(&keys::SNAPSHOT_INTERVAL)?,
             trusted_proxies: source.optional(&keys::TRUSTED_PROXIES)?.unwrap_or_default(),
             cors_origins: source.value(&keys::CORS_ORIGINS)?,
         })

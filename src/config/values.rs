@@ -131,6 +131,18 @@ pub(super) fn session_limit(value: &str) -> Parsed<Option<u32>> {
         .ok_or_else(|| format!("{text:?} is not a number of sessions of 1 or more, or off"))
 }
 
+/// A number of events of 1 or more, or `off` (0).
+pub(super) fn snapshot_interval(value: &str) -> Parsed<u64> {
+    let text = value.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(0);
+    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a number of events of 1 or more, or off"))
+}
+
 /// Comma-separated addresses or networks (`10.0.0.0/8`, `::1`).
 pub(super) fn proxies(value: &str) -> Parsed<Vec<ipnet::IpNet>> {
     value

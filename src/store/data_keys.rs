@@ -421,6 +421,11 @@ where
         .bind(owner)
         .fetch_all(&mut *conn)
         .await?;
+        // The projection's snapshots hold the owner's sessions under the master key, not the
+        // owner's: they go with the keys (the next start folds the whole log).
+        query::<D>("DELETE FROM snapshots")
+            .execute(&mut *conn)
+            .await?;
         Ok(done.len() as u64)
     }
 
@@ -460,6 +465,12 @@ where
         .bind(through)
         .fetch_all(self.writer())
         .await?;
+        if !done.is_empty() {
+            // As when a user is forgotten: snapshots may hold what the keys sealed.
+            query::<D>("DELETE FROM snapshots")
+                .execute(self.writer())
+                .await?;
+        }
         Ok(done.len() as u64)
     }
 }

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod mail_log;
 pub mod postgres;
 pub mod sealed;
+pub mod snapshots;
 pub mod sqlite;
 pub mod users;
 pub mod users_explained;
@@ -340,6 +341,8 @@ pub struct Opened {
     pub personal: Arc<dyn data_keys::PersonalData>,
     /// What the mailer reads and appends.
     pub mail: Arc<dyn mail_log::MailLog>,
+    /// The projection's snapshots (see `crate::snapshots`).
+    pub snapshots: Arc<dyn snapshots::SnapshotStore>,
     /// What opening did to a log written before the ledger key.
     pub upgrade: Upgrade,
     /// Set on PostgreSQL: the pool, for a `LISTEN` on new events.
@@ -364,6 +367,7 @@ pub async fn open(
                 ledger: Arc::new(db.clone()),
                 personal: Arc::new(db.clone()),
                 mail: Arc::new(db.clone()),
+                snapshots: Arc::new(db.clone()),
                 postgres: Some(db.pool),
             });
         }
@@ -380,7 +384,8 @@ pub async fn open(
         users: Arc::new(db.clone()),
         ledger: Arc::new(db.clone()),
         personal: Arc::new(db.clone()),
-        mail: Arc::new(db),
+        mail: Arc::new(db.clone()),
+        snapshots: Arc::new(db),
         postgres: None,
     })
 }

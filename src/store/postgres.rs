@@ -76,7 +76,7 @@ impl Dialect for PgDatabase {
     const GIVEN_ID: &'static str = "OVERRIDING SYSTEM VALUE";
     const AFTER_GIVEN_IDS: Option<&'static str> =
         Some("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users))");
-    const SCRUB: &'static [&'static str] = &["VACUUM data_keys, users"];
+    const SCRUB: &'static [&'static str] = &["VACUUM data_keys, users, snapshots"];
     // Only below the oldest transaction in flight: one that took a lower position but has
     // not committed yet would otherwise be passed over for good.
     const CATCH_UP: &'static str = " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())";

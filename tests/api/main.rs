@@ -34,6 +34,7 @@ mod request_hardening;
 mod restart;
 mod session_scale;
 mod sessions;
+mod snapshots;
 mod store;
 mod store_failures;
 mod strapi_frontend;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
 
 use crate::commands::{
     ClearSessions, Client, Command, ImportSession, IssueToken, Lifetimes, Logout, LogoutScope,
@@ -48,33 +49,47 @@ pub enum DomainError {
 }
 
 /// The token a session replaced last, kept for the grace window.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousToken {
     pub generation: u32,
     pub hash: TokenHash,
+    #[serde(with = "crate::types::instant")]
     pub replaced_at: Timestamp,
 }
 
 /// One live session (token family).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serialized (field by field, instants as `types::instant` writes them) for the
+/// projection's snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub id: SessionId,
     pub device_id: String,
     pub generation: u32,
     pub token_id: TokenId,
     pub token_hash: TokenHash,
+    #[serde(with = "crate::types::instant")]
     pub token_issued_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub token_expires_at: Timestamp,
     pub previous: Option<PreviousToken>,
+    #[serde(with = "crate::types::instant")]
     pub created_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub last_used_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub idle_expires_at: Timestamp,
+    #[serde(with = "crate::types::instant")]
     pub absolute_expires_at: Timestamp,
     /// Shared, not copied: the last IP and user agent are most often the login's, and the
     /// projection shares equal texts across sessions too (millions of sessions, few agents).
+    #[serde(with = "crate::types::shared_text")]
     pub login_ip: Option<Arc<str>>,
+    #[serde(with = "crate::types::shared_text")]
     pub login_user_agent: Option<Arc<str>>,
+    #[serde(with = "crate::types::shared_text")]
     pub last_ip: Option<Arc<str>>,
+    #[serde(with = "crate::types::shared_text")]
     pub last_user_agent: Option<Arc<str>>,
 }
 
@@ -122,8 +137,9 @@ impl Session {
     }
 }
 
-/// A user's live sessions: the state of stream `user-<id>`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A user's live sessions: the state of stream `user-<id>`. Serialized for the projection's
+/// snapshots: every field, so a field added here is in them too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserSessions {
     pub user_id: UserId,
     pub sessions: Sessions,

@@ -2,6 +2,8 @@
 
 use std::ops::Index;
 
+use serde::{Deserialize, Serialize};
+
 use super::Session;
 use crate::types::SessionId;
 
@@ -12,8 +14,24 @@ use crate::types::SessionId;
 /// Every change costs at most one pass over the vector, however many sessions it ends: a
 /// user with (old data, or no limit) tens of thousands of sessions must not make one clear, or
 /// a fold of the stream, quadratic.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Serialized as its vector; reading one back checks the ids ascend, which every lookup's
+/// binary search relies on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Session>")]
 pub struct Sessions(Vec<Session>);
+
+impl TryFrom<Vec<Session>> for Sessions {
+    type Error = &'static str;
+
+    fn try_from(sessions: Vec<Session>) -> Result<Sessions, &'static str> {
+        if sessions.windows(2).all(|pair| pair[0].id < pair[1].id) {
+            Ok(Sessions(sessions))
+        } else {
+            Err("sessions out of id order")
+        }
+    }
+}
 
 /// Up to this many sessions the vector grows one slot at a time (no slack for the common
 /// handful); beyond, it grows as a `Vec` does, so a long run of logins reallocates only
