@@ -85,7 +85,6 @@ fn user(tokens: &Tokens, mut now: Timestamp) -> (UserSessions, String, Timestamp
             token_id: v7(now),
             reason: IssueReason::Login,
             lifetimes: lifetimes(),
-            activity_resolution: TimeDelta::zero(),
             max_sessions: None,
             client: client(),
         });
