@@ -22,7 +22,7 @@ server=${BENCH_SERVER:-$built/tokenledger}
 loadgen=$built/loadgen
 port=${BENCH_PORT:-18181}
 out=$(mktemp)
-trap 'rm -f "$out"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; [ -n "${data:-}" ] && rm -rf "$data"; true' EXIT
+trap 'rm -f "$out"; kill "${pid:-}" 2>/dev/null || true; [ -z "${data:-}" ] || rm -rf "$data"' EXIT
 
 start_server() { # rotation
     data=$(mktemp -d)
