@@ -461,14 +461,20 @@ impl SessionActor {
                         actor.failed = Some(Arc::new(load_error));
                     }
                 }
-                for decided in items {
+                for (i, decided) in items.into_iter().enumerate() {
                     let mut queued = decided.queued;
+                    // Only the command whose own append met the other writer spends an
+                    // attempt: the ones behind it were never tried, and with another instance
+                    // busy on the same user, charging them too ran every queued command out
+                    // of attempts at once. Each still ends: the head runs out after
+                    // MAX_ATTEMPTS rounds and the next becomes the head.
+                    let tried = usize::from(i == 0);
                     if actor.failed.is_some() || !conflict {
                         queued.answer(Err(ExecuteError::NotRecorded(error.clone())));
-                    } else if queued.attempts + 1 >= MAX_ATTEMPTS {
+                    } else if queued.attempts + tried >= MAX_ATTEMPTS {
                         queued.answer(Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS)));
                     } else {
-                        queued.attempts += 1;
+                        queued.attempts += tried;
                         actor.decide(queued, ctx);
                     }
                 }

@@ -222,6 +222,17 @@ async fn snapshot_and_tail_equal_a_full_fold(backend: Backend) {
     let api = server.api();
     busy(&api, "a", 3, 2).await;
     let jwt = tablet(&api, "a-1").await;
+    // A session a generation on: its actor, after the restart, starts from the snapshot.
+    let phone = api.login("a-2").await["refreshToken"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned();
+    let (status, rotated) = api.refresh(&phone).await;
+    assert_eq!(status, 200, "{rotated}");
+    let current = rotated["refreshToken"]
+        .as_str()
+        .expect("rotated")
+        .to_owned();
     let before = listed(&api, &jwt).await;
     let first = stop_with_snapshot(&mut server).await;
 
@@ -238,6 +249,17 @@ async fn snapshot_and_tail_equal_a_full_fold(backend: Backend) {
         "only the block's events: {rebuilt}"
     );
     assert_eq!(listed(&server.api(), &jwt).await, before);
+    // The actor of a-2, loaded from the snapshot and the tail, rotates the current token and
+    // still knows the one before it for what it is: a reuse, which ends the session.
+    let (status, next) = server.api().refresh(&current).await;
+    assert_eq!(status, 200, "{next}");
+    let (status, body) = server.api().refresh(&phone).await;
+    support::assert_invalid_refresh_token(status, &body);
+    let (status, body) = server
+        .api()
+        .refresh(next["refreshToken"].as_str().expect("rotated"))
+        .await;
+    support::assert_invalid_refresh_token(status, &body);
 
     // More events, a snapshot from the command line, and a longer tail after it.
     busy(&server.api(), "b", 2, 1).await;
