@@ -42,6 +42,11 @@ fn the_compose_file_runs_postgres_two_instances_a_load_balancer_and_a_mail_catch
         );
     }
     assert_eq!(
+        instance["stop_grace_period"].as_str(),
+        Some("60s"),
+        "a graceful stop has the time to store its snapshot"
+    );
+    assert_eq!(
         instance["healthcheck"]["test"],
         YamlLoader::load_from_str(r#"["CMD", "tokenledger", "probe"]"#).unwrap()[0],
         "healthy once ready, asked by the binary (the image has no curl)"
