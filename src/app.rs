@@ -457,7 +457,7 @@ fn snapshot_periodically(
 
 /// At a graceful stop, a snapshot unless the newest is of the log's end already.
 async fn snapshot_at_stop(snapshots: &Snapshots, state: &AppState, last: &AtomicI64) {
-    match snapshots.events.head().await {
+    match past_dead_connections(|| snapshots.events.head()).await {
         Ok(head) if head > last.load(Ordering::Acquire) => {
             take_snapshot(snapshots, state, last, "stop").await;
         }
@@ -466,19 +466,30 @@ async fn snapshot_at_stop(snapshots: &Snapshots, state: &AppState, last: &Atomic
     }
 }
 
+/// Runs `attempt` until it gives anything but a database error, at most 16 times: at a stop,
+/// each PostgreSQL connection a stopped worker's runtime had opened fails its query
+/// (`Application::stop_on_signals`) and leaves the pool, which opens others on this runtime.
+async fn past_dead_connections<T, Fut>(
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, crate::store::StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let mut result = attempt().await;
+    for _ in 1..16 {
+        if !matches!(result, Err(crate::store::StoreError::Database(_))) {
+            break;
+        }
+        result = attempt().await;
+    }
+    result
+}
+
 /// Makes a snapshot of the running projection and logs it (a failure is logged: the next
 /// start folds a longer tail, nothing more).
 async fn take_snapshot(snapshots: &Snapshots, state: &AppState, last: &AtomicI64, why: &str) {
     let folded = state.catch_up.position();
-    let mut taken = snapshots.take(&state.app.projection, folded).await;
-    // At a stop, a PostgreSQL connection a stopped worker's runtime had opened fails its
-    // query (`Application::stop_on_signals`); the pool opens others on this one.
-    for _ in 0..8 {
-        if !matches!(taken, Err(crate::store::StoreError::Database(_))) {
-            break;
-        }
-        taken = snapshots.take(&state.app.projection, folded).await;
-    }
+    let taken = past_dead_connections(|| snapshots.take(&state.app.projection, folded)).await;
     match taken {
         Ok(Some(taken)) => {
             last.fetch_max(taken.position, Ordering::AcqRel);
