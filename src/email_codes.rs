@@ -5,9 +5,10 @@
 //! database cannot make a working link, and the mailer can send the same link again after a
 //! restart without having kept it anywhere.
 
-use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+use crate::secrets::hmac_sha256;
 
 /// The key codes are derived with: `HMAC-SHA256(PERSONAL_DATA_KEY, "tokenledger email codes
 /// v1")`, so that it is a key of its own, not the master key used for a second purpose.
@@ -39,13 +40,6 @@ impl std::fmt::Debug for CodeKey {
 /// bits, so a plain hash is enough: there is nothing to guess that a slow hash would protect.
 pub fn digest(code: &str) -> String {
     hex::encode(Sha256::digest(code.as_bytes()))
-}
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    // HMAC takes keys of any length: `new_from_slice` cannot fail.
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(message);
-    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

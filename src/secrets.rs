@@ -25,6 +25,17 @@ struct Stored {
     personal_data_key: Option<String>,
 }
 
+/// HMAC-SHA256 of `message` under `key`: the one way a key of its own is derived from a
+/// configured key and a fixed label (email codes, snapshots), and codes from their ids.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 fn random_secret() -> String {
     let mut bytes = [0u8; 48];
     rand::rng().fill_bytes(&mut bytes);

@@ -50,10 +50,7 @@ pub struct SnapshotKey {
 
 /// HMAC-SHA256(key, label): a key of its own for one use of `key`.
 fn derived(key: &KeyBytes, label: &[u8]) -> [u8; 32] {
-    let mut mac =
-        hmac::Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes keys of any length");
-    mac.update(label);
-    mac.finalize().into_bytes().into()
+    crate::secrets::hmac_sha256(key.expose(), label)
 }
 
 impl SnapshotKey {

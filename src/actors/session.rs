@@ -335,24 +335,12 @@ impl SessionActor {
         );
         let events = match decided {
             Ok(events) => events,
-            Err(refusal) => {
-                self.pending.push(Decided {
-                    queued,
-                    answer: Err(refusal.into()),
-                    append: None,
-                });
-                return self.answer_ready(ctx);
-            }
+            Err(refusal) => return self.answer_in_turn(queued, Err(refusal.into()), ctx),
         };
         if events.is_empty() && self.pending.last_append().is_none() {
             if let Err(error) = writable(self.core.store.as_ref()) {
                 // A store that refuses writes answers nothing it would have recorded.
-                self.pending.push(Decided {
-                    queued,
-                    answer: Err(error.into()),
-                    append: None,
-                });
-                return self.answer_ready(ctx);
+                return self.answer_in_turn(queued, Err(error.into()), ctx);
             }
             if !fresh {
                 // No conflict would tell this actor that another writer (another instance;
@@ -374,12 +362,7 @@ impl SessionActor {
         );
         answer.reuse_detected = reuse_detected;
         let Some(submitted) = submitted else {
-            self.pending.push(Decided {
-                queued,
-                answer: Ok(answer),
-                append: None,
-            });
-            return self.answer_ready(ctx);
+            return self.answer_in_turn(queued, Ok(answer), ctx);
         };
         let seq = self.pending.push_append(Decided {
             queued,
@@ -399,6 +382,22 @@ impl SessionActor {
                     }
                 }),
         );
+    }
+
+    /// Queues the answer of a command that writes nothing, given once every command before
+    /// it is answered.
+    fn answer_in_turn(
+        &mut self,
+        queued: Queued,
+        answer: Result<Executed, ExecuteError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.pending.push(Decided {
+            queued,
+            answer,
+            append: None,
+        });
+        self.answer_ready(ctx);
     }
 
     /// Submits `events` at the version the state has reached, after the newest append still

@@ -448,12 +448,18 @@ mod tests {
         }
     }
 
-    fn sealing_parts() -> (ChainKey, BatchKeys) {
+    /// `plan` of `batch` on `heads`, under a test chain key and no data keys.
+    fn planned(batch: &[AppendRequest], heads: Heads) -> Vec<Outcome> {
         let keys = BatchKeys {
             keys: HashMap::new(),
             made: Vec::new(),
         };
-        (ChainKey::new(&crate::config::KeyBytes::new([7; 32])), keys)
+        let chain = ChainKey::new(&crate::config::KeyBytes::new([7; 32]));
+        let sealing = Sealing {
+            chain: &chain,
+            keys: &keys,
+        };
+        plan(&sealing, batch, heads, &recording_time())
     }
 
     fn request(expected_version: i64, after: Option<&AppendRequest>) -> AppendRequest {
@@ -482,27 +488,17 @@ mod tests {
 
     #[test]
     fn given_an_append_following_one_earlier_in_the_batch_then_both_are_written_in_turn() {
-        let (chain, keys) = sealing_parts();
         let first = request(0, None);
         let second = request(1, Some(&first));
         let batch = [first, second];
 
-        let plan = plan(
-            &Sealing {
-                chain: &chain,
-                keys: &keys,
-            },
-            &batch,
-            Heads::new(),
-            &recording_time(),
-        );
+        let plan = planned(&batch, Heads::new());
 
         assert_eq!(versions(&plan), vec![Ok(1), Ok(2)]);
     }
 
     #[test]
     fn given_a_conflicting_append_then_the_one_following_it_is_abandoned_though_the_head_fits() {
-        let (chain, keys) = sealing_parts();
         // Another writer took version 1: the first append conflicts, and the second, decided
         // on the first's events, would fit the head if only versions were checked.
         let heads = Heads::from([("user-1".to_owned(), (1, vec![1]))]);
@@ -510,15 +506,7 @@ mod tests {
         let second = request(1, Some(&first));
         let batch = [first, second];
 
-        let plan = plan(
-            &Sealing {
-                chain: &chain,
-                keys: &keys,
-            },
-            &batch,
-            heads,
-            &recording_time(),
-        );
+        let plan = planned(&batch, heads);
 
         assert!(matches!(
             plan[0],
@@ -532,21 +520,12 @@ mod tests {
 
     #[test]
     fn given_an_append_following_one_that_landed_in_an_earlier_batch_then_it_is_written() {
-        let (chain, keys) = sealing_parts();
         let first = request(0, None);
         first.landing.set();
         let batch = [request(1, Some(&first))];
         let heads = Heads::from([("user-1".to_owned(), (1, vec![1]))]);
 
-        let plan = plan(
-            &Sealing {
-                chain: &chain,
-                keys: &keys,
-            },
-            &batch,
-            heads,
-            &recording_time(),
-        );
+        let plan = planned(&batch, heads);
 
         assert_eq!(versions(&plan), vec![Ok(2)]);
     }
@@ -560,12 +539,7 @@ mod tests {
             if !self.0.swap(true, Ordering::SeqCst) {
                 return Err(sqlx::Error::PoolTimedOut);
             }
-            let (chain, keys) = sealing_parts();
-            let sealing = Sealing {
-                chain: &chain,
-                keys: &keys,
-            };
-            Ok(plan(&sealing, batch, Heads::new(), &recording_time()))
+            Ok(planned(batch, Heads::new()))
         }
     }
 

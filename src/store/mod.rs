@@ -201,13 +201,17 @@ pub enum StoreError {
 /// (the same error its appends get), without a system call.
 pub fn writable(store: &dyn EventStore) -> Result<(), StoreError> {
     match store.detached() {
-        Some(why) => Err(sqlx::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            why.to_owned(),
-        ))
-        .into()),
+        Some(why) => Err(detached_error(why).into()),
         None => Ok(()),
     }
+}
+
+/// The error of a write refused because the SQLite file was deleted or replaced (`why`).
+pub(crate) fn detached_error(why: &str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        why.to_owned(),
+    ))
 }
 
 impl From<sqlx::Error> for StoreError {

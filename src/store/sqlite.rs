@@ -147,13 +147,6 @@ pub fn lock_for_serving(url: &str) -> std::io::Result<std::fs::File> {
 /// The event store on SQLite.
 pub type SqliteEventStore = SqlEventStore<Database>;
 
-fn detached(why: &str) -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        why.to_owned(),
-    ))
-}
-
 impl Dialect for Database {
     type Db = sqlx::Sqlite;
     type Time = String;
@@ -227,14 +220,14 @@ impl Dialect for Database {
 
     fn refuse_writes(&self) -> Result<(), sqlx::Error> {
         match Dialect::detached(self) {
-            Some(why) => Err(detached(why)),
+            Some(why) => Err(super::detached_error(why)),
             None => Ok(()),
         }
     }
 
     fn check_committed(&self) -> Result<(), sqlx::Error> {
         match &self.file {
-            Some(file) => file.check().map_err(detached),
+            Some(file) => file.check().map_err(super::detached_error),
             None => Ok(()),
         }
     }
