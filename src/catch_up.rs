@@ -43,15 +43,18 @@ impl Progress {
 const DECODE_CHUNK: usize = 4096;
 
 /// Folds every event after `after_position` into `projection`; returns the last position
-/// seen and how many events were read. Three stages overlap: the store reads the next page,
-/// a blocking thread decodes the next chunk, and this task folds the current one in order.
-/// `progress` hears how many events have been read so far, and the last position read.
+/// seen and how many events were read. Three stages overlap: the store reads the next page
+/// with its data keys, blocking threads open and decode the next chunks (one a core), and
+/// this task folds the current one in order. An event that changes no session is passed
+/// over undecoded (`SESSION_EVENTS`). `progress` hears how many events have been read so
+/// far, and the last position read. `rebuild`, the start-up and the catch-up reader share it.
 pub async fn fold_into(
     store: &dyn EventStore,
     projection: &Arc<RwLock<ActiveSessions>>,
     after_position: i64,
     progress: &mut dyn FnMut(u64, i64),
 ) -> Result<(i64, u64), StoreError> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut chunks = store
         .read_payloads(after_position)
         .try_chunks(DECODE_CHUNK)
@@ -64,7 +67,7 @@ pub async fn fold_into(
                     .map_err(|_| StoreError::Closed)?
             }
         })
-        .try_buffered(2);
+        .try_buffered(cores);
     let (mut position, mut count) = (after_position, 0u64);
     while let Some(decoded) = chunks.try_next().await? {
         // The lock is taken per run of one user's events, not per chunk: while the server
@@ -72,10 +75,15 @@ pub async fn fold_into(
         // however many sessions it ends.
         for run in decoded.events.chunk_by(|a, b| a.0 == b.0) {
             let mut folding = projection.write().unwrap_or_else(|p| p.into_inner());
+            let user = run[0].0;
             folding.apply_all(
-                run[0].0,
-                run.iter().map(|(_, version, event)| (*version, event)),
+                user,
+                run.iter()
+                    .filter_map(|(_, version, event)| Some((*version, event.as_ref()?))),
             );
+            if let Some(last) = run.iter().map(|(_, version, _)| *version).max() {
+                folding.pass_over(user, last);
+            }
         }
         position = decoded.last_position;
         count += decoded.read;
@@ -84,9 +92,10 @@ pub async fn fold_into(
     Ok((position, count))
 }
 
-/// One chunk of the log, decoded: the events still to fold, in order.
+/// One chunk of the log, decoded: the events still to fold, in order (`None`: one that
+/// changes no session, only its version counts).
 struct Decoded {
-    events: Vec<(UserId, i64, Event)>,
+    events: Vec<(UserId, i64, Option<Event>)>,
     last_position: i64,
     read: u64,
 }
@@ -97,19 +106,30 @@ fn decode_unfolded(
 ) -> Result<Decoded, StoreError> {
     let last_position = chunk.last().map_or(0, |e| e.position);
     let read = chunk.len() as u64;
+    // Most events a running instance reads back, its own actors folded already: they are
+    // skipped before paying for decoding. The versions are read under the lock in one quick
+    // pass, and the lock let go before decoding, which the fold waits for otherwise.
+    let unfolded: Vec<Option<UserId>> = {
+        let folded = projection.read().unwrap_or_else(|p| p.into_inner());
+        chunk
+            .iter()
+            .map(|record| {
+                let user_id = record.user_id()?;
+                (record.stream_version > folded.version(user_id)).then_some(user_id)
+            })
+            .collect()
+    };
     let mut events = Vec::with_capacity(chunk.len());
-    let folded = projection.read().unwrap_or_else(|p| p.into_inner());
-    for record in chunk {
-        let Some(user_id) = record.user_id() else {
+    for (record, user_id) in chunk.into_iter().zip(unfolded) {
+        let Some(user_id) = user_id else {
             continue;
         };
-        // Most events a running instance reads back, its own actors folded already: skip them
-        // before paying for decoding.
-        if record.stream_version <= folded.version(user_id) {
-            continue;
-        }
         let version = record.stream_version;
-        events.push((user_id, version, record.into_event()?));
+        let event = match record.changes_sessions() {
+            true => Some(record.into_event()?),
+            false => None,
+        };
+        events.push((user_id, version, event));
     }
     Ok(Decoded {
         events,

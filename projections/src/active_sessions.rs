@@ -89,6 +89,16 @@ impl ActiveSessions {
         fresh.len()
     }
 
+    /// Counts event `stream_version` of `user_id`'s stream as folded, undecoded: an event
+    /// that changes no session (`SESSION_EVENTS`), which a replay passes over.
+    pub fn pass_over(&mut self, user_id: UserId, stream_version: i64) {
+        let entry = self.users.entry(user_id).or_insert_with(|| UserEntry {
+            version: 0,
+            sessions: UserSessions::new(user_id),
+        });
+        entry.version = entry.version.max(stream_version);
+    }
+
     /// Takes `sessions`, the fold of `user_id`'s stream through `stream_version`, in place of
     /// the user's entry if the entry is behind it: what an actor that loaded the stream
     /// holds, handed over without folding the stream a second time under the lock. Returns
@@ -295,6 +305,43 @@ mod tests {
             ip: None,
             user_agent: None,
         })
+    }
+
+    #[test]
+    fn given_events_passed_over_then_the_fold_equals_folding_them() {
+        use tokenledger_domain::{LoginFailed, SESSION_EVENTS};
+        let failed = Event::LoginFailed(LoginFailed {
+            failed_at: at(1),
+            ip: None,
+            user_agent: None,
+        });
+        let run = [(1, issued(10, 0)), (2, failed.clone()), (3, issued(11, 2))];
+        let mut folded = ActiveSessions::new();
+        folded.apply_all(1, run.iter().map(|(v, e)| (*v, e)));
+        folded.apply_all(2, [(1, &failed)]);
+
+        let mut passed = ActiveSessions::new();
+        for (version, event) in &run {
+            match SESSION_EVENTS.contains(&event.event_type()) {
+                true => drop(passed.apply(1, *version, event)),
+                false => passed.pass_over(1, *version),
+            }
+        }
+        passed.pass_over(2, 1);
+
+        assert_eq!(passed.version(1), 3);
+        assert_eq!(
+            passed.version(2),
+            1,
+            "a user with no session yet has an entry"
+        );
+        assert_eq!(passed.digest(), folded.digest());
+        passed.pass_over(1, 2);
+        assert_eq!(
+            passed.version(1),
+            3,
+            "passing over an older version goes back nowhere"
+        );
     }
 
     #[test]

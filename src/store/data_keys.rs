@@ -5,6 +5,7 @@
 //! (`keyring`) caches what is read here; revealing an event's body takes both.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Row as _, Type};
@@ -17,7 +18,7 @@ use super::keyring::{
 };
 use super::sealed::ACCOUNT_PERIOD;
 use super::{EventMetadata, EventPayload, RecordedEvent, StoreError};
-use tokenledger_domain::Event;
+use tokenledger_domain::{DecodeError, Event, SESSION_EVENTS};
 
 impl Keyring {
     /// What the cache knows of `slots` once the ones it lacks are read from `db`'s table.
@@ -44,8 +45,13 @@ impl Keyring {
         let rows = db.rows_of(&owners).await?;
         let mut read = HashMap::with_capacity(rows.len());
         for (owner, period, wrapped, erased) in rows {
-            let known = self.known(&owner, period, wrapped, erased)?;
-            read.insert((owner, period), known);
+            // An owner's other periods are read too, not unwrapped: a replay asks for most
+            // keys once, and the unwrapping was a tenth of it.
+            let slot = (owner, period);
+            if slots.contains(&slot) {
+                let known = self.known(&slot.0, period, wrapped, erased)?;
+                read.insert(slot, known);
+            }
         }
         let mut cache = self.cache();
         if cache.len() + read.len() > CACHE_LIMIT {
@@ -136,14 +142,40 @@ fn stored_time(at: Timestamp) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// A read event whose body is revealed into its JSON fields.
+/// The keys that open the sealed sections of a page of read events, read once for the page.
+#[derive(Debug, Default)]
+pub struct PageKeys(HashMap<Slot, Known>);
+
+impl PageKeys {
+    /// The event and metadata of `body`, stored at `place`; a field whose key is gone reads
+    /// as `erased`.
+    pub fn open(&self, place: &Place, body: &[u8]) -> Result<(Event, EventMetadata), DecodeError> {
+        let owner = place.stream_id;
+        body::decode(place, body, |period| {
+            match self.0.get(&(owner.to_owned(), period)) {
+                Some(Known::Key(key)) => KeyState::Open(key),
+                Some(Known::Gone(why)) => KeyState::Gone(why),
+                None => KeyState::Gone(MISSING),
+            }
+        })
+    }
+}
+
+/// A read event whose body is revealed with its page's keys.
 pub trait Revealable {
     /// Where it sits and its body, if it has one.
     fn body(&self) -> Option<(Place<'_>, &[u8])>;
     fn position(&self) -> i64;
     /// Whether the JSON columns are empty as stored, as a row with a body must have them.
     fn json_is_empty(&self) -> bool;
-    fn reveal(&mut self, event: Event, metadata: EventMetadata);
+    /// Whether its sealed sections are wanted (a fold of the sessions passes over the events
+    /// that change none).
+    fn wants_keys(&self) -> bool {
+        true
+    }
+    /// Takes the page's keys: reveals the body at once, or keeps them to reveal it where the
+    /// work is spread over the cores (`EventPayload::into_event`).
+    fn take_keys(&mut self, keys: &Arc<PageKeys>);
 }
 
 /// A stored event's body with where it sits.
@@ -179,7 +211,13 @@ impl Revealable for RecordedEvent {
         self.payload.is_empty() && self.metadata.is_empty()
     }
 
-    fn reveal(&mut self, event: Event, metadata: EventMetadata) {
+    fn take_keys(&mut self, keys: &Arc<PageKeys>) {
+        // A body that does not decode (edited behind the service's back) stays unrevealed:
+        // decoding the event then fails at its position, and `verify`'s chain names it.
+        let Some(Ok((event, metadata))) = self.body().map(|(place, body)| keys.open(&place, body))
+        else {
+            return;
+        };
         self.payload = event.payload();
         self.metadata = serde_json::to_string(&metadata).expect("metadata is plain strings");
         self.revealed = Some(event);
@@ -204,18 +242,17 @@ impl Revealable for EventPayload {
         self.payload.is_empty()
     }
 
-    fn reveal(&mut self, event: Event, _: EventMetadata) {
-        self.revealed = Some(event);
+    fn wants_keys(&self) -> bool {
+        SESSION_EVENTS.contains(&self.event_type.as_str())
+    }
+
+    fn take_keys(&mut self, keys: &Arc<PageKeys>) {
+        self.keys = Some(keys.clone());
     }
 }
 
-/// Fills in the JSON of every event of `events` that has a body, with the keys of `db`'s
-/// keyring: a field whose key is gone reads as `erased`. A row with JSON beside its body is
-/// no event the service wrote, and an error.
-pub async fn reveal<D: KeyTable, T: Revealable>(
-    db: &D,
-    events: &mut [T],
-) -> Result<(), StoreError> {
+/// The slots whose keys open the sections of `events` that are wanted.
+fn wanted_slots<D: KeyTable, T: Revealable>(db: &D, events: &[T]) -> HashSet<Slot> {
     // Another instance forgot a user: its cached keys go the moment a reader (the catch-up
     // reader, at the latest) passes the `UserForgotten`.
     for (place, _) in events.iter().filter_map(|e| e.body()) {
@@ -223,8 +260,9 @@ pub async fn reveal<D: KeyTable, T: Revealable>(
             db.keyring().evict(Some(place.stream_id), None);
         }
     }
-    let slots: HashSet<Slot> = events
+    events
         .iter()
+        .filter(|e| e.wants_keys())
         .filter_map(|e| e.body())
         .flat_map(|(place, body)| {
             let owner = place.stream_id.to_owned();
@@ -232,39 +270,36 @@ pub async fn reveal<D: KeyTable, T: Revealable>(
                 .into_iter()
                 .map(move |period| (owner.clone(), period))
         })
-        .collect();
-    let keys = if slots.is_empty() {
-        HashMap::new()
-    } else {
-        db.keyring().for_reading(db, slots).await?
+        .collect()
+}
+
+/// Reveals every event of `events` that has a body with the keys of `db`'s keyring (see
+/// `Revealable::take_keys`). A row with JSON beside its body is no event the service wrote,
+/// and an error.
+pub async fn reveal<D: KeyTable, T: Revealable>(
+    db: &D,
+    events: &mut [T],
+) -> Result<(), StoreError> {
+    if let Some(stray) = events
+        .iter()
+        .find(|e| e.body().is_some() && !e.json_is_empty())
+    {
+        let event_type = stray.body().map(|(place, _)| place.event_type.to_owned());
+        return Err(StoreError::Corrupt {
+            position: stray.position(),
+            source: DecodeError::Compact {
+                event_type: event_type.unwrap_or_default(),
+                reason: "a row with a body has JSON in its payload or metadata too".into(),
+            },
+        });
+    }
+    let slots = wanted_slots(db, events);
+    let keys = match slots.is_empty() {
+        true => Arc::default(),
+        false => Arc::new(PageKeys(db.keyring().for_reading(db, slots).await?)),
     };
     for event in events.iter_mut() {
-        let position = event.position();
-        // JSON beside a body is no event's: whatever an editor put there, say so.
-        let stray = !event.json_is_empty();
-        let Some((place, body)) = event.body() else {
-            continue;
-        };
-        if stray {
-            return Err(StoreError::Corrupt {
-                position,
-                source: tokenledger_domain::DecodeError::Compact {
-                    event_type: place.event_type.to_owned(),
-                    reason: "a row with a body has JSON in its payload or metadata too".into(),
-                },
-            });
-        }
-        let owner = place.stream_id;
-        let state = |period: i64| match keys.get(&(owner.to_owned(), period)) {
-            Some(Known::Key(key)) => KeyState::Open(key),
-            Some(Known::Gone(why)) => KeyState::Gone(why),
-            None => KeyState::Gone(MISSING),
-        };
-        // A body that does not decode (edited behind the service's back) stays unrevealed:
-        // decoding the event then fails at its position, and `verify`'s chain names it.
-        if let Ok((decoded, metadata)) = body::decode(&place, body, state) {
-            event.reveal(decoded, metadata);
-        }
+        event.take_keys(&keys);
     }
     Ok(())
 }

@@ -57,6 +57,19 @@ pub trait EventTable: KeyTable {
         filter: &str,
         columns: &str,
         decode: Decoder<Self, T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut events = self.rows(after, filter, columns, decode).await?;
+        reveal(self, &mut events).await?;
+        Ok(events)
+    }
+
+    /// `page`, not yet revealed.
+    async fn rows<T: Revealable + Send + 'static>(
+        &self,
+        after: i64,
+        filter: &str,
+        columns: &str,
+        decode: Decoder<Self, T>,
     ) -> Result<Vec<T>, StoreError>;
 
     async fn event_count(&self) -> Result<i64, StoreError>;
@@ -195,7 +208,7 @@ where
         Ok(events)
     }
 
-    async fn page<T: Revealable + Send + 'static>(
+    async fn rows<T: Revealable + Send + 'static>(
         &self,
         after: i64,
         filter: &str,
@@ -210,9 +223,7 @@ where
             .bind(PAGE)
             .fetch_all(self.reader())
             .await?;
-        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        reveal(self, &mut events).await?;
-        Ok(events)
+        rows.iter().map(decode).collect()
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {
@@ -375,7 +386,7 @@ where
             schema_version: row.try_get(4)?,
             payload: row.try_get(5)?,
             body: row.try_get(6)?,
-            revealed: None,
+            keys: None,
         })
     }
 }
@@ -416,13 +427,20 @@ impl<D: EventTable> SqlEventStore<D> {
         decode: Decoder<D, T>,
         position: fn(&T) -> i64,
     ) -> BoxStream<'static, Result<T, StoreError>> {
-        let db = self.db.clone();
+        let (db, revealing) = (self.db.clone(), self.db.clone());
         let columns: Arc<str> = columns.into();
-        let page = move |after| {
+        let read = move |after| {
             let (db, columns) = (db.clone(), columns.clone());
-            async move { db.page(after, filter, &columns, decode).await }
+            async move { db.rows(after, filter, &columns, decode).await }
         };
-        paged(after_position, page, position)
+        let finish = move |mut events: Vec<T>| {
+            let db = revealing.clone();
+            async move {
+                reveal(&db, &mut events).await?;
+                Ok(events)
+            }
+        };
+        paged(after_position, read, finish, position)
     }
 }
 

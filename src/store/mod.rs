@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokenledger_domain::{DecodeError, Event, Timestamp, UserId};
 
 use crate::config::{DatabaseUrl, KeyBytes};
+use crate::store::data_keys::{PageKeys, Revealable};
 use crate::store::ledger::{LedgerStore, Upgrade, Upgrading};
 
 pub use appender::{Landing, Submitted};
@@ -131,7 +132,7 @@ impl RecordedEvent {
 
 /// What folding a projection needs of a logged event: no metadata, hashes or recording time,
 /// which are most of a row. Replays at start-up read millions of these.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct EventPayload {
     pub position: i64,
     pub stream_id: String,
@@ -141,22 +142,31 @@ pub struct EventPayload {
     /// JSON, for a row written before bodies (a row with a body leaves it empty).
     pub payload: String,
     pub body: Option<Vec<u8>>,
-    /// What a read revealed from the body: folding takes it as it is, with no JSON between.
-    pub revealed: Option<Event>,
+    /// The keys of its page, which open the body: the read only fetches them, so that the
+    /// opening and decoding is done on the cores that fold (see `catch_up::fold_into`).
+    pub keys: Option<Arc<PageKeys>>,
 }
 
 impl EventPayload {
-    /// The event, for folding.
+    /// The event, for folding: its body opened with its page's keys, or its JSON.
     pub fn into_event(self) -> Result<Event, StoreError> {
-        match self.revealed {
-            Some(event) => Ok(event),
-            None => Event::decode(&self.event_type, self.schema_version, &self.payload).map_err(
-                |source| StoreError::Corrupt {
-                    position: self.position,
-                    source,
-                },
-            ),
-        }
+        let position = self.position;
+        let decoded = match self.body() {
+            Some((place, body)) => self
+                .keys
+                .as_deref()
+                .unwrap_or(&PageKeys::default())
+                .open(&place, body)
+                .map(|(event, _)| event),
+            None => Event::decode(&self.event_type, self.schema_version, &self.payload),
+        };
+        decoded.map_err(|source| StoreError::Corrupt { position, source })
+    }
+
+    /// Whether the event changes a user's sessions: the others, a fold of the sessions
+    /// counts without decoding them.
+    pub fn changes_sessions(&self) -> bool {
+        self.wants_keys()
     }
 
     pub fn user_id(&self) -> Option<UserId> {
@@ -422,31 +432,40 @@ async fn upgrade(ledger: &dyn LedgerStore, upgrading: Upgrading) -> Result<Upgra
 /// How many events `read_all` fetches per page.
 pub(crate) const PAGE: i64 = 10_000;
 
-/// `read_all` for every backend: pages of `PAGE` events after a position, fetched by `page`,
-/// flattened into one stream that ends after the first short page. A task fetches the next
-/// page while the reader works through the current one, so a replay reads and folds at once;
-/// it stops when the stream is dropped.
-fn paged<T, F, Fut>(
+/// `read_all` for every backend: the events after `after_position`, read a page of `PAGE`
+/// at a time by `read` and finished (their bodies revealed) by `finish`, flattened into one
+/// stream that ends after the first short page. A task reads ahead while the pages before
+/// are finished and consumed, so that a replay reads rows, reads their keys and folds at
+/// once; it stops when the stream is dropped.
+fn paged<T, F, Fut, G, Gut>(
     after_position: i64,
-    page: F,
+    read: F,
+    finish: G,
     position: fn(&T) -> i64,
 ) -> BoxStream<'static, Result<T, StoreError>>
 where
     T: Send + 'static,
     F: Fn(i64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
+    G: Fn(Vec<T>) -> Gut + Send + Sync + 'static,
+    Gut: std::future::Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
 {
     use futures::stream::{self, StreamExt};
-    let (pages, received) = tokio::sync::mpsc::channel(1);
+    let (pages, received) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
         let mut after = after_position;
         loop {
-            let fetched = page(after).await;
-            let last = match &fetched {
-                Ok(events) if events.len() as i64 == PAGE => events.last().map(position),
-                _ => None,
+            let (finishing, last) = match read(after).await {
+                Ok(events) => {
+                    let last = match events.len() as i64 == PAGE {
+                        true => events.last().map(position),
+                        false => None,
+                    };
+                    (tokio::spawn(finish(events)), last)
+                }
+                Err(error) => (tokio::spawn(async { Err(error) }), None),
             };
-            if pages.send(fetched).await.is_err() {
+            if pages.send(finishing).await.is_err() {
                 return;
             }
             match last {
@@ -456,7 +475,8 @@ where
         }
     });
     stream::unfold(received, |mut received| async move {
-        let page = received.recv().await?;
+        let finishing = received.recv().await?;
+        let page = finishing.await.unwrap_or(Err(StoreError::Closed));
         Some((page, received))
     })
     .flat_map(|page| match page {

@@ -553,6 +553,16 @@ pub fn evolve_all<'e>(
     state
 }
 
+/// The types of the events that change a user's sessions (`evolve`): a fold of the sessions
+/// can count every other event's version without decoding it.
+pub const SESSION_EVENTS: [&str; 5] = [
+    "TokenIssued",
+    "TokenRotated",
+    "TokenRefreshed",
+    "SessionRevoked",
+    "SessionsCleared",
+];
+
 /// Folds one event into the state. Ended sessions leave the state: a token of one is then
 /// simply unknown.
 pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {

@@ -813,6 +813,62 @@ fn account_events_leave_the_sessions_as_they_are() {
     // A block ends sessions through its own `SessionsCleared`, not through `UserBlocked`.
     assert_eq!(evolve_all(h.state.clone(), &account), h.state);
     assert_eq!(account.iter().fold(h.state.clone(), evolve), h.state);
+    // So a fold of the sessions may pass over them undecoded.
+    for event in &account {
+        assert!(!SESSION_EVENTS.contains(&event.event_type()));
+    }
+}
+
+#[test]
+fn given_sessions_when_an_event_of_each_session_type_comes_then_the_sessions_change() {
+    let h = given(&[(login(), at(0))]).rotated(at(100), 2);
+    let session = h.state.sessions.values().next().unwrap().id;
+    let mut events = decide(&given(&[]).state, &login(), at(0), &FieldSealer).unwrap();
+    events.extend(
+        decide(
+            &h.state,
+            &refresh(&h.state, 1, true, 3),
+            at(200),
+            &FieldSealer,
+        )
+        .unwrap(),
+    );
+    events.extend(
+        decide(
+            &h.state,
+            &refresh(&h.state, 1, false, 3),
+            at(200),
+            &FieldSealer,
+        )
+        .unwrap(),
+    );
+    events.push(Event::SessionRevoked(SessionRevoked {
+        session_id: session,
+        reason: RevokeReason::Logout,
+        revoked_at: at(300),
+    }));
+    events.push(Event::SessionsCleared(SessionsCleared {
+        reason: ClearReason::Blocked,
+        session_ids: vec![session],
+        kept: None,
+        cleared_at: at(300),
+    }));
+    let mut seen = std::collections::BTreeSet::new();
+    for event in &events {
+        let base = if matches!(event, Event::TokenIssued(_)) {
+            given(&[]).state
+        } else {
+            h.state.clone()
+        };
+        assert_ne!(
+            evolve(base.clone(), event),
+            base,
+            "{} changes the sessions",
+            event.event_type()
+        );
+        seen.insert(event.event_type());
+    }
+    assert_eq!(seen, SESSION_EVENTS.into_iter().collect());
 }
 
 mod imported {
