@@ -18,7 +18,8 @@ mod types;
 
 pub use account::{ACCOUNT_EVENTS, Account, PendingCode};
 pub use aggregate::{
-    DomainError, Session, Sessions, TokenSealer, UserSessions, decide, evolve, evolve_all,
+    DeviceId, DomainError, Session, Sessions, TokenSealer, UnixNanos, UserSessions, decide, evolve,
+    evolve_all,
 };
 pub use commands::{
     ClearSessions, Client, Command, ImportSession, IssueToken, Lifetimes, Logout, LogoutScope,
