@@ -18,8 +18,8 @@ mod types;
 
 pub use account::{ACCOUNT_EVENTS, Account, PendingCode};
 pub use aggregate::{
-    DomainError, SESSION_EVENTS, Session, Sessions, TokenSealer, UserSessions, decide, evolve,
-    evolve_all,
+    DeviceId, DomainError, SESSION_EVENTS, Session, Sessions, TokenSealer, UnixNanos, UserSessions,
+    decide, evolve, evolve_all,
 };
 pub use commands::{
     ClearSessions, Client, Command, ImportSession, IssueToken, Lifetimes, Logout, LogoutScope,

@@ -281,6 +281,26 @@ mod tests {
         assert_eq!(rotated.generation, 1);
     }
 
+    /// The digest of `folded()` and a login from a device named by a UUID, as the builds
+    /// before sessions held smaller values computed it: `tokenledger rebuild` prints this
+    /// digest and a snapshot stores this encoding, so a change to either shows here first.
+    #[test]
+    fn given_the_same_events_then_the_digest_is_the_one_earlier_builds_computed() {
+        let mut p = folded();
+        let Event::TokenIssued(mut by_uuid) = login(40, "Agent C", "10.0.0.5") else {
+            unreachable!()
+        };
+        by_uuid.device_id = "01a2259e-7247-769b-a2d4-4d3729a4b46e".to_owned();
+        p.apply(4, 1, &Event::TokenIssued(by_uuid));
+
+        let hex: String = p.digest().iter().map(|b| format!("{b:02x}")).collect();
+
+        assert_eq!(
+            hex,
+            "f2d0f69f3b89a8e4d9ebc07abc468d3d90ea3eedff4ff714ad08458cbd4d8b13"
+        );
+    }
+
     #[test]
     fn given_two_projections_that_differ_in_one_version_then_their_digests_differ() {
         let mut other = folded();

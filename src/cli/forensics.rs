@@ -132,7 +132,7 @@ pub async fn replay(
     for (id, events) in &streams {
         for s in sessions_alive_at(*id, events, at) {
             count += 1;
-            let device: String = s.device_id.chars().take(20).collect();
+            let device: String = s.device_id.to_string().chars().take(20).collect();
             let ip = s.last_ip.as_deref().unwrap_or("-");
             say!(
                 "{:>6}  {:<36}  {:<20}  {:>3}  {:<24}  {:<24}  {}",
@@ -140,8 +140,8 @@ pub async fn replay(
                 s.id,
                 printable(&device),
                 s.generation,
-                strapi_time(&s.created_at),
-                strapi_time(&s.last_used_at),
+                strapi_time(&s.created_at.to_timestamp()),
+                strapi_time(&s.last_used_at.to_timestamp()),
                 printable(ip)
             );
         }

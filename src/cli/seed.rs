@@ -325,7 +325,7 @@ fn next_command(
         };
         // A refresh token lives on the device that logged in, which now and then roams to
         // another network; a replayed one comes from wherever the thief is.
-        let owner = devices.iter().find(|d| d.id == session.device_id);
+        let owner = devices.iter().find(|d| session.device_id == *d.id);
         let mut client = owner.map_or(&device.client, |d| &d.client).clone();
         if replayed {
             client = device.client.clone();

@@ -136,11 +136,11 @@ impl SessionSummary {
     pub(super) fn of(session: &Session, current: bool) -> SessionSummary {
         SessionSummary {
             id: session.id,
-            device_id: session.device_id.clone(),
+            device_id: session.device_id.to_string(),
             device_name: device_name(session.last_user_agent.as_deref()),
             current,
-            login_at: strapi_time(&session.created_at),
-            last_active_at: strapi_time(&session.last_used_at),
+            login_at: strapi_time(&session.created_at.to_timestamp()),
+            last_active_at: strapi_time(&session.last_used_at.to_timestamp()),
             ip: session.last_ip.as_deref().map(str::to_owned),
             user_agent: session.last_user_agent.as_deref().map(str::to_owned),
             expires_at: strapi_time(&session.expires_at()),

@@ -50,7 +50,7 @@ impl Services {
         let device_id = self
             .projection()
             .get(user.id, &session_id)
-            .map(|view| view.session.device_id);
+            .map(|view| view.session.device_id.to_string());
         let clear = Command::ClearSessions(ClearSessions {
             reason: ClearReason::PasswordChanged,
             device_id: None,

@@ -81,7 +81,7 @@ impl Services {
             access_token: self.tokens.sign_access(user_id, session_id, now),
             refresh_token: executed
                 .refresh_token
-                .map(|successor| (successor, session.token_expires_at - now)),
+                .map(|successor| (successor, session.token_expires_at.to_timestamp() - now)),
         })
     }
 

@@ -38,7 +38,7 @@ impl Services {
         let now = self.clock.now();
         let refresh_token = match (delivery, executed.refresh_token, executed.session) {
             (RefreshDelivery::Delivered, Some(token), Some(session)) => {
-                Some((token, session.token_expires_at - now))
+                Some((token, session.token_expires_at.to_timestamp() - now))
             }
             _ => None,
         };

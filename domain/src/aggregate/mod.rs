@@ -20,10 +20,12 @@ use crate::events::{
 };
 use crate::types::{RefreshGrant, SessionId, Timestamp, TokenHash, TokenId, UserId};
 
+mod held;
 mod sessions;
 #[cfg(test)]
 mod tests;
 
+pub use held::{DeviceId, UnixNanos};
 pub use sessions::Sessions;
 
 /// Turns the claims of a refresh token into the hash of the signed token. Signing is
@@ -53,34 +55,28 @@ pub enum DomainError {
 pub struct PreviousToken {
     pub generation: u32,
     pub hash: TokenHash,
-    #[serde(with = "crate::types::instant")]
-    pub replaced_at: Timestamp,
+    pub replaced_at: UnixNanos,
 }
 
 /// One live session (token family).
 ///
 /// Serialized (field by field, instants as `types::instant` writes them) for the
-/// projection's snapshots.
+/// projection's snapshots. Its instants and device id are held smaller than its events
+/// carry them (`held`): the projection holds a million of these.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub id: SessionId,
-    pub device_id: String,
+    pub device_id: DeviceId,
     pub generation: u32,
     pub token_id: TokenId,
     pub token_hash: TokenHash,
-    #[serde(with = "crate::types::instant")]
-    pub token_issued_at: Timestamp,
-    #[serde(with = "crate::types::instant")]
-    pub token_expires_at: Timestamp,
+    pub token_issued_at: UnixNanos,
+    pub token_expires_at: UnixNanos,
     pub previous: Option<PreviousToken>,
-    #[serde(with = "crate::types::instant")]
-    pub created_at: Timestamp,
-    #[serde(with = "crate::types::instant")]
-    pub last_used_at: Timestamp,
-    #[serde(with = "crate::types::instant")]
-    pub idle_expires_at: Timestamp,
-    #[serde(with = "crate::types::instant")]
-    pub absolute_expires_at: Timestamp,
+    pub created_at: UnixNanos,
+    pub last_used_at: UnixNanos,
+    pub idle_expires_at: UnixNanos,
+    pub absolute_expires_at: UnixNanos,
     /// Shared, not copied: the last IP and user agent are most often the login's, and the
     /// projection shares equal texts across sessions too (millions of sessions, few agents).
     #[serde(with = "crate::types::shared_text")]
@@ -102,14 +98,16 @@ impl Session {
             session_id: self.id,
             token_id: self.token_id,
             generation: self.generation,
-            issued_at: self.token_issued_at.timestamp(),
-            expires_at: self.token_expires_at.timestamp(),
+            issued_at: self.token_issued_at.to_timestamp().timestamp(),
+            expires_at: self.token_expires_at.to_timestamp().timestamp(),
         }
     }
 
     /// When the session ends by itself unless it is used again.
     pub fn expires_at(&self) -> Timestamp {
-        self.idle_expires_at.min(self.absolute_expires_at)
+        self.idle_expires_at
+            .min(self.absolute_expires_at)
+            .to_timestamp()
     }
 
     pub fn is_expired(&self, now: Timestamp) -> bool {
@@ -279,7 +277,7 @@ fn evicted_by_login(state: &UserSessions, max_sessions: Option<u32>) -> Vec<Sess
     if excess == 0 {
         return Vec::new();
     }
-    let mut by_use: Vec<(Timestamp, SessionId)> = state
+    let mut by_use: Vec<(UnixNanos, SessionId)> = state
         .sessions
         .values()
         .map(|s| (s.last_used_at, s.id))
@@ -324,7 +322,8 @@ fn presentation(
         };
     }
     if let Some(previous) = &session.previous {
-        let within_grace = now.signed_duration_since(previous.replaced_at) <= reuse_grace;
+        let within_grace =
+            now.signed_duration_since(previous.replaced_at.to_timestamp()) <= reuse_grace;
         if previous.generation == presented.generation && within_grace {
             return if presented.hash.matches(&previous.hash) {
                 Presentation::PreviousWithinGrace
@@ -381,7 +380,9 @@ fn rotate(
             let (ip, user_agent, same_client) = seen(session, &cmd.client);
             // A use that would tell an investigator nothing new costs no durable write: the
             // idle expiry then slides at this resolution, and the token stays the same.
-            if same_client && now < later(session.last_used_at, cmd.activity_resolution) {
+            if same_client
+                && now < later(session.last_used_at.to_timestamp(), cmd.activity_resolution)
+            {
                 return Ok(Vec::new());
             }
             Ok(vec![Event::TokenRefreshed(TokenRefreshed {
@@ -389,7 +390,7 @@ fn rotate(
                 generation: session.generation,
                 refreshed_at: now,
                 idle_expires_at: later(now, cmd.lifetimes.idle_timeout)
-                    .min(session.absolute_expires_at),
+                    .min(session.absolute_expires_at.to_timestamp()),
                 ip,
                 user_agent,
                 same_client,
@@ -448,8 +449,8 @@ fn successor(
     // claims take its whole seconds, here and in `Session::grant` alike.
     let rotated_at = now;
     // Rotation slides the token's expiry with use but never past the absolute lifetime.
-    let token_expires_at =
-        later(rotated_at, cmd.lifetimes.refresh_token).min(session.absolute_expires_at);
+    let absolute_expires_at = session.absolute_expires_at.to_timestamp();
+    let token_expires_at = later(rotated_at, cmd.lifetimes.refresh_token).min(absolute_expires_at);
     let grant = RefreshGrant {
         user_id,
         session_id: session.id,
@@ -466,8 +467,7 @@ fn successor(
         token_hash: sealer.seal(&grant),
         rotated_at,
         token_expires_at,
-        idle_expires_at: later(rotated_at, cmd.lifetimes.idle_timeout)
-            .min(session.absolute_expires_at),
+        idle_expires_at: later(rotated_at, cmd.lifetimes.idle_timeout).min(absolute_expires_at),
         ip,
         user_agent,
         same_client,
@@ -515,7 +515,7 @@ fn clear(state: &UserSessions, cmd: &ClearSessions, now: Timestamp) -> Vec<Event
         .filter(|s| {
             cmd.device_id
                 .as_ref()
-                .is_none_or(|device| *device == s.device_id)
+                .is_none_or(|device| s.device_id == **device)
         })
         .map(|s| s.id)
         .collect();
@@ -572,17 +572,17 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
             let user_agent: Option<Arc<str>> = e.user_agent.as_deref().map(Arc::from);
             state.sessions.insert(Session {
                 id: e.session_id,
-                device_id: e.device_id.clone(),
+                device_id: DeviceId::from(e.device_id.as_str()),
                 generation: 0,
                 token_id: e.token_id,
                 token_hash: e.token_hash,
-                token_issued_at: e.issued_at,
-                token_expires_at: e.token_expires_at,
+                token_issued_at: e.issued_at.into(),
+                token_expires_at: e.token_expires_at.into(),
                 previous: None,
-                created_at: e.issued_at,
-                last_used_at: e.issued_at,
-                idle_expires_at: e.idle_expires_at,
-                absolute_expires_at: e.absolute_expires_at,
+                created_at: e.issued_at.into(),
+                last_used_at: e.issued_at.into(),
+                idle_expires_at: e.idle_expires_at.into(),
+                absolute_expires_at: e.absolute_expires_at.into(),
                 login_ip: ip.clone(),
                 login_user_agent: user_agent.clone(),
                 last_ip: ip,
@@ -594,15 +594,15 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
                 s.previous = Some(PreviousToken {
                     generation: s.generation,
                     hash: s.token_hash,
-                    replaced_at: e.rotated_at,
+                    replaced_at: e.rotated_at.into(),
                 });
                 s.generation = e.generation;
                 s.token_id = e.token_id;
                 s.token_hash = e.token_hash;
-                s.token_issued_at = e.rotated_at;
-                s.token_expires_at = e.token_expires_at;
-                s.last_used_at = e.rotated_at;
-                s.idle_expires_at = e.idle_expires_at;
+                s.token_issued_at = e.rotated_at.into();
+                s.token_expires_at = e.token_expires_at.into();
+                s.last_used_at = e.rotated_at.into();
+                s.idle_expires_at = e.idle_expires_at.into();
                 if !e.same_client {
                     s.seen_from(&e.ip, &e.user_agent);
                 }
@@ -610,8 +610,8 @@ pub fn evolve(mut state: UserSessions, event: &Event) -> UserSessions {
         }
         Event::TokenRefreshed(e) => {
             if let Some(s) = state.sessions.get_mut(&e.session_id) {
-                s.last_used_at = e.refreshed_at;
-                s.idle_expires_at = e.idle_expires_at;
+                s.last_used_at = e.refreshed_at.into();
+                s.idle_expires_at = e.idle_expires_at.into();
                 if !e.same_client {
                     s.seen_from(&e.ip, &e.user_agent);
                 }

@@ -146,13 +146,14 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::aggregate::{DeviceId, UnixNanos};
     use crate::types::TokenHash;
 
     fn session(n: u128) -> Session {
-        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = UnixNanos::from(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
         Session {
             id: Uuid::from_u128(n),
-            device_id: format!("device-{n}"),
+            device_id: DeviceId::from(format!("device-{n}").as_str()),
             generation: 0,
             token_id: Uuid::from_u128(n + 100),
             token_hash: TokenHash([0; 32]),
@@ -180,7 +181,10 @@ mod tests {
             sessions.keys().map(|id| id.as_u128()).collect::<Vec<_>>(),
             [1, 3, 5]
         );
-        assert_eq!(sessions[&Uuid::from_u128(3)].device_id, "device-3");
+        assert_eq!(
+            sessions[&Uuid::from_u128(3)].device_id.to_string(),
+            "device-3"
+        );
         assert!(!sessions.contains_key(&Uuid::from_u128(2)));
 
         let mut again = session(3);

@@ -145,9 +145,18 @@ fn login_starts_a_session_at_generation_zero_with_the_sealed_token() {
     let session = after.session(&id(SESSION)).unwrap();
     assert_eq!(session.generation, 0);
     assert_eq!(session.token_hash, FieldSealer.seal(&session.grant(USER)));
-    assert_eq!(session.absolute_expires_at, at(0) + TimeDelta::days(90));
-    assert_eq!(session.idle_expires_at, at(0) + TimeDelta::days(7));
-    assert_eq!(session.token_expires_at, at(0) + TimeDelta::days(30));
+    assert_eq!(
+        session.absolute_expires_at.to_timestamp(),
+        at(0) + TimeDelta::days(90)
+    );
+    assert_eq!(
+        session.idle_expires_at.to_timestamp(),
+        at(0) + TimeDelta::days(7)
+    );
+    assert_eq!(
+        session.token_expires_at.to_timestamp(),
+        at(0) + TimeDelta::days(30)
+    );
 }
 
 /// A login whose refresh token the client is not given: its lifetimes are the access
@@ -188,7 +197,10 @@ fn a_session_without_a_refresh_token_keeps_a_shorter_idle_timeout() {
     assert_eq!(types(&result.unwrap()), ["TokenIssued"]);
     let session = after.session(&id(SESSION)).unwrap();
     assert_eq!(session.expires_at(), at(0) + fifteen_minutes);
-    assert_eq!(session.absolute_expires_at, at(0) + TimeDelta::hours(2));
+    assert_eq!(
+        session.absolute_expires_at.to_timestamp(),
+        at(0) + TimeDelta::hours(2)
+    );
 }
 
 #[test]
@@ -224,8 +236,11 @@ fn rotation_off_records_the_use_and_keeps_the_token() {
         (session.generation, session.token_hash),
         (0, before.token_hash)
     );
-    assert_eq!(session.last_used_at, at(3600));
-    assert_eq!(session.idle_expires_at, at(3600) + TimeDelta::days(7));
+    assert_eq!(session.last_used_at.to_timestamp(), at(3600));
+    assert_eq!(
+        session.idle_expires_at.to_timestamp(),
+        at(3600) + TimeDelta::days(7)
+    );
     assert_eq!(session.last_ip.as_deref(), Some("10.0.0.2"));
 }
 
@@ -342,6 +357,24 @@ fn the_grace_window_is_measured_from_the_exact_rotation_instant() {
 }
 
 #[test]
+fn the_grace_window_ends_at_the_nanosecond_the_rotation_was_recorded_with() {
+    // The session holds its instants in its own form (`UnixNanos`): to the nanosecond.
+    let rotation = at(100) + TimeDelta::nanoseconds(123_456_789);
+    let h = given(&[(login(), at(0))]).rotated(rotation, 2);
+    let window_end = rotation + TimeDelta::seconds(10);
+    let (last, _) = h.when(refresh(&h.state, 0, true, 3), window_end);
+    assert_eq!(last.unwrap(), Vec::<Event>::new());
+    let (past, _) = h.when(
+        refresh(&h.state, 0, true, 3),
+        window_end + TimeDelta::nanoseconds(1),
+    );
+    assert_eq!(
+        types(&past.unwrap()),
+        ["RefreshTokenReused", "SessionRevoked"]
+    );
+}
+
+#[test]
 fn the_previous_token_after_the_grace_window_revokes_the_whole_session() {
     let h = given(&[(login(), at(0))]).rotated(at(100), 2);
     let (result, after) = h.when(refresh(&h.state, 0, true, 3), at(111));
@@ -398,11 +431,11 @@ fn rotation_slides_idle_expiry_but_never_the_absolute_one() {
         h = h.rotated(at(t), 1000 + t as u128);
         let s = h.session();
         assert!(
-            s.token_expires_at <= at(90 * day),
+            s.token_expires_at.to_timestamp() <= at(90 * day),
             "token exp passes the absolute lifetime"
         );
-        assert!(s.idle_expires_at <= at(90 * day));
-        assert_eq!(s.absolute_expires_at, at(90 * day));
+        assert!(s.idle_expires_at.to_timestamp() <= at(90 * day));
+        assert_eq!(s.absolute_expires_at.to_timestamp(), at(90 * day));
     }
     let (result, _) = h.when(
         refresh(&h.state, h.session().generation, true, 1),
@@ -487,6 +520,43 @@ fn clearing_a_device_ends_only_that_devices_sessions() {
         after.sessions.keys().copied().collect::<Vec<_>>(),
         vec![id(SESSION)]
     );
+}
+
+#[test]
+fn clearing_a_device_named_by_a_uuid_matches_its_text_exactly() {
+    let on = |session: u128, device: &str| {
+        Command::IssueToken(IssueToken {
+            session_id: id(session),
+            device_id: device.to_owned(),
+            token_id: id(session + 1),
+            reason: IssueReason::Login,
+            lifetimes: lifetimes(),
+            max_sessions: None,
+            client: client("10.0.0.3"),
+        })
+    };
+    let device = "01a2259e-7247-769b-a2d4-4d3729a4b46e";
+    let h = given(&[
+        (on(200, device), at(0)),
+        (on(300, &device.to_uppercase()), at(1)),
+    ]);
+    assert_eq!(h.state.sessions[&id(200)].device_id.to_string(), device);
+    let clear = |device: &str| {
+        Command::ClearSessions(ClearSessions {
+            reason: ClearReason::Logout,
+            device_id: Some(device.to_owned()),
+            keep: None,
+        })
+    };
+    for (named, ended) in [
+        (device.to_owned(), id(200)),
+        (device.to_uppercase(), id(300)),
+    ] {
+        match &h.when(clear(&named), at(2)).0.unwrap()[..] {
+            [Event::SessionsCleared(e)] => assert_eq!(e.session_ids, vec![ended], "{named}"),
+            other => panic!("expected SessionsCleared, got {other:?}"),
+        }
+    }
 }
 
 fn logout_with(state: &UserSessions, generation: u32, scope: LogoutScope) -> Command {
@@ -1017,8 +1087,11 @@ mod recorded_use {
         );
         assert_eq!(types(&result.unwrap()), ["TokenRefreshed"]);
         let session = after.session(&id(SESSION)).unwrap();
-        assert_eq!(session.last_used_at, at(60));
-        assert_eq!(session.idle_expires_at, at(60) + TimeDelta::days(7));
+        assert_eq!(session.last_used_at.to_timestamp(), at(60));
+        assert_eq!(
+            session.idle_expires_at.to_timestamp(),
+            at(60) + TimeDelta::days(7)
+        );
     }
 
     #[test]
@@ -1062,4 +1135,17 @@ mod recorded_use {
         let (result, _) = h.when(rotate, at(1));
         assert_eq!(types(&result.unwrap()), ["TokenRotated"]);
     }
+}
+
+/// The projection holds a million sessions, one vector of them per user (issue 20): 256
+/// bytes is one of mimalloc's size classes, and so is every multiple of it up to eight, where
+/// 264 (an 8-byte-aligned `Option<PreviousToken>`) rounds a user's one session up to 320.
+/// Growing a `Session` shows here first.
+#[test]
+fn a_session_fits_256_bytes() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<UnixNanos>(), 8);
+    assert_eq!(size_of::<DeviceId>(), 24);
+    assert_eq!(size_of::<Option<PreviousToken>>(), 48);
+    assert_eq!(size_of::<Session>(), 256);
 }
