@@ -168,11 +168,6 @@ pub trait Revealable {
     fn position(&self) -> i64;
     /// Whether the JSON columns are empty as stored, as a row with a body must have them.
     fn json_is_empty(&self) -> bool;
-    /// Whether its sealed sections are wanted (a fold of the sessions passes over the events
-    /// that change none).
-    fn wants_keys(&self) -> bool {
-        true
-    }
     /// Takes the page's keys: reveals the body at once, or keeps them to reveal it where the
     /// work is spread over the cores (`EventPayload::into_event`).
     fn take_keys(&mut self, keys: &Arc<PageKeys>);
@@ -242,17 +237,13 @@ impl Revealable for EventPayload {
         self.payload.is_empty()
     }
 
-    fn wants_keys(&self) -> bool {
-        SESSION_EVENTS.contains(&self.event_type.as_str())
-    }
-
     fn take_keys(&mut self, keys: &Arc<PageKeys>) {
         self.keys = Some(keys.clone());
     }
 }
 
-/// The slots whose keys open the sections of `events` that are wanted.
-fn wanted_slots<D: KeyTable, T: Revealable>(db: &D, events: &[T]) -> HashSet<Slot> {
+/// The slots whose keys open the sections of the events of `events` of the types `wanted`.
+fn wanted_slots<D: KeyTable, T: Revealable>(db: &D, events: &[T], wanted: Wanted) -> HashSet<Slot> {
     // Another instance forgot a user: its cached keys go the moment a reader (the catch-up
     // reader, at the latest) passes the `UserForgotten`.
     for (place, _) in events.iter().filter_map(|e| e.body()) {
@@ -262,8 +253,8 @@ fn wanted_slots<D: KeyTable, T: Revealable>(db: &D, events: &[T]) -> HashSet<Slo
     }
     events
         .iter()
-        .filter(|e| e.wants_keys())
         .filter_map(|e| e.body())
+        .filter(|(place, _)| wanted(place.event_type))
         .flat_map(|(place, body)| {
             let owner = place.stream_id.to_owned();
             body::sealed_periods(body)
@@ -273,12 +264,25 @@ fn wanted_slots<D: KeyTable, T: Revealable>(db: &D, events: &[T]) -> HashSet<Slo
         .collect()
 }
 
+/// Which events' sealed sections a read opens, by type: every one, or only those a fold of
+/// the sessions decodes (`SESSION_EVENTS`); the others' personal fields read as erased.
+pub type Wanted = fn(&str) -> bool;
+
+pub fn every_type(_: &str) -> bool {
+    true
+}
+
+pub fn session_types(event_type: &str) -> bool {
+    SESSION_EVENTS.contains(&event_type)
+}
+
 /// Reveals every event of `events` that has a body with the keys of `db`'s keyring (see
-/// `Revealable::take_keys`). A row with JSON beside its body is no event the service wrote,
-/// and an error.
+/// `Revealable::take_keys`), opening the sections of the types `wanted`. A row with JSON
+/// beside its body is no event the service wrote, and an error.
 pub async fn reveal<D: KeyTable, T: Revealable>(
     db: &D,
     events: &mut [T],
+    wanted: Wanted,
 ) -> Result<(), StoreError> {
     if let Some(stray) = events
         .iter()
@@ -293,13 +297,17 @@ pub async fn reveal<D: KeyTable, T: Revealable>(
             },
         });
     }
-    let slots = wanted_slots(db, events);
+    let slots = wanted_slots(db, events, wanted);
     let keys = match slots.is_empty() {
         true => Arc::default(),
         false => Arc::new(PageKeys(db.keyring().for_reading(db, slots).await?)),
     };
+    let none = Arc::default();
     for event in events.iter_mut() {
-        event.take_keys(&keys);
+        let wanted = event
+            .body()
+            .is_some_and(|(place, _)| wanted(place.event_type));
+        event.take_keys(if wanted { &keys } else { &none });
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use super::appender::{
     Submitted, insert_sql, place, plan, recording_time, slots, streams, to_insert,
 };
 use super::chain::ChainKey;
-use super::data_keys::{KeyTable, Revealable, reveal};
+use super::data_keys::{KeyTable, Revealable, Wanted, every_type, reveal, session_types};
 use super::dialect::{Conn, Dialect, Row, Value, query};
 use super::keyring::Keyring;
 use super::{
@@ -59,7 +59,7 @@ pub trait EventTable: KeyTable {
         decode: Decoder<Self, T>,
     ) -> Result<Vec<T>, StoreError> {
         let mut events = self.rows(after, filter, columns, decode).await?;
-        reveal(self, &mut events).await?;
+        reveal(self, &mut events, every_type).await?;
         Ok(events)
     }
 
@@ -172,7 +172,7 @@ where
             .iter()
             .map(D::recorded)
             .collect::<Result<Vec<_>, _>>()?;
-        reveal(self, &mut events).await?;
+        reveal(self, &mut events, every_type).await?;
         Ok(events)
     }
 
@@ -204,7 +204,7 @@ where
             .iter()
             .map(D::recorded)
             .collect::<Result<Vec<_>, _>>()?;
-        reveal(self, &mut events).await?;
+        reveal(self, &mut events, every_type).await?;
         Ok(events)
     }
 
@@ -418,14 +418,15 @@ impl<D: EventTable> SqlEventStore<D> {
         }
     }
 
-    /// `read_all` with rows of `columns` read by `decode`.
+    /// `read_all` with rows of `columns` read by `decode`, the sections of the types `wanted`
+    /// opened.
     fn read_pages<T: Revealable + Send + 'static>(
         &self,
         after_position: i64,
         filter: &'static str,
-        columns: String,
-        decode: Decoder<D, T>,
+        (columns, decode): (String, Decoder<D, T>),
         position: fn(&T) -> i64,
+        wanted: Wanted,
     ) -> BoxStream<'static, Result<T, StoreError>> {
         let (db, revealing) = (self.db.clone(), self.db.clone());
         let columns: Arc<str> = columns.into();
@@ -436,7 +437,7 @@ impl<D: EventTable> SqlEventStore<D> {
         let finish = move |mut events: Vec<T>| {
             let db = revealing.clone();
             async move {
-                reveal(&db, &mut events).await?;
+                reveal(&db, &mut events, wanted).await?;
                 Ok(events)
             }
         };
@@ -496,9 +497,14 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         let columns = recorded_columns::<D>();
-        self.read_pages(after_position, D::CATCH_UP, columns, D::recorded, |e| {
-            e.position
-        })
+        let read = (columns, D::recorded as Decoder<D, RecordedEvent>);
+        self.read_pages(
+            after_position,
+            D::CATCH_UP,
+            read,
+            |e| e.position,
+            every_type,
+        )
     }
 
     fn read_committed(
@@ -506,7 +512,8 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
         let columns = recorded_columns::<D>();
-        self.read_pages(after_position, "", columns, D::recorded, |e| e.position)
+        let read = (columns, D::recorded as Decoder<D, RecordedEvent>);
+        self.read_pages(after_position, "", read, |e| e.position, every_type)
     }
 
     fn read_payloads(
@@ -514,9 +521,14 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         after_position: i64,
     ) -> BoxStream<'static, Result<EventPayload, StoreError>> {
         let columns = payload_columns::<D>();
-        self.read_pages(after_position, D::CATCH_UP, columns, D::payload, |e| {
-            e.position
-        })
+        let read = (columns, D::payload as Decoder<D, EventPayload>);
+        self.read_pages(
+            after_position,
+            D::CATCH_UP,
+            read,
+            |e| e.position,
+            session_types,
+        )
     }
 
     async fn count(&self) -> Result<i64, StoreError> {

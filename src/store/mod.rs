@@ -164,9 +164,9 @@ impl EventPayload {
     }
 
     /// Whether the event changes a user's sessions: the others, a fold of the sessions
-    /// counts without decoding them.
+    /// counts without decoding them (and `read_payloads` does not open them).
     pub fn changes_sessions(&self) -> bool {
-        self.wants_keys()
+        data_keys::session_types(&self.event_type)
     }
 
     pub fn user_id(&self) -> Option<UserId> {
@@ -543,7 +543,8 @@ pub trait EventStore: Send + Sync + 'static {
         after_position: i64,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
-    /// `read_all` with only what folding needs (see `EventPayload`).
+    /// `read_all` with only what folding needs (see `EventPayload`): the sealed sections of
+    /// the events that change no session (`EventPayload::changes_sessions`) are not opened.
     fn read_payloads(
         &self,
         after_position: i64,

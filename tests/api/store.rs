@@ -404,3 +404,61 @@ async fn read_all_settled(store: &dyn EventStore, expected: usize) -> Vec<Record
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+on_both_backends!(the_read_for_folding_opens_the_sessions_events_and_passes_over_the_others);
+async fn the_read_for_folding_opens_the_sessions_events_and_passes_over_the_others(
+    store: Arc<dyn EventStore>,
+) {
+    use chrono::{TimeDelta, Utc};
+    use tokenledger_domain::{ERASED, Event, IssueReason, LoginFailed, TokenHash, TokenIssued};
+    use uuid::Uuid;
+    let at = Utc::now();
+    let (ip, agent) = (
+        Some("192.0.2.7".to_owned()),
+        Some("Firefox/133.0".to_owned()),
+    );
+    let login = Event::TokenIssued(TokenIssued {
+        session_id: Uuid::now_v7(),
+        device_id: "phone".into(),
+        token_id: Uuid::now_v7(),
+        token_hash: TokenHash([3; 32]),
+        reason: IssueReason::Login,
+        issued_at: at,
+        token_expires_at: at + TimeDelta::days(30),
+        idle_expires_at: at + TimeDelta::days(30),
+        absolute_expires_at: at + TimeDelta::days(90),
+        ip: ip.clone(),
+        user_agent: agent.clone(),
+    });
+    let failed = Event::LoginFailed(LoginFailed {
+        failed_at: at,
+        ip: Some("198.51.100.9".to_owned()),
+        user_agent: agent.clone(),
+    });
+    let events = [&failed, &login].map(NewEvent::from).to_vec();
+    store
+        .append("user-5", 0, events, &EventMetadata::default())
+        .await
+        .unwrap();
+
+    let payloads: Vec<EventPayload> = store.read_payloads(0).try_collect().await.unwrap();
+    let (failed_payload, login_payload) = (&payloads[0], &payloads[1]);
+    assert!(login_payload.changes_sessions());
+    assert_eq!(login_payload.clone().into_event().unwrap(), login);
+    assert!(!failed_payload.changes_sessions());
+    let Event::LoginFailed(passed_over) = failed_payload.clone().into_event().unwrap() else {
+        panic!("a LoginFailed reads as one");
+    };
+    assert_eq!(
+        passed_over.ip.as_deref(),
+        Some(ERASED),
+        "the fold does not open what it does not fold"
+    );
+    let all = read_all_settled(store.as_ref(), 2).await;
+    assert_eq!(
+        all[0].decode().unwrap(),
+        failed,
+        "a full read opens every event"
+    );
+    store.close().await;
+}
