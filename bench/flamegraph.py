@@ -8,10 +8,14 @@ Stdlib only, written for this repository (bench/flamegraph.sh drives it).
     bench/flamegraph.py --self-test
 
 A stack is folded as `thread;outermost;...;innermost count`: the thread's name (perf's `comm`,
-15 characters at most) is the root frame, so threads of one pool (`actix-server wo`) share
-one tower. Names are shortened: the `+0x..` offset and Rust's `::h<16 hex>` hash go, generic
+15 characters at most) is the root frame, so threads of one pool share one tower. actix names
+its HTTP workers and the actor arbiters alike (`actix-rt|system`), so a thread whose samples
+show a frame of ROLES carries that role after its name: `actix-rt|system (HTTP worker)`,
+`actix-rt|system (actors)`, `tokenledger (appender)` (the main thread, where the appender
+task runs). Names are shortened: the `+0x..` offset and Rust's `::h<16 hex>` hash go, generic
 parameters stay, a `_ZN...E` name perf left mangled is demangled, a kernel frame ends in
-` [k]` and an unresolved one is named after its object (`[libc.so.6]`).
+` [k]` and an unresolved one is named after its object (`[libc.so.6]`); a stack perf could not
+unwind to its start (more than the copied user stack) starts at `[truncated]`.
 
 Each rectangle is as wide as its share of the samples (every sample weighs one: perf records
 at a fixed frequency), children above their caller, siblings in name order; a frame narrower
@@ -32,7 +36,7 @@ import xml.etree.ElementTree as ET
 import zlib
 from xml.sax.saxutils import escape
 
-HEADER = re.compile(r"^(?P<comm>\S.*?)\s+(?:\d+/)?\d+\s+(?:\[\d+\]\s+)?\d+\.\d+:")
+HEADER = re.compile(r"^(?P<comm>\S.*?)\s+(?:\d+/)?(?P<tid>\d+)\s+(?:\[\d+\]\s+)?\d+\.\d+:")
 FRAME = re.compile(r"^\s+(?P<addr>[0-9a-f]+)\s+(?P<sym>.*?)\s+\((?P<dso>[^()]*)\)\s*$")
 OFFSET = re.compile(r"\+0x[0-9a-f]+$")
 RUST_HASH = re.compile(r"::h[0-9a-f]{16}(?![0-9A-Za-z_])")
@@ -42,6 +46,11 @@ LEGACY_ESCAPES = {
     "$C$": ",",
 }
 
+ROLES = (  # (role, a frame only threads of that role run): actix names every thread alike
+    ("HTTP worker", "actix_http::h1::dispatcher"),
+    ("actors", "tokenledger::actors::"),
+    ("appender", "tokenledger::store::appender::"),
+)
 KINDS = {  # kind: (legend, hue range in degrees, saturation, lightness range)
     "kernel": ("kernel", (8, 28), 0.80, (0.58, 0.68)),
     "ours": ("tokenledger crates", (95, 140), 0.50, (0.50, 0.62)),
@@ -81,8 +90,10 @@ def unescape_legacy(part):
 
 def frame_name(addr, symbol, dso):
     """One perf frame's name as folded: shortened, ` [k]` for the kernel."""
-    kernel = dso.startswith("[kernel") or (len(addr) == 16 and addr.startswith("ffff"))
     symbol = OFFSET.sub("", symbol)
+    if addr == "ffffffffffffffff" and symbol == "[unknown]":
+        return "[truncated]"  # where perf's unwinder stopped, the copied stack used up
+    kernel = dso.startswith("[kernel") or (len(addr) == 16 and addr.startswith("ffff"))
     if symbol == "[unknown]":
         where = os.path.basename(dso.strip("[]"))
         name = f"[{where}]" if where and where != "unknown" else "[unknown]"
@@ -95,13 +106,14 @@ def frame_name(addr, symbol, dso):
 
 def fold_perf_script(lines):
     """{(thread, outermost, ..., innermost): samples} of `perf script` text."""
-    folded = {}
+    threads = {}  # (comm, tid): {(outermost, ..., innermost): samples}
     thread, frames = None, []
 
     def finish():
         if thread is not None:
-            stack = (thread, *reversed(frames))
-            folded[stack] = folded.get(stack, 0) + 1
+            stacks = threads.setdefault(thread, {})
+            stack = tuple(reversed(frames))
+            stacks[stack] = stacks.get(stack, 0) + 1
 
     for line in lines:
         line = line.rstrip("\n")
@@ -111,13 +123,31 @@ def fold_perf_script(lines):
             header = HEADER.match(line)
             if header:
                 finish()
-                thread, frames = header.group("comm").strip(), []
+                thread, frames = (header["comm"].strip(), header["tid"]), []
             continue
         frame = FRAME.match(line)
         if frame and thread is not None:
             frames.append(frame_name(frame["addr"], frame["sym"], frame["dso"]))
     finish()
+    folded = {}
+    for (comm, _), stacks in threads.items():
+        role = role_of(stacks)
+        root = f"{comm} ({role})" if role else comm
+        for stack, count in stacks.items():
+            folded[(root, *stack)] = folded.get((root, *stack), 0) + count
     return folded
+
+
+def role_of(stacks):
+    """The role of ROLES whose frame most of one thread's samples show, if any: a thread's
+    samples in the kernel or with a cut stack then count under its role too."""
+    seen = {role: 0 for role, _ in ROLES}
+    for stack, count in stacks.items():
+        for role, marker in ROLES:
+            if any(marker in name for name in stack):
+                seen[role] += count
+    best = max(seen, key=seen.get)
+    return best if seen[best] else None
 
 
 def read_folded(lines):
@@ -171,18 +201,21 @@ def inclusive(folded):
 
 def top_text(folded, n, title):
     total = sum(folded.values()) or 1
-    threads, leaves = {}, {}
+    threads, in_kernel, leaves = {}, {}, {}
     for stack, count in folded.items():
+        kind = kind_of(stack[-1], len(stack) - 1)
         threads[stack[0]] = threads.get(stack[0], 0) + count
-        leaf = KINDS[kind_of(stack[-1], len(stack) - 1)][0] if len(stack) > 1 else "no stack"
+        in_kernel[stack[0]] = in_kernel.get(stack[0], 0) + (count if kind == "kernel" else 0)
+        leaf = KINDS[kind][0] if len(stack) > 1 else "no stack"
         leaves[leaf] = leaves.get(leaf, 0) + count
 
-    def rows(shares, limit=None):
+    def rows(shares, limit=None, note=lambda name, c: ""):
         ranked = sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:limit]
-        return [f"{100 * c / total:6.2f}% {c:7}  {name}" for name, c in ranked]
+        return [f"{100 * c / total:6.2f}% {c:7}  {name}{note(name, c)}" for name, c in ranked]
 
     lines = [f"# {title}" if title else "# flamegraph", f"# {total} samples"]
-    lines += ["## by thread", *rows(threads)]
+    lines += ["## by thread (and how much of its own time is in the kernel)"]
+    lines += rows(threads, note=lambda name, c: f"  ({100 * in_kernel[name] / c:.0f}% in the kernel)")
     lines += ["## by kind of the innermost frame (self samples)", *rows(leaves)]
     lines += [f"## top {n} frames by inclusive share (counted once a sample)"]
     lines += rows(inclusive(folded), n)
@@ -269,7 +302,7 @@ class Svg:
 
     def label(self, name, width):
         fits = int((width - 6) / self.CHAR)
-        if fits < 3:
+        if fits < 4:
             return ""
         return name if len(name) <= fits else name[: fits - 2] + ".."
 
@@ -338,20 +371,37 @@ sqlx-sqlite-wor 4242/4260 [001]  8123.008016:    2004008 cpu-clock:
 \t    7f0000000001 [unknown] (/usr/lib/x86_64-linux-gnu/libc.so.6)
 \t    55d0000b0001 sqlite3VdbeExec+0x7 (/opt/tokenledger)
 \t    55d0000b0002 sqlx_sqlite::connection::worker::ConnectionWorker::establish::{{closure}}+0x1 (/opt/tokenledger)
+\tffffffffffffffff [unknown] ([unknown])
 
 tokenledger 4242/4242  8123.010020:    2004008 cpu-clock:
 
+actix-rt|system 4242/4270  8123.012024:    2004008 cpu-clock:
+\t    55d0000c0001 tokenledger::actors::session::SessionActor::execute::h0123456789abcdef+0x1 (/opt/tokenledger)
+\t    55d0000c0002 tokio::runtime::task::harness::Harness<T,S>::poll+0x2 (/opt/tokenledger)
+
+actix-rt|system 4242/4270  8123.014028:    2004008 cpu-clock:
+\tffffffff81a00001 finish_task_switch.isra.0+0x9a ([kernel.kallsyms])
+\t    55d0000c0002 tokio::runtime::task::harness::Harness<T,S>::poll+0x2 (/opt/tokenledger)
+
+actix-rt|system 4242/4271  8123.016032:    2004008 cpu-clock:
+\t    55d0000d0001 <actix_http::h1::dispatcher::Dispatcher<T,S,B,X,U> as core::future::future::Future>::poll+0x3 (/opt/tokenledger)
+\t    55d0000c0002 tokio::runtime::task::harness::Harness<T,S>::poll+0x2 (/opt/tokenledger)
 """
 
 MAIN = ("actix-server wo", "std::rt::lang_start", "tokenledger::http::refresh")
 UPDATE = "<sha2::Sha256 as digest::Update>::update"
+HARNESS = "tokio::runtime::task::harness::Harness<T,S>::poll"
+DISPATCHER = "<actix_http::h1::dispatcher::Dispatcher<T,S,B,X,U> as core::future::future::Future>::poll"
 EXPECTED = {
     (*MAIN, "schedule [k]", "finish_task_switch.isra.0 [k]"): 1,
     MAIN: 1,
     (*MAIN, UPDATE, "sha2::sha256::compress"): 2,
-    ("sqlx-sqlite-wor", "sqlx_sqlite::connection::worker::ConnectionWorker::establish::{{closure}}",
+    ("sqlx-sqlite-wor", "[truncated]", "sqlx_sqlite::connection::worker::ConnectionWorker::establish::{{closure}}",
      "sqlite3VdbeExec", "[libc.so.6]"): 1,
     ("tokenledger",): 1,
+    ("actix-rt|system (actors)", HARNESS, "tokenledger::actors::session::SessionActor::execute"): 1,
+    ("actix-rt|system (actors)", HARNESS, "finish_task_switch.isra.0 [k]"): 1,
+    ("actix-rt|system (HTTP worker)", HARNESS, DISPATCHER): 1,
 }
 
 
@@ -360,10 +410,11 @@ class SelfTest(unittest.TestCase):
         return fold_perf_script(io.StringIO(FIXTURE))
 
     def test_fold_counts_and_names(self):
-        # given the fixture's 6 samples, when folded, then identical stacks add up and the
-        # legacy-mangled and hashed spellings of one function are one frame
+        # given the fixture's 9 samples, when folded, then identical stacks add up, the
+        # legacy-mangled and hashed spellings of one function are one frame, and the two
+        # threads named actix-rt|system are told apart by what they run
         self.assertEqual(self.folded(), EXPECTED)
-        self.assertEqual(sum(self.folded().values()), 6)
+        self.assertEqual(sum(self.folded().values()), 9)
 
     def test_folded_text_round_trips(self):
         out = io.StringIO()
@@ -377,6 +428,14 @@ class SelfTest(unittest.TestCase):
             "core::ptr::drop_in_place<tokenledger::A as B>",
         )
         self.assertEqual(demangle_legacy("_ZNnot_rust"), "_ZNnot_rust")
+
+    def test_frame_names(self):
+        self.assertEqual(frame_name("ffffffffffffffff", "[unknown]", "[unknown]"), "[truncated]")
+        self.assertEqual(frame_name("ffffffff81a00009", "[unknown]", "[kernel.kallsyms]"),
+                         "[kernel.kallsyms] [k]")
+        self.assertEqual(frame_name("7f01", "[unknown]", "[unknown]"), "[unknown]")
+        self.assertEqual(frame_name("55d1", "<a::B<T> as c::D>::e::h0123456789abcdef+0x1f", "/x"),
+                         "<a::B<T> as c::D>::e")
 
     def test_kinds(self):
         self.assertEqual(kind_of("actix-server wo", 0), "thread")
@@ -392,9 +451,10 @@ class SelfTest(unittest.TestCase):
         self.assertEqual(shares["actix-server wo"], 4)
         self.assertEqual(shares[UPDATE], 2)
         text = top_text(self.folded(), 3, "t")
-        self.assertIn(" 66.67%       4  actix-server wo", text)
-        self.assertIn(" 50.00%       3  other libraries, std, libc", text)
-        self.assertIn(" 16.67%       1  kernel", text)
+        self.assertIn(" 44.44%       4  actix-server wo", text)
+        self.assertIn(" 22.22%       2  actix-rt|system (actors)  (50% in the kernel)", text)
+        self.assertIn(" 44.44%       4  other libraries, std, libc", text)
+        self.assertIn(" 22.22%       2  kernel", text)
         self.assertEqual(len(text.split("counted once a sample)\n")[1].splitlines()), 3)
 
     def rects(self, min_percent=0.0):
@@ -413,22 +473,23 @@ class SelfTest(unittest.TestCase):
         full = Svg.WIDTH - 2 * Svg.PAD
         self.assertAlmostEqual(rects["all"][0]["width"], full, places=1)
         refresh = rects["tokenledger::http::refresh"][0]
-        self.assertAlmostEqual(refresh["width"], full * 4 / 6, places=1)
+        self.assertAlmostEqual(refresh["width"], full * 4 / 9, places=1)
         update = rects[UPDATE][0]
         kernel = rects["schedule [k]"][0]
         self.assertLess(update["y"], refresh["y"])  # a callee sits above its caller
         self.assertGreaterEqual(update["x"], refresh["x"])
         self.assertLessEqual(update["x"] + update["width"] + kernel["width"],
                              refresh["x"] + refresh["width"] + 0.02)
-        self.assertAlmostEqual(rects["sqlite3VdbeExec"][0]["width"], full / 6, places=1)
+        self.assertAlmostEqual(rects["sqlite3VdbeExec"][0]["width"], full / 9, places=1)
+        self.assertEqual(len(rects["finish_task_switch.isra.0 [k]"]), 2)  # under two callers
 
     def test_svg_prunes_narrow_frames_and_tooltips(self):
         rects = self.rects(min_percent=20)
-        self.assertNotIn("sqlite3VdbeExec", rects)  # 1 of 6 samples: 16.7 % < 20 %
+        self.assertNotIn("sqlite3VdbeExec", rects)  # 1 of 9 samples: 11 % < 20 %
         self.assertNotIn("[libc.so.6]", rects)  # nor anything above it
-        self.assertIn("sha2::sha256::compress", rects)  # 2 of 6
+        self.assertIn("sha2::sha256::compress", rects)  # 2 of 9: 22 %
         svg = Svg(tree(self.folded()), "t", "s", 0).text()
-        self.assertIn("<title>tokenledger::http::refresh (4 samples, 66.67%)</title>", svg)
+        self.assertIn("<title>tokenledger::http::refresh (4 samples, 44.44%)</title>", svg)
         self.assertIn("&lt;sha2::Sha256 as digest::Update&gt;::update (2 samples", svg)
 
     def test_labels_clip_to_width(self):

@@ -10,7 +10,9 @@
 # connections of one user), and once its measured window opens, `perf record` samples the
 # server for FLAME_SECONDS (default 10) at 499 Hz with DWARF call stacks. Writes <out.svg> and
 # beside it <out>.txt: the run, then `flamegraph.py --top 25`. perf.data stays in a temporary
-# folder, removed at the end. Needs perf (as root, or perf_event_paranoid ≤ 1) and python3.
+# folder, removed at the end (FLAME_KEEP=DIR keeps it and the folded stacks). Needs perf (as
+# root, or perf_event_paranoid ≤ 1; `-e cpu-clock`, as this machine has no hardware counters)
+# and python3.
 #
 # The rate under perf is lower than bench/run.sh's and follows whatever else runs on the
 # machine; the graph's shares are the point, not the rate.
@@ -56,6 +58,8 @@ load=
 stop_server
 
 perf script -i "$work/perf.data" 2>/dev/null | python3 bench/flamegraph.py --folded >"$work/folded"
+# FLAME_KEEP=DIR (outside the repository: perf.data is large): keep perf.data and the folded stacks.
+[ -z "${FLAME_KEEP:-}" ] || { mkdir -p "$FLAME_KEEP" && cp "$work/perf.data" "$work/folded" "$FLAME_KEEP/"; }
 rate=$(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(round(r["success"] / r["duration_secs"]))' "$work/loadgen.json")
 title="tokenledger, $scenario (${args[*]}), perf ${seconds} s at 499 Hz"
 subtitle="$(date +%F) $server: $rate answered/s under perf on a shared machine; the shares are the point, not the rate"
