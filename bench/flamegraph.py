@@ -46,7 +46,7 @@ LEGACY_ESCAPES = {
     "$C$": ",",
 }
 
-ROLES = (  # (role, a frame only threads of that role run): actix names every thread alike
+ROLES = (  # (role, a frame only its threads run): actix names HTTP workers and arbiters alike
     ("HTTP worker", "actix_http::h1::dispatcher"),
     ("actors", "tokenledger::actors::"),
     ("appender", "tokenledger::store::appender::"),
