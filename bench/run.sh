@@ -24,29 +24,7 @@ port=${BENCH_PORT:-18181}
 out=$(mktemp)
 trap 'rm -f "$out"; kill "${pid:-}" 2>/dev/null || true; [ -z "${data:-}" ] || rm -rf "$data"' EXIT
 
-start_server() { # rotation
-    data=$(mktemp -d)
-    DATA_DIR=$data PORT=$port REFRESH_TOKEN_ROTATION=$1 \
-        LOGIN_RATE_LIMIT=off LOGIN_IP_RATE_LIMIT=off LOGIN_ACCOUNT_FAILURE_LIMIT=off \
-        REFRESH_RATE_LIMIT=off RUST_LOG=warn \
-        JWT_SECRET=bench-access-secret-0123456789abcdef0123456789 \
-        REFRESH_JWT_SECRET=bench-refresh-secret-0123456789abcdef012345678 \
-        "$server" >"$data/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-        curl -fs -o /dev/null "http://127.0.0.1:$port/_ready" && return
-        sleep 0.1
-    done
-    echo "the server did not start:" >&2
-    cat "$data/server.log" >&2
-    exit 1
-}
-
-stop_server() {
-    kill "$pid"
-    wait "$pid" || true
-    rm -rf "$data"
-}
+. bench/server.sh
 
 run() { # name scenario rotation [loadgen args]
     local name=$1 scenario=$2 rotation=$3
