@@ -24,7 +24,8 @@ use tokio::sync::oneshot;
 use super::pipeline::{InOrder, Next};
 use super::{Core, ExecuteError, Executed, Registry};
 use crate::store::{
-    EventMetadata, Landing, NewEvent, RecordedEvent, StoreError, Submitted, stream_of, writable,
+    Epoch, EventMetadata, Landing, NewEvent, RecordedEvent, StoreError, Submitted, stream_of,
+    writable,
 };
 use crate::tokens::RecordingSealer;
 
@@ -47,6 +48,9 @@ struct Folded {
     version: i64,
     /// Read from the store just now, for the command at hand: nothing to look up again.
     fresh: bool,
+    /// The store's epoch when the stream was last read (`EventStore::epoch`): unless another
+    /// process has written since, `version` is still the stream's tail.
+    epoch: Epoch,
 }
 
 /// Up to this many events the projection lacks, it folds them itself; beyond, it takes a
@@ -112,6 +116,7 @@ async fn load(core: &Core, user_id: UserId) -> Result<Folded, StoreError> {
         state,
         version,
         fresh: true,
+        epoch: core.store.epoch(),
     };
     let tail = core
         .store
@@ -230,6 +235,7 @@ impl SessionActor {
                 state: UserSessions::new(user_id),
                 version: 0,
                 fresh: false,
+                epoch: 0,
             },
             pending: InOrder::default(),
             failed: None,
@@ -307,17 +313,37 @@ impl SessionActor {
     fn catch_up_then_decide(&mut self, queued: Queued, ctx: &mut Context<Self>) {
         let core = self.core.clone();
         let (stream, after) = (stream_of(self.user_id), self.folded.version);
+        let epoch = core.store.epoch();
         ctx.wait(
             async move { core.store.read_stream(&stream, after).await }
                 .into_actor(self)
-                .map(|tail, actor, ctx| {
+                .map(move |tail, actor, ctx| {
                     match tail.and_then(|events| actor.folded.fold(&events, &actor.core)) {
                         Ok(()) => {
                             actor.folded.fresh = true;
+                            actor.folded.epoch = epoch;
                             actor.decide(queued, ctx)
                         }
                         Err(error) => queued.answer(Err(error.into())),
                     }
+                }),
+        );
+    }
+
+    /// Asks the store whether another process wrote since the stream was last read (one look
+    /// shared by every actor asking at once, see `store::foreign_writes`), and decides at once
+    /// if not, or after reading the stream's tail.
+    fn look_then_decide(&mut self, queued: Queued, ctx: &mut Context<Self>) {
+        let (core, epoch) = (self.core.clone(), self.folded.epoch);
+        ctx.wait(
+            async move { core.store.written_elsewhere_since(epoch).await }
+                .into_actor(self)
+                .map(|written, actor, ctx| {
+                    if written {
+                        return actor.catch_up_then_decide(queued, ctx);
+                    }
+                    actor.folded.fresh = true;
+                    actor.decide(queued, ctx)
                 }),
         );
     }
@@ -345,7 +371,7 @@ impl SessionActor {
             if !fresh {
                 // No conflict would tell this actor that another writer (another instance;
                 // on SQLite, the CLI) moved the stream on: it looks before answering.
-                return self.catch_up_then_decide(queued, ctx);
+                return self.look_then_decide(queued, ctx);
             }
         }
         let reuse_detected = events
@@ -494,6 +520,7 @@ pub async fn execute_once(
         state: UserSessions::new(user_id),
         version: 0,
         fresh: false,
+        epoch: 0,
     };
     let stream = stream_of(user_id);
     for _ in 0..MAX_ATTEMPTS {

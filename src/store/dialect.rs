@@ -1,13 +1,17 @@
 //! What differs between the databases the store runs on, and nothing else: SQL text and
 //! placeholders, how a moment is stored, the catch-up filter, how a batch's transaction starts
-//! and whether another writer can race it, and the hooks of SQLite's watched file. The event
-//! and user stores are written once over this trait (`events`, `users`); `sqlite` and
-//! `postgres` implement it, with each database's connection set-up.
+//! and whether another writer can race it, and the hooks of SQLite's watched file and of the
+//! other processes' commits to it. The event and user stores are written once over this trait
+//! (`events`, `users`); `sqlite` and `postgres` implement it, with each database's connection
+//! set-up.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Decode, Encode, Pool, Type};
 
 use super::chain::ChainKey;
+use super::foreign_writes::ForeignWrites;
 use super::keyring::Keyring;
 
 /// A Rust type the store both binds and reads on `DB`: one bound instead of four.
@@ -109,6 +113,12 @@ pub trait Dialect: Clone + Send + Sync + 'static {
 
     /// Why every write is refused until a restart, if it is (see `EventStore::detached`).
     fn detached(&self) -> Option<&str> {
+        None
+    }
+
+    /// Where other processes' commits can be noticed without reading the events (SQLite's
+    /// `data_version`); `None` where any read may meet another writer's events (PostgreSQL).
+    fn foreign_writes(&self) -> Option<&Arc<ForeignWrites>> {
         None
     }
 }

@@ -21,8 +21,8 @@ use super::data_keys::{KeyTable, Revealable, Wanted, every_type, reveal, session
 use super::dialect::{Conn, Dialect, Row, Value, query};
 use super::keyring::Keyring;
 use super::{
-    EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError, StoreStats,
-    paged,
+    Epoch, EventMetadata, EventPayload, EventStore, NewEvent, PAGE, RecordedEvent, StoreError,
+    StoreStats, paged,
 };
 
 /// Reads a `T` from a row of dialect `D`'s database.
@@ -545,6 +545,17 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
 
     fn detached(&self) -> Option<&str> {
         Dialect::detached(&self.db)
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.db.foreign_writes().map_or(0, |looks| looks.epoch())
+    }
+
+    async fn written_elsewhere_since(&self, epoch: Epoch) -> bool {
+        match self.db.foreign_writes() {
+            Some(looks) => looks.since(epoch).await,
+            None => true,
+        }
     }
 
     async fn close(&self) {

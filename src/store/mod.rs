@@ -11,6 +11,7 @@ pub mod data_keys;
 mod database_file;
 pub mod dialect;
 pub mod events;
+pub mod foreign_writes;
 pub mod keyring;
 pub mod ledger;
 pub mod mail_log;
@@ -38,6 +39,7 @@ pub use chain::{
     Broken, ChainKey, ChainVerifier, GENESIS, Hashed, LEDGER_KEYED, LEDGER_STREAM, chain_hash,
     is_seal, with_hashed,
 };
+pub use foreign_writes::Epoch;
 pub use users::{password_digest, registration_of};
 
 /// Who caused an event.
@@ -563,6 +565,16 @@ pub trait EventStore: Send + Sync + 'static {
     fn detached(&self) -> Option<&str> {
         None
     }
+
+    /// The count of other processes' writes seen so far (see `foreign_writes`): noted just
+    /// before a read of a stream's tail, the epoch that tail is current at.
+    fn epoch(&self) -> Epoch;
+
+    /// Whether another process may have written to the log since `epoch`, by a look that
+    /// starts after this call: if not, a stream read at `epoch` is still its tail. Always
+    /// true on PostgreSQL, where other instances write all the time and the only look is a
+    /// read of the stream.
+    async fn written_elsewhere_since(&self, epoch: Epoch) -> bool;
 
     /// Flushes pending appends and closes the connections.
     async fn close(&self);

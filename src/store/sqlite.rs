@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,7 @@ use super::chain::ChainKey;
 use super::database_file::DatabaseFile;
 use super::dialect::{Dialect, Query, rfc3339};
 use super::events::SqlEventStore;
+use super::foreign_writes::{ForeignWrites, Look, Reading};
 use super::keyring::Keyring;
 use super::sealed::MasterKey;
 use super::{StoreKeys, keys_error};
@@ -36,6 +38,8 @@ pub struct Database {
     pub reader: SqlitePool,
     /// The file as the writer opened it, watched by the appender; `None` without one.
     file: Option<Arc<DatabaseFile>>,
+    /// Other processes' commits, seen on the writer connection.
+    foreign_writes: Arc<ForeignWrites>,
     chain: ChainKey,
     keyring: Keyring,
 }
@@ -77,9 +81,19 @@ impl Database {
         // Before SQLite opens it, which would make it 0644: it holds password hashes. SQLite
         // gives the WAL files the same mode.
         private_files::create_empty(options.get_filename()).map_err(sqlx::Error::Io)?;
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // A ping before each use is a round trip to the connection's thread for every
+            // batch and every look (`look_on`), and tells nothing a local file's connection
+            // does not tell by failing its statement (after which a batch closes it).
+            .test_before_acquire(false)
+            .after_connect(move |_, _| {
+                counted.fetch_add(1, Ordering::AcqRel);
+                Box::pin(async { Ok(()) })
+            })
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -96,6 +110,7 @@ impl Database {
             .connect_with(options.read_only(true).row_buffer_size(PAGE as usize))
             .await?;
         let db = Database {
+            foreign_writes: ForeignWrites::new(look_on(writer.clone(), connections)),
             writer,
             reader,
             file,
@@ -105,6 +120,28 @@ impl Database {
         db.keyring.check(&db).await.map_err(keys_error)?;
         Ok(db)
     }
+}
+
+/// A look for other processes' commits: `PRAGMA data_version` on the writer connection,
+/// which changes on no commit of this process, all of which go through it. `connections`
+/// counts the writer connections opened: the pool holds one at most, so while a look holds
+/// it, the count names it, and a new one (after a failed batch, or sqlx's recycling) is
+/// never compared with the data version of the one before.
+fn look_on(writer: SqlitePool, connections: Arc<AtomicU64>) -> Look {
+    Box::new(move || {
+        let (writer, connections) = (writer.clone(), connections.clone());
+        Box::pin(async move {
+            let mut conn = writer.acquire().await?;
+            let connection = connections.load(Ordering::Acquire);
+            let data_version = sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok(Reading {
+                connection,
+                data_version,
+            })
+        })
+    })
 }
 
 /// Takes the server's exclusive lock on the database at `url`: one serving process per
@@ -234,5 +271,9 @@ impl Dialect for Database {
 
     fn detached(&self) -> Option<&str> {
         self.file.as_deref().and_then(DatabaseFile::detached)
+    }
+
+    fn foreign_writes(&self) -> Option<&Arc<ForeignWrites>> {
+        Some(&self.foreign_writes)
     }
 }

@@ -460,5 +460,45 @@ async fn the_read_for_folding_opens_the_sessions_events_and_passes_over_the_othe
         failed,
         "a full read opens every event"
     );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_only_another_connections_commit_is_a_write_elsewhere() {
+    let (dir, store) = sqlite_store().await;
+    let meta = EventMetadata::default();
+    assert!(
+        store.written_elsewhere_since(store.epoch()).await,
+        "the first look has nothing to compare with"
+    );
+    let epoch = store.epoch();
+    assert!(!store.written_elsewhere_since(epoch).await);
+    store
+        .append("user-1", 0, vec![event(1)], &meta)
+        .await
+        .unwrap();
+    assert!(
+        !store.written_elsewhere_since(epoch).await,
+        "its own commit is nobody else's"
+    );
+
+    let url = format!("sqlite://{}", dir.path().join("events.db").display());
+    let other = SqliteEventStore::start(Database::open(&url, &ledger_key()).await.unwrap());
+    other
+        .append("user-2", 0, vec![event(2)], &meta)
+        .await
+        .unwrap();
+    assert!(store.written_elsewhere_since(epoch).await);
+    let epoch = store.epoch();
+    assert!(!store.written_elsewhere_since(epoch).await, "once");
+    other.close().await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_another_instance_may_always_have_written() {
+    let Some(store) = postgres_store().await else {
+        return;
+    };
+    assert!(store.written_elsewhere_since(store.epoch()).await);
+    assert!(store.written_elsewhere_since(store.epoch()).await);
     store.close().await;
 }
