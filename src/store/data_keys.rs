@@ -142,19 +142,28 @@ fn stored_time(at: Timestamp) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// The keys that open the sealed sections of a page of read events, read once for the page.
+/// The keys that open the sealed sections of a page of read events, read once for the page,
+/// by owner then period: looked up by the owner's text as it is, with no copy an event.
 #[derive(Debug, Default)]
-pub struct PageKeys(HashMap<Slot, Known>);
+pub struct PageKeys(HashMap<String, Vec<(i64, Known)>>);
 
 impl PageKeys {
+    fn of(keys: HashMap<Slot, Known>) -> PageKeys {
+        let mut by_owner: HashMap<String, Vec<(i64, Known)>> = HashMap::new();
+        for ((owner, period), known) in keys {
+            by_owner.entry(owner).or_default().push((period, known));
+        }
+        PageKeys(by_owner)
+    }
+
     /// The event and metadata of `body`, stored at `place`; a field whose key is gone reads
     /// as `erased`.
     pub fn open(&self, place: &Place, body: &[u8]) -> Result<(Event, EventMetadata), DecodeError> {
-        let owner = place.stream_id;
+        let periods = self.0.get(place.stream_id).map_or(&[][..], Vec::as_slice);
         body::decode(place, body, |period| {
-            match self.0.get(&(owner.to_owned(), period)) {
-                Some(Known::Key(key)) => KeyState::Open(key),
-                Some(Known::Gone(why)) => KeyState::Gone(why),
+            match periods.iter().find(|(p, _)| *p == period) {
+                Some((_, Known::Key(key))) => KeyState::Open(key),
+                Some((_, Known::Gone(why))) => KeyState::Gone(why),
                 None => KeyState::Gone(MISSING),
             }
         })
@@ -300,7 +309,7 @@ pub async fn reveal<D: KeyTable, T: Revealable>(
     let slots = wanted_slots(db, events, wanted);
     let keys = match slots.is_empty() {
         true => Arc::default(),
-        false => Arc::new(PageKeys(db.keyring().for_reading(db, slots).await?)),
+        false => Arc::new(PageKeys::of(db.keyring().for_reading(db, slots).await?)),
     };
     let none = Arc::default();
     for event in events.iter_mut() {

@@ -107,6 +107,8 @@ impl Database {
         // replay at start-up reads millions.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            // As the writer's: a read is two round trips to the connection's thread, not three.
+            .test_before_acquire(false)
             .connect_with(options.read_only(true).row_buffer_size(PAGE as usize))
             .await?;
         let db = Database {

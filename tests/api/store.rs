@@ -460,6 +460,8 @@ async fn the_read_for_folding_opens_the_sessions_events_and_passes_over_the_othe
         failed,
         "a full read opens every event"
     );
+    store.close().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_only_another_connections_commit_is_a_write_elsewhere() {
