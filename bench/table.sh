@@ -63,7 +63,7 @@ has rebuild && for r in $(seq "$runs"); do
             REFRESH_JWT_SECRET=bench-refresh-secret-0123456789abcdef012345678 RUST_LOG=warn \
             "$(binary $build)" rebuild >"$work/rebuild.out" 2>&1
         secs=$(echo "$(date +%s.%N) - $started" | bc)
-        events=$(grep -o '[0-9]* events' "$work/rebuild.out" | head -1 | cut -d' ' -f1)
+        events=$(grep -o 'rebuilt: [0-9]* events' "$work/rebuild.out" | head -1 | cut -d' ' -f2)
         echo "{\"rebuild_secs\":$secs,\"events\":${events:-0},\"output\":$(tail -3 "$work/rebuild.out" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" | tag $build
     done
 done

@@ -5,6 +5,7 @@ after/before ratios (HTTP ratios within each run, then their median).
     python3 bench/table_summary.py bench/results/<file>.jsonl
 """
 import json
+import re
 import statistics
 import sys
 
@@ -73,6 +74,8 @@ for build in ["before", "after"]:
     runs = rebuild.get(build, [])
     if runs:
         secs = [r["rebuild_secs"] for r in runs]
-        events = runs[0]["events"]
+        # The count `rebuilt:` reports (a progress line may come first in `events`).
+        told = re.search(r"rebuilt: (\d+) events", runs[0]["output"])
+        events = int(told.group(1)) if told else runs[0]["events"]
         rates = [events / s for s in secs]
         print(f"  {build}: {' · '.join(f'{s:.1f}' for s in secs)} s, {events:,} events, median {statistics.median(rates):,.0f} events/s")
