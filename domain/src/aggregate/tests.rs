@@ -819,28 +819,22 @@ fn a_failed_login_is_recorded_and_changes_no_session() {
     assert_eq!(after, h.state);
 }
 
+/// A login's events, then those of a rotating refresh presenting the token of `generation`
+/// and of a refresh with rotation off, both decided on `h`.
+fn login_and_refreshes(h: &Harness, generation: u32) -> Vec<Event> {
+    let mut events = decide(&given(&[]).state, &login(), at(0), &FieldSealer).unwrap();
+    for rotation in [true, false] {
+        let presented = if rotation { generation } else { 1 };
+        let command = refresh(&h.state, presented, rotation, 3);
+        events.extend(decide(&h.state, &command, at(200), &FieldSealer).unwrap());
+    }
+    events
+}
+
 #[test]
 fn every_event_round_trips_through_its_stored_payload() {
     let h = given(&[(login(), at(0))]).rotated(at(100), 2);
-    let mut events = decide(&given(&[]).state, &login(), at(0), &FieldSealer).unwrap();
-    events.extend(
-        decide(
-            &h.state,
-            &refresh(&h.state, 0, true, 3),
-            at(200),
-            &FieldSealer,
-        )
-        .unwrap(),
-    );
-    events.extend(
-        decide(
-            &h.state,
-            &refresh(&h.state, 1, false, 3),
-            at(200),
-            &FieldSealer,
-        )
-        .unwrap(),
-    );
+    let events = login_and_refreshes(&h, 0);
     for event in events {
         let decoded =
             Event::decode(event.event_type(), event.schema_version(), &event.payload()).unwrap();
@@ -893,25 +887,7 @@ fn account_events_leave_the_sessions_as_they_are() {
 fn given_sessions_when_an_event_of_each_session_type_comes_then_the_sessions_change() {
     let h = given(&[(login(), at(0))]).rotated(at(100), 2);
     let session = h.state.sessions.values().next().unwrap().id;
-    let mut events = decide(&given(&[]).state, &login(), at(0), &FieldSealer).unwrap();
-    events.extend(
-        decide(
-            &h.state,
-            &refresh(&h.state, 1, true, 3),
-            at(200),
-            &FieldSealer,
-        )
-        .unwrap(),
-    );
-    events.extend(
-        decide(
-            &h.state,
-            &refresh(&h.state, 1, false, 3),
-            at(200),
-            &FieldSealer,
-        )
-        .unwrap(),
-    );
+    let mut events = login_and_refreshes(&h, 1);
     events.push(Event::SessionRevoked(SessionRevoked {
         session_id: session,
         reason: RevokeReason::Logout,
