@@ -162,26 +162,26 @@ pub fn frame(chunks: &[Vec<u8>]) -> Vec<u8> {
     body
 }
 
-/// The chunks of a body `frame` made.
-pub fn unframe(body: &[u8]) -> Result<Vec<&[u8]>, Refused> {
+/// The chunks of a body `frame` made, each to be opened where it lies.
+pub fn unframe(body: &mut [u8]) -> Result<Vec<&mut [u8]>, Refused> {
     let bad = |why: &str| Refused::Body(why.to_owned());
-    let rest = body
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| bad("not a snapshot body"))?;
-    let (count, mut rest) = rest
-        .split_first_chunk::<4>()
+    if !body.starts_with(MAGIC) {
+        return Err(bad("not a snapshot body"));
+    }
+    let (count, mut rest) = body[MAGIC.len()..]
+        .split_first_chunk_mut::<4>()
         .ok_or_else(|| bad("cut short"))?;
     let count = u32::from_be_bytes(*count) as usize;
     let mut chunks = Vec::with_capacity(count.min(rest.len() / 8));
     for _ in 0..count {
         let (length, after) = rest
-            .split_first_chunk::<8>()
+            .split_first_chunk_mut::<8>()
             .ok_or_else(|| bad("cut short"))?;
         let length = usize::try_from(u64::from_be_bytes(*length)).unwrap_or(usize::MAX);
         if length > after.len() {
             return Err(bad("cut short"));
         }
-        let (chunk, after) = after.split_at(length);
+        let (chunk, after) = after.split_at_mut(length);
         chunks.push(chunk);
         rest = after;
     }
@@ -271,27 +271,8 @@ pub fn open_body(
     if body_digest(&snapshot.body) != snapshot.body_digest {
         return Err(Refused::Digest);
     }
-    let body = snapshot.body.as_mut_slice();
-    let chunks = decrypt_all(key, unframe_mut(body)?)?;
+    let chunks = decrypt_all(key, unframe(&mut snapshot.body)?)?;
     decode_chunks(&chunks, cores()).map_err(|e: SnapshotError| Refused::Body(e.to_string()))
-}
-
-/// `unframe`, each chunk to be written over.
-fn unframe_mut(body: &mut [u8]) -> Result<Vec<&mut [u8]>, Refused> {
-    let start = body.as_ptr() as usize;
-    let places: Vec<(usize, usize)> = unframe(body)?
-        .iter()
-        .map(|chunk| (chunk.as_ptr() as usize - start, chunk.len()))
-        .collect();
-    let (mut rest, mut at) = (body, 0);
-    let mut chunks = Vec::with_capacity(places.len());
-    for (offset, length) in places {
-        let (_, from_chunk) = std::mem::take(&mut rest).split_at_mut(offset - at);
-        let (chunk, after) = from_chunk.split_at_mut(length);
-        chunks.push(chunk);
-        (rest, at) = (after, offset + length);
-    }
-    Ok(chunks)
 }
 
 /// The chunks opened in place, on every core.
@@ -565,17 +546,21 @@ mod tests {
     fn given_chunks_when_framed_then_unframed_they_come_back_and_a_cut_body_is_refused() {
         let chunks = vec![b"one".to_vec(), Vec::new(), b"three".to_vec()];
         let body = frame(&chunks);
-        let back: Vec<Vec<u8>> = unframe(&body).unwrap().iter().map(|c| c.to_vec()).collect();
+        let back: Vec<Vec<u8>> = unframe(&mut body.clone())
+            .unwrap()
+            .iter()
+            .map(|c| c.to_vec())
+            .collect();
         assert_eq!(back, chunks);
         for cut in [0, 7, 12, body.len() - 1] {
             assert!(
-                matches!(unframe(&body[..cut]), Err(Refused::Body(_))),
+                matches!(unframe(&mut body[..cut].to_vec()), Err(Refused::Body(_))),
                 "cut at {cut}"
             );
         }
         let mut longer = body.clone();
         longer.push(0);
-        assert!(unframe(&longer).is_err(), "bytes after the last chunk");
+        assert!(unframe(&mut longer).is_err(), "bytes after the last chunk");
     }
 
     #[test]
