@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use chrono::TimeDelta;
 
+use super::introspection::{ServiceClient, service_clients};
 use super::values::{
     Parsed, accept_or_refuse, boolean, cookie_max_age, cors_origins, duration, http_url,
     jwt_management, key, log_format, path, port, proxies, rate_limit, retention, same_site, secret,
@@ -249,6 +250,11 @@ keys! {
         service's own)";
     ADMIN_API_TOKEN: Secret = "ADMIN_API_TOKEN", "server.adminApiToken", Text, Unset, secret,
         "enables the admin API (32 bytes or more)";
+    INTROSPECTION_CLIENTS: Vec<ServiceClient> = "INTROSPECTION_CLIENTS",
+        "server.introspectionClients", List, Unset, service_clients,
+        "services that may call `POST /api/auth/introspect` (RFC 7662), comma-separated \
+        `client_id:client_secret` (secrets of 32 bytes or more, not the admin token); unset, \
+        introspection answers 401 to everyone";
     LOG_FORMAT: LogFormat = "LOG_FORMAT", "server.logFormat", Text, Value("text"), log_format,
         "`text` or `json` (`RUST_LOG` filters)";
     LEDGER_KEY: KeyBytes = "LEDGER_KEY", "ledger.key", Text, Derived("generated"), key,

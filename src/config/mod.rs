@@ -7,6 +7,7 @@
 
 mod database_url;
 mod file;
+mod introspection;
 mod keys;
 mod secret;
 mod values;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use chrono::TimeDelta;
 
 pub use database_url::DatabaseUrl;
+pub use introspection::ServiceClient;
 use keys::Source;
 pub use keys::help;
 pub use secret::{KeyBytes, Secret, refuse_weak};
@@ -30,6 +32,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub limits: LimitConfig,
     pub admin: AdminConfig,
+    /// The services that may introspect tokens (`INTROSPECTION_CLIENTS`); empty: none may.
+    pub introspection_clients: Vec<ServiceClient>,
     pub logging: LoggingConfig,
     pub ledger: LedgerConfig,
     pub privacy: PrivacyConfig,
@@ -293,6 +297,9 @@ impl Config {
             admin: AdminConfig {
                 api_token: source.optional(&keys::ADMIN_API_TOKEN)?,
             },
+            introspection_clients: source
+                .optional(&keys::INTROSPECTION_CLIENTS)?
+                .unwrap_or_default(),
             logging: LoggingConfig {
                 format: source.value(&keys::LOG_FORMAT)?,
             },
@@ -386,6 +393,12 @@ impl Config {
                 refuse_weak(key.about.env, secret, self.insecure_dev)?;
             }
         }
+        introspection::validate(
+            keys::INTROSPECTION_CLIENTS.about.env,
+            &self.introspection_clients,
+            self.admin.api_token.as_ref(),
+            self.insecure_dev,
+        )?;
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! `admin` and its page. By concern: `routes` (the route table), `middleware` (the layers every
 //! request passes), `cors` (Strapi's CORS), `context` (who asks), `forms` (the bodies, which
 //! are also their schemas), `errors` (Strapi's error answers), `probes` (health, readiness,
-//! metrics), `openapi` (the document and its page).
+//! metrics), `openapi` (the document and its page). `introspection`: RFC 7662 introspection
+//! and RFC 7009 revocation, for services and front ends.
 
 mod admin;
 mod admin_page;
@@ -16,6 +17,7 @@ mod cookies;
 pub mod cors;
 pub mod errors;
 mod forms;
+mod introspection;
 mod ledger;
 pub mod middleware;
 pub mod openapi;

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::errors::{ApiError, ErrorBody};
-use super::{admin, admin_page, auth, ledger, probes, sessions, users};
+use super::{admin, admin_page, auth, introspection, ledger, probes, sessions, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,8 @@ use super::{admin, admin_page, auth, ledger, probes, sessions, users};
         sessions::logout,
         sessions::list,
         sessions::revoke,
+        introspection::introspect,
+        introspection::revoke,
         users::me,
         admin::find_users,
         admin::events,
@@ -60,6 +62,7 @@ use super::{admin, admin_page, auth, ledger, probes, sessions, users};
         (name = "auth", description = "Register, log in, refresh, change password, reset a forgotten one, confirm an email"),
         (name = "sessions", description = "A user's own sessions"),
         (name = "users", description = "The user behind an access token"),
+        (name = "oauth", description = "Token introspection (RFC 7662) for services, and revocation (RFC 7009)"),
         (name = "admin", description = "For operators, behind ADMIN_API_TOKEN; 404 when it is not set"),
         (name = "health", description = "For load balancers, orchestrators and Prometheus"),
         (name = "docs", description = "This document and its page"),
@@ -80,6 +83,9 @@ impl Modify for SecuritySchemes {
         let mut admin = Http::new(HttpAuthScheme::Bearer);
         admin.description = Some("The configured `ADMIN_API_TOKEN`".into());
         components.add_security_scheme("adminToken", SecurityScheme::Http(admin));
+        let mut service = Http::new(HttpAuthScheme::Basic);
+        service.description = Some("A `client_id:client_secret` of `INTROSPECTION_CLIENTS`".into());
+        components.add_security_scheme("serviceBasic", SecurityScheme::Http(service));
         components.add_security_scheme(
             "refreshCookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(

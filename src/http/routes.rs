@@ -5,7 +5,9 @@ use actix_web::http::{Method, header};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::errors::ApiError;
-use super::{AppState, admin, admin_page, auth, ledger, openapi, probes, sessions, users};
+use super::{
+    AppState, admin, admin_page, auth, introspection, ledger, openapi, probes, sessions, users,
+};
 
 /// One route of the app. Every route is registered from `ENDPOINTS`, and
 /// tests/api/openapi.rs fails when one of them is missing from the OpenAPI document (or the
@@ -70,6 +72,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: Method::POST,
         path: "/api/auth/logout",
         handler: || web::to(sessions::logout),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/introspect",
+        handler: || web::to(introspection::introspect),
+    },
+    Endpoint {
+        method: Method::POST,
+        path: "/api/auth/revoke",
+        handler: || web::to(introspection::revoke),
     },
     Endpoint {
         method: Method::GET,

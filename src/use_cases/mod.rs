@@ -1,5 +1,6 @@
 //! The application's use cases, one file each: register, log in, refresh, log out, change a
-//! password, a user's own sessions, and the admin's questions. Each takes typed input (parsed
+//! password, a user's own sessions, introspect and revoke a token (RFC 7662, RFC 7009), and
+//! the admin's questions. Each takes typed input (parsed
 //! by `http` from Strapi's bodies), works with the users table, the user's actor, the
 //! projection and the store, and returns a typed outcome or a `Failure`; `http` shapes both
 //! into Strapi's answers. Time and ids come from the injected `Clock` and `Ids`.
@@ -7,10 +8,12 @@
 mod account_emails;
 mod admin;
 mod change_password;
+mod introspect;
 mod login;
 mod logout;
 mod refresh;
 mod register;
+mod revoke;
 mod sessions;
 mod start_session;
 
@@ -34,6 +37,7 @@ use crate::tokens::Tokens;
 pub use account_emails::ResetPassword;
 pub use admin::{Trail, TrailQuery};
 pub use change_password::ChangePassword;
+pub use introspect::{Introspected, ServiceCredential, TokenKind};
 pub use login::Login;
 pub use logout::{LogoutInput, LogoutWith};
 pub use refresh::Refreshed;
