@@ -8,12 +8,15 @@ use rand::Rng;
 
 use super::generate::{Account, Case, Class, Generator, Request, pick};
 use super::json::{self, BAD_UTF8, Fields};
+use super::server::{SERVICE_ID, SERVICE_SECRET};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Auth {
     None,
     User,
     Admin,
+    /// A service of `INTROSPECTION_CLIENTS`, with HTTP Basic.
+    Service,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,8 @@ pub(super) enum Route {
     SendEmailConfirmation,
     EmailConfirmation,
     Logout,
+    Introspect,
+    Revoke,
     Sessions,
     RevokeSession,
     Me,
@@ -44,7 +49,7 @@ pub(super) enum Route {
     Health,
 }
 
-const ROUTES: [Route; 24] = [
+const ROUTES: [Route; 26] = [
     Route::Register,
     Route::Login,
     Route::LocalRefresh,
@@ -55,6 +60,8 @@ const ROUTES: [Route; 24] = [
     Route::SendEmailConfirmation,
     Route::EmailConfirmation,
     Route::Logout,
+    Route::Introspect,
+    Route::Revoke,
     Route::Sessions,
     Route::RevokeSession,
     Route::Me,
@@ -101,6 +108,8 @@ impl Route {
             Route::SendEmailConfirmation => "/api/auth/send-email-confirmation",
             Route::EmailConfirmation => "/api/auth/email-confirmation",
             Route::Logout => "/api/auth/logout",
+            Route::Introspect => "/api/auth/introspect",
+            Route::Revoke => "/api/auth/revoke",
             Route::Sessions => "/api/auth/sessions",
             Route::RevokeSession => "/api/auth/sessions/:id",
             Route::Me => "/api/users/me",
@@ -135,6 +144,7 @@ impl Route {
             | Route::LedgerCheckpoint
             | Route::LedgerInclusion
             | Route::LedgerConsistency => Auth::Admin,
+            Route::Introspect => Auth::Service,
             _ => Auth::None,
         }
     }
@@ -151,6 +161,8 @@ impl Route {
                 | Route::ResetPassword
                 | Route::SendEmailConfirmation
                 | Route::Logout
+                | Route::Introspect
+                | Route::Revoke
         )
     }
 }
@@ -253,6 +265,7 @@ impl Generator<'_> {
             account.jwt.clone()
         };
         let value: Option<Vec<u8>> = match self.rng.random_range(0..24) {
+            0..10 if auth == Auth::Service => Some(self.service_basic()),
             0..10 if auth != Auth::None => Some(format!("Bearer {own}").into_bytes()),
             0..3 => Some(format!("Bearer {}", account.jwt).into_bytes()),
             10 => Some(format!("Bearer {}", account.refresh_token).into_bytes()),
@@ -279,6 +292,52 @@ impl Generator<'_> {
         if let Some(value) = value {
             request.header("authorization", value);
         }
+    }
+
+    /// `Basic` with the service's credential, now and then wrong or malformed.
+    fn service_basic(&mut self) -> Vec<u8> {
+        let pair = match self.rng.random_range(0..8) {
+            0..5 => format!("{SERVICE_ID}:{SERVICE_SECRET}"),
+            5 => format!("{SERVICE_ID}:{}", self.damaged_token(SERVICE_SECRET)),
+            6 => format!("other:{SERVICE_SECRET}"),
+            _ => SERVICE_ID.to_owned(),
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        match self.rng.random_range(0..6) {
+            0 => format!("basic   {encoded}").into_bytes(),
+            1 => format!("Basic {encoded}%%").into_bytes(),
+            _ => format!("Basic {encoded}").into_bytes(),
+        }
+    }
+
+    /// The token an introspection or revocation names: the account's, damaged, or junk.
+    fn token_fields(&mut self, account: &Account, service: bool) -> Fields {
+        let s = json::string;
+        let token = match self.rng.random_range(0..6) {
+            0 | 1 => account.jwt.clone(),
+            2 | 3 => account.refresh_token.clone(),
+            4 => self.damaged_token(&account.jwt),
+            _ => pick(&mut self.rng, &["", "x", "a.b.c", "null"]).to_owned(),
+        };
+        let mut fields = vec![("token".into(), s(&token))];
+        if self.chance(0.5) {
+            let hint = pick(
+                &mut self.rng,
+                &[
+                    "access_token",
+                    "refresh_token",
+                    "id_token",
+                    "",
+                    "ACCESS_TOKEN",
+                ],
+            );
+            fields.push(("token_type_hint".into(), s(hint)));
+        }
+        if service && self.chance(0.2) {
+            fields.push(("client_id".into(), s(SERVICE_ID)));
+            fields.push(("client_secret".into(), s(SERVICE_SECRET)));
+        }
+        fields
     }
 
     fn cookie(&mut self, request: &mut Request, account: &Account) {
@@ -607,6 +666,8 @@ impl Generator<'_> {
                 2 => vec![("refreshToken".into(), s(&account.refresh_token))],
                 _ => vec![("scope".into(), s(pick(&mut self.rng, &["all", "ALL", "x"])))],
             },
+            Route::Introspect => self.token_fields(account, true),
+            Route::Revoke => self.token_fields(account, false),
             _ => vec![],
         }
     }

@@ -9,11 +9,18 @@ use super::generate::Account;
 use crate::helpers::server;
 
 pub const ADMIN_TOKEN: &str = "hostile-admin-token-0123456789abcdef0123456789";
+/// The one service of `INTROSPECTION_CLIENTS`.
+pub const SERVICE_ID: &str = "hostile-service";
+pub const SERVICE_SECRET: &str = "hostile-service-secret-0123456789abcdef01";
 
 /// The binary, serving on a port of its own (on PostgreSQL where `database_url` says so).
 pub async fn start(database_url: Option<&str>) -> Server {
     let mut server = server().envs(&[
         ("ADMIN_API_TOKEN", ADMIN_TOKEN),
+        (
+            "INTROSPECTION_CLIENTS",
+            &format!("{SERVICE_ID}:{SERVICE_SECRET}"),
+        ),
         ("REFRESH_TOKEN_ROTATION", "true"),
         // The generator's X-Forwarded-For then counts, so its logins spread over many
         // rate-limit keys and reach the password check; the rest still meet the limits.
