@@ -1,8 +1,8 @@
 //! The little the load generator reads from answers, and the bodies it writes.
 //!
 //! Only `jwt` and `refreshToken` are read from a successful answer, borrowed from the body
-//! (serde skips the rest, `user` included); an error answer is read for its message only.
-//! Refresh bodies are written into one reused buffer.
+//! (serde skips the rest, `user` included), and `active` from an introspection's; an error
+//! answer is read for its message only. Refresh bodies are written into one reused buffer.
 
 use std::borrow::Cow;
 
@@ -23,6 +23,39 @@ pub struct Tokens<'a> {
 /// The tokens of an answer, `None` when the body is not a JSON object.
 pub fn tokens(body: &[u8]) -> Option<Tokens<'_>> {
     serde_json::from_slice(body).ok()
+}
+
+/// Whether an introspection answer says the token is live (`{"active": true, …}`).
+pub fn active(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Introspection {
+        active: bool,
+    }
+    serde_json::from_slice::<Introspection>(body).is_ok_and(|answer| answer.active)
+}
+
+/// `Basic <base64(id:secret)>` for a service credential written `id:secret` (RFC 7617), or
+/// `None` when it cannot be a header value.
+pub fn basic(credential: &str) -> Option<HeaderValue> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut value = b"Basic ".to_vec();
+    for chunk in credential.as_bytes().chunks(3) {
+        let bytes = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let bits = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
+        for i in 0..4 {
+            let sextet = (bits >> (18 - 6 * i)) & 0x3f;
+            value.push(if i <= chunk.len() {
+                ALPHABET[sextet as usize]
+            } else {
+                b'='
+            });
+        }
+    }
+    HeaderValue::from_bytes(&value).ok()
 }
 
 /// `"{status} {message}"`: Strapi's `error.message` when the body has one, else the start of
@@ -66,6 +99,15 @@ impl BodyWriter {
     pub fn refresh(&mut self, token: &str) -> Bytes {
         self.buffer.reserve(token.len() + 24);
         self.buffer.put_slice(b"{\"refreshToken\":");
+        self.put_json_string(token);
+        self.buffer.put_u8(b'}');
+        self.buffer.split().freeze()
+    }
+
+    /// `{"token":"<token>"}`, an introspection's body.
+    pub fn introspection(&mut self, token: &str) -> Bytes {
+        self.buffer.reserve(token.len() + 16);
+        self.buffer.put_slice(b"{\"token\":");
         self.put_json_string(token);
         self.buffer.put_u8(b'}');
         self.buffer.split().freeze()
@@ -123,6 +165,27 @@ mod tests {
             let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
             assert_eq!(value["refreshToken"], token);
         }
+    }
+
+    #[test]
+    fn introspection_bodies_and_answers() {
+        let body = BodyWriter::default().introspection("a.b.c");
+        assert_eq!(&body[..], br#"{"token":"a.b.c"}"#);
+        assert!(active(br#"{"active":true,"sub":"1"}"#));
+        assert!(!active(br#"{"active":false}"#));
+        assert!(!active(b"not json"));
+    }
+
+    #[test]
+    fn basic_credentials_are_base64_as_rfc_7617_writes_them() {
+        // RFC 7617 §2's example, and each padding length.
+        assert_eq!(
+            basic("Aladdin:open sesame").unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic("a:b").unwrap(), "Basic YTpi");
+        assert_eq!(basic("a:bc").unwrap(), "Basic YTpiYw==");
+        assert_eq!(basic("a:bcd").unwrap(), "Basic YTpiY2Q=");
     }
 
     #[test]

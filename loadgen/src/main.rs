@@ -13,7 +13,7 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `scenario` | `health`, `login`, `refresh`, `refresh-rotate` or `mixed` |
+//! | `scenario` | `health`, `login`, `refresh`, `refresh-rotate`, `mixed`, `introspect` or `me` |
 //! | `base_url`, `connections`, `threads`, `users` | the run's settings (`users` is 0 for `health`) |
 //! | `warmup_secs` | the warm-up, not recorded |
 //! | `duration_secs` | measured: from the end of the warm-up to the last answer |
@@ -27,7 +27,7 @@
 //! | `latency_ms` | `{p50, p90, p99, p99_9, max, mean}` in milliseconds, of answered requests (µs precision) |
 //! | `relogins` | unmeasured logins of users whose session was gone (a 401 on refresh) |
 //! | `error_messages` | `{"401 Invalid refresh token": n, …}`: up to 32 distinct messages |
-//! | `kinds` | per request kind in the scenario (`health`, `login`, `refresh`, `sessions`, `logout`): `requests`, `requests_per_sec`, `success`, `errors`, `errors_by_status`, `transport_errors`, `unexpected_answers`, `latency_ms` |
+//! | `kinds` | per request kind in the scenario (`health`, `login`, `refresh`, `sessions`, `logout`, `introspect`, `me`): `requests`, `requests_per_sec`, `success`, `errors`, `errors_by_status`, `transport_errors`, `unexpected_answers`, `latency_ms` |
 //!
 //! The exit code is 0 whenever the run happened, errors or not (the caller reads the counts);
 //! it is non-zero when the arguments are bad (2) or setup fails (1).
@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use hyper::header::HeaderValue;
 use tokio::task::JoinSet;
 
 use report::{Report, RunInfo};
@@ -63,6 +64,8 @@ Server-side configuration the scenarios need (tokenledger's environment):
                               the answer is used anyway, so a rotating server works too
   refresh-rotate              REFRESH_TOKEN_ROTATION=true
   login, refresh*, mixed      COOKIE_RESPONSE=false (the default): tokens in the body
+  introspect                  INTROSPECTION_CLIENTS=<id>:<secret>, and the same
+                              --introspection-client <id>:<secret> here
 
 Example:
   DATA_DIR=$(mktemp -d) LOGIN_RATE_LIMIT=off LOGIN_IP_RATE_LIMIT=off REFRESH_RATE_LIMIT=off PORT=18080 \\
@@ -111,6 +114,19 @@ struct Args {
     /// Print one JSON object on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// `introspect`: the service credential, `client_id:client_secret`, one of the server's
+    /// INTROSPECTION_CLIENTS; sent with HTTP Basic.
+    #[arg(long, value_parser = service_credential)]
+    introspection_client: Option<HeaderValue>,
+}
+
+fn service_credential(text: &str) -> Result<HeaderValue, String> {
+    match text.split_once(':') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
+            answers::basic(text).ok_or_else(|| "not a header-safe credential".into())
+        }
+        _ => Err("use client_id:client_secret".into()),
+    }
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -136,6 +152,15 @@ fn user_prefix(text: &str) -> Result<String, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.scenario == Scenario::Introspect && args.introspection_client.is_none() {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--scenario introspect needs --introspection-client <client_id:client_secret>",
+            )
+            .exit();
+    }
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         |n| n as usize,
@@ -212,6 +237,7 @@ async fn run(args: &Args, threads: usize) -> anyhow::Result<Report> {
             users.clone(),
             index,
             progress.clone(),
+            args.introspection_client.clone(),
         ));
     }
     let mut virtual_users = Vec::with_capacity(connections);

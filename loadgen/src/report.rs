@@ -67,6 +67,8 @@ fn kinds_of(scenario: Scenario) -> &'static [Kind] {
         Scenario::Login => &[Kind::Login],
         Scenario::Refresh | Scenario::RefreshRotate => &[Kind::Refresh],
         Scenario::Mixed => &[Kind::Login, Kind::Refresh, Kind::Sessions, Kind::Logout],
+        Scenario::Introspect => &[Kind::Introspect],
+        Scenario::Me => &[Kind::Me],
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::ValueEnum;
+use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 
 use crate::answers::{self, BodyWriter};
@@ -28,6 +29,8 @@ const REFRESH_WITHOUT_JWT: &str = "refresh answered 2xx without a jwt";
 const NOT_ROTATING: &str = "refresh answered 2xx without a new refreshToken: the server does not \
      rotate (start tokenledger with REFRESH_TOKEN_ROTATION=true, or use --scenario refresh)";
 const UNUSABLE_JWT: &str = "the jwt cannot be sent in an Authorization header";
+const INACTIVE: &str =
+    "introspection answered 2xx without \"active\": true for a live access token";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -41,6 +44,12 @@ pub enum Scenario {
     RefreshRotate,
     /// Login, 5 refreshes, GET /api/auth/sessions, POST /api/auth/logout, in a loop.
     Mixed,
+    /// One login (setup), then POST /api/auth/introspect of its access token as a service
+    /// (--introspection-client), in a loop.
+    Introspect,
+    /// One login (setup), then GET /api/users/me with its access token, in a loop: the same
+    /// session check as introspect, behind a bearer route.
+    Me,
 }
 
 impl Scenario {
@@ -51,6 +60,8 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::RefreshRotate => "refresh-rotate",
             Scenario::Mixed => "mixed",
+            Scenario::Introspect => "introspect",
+            Scenario::Me => "me",
         }
     }
 
@@ -58,9 +69,12 @@ impl Scenario {
         self != Scenario::Health
     }
 
-    /// Whether a user logs in during setup to hold a refresh token from the start.
+    /// Whether a user logs in during setup to hold its tokens from the start.
     fn logs_in_first(self) -> bool {
-        matches!(self, Scenario::Refresh | Scenario::RefreshRotate)
+        matches!(
+            self,
+            Scenario::Refresh | Scenario::RefreshRotate | Scenario::Introspect | Scenario::Me
+        )
     }
 }
 
@@ -103,6 +117,8 @@ pub struct VirtualUser {
     refresh_token: String,
     /// `{"refreshToken": refresh_token}`, rebuilt only when the token changes.
     refresh_body: Bytes,
+    /// `introspect`: the service's `Basic` credential.
+    service: Option<HeaderValue>,
     writer: BodyWriter,
     stats: Stats,
     window: Window,
@@ -119,6 +135,7 @@ impl VirtualUser {
         users: Arc<Vec<User>>,
         index: usize,
         progress: Arc<AtomicU64>,
+        service: Option<HeaderValue>,
     ) -> anyhow::Result<VirtualUser> {
         let mut connection = Connection::new(target.addr);
         connection.connect().await.map_err(|error| {
@@ -141,6 +158,7 @@ impl VirtualUser {
             jwt: String::with_capacity(512),
             refresh_token: String::with_capacity(512),
             refresh_body: Bytes::new(),
+            service,
             writer: BodyWriter::default(),
             stats: Stats::default(),
             window: Window {
@@ -175,6 +193,8 @@ impl VirtualUser {
                 Scenario::Refresh => self.refresh(false).await,
                 Scenario::RefreshRotate => self.refresh(true).await,
                 Scenario::Mixed => self.mixed().await,
+                Scenario::Introspect => self.introspect().await,
+                Scenario::Me => self.me().await,
             }
         })
         .await;
@@ -317,6 +337,47 @@ impl VirtualUser {
             let request = self.target.post(Route::Logout, logout, Some(&bearer));
             if let Ok(reply) = self.send(Kind::Logout, request).await {
                 self.succeed(Kind::Logout, &reply);
+            }
+        }
+    }
+
+    /// The service asks about the user's access token; its body is written once per token.
+    async fn introspect(&mut self) {
+        let mut body = self.writer.introspection(&self.jwt);
+        while self.open() {
+            let request = self
+                .target
+                .post(Route::Introspect, body.clone(), self.service.as_ref());
+            match self.send(Kind::Introspect, request).await {
+                Ok(reply) if answers::active(&reply.body) => self.succeed(Kind::Introspect, &reply),
+                // The session is gone: a new login, and its token from then on.
+                Ok(reply) => {
+                    self.unexpected(Kind::Introspect, &reply, INACTIVE);
+                    self.relogin().await;
+                    body = self.writer.introspection(&self.jwt);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    async fn me(&mut self) {
+        let Some(mut bearer) = self.writer.bearer(&self.jwt) else {
+            self.stats.note(|| UNUSABLE_JWT.to_owned());
+            return;
+        };
+        while self.open() {
+            let request = self.target.get(Route::Me, Some(&bearer));
+            match self.send(Kind::Me, request).await {
+                Ok(reply) => self.succeed(Kind::Me, &reply),
+                Err(Failure::Status(StatusCode::UNAUTHORIZED)) => {
+                    self.relogin().await;
+                    match self.writer.bearer(&self.jwt) {
+                        Some(fresh) => bearer = fresh,
+                        None => return,
+                    }
+                }
+                Err(_) => {}
             }
         }
     }

@@ -19,15 +19,19 @@ pub enum Kind {
     Refresh,
     Sessions,
     Logout,
+    Introspect,
+    Me,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Health,
         Kind::Login,
         Kind::Refresh,
         Kind::Sessions,
         Kind::Logout,
+        Kind::Introspect,
+        Kind::Me,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +41,8 @@ impl Kind {
             Kind::Refresh => "refresh",
             Kind::Sessions => "sessions",
             Kind::Logout => "logout",
+            Kind::Introspect => "introspect",
+            Kind::Me => "me",
         }
     }
 }
@@ -86,7 +92,7 @@ impl KindStats {
 }
 
 pub struct Stats {
-    kinds: [KindStats; 5],
+    kinds: [KindStats; Kind::ALL.len()],
     pub messages: BTreeMap<String, u64>,
     /// Unmeasured logins a user made because its session was gone (a 401 on refresh).
     pub relogins: u64,

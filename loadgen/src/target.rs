@@ -20,16 +20,20 @@ pub enum Route {
     Refresh,
     Sessions,
     Logout,
+    Introspect,
+    Me,
 }
 
 impl Route {
-    const ALL: [Route; 6] = [
+    const ALL: [Route; 8] = [
         Route::Health,
         Route::Register,
         Route::Login,
         Route::Refresh,
         Route::Sessions,
         Route::Logout,
+        Route::Introspect,
+        Route::Me,
     ];
 
     fn path(self) -> &'static str {
@@ -40,6 +44,8 @@ impl Route {
             Route::Refresh => "/api/auth/local/refresh",
             Route::Sessions => "/api/auth/sessions",
             Route::Logout => "/api/auth/logout",
+            Route::Introspect => "/api/auth/introspect",
+            Route::Me => "/api/users/me",
         }
     }
 }
@@ -96,13 +102,19 @@ impl Target {
         })
     }
 
-    pub fn get(&self, route: Route, bearer: Option<&HeaderValue>) -> Request<Body> {
-        self.request(Method::GET, route, Bytes::new(), false, bearer)
+    /// `authorization`: `Bearer <jwt>`, or a service's `Basic …`.
+    pub fn get(&self, route: Route, authorization: Option<&HeaderValue>) -> Request<Body> {
+        self.request(Method::GET, route, Bytes::new(), false, authorization)
     }
 
     /// A POST with a JSON body.
-    pub fn post(&self, route: Route, json: Bytes, bearer: Option<&HeaderValue>) -> Request<Body> {
-        self.request(Method::POST, route, json, true, bearer)
+    pub fn post(
+        &self,
+        route: Route,
+        json: Bytes,
+        authorization: Option<&HeaderValue>,
+    ) -> Request<Body> {
+        self.request(Method::POST, route, json, true, authorization)
     }
 
     fn request(
@@ -111,7 +123,7 @@ impl Target {
         route: Route,
         body: Bytes,
         json: bool,
-        bearer: Option<&HeaderValue>,
+        authorization: Option<&HeaderValue>,
     ) -> Request<Body> {
         let mut headers = HeaderMap::with_capacity(8);
         headers.insert(header::HOST, self.host.clone());
@@ -123,8 +135,8 @@ impl Target {
                 HeaderValue::from_static("application/json"),
             );
         }
-        if let Some(bearer) = bearer {
-            headers.insert(header::AUTHORIZATION, bearer.clone());
+        if let Some(authorization) = authorization {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
         }
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;

@@ -13,6 +13,8 @@ use tokenledger::config::Config;
 
 const JWT_SECRET: &str = "loadgen-test-access-secret-0123456789abcdef01";
 const REFRESH_SECRET: &str = "loadgen-test-refresh-secret-0123456789abcdef0";
+/// The service `introspect` asks as, one of the server's INTROSPECTION_CLIENTS.
+const SERVICE: &str = "loadgen-service:loadgen-test-service-secret-0123456789";
 
 struct Server {
     base_url: String,
@@ -45,6 +47,7 @@ impl Server {
             ("LOGIN_IP_RATE_LIMIT", "off"),
             ("LOGIN_ACCOUNT_FAILURE_LIMIT", "off"),
             ("REFRESH_RATE_LIMIT", "off"),
+            ("INTROSPECTION_CLIENTS", SERVICE),
             (
                 "REFRESH_TOKEN_ROTATION",
                 if rotation { "true" } else { "false" },
@@ -91,6 +94,8 @@ impl Server {
             "4",
             "--users",
             "4",
+            "--introspection-client",
+            SERVICE,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -152,7 +157,7 @@ fn assert_mixed_counts_each_kind(report: &Value) {
 #[actix_web::test]
 async fn every_scenario_runs_without_errors_when_the_server_does_not_rotate() {
     let server = Server::start(false).await;
-    for scenario in ["health", "login", "refresh"] {
+    for scenario in ["health", "login", "refresh", "introspect", "me"] {
         server.clean_run(scenario).await;
     }
     let mixed = server.clean_run("mixed").await;
@@ -201,6 +206,12 @@ fn setup_failures_and_bad_arguments_exit_non_zero() {
         .output()
         .expect("runs");
     assert_eq!(bad.status.code(), Some(2));
+    let bad = loadgen()
+        .args(["--scenario", "introspect"])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2), "introspect without a credential");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--introspection-client"));
 
     // Nothing listens on port 1.
     let unreachable = loadgen()
