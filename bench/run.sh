@@ -40,6 +40,8 @@ run() { # name scenario rotation [loadgen args]
 users=()
 [ -n "${BENCH_USERS:-}" ] && users=(--users "$BENCH_USERS")
 wanted() { [ -z "${BENCH_SCENARIOS:-}" ] || [[ " $BENCH_SCENARIOS " == *" $1 "* ]]; }
+# Scenarios run only when BENCH_SCENARIOS names them.
+named() { [[ " ${BENCH_SCENARIOS:-} " == *" $1 "* ]]; }
 
 flood_run() { # refreshes while a login flood runs on the same server
     start_server false
@@ -69,6 +71,12 @@ for r in $(seq "$runs"); do
     run login login false --connections "$connections"
     if wanted refresh-under-login-flood; then flood_run; fi
     if wanted password-cost; then password_cost; fi
+    # Introspection of the users' access tokens, and GET /api/users/me with the same tokens.
+    if named introspect; then
+        run introspect introspect false --connections "$connections" "${users[@]}" \
+            --introspection-client "$BENCH_SERVICE"
+    fi
+    if named me; then run me me false --connections "$connections" "${users[@]}"; fi
 done
 
 python3 - "$out" <<'EOF' >&2

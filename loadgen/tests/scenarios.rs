@@ -210,7 +210,11 @@ fn setup_failures_and_bad_arguments_exit_non_zero() {
         .args(["--scenario", "introspect"])
         .output()
         .expect("runs");
-    assert_eq!(bad.status.code(), Some(2), "introspect without a credential");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "introspect without a credential"
+    );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--introspection-client"));
 
     // Nothing listens on port 1.

@@ -119,10 +119,19 @@ fn token_fields(body: &Body) -> Result<(&str, Option<TokenKind>), ApiError> {
 }
 
 /// The service's credential: `Authorization: Basic` when the request has one, else the
-/// body's `client_id` and `client_secret`. `None` when neither is complete.
+/// body's `client_id` and `client_secret` (another scheme, such as a front end's `Bearer`,
+/// is no client authentication, so the body's still counts). `None` when neither is complete.
 fn service_credentials(req: &HttpRequest, body: &Body) -> Option<Vec<ServiceCredential>> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        return basic_credentials(value.to_str().ok()?);
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| {
+            let scheme = value.trim_start().split(' ').next().unwrap_or_default();
+            scheme.eq_ignore_ascii_case("basic")
+        });
+    if let Some(value) = basic {
+        return basic_credentials(value);
     }
     let field = |name| body.get(name).and_then(Value::as_str).map(str::to_owned);
     Some(vec![ServiceCredential {

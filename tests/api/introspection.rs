@@ -241,6 +241,12 @@ async fn services_must_present_a_credential_of_their_own() {
     ];
     let (status, _, answer) = send(post().form(&form)).await;
     assert_eq!((status, &answer["active"]), (200, &json!(true)), "{answer}");
+    // A front end's bearer header is no client authentication: the body's credential counts.
+    let (status, _, answer) = send(post().bearer_auth(&access).json(&posted)).await;
+    assert_eq!((status, &answer["active"]), (200, &json!(true)), "{answer}");
+    // A Basic header is the credential, even beside a right one in the body.
+    let request = post().basic_auth(SERVICE, Some("wrong")).json(&posted);
+    assert_eq!(send(request).await.0, 401);
 }
 
 #[actix_web::test]
