@@ -1,9 +1,9 @@
 //! The application's use cases, one file each: register, log in, refresh, log out, change a
-//! password, a user's own sessions, introspect and revoke a token (RFC 7662, RFC 7009), and
-//! the admin's questions. Each takes typed input (parsed
-//! by `http` from Strapi's bodies), works with the users table, the user's actor, the
-//! projection and the store, and returns a typed outcome or a `Failure`; `http` shapes both
-//! into Strapi's answers. Time and ids come from the injected `Clock` and `Ids`.
+//! password, a user's own sessions, and the admin's questions; and introspect and revoke a
+//! token (RFC 7662, RFC 7009). Each takes typed input (parsed by `http` from Strapi's bodies),
+//! works with the users table, the user's actor, the projection and the store, and returns a
+//! typed outcome or a `Failure`; `http` shapes both into Strapi's answers. Time and ids come
+//! from the injected `Clock` and `Ids`.
 
 mod account_emails;
 mod admin;
