@@ -24,6 +24,7 @@ use crate::limits::RateLimits;
 use crate::mailer::Mailer;
 use crate::password::Passwords;
 use crate::retention;
+use crate::signing_keys;
 use crate::snapshots::{SnapshotKey, Snapshots};
 use crate::store;
 use crate::store::EventStore;
@@ -71,6 +72,9 @@ impl Application {
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let shared = Arc::new(config.clone());
         let app = services(shared.clone(), &opened, tokens, &arbiters, cores)?;
+        signing_keys::start(app.store.as_ref(), &app.tokens, &app.clock)
+            .await
+            .context("the access-token signing keys")?;
         // Before serving: a template file or email setting that is wrong stops the start.
         let mut mailer = Mailer::new(
             &config,
@@ -227,7 +231,7 @@ fn checkpointer(config: &Config, opened: &store::Opened) -> anyhow::Result<Check
 }
 
 /// The access and refresh signing keys, which `secrets::resolve` has filled in by now.
-fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
+pub(crate) fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
     let signing = &config.tokens;
     let jwt_secret = signing
         .jwt_secret
@@ -244,6 +248,10 @@ fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
     )
     .map(|tokens| tokens.accepting_strapi_access_tokens(signing.strapi_access_tokens))
     .map(|tokens| tokens.with_session_mode_claims(config.sessions.refresh_mode()))
+    .map(|tokens| tokens.with_signing(signing.access_alg, signing.signing_key.clone()))
+    .map(|tokens| {
+        tokens.with_issuer_and_audience(signing.issuer.clone(), signing.audience.clone())
+    })
     .context("signing keys")
 }
 
@@ -528,6 +536,7 @@ fn background_tasks(
         Duration::from_secs(1),
         opened.postgres.clone(),
         catch_up,
+        state.app.tokens.clone(),
     ));
     let interval = config
         .ledger
@@ -543,6 +552,14 @@ fn background_tasks(
         )),
         config.privacy.retention.map(|retention| {
             retention::spawn(opened.personal.clone(), state.app.clock.clone(), retention)
+        }),
+        config.tokens.signing_key_rotation.map(|every| {
+            signing_keys::schedule(
+                state.app.store.clone(),
+                state.app.tokens.clone(),
+                state.app.clock.clone(),
+                every,
+            )
         }),
     ]
     .into_iter()

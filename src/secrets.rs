@@ -23,6 +23,9 @@ struct Stored {
     /// Added with sealed personal data: absent from older files, and then generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     personal_data_key: Option<String>,
+    /// Added with asymmetric access tokens: made only when first needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signing_key: Option<String>,
 }
 
 /// HMAC-SHA256 of `message` under `key`: the one way a key of its own is derived from a
@@ -56,6 +59,10 @@ fn missing(config: &Config) -> Vec<&'static str> {
         ("LEDGER_KEY", ledger.key.is_none()),
         ("CHECKPOINT_KEY", ledger.checkpoint_key.is_none()),
         ("PERSONAL_DATA_KEY", config.privacy.key.is_none()),
+        (
+            "SIGNING_KEY",
+            tokens.signing_key.is_none() && tokens.needs_signing_key(),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, missing)| missing.then_some(name))
@@ -71,6 +78,8 @@ fn invalid_data(message: String) -> std::io::Error {
 pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
     let missing = missing(config);
     if missing.is_empty() {
+        // A key rotated once in HS256 mode is kept there, though nothing needs it at start.
+        resolve_signing_key(config, false)?;
         return Ok(None);
     }
     if config.server.database_url.is_postgres() {
@@ -102,6 +111,29 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         generated.join(", "),
         path.display()
     )))
+}
+
+/// Fills in `SIGNING_KEY` from `<data dir>/secrets.json`, or (with `generate`) makes it
+/// there, for a first rotation in HS256 mode. On PostgreSQL it must be configured.
+pub fn resolve_signing_key(config: &mut Config, generate: bool) -> std::io::Result<()> {
+    if config.tokens.signing_key.is_some() || config.server.database_url.is_postgres() {
+        return Ok(());
+    }
+    let path = config.server.data_dir.join(FILE_NAME);
+    let mut stored = read_stored(&path)?;
+    let key = match &stored.signing_key {
+        Some(text) => KeyBytes::parse(text)
+            .map_err(|e| invalid_data(format!("SIGNING_KEY in {}: {e}", path.display())))?,
+        None if !generate => return Ok(()),
+        None => {
+            let key = random_key();
+            stored.signing_key = Some(key.to_hex());
+            private_files::write(&path, &serde_json::to_vec_pretty(&stored)?)?;
+            key
+        }
+    };
+    config.tokens.signing_key = Some(key);
+    Ok(())
 }
 
 /// Fills in missing keys from `<data dir>/secrets.json` if it is there, making nothing and
@@ -165,6 +197,7 @@ fn fill_keys(
     path: &std::path::Path,
     generate: bool,
 ) -> std::io::Result<Vec<&'static str>> {
+    let signing_needed = config.tokens.needs_signing_key();
     let ledger = &mut config.ledger;
     let mut generated = Vec::new();
     for (name, value, configured) in [
@@ -179,10 +212,17 @@ fn fill_keys(
             &mut stored.personal_data_key,
             &mut config.privacy.key,
         ),
+        (
+            "SIGNING_KEY",
+            &mut stored.signing_key,
+            &mut config.tokens.signing_key,
+        ),
     ] {
         if configured.is_some() {
             continue;
         }
+        // Made only for a configuration that signs with it (`needs_signing_key`).
+        let generate = generate && (name != "SIGNING_KEY" || signing_needed);
         let key = match value {
             Some(text) => KeyBytes::parse(text)
                 .map_err(|e| invalid_data(format!("{name} in {}: {e}", path.display())))?,

@@ -118,6 +118,36 @@ pub struct TokenConfig {
     pub request_refresh_on_all: bool,
     pub refresh_token_rotation: bool,
     pub refresh_token_reuse_grace: TimeDelta,
+    /// `ACCESS_TOKEN_ALG`.
+    pub access_alg: AccessAlg,
+    /// `SIGNING_KEY`: `None` until needed and generated (or never, in HS256 mode unrotated).
+    pub signing_key: Option<KeyBytes>,
+    /// `SIGNING_KEY_ROTATION`.
+    pub signing_key_rotation: Option<TimeDelta>,
+    /// `ACCESS_TOKEN_ISSUER`, else the public URL unless HS256 (`issuer`).
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// How access tokens are signed (`ACCESS_TOKEN_ALG`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum AccessAlg {
+    HS256,
+    EdDSA,
+    ES256,
+}
+
+impl AccessAlg {
+    pub fn is_asymmetric(self) -> bool {
+        self != AccessAlg::HS256
+    }
+}
+
+impl TokenConfig {
+    /// Whether `SIGNING_KEY` is needed from the start: some key is derived from it.
+    pub fn needs_signing_key(&self) -> bool {
+        self.access_alg.is_asymmetric() || self.signing_key_rotation.is_some()
+    }
 }
 
 /// How long a session lives.
@@ -283,9 +313,16 @@ impl Config {
         };
         let source = Source::new(env, file);
         let sessions = SessionsConfig::read(&source)?;
+        let server = ServerConfig::read(&source)?;
+        let mut tokens = TokenConfig::read(&source)?;
+        // Services that check tokens with the public keys are told who made them; Strapi's
+        // tokens name no issuer, so HS256 keeps to that unless one is configured.
+        if tokens.access_alg.is_asymmetric() && tokens.issuer.is_none() {
+            tokens.issuer = Some(server.public_url());
+        }
         let config = Config {
-            server: ServerConfig::read(&source)?,
-            tokens: TokenConfig::read(&source)?,
+            server,
+            tokens,
             lifetimes: LifetimeConfig::read(&source)?,
             cookie: CookieConfig::read(&source, sessions.jwt_management)?,
             sessions,
@@ -563,6 +600,11 @@ impl TokenConfig {
             request_refresh_on_all: source.value(&keys::REQUEST_REFRESH_ON_ALL)?,
             refresh_token_rotation: source.value(&keys::REFRESH_TOKEN_ROTATION)?,
             refresh_token_reuse_grace: source.value(&keys::REFRESH_TOKEN_REUSE_GRACE)?,
+            access_alg: source.value(&keys::ACCESS_TOKEN_ALG)?,
+            signing_key: source.optional(&keys::SIGNING_KEY)?,
+            signing_key_rotation: source.optional(&keys::SIGNING_KEY_ROTATION)?,
+            issuer: source.optional(&keys::ACCESS_TOKEN_ISSUER)?,
+            audience: source.optional(&keys::ACCESS_TOKEN_AUDIENCE)?,
         })
     }
 }

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::errors::{ApiError, ErrorBody};
-use super::{admin, admin_page, auth, ledger, probes, sessions, users};
+use super::{admin, admin_page, auth, ledger, probes, sessions, users, well_known};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,8 @@ use super::{admin, admin_page, auth, ledger, probes, sessions, users};
         ledger::consistency,
         admin_page::index,
         admin_page::asset,
+        well_known::jwks,
+        well_known::metadata,
         probes::health,
         probes::ready,
         probes::scrape,
@@ -60,6 +62,7 @@ use super::{admin, admin_page, auth, ledger, probes, sessions, users};
         (name = "auth", description = "Register, log in, refresh, change password, reset a forgotten one, confirm an email"),
         (name = "sessions", description = "A user's own sessions"),
         (name = "users", description = "The user behind an access token"),
+        (name = "tokens", description = "For services that check access tokens: the public keys and the server's metadata"),
         (name = "admin", description = "For operators, behind ADMIN_API_TOKEN; 404 when it is not set"),
         (name = "health", description = "For load balancers, orchestrators and Prometheus"),
         (name = "docs", description = "This document and its page"),

@@ -5,7 +5,9 @@ use actix_web::http::{Method, header};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::errors::ApiError;
-use super::{AppState, admin, admin_page, auth, ledger, openapi, probes, sessions, users};
+use super::{
+    AppState, admin, admin_page, auth, ledger, openapi, probes, sessions, users, well_known,
+};
 
 /// One route of the app. Every route is registered from `ENDPOINTS`, and
 /// tests/api/openapi.rs fails when one of them is missing from the OpenAPI document (or the
@@ -135,6 +137,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: Method::GET,
         path: "/api/admin/ledger/proof/consistency",
         handler: || web::to(ledger::consistency),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/.well-known/jwks.json",
+        handler: || web::to(well_known::jwks),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/.well-known/oauth-authorization-server",
+        handler: || web::to(well_known::metadata),
     },
     Endpoint {
         method: Method::GET,
