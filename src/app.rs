@@ -53,7 +53,12 @@ pub struct Application {
 
 impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        // Bound first, so that a port chosen by the system (`PORT=0`) is in the public URL
+        // that tokens name as their issuer.
+        let address = config.server.bind_address();
+        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        config.server.port = listener.local_addr()?.port();
         let tokens = Arc::new(signing_keys(&config)?);
         let database_url = &config.server.database_url;
         // One server per SQLite file; PostgreSQL is made for several.
@@ -97,7 +102,7 @@ impl Application {
         });
         // Bound and serving before the log is folded, so that orchestrators see the instance
         // start (`/_health`) and wait on `/_ready`; `until_ready` refuses the rest meanwhile.
-        let (port, handle, serving) = serve(&config, state.clone(), cores)?;
+        let (port, handle, serving) = serve(listener, &config, state.clone(), cores)?;
         mailer.serving_on(&config.server, port);
         tracing::info!(port, "listening; rebuilding the projections from the log");
         let (position, from_snapshot) = match rebuild(&state, &snapshots).await {
@@ -250,7 +255,7 @@ pub(crate) fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
     .map(|tokens| tokens.with_session_mode_claims(config.sessions.refresh_mode()))
     .map(|tokens| tokens.with_signing(signing.access_alg, signing.signing_key.clone()))
     .map(|tokens| {
-        tokens.with_issuer_and_audience(signing.issuer.clone(), signing.audience.clone())
+        tokens.with_issuer_and_audience(config.access_token_issuer(), signing.audience.clone())
     })
     .context("signing keys")
 }
@@ -317,12 +322,11 @@ type Serving = actix_web::rt::task::JoinHandle<std::io::Result<()>>;
 /// Binds the port and serves at once, with every layer in its order; the port, a handle
 /// to stop it, and the running server.
 fn serve(
+    listener: TcpListener,
     config: &Config,
     state: web::Data<AppState>,
     cores: usize,
 ) -> anyhow::Result<(u16, ServerHandle, Serving)> {
-    let address = config.server.bind_address();
-    let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
     let port = listener.local_addr()?.port();
     let served = config.clone();
     let server = HttpServer::new(move || {

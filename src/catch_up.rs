@@ -11,8 +11,8 @@ use futures::TryStreamExt;
 use tokenledger_domain::{Event, UserId};
 use tokenledger_projections::ActiveSessions;
 
-use crate::store::{EventPayload, EventStore, StoreError};
 use crate::signing_keys;
+use crate::store::{EventPayload, EventStore, StoreError};
 use crate::tokens::Tokens;
 use crate::tokens::keys::KEYS_STREAM;
 

@@ -11,7 +11,9 @@ use anyhow::Context;
 use chrono::TimeDelta;
 
 use crate::clock::Clock;
-use crate::store::{Actor, EventMetadata, EventPayload, EventStore, NewContent, NewEvent, StoreError};
+use crate::store::{
+    Actor, EventMetadata, EventPayload, EventStore, NewContent, NewEvent, StoreError,
+};
 use crate::tokens::Tokens;
 use crate::tokens::keys::{KEY_ROTATED, KEYS_STREAM, KeyRotated, KeySet, RotationReason};
 
@@ -24,8 +26,9 @@ pub async fn load(store: &dyn EventStore, tokens: &Tokens) -> anyhow::Result<()>
     let rotations = recorded
         .iter()
         .map(|record| {
-            serde_json::from_str::<KeyRotated>(&record.payload)
-                .with_context(|| format!("the signing-key rotation at position {}", record.position))
+            serde_json::from_str::<KeyRotated>(&record.payload).with_context(|| {
+                format!("the signing-key rotation at position {}", record.position)
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     tokens.fold_rotations(1, &rotations)?;
@@ -62,7 +65,12 @@ pub async fn rotate(
 ) -> anyhow::Result<KeyRotated> {
     let alg = tokens.key_source().alg;
     let made = record(store, tokens, actor, |keys| {
-        Ok(Some(keys.rotation(&tokens.key_source(), alg, reason, now)?))
+        Ok(Some(keys.rotation(
+            &tokens.key_source(),
+            alg,
+            reason,
+            now,
+        )?))
     })
     .await?;
     made.context("a rotation is always made")
@@ -110,9 +118,7 @@ pub fn learn(tokens: &Tokens, records: Vec<EventPayload>) {
     for record in records {
         let folded = serde_json::from_str::<KeyRotated>(&record.payload)
             .map_err(anyhow::Error::from)
-            .and_then(|rotation| {
-                Ok(tokens.fold_rotations(record.stream_version, &[rotation])?)
-            });
+            .and_then(|rotation| Ok(tokens.fold_rotations(record.stream_version, &[rotation])?));
         match folded {
             Ok(true) => tracing::info!(
                 kid = tokens.keys().current().key.kid,

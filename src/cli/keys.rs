@@ -61,12 +61,18 @@ fn list(tokens: &crate::tokens::Tokens, secrets: bool) {
     let now = Utc::now().timestamp();
     let lifetime = tokens.access_lifetime().num_seconds() + ROTATION_SLACK_SECONDS;
     say!("generation\talg\tkid\tsince\tstatus");
-    let next = keys.next.iter().map(|key| (keys.next_generation(), key.as_ref(), None, None));
-    let held = keys
-        .held
+    let next = keys
+        .next
         .iter()
-        .rev()
-        .map(|h| (h.generation, h.key.as_ref(), Some(h.since), Some(h.retired_at)));
+        .map(|key| (keys.next_generation(), key.as_ref(), None, None));
+    let held = keys.held.iter().rev().map(|h| {
+        (
+            h.generation,
+            h.key.as_ref(),
+            Some(h.since),
+            Some(h.retired_at),
+        )
+    });
     for (generation, key, since, retired) in next.chain(held) {
         let status = match retired {
             None => "published, signs after the next rotation".to_owned(),
@@ -80,7 +86,11 @@ fn list(tokens: &crate::tokens::Tokens, secrets: bool) {
             "{generation}\t{:?}\t{}\t{}\t{status}{}",
             key.alg,
             key.kid.as_deref().unwrap_or("(JWT_SECRET)"),
-            since.map_or("-".to_owned(), |at| if at == 0 { "-".to_owned() } else { time(at) }),
+            since.map_or("-".to_owned(), |at| if at == 0 {
+                "-".to_owned()
+            } else {
+                time(at)
+            }),
             match (&key.secret_text, secrets) {
                 (Some(secret), true) => format!("\tsecret {secret}"),
                 _ => String::new(),
@@ -90,6 +100,5 @@ fn list(tokens: &crate::tokens::Tokens, secrets: bool) {
 }
 
 fn time(unix: i64) -> String {
-    DateTime::<Utc>::from_timestamp(unix, 0)
-        .map_or_else(|| unix.to_string(), |at| at.to_rfc3339())
+    DateTime::<Utc>::from_timestamp(unix, 0).map_or_else(|| unix.to_string(), |at| at.to_rfc3339())
 }

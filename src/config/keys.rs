@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 
 use super::values::{
-    Parsed, accept_or_refuse, boolean, cookie_max_age, cors_origins, duration, http_url,
-    access_alg, jwt_management, key, log_format, path, port, proxies, rate_limit, retention, same_site, secret,
-    session_limit, snapshot_interval, text,
+    Parsed, accept_or_refuse, access_alg, boolean, cookie_max_age, cors_origins, duration,
+    http_url, jwt_management, key, log_format, path, port, proxies, rate_limit, retention,
+    same_site, secret, session_limit, snapshot_interval, text,
 };
 use super::values::{attempts, mailbox, smtp_security};
 use super::{
-    AccessAlg, ConfigError, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit,
-    SameSite, Secret, SmtpSecurity, invalid,
+    AccessAlg, ConfigError, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat,
+    RateLimit, SameSite, Secret, SmtpSecurity, invalid,
 };
 
 /// What is known of a key whatever its type.

@@ -124,7 +124,7 @@ pub struct TokenConfig {
     pub signing_key: Option<KeyBytes>,
     /// `SIGNING_KEY_ROTATION`.
     pub signing_key_rotation: Option<TimeDelta>,
-    /// `ACCESS_TOKEN_ISSUER`, else the public URL unless HS256 (`issuer`).
+    /// `ACCESS_TOKEN_ISSUER` (see `Config::access_token_issuer`).
     pub issuer: Option<String>,
     pub audience: Option<String>,
 }
@@ -313,16 +313,9 @@ impl Config {
         };
         let source = Source::new(env, file);
         let sessions = SessionsConfig::read(&source)?;
-        let server = ServerConfig::read(&source)?;
-        let mut tokens = TokenConfig::read(&source)?;
-        // Services that check tokens with the public keys are told who made them; Strapi's
-        // tokens name no issuer, so HS256 keeps to that unless one is configured.
-        if tokens.access_alg.is_asymmetric() && tokens.issuer.is_none() {
-            tokens.issuer = Some(server.public_url());
-        }
         let config = Config {
-            server,
-            tokens,
+            server: ServerConfig::read(&source)?,
+            tokens: TokenConfig::read(&source)?,
             lifetimes: LifetimeConfig::read(&source)?,
             cookie: CookieConfig::read(&source, sessions.jwt_management)?,
             sessions,
@@ -424,6 +417,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The `iss` of access tokens: `ACCESS_TOKEN_ISSUER`, else the public URL for the
+    /// services that check tokens with the public keys; Strapi's HS256 tokens name none.
+    pub fn access_token_issuer(&self) -> Option<String> {
+        let tokens = &self.tokens;
+        tokens.issuer.clone().or_else(|| {
+            tokens
+                .access_alg
+                .is_asymmetric()
+                .then(|| self.server.public_url())
+        })
     }
 
     /// Things that are allowed but unwise, for the start-up log.

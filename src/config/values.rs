@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 
 use super::{
-    AccessAlg, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite, Secret,
-    SmtpSecurity,
+    AccessAlg, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite,
+    Secret, SmtpSecurity,
 };
 
 pub(super) type Parsed<T> = Result<T, String>;

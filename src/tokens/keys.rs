@@ -59,7 +59,9 @@ pub enum KeyError {
         "SIGNING_KEY is not set: the access-token keys of ACCESS_TOKEN_ALG={0:?} (or rotated ones) are derived from it"
     )]
     NoSigningKey(AccessAlg),
-    #[error("generation {generation}: the log names key {recorded}, SIGNING_KEY derives {derived}: SIGNING_KEY is not the one the keys were made with")]
+    #[error(
+        "generation {generation}: the log names key {recorded}, SIGNING_KEY derives {derived}: SIGNING_KEY is not the one the keys were made with"
+    )]
     WrongSigningKey {
         generation: u32,
         recorded: String,
@@ -341,11 +343,7 @@ impl KeySet {
     /// The rotation a start with `ACCESS_TOKEN_ALG=alg` must make first: the key that signs
     /// is of another algorithm. Back to HS256 is back to `JWT_SECRET`, as Strapi's servers
     /// check it.
-    pub fn switch_to(
-        &self,
-        source: &KeySource,
-        now: i64,
-    ) -> Result<Option<KeyRotated>, KeyError> {
+    pub fn switch_to(&self, source: &KeySource, now: i64) -> Result<Option<KeyRotated>, KeyError> {
         if self.current().key.alg == source.alg {
             return Ok(None);
         }
@@ -367,5 +365,182 @@ impl KeySet {
     /// Whether `SIGNING_KEY_ROTATION` (`every`) is due at `now`.
     pub fn rotation_due(&self, every: TimeDelta, now: i64) -> bool {
         now >= self.current().since + every.num_seconds()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master() -> KeyBytes {
+        KeyBytes::new([7; 32])
+    }
+
+    fn source(alg: AccessAlg, master: &KeyBytes) -> KeySource<'_> {
+        KeySource {
+            jwt_secret: b"a-jwt-secret-of-thirty-two-bytes!",
+            signing_key: Some(master),
+            alg,
+            lifetime: TimeDelta::hours(2),
+        }
+    }
+
+    fn kids(jwks: &[&Jwk]) -> Vec<String> {
+        jwks.iter()
+            .map(|jwk| jwk.common.key_id.clone().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn given_a_master_then_each_algorithm_and_generation_derives_its_own_stable_key() {
+        for alg in [AccessAlg::HS256, AccessAlg::EdDSA, AccessAlg::ES256] {
+            let first = AccessKey::derived(&master(), alg, 1).unwrap();
+            let again = AccessKey::derived(&master(), alg, 1).unwrap();
+            let second = AccessKey::derived(&master(), alg, 2).unwrap();
+            let other = AccessKey::derived(&KeyBytes::new([8; 32]), alg, 1).unwrap();
+            assert_eq!(first.kid, again.kid, "{alg:?}");
+            assert_ne!(first.kid, second.kid, "{alg:?}");
+            assert_ne!(first.kid, other.kid, "{alg:?}");
+            assert_eq!(first.jwk.is_some(), alg.is_asymmetric());
+        }
+        let hs = AccessKey::derived(&master(), AccessAlg::HS256, 1).unwrap();
+        assert_eq!(hs.secret_text.unwrap().len(), 64);
+    }
+
+    #[test]
+    fn given_an_asymmetric_key_then_its_jwk_names_it_by_its_rfc7638_thumbprint() {
+        let key = AccessKey::derived(&master(), AccessAlg::EdDSA, 1).unwrap();
+        let jwk = key.jwk.as_ref().unwrap();
+        let public = serde_json::to_value(jwk).unwrap();
+        assert_eq!(public["kty"], "OKP");
+        assert_eq!(public["crv"], "Ed25519");
+        assert_eq!(public["alg"], "EdDSA");
+        assert_eq!(public["use"], "sig");
+        assert!(public.get("d").is_none(), "no private part: {public}");
+        // RFC 7638 §3.2: SHA-256 of the required members in order, base64url.
+        let canonical = format!(
+            r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+            public["x"].as_str().unwrap()
+        );
+        let digest = sha2::Sha256::digest(canonical.as_bytes());
+        use base64::Engine;
+        use sha2::Digest;
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        assert_eq!(key.kid.as_deref(), Some(thumbprint.as_str()));
+        let es = AccessKey::derived(&master(), AccessAlg::ES256, 1).unwrap();
+        let public = serde_json::to_value(es.jwk.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            (public["kty"].as_str(), public["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
+    }
+
+    #[test]
+    fn given_no_rotation_then_jwt_secret_signs_and_nothing_is_published_in_hs256() {
+        let m = master();
+        let keys = KeySet::fold(&source(AccessAlg::HS256, &m), &[]).unwrap();
+        assert_eq!(keys.current().key.kid, None);
+        assert!(keys.next.is_none());
+        assert!(keys.published(1_000).is_empty());
+        assert!(
+            keys.verifier(None)
+                .is_some_and(|(_, latest)| latest.is_none())
+        );
+    }
+
+    #[test]
+    fn given_a_rotation_then_the_old_key_verifies_its_tokens_until_they_expire_and_then_leaves() {
+        let m = master();
+        let eddsa = source(AccessAlg::EdDSA, &m);
+        let empty = KeySet::fold(&eddsa, &[]).unwrap();
+        let first = empty.switch_to(&eddsa, 1_000).unwrap().unwrap();
+        assert_eq!(
+            (first.generation, first.reason),
+            (1, RotationReason::Algorithm)
+        );
+        let one = KeySet::fold(&eddsa, std::slice::from_ref(&first)).unwrap();
+        // The next key is published before it signs.
+        let next_kid = one.next.as_ref().unwrap().kid.clone().unwrap();
+        assert_eq!(
+            kids(&one.published(1_000)),
+            vec![next_kid.clone(), first.kid.clone().unwrap()]
+        );
+
+        let second = one
+            .rotation(&eddsa, AccessAlg::EdDSA, RotationReason::Manual, 5_000)
+            .unwrap();
+        assert_eq!(second.kid.as_deref(), Some(next_kid.as_str()));
+        let two = KeySet::fold(&eddsa, &[first.clone(), second.clone()]).unwrap();
+        assert_eq!(two.current().key.kid, second.kid);
+        let (_, latest) = two.verifier(first.kid.as_deref()).unwrap();
+        assert_eq!(latest, Some(5_000 + ROTATION_SLACK_SECONDS));
+        // Until the last token the old key signed has expired, it is published.
+        let lifetime = 2 * 3600 + ROTATION_SLACK_SECONDS;
+        assert!(kids(&two.published(5_000 + lifetime - 1)).contains(&first.kid.clone().unwrap()));
+        assert!(!kids(&two.published(5_000 + lifetime)).contains(&first.kid.clone().unwrap()));
+        // JWT_SECRET, retired at the first rotation, was never published.
+        assert_eq!(two.published(5_000).len(), 3);
+        assert!(two.verifier(Some("not-ours")).is_none());
+    }
+
+    #[test]
+    fn given_a_switch_back_to_hs256_then_jwt_secret_signs_again() {
+        let m = master();
+        let eddsa = KeySet::fold(&source(AccessAlg::EdDSA, &m), &[]).unwrap();
+        let first = eddsa
+            .switch_to(&source(AccessAlg::EdDSA, &m), 10)
+            .unwrap()
+            .unwrap();
+        let hs = source(AccessAlg::HS256, &m);
+        let keys = KeySet::fold(&hs, std::slice::from_ref(&first)).unwrap();
+        let back = keys.switch_to(&hs, 20).unwrap().unwrap();
+        assert_eq!(
+            (back.kid, back.alg, back.generation),
+            (None, AccessAlg::HS256, 2)
+        );
+        assert!(
+            keys.switch_to(&source(AccessAlg::EdDSA, &m), 20)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn given_another_signing_key_then_the_recorded_keys_are_refused_by_name() {
+        let m = master();
+        let eddsa = source(AccessAlg::EdDSA, &m);
+        let first = KeySet::fold(&eddsa, &[])
+            .unwrap()
+            .switch_to(&eddsa, 1)
+            .unwrap()
+            .unwrap();
+        let other = KeyBytes::new([9; 32]);
+        let refused = KeySet::fold(&source(AccessAlg::EdDSA, &other), &[first]).unwrap_err();
+        assert!(
+            matches!(refused, KeyError::WrongSigningKey { generation: 1, .. }),
+            "{refused}"
+        );
+        let none = KeySource {
+            signing_key: None,
+            ..source(AccessAlg::EdDSA, &m)
+        };
+        assert!(matches!(
+            KeySet::fold(&none, &[]),
+            Err(KeyError::NoSigningKey(AccessAlg::EdDSA))
+        ));
+    }
+
+    #[test]
+    fn given_a_schedule_then_a_rotation_is_due_once_the_signing_key_is_that_old() {
+        let m = master();
+        let eddsa = source(AccessAlg::EdDSA, &m);
+        let first = KeySet::fold(&eddsa, &[])
+            .unwrap()
+            .switch_to(&eddsa, 1_000)
+            .unwrap()
+            .unwrap();
+        let keys = KeySet::fold(&eddsa, &[first]).unwrap();
+        assert!(!keys.rotation_due(TimeDelta::hours(1), 1_000 + 3599));
+        assert!(keys.rotation_due(TimeDelta::hours(1), 1_000 + 3600));
     }
 }

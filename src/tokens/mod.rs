@@ -261,7 +261,10 @@ impl Tokens {
 
     /// The access-token keys now.
     pub fn keys(&self) -> Arc<KeySet> {
-        self.access.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// What the keys are made from, for working out a rotation.
@@ -276,11 +279,7 @@ impl Tokens {
 
     /// Folds rotations read from the `signing-keys` stream (`version` is the first's stream
     /// version); those folded already are skipped. Returns whether the keys changed.
-    pub fn fold_rotations(
-        &self,
-        version: i64,
-        rotations: &[KeyRotated],
-    ) -> Result<bool, KeyError> {
+    pub fn fold_rotations(&self, version: i64, rotations: &[KeyRotated]) -> Result<bool, KeyError> {
         let mut folded = self.rotations.write().unwrap_or_else(|p| p.into_inner());
         let skip = (folded.len() as i64 + 1 - version).max(0) as usize;
         if skip >= rotations.len() && !folded.is_empty() {
@@ -345,9 +344,7 @@ impl Tokens {
     fn decode_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
         let keys = self.keys();
-        let (key, latest_iat) = keys
-            .verifier(header.kid.as_deref())
-            .ok_or(InvalidToken)?;
+        let (key, latest_iat) = keys.verifier(header.kid.as_deref()).ok_or(InvalidToken)?;
         let data = jsonwebtoken::decode::<AccessClaims>(
             token,
             &key.decoding,
@@ -355,13 +352,20 @@ impl Tokens {
         )
         .map_err(|_| InvalidToken)?;
         let claims = data.claims;
-        let fresh = latest_iat.is_none_or(|latest| {
-            claims.iat <= latest && claims.exp <= latest + self.access_lifetime.num_seconds()
-        });
-        let ours = data.header.typ.as_deref() == Some(ACCESS_TYP)
-            && claims.iss == self.issuer
-            && claims.aud == self.audience;
-        if !(fresh && ours) {
+        if data.header.typ.as_deref() != Some(ACCESS_TYP) {
+            return Err(InvalidToken);
+        }
+        let checked = match latest_iat {
+            // What the key that signs now minted names this configuration's issuer and
+            // audience.
+            None => claims.iss == self.issuer && claims.aud == self.audience,
+            // A retired key's tokens were minted under the configuration of their day (an
+            // algorithm switch brings an issuer), and none can be newer than its retirement.
+            Some(latest) => {
+                claims.iat <= latest && claims.exp <= latest + self.access_lifetime.num_seconds()
+            }
+        };
+        if !checked {
             return Err(InvalidToken);
         }
         Ok(claims)
@@ -578,6 +582,103 @@ mod tests {
             t.verify_refresh(&other.sign_refresh(&grant()), now()),
             Err(InvalidToken)
         );
+    }
+
+    fn eddsa_tokens() -> Tokens {
+        let tokens = tokens()
+            .with_signing(AccessAlg::EdDSA, Some(KeyBytes::new([5; 32])))
+            .with_issuer_and_audience(Some("https://auth.example".into()), Some("api".into()));
+        tokens.fold_rotations(1, &[]).unwrap();
+        tokens
+    }
+
+    fn rotate(tokens: &Tokens, alg: AccessAlg, at: Timestamp) {
+        let keys = tokens.keys();
+        let rotation = keys
+            .rotation(
+                &tokens.key_source(),
+                alg,
+                keys::RotationReason::Manual,
+                at.timestamp(),
+            )
+            .unwrap();
+        assert!(
+            tokens
+                .fold_rotations(keys.version + 1, &[rotation])
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn given_the_default_then_access_tokens_are_strapis_hs256_with_no_kid_iss_or_aud() {
+        let t = tokens();
+        let access = t.sign_access(42, Uuid::from_u128(1), now());
+        let header = jsonwebtoken::decode_header(&access).unwrap();
+        assert_eq!(
+            (header.alg, header.kid, header.typ.as_deref()),
+            (Algorithm::HS256, None, Some("JWT"))
+        );
+        let strapi = jsonwebtoken::decode::<serde_json::Value>(
+            &access,
+            &DecodingKey::from_secret(&[1; 32]).unwrap(),
+            &validation(Algorithm::HS256),
+        )
+        .unwrap();
+        let mut names: Vec<_> = strapi.claims.as_object().unwrap().keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["exp", "iat", "id", "sid"]);
+    }
+
+    #[test]
+    fn given_a_rotation_then_a_token_signed_before_verifies_until_it_expires() {
+        let t = eddsa_tokens();
+        rotate(&t, AccessAlg::EdDSA, now());
+        let before = t.sign_access(42, Uuid::from_u128(1), now());
+        let kid = jsonwebtoken::decode_header(&before).unwrap().kid;
+        rotate(&t, AccessAlg::EdDSA, now());
+        let after = t.sign_access(42, Uuid::from_u128(1), now());
+        assert_ne!(jsonwebtoken::decode_header(&after).unwrap().kid, kid);
+        let claims = t.verify_access(&before, now()).unwrap();
+        assert_eq!(claims.iss.as_deref(), Some("https://auth.example"));
+        assert_eq!(claims.aud.as_deref(), Some("api"));
+        let later = now() + TimeDelta::hours(2) - TimeDelta::seconds(5);
+        assert!(t.verify_access(&before, later).is_ok());
+        assert_eq!(
+            t.verify_access(&before, later + TimeDelta::seconds(10)),
+            Err(InvalidToken)
+        );
+    }
+
+    #[test]
+    fn given_a_retired_key_then_a_token_dated_after_its_retirement_is_refused() {
+        let t = eddsa_tokens();
+        let old = t.keys();
+        rotate(&t, AccessAlg::EdDSA, now() - TimeDelta::hours(1));
+        // Whoever holds the retired key cannot mint fresh tokens with it.
+        let retired = &old.current().key;
+        let mut header = Header::new(keys::algorithm(retired.alg));
+        header.typ = Some("JWT".into());
+        header.kid = retired.kid.clone();
+        let iat = now().timestamp();
+        let claims = serde_json::json!({"id": 42, "sid": Uuid::from_u128(1), "iat": iat, "exp": iat + 60,
+            "iss": "https://auth.example", "aud": "api"});
+        let forged = jsonwebtoken::encode(&header, &claims, &retired.encoding).unwrap();
+        assert_eq!(t.verify_access(&forged, now()), Err(InvalidToken));
+    }
+
+    #[test]
+    fn given_an_issuer_and_audience_then_tokens_for_others_are_refused() {
+        let t = eddsa_tokens();
+        let other = tokens()
+            .with_signing(AccessAlg::EdDSA, Some(KeyBytes::new([5; 32])))
+            .with_issuer_and_audience(Some("https://auth.example".into()), Some("other".into()));
+        other.fold_rotations(1, &[]).unwrap();
+        rotate(&t, AccessAlg::EdDSA, now());
+        rotate(&other, AccessAlg::EdDSA, now());
+        let foreign = other.sign_access(42, Uuid::from_u128(1), now());
+        assert_eq!(t.verify_access(&foreign, now()), Err(InvalidToken));
+        let ours = t.sign_access(42, Uuid::from_u128(1), now());
+        assert!(t.verify_access(&ours, now()).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod hostile;
 mod hostile_input;
 mod insider;
 mod instances;
+mod jwks;
 mod ledger_independent;
 mod ledger_service;
 mod limits;
