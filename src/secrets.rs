@@ -270,6 +270,54 @@ mod tests {
     }
 
     #[test]
+    fn asymmetric_tokens_on_postgresql_need_the_signing_key_and_an_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: HashMap<String, String> = [
+            ("DATA_DIR", dir.path().display().to_string()),
+            (
+                "DATABASE_URL",
+                "postgres://db.example.com/tokenledger".to_owned(),
+            ),
+            ("ACCESS_TOKEN_ALG", "EdDSA".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let refused = Config::load(None, &env, false).unwrap_err().to_string();
+        assert!(refused.contains("ACCESS_TOKEN_ISSUER"), "{refused}");
+        env.insert(
+            "PRODUCTION_URL".to_owned(),
+            "http://auth.example.com".to_owned(),
+        );
+        let mut config = Config::load(None, &env, false).unwrap();
+        assert_eq!(
+            config.access_token_issuer().as_deref(),
+            Some("http://auth.example.com")
+        );
+        let refused = resolve(&mut config).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY, PERSONAL_DATA_KEY, SIGNING_KEY must be set"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_signing_key_is_made_only_when_needed_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: HashMap<String, String> =
+            [("DATA_DIR".to_owned(), dir.path().display().to_string())].into();
+        let mut hs = Config::load(None, &env, false).unwrap();
+        resolve(&mut hs).unwrap();
+        assert!(hs.tokens.signing_key.is_none());
+        // The first rotation in HS256 mode makes it; later starts read it back.
+        resolve_signing_key(&mut hs, true).unwrap();
+        let made = hs.tokens.signing_key.clone().unwrap();
+        let mut again = Config::load(None, &env, false).unwrap();
+        resolve(&mut again).unwrap();
+        assert_eq!(again.tokens.signing_key, Some(made));
+    }
+
+    #[test]
     fn weak_secrets_in_the_file_are_refused_unless_insecure_dev() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);

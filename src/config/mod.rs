@@ -354,6 +354,18 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.lifetimes.validate(&self.tokens)?;
+        let tokens = &self.tokens;
+        if tokens.access_alg.is_asymmetric()
+            && self.server.database_url.is_postgres()
+            && tokens.issuer.is_none()
+            && self.server.production_url.is_none()
+        {
+            // Each instance's own http://HOST:PORT would make another's tokens foreign.
+            return Err(invalid(
+                keys::ACCESS_TOKEN_ISSUER.about.env,
+                "must be set (or PRODUCTION_URL) with EdDSA or ES256 on PostgreSQL: every instance names the same issuer",
+            ));
+        }
         let lifetimes = &self.lifetimes;
         for (key, value) in [
             (&keys::JWT_EXPIRES_IN, self.tokens.jwt_expires_in),

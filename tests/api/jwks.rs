@@ -75,6 +75,20 @@ fn s(value: &Value) -> String {
     value.as_str().expect("a string").to_owned()
 }
 
+async fn cache_control(app: &TestApp) -> String {
+    let answer = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("request");
+    let value = answer
+        .headers()
+        .get("cache-control")
+        .expect("Cache-Control");
+    value.to_str().unwrap().to_owned()
+}
+
 async fn kids(app: &TestApp) -> Vec<String> {
     let (status, jwks) = app.get("/.well-known/jwks.json").await;
     assert_eq!(status, 200, "{jwks}");
@@ -148,6 +162,7 @@ async fn the_default_signs_as_strapi_and_publishes_no_key() {
     assert_eq!(header(&jwt), json!({"alg": "HS256", "typ": "JWT"}));
     let (status, jwks) = app.get("/.well-known/jwks.json").await;
     assert_eq!((status, jwks), (200, json!({"keys": []})));
+    assert_eq!(cache_control(&app).await, "public, max-age=300");
     let (status, metadata) = app.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(status, 200);
     assert_eq!(metadata["issuer"], app.address.as_str());
@@ -235,10 +250,10 @@ async fn a_rotation_logs_nobody_out_and_the_old_key_leaves_once_its_tokens_expir
     assert!(!published.contains(&old_kid), "{published:?}");
     assert!(published.contains(&new_kid), "{published:?}");
     // And the user is still logged in.
-    let refresh = s(&refreshed["refreshToken"]
-        .clone()
+    // With rotation off (the default) the same refresh token goes on.
+    let refresh = refreshed["refreshToken"]
         .as_str()
-        .map_or(json!(refresh), |t| json!(t)));
+        .map_or(refresh.clone(), str::to_owned);
     let (status, again) = app.refresh(&refresh).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(
@@ -279,6 +294,8 @@ async fn a_scheduled_rotation_comes_when_the_key_is_that_old() {
     let kid = s(&header(&before)["kid"]);
     let (_, jwks) = app.get("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    // A quarter of the schedule, at most an hour.
+    assert_eq!(cache_control(&app).await, "public, max-age=3600");
     app.advance(TimeDelta::days(1));
     let after = until_signing_key_changes(&app, "ada", &kid).await;
     assert_eq!(header(&after)["alg"], "ES256");
@@ -295,4 +312,68 @@ async fn a_change_of_algorithm_keeps_the_tokens_of_the_old_one_until_they_expire
     assert_eq!(header(&hs), json!({"alg": "HS256", "typ": "JWT"}));
     assert_eq!(app.get_with_bearer("/api/users/me", &eddsa).await.0, 200);
     assert_eq!(app.get_with_bearer("/api/users/me", &hs).await.0, 200);
+}
+
+/// Two processes on one PostgreSQL database: a key rotated by the command line is taken by
+/// both, and a token either signed before it still works on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_postgresql_take_a_rotation_made_elsewhere() {
+    let Some(url) = support::fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let server = crate::helpers::server_on(dir.path())
+            .envs(&[
+                ("DATABASE_URL", url.as_str()),
+                ("ACCESS_TOKEN_ALG", "EdDSA"),
+                ("SIGNING_KEY", SIGNING_KEY),
+                ("ACCESS_TOKEN_ISSUER", "https://auth.example.com"),
+                ("LOGIN_RATE_LIMIT", "off"),
+                ("LOGIN_IP_RATE_LIMIT", "off"),
+            ])
+            .serving()
+            .await;
+        instances.push(server);
+    }
+    let (a, b) = (instances[0].api(), instances[1].api());
+    a.register("ada").await;
+    let before = s(&a.login("ada").await["jwt"]);
+    let old_kid = s(&header(&before)["kid"]);
+    // The second start found the first's key: one algorithm rotation in the log, not two.
+    assert_eq!(
+        header(&s(&b.login("ada").await["jwt"]))["kid"],
+        old_kid.as_str()
+    );
+
+    let rotated = instances[0].cli(&["keys", "rotate"]);
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    for api in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let jwt = s(&api.login("ada").await["jwt"]);
+            if header(&jwt)["kid"] != old_kid.as_str() {
+                // Signed on one instance, taken on the other.
+                let other = if std::ptr::eq(api, &a) { &b } else { &a };
+                assert_eq!(other.get_with_bearer("/api/users/me", &jwt).await.0, 200);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never took the new key",
+                api.address
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(api.get_with_bearer("/api/users/me", &before).await.0, 200);
+    }
+    let (_, on_a) = a.get("/.well-known/jwks.json").await;
+    let (_, on_b) = b.get("/.well-known/jwks.json").await;
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_a["keys"].as_array().unwrap().len(), 3, "{on_a}");
 }
