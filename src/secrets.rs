@@ -23,7 +23,7 @@ struct Stored {
     /// Added with sealed personal data: absent from older files, and then generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     personal_data_key: Option<String>,
-    /// Added with asymmetric access tokens: made only when first needed.
+    /// Added with asymmetric access tokens: absent from older files, and then generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     signing_key: Option<String>,
 }
@@ -59,9 +59,13 @@ fn missing(config: &Config) -> Vec<&'static str> {
         ("LEDGER_KEY", ledger.key.is_none()),
         ("CHECKPOINT_KEY", ledger.checkpoint_key.is_none()),
         ("PERSONAL_DATA_KEY", config.privacy.key.is_none()),
+        // Made on first start with SQLite, as the others, so that a first rotation by the
+        // command line finds the running server holding it; on PostgreSQL only needed with
+        // what derives keys from it.
         (
             "SIGNING_KEY",
-            tokens.signing_key.is_none() && tokens.needs_signing_key(),
+            tokens.signing_key.is_none()
+                && (tokens.needs_signing_key() || !config.server.database_url.is_postgres()),
         ),
     ]
     .into_iter()
@@ -78,8 +82,6 @@ fn invalid_data(message: String) -> std::io::Error {
 pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
     let missing = missing(config);
     if missing.is_empty() {
-        // A key rotated once in HS256 mode is kept there, though nothing needs it at start.
-        resolve_signing_key(config, false)?;
         return Ok(None);
     }
     if config.server.database_url.is_postgres() {
@@ -111,29 +113,6 @@ pub fn resolve(config: &mut Config) -> std::io::Result<Option<String>> {
         generated.join(", "),
         path.display()
     )))
-}
-
-/// Fills in `SIGNING_KEY` from `<data dir>/secrets.json`, or (with `generate`) makes it
-/// there, for a first rotation in HS256 mode. On PostgreSQL it must be configured.
-pub fn resolve_signing_key(config: &mut Config, generate: bool) -> std::io::Result<()> {
-    if config.tokens.signing_key.is_some() || config.server.database_url.is_postgres() {
-        return Ok(());
-    }
-    let path = config.server.data_dir.join(FILE_NAME);
-    let mut stored = read_stored(&path)?;
-    let key = match &stored.signing_key {
-        Some(text) => KeyBytes::parse(text)
-            .map_err(|e| invalid_data(format!("SIGNING_KEY in {}: {e}", path.display())))?,
-        None if !generate => return Ok(()),
-        None => {
-            let key = random_key();
-            stored.signing_key = Some(key.to_hex());
-            private_files::write(&path, &serde_json::to_vec_pretty(&stored)?)?;
-            key
-        }
-    };
-    config.tokens.signing_key = Some(key);
-    Ok(())
 }
 
 /// Fills in missing keys from `<data dir>/secrets.json` if it is there, making nothing and
@@ -197,7 +176,6 @@ fn fill_keys(
     path: &std::path::Path,
     generate: bool,
 ) -> std::io::Result<Vec<&'static str>> {
-    let signing_needed = config.tokens.needs_signing_key();
     let ledger = &mut config.ledger;
     let mut generated = Vec::new();
     for (name, value, configured) in [
@@ -221,8 +199,6 @@ fn fill_keys(
         if configured.is_some() {
             continue;
         }
-        // Made only for a configuration that signs with it (`needs_signing_key`).
-        let generate = generate && (name != "SIGNING_KEY" || signing_needed);
         let key = match value {
             Some(text) => KeyBytes::parse(text)
                 .map_err(|e| invalid_data(format!("{name} in {}: {e}", path.display())))?,
@@ -302,22 +278,6 @@ mod tests {
     }
 
     #[test]
-    fn the_signing_key_is_made_only_when_needed_and_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let env: HashMap<String, String> =
-            [("DATA_DIR".to_owned(), dir.path().display().to_string())].into();
-        let mut hs = Config::load(None, &env, false).unwrap();
-        resolve(&mut hs).unwrap();
-        assert!(hs.tokens.signing_key.is_none());
-        // The first rotation in HS256 mode makes it; later starts read it back.
-        resolve_signing_key(&mut hs, true).unwrap();
-        let made = hs.tokens.signing_key.clone().unwrap();
-        let mut again = Config::load(None, &env, false).unwrap();
-        resolve(&mut again).unwrap();
-        assert_eq!(again.tokens.signing_key, Some(made));
-    }
-
-    #[test]
     fn weak_secrets_in_the_file_are_refused_unless_insecure_dev() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
@@ -377,6 +337,8 @@ mod tests {
         assert_ne!(first.tokens.jwt_secret, first.tokens.refresh_secret);
         assert_eq!(first.ledger.key, second.ledger.key);
         assert_eq!(first.ledger.checkpoint_key, second.ledger.checkpoint_key);
+        assert!(first.tokens.signing_key.is_some());
+        assert_eq!(first.tokens.signing_key, second.tokens.signing_key);
         assert!(first.ledger.key.is_some() && first.ledger.key != first.ledger.checkpoint_key);
         #[cfg(unix)]
         {

@@ -6,17 +6,13 @@ use chrono::{DateTime, Utc};
 use super::KeysCommand;
 use crate::app::signing_keys as tokens_of;
 use crate::config::Config;
-use crate::secrets;
 use crate::signing_keys;
 use crate::store::ledger::Upgrading;
 use crate::store::{self, Actor, StoreKeys};
 use crate::tokens::keys::{ROTATION_SLACK_SECONDS, RotationReason};
 
-pub async fn run(mut config: Config, command: KeysCommand) -> anyhow::Result<()> {
+pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
     let rotating = matches!(command, KeysCommand::Rotate);
-    // A first rotation in HS256 mode makes `SIGNING_KEY`, which nothing needed before.
-    secrets::resolve_signing_key(&mut config, rotating)
-        .with_context(|| format!("SIGNING_KEY in {}", config.server.data_dir.display()))?;
     let opened = store::open(
         &config.server.database_url,
         true,

@@ -340,7 +340,6 @@ fn resolve_secrets(command: Option<&Command>, config: &mut Config) -> anyhow::Re
             | Command::Verify { .. }
             | Command::Rebuild
             | Command::User(UserCommand::List)
-            | Command::Keys(KeysCommand::List { .. })
             | Command::Ledger(LedgerCommand::Key | LedgerCommand::Prove { .. }),
         ) => (false, true),
         Some(_) => (true, false),

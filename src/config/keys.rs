@@ -143,10 +143,9 @@ keys! {
         servers check), `EdDSA` (Ed25519) or `ES256` (P-256), whose public keys are published \
         at `/.well-known/jwks.json` so that other services check tokens without a secret";
     SIGNING_KEY: KeyBytes = "SIGNING_KEY", "jwt.signingKey", Text,
-        Derived("generated when needed"), key,
+        Derived("generated"), key,
         "32 bytes (64 hex digits) from which the access-token signing keys of `EdDSA`, `ES256` \
-        and rotated `HS256` are derived; generated into the data folder when first needed; \
-        every instance on PostgreSQL needs the same one";
+        and rotated `HS256` are derived; every instance on PostgreSQL needs the same one there";
     SIGNING_KEY_ROTATION: TimeDelta = "SIGNING_KEY_ROTATION", "jwt.signingKeyRotation",
         Scalar, Unset, duration,
         "a new access-token signing key every this long (as `tokenledger keys rotate`); older \

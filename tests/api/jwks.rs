@@ -188,13 +188,13 @@ async fn the_default_signs_as_strapi_and_publishes_no_key() {
     );
 }
 
-/// Waits until the server signs with a key other than `kid`: it learns of a rotation made by
-/// another process through its catch-up reader.
+/// Waits until the server signs with a key other than `kid` ("": `JWT_SECRET`'s, which has
+/// none): it learns of a rotation made by another process through its catch-up reader.
 async fn until_signing_key_changes(app: &TestApp, user: &str, kid: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let jwt = s(&app.login(user).await["jwt"]);
-        if header(&jwt)["kid"] != kid {
+        if header(&jwt)["kid"].as_str().unwrap_or("") != kid {
             return jwt;
         }
         assert!(
@@ -207,7 +207,12 @@ async fn until_signing_key_changes(app: &TestApp, user: &str, kid: &str) -> Stri
 
 #[actix_web::test]
 async fn a_rotation_logs_nobody_out_and_the_old_key_leaves_once_its_tokens_expired() {
-    let app = spawn_app_with(&[("ACCESS_TOKEN_ALG", "EdDSA"), ("SIGNING_KEY", SIGNING_KEY)]).await;
+    let app = spawn_app_with(&[
+        ("ACCESS_TOKEN_ALG", "EdDSA"),
+        ("SIGNING_KEY", SIGNING_KEY),
+        ("LOGIN_RATE_LIMIT", "off"),
+    ])
+    .await;
     app.register("ada").await;
     let login = app.login("ada").await;
     let (before, refresh) = (s(&login["jwt"]), s(&login["refreshToken"]));
@@ -287,6 +292,7 @@ async fn a_scheduled_rotation_comes_when_the_key_is_that_old() {
         ("ACCESS_TOKEN_ALG", "ES256"),
         ("SIGNING_KEY", SIGNING_KEY),
         ("SIGNING_KEY_ROTATION", "1d"),
+        ("LOGIN_RATE_LIMIT", "off"),
     ])
     .await;
     app.register("ada").await;
@@ -376,4 +382,41 @@ async fn instances_on_postgresql_take_a_rotation_made_elsewhere() {
     let (_, on_b) = b.get("/.well-known/jwks.json").await;
     assert_eq!(on_a, on_b);
     assert_eq!(on_a["keys"].as_array().unwrap().len(), 3, "{on_a}");
+}
+
+#[actix_web::test]
+async fn hs256_rotates_too_and_names_its_secret_by_kid() {
+    // As `serve` generates it on first start.
+    let app = spawn_app_with(&[("SIGNING_KEY", SIGNING_KEY), ("LOGIN_RATE_LIMIT", "off")]).await;
+    app.register("ada").await;
+    let before = s(&app.login("ada").await["jwt"]);
+    let rotated = app.cli(&["keys", "rotate"]);
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let after = until_signing_key_changes(&app, "ada", "").await;
+    let kid = s(&header(&after)["kid"]);
+    assert_eq!(header(&after)["alg"], "HS256");
+    // The services that check HS256 tokens are given the new secret by the operator.
+    let listed = app.cli(&["keys", "list", "--secrets"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let line = listed
+        .lines()
+        .find(|line| line.contains(&kid))
+        .unwrap_or_else(|| panic!("{listed}"));
+    let secret = line.split("secret ").nth(1).expect("the secret").trim();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    let checked = jsonwebtoken::decode::<Value>(
+        &after,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).unwrap(),
+        &validation,
+    );
+    assert!(checked.is_ok(), "{checked:?}");
+    // Nothing was published, and the token signed with JWT_SECRET before still works.
+    assert_eq!(kids(&app).await, Vec::<String>::new());
+    assert_eq!(app.get_with_bearer("/api/users/me", &before).await.0, 200);
+    assert_eq!(app.get_with_bearer("/api/users/me", &after).await.0, 200);
 }
