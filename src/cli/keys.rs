@@ -1,6 +1,5 @@
 //! `tokenledger keys`: the access-token signing keys, and rotating them.
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::KeysCommand;
