@@ -63,17 +63,22 @@ pub async fn rotate(
     actor: Actor,
     now: i64,
 ) -> anyhow::Result<KeyRotated> {
-    let alg = tokens.key_source().alg;
     let made = record(store, tokens, actor, |keys| {
-        Ok(Some(keys.rotation(
-            &tokens.key_source(),
-            alg,
-            reason,
-            now,
-        )?))
+        next_key(tokens, keys, reason, now)
     })
     .await?;
     made.context("a rotation is always made")
+}
+
+/// The rotation to the next key of `ACCESS_TOKEN_ALG`.
+fn next_key(
+    tokens: &Tokens,
+    keys: &KeySet,
+    reason: RotationReason,
+    now: i64,
+) -> anyhow::Result<Option<KeyRotated>> {
+    let source = tokens.key_source();
+    Ok(Some(keys.rotation(&source, source.alg, reason, now)?))
 }
 
 /// Appends the rotation `decide` makes of the keys now (none: nothing to do), deciding again
@@ -148,21 +153,11 @@ pub fn schedule(
         loop {
             ticks.tick().await;
             let now = clock.now().timestamp();
-            let due = |keys: &KeySet| -> anyhow::Result<Option<KeyRotated>> {
-                if !keys.rotation_due(every, now) {
-                    return Ok(None);
-                }
-                let alg = tokens.key_source().alg;
-                Ok(Some(keys.rotation(
-                    &tokens.key_source(),
-                    alg,
-                    RotationReason::Scheduled,
-                    now,
-                )?))
+            // Decided on the keys in memory: the store is written only when one is due.
+            let due = |keys: &KeySet| match keys.rotation_due(every, now) {
+                true => next_key(&tokens, keys, RotationReason::Scheduled, now),
+                false => Ok(None),
             };
-            if !tokens.keys().rotation_due(every, now) {
-                continue;
-            }
             match record(store.as_ref(), &tokens, Actor::System, due).await {
                 Ok(Some(rotation)) => tracing::info!(
                     generation = rotation.generation,

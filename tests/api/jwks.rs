@@ -3,7 +3,7 @@
 //! `/.well-known/jwks.json` alone; rotation without logging anyone out; the default HS256
 //! mode as Strapi's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,24 +14,10 @@ use crate::helpers::{TestApp, spawn_app_with};
 
 const SIGNING_KEY: &str = "5a1f0c3e9b7d2a4c6e8f0a1b3c5d7e9f1a2b3c4d5e6f708192a3b4c5d6e7f809";
 
-/// Why `jose` cannot run here, if it cannot.
-fn jose_missing(dir: &Path) -> Option<String> {
-    if !dir.join("node_modules/jose").exists() {
-        return Some(format!(
-            "{}/node_modules/jose is missing (npm ci --prefix tests/jwks)",
-            dir.display()
-        ));
-    }
-    match Command::new("node").arg("--version").output() {
-        Ok(output) if output.status.success() => None,
-        _ => Some("node is not on the PATH".to_owned()),
-    }
-}
-
 /// `tests/jwks/check.mjs` with these arguments; its one line of output. `None`: skipped.
 async fn jose(args: &[&str]) -> Option<String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/jwks");
-    if let Some(why) = jose_missing(&dir) {
+    if let Some(why) = crate::helpers::node_packages_missing(&dir, &["jose"]) {
         // CI installs it (.ci/run): there, a missing library is a failure, not a skip.
         assert!(
             std::env::var("CI").is_err(),
