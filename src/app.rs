@@ -113,6 +113,14 @@ impl Application {
                 return Err(error).context("replaying the event log");
             }
         };
+        // A rotation made elsewhere while the log was folded is behind the catch-up reader's
+        // start: read the stream again.
+        if let Err(error) = signing_keys::load(state.app.store.as_ref(), &state.app.tokens).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "reading the signing keys again failed"
+            );
+        }
         let last_snapshot = Arc::new(AtomicI64::new(from_snapshot));
         let mut background =
             background_tasks(&config, &opened, &state, position, catch_up, ledger, mailer);

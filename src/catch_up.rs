@@ -200,7 +200,7 @@ pub async fn follow(
             &mut |record| rotations.push(record),
         )
         .await;
-        signing_keys::learn(&tokens, rotations);
+        signing_keys::learn(store.as_ref(), &tokens, rotations).await;
         match folded {
             Ok((last, _)) => {
                 position = last;

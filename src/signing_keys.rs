@@ -15,7 +15,7 @@ use crate::store::{
     Actor, EventMetadata, EventPayload, EventStore, NewContent, NewEvent, StoreError,
 };
 use crate::tokens::Tokens;
-use crate::tokens::keys::{KEY_ROTATED, KEYS_STREAM, KeyRotated, KeySet, RotationReason};
+use crate::tokens::keys::{KEY_ROTATED, KEYS_STREAM, KeyError, KeyRotated, KeySet, RotationReason};
 
 /// Reads the whole `signing-keys` stream and folds it into `tokens`.
 pub async fn load(store: &dyn EventStore, tokens: &Tokens) -> anyhow::Result<()> {
@@ -118,12 +118,17 @@ async fn record(
     anyhow::bail!("the signing-keys stream kept changing under five rotations in a row")
 }
 
-/// Folds the rotations the catch-up reader met (another process made them).
-pub fn learn(tokens: &Tokens, records: Vec<EventPayload>) {
+/// Folds the rotations the catch-up reader met (another process made them); the whole
+/// stream again when one came before the reader's start (`KeyError::Behind`).
+pub async fn learn(store: &dyn EventStore, tokens: &Tokens, records: Vec<EventPayload>) {
     for record in records {
-        let folded = serde_json::from_str::<KeyRotated>(&record.payload)
-            .map_err(anyhow::Error::from)
-            .and_then(|rotation| Ok(tokens.fold_rotations(record.stream_version, &[rotation])?));
+        let folded = match serde_json::from_str::<KeyRotated>(&record.payload) {
+            Ok(rotation) => match tokens.fold_rotations(record.stream_version, &[rotation]) {
+                Err(KeyError::Behind { .. }) => load(store, tokens).await.map(|()| true),
+                other => other.map_err(anyhow::Error::from),
+            },
+            Err(error) => Err(error.into()),
+        };
         match folded {
             Ok(true) => tracing::info!(
                 kid = tokens.keys().current().key.kid,

@@ -69,6 +69,9 @@ pub enum KeyError {
     },
     #[error("signing key: {0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),
+    /// A rotation after one not folded yet: the stream must be read again.
+    #[error("rotation {version} follows {folded} folded: the stream is read again")]
+    Behind { folded: i64, version: i64 },
 }
 
 /// One access-token key.

@@ -278,10 +278,17 @@ impl Tokens {
     }
 
     /// Folds rotations read from the `signing-keys` stream (`version` is the first's stream
-    /// version); those folded already are skipped. Returns whether the keys changed.
+    /// version); those folded already are skipped, and a gap is `KeyError::Behind`. Returns
+    /// whether the keys changed.
     pub fn fold_rotations(&self, version: i64, rotations: &[KeyRotated]) -> Result<bool, KeyError> {
         let mut folded = self.rotations.write().unwrap_or_else(|p| p.into_inner());
-        let skip = (folded.len() as i64 + 1 - version).max(0) as usize;
+        if version > folded.len() as i64 + 1 {
+            return Err(KeyError::Behind {
+                folded: folded.len() as i64,
+                version,
+            });
+        }
+        let skip = (folded.len() as i64 + 1 - version) as usize;
         if skip >= rotations.len() && !folded.is_empty() {
             return Ok(false);
         }
@@ -647,6 +654,27 @@ mod tests {
             t.verify_access(&before, later + TimeDelta::seconds(10)),
             Err(InvalidToken)
         );
+    }
+
+    #[test]
+    fn given_a_rotation_after_one_not_seen_then_it_is_refused_as_behind() {
+        let t = eddsa_tokens();
+        let keys = t.keys();
+        let source = t.key_source();
+        let first = keys
+            .rotation(&source, AccessAlg::EdDSA, keys::RotationReason::Manual, 1)
+            .unwrap();
+        let behind = t.fold_rotations(2, std::slice::from_ref(&first));
+        assert!(matches!(
+            behind,
+            Err(KeyError::Behind {
+                folded: 0,
+                version: 2
+            })
+        ));
+        assert!(t.fold_rotations(1, std::slice::from_ref(&first)).unwrap());
+        // Met again (the reader and the start-up both read it): nothing changes.
+        assert!(!t.fold_rotations(1, &[first]).unwrap());
     }
 
     #[test]
