@@ -24,6 +24,7 @@ use crate::limits::RateLimits;
 use crate::mailer::Mailer;
 use crate::password::Passwords;
 use crate::retention;
+use crate::signing_keys;
 use crate::snapshots::{SnapshotKey, Snapshots};
 use crate::store;
 use crate::store::EventStore;
@@ -52,7 +53,12 @@ pub struct Application {
 
 impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        // Bound first, so that a port chosen by the system (`PORT=0`) is in the public URL
+        // that tokens name as their issuer.
+        let address = config.server.bind_address();
+        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        config.server.port = listener.local_addr()?.port();
         let tokens = Arc::new(signing_keys(&config)?);
         let database_url = &config.server.database_url;
         // One server per SQLite file; PostgreSQL is made for several.
@@ -71,6 +77,9 @@ impl Application {
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let shared = Arc::new(config.clone());
         let app = services(shared.clone(), &opened, tokens, &arbiters, cores)?;
+        signing_keys::start(app.store.as_ref(), &app.tokens, &app.clock)
+            .await
+            .context("the access-token signing keys")?;
         // Before serving: a template file or email setting that is wrong stops the start.
         let mut mailer = Mailer::new(
             &config,
@@ -93,7 +102,7 @@ impl Application {
         });
         // Bound and serving before the log is folded, so that orchestrators see the instance
         // start (`/_health`) and wait on `/_ready`; `until_ready` refuses the rest meanwhile.
-        let (port, handle, serving) = serve(&config, state.clone(), cores)?;
+        let (port, handle, serving) = serve(listener, &config, state.clone(), cores)?;
         mailer.serving_on(&config.server, port);
         tracing::info!(port, "listening; rebuilding the projections from the log");
         let (position, from_snapshot) = match rebuild(&state, &snapshots).await {
@@ -104,6 +113,14 @@ impl Application {
                 return Err(error).context("replaying the event log");
             }
         };
+        // A rotation made elsewhere while the log was folded is behind the catch-up reader's
+        // start: read the stream again.
+        if let Err(error) = signing_keys::load(state.app.store.as_ref(), &state.app.tokens).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "reading the signing keys again failed"
+            );
+        }
         let last_snapshot = Arc::new(AtomicI64::new(from_snapshot));
         let mut background =
             background_tasks(&config, &opened, &state, position, catch_up, ledger, mailer);
@@ -227,7 +244,7 @@ fn checkpointer(config: &Config, opened: &store::Opened) -> anyhow::Result<Check
 }
 
 /// The access and refresh signing keys, which `secrets::resolve` has filled in by now.
-fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
+pub(crate) fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
     let signing = &config.tokens;
     let jwt_secret = signing
         .jwt_secret
@@ -244,6 +261,10 @@ fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
     )
     .map(|tokens| tokens.accepting_strapi_access_tokens(signing.strapi_access_tokens))
     .map(|tokens| tokens.with_session_mode_claims(config.sessions.refresh_mode()))
+    .map(|tokens| tokens.with_signing(signing.access_alg, signing.signing_key.clone()))
+    .map(|tokens| {
+        tokens.with_issuer_and_audience(config.access_token_issuer(), signing.audience.clone())
+    })
     .context("signing keys")
 }
 
@@ -309,12 +330,11 @@ type Serving = actix_web::rt::task::JoinHandle<std::io::Result<()>>;
 /// Binds the port and serves at once, with every layer in its order; the port, a handle
 /// to stop it, and the running server.
 fn serve(
+    listener: TcpListener,
     config: &Config,
     state: web::Data<AppState>,
     cores: usize,
 ) -> anyhow::Result<(u16, ServerHandle, Serving)> {
-    let address = config.server.bind_address();
-    let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
     let port = listener.local_addr()?.port();
     let served = config.clone();
     let server = HttpServer::new(move || {
@@ -528,6 +548,7 @@ fn background_tasks(
         Duration::from_secs(1),
         opened.postgres.clone(),
         catch_up,
+        state.app.tokens.clone(),
     ));
     let interval = config
         .ledger
@@ -543,6 +564,14 @@ fn background_tasks(
         )),
         config.privacy.retention.map(|retention| {
             retention::spawn(opened.personal.clone(), state.app.clock.clone(), retention)
+        }),
+        config.tokens.signing_key_rotation.map(|every| {
+            signing_keys::schedule(
+                state.app.store.clone(),
+                state.app.tokens.clone(),
+                state.app.clock.clone(),
+                every,
+            )
         }),
     ]
     .into_iter()

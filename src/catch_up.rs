@@ -11,7 +11,10 @@ use futures::TryStreamExt;
 use tokenledger_domain::{Event, UserId};
 use tokenledger_projections::ActiveSessions;
 
+use crate::signing_keys;
 use crate::store::{EventPayload, EventStore, StoreError};
+use crate::tokens::Tokens;
+use crate::tokens::keys::KEYS_STREAM;
 
 /// Where the projections stand against the log: the position the catch-up reader has folded
 /// through, and whether the start-up rebuild has finished (`/_ready`).
@@ -54,6 +57,17 @@ pub async fn fold_into(
     after_position: i64,
     progress: &mut dyn FnMut(u64, i64),
 ) -> Result<(i64, u64), StoreError> {
+    fold_with_keys(store, projection, after_position, progress, &mut |_| {}).await
+}
+
+/// `fold_into`, handing the events of the `signing-keys` stream to `keys` as they pass.
+pub async fn fold_with_keys(
+    store: &dyn EventStore,
+    projection: &Arc<RwLock<ActiveSessions>>,
+    after_position: i64,
+    progress: &mut dyn FnMut(u64, i64),
+    keys: &mut dyn FnMut(EventPayload),
+) -> Result<(i64, u64), StoreError> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut chunks = store
         .read_payloads(after_position)
@@ -85,6 +99,7 @@ pub async fn fold_into(
                 folding.pass_over(user, last);
             }
         }
+        decoded.keys.into_iter().for_each(&mut *keys);
         position = decoded.last_position;
         count += decoded.read;
         progress(count, position);
@@ -96,6 +111,8 @@ pub async fn fold_into(
 /// changes no session, only its version counts).
 struct Decoded {
     events: Vec<(UserId, i64, Option<Event>)>,
+    /// The events of the `signing-keys` stream (rare: a rotation).
+    keys: Vec<EventPayload>,
     last_position: i64,
     read: u64,
 }
@@ -120,8 +137,12 @@ fn decode_unfolded(
             .collect()
     };
     let mut events = Vec::with_capacity(chunk.len());
+    let mut keys = Vec::new();
     for (record, user_id) in chunk.into_iter().zip(unfolded) {
         let Some(user_id) = user_id else {
+            if record.stream_id == KEYS_STREAM {
+                keys.push(record);
+            }
             continue;
         };
         let version = record.stream_version;
@@ -133,6 +154,7 @@ fn decode_unfolded(
     }
     Ok(Decoded {
         events,
+        keys,
         last_position,
         read,
     })
@@ -148,6 +170,7 @@ pub async fn follow(
     every: Duration,
     postgres: Option<sqlx::PgPool>,
     progress: Arc<Progress>,
+    tokens: Arc<Tokens>,
 ) {
     let mut listener = listen(postgres).await;
     let mut ticks = tokio::time::interval(every);
@@ -168,7 +191,17 @@ pub async fn follow(
                 ticks.tick().await;
             }
         }
-        match fold_into(store.as_ref(), &projection, position, &mut |_, _| {}).await {
+        let mut rotations = Vec::new();
+        let folded = fold_with_keys(
+            store.as_ref(),
+            &projection,
+            position,
+            &mut |_, _| {},
+            &mut |record| rotations.push(record),
+        )
+        .await;
+        signing_keys::learn(store.as_ref(), &tokens, rotations).await;
+        match folded {
             Ok((last, _)) => {
                 position = last;
                 progress.advance(last);

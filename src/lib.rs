@@ -22,6 +22,7 @@ pub mod private_files;
 pub mod retention;
 pub mod rules;
 pub mod secrets;
+pub mod signing_keys;
 pub mod snapshots;
 pub mod store;
 pub mod terminal;

@@ -23,6 +23,9 @@ struct Stored {
     /// Added with sealed personal data: absent from older files, and then generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     personal_data_key: Option<String>,
+    /// Added with asymmetric access tokens: absent from older files, and then generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signing_key: Option<String>,
 }
 
 /// HMAC-SHA256 of `message` under `key`: the one way a key of its own is derived from a
@@ -56,6 +59,14 @@ fn missing(config: &Config) -> Vec<&'static str> {
         ("LEDGER_KEY", ledger.key.is_none()),
         ("CHECKPOINT_KEY", ledger.checkpoint_key.is_none()),
         ("PERSONAL_DATA_KEY", config.privacy.key.is_none()),
+        // Made on first start with SQLite, as the others, so that a first rotation by the
+        // command line finds the running server holding it; on PostgreSQL only needed with
+        // what derives keys from it.
+        (
+            "SIGNING_KEY",
+            tokens.signing_key.is_none()
+                && (tokens.needs_signing_key() || !config.server.database_url.is_postgres()),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, missing)| missing.then_some(name))
@@ -179,6 +190,11 @@ fn fill_keys(
             &mut stored.personal_data_key,
             &mut config.privacy.key,
         ),
+        (
+            "SIGNING_KEY",
+            &mut stored.signing_key,
+            &mut config.tokens.signing_key,
+        ),
     ] {
         if configured.is_some() {
             continue;
@@ -227,6 +243,38 @@ mod tests {
             "{refused}"
         );
         assert!(!dir.path().join(FILE_NAME).exists());
+    }
+
+    #[test]
+    fn asymmetric_tokens_on_postgresql_need_the_signing_key_and_an_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: HashMap<String, String> = [
+            ("DATA_DIR", dir.path().display().to_string()),
+            (
+                "DATABASE_URL",
+                "postgres://db.example.com/tokenledger".to_owned(),
+            ),
+            ("ACCESS_TOKEN_ALG", "EdDSA".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let refused = Config::load(None, &env, false).unwrap_err().to_string();
+        assert!(refused.contains("ACCESS_TOKEN_ISSUER"), "{refused}");
+        env.insert(
+            "PRODUCTION_URL".to_owned(),
+            "http://auth.example.com".to_owned(),
+        );
+        let mut config = Config::load(None, &env, false).unwrap();
+        assert_eq!(
+            config.access_token_issuer().as_deref(),
+            Some("http://auth.example.com")
+        );
+        let refused = resolve(&mut config).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("JWT_SECRET, REFRESH_JWT_SECRET, LEDGER_KEY, CHECKPOINT_KEY, PERSONAL_DATA_KEY, SIGNING_KEY must be set"),
+            "{refused}"
+        );
     }
 
     #[test]
@@ -289,6 +337,8 @@ mod tests {
         assert_ne!(first.tokens.jwt_secret, first.tokens.refresh_secret);
         assert_eq!(first.ledger.key, second.ledger.key);
         assert_eq!(first.ledger.checkpoint_key, second.ledger.checkpoint_key);
+        assert!(first.tokens.signing_key.is_some());
+        assert_eq!(first.tokens.signing_key, second.tokens.signing_key);
         assert!(first.ledger.key.is_some() && first.ledger.key != first.ledger.checkpoint_key);
         #[cfg(unix)]
         {

@@ -24,6 +24,7 @@ macro_rules! say {
 
 mod forensics;
 mod import;
+mod keys;
 mod ledger;
 mod probe;
 mod seed;
@@ -121,6 +122,9 @@ pub enum Command {
     /// The ledger: its verifier key, checkpoints and proofs.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// The keys that sign access tokens: list them, or rotate (without logging anyone out).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Refold every projection from the first event, timed (snapshots are not used), and
     /// print the projection's digest.
     Rebuild,
@@ -172,6 +176,21 @@ pub enum LedgerCommand {
         checkpoint: PathBuf,
         #[arg(long)]
         proof: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make the next key of ACCESS_TOKEN_ALG the one that signs; the one before still
+    /// verifies the tokens it signed until they expire. Run it with the server's
+    /// configuration; a running server takes the new key within a second.
+    Rotate,
+    /// The keys: generation, algorithm, kid, since when, and what each does now.
+    List {
+        /// Also print the secrets of rotated HS256 keys, which the services that check
+        /// HS256 tokens need.
+        #[arg(long)]
+        secrets: bool,
     },
 }
 
@@ -268,6 +287,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Command::Ledger(command) => ledger::run(&config, command).await,
+            Command::Keys(command) => keys::run(config, command).await,
             Command::Import(ImportCommand::Strapi { from, dry_run }) => {
                 import::strapi(&config, &from, dry_run).await
             }

@@ -9,14 +9,14 @@ use chrono::TimeDelta;
 
 use super::introspection::{ServiceClient, service_clients};
 use super::values::{
-    Parsed, accept_or_refuse, boolean, cookie_max_age, cors_origins, duration, http_url,
-    jwt_management, key, log_format, path, port, proxies, rate_limit, retention, same_site, secret,
-    session_limit, snapshot_interval, text,
+    Parsed, accept_or_refuse, access_alg, boolean, cookie_max_age, cors_origins, duration,
+    http_url, jwt_management, key, log_format, path, port, proxies, rate_limit, retention,
+    same_site, secret, session_limit, snapshot_interval, text,
 };
 use super::values::{attempts, mailbox, smtp_security};
 use super::{
-    ConfigError, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit,
-    SameSite, Secret, SmtpSecurity, invalid,
+    AccessAlg, ConfigError, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat,
+    RateLimit, SameSite, Secret, SmtpSecurity, invalid,
 };
 
 /// What is known of a key whatever its type.
@@ -138,6 +138,24 @@ keys! {
         "`accept`: bearer routes also take Strapi's own access tokens (`{id, iat, exp}` signed \
         with `JWT_SECRET`) until they expire, for a switch-over from Strapi; they cannot be \
         revoked";
+    ACCESS_TOKEN_ALG: AccessAlg = "ACCESS_TOKEN_ALG", "jwt.algorithm", Text, Value("HS256"),
+        access_alg,
+        "how access tokens are signed: `HS256` (with `JWT_SECRET`, what Strapi's content \
+        servers check), `EdDSA` (Ed25519) or `ES256` (P-256), whose public keys are published \
+        at `/.well-known/jwks.json` so that other services check tokens without a secret";
+    SIGNING_KEY: KeyBytes = "SIGNING_KEY", "jwt.signingKey", Text,
+        Derived("generated"), key,
+        "32 bytes (64 hex digits) from which the access-token signing keys of `EdDSA`, `ES256` \
+        and rotated `HS256` are derived; every instance on PostgreSQL needs the same one there";
+    SIGNING_KEY_ROTATION: TimeDelta = "SIGNING_KEY_ROTATION", "jwt.signingKeyRotation",
+        Scalar, Unset, duration,
+        "a new access-token signing key every this long (as `tokenledger keys rotate`); older \
+        keys still verify the tokens they signed until those expire";
+    ACCESS_TOKEN_ISSUER: String = "ACCESS_TOKEN_ISSUER", "jwt.issuer", Text,
+        Derived("the public URL with `EdDSA` or `ES256`; none with `HS256`"), text,
+        "the `iss` claim of access tokens, checked on every token presented";
+    ACCESS_TOKEN_AUDIENCE: String = "ACCESS_TOKEN_AUDIENCE", "jwt.audience", Text, Unset, text,
+        "the `aud` claim of access tokens, checked on every token presented";
     JWT_MANAGEMENT: JwtManagement = "JWT_MANAGEMENT", "jwt.jwtManagement", Text,
         Value("legacy-support"), jwt_management,
         "`legacy-support` (the refresh-token plugin's rules) or `refresh` (Strapi 5's session \

@@ -122,6 +122,36 @@ pub struct TokenConfig {
     pub request_refresh_on_all: bool,
     pub refresh_token_rotation: bool,
     pub refresh_token_reuse_grace: TimeDelta,
+    /// `ACCESS_TOKEN_ALG`.
+    pub access_alg: AccessAlg,
+    /// `SIGNING_KEY`: `None` until needed and generated (or never, in HS256 mode unrotated).
+    pub signing_key: Option<KeyBytes>,
+    /// `SIGNING_KEY_ROTATION`.
+    pub signing_key_rotation: Option<TimeDelta>,
+    /// `ACCESS_TOKEN_ISSUER` (see `Config::access_token_issuer`).
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// How access tokens are signed (`ACCESS_TOKEN_ALG`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum AccessAlg {
+    HS256,
+    EdDSA,
+    ES256,
+}
+
+impl AccessAlg {
+    pub fn is_asymmetric(self) -> bool {
+        self != AccessAlg::HS256
+    }
+}
+
+impl TokenConfig {
+    /// Whether `SIGNING_KEY` is needed from the start: some key is derived from it.
+    pub fn needs_signing_key(&self) -> bool {
+        self.access_alg.is_asymmetric() || self.signing_key_rotation.is_some()
+    }
 }
 
 /// How long a session lives.
@@ -326,11 +356,29 @@ impl Config {
             insecure_dev,
         };
         config.validate()?;
+        introspection::validate(
+            keys::INTROSPECTION_CLIENTS.about.env,
+            &config.introspection_clients,
+            config.admin.api_token.as_ref(),
+            config.insecure_dev,
+        )?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.lifetimes.validate(&self.tokens)?;
+        let tokens = &self.tokens;
+        if tokens.access_alg.is_asymmetric()
+            && self.server.database_url.is_postgres()
+            && tokens.issuer.is_none()
+            && self.server.production_url.is_none()
+        {
+            // Each instance's own http://HOST:PORT would make another's tokens foreign.
+            return Err(invalid(
+                keys::ACCESS_TOKEN_ISSUER.about.env,
+                "must be set (or PRODUCTION_URL) with EdDSA or ES256 on PostgreSQL: every instance names the same issuer",
+            ));
+        }
         let lifetimes = &self.lifetimes;
         for (key, value) in [
             (&keys::JWT_EXPIRES_IN, self.tokens.jwt_expires_in),
@@ -393,13 +441,19 @@ impl Config {
                 refuse_weak(key.about.env, secret, self.insecure_dev)?;
             }
         }
-        introspection::validate(
-            keys::INTROSPECTION_CLIENTS.about.env,
-            &self.introspection_clients,
-            self.admin.api_token.as_ref(),
-            self.insecure_dev,
-        )?;
         Ok(())
+    }
+
+    /// The `iss` of access tokens: `ACCESS_TOKEN_ISSUER`, else the public URL for the
+    /// services that check tokens with the public keys; Strapi's HS256 tokens name none.
+    pub fn access_token_issuer(&self) -> Option<String> {
+        let tokens = &self.tokens;
+        tokens.issuer.clone().or_else(|| {
+            tokens
+                .access_alg
+                .is_asymmetric()
+                .then(|| self.server.public_url())
+        })
     }
 
     /// Things that are allowed but unwise, for the start-up log.
@@ -576,6 +630,11 @@ impl TokenConfig {
             request_refresh_on_all: source.value(&keys::REQUEST_REFRESH_ON_ALL)?,
             refresh_token_rotation: source.value(&keys::REFRESH_TOKEN_ROTATION)?,
             refresh_token_reuse_grace: source.value(&keys::REFRESH_TOKEN_REUSE_GRACE)?,
+            access_alg: source.value(&keys::ACCESS_TOKEN_ALG)?,
+            signing_key: source.optional(&keys::SIGNING_KEY)?,
+            signing_key_rotation: source.optional(&keys::SIGNING_KEY_ROTATION)?,
+            issuer: source.optional(&keys::ACCESS_TOKEN_ISSUER)?,
+            audience: source.optional(&keys::ACCESS_TOKEN_AUDIENCE)?,
         })
     }
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 
 use super::{
-    CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite, Secret,
-    SmtpSecurity,
+    AccessAlg, CookieMaxAge, CorsOrigins, JwtManagement, KeyBytes, LogFormat, RateLimit, SameSite,
+    Secret, SmtpSecurity,
 };
 
 pub(super) type Parsed<T> = Result<T, String>;
@@ -200,6 +200,16 @@ pub(super) fn log_format(value: &str) -> Parsed<LogFormat> {
 }
 
 /// Strapi's `jwtManagement`, spelt as Strapi spells it.
+/// `HS256`, `EdDSA` or `ES256`, as JOSE spells them (any case).
+pub(super) fn access_alg(value: &str) -> Parsed<AccessAlg> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "HS256" => Ok(AccessAlg::HS256),
+        "EDDSA" => Ok(AccessAlg::EdDSA),
+        "ES256" => Ok(AccessAlg::ES256),
+        other => Err(format!("{other:?} is not HS256, EdDSA or ES256")),
+    }
+}
+
 pub(super) fn jwt_management(value: &str) -> Parsed<JwtManagement> {
     match value.trim() {
         "legacy-support" => Ok(JwtManagement::LegacySupport),

@@ -29,6 +29,7 @@ mod sessions;
 mod user_query;
 mod users;
 mod validation;
+mod well_known;
 
 use std::sync::Arc;
 

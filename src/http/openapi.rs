@@ -12,7 +12,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::errors::{ApiError, ErrorBody};
-use super::{admin, admin_page, auth, introspection, ledger, probes, sessions, users};
+use super::{admin, admin_page, auth, introspection, ledger, probes, sessions, users, well_known};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,6 +49,8 @@ use super::{admin, admin_page, auth, introspection, ledger, probes, sessions, us
         ledger::consistency,
         admin_page::index,
         admin_page::asset,
+        well_known::jwks,
+        well_known::metadata,
         probes::health,
         probes::ready,
         probes::scrape,
@@ -62,6 +64,7 @@ use super::{admin, admin_page, auth, introspection, ledger, probes, sessions, us
         (name = "auth", description = "Register, log in, refresh, change password, reset a forgotten one, confirm an email"),
         (name = "sessions", description = "A user's own sessions"),
         (name = "users", description = "The user behind an access token"),
+        (name = "tokens", description = "For services that check access tokens: the public keys and the server's metadata"),
         (name = "oauth", description = "Token introspection (RFC 7662) for services, and revocation (RFC 7009)"),
         (name = "admin", description = "For operators, behind ADMIN_API_TOKEN; 404 when it is not set"),
         (name = "health", description = "For load balancers, orchestrators and Prometheus"),

@@ -7,6 +7,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use super::errors::ApiError;
 use super::{
     AppState, admin, admin_page, auth, introspection, ledger, openapi, probes, sessions, users,
+    well_known,
 };
 
 /// One route of the app. Every route is registered from `ENDPOINTS`, and
@@ -147,6 +148,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: Method::GET,
         path: "/api/admin/ledger/proof/consistency",
         handler: || web::to(ledger::consistency),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/.well-known/jwks.json",
+        handler: || web::to(well_known::jwks),
+    },
+    Endpoint {
+        method: Method::GET,
+        path: "/.well-known/oauth-authorization-server",
+        handler: || web::to(well_known::metadata),
     },
     Endpoint {
         method: Method::GET,

@@ -135,14 +135,15 @@ impl Services {
             session_id: (!claims.strapi).then_some(claims.sid),
             issued_at: claims.iat,
             expires_at: claims.exp,
-            issuer: self.issuer(),
+            issuer: claims.iss.clone(),
         }))
     }
 
     /// Live while its session is, and while it is the session's current token: a superseded
     /// token is refused by a refresh (or is reuse), so it is not active, even within the grace
     /// window, where it only gets its successor again. Its times are the session's current
-    /// token's, which are this token's claims (`Session::grant`).
+    /// token's, which are this token's claims (`Session::grant`). A refresh token carries no
+    /// `iss`; the issuer this server names its access tokens with issued it too.
     async fn live_refresh_token(
         &self,
         presented: PresentedToken,
@@ -164,13 +165,7 @@ impl Services {
                 session_id: Some(session_id),
                 issued_at: session.token_issued_at.to_timestamp().timestamp(),
                 expires_at: session.token_expires_at.to_timestamp().timestamp(),
-                issuer: self.issuer(),
+                issuer: self.tokens.issuer().map(str::to_owned),
             }))
-    }
-
-    /// The `iss` of an introspection answer: none while tokens carry no issuer. Once they do
-    /// (issue 21's `iss` claim), this returns the configured issuer.
-    fn issuer(&self) -> Option<String> {
-        None
     }
 }

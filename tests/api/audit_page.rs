@@ -233,16 +233,7 @@ fn browser_missing(browser_dir: &Path) -> Option<String> {
     if !Path::new(CHROMIUM).exists() {
         return Some(format!("{CHROMIUM} is missing (apt-get install chromium)"));
     }
-    if !browser_dir.join("node_modules/playwright-core").exists() {
-        return Some(format!(
-            "{}/node_modules is missing (npm ci --prefix tests/browser)",
-            browser_dir.display()
-        ));
-    }
-    match Command::new("node").arg("--version").output() {
-        Ok(output) if output.status.success() => None,
-        _ => Some("node is not on the PATH".to_owned()),
-    }
+    crate::helpers::node_packages_missing(browser_dir, &["playwright-core"])
 }
 
 #[actix_web::test]

@@ -36,6 +36,25 @@ impl Deref for TestApp {
     }
 }
 
+/// Why a test that drives node with the packages `npm ci --prefix <dir>` installs cannot run
+/// here, if it cannot.
+pub fn node_packages_missing(dir: &std::path::Path, packages: &[&str]) -> Option<String> {
+    if let Some(package) = packages
+        .iter()
+        .find(|p| !dir.join("node_modules").join(p).exists())
+    {
+        return Some(format!(
+            "{}/node_modules/{package} is missing (npm ci --prefix {})",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    match std::process::Command::new("node").arg("--version").output() {
+        Ok(output) if output.status.success() => None,
+        _ => Some("node is not on the PATH".to_owned()),
+    }
+}
+
 /// The `tokenledger` binary of this build as a child process, not started yet.
 pub fn server() -> Server {
     Server::new(env!("CARGO_BIN_EXE_tokenledger"))

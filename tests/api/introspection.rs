@@ -138,6 +138,21 @@ async fn live_tokens_are_active_with_their_claims_and_asking_touches_no_store() 
 }
 
 #[actix_web::test]
+async fn the_issuer_is_the_access_tokens_and_the_servers_for_a_refresh_token() {
+    let app = app_with(&[("ACCESS_TOKEN_ISSUER", "https://auth.example.com")]).await;
+    let (_, access, refresh) = session(&app, "abe").await;
+    assert_eq!(support::claims(&access)["iss"], "https://auth.example.com");
+    assert_eq!(
+        introspect(&app, &access).await["iss"],
+        "https://auth.example.com"
+    );
+    assert_eq!(
+        introspect(&app, &refresh).await["iss"],
+        "https://auth.example.com"
+    );
+}
+
+#[actix_web::test]
 async fn anything_but_a_live_token_is_exactly_inactive() {
     let app = app_with(&[]).await;
     let (_, access, refresh) = session(&app, "bob").await;

@@ -18,6 +18,7 @@ mod hostile_input;
 mod insider;
 mod instances;
 mod introspection;
+mod jwks;
 mod ledger_independent;
 mod ledger_service;
 mod limits;

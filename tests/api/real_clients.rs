@@ -4,10 +4,10 @@
 //! login, `fetchUser`/`me`, change password, logout, and the answers to a forgotten token
 //! (403) and a bad one (401) that clients branch on. Once in each `JWT_MANAGEMENT` mode.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{node_packages_missing, spawn_app_with};
 
 /// The packages the script imports, as `npm ci --prefix tests/clients` installs them.
 const PACKAGES: [&str; 4] = [
@@ -17,27 +17,10 @@ const PACKAGES: [&str; 4] = [
     "axios",
 ];
 
-/// Why the clients cannot run here, if they cannot.
-fn clients_missing(dir: &Path) -> Option<String> {
-    if let Some(package) = PACKAGES
-        .iter()
-        .find(|p| !dir.join("node_modules").join(p).exists())
-    {
-        return Some(format!(
-            "{}/node_modules/{package} is missing (npm ci --prefix tests/clients)",
-            dir.display()
-        ));
-    }
-    match Command::new("node").arg("--version").output() {
-        Ok(output) if output.status.success() => None,
-        _ => Some("node is not on the PATH".to_owned()),
-    }
-}
-
 /// Runs the script against a fresh server started with `env`.
 async fn drive_the_clients(label: &str, env: &[(&str, &str)]) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
-    if let Some(why) = clients_missing(&dir) {
+    if let Some(why) = node_packages_missing(&dir, &PACKAGES) {
         // CI installs them (.ci/run): there, missing clients are a failure, not a skip.
         assert!(
             std::env::var("CI").is_err(),

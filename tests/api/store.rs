@@ -441,7 +441,17 @@ async fn the_read_for_folding_opens_the_sessions_events_and_passes_over_the_othe
         .await
         .unwrap();
 
-    let payloads: Vec<EventPayload> = store.read_payloads(0).try_collect().await.unwrap();
+    // On PostgreSQL a read stops below the transactions still open in the database (the
+    // catch-up horizon), which other tests' may be for a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let payloads = loop {
+        let payloads: Vec<EventPayload> = store.read_payloads(0).try_collect().await.unwrap();
+        if payloads.len() >= 2 || std::time::Instant::now() > deadline {
+            break payloads;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(payloads.len(), 2);
     let (failed_payload, login_payload) = (&payloads[0], &payloads[1]);
     assert!(login_payload.changes_sessions());
     assert_eq!(login_payload.clone().into_event().unwrap(), login);

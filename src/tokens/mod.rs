@@ -11,7 +11,10 @@
 //! tokens `{id, iat, exp}` (signed with `JWT_SECRET`) are accepted only when
 //! `STRAPI_ACCESS_TOKENS=accept`: they name no session, so nothing here can revoke them.
 
+pub mod keys;
+
 use std::cell::RefCell;
+use std::sync::{Arc, RwLock};
 
 use chrono::TimeDelta;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -21,6 +24,9 @@ use tokenledger_domain::{
     PresentedToken, RefreshGrant, SessionId, Timestamp, TokenHash, TokenSealer, UserId,
 };
 use uuid::Uuid;
+
+use crate::config::{AccessAlg, KeyBytes};
+use keys::{KeyError, KeyRotated, KeySet, KeySource, algorithm};
 
 const ACCESS_TYP: &str = "JWT";
 const REFRESH_TYP: &str = "refresh+jwt";
@@ -35,6 +41,12 @@ pub struct AccessClaims {
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// `ACCESS_TOKEN_ISSUER` (or the public URL with EdDSA and ES256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// `ACCESS_TOKEN_AUDIENCE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
     /// Made by Strapi (`STRAPI_ACCESS_TOKENS=accept`): valid until it expires, whatever
     /// happens to sessions here.
     #[serde(skip)]
@@ -134,8 +146,13 @@ fn in_time(exp: i64, nbf: Option<i64>, now: Timestamp) -> Result<(), InvalidToke
 pub struct InvalidToken;
 
 pub struct Tokens {
-    access_key: EncodingKey,
-    access_check: DecodingKey,
+    /// The access-token keys as of the last rotation folded (see `keys`).
+    access: RwLock<Arc<KeySet>>,
+    material: KeyMaterial,
+    /// Every rotation folded so far, the `signing-keys` stream in order.
+    rotations: RwLock<Vec<KeyRotated>>,
+    /// `JWT_SECRET`'s check, for Strapi's own access tokens.
+    strapi_check: DecodingKey,
     refresh_key: EncodingKey,
     refresh_check: DecodingKey,
     access_lifetime: TimeDelta,
@@ -143,6 +160,25 @@ pub struct Tokens {
     strapi_access: bool,
     /// Access tokens carry Strapi 5's refresh-mode claims too (`SessionModeClaims`).
     session_mode_claims: bool,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// What the access-token keys are derived from.
+struct KeyMaterial {
+    jwt_secret: Vec<u8>,
+    signing_key: Option<KeyBytes>,
+    alg: AccessAlg,
+}
+
+fn validation(alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = 0;
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "iat"]);
+    validation
 }
 
 impl Tokens {
@@ -152,20 +188,34 @@ impl Tokens {
         refresh_secret: &[u8],
         access_lifetime: TimeDelta,
     ) -> Result<Tokens, jsonwebtoken::errors::Error> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["exp", "iat"]);
+        let material = KeyMaterial {
+            jwt_secret: access_secret.to_vec(),
+            signing_key: None,
+            alg: AccessAlg::HS256,
+        };
+        let source = KeySource {
+            jwt_secret: access_secret,
+            signing_key: None,
+            alg: AccessAlg::HS256,
+            lifetime: access_lifetime,
+        };
+        let keys = KeySet::fold(&source, &[]).map_err(|error| match error {
+            KeyError::Jwt(error) => error,
+            other => unreachable!("HS256 with no rotation derives nothing: {other}"),
+        })?;
         Ok(Tokens {
-            access_key: EncodingKey::from_secret(access_secret)?,
-            access_check: DecodingKey::from_secret(access_secret)?,
+            access: RwLock::new(Arc::new(keys)),
+            material,
+            rotations: RwLock::default(),
+            strapi_check: DecodingKey::from_secret(access_secret)?,
             refresh_key: EncodingKey::from_secret(refresh_secret)?,
             refresh_check: DecodingKey::from_secret(refresh_secret)?,
             access_lifetime,
-            validation,
+            validation: validation(Algorithm::HS256),
             strapi_access: false,
             session_mode_claims: false,
+            issuer: None,
+            audience: None,
         })
     }
 
@@ -179,6 +229,75 @@ impl Tokens {
     pub fn with_session_mode_claims(mut self, on: bool) -> Tokens {
         self.session_mode_claims = on;
         self
+    }
+
+    /// Access tokens carry (and must carry) `iss` and `aud` where set.
+    pub fn with_issuer_and_audience(
+        mut self,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Tokens {
+        self.issuer = issuer;
+        self.audience = audience;
+        self
+    }
+
+    /// The access-token keys come from `ACCESS_TOKEN_ALG` and `SIGNING_KEY` too: until the
+    /// rotations of the log are folded (`fold_rotations`), `JWT_SECRET` still signs.
+    pub fn with_signing(mut self, alg: AccessAlg, signing_key: Option<KeyBytes>) -> Tokens {
+        self.material.alg = alg;
+        self.material.signing_key = signing_key;
+        self
+    }
+
+    /// The `iss` access tokens carry.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    pub fn access_lifetime(&self) -> TimeDelta {
+        self.access_lifetime
+    }
+
+    /// The access-token keys now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What the keys are made from, for working out a rotation.
+    pub fn key_source(&self) -> KeySource<'_> {
+        KeySource {
+            jwt_secret: &self.material.jwt_secret,
+            signing_key: self.material.signing_key.as_ref(),
+            alg: self.material.alg,
+            lifetime: self.access_lifetime,
+        }
+    }
+
+    /// Folds rotations read from the `signing-keys` stream (`version` is the first's stream
+    /// version); those folded already are skipped, and a gap is `KeyError::Behind`. Returns
+    /// whether the keys changed.
+    pub fn fold_rotations(&self, version: i64, rotations: &[KeyRotated]) -> Result<bool, KeyError> {
+        let mut folded = self.rotations.write().unwrap_or_else(|p| p.into_inner());
+        if version > folded.len() as i64 + 1 {
+            return Err(KeyError::Behind {
+                folded: folded.len() as i64,
+                version,
+            });
+        }
+        let skip = (folded.len() as i64 + 1 - version) as usize;
+        if skip >= rotations.len() && !folded.is_empty() {
+            return Ok(false);
+        }
+        let mut all = folded.clone();
+        all.extend(rotations.iter().skip(skip).cloned());
+        let keys = KeySet::fold(&self.key_source(), &all)?;
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        *folded = all;
+        Ok(true)
     }
 
     fn header(typ: &str) -> Header {
@@ -195,28 +314,31 @@ impl Tokens {
             iat,
             exp: iat + self.access_lifetime.num_seconds(),
             nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
             strapi: false,
         };
-        let header = Self::header(ACCESS_TYP);
+        let keys = self.keys();
+        let key = &keys.current().key;
+        let mut header = Header::new(algorithm(key.alg));
+        header.typ = Some(ACCESS_TYP.to_owned());
+        header.kid = key.kid.clone();
         let signed = if self.session_mode_claims {
             let claims = SessionModeClaims {
                 claims: &claims,
                 user_id: user_id.to_string(),
                 kind: "access",
             };
-            jsonwebtoken::encode(&header, &claims, &self.access_key)
+            jsonwebtoken::encode(&header, &claims, &key.encoding)
         } else {
-            jsonwebtoken::encode(&header, &claims, &self.access_key)
+            jsonwebtoken::encode(&header, &claims, &key.encoding)
         };
-        signed.expect("HS256 signing of plain claims cannot fail")
+        signed.expect("signing plain claims with a key made for its algorithm cannot fail")
     }
 
     pub fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, InvalidToken> {
-        let decoded =
-            jsonwebtoken::decode::<AccessClaims>(token, &self.access_check, &self.validation);
-        let claims = match decoded {
-            Ok(data) if data.header.typ.as_deref() == Some(ACCESS_TYP) => data.claims,
-            Ok(_) => return Err(InvalidToken),
+        let claims = match self.decode_access(token) {
+            Ok(claims) => claims,
             Err(_) if self.strapi_access => self.decode_strapi_access(token)?,
             Err(_) => return Err(InvalidToken),
         };
@@ -224,10 +346,42 @@ impl Tokens {
         Ok(claims)
     }
 
+    /// One of our access tokens: signed by a key that still verifies it, with our `typ`,
+    /// `iss` and `aud`.
+    fn decode_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
+        let keys = self.keys();
+        let (key, latest_iat) = keys.verifier(header.kid.as_deref()).ok_or(InvalidToken)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(
+            token,
+            &key.decoding,
+            &validation(algorithm(key.alg)),
+        )
+        .map_err(|_| InvalidToken)?;
+        let claims = data.claims;
+        if data.header.typ.as_deref() != Some(ACCESS_TYP) {
+            return Err(InvalidToken);
+        }
+        let checked = match latest_iat {
+            // What the key that signs now minted names this configuration's issuer and
+            // audience.
+            None => claims.iss == self.issuer && claims.aud == self.audience,
+            // A retired key's tokens were minted under the configuration of their day (an
+            // algorithm switch brings an issuer), and none can be newer than its retirement.
+            Some(latest) => {
+                claims.iat <= latest && claims.exp <= latest + self.access_lifetime.num_seconds()
+            }
+        };
+        if !checked {
+            return Err(InvalidToken);
+        }
+        Ok(claims)
+    }
+
     /// A Strapi access token (`{id, iat, exp}`, `typ` JWT as its library writes it).
     fn decode_strapi_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
         let data =
-            jsonwebtoken::decode::<StrapiAccessClaims>(token, &self.access_check, &self.validation)
+            jsonwebtoken::decode::<StrapiAccessClaims>(token, &self.strapi_check, &self.validation)
                 .map_err(|_| InvalidToken)?;
         if data.header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(InvalidToken);
@@ -239,6 +393,8 @@ impl Tokens {
             iat,
             exp,
             nbf,
+            iss: None,
+            aud: None,
             strapi: true,
         })
     }
@@ -433,6 +589,124 @@ mod tests {
             t.verify_refresh(&other.sign_refresh(&grant()), now()),
             Err(InvalidToken)
         );
+    }
+
+    fn eddsa_tokens() -> Tokens {
+        let tokens = tokens()
+            .with_signing(AccessAlg::EdDSA, Some(KeyBytes::new([5; 32])))
+            .with_issuer_and_audience(Some("https://auth.example".into()), Some("api".into()));
+        tokens.fold_rotations(1, &[]).unwrap();
+        tokens
+    }
+
+    fn rotate(tokens: &Tokens, alg: AccessAlg, at: Timestamp) {
+        let keys = tokens.keys();
+        let rotation = keys
+            .rotation(
+                &tokens.key_source(),
+                alg,
+                keys::RotationReason::Manual,
+                at.timestamp(),
+            )
+            .unwrap();
+        assert!(
+            tokens
+                .fold_rotations(keys.version + 1, &[rotation])
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn given_the_default_then_access_tokens_are_strapis_hs256_with_no_kid_iss_or_aud() {
+        let t = tokens();
+        let access = t.sign_access(42, Uuid::from_u128(1), now());
+        let header = jsonwebtoken::decode_header(&access).unwrap();
+        assert_eq!(
+            (header.alg, header.kid, header.typ.as_deref()),
+            (Algorithm::HS256, None, Some("JWT"))
+        );
+        let strapi = jsonwebtoken::decode::<serde_json::Value>(
+            &access,
+            &DecodingKey::from_secret(&[1; 32]).unwrap(),
+            &validation(Algorithm::HS256),
+        )
+        .unwrap();
+        let mut names: Vec<_> = strapi.claims.as_object().unwrap().keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["exp", "iat", "id", "sid"]);
+    }
+
+    #[test]
+    fn given_a_rotation_then_a_token_signed_before_verifies_until_it_expires() {
+        let t = eddsa_tokens();
+        rotate(&t, AccessAlg::EdDSA, now());
+        let before = t.sign_access(42, Uuid::from_u128(1), now());
+        let kid = jsonwebtoken::decode_header(&before).unwrap().kid;
+        rotate(&t, AccessAlg::EdDSA, now());
+        let after = t.sign_access(42, Uuid::from_u128(1), now());
+        assert_ne!(jsonwebtoken::decode_header(&after).unwrap().kid, kid);
+        let claims = t.verify_access(&before, now()).unwrap();
+        assert_eq!(claims.iss.as_deref(), Some("https://auth.example"));
+        assert_eq!(claims.aud.as_deref(), Some("api"));
+        let later = now() + TimeDelta::hours(2) - TimeDelta::seconds(5);
+        assert!(t.verify_access(&before, later).is_ok());
+        assert_eq!(
+            t.verify_access(&before, later + TimeDelta::seconds(10)),
+            Err(InvalidToken)
+        );
+    }
+
+    #[test]
+    fn given_a_rotation_after_one_not_seen_then_it_is_refused_as_behind() {
+        let t = eddsa_tokens();
+        let keys = t.keys();
+        let source = t.key_source();
+        let first = keys
+            .rotation(&source, AccessAlg::EdDSA, keys::RotationReason::Manual, 1)
+            .unwrap();
+        let behind = t.fold_rotations(2, std::slice::from_ref(&first));
+        assert!(matches!(
+            behind,
+            Err(KeyError::Behind {
+                folded: 0,
+                version: 2
+            })
+        ));
+        assert!(t.fold_rotations(1, std::slice::from_ref(&first)).unwrap());
+        // Met again (the reader and the start-up both read it): nothing changes.
+        assert!(!t.fold_rotations(1, &[first]).unwrap());
+    }
+
+    #[test]
+    fn given_a_retired_key_then_a_token_dated_after_its_retirement_is_refused() {
+        let t = eddsa_tokens();
+        let old = t.keys();
+        rotate(&t, AccessAlg::EdDSA, now() - TimeDelta::hours(1));
+        // Whoever holds the retired key cannot mint fresh tokens with it.
+        let retired = &old.current().key;
+        let mut header = Header::new(keys::algorithm(retired.alg));
+        header.typ = Some("JWT".into());
+        header.kid = retired.kid.clone();
+        let iat = now().timestamp();
+        let claims = serde_json::json!({"id": 42, "sid": Uuid::from_u128(1), "iat": iat, "exp": iat + 60,
+            "iss": "https://auth.example", "aud": "api"});
+        let forged = jsonwebtoken::encode(&header, &claims, &retired.encoding).unwrap();
+        assert_eq!(t.verify_access(&forged, now()), Err(InvalidToken));
+    }
+
+    #[test]
+    fn given_an_issuer_and_audience_then_tokens_for_others_are_refused() {
+        let t = eddsa_tokens();
+        let other = tokens()
+            .with_signing(AccessAlg::EdDSA, Some(KeyBytes::new([5; 32])))
+            .with_issuer_and_audience(Some("https://auth.example".into()), Some("other".into()));
+        other.fold_rotations(1, &[]).unwrap();
+        rotate(&t, AccessAlg::EdDSA, now());
+        rotate(&other, AccessAlg::EdDSA, now());
+        let foreign = other.sign_access(42, Uuid::from_u128(1), now());
+        assert_eq!(t.verify_access(&foreign, now()), Err(InvalidToken));
+        let ours = t.sign_access(42, Uuid::from_u128(1), now());
+        assert!(t.verify_access(&ours, now()).is_ok());
     }
 
     #[test]
