@@ -60,19 +60,7 @@ impl Application {
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         config.server.port = listener.local_addr()?.port();
         let tokens = Arc::new(signing_keys(&config)?);
-        let database_url = &config.server.database_url;
-        // One server per SQLite file; PostgreSQL is made for several.
-        let lock = match database_url {
-            DatabaseUrl::Postgres(_) => None,
-            DatabaseUrl::Sqlite(url) => {
-                Some(lock_for_serving(url).with_context(|| format!("locking {database_url}"))?)
-            }
-        };
-        let keys = store::StoreKeys::of(&config)?;
-        let upgrading = Upgrading::for_writing(&config.ledger);
-        let opened = store::open(database_url, false, &keys, upgrading)
-            .await
-            .with_context(|| format!("opening {database_url}"))?;
+        let (lock, keys, opened) = open_for_serving(&config).await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let shared = Arc::new(config.clone());
@@ -113,14 +101,6 @@ impl Application {
                 return Err(error).context("replaying the event log");
             }
         };
-        // A rotation made elsewhere while the log was folded is behind the catch-up reader's
-        // start: read the stream again.
-        if let Err(error) = signing_keys::load(state.app.store.as_ref(), &state.app.tokens).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "reading the signing keys again failed"
-            );
-        }
         let last_snapshot = Arc::new(AtomicI64::new(from_snapshot));
         let mut background =
             background_tasks(&config, &opened, &state, position, catch_up, ledger, mailer);
@@ -222,6 +202,26 @@ impl Application {
         tracing::info!("stopped: the appender flushed and the store closed");
         served
     }
+}
+
+/// The database, opened (and migrated) for serving: on SQLite, locked for this server alone
+/// (PostgreSQL is made for several); with the keys it was opened with.
+async fn open_for_serving(
+    config: &Config,
+) -> anyhow::Result<(Option<std::fs::File>, store::StoreKeys, store::Opened)> {
+    let database_url = &config.server.database_url;
+    let lock = match database_url {
+        DatabaseUrl::Postgres(_) => None,
+        DatabaseUrl::Sqlite(url) => {
+            Some(lock_for_serving(url).with_context(|| format!("locking {database_url}"))?)
+        }
+    };
+    let keys = store::StoreKeys::of(config)?;
+    let upgrading = Upgrading::for_writing(&config.ledger);
+    let opened = store::open(database_url, false, &keys, upgrading)
+        .await
+        .with_context(|| format!("opening {database_url}"))?;
+    Ok((lock, keys, opened))
 }
 
 /// The ledger's checkpoints: signed with CHECKPOINT_KEY, kept in the database, appended to
@@ -403,6 +403,14 @@ async fn rebuild(
     progress.advance(from);
     let (position, events) =
         catch_up::fold_into(store, projection, from, &mut |_, at| progress.advance(at)).await?;
+    // A rotation made elsewhere while the log was folded is behind the catch-up reader's
+    // start: the stream is read again.
+    if let Err(error) = signing_keys::load(store, &state.app.tokens).await {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "reading the signing keys again failed"
+        );
+    }
     progress.set_ready();
     tracing::info!(
         events,
