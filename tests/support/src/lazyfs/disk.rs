@@ -413,3 +413,132 @@ fn reachable(layer: &Layer) -> HashSet<Ino> {
     }
     seen
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: NewNode = NewNode {
+        dir: false,
+        perm: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    const DIR: NewNode = NewNode {
+        dir: true,
+        perm: 0o755,
+        uid: 0,
+        gid: 0,
+    };
+
+    fn disk(entries: Entries) -> Disk {
+        Disk::new(entries, SystemTime::UNIX_EPOCH)
+    }
+
+    fn file(disk: &mut Disk, parent: Ino, name: &str, content: &[u8]) -> Ino {
+        let ino = disk
+            .create(parent, OsStr::new(name), FILE, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        disk.write(ino, 0, content, SystemTime::UNIX_EPOCH).unwrap();
+        ino
+    }
+
+    fn content(disk: &Disk, parent: Ino, name: &str) -> Option<Vec<u8>> {
+        let ino = disk.lookup(parent, OsStr::new(name)).ok()?;
+        Some(disk.read(ino, 0, u32::MAX).unwrap().to_vec())
+    }
+
+    #[test]
+    fn given_a_synced_then_overwritten_file_when_power_is_cut_then_the_synced_content_is_back() {
+        let mut disk = disk(Entries::Immediate);
+        let ino = file(&mut disk, ROOT, "f", b"first");
+        disk.sync_file(ino).unwrap();
+        disk.write(ino, 2, b"-changed", SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(content(&disk, ROOT, "f").unwrap(), b"fi-changed");
+
+        disk.power_cut();
+
+        assert_eq!(content(&disk, ROOT, "f").unwrap(), b"first");
+    }
+
+    #[test]
+    fn given_a_truncated_file_not_synced_when_power_is_cut_then_its_length_is_back() {
+        let mut disk = disk(Entries::Immediate);
+        let ino = file(&mut disk, ROOT, "f", b"0123456789");
+        disk.sync_file(ino).unwrap();
+        disk.truncate(ino, 3, SystemTime::UNIX_EPOCH).unwrap();
+
+        disk.power_cut();
+
+        assert_eq!(content(&disk, ROOT, "f").unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn given_entries_on_directory_fsync_when_a_subdirectory_was_synced_but_not_its_parent_then_both_are_gone()
+     {
+        let mut disk = disk(Entries::OnDirectoryFsync);
+        let sub = disk
+            .create(ROOT, OsStr::new("sub"), DIR, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let ino = file(&mut disk, sub, "f", b"data");
+        disk.sync_file(ino).unwrap();
+        disk.sync_dir(sub).unwrap();
+
+        disk.power_cut();
+
+        assert_eq!(disk.lookup(ROOT, OsStr::new("sub")), Err(Errno::ENOENT));
+        assert!(disk.list(ROOT).unwrap().is_empty());
+    }
+
+    #[test]
+    fn given_an_unlinked_file_still_open_when_it_is_read_then_its_content_is_there_until_release() {
+        let mut disk = disk(Entries::Immediate);
+        let ino = file(&mut disk, ROOT, "f", b"held");
+        let fh = disk.open(ino).unwrap();
+        disk.remove(ROOT, OsStr::new("f"), false).unwrap();
+        assert_eq!(disk.read(disk.handle(fh).unwrap(), 0, 10).unwrap(), b"held");
+
+        disk.release(fh);
+
+        assert_eq!(disk.node(ino).err(), Some(Errno::ENOENT));
+    }
+
+    #[test]
+    fn given_a_handle_from_before_a_power_cut_when_it_is_used_then_it_is_eio() {
+        let mut disk = disk(Entries::Immediate);
+        let ino = file(&mut disk, ROOT, "f", b"x");
+        let fh = disk.open(ino).unwrap();
+
+        disk.power_cut();
+
+        assert_eq!(disk.handle(fh), Err(Errno::EIO));
+        assert!(disk.open(ino).unwrap() > fh, "handles are never reused");
+    }
+
+    #[test]
+    fn given_a_non_empty_directory_when_it_is_removed_or_replaced_then_enotempty() {
+        let mut disk = disk(Entries::Immediate);
+        let full = disk
+            .create(ROOT, OsStr::new("full"), DIR, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        file(&mut disk, full, "f", b"");
+        disk.create(ROOT, OsStr::new("empty"), DIR, SystemTime::UNIX_EPOCH)
+            .unwrap();
+
+        assert_eq!(
+            disk.remove(ROOT, OsStr::new("full"), true),
+            Err(Errno::ENOTEMPTY)
+        );
+        let onto_full = disk.rename(
+            (ROOT, OsStr::new("empty")),
+            (ROOT, OsStr::new("full")),
+            false,
+        );
+        assert_eq!(onto_full, Err(Errno::ENOTEMPTY));
+        assert_eq!(
+            disk.remove(ROOT, OsStr::new("full"), false),
+            Err(Errno::EISDIR)
+        );
+    }
+}
