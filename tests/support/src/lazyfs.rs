@@ -7,10 +7,16 @@
 //! `Entries` (`disk.rs`): at once by default, as under LazyFS, or only at the directory's fsync.
 //!
 //! `power_cut` is for a filesystem no process holds files open on (kill the server first): a
-//! handle opened before the cut answers EIO afterwards, and a mapping made before it (SQLite's
-//! `-shm`) may keep showing old pages. The kernel's caches are turned off (no attribute or
-//! entry caching, page cache dropped at every open) and invalidated at the cut, so what a
-//! new open sees is the durable state.
+//! handle opened before the cut answers EIO to what reaches the filesystem afterwards, but the
+//! kernel answers some calls itself (a read past the end of a file the cut made shorter is
+//! EOF), and a mapping made before it (SQLite's `-shm`) may keep showing old pages. The
+//! kernel's caches are turned off (no attribute or entry caching, page cache dropped at every
+//! open) and invalidated at the cut, so what a new open sees is the durable state.
+//!
+//! Regular files and directories only: no symlinks, hard links, device nodes or extended
+//! attributes. POSIX locks are the kernel's own (the filesystem does not take them over), so
+//! SQLite's locking works as on a local disk, and so does its WAL with the `-shm` file mapped
+//! shared (tests/lazyfs.rs).
 
 mod disk;
 

@@ -298,6 +298,11 @@ impl Filesystem for LazyFsOps {
         reply.ok();
     }
 
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: fuser::ReplyStatfs) {
+        // Room to spare, as a test's disk has: fuser's default says zero blocks free.
+        reply.statfs(1 << 24, 1 << 24, 1 << 24, 1 << 20, 1 << 20, 4096, 255, 4096);
+    }
+
     fn fsyncdir(
         &self,
         _req: &Request,
