@@ -3,7 +3,8 @@
 //! leaves). Both are maps from inode number to node, sharing inode numbers, so a file's
 //! durable content follows it through renames.
 //!
-//! File content is durable as of the file's last fsync (or fdatasync: both copy everything).
+//! File content is durable as of the file's last fsync (or fdatasync: both copy everything),
+//! and so are its size and modification time; its mode and owner too, under `OnDirectoryFsync`.
 //! Directory entries (create, unlink, mkdir, rmdir, rename) follow `Entries`: LazyFS passes
 //! them straight to its backing filesystem, so there they are durable at once and only file
 //! data is lost; `OnDirectoryFsync` is the stricter POSIX reading, where an entry is durable
@@ -23,7 +24,8 @@ pub const ROOT: Ino = 1;
 /// When a directory entry becomes durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entries {
-    /// As soon as it is made, as under LazyFS (which forwards metadata operations to ext4).
+    /// As soon as it is made, as under LazyFS, which forwards create, unlink, mkdir, rmdir,
+    /// rename, chmod and chown to its backing filesystem and caches only file data.
     Immediate,
     /// At the next fsync of its directory, and not before (POSIX's promise, ext4's worst case).
     OnDirectoryFsync,
@@ -326,6 +328,14 @@ impl Disk {
         node.uid = owner.0.unwrap_or(node.uid);
         node.gid = owner.1.unwrap_or(node.gid);
         node.mtime = mtime.unwrap_or(node.mtime);
+        // LazyFS passes chmod and chown to its backing filesystem, as it does entries.
+        if self.entries == Entries::Immediate
+            && let Some(durable) = self.durable.get_mut(&ino)
+        {
+            durable.perm = perm.unwrap_or(durable.perm);
+            durable.uid = owner.0.unwrap_or(durable.uid);
+            durable.gid = owner.1.unwrap_or(durable.gid);
+        }
         Ok(())
     }
 
@@ -502,6 +512,19 @@ mod tests {
         disk.release(fh);
 
         assert_eq!(disk.node(ino).err(), Some(Errno::ENOENT));
+    }
+
+    #[test]
+    fn given_lazyfs_entries_when_a_never_synced_file_is_chmodded_then_the_mode_survives_the_cut() {
+        let mut disk = disk(Entries::Immediate);
+        let ino = file(&mut disk, ROOT, "f", b"lost");
+        disk.set_attributes(ino, Some(0o600), (None, None), None)
+            .unwrap();
+
+        disk.power_cut();
+
+        assert_eq!(disk.node(ino).unwrap().perm, 0o600);
+        assert_eq!(content(&disk, ROOT, "f").unwrap(), b"");
     }
 
     #[test]
