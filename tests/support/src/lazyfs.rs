@@ -18,6 +18,7 @@
 //! SQLite's locking works as on a local disk, and so does its WAL with the `-shm` file mapped
 //! shared (tests/lazyfs.rs).
 
+mod content;
 mod disk;
 
 use std::ffi::OsStr;

@@ -17,6 +17,8 @@ use std::time::SystemTime;
 
 use fuser::Errno;
 
+use super::content::Content;
+
 pub type Ino = u64;
 /// FUSE's inode number of the mount's root.
 pub const ROOT: Ino = 1;
@@ -33,7 +35,7 @@ pub enum Entries {
 
 #[derive(Clone, Debug)]
 pub enum Body {
-    File(Vec<u8>),
+    File(Content),
     Dir(BTreeMap<OsString, Ino>),
 }
 
@@ -63,7 +65,7 @@ impl Node {
     /// no content or entries, which need fsyncs of their own.
     fn unsynced_twin(&self) -> Node {
         let body = match self.body {
-            Body::File(_) => Body::File(Vec::new()),
+            Body::File(_) => Body::File(Content::default()),
             Body::Dir(_) => Body::Dir(BTreeMap::new()),
         };
         Node {
@@ -162,7 +164,7 @@ impl Disk {
         let body = if new.dir {
             Body::Dir(BTreeMap::new())
         } else {
-            Body::File(Vec::new())
+            Body::File(Content::default())
         };
         let node = Node::new(body, new.perm, new.uid, new.gid, now);
         if self.entries == Entries::Immediate {
@@ -275,20 +277,19 @@ impl Disk {
         }
     }
 
-    fn content_mut(&mut self, ino: Ino) -> Result<&mut Vec<u8>, Errno> {
+    fn content_mut(&mut self, ino: Ino) -> Result<&mut Content, Errno> {
         match &mut self.node_mut(ino)?.body {
             Body::File(content) => Ok(content),
             Body::Dir(_) => Err(Errno::EISDIR),
         }
     }
 
-    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<&[u8], Errno> {
+    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let Body::File(content) = &self.node(ino)?.body else {
             return Err(Errno::EISDIR);
         };
-        let start = usize::try_from(offset).map_or(content.len(), |o| o.min(content.len()));
-        let end = start.saturating_add(size as usize).min(content.len());
-        Ok(&content[start..end])
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok(content.read(start, size as usize))
     }
 
     pub fn write(
@@ -299,19 +300,15 @@ impl Disk {
         now: SystemTime,
     ) -> Result<(), Errno> {
         let start = usize::try_from(offset).map_err(|_| Errno::EFBIG)?;
-        let content = self.content_mut(ino)?;
-        let end = start + data.len();
-        if content.len() < end {
-            content.resize(end, 0);
-        }
-        content[start..end].copy_from_slice(data);
+        start.checked_add(data.len()).ok_or(Errno::EFBIG)?;
+        self.content_mut(ino)?.write(start, data);
         self.node_mut(ino)?.mtime = now;
         Ok(())
     }
 
     pub fn truncate(&mut self, ino: Ino, size: u64, now: SystemTime) -> Result<(), Errno> {
         let size = usize::try_from(size).map_err(|_| Errno::EFBIG)?;
-        self.content_mut(ino)?.resize(size, 0);
+        self.content_mut(ino)?.resize(size);
         self.node_mut(ino)?.mtime = now;
         Ok(())
     }
@@ -455,7 +452,7 @@ mod tests {
 
     fn content(disk: &Disk, parent: Ino, name: &str) -> Option<Vec<u8>> {
         let ino = disk.lookup(parent, OsStr::new(name)).ok()?;
-        Some(disk.read(ino, 0, u32::MAX).unwrap().to_vec())
+        Some(disk.read(ino, 0, u32::MAX).unwrap())
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Filesystem for LazyFsOps {
             .handle(handle(fh))
             .and_then(|ino| disk.read(ino, offset, size))
         {
-            Ok(data) => reply.data(data),
+            Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
     }
