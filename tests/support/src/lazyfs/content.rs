@@ -51,7 +51,7 @@ impl Content {
     pub fn resize(&mut self, len: usize) {
         if len < self.len {
             self.pages.truncate(len.div_ceil(PAGE));
-            if len % PAGE != 0
+            if !len.is_multiple_of(PAGE)
                 && let Some(last) = self.pages.last_mut()
             {
                 Arc::make_mut(last)[len % PAGE..].fill(0);
