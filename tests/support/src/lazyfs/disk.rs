@@ -20,6 +20,9 @@ use fuser::Errno;
 use super::content::Content;
 
 pub type Ino = u64;
+/// Larger files are refused (EFBIG) rather than allocated: memory is the disk here, and a
+/// panic in the filesystem's thread would leave the mount dead.
+const MAX_FILE: usize = 1 << 32;
 /// FUSE's inode number of the mount's root.
 pub const ROOT: Ino = 1;
 
@@ -300,14 +303,19 @@ impl Disk {
         now: SystemTime,
     ) -> Result<(), Errno> {
         let start = usize::try_from(offset).map_err(|_| Errno::EFBIG)?;
-        start.checked_add(data.len()).ok_or(Errno::EFBIG)?;
+        if start.saturating_add(data.len()) > MAX_FILE {
+            return Err(Errno::EFBIG);
+        }
         self.content_mut(ino)?.write(start, data);
         self.node_mut(ino)?.mtime = now;
         Ok(())
     }
 
     pub fn truncate(&mut self, ino: Ino, size: u64, now: SystemTime) -> Result<(), Errno> {
-        let size = usize::try_from(size).map_err(|_| Errno::EFBIG)?;
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&size| size <= MAX_FILE)
+            .ok_or(Errno::EFBIG)?;
         self.content_mut(ino)?.resize(size);
         self.node_mut(ino)?.mtime = now;
         Ok(())
@@ -522,6 +530,22 @@ mod tests {
 
         assert_eq!(disk.node(ino).unwrap().perm, 0o600);
         assert_eq!(content(&disk, ROOT, "f").unwrap(), b"");
+    }
+
+    #[test]
+    fn given_a_write_or_truncate_past_4_gib_when_asked_then_efbig_and_nothing_allocated() {
+        let mut disk = disk(Entries::Immediate);
+        let ino = file(&mut disk, ROOT, "f", b"x");
+
+        assert_eq!(
+            disk.write(ino, 1 << 40, b"y", SystemTime::UNIX_EPOCH),
+            Err(Errno::EFBIG)
+        );
+        assert_eq!(
+            disk.truncate(ino, u64::MAX, SystemTime::UNIX_EPOCH),
+            Err(Errno::EFBIG)
+        );
+        assert_eq!(content(&disk, ROOT, "f").unwrap(), b"x");
     }
 
     #[test]
