@@ -16,6 +16,9 @@
 //! `shutdown` runs the same clients against `SIGTERM` and `SIGINT` instead: a graceful stop
 //! loses nothing.
 //!
+//! `power_loss` puts the data folder on `support::lazyfs`, which drops every write not fsynced
+//! when the test cuts the power: what the server acknowledged must have been on disk.
+//!
 //! A test binary of its own (`cargo test --test crash`): here the server is a separate process
 //! to kill, not the in-process `Application` of `tests/api`.
 #![cfg(unix)]
@@ -23,6 +26,7 @@
 mod client;
 mod forensics;
 mod mailer;
+mod power_loss;
 mod server;
 mod shutdown;
 

@@ -8,6 +8,7 @@
 
 mod api;
 mod claims;
+pub mod lazyfs;
 mod metrics;
 mod postgres;
 mod server;
