@@ -12,7 +12,16 @@ use crate::GRACE;
 /// The server, not started yet: rotation on, a grace window no restart can use up, no rate
 /// limit to hold the clients back.
 pub fn server(postgres: Option<&FreshSchema>) -> Server {
-    let server = Server::new(env!("CARGO_BIN_EXE_tokenledger")).envs(&[
+    with_settings(Server::new(env!("CARGO_BIN_EXE_tokenledger")), postgres)
+}
+
+/// As `server`, on the data folder `data` (on a disk that loses power, say).
+pub fn server_on(data: &std::path::Path) -> Server {
+    with_settings(Server::on(env!("CARGO_BIN_EXE_tokenledger"), data), None)
+}
+
+fn with_settings(server: Server, postgres: Option<&FreshSchema>) -> Server {
+    let server = server.envs(&[
         ("REFRESH_TOKEN_ROTATION", "true"),
         ("REFRESH_TOKEN_REUSE_GRACE", GRACE),
         ("LOGIN_RATE_LIMIT", "off"),

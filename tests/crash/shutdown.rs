@@ -33,7 +33,7 @@ async fn sigterm_test(backend: &str, postgres: Option<FreshSchema>) {
     let seed = rand::random::<u64>();
     println!("[{backend}] seed={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let (mut server, mut clients, mut tally) = with_clients(postgres.as_ref(), seed).await;
+    let (mut server, mut clients, mut tally) = with_clients(postgres.as_ref(), None, seed).await;
 
     let mut acked_before_stop = Vec::new();
     for stop in 0..STOPS {
