@@ -112,13 +112,15 @@ impl ApiError {
         .with_retry_after(1)
     }
 
-    /// The store could not take the write; nothing was acknowledged. The client may retry.
+    /// The store could not take the write; nothing was acknowledged. The client may retry,
+    /// and `Retry-After` says when: a database that is away is looked for again at once.
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailableError",
             "The service is temporarily unavailable, please try again",
         )
+        .with_retry_after(1)
     }
 
     /// Too many password checks wait already: refused at once, so that none waits long.
@@ -316,7 +318,8 @@ pub enum BearerBodyRefusals {
 pub enum WriteUnavailable {
     #[response(
         status = 503,
-        description = "The store could not take the write; try again"
+        description = "The store could not take the write; try again (`Retry-After: 1`)",
+        headers(("Retry-After" = u64, description = "Seconds to wait"))
     )]
     Unavailable(ErrorBody),
 }
@@ -324,6 +327,10 @@ pub enum WriteUnavailable {
 /// A route that only reads.
 #[derive(utoipa::IntoResponses)]
 pub enum ReadUnavailable {
-    #[response(status = 503, description = "The store could not be read; try again")]
+    #[response(
+        status = 503,
+        description = "The store could not be read; try again (`Retry-After: 1`)",
+        headers(("Retry-After" = u64, description = "Seconds to wait"))
+    )]
     Unavailable(ErrorBody),
 }
