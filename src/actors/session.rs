@@ -475,6 +475,19 @@ impl SessionActor {
     fn recover(&mut self, error: StoreError, items: Vec<Decided>, ctx: &mut Context<Self>) {
         let conflict = matches!(error, StoreError::Conflict { .. });
         let error = Arc::new(error);
+        // Failed whatever the reload finds: answered now, not after it (with the database
+        // away, the reload waits for a connection as long again).
+        let items = match conflict {
+            true => items,
+            false => {
+                for decided in items {
+                    decided
+                        .queued
+                        .answer(Err(ExecuteError::NotRecorded(error.clone())));
+                }
+                Vec::new()
+            }
+        };
         let core = self.core.clone();
         let user_id = self.user_id;
         ctx.wait(async move { load(&core, user_id).await }.into_actor(self).map(

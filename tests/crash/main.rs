@@ -26,6 +26,7 @@
 mod client;
 mod forensics;
 mod mailer;
+mod outage;
 mod power_loss;
 mod server;
 mod shutdown;

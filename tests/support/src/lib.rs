@@ -8,6 +8,7 @@
 
 mod api;
 mod claims;
+pub mod cluster;
 pub mod lazyfs;
 mod metrics;
 mod postgres;
