@@ -61,7 +61,7 @@ impl OwnCluster {
             port: crate::free_port(),
             dir,
         };
-        cluster.as_postgres(&["chown", "-R", "postgres", &cluster.folder()], false);
+        cluster.command(&["chown", "-R", "postgres", &cluster.folder()], false);
         let data = cluster.data();
         let initdb = cluster.bin.join("initdb");
         cluster.run(&[
@@ -129,10 +129,10 @@ impl OwnCluster {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.as_postgres(args, true)
+        self.command(args, true)
     }
 
-    fn as_postgres(&self, args: &[&str], as_postgres: bool) -> Output {
+    fn command(&self, args: &[&str], as_postgres: bool) -> Output {
         let mut command = match as_postgres {
             true => {
                 let mut command = Command::new("runuser");
