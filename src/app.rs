@@ -59,7 +59,7 @@ impl Application {
         let address = config.server.bind_address();
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         config.server.port = listener.local_addr()?.port();
-        let tokens = Arc::new(signing_keys(&config)?);
+        let tokens = Arc::new(tokens_of(&config)?);
         let (lock, keys, opened) = open_for_serving(&config).await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
@@ -243,8 +243,9 @@ fn checkpointer(config: &Config, opened: &store::Opened) -> anyhow::Result<Check
     })
 }
 
-/// The access and refresh signing keys, which `secrets::resolve` has filled in by now.
-pub(crate) fn signing_keys(config: &Config) -> anyhow::Result<Tokens> {
+/// The tokens of `config`: the access and refresh signing keys, which `secrets::resolve` has
+/// filled in by now, and what the tokens carry.
+pub(crate) fn tokens_of(config: &Config) -> anyhow::Result<Tokens> {
     let signing = &config.tokens;
     let jwt_secret = signing
         .jwt_secret

@@ -470,24 +470,20 @@ impl SessionActor {
     }
 
     /// An append failed: the state held its events and every later command's, none of which
-    /// will be written. Reloads what is durable, then decides those commands again after a
-    /// conflict (another writer took the version), or fails them.
-    fn recover(&mut self, error: StoreError, items: Vec<Decided>, ctx: &mut Context<Self>) {
+    /// will be written. Fails those commands at once, unless another writer took the version
+    /// (a conflict): then reloads what is durable and decides them again. It reloads either way.
+    fn recover(&mut self, error: StoreError, mut items: Vec<Decided>, ctx: &mut Context<Self>) {
         let conflict = matches!(error, StoreError::Conflict { .. });
         let error = Arc::new(error);
-        // Failed whatever the reload finds: answered now, not after it (with the database
-        // away, the reload waits for a connection as long again).
-        let items = match conflict {
-            true => items,
-            false => {
-                for decided in items {
-                    decided
-                        .queued
-                        .answer(Err(ExecuteError::NotRecorded(error.clone())));
-                }
-                Vec::new()
+        if !conflict {
+            // Failed whatever the reload finds: answered now, not after it (with the database
+            // away, the reload waits for a connection as long again).
+            for decided in items.drain(..) {
+                decided
+                    .queued
+                    .answer(Err(ExecuteError::NotRecorded(error.clone())));
             }
-        };
+        }
         let core = self.core.clone();
         let user_id = self.user_id;
         ctx.wait(async move { load(&core, user_id).await }.into_actor(self).map(
@@ -507,7 +503,7 @@ impl SessionActor {
                     // of attempts at once. Each still ends: the head runs out after
                     // MAX_ATTEMPTS rounds and the next becomes the head.
                     let tried = usize::from(i == 0);
-                    if actor.failed.is_some() || !conflict {
+                    if actor.failed.is_some() {
                         queued.answer(Err(ExecuteError::NotRecorded(error.clone())));
                     } else if queued.attempts + tried >= MAX_ATTEMPTS {
                         queued.answer(Err(ExecuteError::TooManyConflicts(MAX_ATTEMPTS)));

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::KeysCommand;
-use crate::app::signing_keys as tokens_of;
+use crate::app::tokens_of;
 use crate::config::Config;
 use crate::signing_keys;
 use crate::store::ledger::Upgrading;

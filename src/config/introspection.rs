@@ -10,6 +10,16 @@ use super::{ConfigError, Secret, invalid, refuse_weak};
 pub struct ServiceClient {
     pub id: String,
     pub secret: Secret,
+    /// SHA-256 of the id and of the secret, made once: a request's credential is compared
+    /// with every client through digests of one length (`Services::is_service`).
+    pub id_digest: [u8; 32],
+    pub secret_digest: [u8; 32],
+}
+
+/// SHA-256 of a credential's part, as `ServiceClient` keeps its own.
+pub fn credential_digest(text: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 /// `svc-a:secret-a,svc-b:secret-b` (or a TOML array of `id:secret`): split at each comma, then
@@ -40,6 +50,8 @@ pub(super) fn service_clients(value: &str) -> Result<Vec<ServiceClient>, String>
         clients.push(ServiceClient {
             id: id.to_owned(),
             secret: Secret::new(secret),
+            id_digest: credential_digest(id),
+            secret_digest: credential_digest(secret),
         });
     }
     Ok(clients)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use chrono::TimeDelta;
 
 pub use database_url::DatabaseUrl;
-pub use introspection::ServiceClient;
+pub use introspection::{ServiceClient, credential_digest};
 use keys::Source;
 pub use keys::help;
 pub use secret::{KeyBytes, Secret, refuse_weak};

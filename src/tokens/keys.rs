@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::validation;
 use crate::config::{AccessAlg, KeyBytes};
 use crate::secrets::hmac_sha256;
 
@@ -81,6 +82,8 @@ pub struct AccessKey {
     pub kid: Option<String>,
     pub(super) encoding: EncodingKey,
     pub(super) decoding: DecodingKey,
+    /// Made once: every bearer request checks a token against it.
+    pub(super) validation: Validation,
     /// The public key, for the JWKS (asymmetric keys only).
     pub jwk: Option<Jwk>,
     /// A derived HS256 key's secret, as the services that check it are given it.
@@ -125,6 +128,7 @@ impl AccessKey {
             kid: None,
             encoding: EncodingKey::from_secret(jwt_secret)?,
             decoding: DecodingKey::from_secret(jwt_secret)?,
+            validation: validation(Algorithm::HS256),
             jwk: None,
             secret_text: None,
         })
@@ -153,6 +157,7 @@ impl AccessKey {
                     kid: Some(probe.thumbprint(ThumbprintHash::SHA256)?),
                     encoding: EncodingKey::from_secret(secret.as_bytes())?,
                     decoding: DecodingKey::from_secret(secret.as_bytes())?,
+                    validation: validation(Algorithm::HS256),
                     jwk: None,
                     secret_text: Some(secret),
                 })
@@ -189,6 +194,7 @@ impl AccessKey {
             alg,
             kid: Some(kid),
             decoding: DecodingKey::from_jwk(&jwk)?,
+            validation: validation(algorithm(alg)),
             encoding,
             jwk: Some(jwk),
             secret_text: None,
@@ -312,7 +318,6 @@ impl KeySet {
             .filter(|h| h.retired_at.is_none_or(|at| now < at + keep))
             .filter_map(|h| h.key.jwk.as_ref())
             .collect();
-        published.dedup_by(|a, b| a.common.key_id == b.common.key_id);
         if let Some(next) = self.next.as_ref().and_then(|k| k.jwk.as_ref()) {
             published.insert(0, next);
         }

@@ -352,12 +352,8 @@ impl Tokens {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
         let keys = self.keys();
         let (key, latest_iat) = keys.verifier(header.kid.as_deref()).ok_or(InvalidToken)?;
-        let data = jsonwebtoken::decode::<AccessClaims>(
-            token,
-            &key.decoding,
-            &validation(algorithm(key.alg)),
-        )
-        .map_err(|_| InvalidToken)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation)
+            .map_err(|_| InvalidToken)?;
         let claims = data.claims;
         if data.header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(InvalidToken);

@@ -5,11 +5,11 @@
 //! turns to inactive at once, where a service checking the JWT alone would accept the token
 //! until it expires. Revocation (`revoke`) reads tokens the same way (`read_token`).
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokenledger_domain::{PresentedToken, SessionId, UserId};
 
 use super::{Failure, Services};
+use crate::config::credential_digest;
 use crate::tokens::AccessClaims;
 
 /// RFC 7009's `token_type_hint` values, which also name the kind of a live token.
@@ -67,14 +67,14 @@ impl Services {
     /// constant time and through digests of one length, so neither the time nor an early
     /// return tells which ids exist or how long their secrets are.
     pub fn is_service(&self, credential: &ServiceCredential) -> bool {
-        let digest = |text: &str| Sha256::digest(text.as_bytes());
-        let (id, secret) = (digest(&credential.id), digest(&credential.secret));
+        let id = credential_digest(&credential.id);
+        let secret = credential_digest(&credential.secret);
         self.config
             .introspection_clients
             .iter()
             .fold(subtle::Choice::from(0), |found, client| {
-                let same_id = digest(&client.id).ct_eq(&id);
-                let same_secret = digest(client.secret.expose()).ct_eq(&secret);
+                let same_id = client.id_digest.ct_eq(&id);
+                let same_secret = client.secret_digest.ct_eq(&secret);
                 found | (same_id & same_secret)
             })
             .into()
@@ -135,7 +135,7 @@ impl Services {
             session_id: (!claims.strapi).then_some(claims.sid),
             issued_at: claims.iat,
             expires_at: claims.exp,
-            issuer: claims.iss.clone(),
+            issuer: claims.iss,
         }))
     }
 
