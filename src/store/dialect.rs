@@ -58,6 +58,12 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     const RACING_WRITERS: bool;
     /// Whether the connection of a failed batch is closed rather than reused.
     const FRESH_CONNECTION_AFTER_FAILURE: bool;
+    /// The longest a batch's transaction, or an actor's read of its stream, may take before
+    /// it is abandoned and answered with an error: a database over a network may stop
+    /// answering without the connection failing (a partition), and nothing else would end
+    /// the wait — of the request, and of every command behind it in the actor. An abandoned
+    /// batch may still have committed (its answer lost on the way back).
+    const DEADLINE: Option<std::time::Duration>;
     /// The placeholder of a JSON value in an insert (empty text: no JSON, the row has a body).
     const JSON_PARAMETER: &'static str;
     /// Run after data keys or a users row were deleted, so that no copy of them stays in the

@@ -244,11 +244,16 @@ where
         // Nothing more goes into a file the next start will not open.
         self.refuse_writes()?;
         let mut conn = self.writer().acquire().await?;
-        let written = D::write_on(&mut conn, self.chain(), self.keyring(), batch).await;
-        if written.is_err() && D::FRESH_CONNECTION_AFTER_FAILURE {
+        let writing = D::write_on(&mut conn, self.chain(), self.keyring(), batch);
+        let (written, abandoned) = match within_deadline::<D, _>(writing).await {
+            Ok(written) => (written, false),
+            Err(passed) => (Err(passed), true),
+        };
+        if abandoned || written.is_err() && D::FRESH_CONNECTION_AFTER_FAILURE {
             // A COMMIT that failed on a full or read-only disk may leave SQLite's transaction
-            // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN:
-            // the next batch gets a fresh connection instead.
+            // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN;
+            // an abandoned batch's connection is midway through a statement. The next batch
+            // gets a fresh connection instead.
             conn.close_on_drop();
         }
         let outcomes = written?;
@@ -398,6 +403,19 @@ impl<D: EventTable> BatchWriter for D {
     }
 }
 
+/// `work`'s own result, or the error of its abandonment at `Dialect::DEADLINE`.
+async fn within_deadline<D: Dialect, T>(work: impl Future<Output = T>) -> Result<T, sqlx::Error> {
+    let Some(deadline) = D::DEADLINE else {
+        return Ok(work.await);
+    };
+    tokio::time::timeout(deadline, work).await.map_err(|_| {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the database did not answer within {deadline:?}"),
+        ))
+    })
+}
+
 /// The event store on one database: appends through the group-commit appender (one writer
 /// task, many appends a transaction), reads straight from the reader pool.
 pub struct SqlEventStore<D: EventTable> {
@@ -479,7 +497,7 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         after_version: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
-        self.db.stream(stream, after_version).await
+        within_deadline::<D, _>(self.db.stream(stream, after_version)).await?
     }
 
     async fn read_stream_page(
@@ -489,7 +507,7 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
-        self.db.stream_page(stream, after_position, limit).await
+        within_deadline::<D, _>(self.db.stream_page(stream, after_position, limit)).await?
     }
 
     fn read_all(

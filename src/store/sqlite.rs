@@ -198,6 +198,8 @@ impl Dialect for Database {
     const LEDGER_LOCK: Option<&'static str> = None;
     const RACING_WRITERS: bool = false;
     const FRESH_CONNECTION_AFTER_FAILURE: bool = true;
+    // A local file: a stalled disk is waited for (its commit cannot be called back anyway).
+    const DEADLINE: Option<std::time::Duration> = None;
     const JSON_PARAMETER: &'static str = "?";
     const GIVEN_ID: &'static str = "";
     const AFTER_GIVEN_IDS: Option<&'static str> = None;

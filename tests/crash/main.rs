@@ -27,6 +27,7 @@ mod client;
 mod forensics;
 mod mailer;
 mod outage;
+mod partition;
 mod power_loss;
 mod server;
 mod shutdown;

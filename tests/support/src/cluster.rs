@@ -13,6 +13,9 @@ pub struct OwnCluster {
     dir: TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// The network namespace it runs in (`netns`), listening on all of that namespace's
+    /// addresses; else this namespace's 127.0.0.1.
+    namespace: Option<String>,
 }
 
 /// Why no cluster of its own can be made here, if none can.
@@ -50,11 +53,21 @@ impl OwnCluster {
         if !crate::runs_here("the tests on a cluster of their own", cluster_unavailable()) {
             return None;
         }
+        Some(OwnCluster::make(None))
+    }
+
+    /// A new cluster, started in the network namespace `namespace` (where it may be made).
+    pub fn start_in(namespace: &str) -> OwnCluster {
+        OwnCluster::make(Some(namespace.to_owned()))
+    }
+
+    fn make(namespace: Option<String>) -> OwnCluster {
         let dir = tempfile::tempdir().expect("a folder for the cluster");
         let cluster = OwnCluster {
-            bin: binaries().expect("checked above"),
+            bin: binaries().expect("checked by the caller"),
             port: crate::free_port(),
             dir,
+            namespace,
         };
         cluster.command(&["chown", "-R", "postgres", &cluster.folder()], false);
         let data = cluster.data();
@@ -74,12 +87,12 @@ impl OwnCluster {
         cluster.run(&[
             &createdb.display().to_string(),
             "-h",
-            "127.0.0.1",
+            &cluster.folder(),
             "-p",
             &port,
             "test",
         ]);
-        Some(cluster)
+        cluster
     }
 
     pub fn url(&self) -> String {
@@ -88,8 +101,12 @@ impl OwnCluster {
 
     /// Starts it again (after `stop`), waiting until it takes connections.
     pub fn start(&self) {
+        let listen = match self.namespace {
+            Some(_) => "*",
+            None => "127.0.0.1",
+        };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            "-p {} -k {} -c listen_addresses={listen}",
             self.port,
             self.folder()
         );
@@ -106,6 +123,24 @@ impl OwnCluster {
             "-w",
             "start",
         ]);
+    }
+
+    /// What `psql` prints for `sql` on the database `test`, unaligned, one row a line.
+    pub fn psql(&self, sql: &str) -> String {
+        let psql = self.bin.join("psql").display().to_string();
+        let port = self.port.to_string();
+        let output = self.run(&[
+            &psql,
+            "-h",
+            &self.folder(),
+            "-p",
+            &port,
+            "-d",
+            "test",
+            "-Atc",
+            sql,
+        ]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// `pg_ctl stop -m <mode>`: `fast` (connections ended, a clean shutdown) or `immediate`
@@ -130,7 +165,14 @@ impl OwnCluster {
     fn command(&self, args: &[&str], as_postgres: bool) -> Output {
         let mut command = match as_postgres {
             true => {
-                let mut command = Command::new("runuser");
+                let mut command = match &self.namespace {
+                    Some(namespace) => {
+                        let mut command = Command::new("ip");
+                        command.args(["netns", "exec", namespace, "runuser"]);
+                        command
+                    }
+                    None => Command::new("runuser"),
+                };
                 command.args(["-u", "postgres", "--"]).args(args);
                 command
             }

@@ -9,8 +9,10 @@
 mod api;
 mod claims;
 pub mod cluster;
+pub mod latency;
 pub mod lazyfs;
 mod metrics;
+pub mod netns;
 mod postgres;
 mod server;
 mod smtp;

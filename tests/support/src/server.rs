@@ -28,12 +28,14 @@ pub struct Server {
     temporary: Option<TempDir>,
     env: BTreeMap<String, String>,
     args: Vec<String>,
+    /// The network namespace it runs in (`ip netns exec`), if not this one.
+    namespace: Option<String>,
     child: Option<Child>,
     readers: Vec<JoinHandle<()>>,
     lines: Arc<Mutex<Vec<String>>>,
     /// The first line the last start logged.
     first: usize,
-    /// `http://127.0.0.1:<port>` of the last start.
+    /// `http://<HOST>:<port>` of the last start.
     pub address: String,
     port: u16,
 }
@@ -72,6 +74,7 @@ impl Server {
             temporary: None,
             env,
             args: Vec::new(),
+            namespace: None,
             child: None,
             readers: Vec::new(),
             lines: Arc::new(Mutex::new(Vec::new())),
@@ -106,9 +109,24 @@ impl Server {
         self
     }
 
-    /// The binary with this server's environment and nothing inherited.
+    /// Runs it (and `cli`) in the network namespace `namespace`, serving on `host`, an
+    /// address of that namespace.
+    pub fn in_namespace(mut self, namespace: &str, host: &str) -> Server {
+        self.namespace = Some(namespace.to_owned());
+        self.env("HOST", host)
+    }
+
+    /// The binary with this server's environment and nothing inherited. In a namespace it is
+    /// `ip netns exec`, which execs the binary: the child's process is still the server's.
     fn command(&self) -> Command {
-        let mut command = Command::new(&self.binary);
+        let mut command = match &self.namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         command.env_clear().envs(&self.env);
         command
     }
@@ -145,7 +163,7 @@ impl Server {
         loop {
             if let Some(port) = self.said_since(self.first, "listening", "port") {
                 self.port = u16::try_from(port).expect("a port");
-                self.address = format!("http://127.0.0.1:{}", self.port);
+                self.address = format!("http://{}:{}", self.env["HOST"], self.port);
                 return Ok(());
             }
             if let Some(status) = self.exited() {
@@ -235,7 +253,7 @@ impl Server {
     }
 
     pub fn socket_address(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.env["HOST"].parse().expect("an address"), self.port)
     }
 
     /// The exit status, once the process has ended by itself.

@@ -1,0 +1,391 @@
+//! Partitions (issue 22 item 3): two instances and their PostgreSQL, each in a network
+//! namespace of its own (`support::netns`), the test reaching both over HTTP. Each instance
+//! reaches the database through a `LatencyProxy` in the database's namespace, so that its link
+//! can also be made slow (this kernel has no `netem`).
+//!
+//! - **Cut**: instance A's link to the database goes down while clients rotate on both. A
+//!   hears nothing back (no reset, no error): it must answer 503 with `Retry-After` quickly,
+//!   never hang and never a 401, while B goes on serving, though A's transaction may have held
+//!   the events table's lock when the link went. After healing both serve again by
+//!   themselves, and both answer the same sessions for every user; every client's newest
+//!   token works on both with one successor; `verify` passes.
+//!   The link is made slow a moment before the cut, so that A's transaction is in flight
+//!   when the link goes.
+//! - **Slow link**: what A sends the database is delayed 200 ms (each round trip 200 ms longer)
+//!   under steady load on A: it still answers, and its memory stays bounded (no queue grows
+//!   without end).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::cluster::{OwnCluster, cluster_unavailable};
+use support::latency::LatencyProxy;
+use support::netns::{Network, Side, namespaces_unavailable};
+use support::{Api, Server, claims, runs_here};
+
+use crate::server::{api, server_on};
+
+const CLIENTS: usize = 6;
+/// How long A stays cut off.
+const CUT: Duration = Duration::from_secs(8);
+/// The longest an answer may take while the database is out of reach.
+const QUICKLY: Duration = Duration::from_secs(2);
+/// The longest after the cut for the answer of a request whose transaction or read was on its
+/// way when the link went: the store abandons those after 5 s (`DEADLINE` on PostgreSQL).
+const CAUGHT: Duration = Duration::from_millis(6500);
+const SLOW_LINK: Duration = Duration::from_millis(200);
+const SLOW_CLIENTS: usize = 48;
+const SLOW_FOR: Duration = Duration::from_secs(12);
+
+/// One answer a client got.
+#[derive(Clone, Debug)]
+struct Answer {
+    side: Side,
+    sent: Instant,
+    took: Duration,
+    status: u16,
+    retry_after: bool,
+}
+
+type Answers = Arc<Mutex<Vec<Answer>>>;
+
+/// The whole set-up: namespaces, a cluster in the database's, a proxy for each instance, the
+/// two instances. Dropped in reverse: instances, proxies, cluster, namespaces.
+struct Partitioned {
+    network: Network,
+    cluster: OwnCluster,
+    proxies: [LatencyProxy; 2],
+    _data: tempfile::TempDir,
+    instances: Vec<Server>,
+}
+
+impl Partitioned {
+    async fn start() -> Partitioned {
+        let network = Network::create();
+        let cluster = OwnCluster::start_in(&network.database_namespace());
+        let database = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.port));
+        let proxies = [Side::A, Side::B]
+            .map(|side| LatencyProxy::start(&network, &network.database_address(side), database));
+        let data = tempfile::tempdir().expect("a data folder");
+        let mut instances = Vec::new();
+        for (side, proxy) in [Side::A, Side::B].into_iter().zip(&proxies) {
+            let url = format!("postgres://postgres@{}/test", proxy.address);
+            let mut server = server_on(data.path())
+                .in_namespace(&network.namespace(side), &network.web_address(side))
+                .env("DATABASE_URL", &url);
+            server.start();
+            server.ready().await;
+            instances.push(server);
+        }
+        Partitioned {
+            network,
+            cluster,
+            proxies,
+            _data: data,
+            instances,
+        }
+    }
+
+    fn api(&self, side: Side) -> Api {
+        api(&self.instances[index(side)])
+    }
+
+    fn apis(&self) -> [(Side, Api); 2] {
+        [Side::A, Side::B].map(|side| (side, self.api(side)))
+    }
+}
+
+fn index(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
+fn available() -> bool {
+    runs_here(
+        "the partition tests",
+        cluster_unavailable().or_else(namespaces_unavailable),
+    )
+}
+
+/// Rotates `token` on `apis` in turn until `stop`, noting every answer; returns the newest
+/// token answered. A 503 keeps the token: nothing was acknowledged.
+async fn rotate(
+    apis: Vec<(Side, Api)>,
+    mut token: String,
+    answers: Answers,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    let mut turn = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let (side, api) = &apis[turn % apis.len()];
+        turn += 1;
+        let sent = Instant::now();
+        let answer = api
+            .client
+            .post(api.url("/api/auth/local/refresh"))
+            .json(&json!({ "refreshToken": token }))
+            .send()
+            .await;
+        let took = sent.elapsed();
+        let (status, retry_after, body) = match answer {
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                let retry_after = answer.headers().contains_key("retry-after");
+                (
+                    status,
+                    retry_after,
+                    answer.json().await.unwrap_or(Value::Null),
+                )
+            }
+            // A client timeout (30 s) or a refused connection: a wrong answer below.
+            Err(_) => (0, false, Value::Null),
+        };
+        if status == 200 {
+            token = body["refreshToken"]
+                .as_str()
+                .expect("rotation on")
+                .to_owned();
+        }
+        answers.lock().unwrap().push(Answer {
+            side: *side,
+            sent,
+            took,
+            status,
+            retry_after,
+        });
+        if status == 503 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    token
+}
+
+struct Load {
+    answers: Answers,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    running: Vec<tokio::task::JoinHandle<String>>,
+}
+
+impl Load {
+    fn start(apis: &[(Side, Api)], tokens: Vec<String>) -> Load {
+        let answers: Answers = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let running = tokens
+            .into_iter()
+            .map(|token| tokio::spawn(rotate(apis.to_vec(), token, answers.clone(), stop.clone())))
+            .collect();
+        Load {
+            answers,
+            stop,
+            running,
+        }
+    }
+
+    /// Stops the clients; their newest tokens and every answer.
+    async fn finish(self) -> (Vec<String>, Vec<Answer>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut tokens = Vec::new();
+        for task in self.running {
+            tokens.push(task.await.expect("a client"));
+        }
+        let answers = self.answers.lock().unwrap().clone();
+        (tokens, answers)
+    }
+}
+
+/// Waits until `api` answers a refresh of a token nobody holds with anything but a 503.
+async fn serves_again(api: &Api) -> Duration {
+    let started = Instant::now();
+    while api.refresh("not-a-token").await.0 == 503 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} did not come back",
+            api.address
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_postgres_answers_503_while_the_other_serves() {
+    if !available() {
+        return;
+    }
+    let set = Partitioned::start().await;
+    let mut tokens = Vec::new();
+    for index in 0..CLIENTS {
+        let (_, token) = set
+            .api(Side::B)
+            .user_with_token(&format!("cut{index}"))
+            .await;
+        tokens.push(token);
+    }
+
+    let load = Load::start(&set.apis(), tokens);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    set.proxies[index(Side::A)].set_delay(SLOW_LINK);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let cut = Instant::now();
+    set.network.cut(Side::A);
+    tokio::time::sleep(CUT).await;
+    // PostgreSQL ended the transaction A left open (no reset came for its connection), so
+    // that B, writing the same streams, is not held by its locks.
+    let open = set
+        .cluster
+        .psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'");
+    set.network.heal(Side::A);
+    set.proxies[index(Side::A)].set_delay(Duration::ZERO);
+    let healed = Instant::now();
+    let back = serves_again(&set.api(Side::A)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tokens, answers) = load.finish().await;
+
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|a| !(a.status == 200 || a.status == 503 && a.retry_after))
+        .collect();
+    assert!(wrong.is_empty(), "answers but 200 or 503: {wrong:?}");
+    let during = |a: &&Answer| a.sent >= cut && a.sent + a.took <= healed;
+    let a_cut: Vec<_> = answers
+        .iter()
+        .filter(|a| a.side == Side::A && during(a))
+        .collect();
+    let b_cut: Vec<_> = answers
+        .iter()
+        .filter(|a| a.side == Side::B && during(a))
+        .collect();
+    let slowest = |answers: &[&Answer]| answers.iter().map(|a| a.took).max().unwrap_or_default();
+    let caught: Vec<_> = answers
+        .iter()
+        .filter(|a| a.side == Side::A && a.sent < cut && a.sent + a.took > cut)
+        .collect();
+    let b_acked = b_cut.iter().filter(|a| a.status == 200).count();
+    let b_unavailable = b_cut.iter().filter(|a| a.status == 503).count();
+    println!(
+        "[partition: A cut off {CUT:?}] A answered {} (all 503: {}), slowest {:?}; in flight at the cut {} ({} × 503), the last answered {:?} after the cut; \
+         B acknowledged {b_acked} rotations, {b_unavailable} × 503, slowest {:?}; A back {back:?} after the heal",
+        a_cut.len(),
+        a_cut.iter().all(|a| a.status == 503),
+        slowest(&a_cut),
+        caught.len(),
+        caught.iter().filter(|a| a.status == 503).count(),
+        answered_after(&caught, cut),
+        slowest(&b_cut),
+    );
+    assert!(
+        a_cut.iter().all(|a| a.status == 503),
+        "A cannot reach the database"
+    );
+    assert!(!a_cut.is_empty(), "A was asked while cut off");
+    assert!(slowest(&a_cut) < QUICKLY, "A's 503s are quick");
+    assert!(
+        answered_after(&caught, cut) < CAUGHT,
+        "no request hangs at the cut"
+    );
+    assert_eq!(open, "0", "transactions left open by the cut");
+    assert!(b_acked > CLIENTS, "B serves while A is cut off");
+
+    both_agree(&set, &tokens).await;
+}
+
+/// How long after `moment` the last of `answers` came.
+fn answered_after(answers: &[&Answer], moment: Instant) -> Duration {
+    answers
+        .iter()
+        .map(|a| (a.sent + a.took).saturating_duration_since(moment))
+        .max()
+        .unwrap_or_default()
+}
+
+/// Every client's newest token works on both instances with one successor (the second gets
+/// the same through the grace window), both answer the same sessions for its user, and
+/// `verify` passes.
+async fn both_agree(set: &Partitioned, tokens: &[String]) {
+    let [(_, a), (_, b)] = set.apis();
+    let mut sessions_compared = 0;
+    for token in tokens {
+        let (status, first) = a.refresh(token).await;
+        assert_eq!(status, 200, "{first}");
+        let (status, again) = b.refresh(token).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(
+            first["refreshToken"], again["refreshToken"],
+            "one successor"
+        );
+        let generation = claims(token)["gen"].as_u64().expect("gen");
+        assert_eq!(
+            claims(first["refreshToken"].as_str().unwrap())["gen"],
+            generation + 1
+        );
+        let jwt = first["jwt"].as_str().expect("an access token");
+        let path = "/api/auth/sessions?pagination[pageSize]=100";
+        let (status, on_a) = a.get_with_bearer(path, jwt).await;
+        assert_eq!(status, 200, "{on_a}");
+        let (status, on_b) = b.get_with_bearer(path, jwt).await;
+        assert_eq!(status, 200, "{on_b}");
+        assert_eq!(on_a, on_b, "both instances answer the same sessions");
+        sessions_compared += on_a["data"].as_array().map_or(0, Vec::len);
+    }
+    println!("[partition] sessions compared on both instances: {sessions_compared}");
+    let verified = set.instances[1].cli(&["verify"]);
+    assert!(
+        verified.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_to_postgres_keeps_memory_bounded() {
+    if !available() {
+        return;
+    }
+    let set = Partitioned::start().await;
+    let a = set.api(Side::A);
+    let mut tokens = Vec::new();
+    for index in 0..SLOW_CLIENTS {
+        tokens.push(a.user_with_token(&format!("slow{index}")).await.1);
+    }
+    set.proxies[index(Side::A)].set_delay(SLOW_LINK);
+    let load = Load::start(&[(Side::A, a.clone())], tokens);
+    let started = Instant::now();
+    let mut memory = Vec::new();
+    while started.elapsed() < SLOW_FOR {
+        memory.push(set.instances[index(Side::A)].memory_kib().0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (tokens, answers) = load.finish().await;
+    set.proxies[index(Side::A)].set_delay(Duration::ZERO);
+
+    let (first, second) = memory.split_at(memory.len() / 2);
+    let peak = |half: &[u64]| half.iter().copied().max().unwrap_or_default();
+    let mut took: Vec<Duration> = answers.iter().map(|a| a.took).collect();
+    took.sort();
+    let acked = answers.iter().filter(|a| a.status == 200).count();
+    let unavailable = answers.iter().filter(|a| a.status == 503).count();
+    println!(
+        "[slow link +{SLOW_LINK:?} a round trip, {SLOW_CLIENTS} clients, {SLOW_FOR:?}] {acked} rotations, {unavailable} × 503, \
+         p50 {:?}, p99 {:?}, slowest {:?}; RSS peak first half {} KiB, second half {} KiB",
+        took[took.len() / 2],
+        took[took.len() * 99 / 100],
+        took.last().copied().unwrap_or_default(),
+        peak(first),
+        peak(second),
+    );
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|a| !(a.status == 200 || a.status == 503 && a.retry_after))
+        .collect();
+    assert!(wrong.is_empty(), "answers but 200 or 503: {wrong:?}");
+    assert!(acked > SLOW_CLIENTS, "it still serves over a slow link");
+    assert!(
+        peak(second) <= peak(first) + 8 * 1024,
+        "memory grew: {memory:?}"
+    );
+    both_agree(&set, &tokens).await;
+}
