@@ -24,7 +24,9 @@ use super::{StoreKeys, keys_error};
 /// A pool on one PostgreSQL database (or one schema of it), migrated.
 #[derive(Clone, Debug)]
 pub struct PgDatabase {
+    /// Reads' pool (and `LISTEN`'s).
     pub pool: PgPool,
+    writes: PgPool,
     chain: ChainKey,
     keyring: Keyring,
 }
@@ -44,17 +46,22 @@ impl PgDatabase {
         // transaction of ours waits on its client for more than a round trip between two
         // statements.
         let options = options.options([("idle_in_transaction_session_timeout", "3s")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            // While the database is away a request fails within 2 s with a 503 (sqlx tries
-            // to connect again until this runs out), instead of holding its client for
-            // sqlx's default 30 s; a pool busy for this long is overloaded anyway.
-            .acquire_timeout(Duration::from_millis(1500))
-            .connect_with(options)
-            .await?;
+        // While the database is away a request fails within 2 s with a 503 (sqlx tries to
+        // connect again until this runs out), instead of holding its client for sqlx's
+        // default 30 s; a pool busy for this long is overloaded anyway. Writes have a pool of
+        // their own, so that reads (catch-up, the mailer, actors loading) cannot keep the
+        // group commit waiting for a connection when the database is slow to answer.
+        let pool = |size| {
+            PgPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_millis(1500))
+        };
+        let writes = pool(4).connect_with(options.clone()).await?;
+        let pool = pool(16).connect_with(options).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let db = PgDatabase {
             pool,
+            writes,
             chain: ChainKey::new(&keys.ledger),
             keyring: Keyring::new(MasterKey::new(&keys.personal)),
         };
@@ -96,7 +103,7 @@ impl Dialect for PgDatabase {
     }
 
     fn writer(&self) -> &PgPool {
-        &self.pool
+        &self.writes
     }
 
     fn chain(&self) -> &ChainKey {

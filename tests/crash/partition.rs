@@ -32,7 +32,8 @@ const CUT: Duration = Duration::from_secs(8);
 /// The longest an answer may take while the database is out of reach.
 const QUICKLY: Duration = Duration::from_secs(2);
 /// The longest after the cut for the answer of a request whose transaction or read was on its
-/// way when the link went: the store abandons those after 5 s (`DEADLINE` on PostgreSQL).
+/// way when the link went: the store abandons those after 5 s (`DEADLINE` on PostgreSQL), a
+/// wait for a connection after 1.5 s. Also the longest any answer takes over a slow link.
 const CAUGHT: Duration = Duration::from_millis(6500);
 const SLOW_LINK: Duration = Duration::from_millis(200);
 const SLOW_CLIENTS: usize = 48;
@@ -383,6 +384,10 @@ async fn a_slow_link_to_postgres_keeps_memory_bounded() {
         .collect();
     assert!(wrong.is_empty(), "answers but 200 or 503: {wrong:?}");
     assert!(acked > SLOW_CLIENTS, "it still serves over a slow link");
+    assert!(
+        took.last().copied().unwrap_or_default() < CAUGHT,
+        "no request waits longer than the store's deadline and a connection's"
+    );
     assert!(
         peak(second) <= peak(first) + 8 * 1024,
         "memory grew: {memory:?}"
