@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use support::{Api, Server};
 
-use crate::client::Client;
+use crate::client::{Client, Token};
 use crate::{HASH_PREFIX, Tally, USERS};
 
 /// `tokenledger verify` passes, over every user's stream, and the log explains every users
@@ -158,69 +158,69 @@ pub async fn compare_projection_with_replay(
     );
 }
 
-/// Every acknowledged token is in the log, and the log holds nothing else of note: the
-/// user's registration first, then no reuse, no revocation, one rotation per (session,
-/// generation), generations without gaps. Returns the number of events.
+/// `check_trail` of every client. Returns the number of events.
 pub fn check_log(server: &Server, clients: &[Client]) -> usize {
-    let mut events = 0;
-    for client in clients {
-        let log = audit(server, &client.username);
-        events += log.len();
-        assert_eq!(
-            log.first().map(|entry| &entry["type"]),
-            Some(&Value::from("UserRegistered")),
-            "{}: the stream starts with the registration",
-            client.username
+    clients
+        .iter()
+        .map(|client| check_trail(server, &client.username, &client.acked))
+        .sum()
+}
+
+/// Every token in `acked` (each answered with a 200) is in the user's log, and the log holds
+/// nothing else of note: the user's registration first, then no reuse, no revocation, one
+/// rotation per (session, generation), generations without gaps. Returns the number of
+/// events.
+pub fn check_trail(server: &Server, username: &str, acked: &[Token]) -> usize {
+    let log = audit(server, username);
+    assert_eq!(
+        log.first().map(|entry| &entry["type"]),
+        Some(&Value::from("UserRegistered")),
+        "{username}: the stream starts with the registration"
+    );
+    // (session, generation) → (token id, hash prefix)
+    let mut logged: BTreeMap<(String, u64), (String, String)> = BTreeMap::new();
+    for entry in &log[1..] {
+        let kind = entry["type"].as_str().expect("type");
+        assert!(
+            kind == "TokenIssued" || kind == "TokenRotated",
+            "{username}: an event nobody caused: {entry}"
         );
-        // (session, generation) → (token id, hash prefix)
-        let mut logged: BTreeMap<(String, u64), (String, String)> = BTreeMap::new();
-        for entry in &log[1..] {
-            let kind = entry["type"].as_str().expect("type");
+        let key = (
+            entry["sessionId"].as_str().expect("session").to_owned(),
+            entry["generation"].as_u64().expect("generation"),
+        );
+        let token = (
+            entry["payload"]["token_id"]
+                .as_str()
+                .expect("token id")
+                .to_owned(),
+            entry["payload"]["token_hash"]
+                .as_str()
+                .expect("hash")
+                .chars()
+                .take(HASH_PREFIX)
+                .collect(),
+        );
+        assert!(
+            logged.insert(key.clone(), token).is_none(),
+            "{username}: {key:?} twice: a fork"
+        );
+    }
+    for (session, generation) in logged.keys() {
+        if *generation > 0 {
             assert!(
-                kind == "TokenIssued" || kind == "TokenRotated",
-                "{}: an event nobody caused: {entry}",
-                client.username
-            );
-            let key = (
-                entry["sessionId"].as_str().expect("session").to_owned(),
-                entry["generation"].as_u64().expect("generation"),
-            );
-            let token = (
-                entry["payload"]["token_id"]
-                    .as_str()
-                    .expect("token id")
-                    .to_owned(),
-                entry["payload"]["token_hash"]
-                    .as_str()
-                    .expect("hash")
-                    .chars()
-                    .take(HASH_PREFIX)
-                    .collect(),
-            );
-            assert!(
-                logged.insert(key.clone(), token).is_none(),
-                "{}: {key:?} twice: a fork",
-                client.username
-            );
-        }
-        for (session, generation) in logged.keys() {
-            if *generation > 0 {
-                assert!(
-                    logged.contains_key(&(session.clone(), generation - 1)),
-                    "{}: a gap before generation {generation} of {session}",
-                    client.username
-                );
-            }
-        }
-        for token in &client.acked {
-            let key = (token.session.clone(), token.generation);
-            assert_eq!(
-                logged.get(&key),
-                Some(&(token.id.clone(), token.hash_prefix())),
-                "{}: the token answered for {key:?} is the logged one",
-                client.username
+                logged.contains_key(&(session.clone(), generation - 1)),
+                "{username}: a gap before generation {generation} of {session}"
             );
         }
     }
-    events
+    for token in acked {
+        let key = (token.session.clone(), token.generation);
+        assert_eq!(
+            logged.get(&key),
+            Some(&(token.id.clone(), token.hash_prefix())),
+            "{username}: the token answered for {key:?} is the logged one"
+        );
+    }
+    log.len()
 }

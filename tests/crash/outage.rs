@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use support::cluster::OwnCluster;
 use support::{Api, Server, claims};
 
+use crate::client::Token;
+use crate::forensics::check_trail;
 use crate::server::api;
 
 const CLIENTS: usize = 4;
@@ -27,6 +29,8 @@ struct Seen {
     slowest: Duration,
     /// Any answer but a 200 or a 503 with `Retry-After`.
     wrong: Vec<String>,
+    /// Every token answered.
+    tokens: Vec<Token>,
 }
 
 /// Rotates `token` against the two instances in turn until `stop`; returns the newest token
@@ -54,10 +58,8 @@ async fn rotate(apis: [Api; 2], mut token: String, stop: Arc<AtomicBool>) -> (St
         let body: Value = answer.json().await.unwrap_or(Value::Null);
         match status {
             200 => {
-                token = body["refreshToken"]
-                    .as_str()
-                    .expect("rotation on")
-                    .to_owned();
+                seen.tokens.push(Token::of(&body));
+                token = body["refreshToken"].as_str().expect("checked").to_owned();
                 seen.acked += 1;
             }
             503 if retry_after => {
@@ -86,8 +88,11 @@ async fn postgres_stopped_under_load_is_503s_then_both_instances_serve_again() {
     }
     let apis = [api(&instances[0]), api(&instances[1])];
     let mut tokens = Vec::new();
+    let mut answered: Vec<Vec<Token>> = Vec::new();
     for index in 0..CLIENTS {
-        tokens.push(apis[0].user_with_token(&format!("outage{index}")).await.1);
+        let token = apis[0].user_with_token(&format!("outage{index}")).await.1;
+        answered.push(vec![Token::of(&json!({ "refreshToken": token }))]);
+        tokens.push(token);
     }
 
     for mode in ["fast", "immediate"] {
@@ -117,8 +122,9 @@ async fn postgres_stopped_under_load_is_503s_then_both_instances_serve_again() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
         let mut totals = Seen::default();
-        for task in running {
-            let (token, seen) = task.await.expect("a client");
+        for (task, answered) in running.into_iter().zip(&mut answered) {
+            let (token, mut seen) = task.await.expect("a client");
+            answered.append(&mut seen.tokens);
             assert!(seen.wrong.is_empty(), "{mode}: {:?}", seen.wrong);
             totals.acked += seen.acked;
             totals.unavailable += seen.unavailable;
@@ -138,8 +144,10 @@ async fn postgres_stopped_under_load_is_503s_then_both_instances_serve_again() {
     }
 
     // Every client's newest token works on both instances (the second gets the same successor
-    // through the grace window), and each session's rotations form one line.
-    for token in &tokens {
+    // through the grace window), and each session's rotations form one line, in which every
+    // token answered is found.
+    let mut checked = 0;
+    for (index, (token, answered)) in tokens.iter().zip(&mut answered).enumerate() {
         let (status, first) = apis[0].refresh(token).await;
         assert_eq!(status, 200, "{first}");
         let (status, again) = apis[1].refresh(token).await;
@@ -153,7 +161,11 @@ async fn postgres_stopped_under_load_is_503s_then_both_instances_serve_again() {
             claims(first["refreshToken"].as_str().unwrap())["gen"],
             generation + 1
         );
+        answered.push(Token::of(&first));
+        check_trail(&instances[0], &format!("outage{index}"), answered);
+        checked += answered.len();
     }
+    println!("[outage] acknowledged tokens found in the log: {checked}");
     let verified = instances[0].cli(&["verify"]);
     assert!(
         verified.status.success(),

@@ -24,6 +24,8 @@ use support::latency::LatencyProxy;
 use support::netns::{Network, Side, namespaces_unavailable};
 use support::{Api, Server, claims, runs_here};
 
+use crate::client::Token;
+use crate::forensics::check_trail;
 use crate::server::{api, server_on};
 
 const CLIENTS: usize = 6;
@@ -50,6 +52,25 @@ struct Answer {
 }
 
 type Answers = Arc<Mutex<Vec<Answer>>>;
+
+/// A client: its user, its newest token, and every token it was answered.
+struct Held {
+    username: String,
+    token: String,
+    acked: Vec<Token>,
+}
+
+impl Held {
+    /// A new user logged in on `api`.
+    async fn register(api: &Api, username: String) -> Held {
+        let (_, token) = api.user_with_token(&username).await;
+        Held {
+            acked: vec![Token::of(&json!({ "refreshToken": token }))],
+            username,
+            token,
+        }
+    }
+}
 
 /// The whole set-up: namespaces, a cluster in the database's, a proxy for each instance, the
 /// two instances. Dropped in reverse: instances, proxies, cluster, namespaces.
@@ -111,14 +132,14 @@ fn available() -> bool {
     )
 }
 
-/// Rotates `token` on `apis` in turn until `stop`, noting every answer; returns the newest
-/// token answered. A 503 keeps the token: nothing was acknowledged.
+/// Rotates the client's token on `apis` in turn until `stop`, noting every answer. A 503
+/// keeps the token: nothing was acknowledged.
 async fn rotate(
     apis: Vec<(Side, Api)>,
-    mut token: String,
+    mut held: Held,
     answers: Answers,
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> String {
+) -> Held {
     let mut turn = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let (side, api) = &apis[turn % apis.len()];
@@ -127,7 +148,7 @@ async fn rotate(
         let answer = api
             .client
             .post(api.url("/api/auth/local/refresh"))
-            .json(&json!({ "refreshToken": token }))
+            .json(&json!({ "refreshToken": held.token }))
             .send()
             .await;
         let took = sent.elapsed();
@@ -145,10 +166,9 @@ async fn rotate(
             Err(_) => (0, false, Value::Null),
         };
         if status == 200 {
-            token = body["refreshToken"]
-                .as_str()
-                .expect("rotation on")
-                .to_owned();
+            let token = Token::of(&body);
+            held.token = body["refreshToken"].as_str().expect("checked").to_owned();
+            held.acked.push(token);
         }
         answers.lock().unwrap().push(Answer {
             side: *side,
@@ -161,22 +181,22 @@ async fn rotate(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    token
+    held
 }
 
 struct Load {
     answers: Answers,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    running: Vec<tokio::task::JoinHandle<String>>,
+    running: Vec<tokio::task::JoinHandle<Held>>,
 }
 
 impl Load {
-    fn start(apis: &[(Side, Api)], tokens: Vec<String>) -> Load {
+    fn start(apis: &[(Side, Api)], clients: Vec<Held>) -> Load {
         let answers: Answers = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let running = tokens
+        let running = clients
             .into_iter()
-            .map(|token| tokio::spawn(rotate(apis.to_vec(), token, answers.clone(), stop.clone())))
+            .map(|held| tokio::spawn(rotate(apis.to_vec(), held, answers.clone(), stop.clone())))
             .collect();
         Load {
             answers,
@@ -185,15 +205,15 @@ impl Load {
         }
     }
 
-    /// Stops the clients; their newest tokens and every answer.
-    async fn finish(self) -> (Vec<String>, Vec<Answer>) {
+    /// Stops the clients; them and every answer.
+    async fn finish(self) -> (Vec<Held>, Vec<Answer>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut tokens = Vec::new();
+        let mut clients = Vec::new();
         for task in self.running {
-            tokens.push(task.await.expect("a client"));
+            clients.push(task.await.expect("a client"));
         }
         let answers = self.answers.lock().unwrap().clone();
-        (tokens, answers)
+        (clients, answers)
     }
 }
 
@@ -217,16 +237,12 @@ async fn an_instance_cut_off_from_postgres_answers_503_while_the_other_serves() 
         return;
     }
     let set = Partitioned::start().await;
-    let mut tokens = Vec::new();
+    let mut clients = Vec::new();
     for index in 0..CLIENTS {
-        let (_, token) = set
-            .api(Side::B)
-            .user_with_token(&format!("cut{index}"))
-            .await;
-        tokens.push(token);
+        clients.push(Held::register(&set.api(Side::B), format!("cut{index}")).await);
     }
 
-    let load = Load::start(&set.apis(), tokens);
+    let load = Load::start(&set.apis(), clients);
     tokio::time::sleep(Duration::from_millis(500)).await;
     set.proxies[index(Side::A)].set_delay(SLOW_LINK);
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -243,7 +259,7 @@ async fn an_instance_cut_off_from_postgres_answers_503_while_the_other_serves() 
     let healed = Instant::now();
     let back = serves_again(&set.api(Side::A)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (tokens, answers) = load.finish().await;
+    let (clients, answers) = load.finish().await;
 
     let wrong: Vec<_> = answers
         .iter()
@@ -290,7 +306,7 @@ async fn an_instance_cut_off_from_postgres_answers_503_while_the_other_serves() 
     assert_eq!(open, "0", "transactions left open by the cut");
     assert!(b_acked > CLIENTS, "B serves while A is cut off");
 
-    both_agree(&set, &tokens).await;
+    both_agree(&set, clients).await;
 }
 
 /// How long after `moment` the last of `answers` came.
@@ -303,25 +319,24 @@ fn answered_after(answers: &[&Answer], moment: Instant) -> Duration {
 }
 
 /// Every client's newest token works on both instances with one successor (the second gets
-/// the same through the grace window), both answer the same sessions for its user, and
-/// `verify` passes.
-async fn both_agree(set: &Partitioned, tokens: &[String]) {
+/// the same through the grace window), both answer the same sessions for its user, every
+/// token answered is in the log with no fork, and `verify` passes.
+async fn both_agree(set: &Partitioned, clients: Vec<Held>) {
     let [(_, a), (_, b)] = set.apis();
-    let mut sessions_compared = 0;
-    for token in tokens {
-        let (status, first) = a.refresh(token).await;
+    let (mut sessions_compared, mut tokens_checked, mut events) = (0, 0, 0);
+    for mut held in clients {
+        let (status, first) = a.refresh(&held.token).await;
         assert_eq!(status, 200, "{first}");
-        let (status, again) = b.refresh(token).await;
+        let (status, again) = b.refresh(&held.token).await;
         assert_eq!(status, 200, "{again}");
         assert_eq!(
             first["refreshToken"], again["refreshToken"],
             "one successor"
         );
-        let generation = claims(token)["gen"].as_u64().expect("gen");
-        assert_eq!(
-            claims(first["refreshToken"].as_str().unwrap())["gen"],
-            generation + 1
-        );
+        let generation = claims(&held.token)["gen"].as_u64().expect("gen");
+        let successor = Token::of(&first);
+        assert_eq!(successor.generation, generation + 1);
+        held.acked.push(successor);
         let jwt = first["jwt"].as_str().expect("an access token");
         let path = "/api/auth/sessions?pagination[pageSize]=100";
         let (status, on_a) = a.get_with_bearer(path, jwt).await;
@@ -330,8 +345,12 @@ async fn both_agree(set: &Partitioned, tokens: &[String]) {
         assert_eq!(status, 200, "{on_b}");
         assert_eq!(on_a, on_b, "both instances answer the same sessions");
         sessions_compared += on_a["data"].as_array().map_or(0, Vec::len);
+        tokens_checked += held.acked.len();
+        events += check_trail(&set.instances[1], &held.username, &held.acked);
     }
-    println!("[partition] sessions compared on both instances: {sessions_compared}");
+    println!(
+        "[partition] sessions compared on both instances: {sessions_compared}; acknowledged tokens found in the log: {tokens_checked} of {events} events"
+    );
     let verified = set.instances[1].cli(&["verify"]);
     assert!(
         verified.status.success(),
@@ -348,19 +367,19 @@ async fn a_slow_link_to_postgres_keeps_memory_bounded() {
     }
     let set = Partitioned::start().await;
     let a = set.api(Side::A);
-    let mut tokens = Vec::new();
+    let mut clients = Vec::new();
     for index in 0..SLOW_CLIENTS {
-        tokens.push(a.user_with_token(&format!("slow{index}")).await.1);
+        clients.push(Held::register(&a, format!("slow{index}")).await);
     }
     set.proxies[index(Side::A)].set_delay(SLOW_LINK);
-    let load = Load::start(&[(Side::A, a.clone())], tokens);
+    let load = Load::start(&[(Side::A, a.clone())], clients);
     let started = Instant::now();
     let mut memory = Vec::new();
     while started.elapsed() < SLOW_FOR {
         memory.push(set.instances[index(Side::A)].memory_kib().0);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let (tokens, answers) = load.finish().await;
+    let (clients, answers) = load.finish().await;
     set.proxies[index(Side::A)].set_delay(Duration::ZERO);
 
     let (first, second) = memory.split_at(memory.len() / 2);
@@ -392,5 +411,5 @@ async fn a_slow_link_to_postgres_keeps_memory_bounded() {
         peak(second) <= peak(first) + 8 * 1024,
         "memory grew: {memory:?}"
     );
-    both_agree(&set, &tokens).await;
+    both_agree(&set, clients).await;
 }
