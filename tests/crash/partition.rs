@@ -9,8 +9,10 @@
 //!   the events table's lock when the link went. After healing both serve again by
 //!   themselves, and both answer the same sessions for every user; every client's newest
 //!   token works on both with one successor; `verify` passes.
-//!   The link is made slow a moment before the cut, so that A's transaction is in flight
-//!   when the link goes.
+//!   The cut comes right after A sent an insert of events (the link made slow, so that the
+//!   insert arrives but its answer cannot): A's batch waits for an answer that never comes,
+//!   and its transaction stays open in PostgreSQL, holding rows B's writes of the same
+//!   streams must wait for.
 //! - **Slow link**: what A sends the database is delayed 200 ms (each round trip 200 ms longer)
 //!   under steady load on A: it still answers, and its memory stays bounded (no queue grows
 //!   without end).
@@ -73,13 +75,13 @@ impl Held {
 }
 
 /// The whole set-up: namespaces, a cluster in the database's, a proxy for each instance, the
-/// two instances. Dropped in reverse: instances, proxies, cluster, namespaces.
+/// two instances. Fields are dropped in order: instances, proxies, cluster, namespaces.
 struct Partitioned {
-    network: Network,
-    cluster: OwnCluster,
+    instances: Vec<Server>,
     proxies: [LatencyProxy; 2],
     _data: tempfile::TempDir,
-    instances: Vec<Server>,
+    cluster: OwnCluster,
+    network: Network,
 }
 
 impl Partitioned {
@@ -101,11 +103,11 @@ impl Partitioned {
             instances.push(server);
         }
         Partitioned {
-            network,
-            cluster,
+            instances,
             proxies,
             _data: data,
-            instances,
+            cluster,
+            network,
         }
     }
 
@@ -244,8 +246,12 @@ async fn an_instance_cut_off_from_postgres_answers_503_while_the_other_serves() 
 
     let load = Load::start(&set.apis(), clients);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    set.proxies[index(Side::A)].set_delay(SLOW_LINK);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The cut comes while A's batch waits for the answer to its insert: the insert reaches
+    // the database (the proxy holds it 200 ms, longer than a cut takes), its answer never
+    // comes back, and the transaction stays open there, holding its rows.
+    let proxy = &set.proxies[index(Side::A)];
+    proxy.set_delay(SLOW_LINK);
+    proxy.sent(b"INSERT INTO events").await;
     let cut = Instant::now();
     set.network.cut(Side::A);
     tokio::time::sleep(CUT).await;

@@ -21,7 +21,27 @@ pub struct LatencyProxy {
     /// Where it listens, in the database's namespace.
     pub address: SocketAddr,
     delay_ms: Arc<AtomicU64>,
+    watch: Arc<Watch>,
     stop: Option<oneshot::Sender<()>>,
+}
+
+/// Bytes to look for in what clients send, and a wake-up when a chunk holding them arrives.
+#[derive(Default)]
+struct Watch {
+    needle: std::sync::Mutex<Option<Vec<u8>>>,
+    seen: tokio::sync::Notify,
+}
+
+impl Watch {
+    fn look_at(&self, chunk: &[u8]) {
+        let needle = self.needle.lock().expect("the needle");
+        let Some(needle) = needle.as_deref() else {
+            return;
+        };
+        if chunk.windows(needle.len()).any(|window| window == needle) {
+            self.seen.notify_waiters();
+        }
+    }
 }
 
 impl LatencyProxy {
@@ -33,6 +53,8 @@ impl LatencyProxy {
         let (bound, address) = std::sync::mpsc::channel();
         let listen = listen.to_owned();
         let delay = delay_ms.clone();
+        let watch = Arc::new(Watch::default());
+        let watching = watch.clone();
         network.in_database_namespace(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -45,15 +67,23 @@ impl LatencyProxy {
                 let _ = bound.send(listener.local_addr().expect("its address"));
                 tokio::select! {
                     _ = stopped => {}
-                    () = serve(listener, target, delay) => {}
+                    () = serve(listener, target, delay, watching) => {}
                 }
             });
         });
         LatencyProxy {
             address: address.recv().expect("the proxy started"),
             delay_ms,
+            watch,
             stop: Some(stop),
         }
+    }
+
+    /// Returns when a client next sends bytes holding `needle` (a statement's text, say): with
+    /// a delay set, that statement has not reached the database yet, nor its answer the client.
+    pub async fn sent(&self, needle: &[u8]) {
+        *self.watch.needle.lock().expect("the needle") = Some(needle.to_vec());
+        self.watch.seen.notified().await;
     }
 
     /// Every byte the client sends from now on is passed on `delay` after it arrived.
@@ -72,12 +102,17 @@ impl Drop for LatencyProxy {
     }
 }
 
-async fn serve(listener: TcpListener, target: SocketAddr, delay: Arc<AtomicU64>) {
+async fn serve(
+    listener: TcpListener,
+    target: SocketAddr,
+    delay: Arc<AtomicU64>,
+    watch: Arc<Watch>,
+) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        let delay = delay.clone();
+        let (delay, watch) = (delay.clone(), watch.clone());
         tokio::spawn(async move {
             let Ok(server) = TcpStream::connect(target).await else {
                 return;
@@ -85,14 +120,20 @@ async fn serve(listener: TcpListener, target: SocketAddr, delay: Arc<AtomicU64>)
             let _ = (client.set_nodelay(true), server.set_nodelay(true));
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
-            tokio::spawn(pass_on(client_read, server_write, delay));
-            tokio::spawn(pass_on(server_read, client_write, Arc::default()));
+            tokio::spawn(pass_on(client_read, server_write, delay, Some(watch)));
+            tokio::spawn(pass_on(server_read, client_write, Arc::default(), None));
         });
     }
 }
 
-/// Copies `from` to `to`, each chunk once it is `delay` old; closes `to` after `from` ends.
-async fn pass_on(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Arc<AtomicU64>) {
+/// Copies `from` to `to`, each chunk once it is `delay` old, shown to `watch` as it arrives;
+/// closes `to` after `from` ends.
+async fn pass_on(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    delay: Arc<AtomicU64>,
+    watch: Option<Arc<Watch>>,
+) {
     let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let writer = tokio::spawn(async move {
         while let Some((at, bytes)) = due.recv().await {
@@ -107,6 +148,9 @@ async fn pass_on(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Arc<Ato
     while let Ok(read) = from.read(&mut buffer).await {
         if read == 0 {
             break;
+        }
+        if let Some(watch) = &watch {
+            watch.look_at(&buffer[..read]);
         }
         let at = Instant::now() + Duration::from_millis(delay.load(Ordering::Relaxed));
         if queue.send((at, buffer[..read].to_vec())).is_err() {

@@ -73,7 +73,12 @@ impl Network {
     /// Makes the namespaces and links of the picture above, all up.
     pub fn create() -> Network {
         let mut k = 100 + (std::process::id() % 100) as u8;
-        while ip(&["netns", "add", &name(k, 'd')]).is_err() {
+        for tries in 1.. {
+            match ip(&["netns", "add", &name(k, 'd')]) {
+                Ok(()) => break,
+                // Taken by a run beside this one: the next.
+                Err(why) => assert!(tries < 100, "ip netns add: {why}"),
+            }
             k = k.wrapping_add(1).max(100);
         }
         let network = Network { k };
