@@ -85,6 +85,12 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     fn reader(&self) -> &Pool<Self::Db>;
     /// The pool writes go to.
     fn writer(&self) -> &Pool<Self::Db>;
+    /// The pool the group commit's batches go to: `writer` unless the database takes
+    /// writers side by side, when the batches' own, so that other writes (registrations
+    /// waiting on the users table's lock) cannot keep them waiting for a connection.
+    fn batch_writer(&self) -> &Pool<Self::Db> {
+        self.writer()
+    }
 
     /// The ledger key new events are chained with.
     fn chain(&self) -> &ChainKey;

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use sqlx::pool::PoolConnection;
 use sqlx::{ColumnIndex, Connection, Database, Encode, Executor, IntoArguments, Row as _, Type};
 
 use super::appender::{
@@ -163,11 +164,15 @@ where
              ORDER BY stream_version",
             recorded_columns::<D>()
         );
-        let rows = query::<D>(&sql)
+        let mut conn = self.reader().acquire().await?;
+        let fetching = query::<D>(&sql)
             .bind(stream)
             .bind(after_version)
-            .fetch_all(self.reader())
-            .await?;
+            .fetch_all(&mut *conn);
+        let rows = match within_deadline::<D, _>(fetching).await {
+            Ok(rows) => rows?,
+            Err(passed) => return Err(abandon(conn, passed).into()),
+        };
         let mut events = rows
             .iter()
             .map(D::recorded)
@@ -194,12 +199,16 @@ where
              ORDER BY stream_version LIMIT ?3",
             recorded_columns::<D>()
         );
-        let rows = query::<D>(&sql)
+        let mut conn = self.reader().acquire().await?;
+        let fetching = query::<D>(&sql)
             .bind(stream)
             .bind(after_position)
             .bind(limit)
-            .fetch_all(self.reader())
-            .await?;
+            .fetch_all(&mut *conn);
+        let rows = match within_deadline::<D, _>(fetching).await {
+            Ok(rows) => rows?,
+            Err(passed) => return Err(abandon(conn, passed).into()),
+        };
         let mut events = rows
             .iter()
             .map(D::recorded)
@@ -243,17 +252,16 @@ where
     async fn write_batch(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
         // Nothing more goes into a file the next start will not open.
         self.refuse_writes()?;
-        let mut conn = self.writer().acquire().await?;
+        let mut conn = self.batch_writer().acquire().await?;
         let writing = D::write_on(&mut conn, self.chain(), self.keyring(), batch);
-        let (written, abandoned) = match within_deadline::<D, _>(writing).await {
-            Ok(written) => (written, false),
-            Err(passed) => (Err(passed), true),
+        let written = match within_deadline::<D, _>(writing).await {
+            Ok(written) => written,
+            Err(passed) => return Err(abandon(conn, passed)),
         };
-        if abandoned || written.is_err() && D::FRESH_CONNECTION_AFTER_FAILURE {
+        if written.is_err() && D::FRESH_CONNECTION_AFTER_FAILURE {
             // A COMMIT that failed on a full or read-only disk may leave SQLite's transaction
-            // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN;
-            // an abandoned batch's connection is midway through a statement. The next batch
-            // gets a fresh connection instead.
+            // rolled back behind sqlx's bookkeeping, which then refuses every later BEGIN:
+            // the next batch gets a fresh connection instead.
             conn.close_on_drop();
         }
         let outcomes = written?;
@@ -403,6 +411,14 @@ impl<D: EventTable> BatchWriter for D {
     }
 }
 
+/// Closes the connection of work abandoned at `Dialect::DEADLINE` (midway through a
+/// statement: returned to the pool, sqlx would first ping it, with no limit, over the link
+/// that went silent) and passes the deadline's error on.
+fn abandon<DB: Database>(mut conn: PoolConnection<DB>, passed: sqlx::Error) -> sqlx::Error {
+    conn.close_on_drop();
+    passed
+}
+
 /// `work`'s own result, or the error of its abandonment at `Dialect::DEADLINE`.
 async fn within_deadline<D: Dialect, T>(work: impl Future<Output = T>) -> Result<T, sqlx::Error> {
     let Some(deadline) = D::DEADLINE else {
@@ -497,7 +513,7 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         after_version: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
-        within_deadline::<D, _>(self.db.stream(stream, after_version)).await?
+        self.db.stream(stream, after_version).await
     }
 
     async fn read_stream_page(
@@ -507,7 +523,7 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
-        within_deadline::<D, _>(self.db.stream_page(stream, after_position, limit)).await?
+        self.db.stream_page(stream, after_position, limit).await
     }
 
     fn read_all(
@@ -580,5 +596,6 @@ impl<D: EventTable> EventStore for SqlEventStore<D> {
         self.appender.close().await;
         self.db.reader().close().await;
         self.db.writer().close().await;
+        self.db.batch_writer().close().await;
     }
 }

@@ -27,6 +27,7 @@ pub struct PgDatabase {
     /// Reads' pool (and `LISTEN`'s).
     pub pool: PgPool,
     writes: PgPool,
+    batches: PgPool,
     chain: ChainKey,
     keyring: Keyring,
 }
@@ -48,20 +49,24 @@ impl PgDatabase {
         let options = options.options([("idle_in_transaction_session_timeout", "3s")]);
         // While the database is away a request fails within 2 s with a 503 (sqlx tries to
         // connect again until this runs out), instead of holding its client for sqlx's
-        // default 30 s; a pool busy for this long is overloaded anyway. Writes have a pool of
-        // their own, so that reads (catch-up, the mailer, actors loading) cannot keep the
-        // group commit waiting for a connection when the database is slow to answer.
+        // default 30 s; a pool busy for this long is overloaded anyway. The group commit has
+        // a pool of its own (one batch at a time; the second connection while an abandoned
+        // batch's closes), and so have other writes, so that neither reads (catch-up, the
+        // mailer, actors loading) nor registrations can keep it waiting for a connection when
+        // the database is slow to answer.
         let pool = |size| {
             PgPoolOptions::new()
                 .max_connections(size)
                 .acquire_timeout(Duration::from_millis(1500))
         };
+        let batches = pool(2).connect_with(options.clone()).await?;
         let writes = pool(4).connect_with(options.clone()).await?;
         let pool = pool(16).connect_with(options).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let db = PgDatabase {
             pool,
             writes,
+            batches,
             chain: ChainKey::new(&keys.ledger),
             keyring: Keyring::new(MasterKey::new(&keys.personal)),
         };
@@ -104,6 +109,10 @@ impl Dialect for PgDatabase {
 
     fn writer(&self) -> &PgPool {
         &self.writes
+    }
+
+    fn batch_writer(&self) -> &PgPool {
+        &self.batches
     }
 
     fn chain(&self) -> &ChainKey {

@@ -16,7 +16,7 @@ use support::{Api, Server, claims};
 
 use crate::client::Token;
 use crate::forensics::check_trail;
-use crate::server::api;
+use crate::server::{PROBE, api, serves_again};
 
 const CLIENTS: usize = 4;
 
@@ -87,6 +87,7 @@ async fn postgres_stopped_under_load_is_503s_then_both_instances_serve_again() {
         instances.push(server);
     }
     let apis = [api(&instances[0]), api(&instances[1])];
+    apis[0].register(PROBE).await;
     let mut tokens = Vec::new();
     let mut answered: Vec<Vec<Token>> = Vec::new();
     for index in 0..CLIENTS {
@@ -108,15 +109,7 @@ async fn postgres_stopped_under_load_is_503s_then_both_instances_serve_again() {
         let back = Instant::now();
         // Both instances serve again by themselves.
         for api in &apis {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while api.get("/api/users/me").await.0 == 503 {
-                assert!(
-                    Instant::now() < deadline,
-                    "{} did not come back",
-                    api.address
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            serves_again(api).await;
         }
         let recovered = back.elapsed();
         tokio::time::sleep(Duration::from_millis(500)).await;

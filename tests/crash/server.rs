@@ -104,3 +104,26 @@ async fn backends(schema: &FreshSchema) -> i64 {
     admin.close().await;
     count
 }
+
+/// The user `serves_again` logs in as: registered before the database goes away.
+pub const PROBE: &str = "probe";
+
+/// Waits until `api` logs `PROBE` in (a read of the users table) with anything but a 503;
+/// panics after 30 s. How long it waited.
+pub async fn serves_again(api: &Api) -> Duration {
+    let started = Instant::now();
+    let body = serde_json::json!({ "identifier": PROBE, "password": support::PASSWORD });
+    loop {
+        let (status, answer) = api.post("/api/auth/local", body.clone()).await;
+        if status != 503 {
+            assert_eq!(status, 200, "the probe's login: {answer}");
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} did not come back",
+            api.address
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -3,16 +3,19 @@
 //! and heal it again while the test still reaches both instances over HTTP.
 //!
 //! ```text
-//!            test (this namespace)
-//!            10.K.3.1        10.K.4.1
-//!               |  web          |  web
-//!            10.K.3.2        10.K.4.2
-//!            [ a ]            [ b ]
-//!            10.K.1.2        10.K.2.2
-//!               |  db           |  db
-//!            10.K.1.1 to-a   10.K.2.1 to-b
-//!            [          database          ]
+//!               test (this namespace)
+//!          198.18.K.9        198.18.K.13
+//!               |  web            |  web
+//!          198.18.K.10       198.18.K.14
+//!             [ a ]             [ b ]
+//!          198.18.K.2        198.18.K.6
+//!               |  db             |  db
+//!          198.18.K.1 to-a   198.18.K.5 to-b
+//!             [          database          ]
 //! ```
+//!
+//! Each link is a /30 of 198.18.0.0/15, the range set aside for tests of networks (RFC 2544),
+//! so that no route of the machine's own is met.
 //!
 //! A cut takes down the database's end of an instance's `db` link: the instance's own end
 //! stays up with its route, and what it sends is dropped without an answer, as in a
@@ -22,11 +25,12 @@
 
 use std::fs::File;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sched::{CloneFlags, setns};
 
 pub struct Network {
-    /// The second octet of every address, also in every name, so that runs side by side on
+    /// The third octet of every address, also in every name, so that runs side by side on
     /// one machine do not meet.
     k: u8,
 }
@@ -46,18 +50,24 @@ impl Side {
         }
     }
 
-    /// The third octet of this side's `db` link (its `web` link is two more).
+    /// The number of this side's `db` link (its `web` link is two more).
     fn link(self) -> u8 {
         match self {
-            Side::A => 1,
-            Side::B => 2,
+            Side::A => 0,
+            Side::B => 1,
         }
     }
 }
 
 /// Why no namespaces can be made here, if none can.
 pub fn namespaces_unavailable() -> Option<String> {
-    let probe = format!("tlprobe{}", std::process::id());
+    static PROBES: AtomicU32 = AtomicU32::new(0);
+    // Tests of one process ask at once: a name each.
+    let probe = format!(
+        "tlprobe{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    );
     match ip(&["netns", "add", &probe]) {
         Ok(()) => {
             let _ = ip(&["netns", "del", &probe]);
@@ -72,14 +82,14 @@ pub fn namespaces_unavailable() -> Option<String> {
 impl Network {
     /// Makes the namespaces and links of the picture above, all up.
     pub fn create() -> Network {
-        let mut k = 100 + (std::process::id() % 100) as u8;
+        let mut k = (std::process::id() % 256) as u8;
         for tries in 1.. {
             match ip(&["netns", "add", &name(k, 'd')]) {
                 Ok(()) => break,
                 // Taken by a run beside this one: the next.
                 Err(why) => assert!(tries < 100, "ip netns add: {why}"),
             }
-            k = k.wrapping_add(1).max(100);
+            k = k.wrapping_add(1);
         }
         let network = Network { k };
         for side in ['a', 'b'] {
@@ -107,12 +117,17 @@ impl Network {
 
     /// The address the test reaches `side`'s instance at.
     pub fn web_address(&self, side: Side) -> String {
-        format!("10.{}.{}.2", self.k, side.link() + 2)
+        self.address(side.link() + 2, 2)
     }
 
     /// The database's address on `side`'s `db` link: where that instance reaches it.
     pub fn database_address(&self, side: Side) -> String {
-        format!("10.{}.{}.1", self.k, side.link())
+        self.address(side.link(), 1)
+    }
+
+    /// End `end` (1 or 2) of link `link`.
+    fn address(&self, link: u8, end: u8) -> String {
+        format!("198.18.{}.{}", self.k, 4 * link + end)
     }
 
     /// Cuts `side` off from the database (and from nothing else).
@@ -150,8 +165,12 @@ impl Network {
         self.run(&["link", "set", "dev", &here, "netns", &name(k, 'd')]);
         self.run_in('d', &["link", "set", "dev", &here, "name", &to(side)]);
         let ends = [
-            ('d', to(side), format!("10.{k}.{link}.1/24")),
-            (letter, "db".to_owned(), format!("10.{k}.{link}.2/24")),
+            ('d', to(side), format!("{}/30", self.address(link, 1))),
+            (
+                letter,
+                "db".to_owned(),
+                format!("{}/30", self.address(link, 2)),
+            ),
         ];
         for (ns, device, address) in ends {
             self.run_in(ns, &["addr", "add", &address, "dev", &device]);
@@ -166,12 +185,10 @@ impl Network {
         self.run(&["link", "add", &here, "type", "veth", "peer", "name", &there]);
         self.run(&["link", "set", "dev", &there, "netns", &name(k, letter)]);
         self.run_in(letter, &["link", "set", "dev", &there, "name", "web"]);
-        self.run(&["addr", "add", &format!("10.{k}.{link}.1/24"), "dev", &here]);
+        let (near, far) = (self.address(link, 1), self.address(link, 2));
+        self.run(&["addr", "add", &format!("{near}/30"), "dev", &here]);
         self.run(&["link", "set", "dev", &here, "up"]);
-        self.run_in(
-            letter,
-            &["addr", "add", &format!("10.{k}.{link}.2/24"), "dev", "web"],
-        );
+        self.run_in(letter, &["addr", "add", &format!("{far}/30"), "dev", "web"]);
         self.run_in(letter, &["link", "set", "dev", "web", "up"]);
     }
 
