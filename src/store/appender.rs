@@ -191,7 +191,9 @@ async fn run(
         }
         if !batch.is_empty() {
             stats.batches.record(batch.len());
-            commit(&writer, batch, &stats).await;
+            if let Err(error) = commit(&writer, batch, &stats).await {
+                fail_queued(&mut inbox, &error, &mut closing);
+            }
         }
         if closing.is_some() && inbox.is_empty() {
             break;
@@ -212,7 +214,34 @@ async fn run(
     }
 }
 
-async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &StoreStats) {
+/// Answers every append queued while a batch failed with its error, at once: the database
+/// just failed them (away, or silent until the deadline), and trying them again would keep
+/// their callers waiting as long once more — a 503 after twice the pool's acquire timeout.
+/// Appends queued after this are tried afresh.
+fn fail_queued(
+    inbox: &mut mpsc::UnboundedReceiver<Message>,
+    error: &Arc<sqlx::Error>,
+    closing: &mut Option<oneshot::Sender<()>>,
+) {
+    while let Ok(message) = inbox.try_recv() {
+        match message {
+            Message::Append(request) => {
+                let _ = request.reply.send(Err(StoreError::Database(error.clone())));
+            }
+            Message::Close(done) => {
+                inbox.close();
+                *closing = Some(done);
+            }
+        }
+    }
+}
+
+/// Writes `batch` and answers its appends; the database's error if the whole batch failed.
+async fn commit(
+    writer: &impl BatchWriter,
+    batch: Vec<AppendRequest>,
+    stats: &StoreStats,
+) -> Result<(), Arc<sqlx::Error>> {
     let started = std::time::Instant::now();
     let written = writer.write(&batch).await;
     tracing::debug!(
@@ -239,6 +268,7 @@ async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &St
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
             }
+            Ok(())
         }
         Err(error) => {
             tracing::error!(%error, appends = batch.len(), "group commit failed; no append of the batch was acknowledged");
@@ -246,6 +276,7 @@ async fn commit(writer: &impl BatchWriter, batch: Vec<AppendRequest>, stats: &St
             for request in batch {
                 let _ = request.reply.send(Err(StoreError::Database(error.clone())));
             }
+            Err(error)
         }
     }
 }
@@ -563,6 +594,48 @@ mod tests {
         ));
         assert!(fresh.outcome().await.is_ok());
         assert!(fresh_landing.landed());
+        appender.close().await;
+    }
+
+    /// Fails every batch after 300 ms, counting the appends it was given.
+    struct Slow(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait]
+    impl BatchWriter for Slow {
+        async fn write(&self, batch: &[AppendRequest]) -> Result<Vec<Outcome>, sqlx::Error> {
+            self.0.fetch_add(batch.len(), Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Err(sqlx::Error::PoolTimedOut)
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_batch_that_fails_then_appends_queued_meanwhile_get_its_error_untried() {
+        let written = Arc::default();
+        let appender = Appender::start(Slow(Arc::clone(&written)), Arc::default());
+        let metadata = EventMetadata::default();
+        let first = appender.submit("user-1", 0, vec![], &metadata, None);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let queued = appender.submit("user-2", 0, vec![], &metadata, None);
+
+        assert!(first.outcome().await.is_err());
+        assert!(matches!(
+            queued.outcome().await,
+            Err(StoreError::Database(error)) if matches!(*error, sqlx::Error::PoolTimedOut)
+        ));
+        assert_eq!(
+            written.load(Ordering::Relaxed),
+            1,
+            "only the first was tried"
+        );
+
+        let after = appender.submit("user-3", 0, vec![], &metadata, None);
+        assert!(after.outcome().await.is_err());
+        assert_eq!(
+            written.load(Ordering::Relaxed),
+            2,
+            "a later append is tried afresh"
+        );
         appender.close().await;
     }
 

@@ -41,12 +41,6 @@ impl PgDatabase {
         options: PgConnectOptions,
         keys: &StoreKeys,
     ) -> Result<PgDatabase, sqlx::Error> {
-        // A transaction whose client went silent (a partition: no reset ever comes) holds
-        // its rows' locks, and another instance writing the same stream waits on them, until
-        // PostgreSQL ends the session: after this, not after TCP keepalive's two hours. No
-        // transaction of ours waits on its client for more than a round trip between two
-        // statements.
-        let options = options.options([("idle_in_transaction_session_timeout", "3s")]);
         // While the database is away a request fails within 2 s with a 503 (sqlx tries to
         // connect again until this runs out), instead of holding its client for sqlx's
         // default 30 s; a pool busy for this long is overloaded anyway. The group commit has
@@ -58,6 +52,9 @@ impl PgDatabase {
             PgPoolOptions::new()
                 .max_connections(size)
                 .acquire_timeout(Duration::from_millis(1500))
+                .after_connect(|conn, _| {
+                    Box::pin(async move { limit_idle_transactions(conn).await })
+                })
         };
         let batches = pool(2).connect_with(options.clone()).await?;
         let writes = pool(4).connect_with(options.clone()).await?;
@@ -73,6 +70,16 @@ impl PgDatabase {
         db.keyring.check(&db).await.map_err(keys_error)?;
         Ok(db)
     }
+}
+
+/// A transaction whose client went silent (a partition: no reset ever comes) holds its rows'
+/// locks, and another instance writing the same stream waits on them, until PostgreSQL ends
+/// the session: after 3 s, not after TCP keepalive's two hours. No transaction of ours waits
+/// on its client for more than a round trip between two statements. A `SET` rather than a
+/// startup option, which PgBouncer and some hosted poolers refuse.
+async fn limit_idle_transactions(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, "SET idle_in_transaction_session_timeout = '3s'").await?;
+    Ok(())
 }
 
 /// The event store on PostgreSQL.
