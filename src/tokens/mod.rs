@@ -171,6 +171,17 @@ struct KeyMaterial {
     alg: AccessAlg,
 }
 
+impl KeyMaterial {
+    fn source(&self, lifetime: TimeDelta) -> KeySource<'_> {
+        KeySource {
+            jwt_secret: &self.jwt_secret,
+            signing_key: self.signing_key.as_ref(),
+            alg: self.alg,
+            lifetime,
+        }
+    }
+}
+
 fn validation(alg: Algorithm) -> Validation {
     let mut validation = Validation::new(alg);
     validation.leeway = 0;
@@ -193,16 +204,11 @@ impl Tokens {
             signing_key: None,
             alg: AccessAlg::HS256,
         };
-        let source = KeySource {
-            jwt_secret: access_secret,
-            signing_key: None,
-            alg: AccessAlg::HS256,
-            lifetime: access_lifetime,
-        };
-        let keys = KeySet::fold(&source, &[]).map_err(|error| match error {
-            KeyError::Jwt(error) => error,
-            other => unreachable!("HS256 with no rotation derives nothing: {other}"),
-        })?;
+        let keys =
+            KeySet::fold(&material.source(access_lifetime), &[]).map_err(|error| match error {
+                KeyError::Jwt(error) => error,
+                other => unreachable!("HS256 with no rotation derives nothing: {other}"),
+            })?;
         Ok(Tokens {
             access: RwLock::new(Arc::new(keys)),
             material,
@@ -269,12 +275,7 @@ impl Tokens {
 
     /// What the keys are made from, for working out a rotation.
     pub fn key_source(&self) -> KeySource<'_> {
-        KeySource {
-            jwt_secret: &self.material.jwt_secret,
-            signing_key: self.material.signing_key.as_ref(),
-            alg: self.material.alg,
-            lifetime: self.access_lifetime,
-        }
+        self.material.source(self.access_lifetime)
     }
 
     /// Folds rotations read from the `signing-keys` stream (`version` is the first's stream

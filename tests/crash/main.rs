@@ -29,6 +29,7 @@ mod mailer;
 mod outage;
 mod partition;
 mod power_loss;
+mod rotating;
 mod server;
 mod shutdown;
 

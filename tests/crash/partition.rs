@@ -17,17 +17,14 @@
 //!   under steady load on A: it still answers, and its memory stays bounded (no queue grows
 //!   without end).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use support::cluster::{OwnCluster, cluster_unavailable};
 use support::latency::LatencyProxy;
 use support::netns::{Network, Side, namespaces_unavailable};
-use support::{Api, Server, claims, runs_here};
+use support::{Api, Server, runs_here};
 
-use crate::client::Token;
-use crate::forensics::check_trail;
+use crate::rotating::{Answer, Held, Load, both_agree, wrong};
 use crate::server::{PROBE, api, server_on, serves_again};
 
 const CLIENTS: usize = 6;
@@ -42,37 +39,6 @@ const CAUGHT: Duration = Duration::from_millis(8000);
 const SLOW_LINK: Duration = Duration::from_millis(200);
 const SLOW_CLIENTS: usize = 48;
 const SLOW_FOR: Duration = Duration::from_secs(12);
-
-/// One answer a client got.
-#[derive(Clone, Debug)]
-struct Answer {
-    side: Side,
-    sent: Instant,
-    took: Duration,
-    status: u16,
-    retry_after: bool,
-}
-
-type Answers = Arc<Mutex<Vec<Answer>>>;
-
-/// A client: its user, its newest token, and every token it was answered.
-struct Held {
-    username: String,
-    token: String,
-    acked: Vec<Token>,
-}
-
-impl Held {
-    /// A new user logged in on `api`.
-    async fn register(api: &Api, username: String) -> Held {
-        let (_, token) = api.user_with_token(&username).await;
-        Held {
-            acked: vec![Token::of(&json!({ "refreshToken": token }))],
-            username,
-            token,
-        }
-    }
-}
 
 /// The whole set-up: namespaces, a cluster in the database's, a proxy for each instance, the
 /// two instances. Fields are dropped in order: instances, proxies, cluster, namespaces.
@@ -115,6 +81,11 @@ impl Partitioned {
         api(&self.instances[index(side)])
     }
 
+    async fn both_agree(&self, clients: Vec<Held>) {
+        let [a, b] = [Side::A, Side::B].map(|side| self.api(side));
+        both_agree("partition", [&a, &b], &self.instances[1], clients).await;
+    }
+
     fn apis(&self) -> [(Side, Api); 2] {
         [Side::A, Side::B].map(|side| (side, self.api(side)))
     }
@@ -132,91 +103,6 @@ fn available() -> bool {
         "the partition tests",
         cluster_unavailable().or_else(namespaces_unavailable),
     )
-}
-
-/// Rotates the client's token on `apis` in turn until `stop`, noting every answer. A 503
-/// keeps the token: nothing was acknowledged.
-async fn rotate(
-    apis: Vec<(Side, Api)>,
-    mut held: Held,
-    answers: Answers,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Held {
-    let mut turn = 0;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let (side, api) = &apis[turn % apis.len()];
-        turn += 1;
-        let sent = Instant::now();
-        let answer = api
-            .client
-            .post(api.url("/api/auth/local/refresh"))
-            .json(&json!({ "refreshToken": held.token }))
-            .send()
-            .await;
-        let took = sent.elapsed();
-        let (status, retry_after, body) = match answer {
-            Ok(answer) => {
-                let status = answer.status().as_u16();
-                let retry_after = answer.headers().contains_key("retry-after");
-                (
-                    status,
-                    retry_after,
-                    answer.json().await.unwrap_or(Value::Null),
-                )
-            }
-            // A client timeout (30 s) or a refused connection: a wrong answer below.
-            Err(_) => (0, false, Value::Null),
-        };
-        if status == 200 {
-            let token = Token::of(&body);
-            held.token = body["refreshToken"].as_str().expect("checked").to_owned();
-            held.acked.push(token);
-        }
-        answers.lock().unwrap().push(Answer {
-            side: *side,
-            sent,
-            took,
-            status,
-            retry_after,
-        });
-        if status == 503 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    held
-}
-
-struct Load {
-    answers: Answers,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    running: Vec<tokio::task::JoinHandle<Held>>,
-}
-
-impl Load {
-    fn start(apis: &[(Side, Api)], clients: Vec<Held>) -> Load {
-        let answers: Answers = Arc::default();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let running = clients
-            .into_iter()
-            .map(|held| tokio::spawn(rotate(apis.to_vec(), held, answers.clone(), stop.clone())))
-            .collect();
-        Load {
-            answers,
-            stop,
-            running,
-        }
-    }
-
-    /// Stops the clients; them and every answer.
-    async fn finish(self) -> (Vec<Held>, Vec<Answer>) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut clients = Vec::new();
-        for task in self.running {
-            clients.push(task.await.expect("a client"));
-        }
-        let answers = self.answers.lock().unwrap().clone();
-        (clients, answers)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,10 +145,7 @@ async fn an_instance_cut_off_from_postgres_answers_503_while_the_other_serves() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (clients, answers) = load.finish().await;
 
-    let wrong: Vec<_> = answers
-        .iter()
-        .filter(|a| !(a.status == 200 || a.status == 503 && a.retry_after))
-        .collect();
+    let wrong = wrong(&answers);
     assert!(wrong.is_empty(), "answers but 200 or 503: {wrong:?}");
     let during = |a: &&Answer| a.sent >= cut && a.sent + a.took <= healed;
     let a_cut: Vec<_> = answers
@@ -310,7 +193,7 @@ async fn an_instance_cut_off_from_postgres_answers_503_while_the_other_serves() 
     assert!(slowest(&a_cut) < QUICKLY, "A's 503s are quick");
     assert!(b_acked > CLIENTS, "B serves while A is cut off");
 
-    both_agree(&set, clients).await;
+    set.both_agree(clients).await;
 }
 
 /// How long after `moment` the last of `answers` came.
@@ -320,48 +203,6 @@ fn answered_after(answers: &[&Answer], moment: Instant) -> Duration {
         .map(|a| (a.sent + a.took).saturating_duration_since(moment))
         .max()
         .unwrap_or_default()
-}
-
-/// Every client's newest token works on both instances with one successor (the second gets
-/// the same through the grace window), both answer the same sessions for its user, every
-/// token answered is in the log with no fork, and `verify` passes.
-async fn both_agree(set: &Partitioned, clients: Vec<Held>) {
-    let [(_, a), (_, b)] = set.apis();
-    let (mut sessions_compared, mut tokens_checked, mut events) = (0, 0, 0);
-    for mut held in clients {
-        let (status, first) = a.refresh(&held.token).await;
-        assert_eq!(status, 200, "{first}");
-        let (status, again) = b.refresh(&held.token).await;
-        assert_eq!(status, 200, "{again}");
-        assert_eq!(
-            first["refreshToken"], again["refreshToken"],
-            "one successor"
-        );
-        let generation = claims(&held.token)["gen"].as_u64().expect("gen");
-        let successor = Token::of(&first);
-        assert_eq!(successor.generation, generation + 1);
-        held.acked.push(successor);
-        let jwt = first["jwt"].as_str().expect("an access token");
-        let path = "/api/auth/sessions?pagination[pageSize]=100";
-        let (status, on_a) = a.get_with_bearer(path, jwt).await;
-        assert_eq!(status, 200, "{on_a}");
-        let (status, on_b) = b.get_with_bearer(path, jwt).await;
-        assert_eq!(status, 200, "{on_b}");
-        assert_eq!(on_a, on_b, "both instances answer the same sessions");
-        sessions_compared += on_a["data"].as_array().map_or(0, Vec::len);
-        tokens_checked += held.acked.len();
-        events += check_trail(&set.instances[1], &held.username, &held.acked);
-    }
-    println!(
-        "[partition] sessions compared on both instances: {sessions_compared}; acknowledged tokens found in the log: {tokens_checked} of {events} events"
-    );
-    let verified = set.instances[1].cli(&["verify"]);
-    assert!(
-        verified.status.success(),
-        "verify: {}{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,10 +242,7 @@ async fn a_slow_link_to_postgres_keeps_memory_bounded() {
         peak(first),
         peak(second),
     );
-    let wrong: Vec<_> = answers
-        .iter()
-        .filter(|a| !(a.status == 200 || a.status == 503 && a.retry_after))
-        .collect();
+    let wrong = wrong(&answers);
     assert!(wrong.is_empty(), "answers but 200 or 503: {wrong:?}");
     assert!(acked > SLOW_CLIENTS, "it still serves over a slow link");
     assert!(
@@ -415,5 +253,5 @@ async fn a_slow_link_to_postgres_keeps_memory_bounded() {
         peak(second) <= peak(first) + 8 * 1024,
         "memory grew: {memory:?}"
     );
-    both_agree(&set, clients).await;
+    set.both_agree(clients).await;
 }
